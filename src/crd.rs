@@ -1,0 +1,261 @@
+//! The `ContainerImageScan` custom resource (`stas.statnett.no/v1alpha1`, short name `cis`).
+//!
+//! Field names, types and enums follow the Go operator (statnett/image-scanner-operator 0.16.x)
+//! exactly, so objects it wrote read back unchanged. Fields marked *extension* are additive and
+//! optional; the Go operator ignores them.
+//!
+//! This module is plain data (serde + schemars); the pure core uses it freely.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Group of the CRD.
+pub const GROUP: &str = "stas.statnett.no";
+/// Version of the CRD.
+pub const VERSION: &str = "v1alpha1";
+/// Kind of the CRD.
+pub const KIND: &str = "ContainerImageScan";
+
+/// Desired scan of one container image of one workload container.
+#[derive(
+    CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema, Default,
+)]
+#[kube(
+    group = "stas.statnett.no",
+    version = "v1alpha1",
+    kind = "ContainerImageScan",
+    namespaced,
+    shortname = "cis",
+    status = "ContainerImageScanStatus",
+    printcolumn = r#"{"name":"Image","type":"string","description":"Repository of the scanned image","jsonPath":".spec.name"}"#,
+    printcolumn = r#"{"name":"Tag","type":"string","description":"Tag of the image in the pod spec","jsonPath":".spec.tag"}"#,
+    printcolumn = r#"{"name":"Digest","type":"string","priority":1,"description":"Immutable image digest that was scanned","jsonPath":".spec.digest"}"#,
+    printcolumn = r#"{"name":"Critical","type":"integer","description":"Number of CRITICAL vulnerabilities","jsonPath":".status.vulnerabilitySummary.severityCount.CRITICAL"}"#,
+    printcolumn = r#"{"name":"High","type":"integer","description":"Number of HIGH vulnerabilities","jsonPath":".status.vulnerabilitySummary.severityCount.HIGH"}"#,
+    printcolumn = r#"{"name":"Fixable","type":"integer","description":"Number of vulnerabilities with a fixed version","jsonPath":".status.vulnerabilitySummary.fixedCount"}"#,
+    printcolumn = r#"{"name":"Last Scan","type":"date","description":"Time of the last scan attempt","jsonPath":".status.lastScanTime"}"#,
+    printcolumn = r#"{"name":"Status","type":"string","description":"Reason of the current condition (empty after a successful scan)","jsonPath":".status.conditions[0].reason"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerImageScanSpec {
+    /// Fully qualified, normalised repository name of the image without tag or digest, for
+    /// example `docker.io/library/nginx`.
+    pub name: String,
+    /// Immutable digest of the image as reported by the container runtime, `<algorithm>:<hex>`,
+    /// for example `sha256:3fbc…`. The scan always runs against this digest.
+    pub digest: String,
+    /// Tag of the image as written in the pod spec; empty when the pod spec pins a digest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    /// Lowest severity to report. The effective minimum may be higher when the details do not fit
+    /// the status size budget; see `status.vulnerabilitiesTruncated`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_severity: Option<Severity>,
+    /// When true, only vulnerabilities that have a fixed version are reported. Set from the
+    /// workload annotation `image-scanner.statnett.no/ignore-unfixed: "true"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ignore_unfixed: Option<bool>,
+    /// The top-level workload and container that run the image.
+    pub workload: Workload,
+}
+
+/// Reference to the top-level workload (resolved through controller owner references) and the
+/// container in its pods that runs the scanned image.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Workload {
+    /// API version of the workload, for example `apps/v1` or `v1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    /// API group of the workload (`apps`, `batch`, or empty for the core group). Deprecated in
+    /// favour of `apiVersion`; kept for compatibility.
+    pub group: String,
+    /// Kind of the workload, for example `Deployment`, `CronJob` or `Pod`.
+    pub kind: String,
+    /// Name of the workload object in the namespace of this scan.
+    pub name: String,
+    /// UID of the workload object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
+    /// Name of the container (init, regular or ephemeral) in the workload's pods that runs the
+    /// image.
+    pub container_name: String,
+}
+
+/// Observed state of the scan.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerImageScanStatus {
+    /// `metadata.generation` of this object when the status was last written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// UID of the scan Job whose result is shown. Scan results are shared by every scan of the
+    /// same image digest, so several objects may show the same Job.
+    #[serde(
+        rename = "lastScanJobUID",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub last_scan_job_uid: Option<String>,
+    /// Time of the last scan attempt, successful or not. Drives rescans.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_scan_time: Option<Time>,
+    /// Time of the last successful scan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_successful_scan_time: Option<Time>,
+    /// Current state in kstatus terms: `Reconciling` while a scan Job runs, `Stalled` when the last
+    /// scan failed. A successful scan removes all conditions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conditions: Option<Vec<Condition>>,
+    /// Vulnerabilities found, sorted by severity (lowest first), package, installed version and
+    /// ID, limited to the status size budget (see `vulnerabilitiesTruncated`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
+    pub vulnerabilities: Option<Vec<Vulnerability>>,
+    /// Counts of all vulnerabilities found, before any size-driven truncation of the details.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vulnerability_summary: Option<VulnerabilitySummary>,
+    /// Extension: present when `vulnerabilities` does not hold every vulnerability of the summary
+    /// because the details exceeded the size budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vulnerabilities_truncated: Option<VulnerabilitiesTruncated>,
+}
+
+/// Extension: what was left out of `status.vulnerabilities` to fit the size budget.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct VulnerabilitiesTruncated {
+    /// Severities whose vulnerabilities were all left out, lowest first.
+    pub dropped_severities: Vec<Severity>,
+    /// Number of vulnerabilities left out.
+    pub dropped_count: i32,
+    /// Size budget in bytes that the details had to fit.
+    pub budget_bytes: i64,
+}
+
+/// One vulnerability of one package. This is also the scan-log element format of the Go
+/// operator's trivy template.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema, Hash)]
+#[serde(rename_all = "camelCase")]
+pub struct Vulnerability {
+    /// Vulnerability identifier, for example `CVE-2022-3715` or `GHSA-…`.
+    #[serde(rename = "vulnerabilityID")]
+    pub vulnerability_id: String,
+    /// Name of the affected package.
+    pub pkg_name: String,
+    /// Installed version of the package.
+    pub installed_version: String,
+    /// Severity of the vulnerability.
+    pub severity: Severity,
+    /// Path of the package file inside the image, for language packages.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub pkg_path: String,
+    /// Version that fixes the vulnerability; absent when no fix exists.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub fixed_version: String,
+    /// Short title of the vulnerability.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub title: String,
+    /// Primary URL describing the vulnerability.
+    #[serde(
+        rename = "primaryURL",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub primary_url: String,
+}
+
+/// Counts of vulnerabilities.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct VulnerabilitySummary {
+    /// Number of vulnerabilities per severity (`UNKNOWN`, `LOW`, `MEDIUM`, `HIGH`, `CRITICAL`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-map-type" = "atomic"))]
+    pub severity_count: Option<BTreeMap<String, i32>>,
+    /// Number of vulnerabilities that have a fixed version.
+    pub fixed_count: i32,
+    /// Number of vulnerabilities without a fixed version.
+    pub unfixed_count: i32,
+}
+
+/// Severity of a vulnerability, ordered `UNKNOWN` < `LOW` < `MEDIUM` < `HIGH` < `CRITICAL`.
+#[derive(
+    Serialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema, Default,
+)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Severity {
+    /// Severity not known.
+    #[default]
+    Unknown,
+    /// Low.
+    Low,
+    /// Medium.
+    Medium,
+    /// High.
+    High,
+    /// Critical.
+    Critical,
+}
+
+impl Severity {
+    /// All severities, lowest first.
+    pub const ALL: [Severity; 5] = [
+        Severity::Unknown,
+        Severity::Low,
+        Severity::Medium,
+        Severity::High,
+        Severity::Critical,
+    ];
+
+    /// The upper-case name used in JSON and labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Unknown => "UNKNOWN",
+            Severity::Low => "LOW",
+            Severity::Medium => "MEDIUM",
+            Severity::High => "HIGH",
+            Severity::Critical => "CRITICAL",
+        }
+    }
+
+    /// Parses one of the five upper-case names exactly; anything else is `None`.
+    pub fn from_name(name: &str) -> Option<Severity> {
+        Severity::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
+    /// Position in the order, `UNKNOWN` = 0 … `CRITICAL` = 4.
+    pub fn rank(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Like the Go operator: any string that is not one of the five names is `UNKNOWN`; a value that
+/// is not a string is an error.
+impl<'de> Deserialize<'de> for Severity {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        Ok(Severity::from_name(&name).unwrap_or(Severity::Unknown))
+    }
+}
+
+impl ContainerImageScan {
+    /// Generates the CustomResourceDefinition as YAML, as committed under `crds/`.
+    pub fn crd_yaml() -> String {
+        use kube::CustomResourceExt;
+        let crd = ContainerImageScan::crd();
+        serde_saphyr::to_string(&crd).expect("a CRD always serialises to YAML")
+    }
+}

@@ -1,0 +1,3 @@
+fn main() {
+    print!("{}", image_scanner::crd::ContainerImageScan::crd_yaml());
+}
