@@ -7,3 +7,4 @@
 //! the shell opts out explicitly; `tests/purity.rs` fails if this module imports them.
 
 pub mod image_ref;
+pub mod naming;
