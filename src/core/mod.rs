@@ -8,3 +8,4 @@
 
 pub mod image_ref;
 pub mod naming;
+pub mod scan_job;
