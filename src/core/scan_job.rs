@@ -498,9 +498,9 @@ mod tests {
     }
 
     fn remove(value: &mut Value, pointer: &str, key: &str) {
-        if let Some(Value::Object(map)) = value.pointer_mut(pointer) {
-            assert!(map.remove(key).is_some(), "{pointer}/{key} not in fixture");
-        }
+        let map = value.pointer_mut(pointer).and_then(Value::as_object_mut);
+        let removed = map.and_then(|map| map.remove(key));
+        assert!(removed.is_some(), "{pointer}/{key} not in fixture");
     }
 
     fn set(value: &mut Value, pointer: &str, key: &str, new: Value) {
@@ -514,9 +514,9 @@ mod tests {
 
     /// The upstream envtest's expected Job, turned into what we must build:
     ///
-    /// 1. Fields the API server fills in on create (we never send them) are removed, as are the
+    /// 1. Placeholders are replaced: `<CIS-UID>` by the test UID, `<REPORT-TEMPLATE>` by ours.
+    /// 2. Fields the API server fills in on create (we never send them) are removed, as are the
     ///    controller-uid/job-name labels it adds to the pod template.
-    /// 2. Placeholders are replaced: `<CIS-UID>` by the test UID, `<REPORT-TEMPLATE>` by ours.
     /// 3. Our deliberate differences are applied (each one asserted again below):
     ///    no severity/ignore-unfixed env (the fixture has none either: upstream case #20 is
     ///    replaced by the unfiltered scan), the digest label and the digest/image annotations on
@@ -527,7 +527,7 @@ mod tests {
             serde_saphyr::from_str(&fixture("expected-scan-job.yaml")).expect("expected job");
         let mut expected = serde_json::to_value(job).expect("json");
 
-        // 2. Placeholders.
+        // 1. Placeholders.
         for meta in ["/metadata/labels", "/spec/template/metadata/labels"] {
             let labels = expected.pointer_mut(meta).and_then(Value::as_object_mut);
             let uid = labels.and_then(|labels| labels.get_mut(LABEL_CIS_UID));
@@ -540,7 +540,7 @@ mod tests {
         assert_eq!(*template, json!("<REPORT-TEMPLATE>"));
         *template = json!(TRIVY_TEMPLATE);
 
-        // 1. API-server defaults.
+        // 2. API-server defaults.
         remove(&mut expected, "/metadata", "generation");
         for key in [
             "completionMode",
