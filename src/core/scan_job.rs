@@ -1,0 +1,841 @@
+//! The scan Job (spec §8) as a pure function of its inputs.
+//!
+//! The Job runs the scanned image itself, pinned by digest with pull policy `IfNotPresent` and
+//! preferably on a node that already has it, so no pull secret is needed. An init container
+//! copies the `trivy` binary into a shared `emptyDir`; the scan container runs
+//! `trivy rootfs /` against the in-cluster trivy server (configured by the `trivy-job-config`
+//! ConfigMap) and prints the flat JSON array of [`TRIVY_TEMPLATE`] to its log.
+//!
+//! Deliberate differences from the Go operator:
+//! * The scan is unfiltered: no `TRIVY_SEVERITY`, no `TRIVY_IGNORE_UNFIXED`. One Job serves every
+//!   CIS of a digest, and the core applies each CIS's `minSeverity`/`ignoreUnfixed` when it
+//!   reads the result. This replaces upstream acceptance case #20 (severity env in the Job).
+//! * Extra label and annotations identify the digest and image the Job scans.
+//! * Label values are always valid ([`label_value`]).
+//! * Hardening: `drop: [ALL]` (upper-case, as Pod Security Standards compare it), pod-level
+//!   `seccompProfile: RuntimeDefault`, a locked-down init container, `enableServiceLinks: false`.
+//!   The scan container keeps `runAsUser: 0`, the one exception to the restricted profile: it
+//!   must read every file of the image, whose ownership we do not control.
+//! * Preferred nodes are de-duplicated, sorted and capped.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::str::FromStr;
+
+use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::core::v1::{
+    Affinity, Capabilities, ConfigMapEnvSource, Container, EmptyDirVolumeSource, EnvFromSource,
+    EnvVar, NodeAffinity, NodeSelectorRequirement, NodeSelectorTerm, PodSecurityContext, PodSpec,
+    PodTemplateSpec, PreferredSchedulingTerm, ResourceRequirements, SeccompProfile,
+    SecurityContext, Toleration, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use super::naming::label_value;
+
+/// Label `app.kubernetes.io/name`, value [`APP_NAME_TRIVY`].
+pub const LABEL_APP_NAME: &str = "app.kubernetes.io/name";
+/// Value of [`LABEL_APP_NAME`] on scan Jobs.
+pub const APP_NAME_TRIVY: &str = "trivy";
+/// Label `app.kubernetes.io/managed-by` marking operator-owned objects.
+pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+/// Value of [`LABEL_MANAGED_BY`].
+pub const MANAGED_BY: &str = "image-scanner";
+/// Namespace of the CIS that requested the scan.
+pub const LABEL_CIS_NAMESPACE: &str = "controller.statnett.no/namespace";
+/// UID of the CIS that requested the scan.
+pub const LABEL_CIS_UID: &str = "controller.statnett.no/uid";
+/// Kind of the requesting CIS's workload.
+pub const LABEL_WORKLOAD_KIND: &str = "workload.statnett.no/kind";
+/// Name of the requesting CIS's workload (as a valid label value).
+pub const LABEL_WORKLOAD_NAME: &str = "workload.statnett.no/name";
+/// Namespace of the requesting CIS's workload.
+pub const LABEL_WORKLOAD_NAMESPACE: &str = "workload.statnett.no/namespace";
+/// Label with the digest hex (cut to 63 characters), to select the Job of a digest.
+pub const LABEL_DIGEST: &str = "image-scanner.statnett.no/digest";
+/// Annotation with the full digest `algorithm:hex` the Job scans.
+pub const ANNOTATION_DIGEST: &str = "image-scanner.statnett.no/digest";
+/// Annotation with the repository name of the scanned image.
+pub const ANNOTATION_IMAGE: &str = "image-scanner.statnett.no/image";
+
+/// Name of the container that runs trivy inside the scanned image; its log is the result.
+pub const SCAN_CONTAINER: &str = "scan-image";
+/// Name of the init container that provides the trivy binary.
+pub const TRIVY_INIT_CONTAINER: &str = "trivy";
+/// ConfigMap in the scan namespace whose keys become `TRIVY_*` environment variables.
+pub const TRIVY_JOB_CONFIG_MAP: &str = "trivy-job-config";
+/// At most this many preferred nodes; more terms only slow the scheduler down.
+pub const MAX_PREFERRED_NODES: usize = 10;
+
+/// `/run`, not `/var/run`: many images link `/var/run` to `/run`, which broke trivy's skip list
+/// and made trivy scan its own binary.
+const SHARED_VOLUME: &str = "image-scanner";
+const SHARED_MOUNT: &str = "/run/image-scanner";
+const TRIVY_BINARY: &str = "/run/image-scanner/trivy";
+const TRIVY_IN_IMAGE: &str = "/usr/local/bin/trivy";
+const TMP_VOLUME: &str = "tmp";
+const TMP_MOUNT: &str = "/tmp";
+const PREFERRED_NODE_WEIGHT: i32 = 100;
+
+/// Trivy output template (Go `text/template` with sprig, applied to trivy's `Results`).
+///
+/// Prints the flat JSON array the result reader expects (spec §9): one object per vulnerability
+/// of every result, with `vulnerabilityID`, `pkgName`, `installedVersion` and `severity` always
+/// and `pkgPath`, `fixedVersion`, `title`, `primaryURL` only when non-empty; `[]` when nothing
+/// was found. Compact `toJson` rather than pretty-printing: the pod log of a large image holds
+/// several megabytes, and the reader does not care about layout.
+pub const TRIVY_TEMPLATE: &str = r#"{{- $found := list -}}
+{{- range $result := . -}}
+  {{- range $vuln := $result.Vulnerabilities -}}
+    {{- $entry := dict "vulnerabilityID" $vuln.VulnerabilityID "pkgName" $vuln.PkgName "installedVersion" $vuln.InstalledVersion "severity" $vuln.Severity -}}
+    {{- with $vuln.PkgPath }}{{ $_ := set $entry "pkgPath" . }}{{ end -}}
+    {{- with $vuln.FixedVersion }}{{ $_ := set $entry "fixedVersion" . }}{{ end -}}
+    {{- with $vuln.Title }}{{ $_ := set $entry "title" . }}{{ end -}}
+    {{- with $vuln.PrimaryURL }}{{ $_ := set $entry "primaryURL" . }}{{ end -}}
+    {{- $found = append $found $entry -}}
+  {{- end -}}
+{{- end -}}
+{{- toJson $found -}}"#;
+
+/// The trivy sub-command that scans the container's own filesystem.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub enum TrivyCommand {
+    /// `trivy rootfs /`: the default, meant for a root filesystem.
+    #[default]
+    Rootfs,
+    /// `trivy filesystem /`: also reports language lock files.
+    Filesystem,
+}
+
+impl TrivyCommand {
+    /// The sub-command as trivy spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrivyCommand::Rootfs => "rootfs",
+            TrivyCommand::Filesystem => "filesystem",
+        }
+    }
+}
+
+impl fmt::Display for TrivyCommand {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A trivy command other than `rootfs` or `filesystem`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unrecognized trivy command {0:?} (expected rootfs or filesystem)")]
+pub struct UnknownTrivyCommand(pub String);
+
+impl FromStr for TrivyCommand {
+    type Err = UnknownTrivyCommand;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        match value {
+            "rootfs" => Ok(TrivyCommand::Rootfs),
+            "filesystem" => Ok(TrivyCommand::Filesystem),
+            other => Err(UnknownTrivyCommand(other.chars().take(64).collect())),
+        }
+    }
+}
+
+/// Operator-wide settings of every scan Job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScanJobSettings {
+    /// Service account of the scan pods (its token is not mounted).
+    pub service_account_name: String,
+    /// Seconds a finished Job is kept; long enough for the result to be read.
+    pub ttl_seconds_after_finished: i32,
+    /// Hard limit on the scan's run time.
+    pub active_deadline_seconds: i64,
+    /// Pod retries before the Job fails.
+    pub backoff_limit: i32,
+    /// Image providing `/usr/local/bin/trivy`, e.g. `ghcr.io/aquasecurity/trivy:0.74.0`.
+    pub trivy_image: String,
+    /// `rootfs` or `filesystem`.
+    pub trivy_command: TrivyCommand,
+    /// Resources of the scan container.
+    pub scan_resources: ResourceRequirements,
+    /// Resources of the trivy init container.
+    pub init_resources: ResourceRequirements,
+    /// Tolerations of the scan pods, e.g. to follow workloads onto tainted nodes.
+    pub tolerations: Vec<Toleration>,
+    /// Priority class of the scan pods.
+    pub priority_class_name: Option<String>,
+}
+
+impl Default for ScanJobSettings {
+    /// The Go operator's defaults; `trivy_image` has none and must be configured.
+    fn default() -> Self {
+        ScanJobSettings {
+            service_account_name: "default".to_string(),
+            ttl_seconds_after_finished: 7200,
+            active_deadline_seconds: 3600,
+            backoff_limit: 3,
+            trivy_image: String::new(),
+            trivy_command: TrivyCommand::Rootfs,
+            scan_resources: default_scan_resources(),
+            init_resources: default_init_resources(),
+            tolerations: Vec::new(),
+            priority_class_name: None,
+        }
+    }
+}
+
+/// Upstream scan container resources: requests 100m / 100M, limits 500m / 500M (decimal `M`).
+pub fn default_scan_resources() -> ResourceRequirements {
+    resources(("100m", "100M"), ("500m", "500M"))
+}
+
+/// Upstream init container resources: requests 10m / 50Mi, limits 50m / 200Mi.
+pub fn default_init_resources() -> ResourceRequirements {
+    resources(("10m", "50Mi"), ("50m", "200Mi"))
+}
+
+fn resources(requests: (&str, &str), limits: (&str, &str)) -> ResourceRequirements {
+    let cpu_memory = |(cpu, memory): (&str, &str)| {
+        BTreeMap::from([
+            ("cpu".to_string(), Quantity(cpu.to_string())),
+            ("memory".to_string(), Quantity(memory.to_string())),
+        ])
+    };
+    ResourceRequirements {
+        requests: Some(cpu_memory(requests)),
+        limits: Some(cpu_memory(limits)),
+        ..ResourceRequirements::default()
+    }
+}
+
+/// What one scan Job scans and on whose behalf.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ScanJobParams {
+    /// Namespace the Job runs in.
+    pub scan_namespace: String,
+    /// Name of the Job, e.g. from [`super::naming::scan_job_name`].
+    pub job_name: String,
+    /// Repository name of the image, e.g. `docker.io/library/nginx`.
+    pub image_name: String,
+    /// Digest of the image, `algorithm:hex`.
+    pub image_digest: String,
+    /// Namespace of the CIS that requested the scan (also its workload's namespace).
+    pub cis_namespace: String,
+    /// UID of the CIS that requested the scan.
+    pub cis_uid: String,
+    /// Kind of the requesting CIS's workload.
+    pub workload_kind: String,
+    /// Name of the requesting CIS's workload.
+    pub workload_name: String,
+    /// Nodes that run the image (normalised by [`preferred_nodes`]).
+    pub preferred_nodes: Vec<String>,
+}
+
+/// Node names to prefer: non-empty, de-duplicated, sorted (a stable Job for the same pods), at
+/// most [`MAX_PREFERRED_NODES`].
+pub fn preferred_nodes<'a>(nodes: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    nodes
+        .into_iter()
+        .filter(|node| !node.is_empty())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .take(MAX_PREFERRED_NODES)
+        .map(str::to_string)
+        .collect()
+}
+
+/// Labels of the Job and of its pods: the seven upstream labels plus the digest label.
+pub fn scan_job_labels(params: &ScanJobParams) -> BTreeMap<String, String> {
+    let digest_hex = params
+        .image_digest
+        .rsplit(':')
+        .next()
+        .unwrap_or(&params.image_digest);
+    [
+        (LABEL_APP_NAME, APP_NAME_TRIVY.to_string()),
+        (LABEL_MANAGED_BY, MANAGED_BY.to_string()),
+        (LABEL_CIS_NAMESPACE, label_value(&params.cis_namespace)),
+        (LABEL_CIS_UID, label_value(&params.cis_uid)),
+        (LABEL_WORKLOAD_KIND, label_value(&params.workload_kind)),
+        (LABEL_WORKLOAD_NAME, label_value(&params.workload_name)),
+        (LABEL_WORKLOAD_NAMESPACE, label_value(&params.cis_namespace)),
+        (LABEL_DIGEST, label_value(digest_hex)),
+    ]
+    .into_iter()
+    .map(|(key, value)| (key.to_string(), value))
+    .collect()
+}
+
+/// Builds the scan Job. Pure: the same inputs always give the same Job.
+pub fn build_scan_job(params: &ScanJobParams, settings: &ScanJobSettings) -> Job {
+    let labels = scan_job_labels(params);
+    let annotations = BTreeMap::from([
+        (ANNOTATION_DIGEST.to_string(), params.image_digest.clone()),
+        (ANNOTATION_IMAGE.to_string(), params.image_name.clone()),
+    ]);
+    let pod_spec = PodSpec {
+        service_account_name: Some(settings.service_account_name.clone()),
+        automount_service_account_token: Some(false),
+        enable_service_links: Some(false),
+        restart_policy: Some("OnFailure".to_string()),
+        affinity: node_affinity(&preferred_nodes(
+            params.preferred_nodes.iter().map(String::as_str),
+        )),
+        security_context: Some(PodSecurityContext {
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".to_string(),
+                ..SeccompProfile::default()
+            }),
+            ..PodSecurityContext::default()
+        }),
+        tolerations: (!settings.tolerations.is_empty()).then(|| settings.tolerations.clone()),
+        priority_class_name: settings.priority_class_name.clone(),
+        init_containers: Some(vec![trivy_init_container(settings)]),
+        containers: vec![scan_container(params, settings)],
+        volumes: Some(vec![empty_dir(SHARED_VOLUME), empty_dir(TMP_VOLUME)]),
+        ..PodSpec::default()
+    };
+    Job {
+        metadata: ObjectMeta {
+            name: Some(params.job_name.clone()),
+            namespace: Some(params.scan_namespace.clone()),
+            labels: Some(labels.clone()),
+            annotations: Some(annotations.clone()),
+            ..ObjectMeta::default()
+        },
+        spec: Some(JobSpec {
+            parallelism: Some(1),
+            completions: Some(1),
+            active_deadline_seconds: Some(settings.active_deadline_seconds),
+            backoff_limit: Some(settings.backoff_limit),
+            ttl_seconds_after_finished: Some(settings.ttl_seconds_after_finished),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels),
+                    annotations: Some(annotations),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(pod_spec),
+            },
+            ..JobSpec::default()
+        }),
+        status: None,
+    }
+}
+
+/// One preferred (not required) term per node: a node without the image can still run the scan
+/// if it can pull the image itself.
+fn node_affinity(nodes: &[String]) -> Option<Affinity> {
+    if nodes.is_empty() {
+        return None;
+    }
+    let terms = nodes
+        .iter()
+        .map(|node| PreferredSchedulingTerm {
+            weight: PREFERRED_NODE_WEIGHT,
+            preference: NodeSelectorTerm {
+                match_fields: Some(vec![NodeSelectorRequirement {
+                    key: "metadata.name".to_string(),
+                    operator: "In".to_string(),
+                    values: Some(vec![node.clone()]),
+                }]),
+                ..NodeSelectorTerm::default()
+            },
+        })
+        .collect();
+    Some(Affinity {
+        node_affinity: Some(NodeAffinity {
+            preferred_during_scheduling_ignored_during_execution: Some(terms),
+            ..NodeAffinity::default()
+        }),
+        ..Affinity::default()
+    })
+}
+
+fn trivy_init_container(settings: &ScanJobSettings) -> Container {
+    Container {
+        name: TRIVY_INIT_CONTAINER.to_string(),
+        image: Some(settings.trivy_image.clone()),
+        image_pull_policy: Some("IfNotPresent".to_string()),
+        command: Some(strings(&["cp", "-v", TRIVY_IN_IMAGE, TRIVY_BINARY])),
+        termination_message_policy: Some("FallbackToLogsOnError".to_string()),
+        resources: Some(settings.init_resources.clone()),
+        // The user of an arbitrary trivy image is unknown, so runAsUser/runAsNonRoot stay unset.
+        security_context: Some(locked_down(None)),
+        volume_mounts: Some(vec![mount(SHARED_VOLUME, SHARED_MOUNT)]),
+        ..Container::default()
+    }
+}
+
+fn scan_container(params: &ScanJobParams, settings: &ScanJobSettings) -> Container {
+    Container {
+        name: SCAN_CONTAINER.to_string(),
+        image: Some(format!("{}@{}", params.image_name, params.image_digest)),
+        // Explicit although it is the default for digest references: a cached image is used
+        // without credentials (kubernetes/kubernetes#18787), so no pull secret is needed.
+        image_pull_policy: Some("IfNotPresent".to_string()),
+        command: Some(strings(&[TRIVY_BINARY])),
+        args: Some(strings(&[settings.trivy_command.as_str(), "/"])),
+        working_dir: Some(TMP_MOUNT.to_string()),
+        env: Some(vec![
+            env("HOME", TMP_MOUNT),
+            env("TRIVY_SCANNERS", "vuln"),
+            env("TRIVY_CACHE_DIR", TMP_MOUNT),
+            // The log is the result: nothing but the template output may reach it.
+            env("TRIVY_QUIET", "true"),
+            env("TRIVY_FORMAT", "template"),
+            env("TRIVY_TEMPLATE", TRIVY_TEMPLATE),
+        ]),
+        env_from: Some(vec![EnvFromSource {
+            prefix: Some("TRIVY_".to_string()),
+            config_map_ref: Some(ConfigMapEnvSource {
+                name: TRIVY_JOB_CONFIG_MAP.to_string(),
+                optional: None,
+            }),
+            ..EnvFromSource::default()
+        }]),
+        resources: Some(settings.scan_resources.clone()),
+        // Root, to read every file of the image whatever its owner (the exception to the
+        // restricted Pod Security Standard); everything else is locked down.
+        security_context: Some(locked_down(Some(0))),
+        termination_message_policy: Some("FallbackToLogsOnError".to_string()),
+        volume_mounts: Some(vec![
+            mount(SHARED_VOLUME, SHARED_MOUNT),
+            mount(TMP_VOLUME, TMP_MOUNT),
+        ]),
+        ..Container::default()
+    }
+}
+
+fn locked_down(run_as_user: Option<i64>) -> SecurityContext {
+    SecurityContext {
+        privileged: Some(false),
+        allow_privilege_escalation: Some(false),
+        capabilities: Some(Capabilities {
+            drop: Some(strings(&["ALL"])),
+            ..Capabilities::default()
+        }),
+        read_only_root_filesystem: Some(true),
+        run_as_user,
+        ..SecurityContext::default()
+    }
+}
+
+fn strings(values: &[&str]) -> Vec<String> {
+    values.iter().map(|value| value.to_string()).collect()
+}
+
+fn env(name: &str, value: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_string(),
+        value: Some(value.to_string()),
+        ..EnvVar::default()
+    }
+}
+
+fn mount(name: &str, path: &str) -> VolumeMount {
+    VolumeMount {
+        name: name.to_string(),
+        mount_path: path.to_string(),
+        ..VolumeMount::default()
+    }
+}
+
+fn empty_dir(name: &str) -> Volume {
+    Volume {
+        name: name.to_string(),
+        empty_dir: Some(EmptyDirVolumeSource::default()),
+        ..Volume::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::naming::{is_label_value, upstream_scan_job_name};
+    use crate::crd::ContainerImageScan;
+    use k8s_openapi::api::core::v1::Pod;
+    use serde_json::{Value, json};
+
+    const FIXTURES: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/upstream/internal/controller/stas/testdata/scan-job"
+    );
+    const CIS_UID: &str = "5f0e2c1a-3b4d-4e6f-8a9b-0c1d2e3f4a5b";
+
+    fn fixture(file: &str) -> String {
+        std::fs::read_to_string(format!("{FIXTURES}/{file}")).expect("fixture readable")
+    }
+
+    /// The envtest inputs: `cis.yaml` (with the test's UID), `workload-pod.yaml` on `worker-1`.
+    fn fixture_params() -> ScanJobParams {
+        let cis: ContainerImageScan = serde_saphyr::from_str(&fixture("cis.yaml")).expect("cis");
+        let pod: Pod = serde_saphyr::from_str(&fixture("workload-pod.yaml")).expect("pod");
+        let cis_name = cis.metadata.name.clone().unwrap_or_default();
+        let cis_namespace = cis.metadata.namespace.clone().unwrap_or_default();
+        let node = pod.spec.and_then(|spec| spec.node_name).unwrap_or_default();
+        ScanJobParams {
+            scan_namespace: "image-scanner".to_string(),
+            job_name: upstream_scan_job_name(&cis_name, &cis_namespace, &cis.spec),
+            image_name: cis.spec.name.clone(),
+            image_digest: cis.spec.digest.clone(),
+            cis_namespace,
+            cis_uid: CIS_UID.to_string(),
+            workload_kind: cis.spec.workload.kind.clone(),
+            workload_name: cis.spec.workload.name.clone(),
+            preferred_nodes: vec![node],
+        }
+    }
+
+    fn fixture_settings() -> ScanJobSettings {
+        ScanJobSettings {
+            service_account_name: "image-scanner-job".to_string(),
+            ttl_seconds_after_finished: 60,
+            trivy_image: "aquasecurity/trivy".to_string(),
+            trivy_command: TrivyCommand::Rootfs,
+            ..ScanJobSettings::default()
+        }
+    }
+
+    fn remove(value: &mut Value, pointer: &str, key: &str) {
+        let map = value.pointer_mut(pointer).and_then(Value::as_object_mut);
+        let removed = map.and_then(|map| map.remove(key));
+        assert!(removed.is_some(), "{pointer}/{key} not in fixture");
+    }
+
+    fn set(value: &mut Value, pointer: &str, key: &str, new: Value) {
+        match value.pointer_mut(pointer) {
+            Some(Value::Object(map)) => {
+                map.insert(key.to_string(), new);
+            }
+            _ => panic!("{pointer} is not an object"),
+        }
+    }
+
+    /// The upstream envtest's expected Job, turned into what we must build:
+    ///
+    /// 1. Placeholders are replaced: `<CIS-UID>` by the test UID, `<REPORT-TEMPLATE>` by ours.
+    /// 2. Fields the API server fills in on create (we never send them) are removed, as are the
+    ///    controller-uid/job-name labels it adds to the pod template.
+    /// 3. Our deliberate differences are applied (each one asserted again below):
+    ///    no severity/ignore-unfixed env (the fixture has none either: upstream case #20 is
+    ///    replaced by the unfiltered scan), the digest label and the digest/image annotations on
+    ///    Job and pod template, `drop: [ALL]` upper-case, a hardened init container,
+    ///    `seccompProfile: RuntimeDefault`, `enableServiceLinks: false`.
+    fn expected_job(params: &ScanJobParams) -> Value {
+        let job: Job =
+            serde_saphyr::from_str(&fixture("expected-scan-job.yaml")).expect("expected job");
+        let mut expected = serde_json::to_value(job).expect("json");
+
+        // 1. Placeholders.
+        for meta in ["/metadata/labels", "/spec/template/metadata/labels"] {
+            let labels = expected.pointer_mut(meta).and_then(Value::as_object_mut);
+            let uid = labels.and_then(|labels| labels.get_mut(LABEL_CIS_UID));
+            let uid = uid.expect("CIS uid label");
+            assert_eq!(*uid, json!("<CIS-UID>"));
+            *uid = json!(CIS_UID);
+        }
+        let template = expected.pointer_mut("/spec/template/spec/containers/0/env/5/value");
+        let template = template.expect("template env");
+        assert_eq!(*template, json!("<REPORT-TEMPLATE>"));
+        *template = json!(TRIVY_TEMPLATE);
+
+        // 2. API-server defaults.
+        remove(&mut expected, "/metadata", "generation");
+        for key in [
+            "completionMode",
+            "manualSelector",
+            "suspend",
+            "podReplacementPolicy",
+        ] {
+            remove(&mut expected, "/spec", key);
+        }
+        let template_labels = "/spec/template/metadata/labels";
+        for key in [
+            "controller-uid",
+            "batch.kubernetes.io/controller-uid",
+            "job-name",
+            "batch.kubernetes.io/job-name",
+        ] {
+            remove(&mut expected, template_labels, key);
+        }
+        let pod = "/spec/template/spec";
+        for key in [
+            "dnsPolicy",
+            "schedulerName",
+            "serviceAccount",
+            "terminationGracePeriodSeconds",
+        ] {
+            remove(&mut expected, pod, key);
+        }
+        for container in [
+            "/spec/template/spec/containers/0",
+            "/spec/template/spec/initContainers/0",
+        ] {
+            remove(&mut expected, container, "terminationMessagePath");
+        }
+
+        // 3. Deliberate differences.
+        let digest_hex = "204d4094343ed60ff60ed4b009785151c43d8f611761929aae3a1beb02fc0ad";
+        let annotations = json!({
+            ANNOTATION_DIGEST: params.image_digest,
+            ANNOTATION_IMAGE: params.image_name,
+        });
+        for meta in ["/metadata", "/spec/template/metadata"] {
+            set(
+                &mut expected,
+                &format!("{meta}/labels"),
+                LABEL_DIGEST,
+                json!(digest_hex),
+            );
+            set(&mut expected, meta, "annotations", annotations.clone());
+        }
+        set(
+            &mut expected,
+            "/spec/template/spec/containers/0/securityContext/capabilities",
+            "drop",
+            json!(["ALL"]),
+        );
+        set(
+            &mut expected,
+            pod,
+            "securityContext",
+            json!({"seccompProfile": {"type": "RuntimeDefault"}}),
+        );
+        set(&mut expected, pod, "enableServiceLinks", json!(false));
+        set(
+            &mut expected,
+            "/spec/template/spec/initContainers/0",
+            "securityContext",
+            json!({
+                "allowPrivilegeEscalation": false,
+                "capabilities": {"drop": ["ALL"]},
+                "privileged": false,
+                "readOnlyRootFilesystem": true,
+            }),
+        );
+        expected
+    }
+
+    #[test]
+    fn fixture_job_name_is_the_upstream_one() {
+        assert_eq!(fixture_params().job_name, "echo-6bdfc76c56-8ae43-46a3d");
+    }
+
+    #[test]
+    fn job_matches_the_upstream_expected_job_except_deliberate_differences() {
+        let params = fixture_params();
+        let built =
+            serde_json::to_value(build_scan_job(&params, &fixture_settings())).expect("json");
+        let expected = expected_job(&params);
+        assert_eq!(
+            built,
+            expected,
+            "built:\n{}\nexpected:\n{}",
+            serde_json::to_string_pretty(&built).unwrap_or_default(),
+            serde_json::to_string_pretty(&expected).unwrap_or_default()
+        );
+    }
+
+    #[test]
+    fn deliberate_differences_hold() {
+        let job = build_scan_job(&fixture_params(), &fixture_settings());
+        let json = serde_json::to_value(&job).expect("json");
+        let scan = &json["spec"]["template"]["spec"]["containers"][0];
+        let env_names: Vec<&str> = scan["env"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|var| var["name"].as_str())
+            .collect();
+        assert_eq!(
+            env_names,
+            [
+                "HOME",
+                "TRIVY_SCANNERS",
+                "TRIVY_CACHE_DIR",
+                "TRIVY_QUIET",
+                "TRIVY_FORMAT",
+                "TRIVY_TEMPLATE"
+            ]
+        );
+        assert_eq!(
+            scan["securityContext"]["capabilities"]["drop"],
+            json!(["ALL"])
+        );
+        assert_eq!(scan["securityContext"]["runAsUser"], json!(0));
+        let pod = &json["spec"]["template"]["spec"];
+        assert_eq!(
+            pod["securityContext"]["seccompProfile"]["type"],
+            json!("RuntimeDefault")
+        );
+        assert_eq!(pod["enableServiceLinks"], json!(false));
+        assert_eq!(pod["automountServiceAccountToken"], json!(false));
+        let init = &pod["initContainers"][0]["securityContext"];
+        assert_eq!(init["capabilities"]["drop"], json!(["ALL"]));
+        assert_eq!(init["allowPrivilegeEscalation"], json!(false));
+        assert_eq!(init["readOnlyRootFilesystem"], json!(true));
+        assert_eq!(init.get("runAsUser"), None);
+        for meta in [&json["metadata"], &json["spec"]["template"]["metadata"]] {
+            assert_eq!(
+                meta["annotations"][ANNOTATION_DIGEST],
+                json!(fixture_params().image_digest)
+            );
+            assert_eq!(
+                meta["annotations"][ANNOTATION_IMAGE],
+                json!("docker.io/nginxinc/nginx-unprivileged")
+            );
+            assert_eq!(
+                meta["labels"][LABEL_DIGEST].as_str().map(str::len),
+                Some(63)
+            );
+        }
+        assert!(pod.get("tolerations").is_none() && pod.get("priorityClassName").is_none());
+    }
+
+    #[test]
+    fn optional_settings_reach_the_pod() {
+        let toleration = Toleration {
+            key: Some("dedicated".to_string()),
+            operator: Some("Exists".to_string()),
+            ..Toleration::default()
+        };
+        let settings = ScanJobSettings {
+            tolerations: vec![toleration.clone()],
+            priority_class_name: Some("low".to_string()),
+            trivy_command: TrivyCommand::Filesystem,
+            ..fixture_settings()
+        };
+        let job = build_scan_job(&fixture_params(), &settings);
+        let pod = job
+            .spec
+            .and_then(|spec| spec.template.spec)
+            .unwrap_or_default();
+        assert_eq!(pod.tolerations, Some(vec![toleration]));
+        assert_eq!(pod.priority_class_name.as_deref(), Some("low"));
+        let args = pod.containers.first().and_then(|c| c.args.clone());
+        assert_eq!(args, Some(strings(&["filesystem", "/"])));
+    }
+
+    #[test]
+    fn every_label_value_is_valid_for_adversarial_inputs() {
+        let long = format!("{}-.", "w".repeat(62));
+        for workload_name in [
+            long.as_str(),
+            "name-",
+            "name.",
+            "-.x_",
+            "ünïcode",
+            "",
+            &"z".repeat(300),
+        ] {
+            let params = ScanJobParams {
+                workload_name: workload_name.to_string(),
+                workload_kind: "Weird Kind!".to_string(),
+                cis_namespace: "ns-".to_string(),
+                cis_uid: "uid with spaces".to_string(),
+                image_digest: "sha512:".to_string() + &"f".repeat(128),
+                ..fixture_params()
+            };
+            let job = build_scan_job(&params, &fixture_settings());
+            let template_labels = job
+                .spec
+                .as_ref()
+                .and_then(|s| s.template.metadata.as_ref())
+                .and_then(|m| m.labels.clone());
+            assert_eq!(
+                template_labels, job.metadata.labels,
+                "Job and pods carry the same labels"
+            );
+            let labels = job.metadata.labels.unwrap_or_default();
+            assert_eq!(labels.len(), 8);
+            for (key, value) in labels {
+                assert!(
+                    is_label_value(&value),
+                    "{key}={value:?} for {workload_name:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn preferred_nodes_are_deduplicated_sorted_and_capped() {
+        assert_eq!(
+            preferred_nodes(["b", "a", "", "b", "a"]),
+            strings(&["a", "b"])
+        );
+        let many: Vec<String> = (0..15).rev().map(|i| format!("node-{i:02}")).collect();
+        let nodes = preferred_nodes(many.iter().map(String::as_str));
+        assert_eq!(nodes.len(), MAX_PREFERRED_NODES);
+        assert_eq!(nodes.first().map(String::as_str), Some("node-00"));
+        assert_eq!(nodes.last().map(String::as_str), Some("node-09"));
+
+        let params = ScanJobParams {
+            preferred_nodes: many,
+            ..fixture_params()
+        };
+        let job = build_scan_job(&params, &fixture_settings());
+        let terms = job
+            .spec
+            .and_then(|s| s.template.spec)
+            .and_then(|p| p.affinity)
+            .and_then(|a| a.node_affinity)
+            .and_then(|n| n.preferred_during_scheduling_ignored_during_execution)
+            .unwrap_or_default();
+        assert_eq!(terms.len(), MAX_PREFERRED_NODES);
+        assert!(terms.iter().all(|t| t.weight == 100));
+        let first = terms
+            .first()
+            .and_then(|t| t.preference.match_fields.clone());
+        assert_eq!(
+            first,
+            Some(vec![NodeSelectorRequirement {
+                key: "metadata.name".to_string(),
+                operator: "In".to_string(),
+                values: Some(strings(&["node-00"])),
+            }])
+        );
+    }
+
+    #[test]
+    fn no_affinity_without_nodes() {
+        let params = ScanJobParams {
+            preferred_nodes: strings(&["", ""]),
+            ..fixture_params()
+        };
+        let job = build_scan_job(&params, &fixture_settings());
+        let affinity = job
+            .spec
+            .and_then(|s| s.template.spec)
+            .and_then(|p| p.affinity);
+        assert_eq!(affinity, None);
+    }
+
+    #[test]
+    fn trivy_command_parses_only_known_values() {
+        assert_eq!("rootfs".parse(), Ok(TrivyCommand::Rootfs));
+        assert_eq!("filesystem".parse(), Ok(TrivyCommand::Filesystem));
+        let err = "image".parse::<TrivyCommand>().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unrecognized trivy command \"image\" (expected rootfs or filesystem)"
+        );
+    }
+
+    #[test]
+    fn template_uses_only_the_documented_keys() {
+        for key in [
+            "vulnerabilityID",
+            "pkgName",
+            "installedVersion",
+            "severity",
+            "pkgPath",
+            "fixedVersion",
+            "title",
+            "primaryURL",
+        ] {
+            assert!(TRIVY_TEMPLATE.contains(&format!("\"{key}\"")), "{key}");
+        }
+        assert!(!TRIVY_TEMPLATE.contains("toPrettyJson"));
+    }
+}
