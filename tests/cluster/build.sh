@@ -52,6 +52,7 @@ done
 
 mkdir -p "$(dirname "$bin_dir")"
 tmp="$(mktemp -d "$(dirname "$bin_dir")/.bin-tmp.XXXXXX")"
+chmod 755 "$tmp"
 trap 'rm -rf "$tmp"' EXIT
 
 echo "build.sh: building k8s $k8s_ver, etcd $etcd_ver, kwok $kwok_ver into $bin_dir (key $key)" >&2
