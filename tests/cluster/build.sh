@@ -16,7 +16,7 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$here"
-export GOWORK=off GOFLAGS=-mod=readonly CGO_ENABLED=0
+export GOWORK=off GOFLAGS="-mod=readonly -buildvcs=false" CGO_ENABLED=0
 
 command -v go >/dev/null || { echo "build.sh: 'go' not found on PATH" >&2; exit 1; }
 
@@ -30,6 +30,7 @@ if [[ "${1:-}" == "--print-dir" ]]; then
 fi
 
 if [[ -f "$bin_dir/.build-key" && "$(cat "$bin_dir/.build-key")" == "$key" ]]; then
+  touch "$bin_dir/.build-key" 2>/dev/null || true   # "last used", for pruning below
   echo "$bin_dir"
   exit 0
 fi
@@ -78,4 +79,9 @@ echo "build.sh: all binaries built in $((SECONDS - start)) s" >&2
 rm -rf "$bin_dir"
 mv "$tmp" "$bin_dir"
 trap - EXIT
+# Prune builds for other hashes that no checkout used for 14 days.
+if [[ -z "${CLUSTER_BIN_DIR:-}" ]]; then
+  find "$(dirname "$(dirname "$bin_dir")")" -maxdepth 3 -path '*/cluster-*/bin/.build-key' -mtime +14 2>/dev/null |
+    while read -r stale; do rm -rf "$(dirname "$(dirname "$stale")")"; done
+fi
 echo "$bin_dir"

@@ -88,10 +88,12 @@ spec:
       containers:
       - {name: web, image: "$WEB_IMAGE"}
       - {name: sidecar, image: "nginx:1.25"}
+      # Image markers only act in Job pods: this container must run normally.
+      - {name: marker, image: "registry.test/pull-fail/exit-code-1/marker:1.0"}
 EOY
 deploy_ready() { [[ "$(jp deploy/web '{.status.readyReplicas}')" == "2" ]]; }
 if wait_until 60 deploy_ready; then
-  pass "deployment web: 2/2 replicas Ready after ${WAITED}s"
+  pass "deployment web: 2/2 replicas Ready after ${WAITED}s (incl. container with marker image registry.test/pull-fail/exit-code-1/marker:1.0)"
 else
   fail "deployment web not Ready after ${WAITED}s: $(jp deploy/web '{.status}')"
 fi
@@ -193,13 +195,13 @@ fi
 scan_job fail-never "registry.test/smoke/fail-never@sha256:$(hex_of fail-never)" Never 0 '{"image-scanner.test/exit-code": "3"}'
 if wait_until 60 job_cond fail-never Failed; then
   p="$(job_pod fail-never)"
-  pass "job fail-never (restartPolicy Never, annotation exit-code 3) Failed after ${WAITED}s: reason $(jp job/fail-never '{.status.conditions[?(@.type=="Failed")].reason}'), pod $(kc get pod -n "$NS" "$p" -o 'jsonpath={.status.phase} exitCode={.status.containerStatuses[0].state.terminated.exitCode}')"
+  pass "job fail-never (restartPolicy Never, annotation exit-code 3) Failed after ${WAITED}s (conditions: $(jp job/fail-never '{range .status.conditions[*]}{.type}={.status}/{.reason} {end}')), pod $(kc get pod -n "$NS" "$p" -o 'jsonpath={.status.phase} exitCode={.status.containerStatuses[0].state.terminated.exitCode}')"
 else
   fail "job fail-never not Failed after ${WAITED}s: $(jp job/fail-never '{.status}')"
 fi
 scan_job fail-onfailure "registry.test/exit-code-2/app@sha256:$(hex_of fail-onfailure)" OnFailure 1
 if wait_until 90 job_cond fail-onfailure Failed; then
-  pass "job fail-onfailure (restartPolicy OnFailure, image marker exit-code-2, backoffLimit 1) Failed after ${WAITED}s: reason $(jp job/fail-onfailure '{.status.conditions[?(@.type=="Failed")].reason}')"
+  pass "job fail-onfailure (restartPolicy OnFailure, image marker exit-code-2, backoffLimit 1) Failed after ${WAITED}s (conditions: $(jp job/fail-onfailure '{range .status.conditions[*]}{.type}={.status}/{.reason} {end}'), pod restarts counted by the Job controller)"
 else
   fail "job fail-onfailure not Failed after ${WAITED}s: $(jp job/fail-onfailure '{.status}')"
 fi
@@ -223,6 +225,26 @@ if wait_until 60 pf_waiting && wait_until 30 pf_event; then
   expect "pull-fail pod still Pending 3 s later" "$(kc get pod -n "$NS" "$p" -o 'jsonpath={.status.phase}')" "Pending"
 else
   fail "pull-fail pod not in ImagePullBackOff with BackOff event after ${WAITED}s: $(kc get pods -n "$NS" -l job-name=pull-fail -o 'jsonpath={.items[0].status.containerStatuses}')"
+fi
+
+# A bare pod with the pull-fail annotation (the marker for pods not owned by a Job).
+kc apply -n "$NS" -f - >/dev/null <<'EOY'
+apiVersion: v1
+kind: Pod
+metadata:
+  name: pull-fail-annotated
+  annotations: {image-scanner.test/pull-fail: "true"}
+spec:
+  containers:
+  - {name: app, image: "registry.test/smoke/app:1.0"}
+EOY
+ann_waiting() {
+  [[ "$(jp pod/pull-fail-annotated '{.status.containerStatuses[0].state.waiting.reason}')" =~ ^(ImagePullBackOff|ErrImagePull)$ ]]
+}
+if wait_until 30 ann_waiting; then
+  pass "pod pull-fail-annotated (annotation image-scanner.test/pull-fail) waiting: $(jp pod/pull-fail-annotated '{.status.containerStatuses[0].state.waiting.reason}') after ${WAITED}s"
+else
+  fail "pod pull-fail-annotated not waiting in an image pull error after ${WAITED}s: $(jp pod/pull-fail-annotated '{.status}')"
 fi
 
 # --- 5. Garbage collection ----------------------------------------------------------------
