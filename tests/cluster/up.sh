@@ -45,8 +45,11 @@ KUBECTL="$BIN/kubectl"
 for b in kube etcd kwok kubectl; do [[ -x "$BIN/$b" ]] || die "missing binary $BIN/$b (run make cluster-build)"; done
 
 if healthy; then
-  log "cluster already running and healthy (${NODES} nodes); KUBECONFIG=$KUBECONFIG_FILE"
-  exit 0
+  if [[ "$(readlink "$STATE/bin")" == "$BIN" ]]; then
+    log "cluster already running and healthy (${NODES} nodes); KUBECONFIG=$KUBECONFIG_FILE"
+    exit 0
+  fi
+  log "running cluster uses other binaries ($(readlink "$STATE/bin")): restarting it"
 fi
 if [[ -e "$STATE" ]]; then
   log "stale or unhealthy cluster state in $STATE: cleaning it up first"
