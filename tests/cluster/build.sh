@@ -77,7 +77,11 @@ echo "$key" > "$tmp/.build-key"
 echo "build.sh: all binaries built in $((SECONDS - start)) s" >&2
 
 rm -rf "$bin_dir"
-mv "$tmp" "$bin_dir"
+if ! mv -T "$tmp" "$bin_dir" 2>/dev/null; then
+  # Another build of the same key finished first: keep its result.
+  [[ "$(cat "$bin_dir/.build-key" 2>/dev/null)" == "$key" ]] || { echo "build.sh: cannot install $bin_dir" >&2; exit 1; }
+  rm -rf "$tmp"
+fi
 trap - EXIT
 # Prune builds for other hashes that no checkout used for 14 days.
 if [[ -z "${CLUSTER_BIN_DIR:-}" ]]; then
