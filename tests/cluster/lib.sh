@@ -1,0 +1,31 @@
+# Shared definitions for up.sh, down.sh, smoke.sh and serve-log.sh. Source, don't run.
+# shellcheck shell=bash
+
+CLUSTER_SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_ROOT="$(cd "$CLUSTER_SRC/../.." && pwd)"
+# Fixed state directory (the kubeconfig path is part of the contract with tests).
+STATE="$REPO_ROOT/target/cluster"
+KUBECONFIG_FILE="$STATE/kubeconfig"
+PKI="$STATE/pki"
+PIDS="$STATE/pids"
+CLOGS="$STATE/logs-components"
+# Test-chosen container logs: $LOGS_DIR/<digest hex>.log (CRI format, see serve-log.sh).
+LOGS_DIR="$STATE/logs"
+# Start order; down.sh stops in reverse.
+COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
+
+log() { printf '%s [cluster] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# pid_alive NAME: true when the PID file of NAME names a live process that we
+# started (its command line mentions our state directory).
+pid_alive() {
+  local f="$PIDS/$1.pid" pid
+  [[ -f "$f" ]] || return 1
+  pid="$(cat "$f")"
+  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+  [[ -r "/proc/$pid/cmdline" ]] || return 1
+  tr '\0' ' ' < "/proc/$pid/cmdline" | grep -qF -- "$STATE/" || return 1
+}
+
+kc() { "$KUBECTL" --kubeconfig "$KUBECONFIG_FILE" "$@"; }

@@ -1,0 +1,268 @@
+#!/usr/bin/env bash
+# Start the local control plane: etcd, kube-apiserver, kube-controller-manager,
+# kube-scheduler and kwok (playing the kubelet of $NODES fake nodes), all on
+# 127.0.0.1 with free ports. Admin kubeconfig: target/cluster/kubeconfig.
+#
+#   up.sh            start (or return at once if a healthy cluster is running)
+#   up.sh --status   report whether the cluster is running and healthy
+#
+# Env: NODES (default 3), CLUSTER_TIMEOUT (seconds per readiness wait, default 120),
+#      CLUSTER_BIN_DIR (see build.sh).
+set -euo pipefail
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+NODES="${NODES:-3}"
+TIMEOUT="${CLUSTER_TIMEOUT:-120}"
+[[ "$NODES" =~ ^[0-9]+$ && "$NODES" -ge 1 ]] || die "NODES must be a positive integer, got '$NODES'"
+
+for tool in openssl curl awk; do
+  command -v "$tool" >/dev/null || die "'$tool' is required but not on PATH"
+done
+
+healthy() {
+  local c
+  for c in "${COMPONENTS[@]}"; do pid_alive "$c" || return 1; done
+  [[ -f "$KUBECONFIG_FILE" && -x "${KUBECTL:-}" ]] || return 1
+  kc get --raw /readyz >/dev/null 2>&1 || return 1
+  local ready
+  ready="$(kc get nodes -l type=kwok -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' 2>/dev/null | grep -c '^True$' || true)"
+  [[ "$ready" -eq "$NODES" ]] || return 1
+}
+
+if [[ "${1:-}" == "--status" ]]; then
+  KUBECTL="$(readlink -f "$STATE/bin" 2>/dev/null)/kubectl" || true
+  for c in "${COMPONENTS[@]}"; do
+    if pid_alive "$c"; then echo "$c: running (pid $(cat "$PIDS/$c.pid"))"; else echo "$c: not running"; fi
+  done
+  if healthy; then echo "cluster: healthy ($NODES nodes), KUBECONFIG=$KUBECONFIG_FILE"; exit 0; fi
+  echo "cluster: not healthy"; exit 1
+fi
+
+t0=$SECONDS
+BIN="$("$CLUSTER_SRC/build.sh" | tail -1)"
+KUBECTL="$BIN/kubectl"
+for b in kube etcd kwok kubectl; do [[ -x "$BIN/$b" ]] || die "missing binary $BIN/$b (run make cluster-build)"; done
+
+if healthy; then
+  if [[ "$(readlink "$STATE/bin")" == "$BIN" ]]; then
+    log "cluster already running and healthy (${NODES} nodes); KUBECONFIG=$KUBECONFIG_FILE"
+    exit 0
+  fi
+  log "running cluster uses other binaries ($(readlink "$STATE/bin")): restarting it"
+fi
+if [[ -e "$STATE" ]]; then
+  log "stale or unhealthy cluster state in $STATE: cleaning it up first"
+  "$CLUSTER_SRC/down.sh"
+fi
+
+mkdir -p "$STATE" "$PKI" "$PIDS" "$CLOGS" "$LOGS_DIR" "$STATE/pull-fail"
+ln -sfn "$BIN" "$STATE/bin"
+
+# --- ports -------------------------------------------------------------------
+declare -A TAKEN=()
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+free_port() { # free_port VAR
+  local p i
+  for ((i = 0; i < 500; i++)); do
+    p=$((20000 + RANDOM % 30000))
+    [[ -n "${TAKEN[$p]:-}" ]] && continue
+    port_in_use "$p" && continue
+    TAKEN[$p]=1
+    printf -v "$1" '%s' "$p"
+    return 0
+  done
+  die "could not find a free port on 127.0.0.1"
+}
+free_port ETCD_PORT; free_port ETCD_PEER_PORT; free_port API_PORT
+free_port KCM_PORT; free_port SCHED_PORT; free_port KWOK_PORT
+cat > "$STATE/ports.env" <<EOV
+ETCD_PORT=$ETCD_PORT
+ETCD_PEER_PORT=$ETCD_PEER_PORT
+API_PORT=$API_PORT
+KCM_PORT=$KCM_PORT
+SCHED_PORT=$SCHED_PORT
+KWOK_PORT=$KWOK_PORT
+BIN=$BIN
+EOV
+
+# --- certificates and keys (fresh per cluster) ----------------------------------
+(
+  cd "$PKI"
+  umask 077
+  exec 2>"$PKI/openssl.log"
+  openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 30 -sha256 \
+    -subj "/CN=image-scanner-local-ca" \
+    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" >/dev/null
+  leaf() { # leaf NAME SUBJECT EXTENSIONS
+    openssl req -newkey rsa:2048 -nodes -keyout "$1.key" -out "$1.csr" -subj "$2" >/dev/null
+    printf '%s\n' "$3" > "$1.ext"
+    openssl x509 -req -in "$1.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -days 30 -sha256 \
+      -extfile "$1.ext" -out "$1.crt" >/dev/null
+  }
+  srv="keyUsage=critical,digitalSignature,keyEncipherment
+extendedKeyUsage=serverAuth"
+  cli="keyUsage=critical,digitalSignature,keyEncipherment
+extendedKeyUsage=clientAuth"
+  leaf apiserver "/CN=kube-apiserver" "$srv
+subjectAltName=DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,IP:127.0.0.1,IP:10.0.0.1"
+  leaf admin "/O=system:masters/CN=kubernetes-admin" "$cli"
+  leaf apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" "$cli"
+  # Serving certificate of the fake kubelet (kwok); the apiserver verifies it.
+  leaf kwok "/CN=kwok" "$srv
+subjectAltName=DNS:localhost,IP:127.0.0.1"
+  openssl genrsa -out sa.key 2048 >/dev/null
+  openssl rsa -in sa.key -pubout -out sa.pub >/dev/null
+  rm -f ./*.csr ./*.ext
+) || die "certificate generation failed; see $PKI/openssl.log"
+
+b64() { base64 -w0 < "$1"; }
+cat > "$KUBECONFIG_FILE" <<EOK
+apiVersion: v1
+kind: Config
+clusters:
+- name: image-scanner-local
+  cluster:
+    server: https://127.0.0.1:$API_PORT
+    certificate-authority-data: $(b64 "$PKI/ca.crt")
+users:
+- name: admin
+  user:
+    client-certificate-data: $(b64 "$PKI/admin.crt")
+    client-key-data: $(b64 "$PKI/admin.key")
+contexts:
+- name: image-scanner-local
+  context:
+    cluster: image-scanner-local
+    user: admin
+    namespace: default
+current-context: image-scanner-local
+EOK
+chmod 600 "$KUBECONFIG_FILE"
+
+# --- kwok configuration ----------------------------------------------------------
+awk -v helpers="$CLUSTER_SRC/kwok/helpers.tpl" -v logs="$LOGS_DIR" '
+  /^[ \t]*#@HELPERS@[ \t]*$/ {
+    match($0, /^[ \t]*/); ind = substr($0, 1, RLENGTH)
+    while ((getline l < helpers) > 0) print ind l
+    close(helpers); next
+  }
+  { gsub(/@LOGS_DIR@/, logs); print }' "$CLUSTER_SRC/kwok/stages.yaml" > "$STATE/kwok.yaml"
+
+# --- process helpers ---------------------------------------------------------------
+start() { # start NAME BINARY ARGS...
+  local name="$1"; shift
+  # setsid: own session, so signals to the caller's process group do not reach it.
+  setsid "$@" >"$CLOGS/$name.log" 2>&1 </dev/null &
+  echo $! > "$PIDS/$name.pid"
+}
+fail_with_log() { # fail_with_log NAME MESSAGE
+  log "$2"
+  if [[ -f "$CLOGS/$1.log" ]]; then
+    log "last 40 lines of $CLOGS/$1.log:"
+    tail -n 40 "$CLOGS/$1.log" >&2
+  fi
+  log "the cluster is left as is for debugging; run 'make cluster-down' to clean up"
+  exit 1
+}
+wait_for() { # wait_for NAME DESCRIPTION COMMAND...
+  local name="$1" what="$2" deadline=$((SECONDS + TIMEOUT)); shift 2
+  until "$@" >/dev/null 2>&1; do
+    if [[ "$name" != "-" ]] && ! pid_alive "$name"; then
+      fail_with_log "$name" "$name exited while waiting for: $what"
+    fi
+    if ((SECONDS >= deadline)); then
+      fail_with_log "$name" "timed out after ${TIMEOUT}s waiting for: $what"
+    fi
+    sleep 0.2
+  done
+  log "ready: $what ($((SECONDS - t0)) s)"
+}
+https_ok() { curl -fsk --max-time 2 "https://127.0.0.1:$1/healthz" | grep -q '^ok$'; }
+
+# --- etcd ------------------------------------------------------------------------------
+start etcd "$BIN/etcd" --name=node0 --data-dir="$STATE/etcd" \
+  --listen-client-urls="http://127.0.0.1:$ETCD_PORT" --advertise-client-urls="http://127.0.0.1:$ETCD_PORT" \
+  --listen-peer-urls="http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls="http://127.0.0.1:$ETCD_PEER_PORT" \
+  --initial-cluster="node0=http://127.0.0.1:$ETCD_PEER_PORT" \
+  --unsafe-no-fsync=true --log-level=warn
+wait_for etcd "etcd /health" sh -c "curl -fs --max-time 2 http://127.0.0.1:$ETCD_PORT/health | grep -q '\"health\":\"true\"'"
+
+# --- kube-apiserver ------------------------------------------------------------------------
+start kube-apiserver "$BIN/kube-apiserver" \
+  --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
+  --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$API_PORT" \
+  --cert-dir="$STATE/apiserver-certs" \
+  --tls-cert-file="$PKI/apiserver.crt" --tls-private-key-file="$PKI/apiserver.key" \
+  --client-ca-file="$PKI/ca.crt" \
+  --service-account-issuer=https://kubernetes.default.svc.cluster.local \
+  --service-account-key-file="$PKI/sa.pub" --service-account-signing-key-file="$PKI/sa.key" \
+  --service-cluster-ip-range=10.0.0.0/24 \
+  --authorization-mode=Node,RBAC --allow-privileged=true \
+  --kubelet-preferred-address-types=InternalIP \
+  --kubelet-certificate-authority="$PKI/ca.crt" \
+  --kubelet-client-certificate="$PKI/apiserver-kubelet-client.crt" --kubelet-client-key="$PKI/apiserver-kubelet-client.key" \
+  --profiling=false
+wait_for kube-apiserver "kube-apiserver /readyz" kc get --raw /readyz
+
+# kwok's Logs CRD (kwok watches Logs objects; the pod-create stage creates one per pod).
+kc apply -f "$BIN/crds/" >/dev/null
+kc wait --for=condition=Established --timeout="${TIMEOUT}s" crd/logs.kwok.x-k8s.io >/dev/null
+
+# --- controller-manager, scheduler ---------------------------------------------------------
+start kube-controller-manager "$BIN/kube-controller-manager" \
+  --kubeconfig="$KUBECONFIG_FILE" \
+  --authentication-kubeconfig="$KUBECONFIG_FILE" --authorization-kubeconfig="$KUBECONFIG_FILE" \
+  --bind-address=127.0.0.1 --secure-port="$KCM_PORT" --cert-dir="$STATE/kcm-certs" \
+  --leader-elect=false \
+  --service-account-private-key-file="$PKI/sa.key" --root-ca-file="$PKI/ca.crt" \
+  --cluster-signing-cert-file="$PKI/ca.crt" --cluster-signing-key-file="$PKI/ca.key" \
+  --node-monitor-period=5s --node-monitor-grace-period=40s \
+  --kube-api-qps=100 --kube-api-burst=200 --profiling=false
+start kube-scheduler "$BIN/kube-scheduler" \
+  --kubeconfig="$KUBECONFIG_FILE" \
+  --authentication-kubeconfig="$KUBECONFIG_FILE" --authorization-kubeconfig="$KUBECONFIG_FILE" \
+  --bind-address=127.0.0.1 --secure-port="$SCHED_PORT" --cert-dir="$STATE/scheduler-certs" \
+  --leader-elect=false --profiling=false
+
+# --- nodes + kwok --------------------------------------------------------------------------------
+{
+  for ((i = 0; i < NODES; i++)); do
+    cat <<EON
+---
+apiVersion: v1
+kind: Node
+metadata:
+  name: kwok-node-$i
+  labels:
+    kubernetes.io/hostname: kwok-node-$i
+    kubernetes.io/os: linux
+    kubernetes.io/arch: amd64
+    type: kwok
+  annotations:
+    node.alpha.kubernetes.io/ttl: "0"
+    kwok.x-k8s.io/node: fake
+EON
+  done
+} | kc apply -f - >/dev/null
+
+start kwok "$BIN/kwok" \
+  --kubeconfig="$KUBECONFIG_FILE" --config="$STATE/kwok.yaml" \
+  --manage-all-nodes=true --enable-crds=Logs \
+  --node-ip=127.0.0.1 --node-port="$KWOK_PORT" --server-address="127.0.0.1:$KWOK_PORT" \
+  --tls-cert-file="$PKI/kwok.crt" --tls-private-key-file="$PKI/kwok.key" \
+  --cidr=10.244.0.0/16 --node-lease-duration-seconds=40
+
+wait_for kube-controller-manager "kube-controller-manager /healthz" https_ok "$KCM_PORT"
+wait_for kube-scheduler "kube-scheduler /healthz" https_ok "$SCHED_PORT"
+wait_for kwok "kwok /healthz" https_ok "$KWOK_PORT"
+
+nodes_ready() {
+  local out
+  out="$(kc get nodes -l type=kwok -o jsonpath='{range .items[*]}{.metadata.name} {.status.conditions[?(@.type=="Ready")].status} {.spec.taints[*].key}{"\n"}{end}')"
+  [[ "$(grep -c ' True $' <<<"$out")" -eq "$NODES" ]]
+}
+wait_for kwok "$NODES nodes Ready without taints" nodes_ready
+wait_for kube-controller-manager "service-account controller (default/default SA)" kc get serviceaccount default -n default
+
+log "cluster up in $((SECONDS - t0)) s: export KUBECONFIG=$KUBECONFIG_FILE (kubectl: $STATE/bin/kubectl)"
