@@ -5,3 +5,5 @@
 //! (`SystemTime::now`, `Instant::now`), random numbers, and iteration over `HashMap`/`HashSet`
 //! (use `BTreeMap`/`BTreeSet`). `clippy.toml` bans those methods and types for the whole crate and
 //! the shell opts out explicitly; `tests/purity.rs` fails if this module imports them.
+
+pub mod status;
