@@ -6,4 +6,5 @@
 //! (use `BTreeMap`/`BTreeSet`). `clippy.toml` bans those methods and types for the whole crate and
 //! the shell opts out explicitly; `tests/purity.rs` fails if this module imports them.
 
+pub mod report;
 pub mod status;
