@@ -6,5 +6,6 @@
 //! (use `BTreeMap`/`BTreeSet`). `clippy.toml` bans those methods and types for the whole crate and
 //! the shell opts out explicitly; `tests/purity.rs` fails if this module imports them.
 
+pub mod metrics_model;
 pub mod report;
 pub mod status;
