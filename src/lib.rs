@@ -10,4 +10,5 @@
 pub mod config;
 pub mod core;
 pub mod crd;
+pub mod report_cli;
 pub mod shell;

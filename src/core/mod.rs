@@ -7,5 +7,8 @@
 //! the shell opts out explicitly; `tests/purity.rs` fails if this module imports them.
 
 pub mod image_ref;
+pub mod metrics_model;
 pub mod naming;
+pub mod report;
 pub mod scan_job;
+pub mod status;

@@ -1,0 +1,421 @@
+//! The per-CIS Prometheus metrics (spec §14) as a pure function from CIS views to the text
+//! exposition format.
+//!
+//! Three gauges, each with the common labels: one label per configured `CIS_METRICS_LABELS`
+//! key (the key with every run of characters outside `[a-zA-Z0-9_]` replaced by one `_`;
+//! value = that CIS label or `""`), then `namespace`, `name`, `image_name`,
+//! `image_digest`, `image_tag`.
+//!
+//! * `image_scanner_container_image_scan_success`: `0` iff the CIS has `Stalled=True`.
+//! * `image_scanner_container_image_issues{severity}`: one series per key of the CIS's
+//!   `vulnerabilitySummary.severityCount`, zeros included.
+//! * `image_scanner_container_image_patch_status{condition="fixed"|"unfixed"}`: from
+//!   `fixedCount`/`unfixedCount`, both always present when the CIS has a summary.
+//!
+//! Design: issues and patch status come from the CIS summary, which is exact and never
+//! truncated, instead of from the (possibly truncated) Report (fixes quirk §19.6, which
+//! also gave UNKNOWN an empty `severity` label). A CIS without summary only gets
+//! `scan_success`.
+//!
+//! Output is deterministic: families in the order above, series sorted by namespace, name,
+//! then the extra label's value. Within a series, label names are sorted, as the Go and
+//! Rust Prometheus clients print them (so the §14 reference exposition matches byte for
+//! byte). A configured key whose sanitised name is empty, or collides with a fixed label
+//! or an earlier key, is left out (duplicate label names would make the exposition
+//! invalid); a name starting with a digit gets a leading `_`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use crate::crd::{ContainerImageScan, VulnerabilitySummary};
+
+/// Name of the scan-success gauge.
+pub const SCAN_SUCCESS: &str = "image_scanner_container_image_scan_success";
+/// Name of the issues gauge.
+pub const ISSUES: &str = "image_scanner_container_image_issues";
+/// Name of the patch-status gauge.
+pub const PATCH_STATUS: &str = "image_scanner_container_image_patch_status";
+
+const SCAN_SUCCESS_HELP: &str = "Displays whether or not container image scan was a success";
+const ISSUES_HELP: &str = "Number of container image scan issues";
+const PATCH_STATUS_HELP: &str =
+    "Number of detected container image vulnerabilities grouped by fixed/unfixed";
+
+const FIXED_LABELS: [&str; 5] = [
+    "namespace",
+    "name",
+    "image_name",
+    "image_digest",
+    "image_tag",
+];
+
+/// What the metrics need from one CIS.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CisMetricView {
+    /// `metadata.namespace`.
+    pub namespace: String,
+    /// `metadata.name`.
+    pub name: String,
+    /// The CIS's labels (at least those named in `CIS_METRICS_LABELS`).
+    pub labels: BTreeMap<String, String>,
+    /// `spec.name`.
+    pub image_name: String,
+    /// `spec.digest`.
+    pub image_digest: String,
+    /// `spec.tag`, empty when unset.
+    pub image_tag: String,
+    /// Whether the CIS has condition `Stalled=True`.
+    pub stalled: bool,
+    /// `status.vulnerabilitySummary`.
+    pub summary: Option<VulnerabilitySummary>,
+}
+
+impl CisMetricView {
+    /// The view of a CIS object.
+    pub fn from_cis(cis: &ContainerImageScan) -> Self {
+        let status = cis.status.as_ref();
+        CisMetricView {
+            namespace: cis.metadata.namespace.clone().unwrap_or_default(),
+            name: cis.metadata.name.clone().unwrap_or_default(),
+            labels: cis.metadata.labels.clone().unwrap_or_default(),
+            image_name: cis.spec.name.clone(),
+            image_digest: cis.spec.digest.clone(),
+            image_tag: cis.spec.tag.clone().unwrap_or_default(),
+            stalled: status
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|cs| {
+                    cs.iter()
+                        .any(|c| c.type_ == "Stalled" && c.status == "True")
+                }),
+            summary: status.and_then(|s| s.vulnerability_summary.clone()),
+        }
+    }
+}
+
+/// Label name for a `CIS_METRICS_LABELS` key: every run of characters outside
+/// `[a-zA-Z0-9_]` becomes one `_`; a leading digit gets a `_` prefix.
+pub fn sanitize_label_name(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    let mut in_run = false;
+    for c in key.chars() {
+        if c.is_ascii_alphanumeric() || c == '_' {
+            out.push(c);
+            in_run = false;
+        } else if !in_run {
+            out.push('_');
+            in_run = true;
+        }
+    }
+    if out.starts_with(|c: char| c.is_ascii_digit()) {
+        out.insert(0, '_');
+    }
+    out
+}
+
+/// The text exposition of the three gauges for `views`, with one label per usable entry
+/// of `label_keys` (see the module doc). Families without series are left out.
+pub fn render(views: &[CisMetricView], label_keys: &[String]) -> String {
+    let keys = usable_keys(label_keys);
+    let mut sorted: Vec<&CisMetricView> = views.iter().collect();
+    sorted.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+
+    let mut success = Vec::new();
+    let mut issues = Vec::new();
+    let mut patch = Vec::new();
+    for view in sorted {
+        let common = common_labels(view, &keys);
+        success.push((series(&common, None), i64::from(!view.stalled)));
+        if let Some(summary) = &view.summary {
+            for (severity, count) in summary.severity_count.iter().flatten() {
+                issues.push((
+                    series(&common, Some(("severity", severity))),
+                    i64::from(*count),
+                ));
+            }
+            patch.push((
+                series(&common, Some(("condition", "fixed"))),
+                i64::from(summary.fixed_count),
+            ));
+            patch.push((
+                series(&common, Some(("condition", "unfixed"))),
+                i64::from(summary.unfixed_count),
+            ));
+        }
+    }
+    let mut out = String::new();
+    family(&mut out, SCAN_SUCCESS, SCAN_SUCCESS_HELP, &success);
+    family(&mut out, ISSUES, ISSUES_HELP, &issues);
+    family(&mut out, PATCH_STATUS, PATCH_STATUS_HELP, &patch);
+    out
+}
+
+/// (label name, CIS label key) pairs that make valid, distinct label names.
+fn usable_keys(label_keys: &[String]) -> Vec<(String, &str)> {
+    let mut taken: Vec<String> = FIXED_LABELS.iter().map(|s| (*s).to_owned()).collect();
+    taken.push("severity".into());
+    taken.push("condition".into());
+    let mut keys = Vec::new();
+    for key in label_keys {
+        let name = sanitize_label_name(key);
+        if name.is_empty() || name.starts_with("__") || taken.contains(&name) {
+            continue;
+        }
+        taken.push(name.clone());
+        keys.push((name, key.as_str()));
+    }
+    keys
+}
+
+fn common_labels<'a>(view: &'a CisMetricView, keys: &[(String, &str)]) -> Vec<(String, &'a str)> {
+    let mut labels: Vec<(String, &str)> = keys
+        .iter()
+        .map(|(name, key)| {
+            (
+                name.clone(),
+                view.labels.get(*key).map_or("", String::as_str),
+            )
+        })
+        .collect();
+    for (name, value) in FIXED_LABELS.into_iter().zip([
+        view.namespace.as_str(),
+        view.name.as_str(),
+        view.image_name.as_str(),
+        view.image_digest.as_str(),
+        view.image_tag.as_str(),
+    ]) {
+        labels.push((name.to_owned(), value));
+    }
+    labels
+}
+
+/// The `{…}` part of one series, label names sorted.
+fn series(common: &[(String, &str)], extra: Option<(&str, &str)>) -> String {
+    let mut labels: Vec<(&str, &str)> = common.iter().map(|(n, v)| (n.as_str(), *v)).collect();
+    labels.extend(extra);
+    labels.sort_unstable();
+    let mut out = String::from("{");
+    for (i, (name, value)) in labels.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let _ = write!(out, "{name}=\"{}\"", escape_label_value(value));
+    }
+    out.push('}');
+    out
+}
+
+fn family(out: &mut String, name: &str, help: &str, series: &[(String, i64)]) {
+    if series.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} gauge");
+    for (labels, value) in series {
+        let _ = writeln!(out, "{name}{labels} {value}");
+    }
+}
+
+/// Label value escaping of the text format: `\` → `\\`, `"` → `\"`, newline → `\n`.
+pub fn escape_label_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys() -> Vec<String> {
+        vec![
+            "system.statnett.no/name".into(),
+            "app.kubernetes.io/name".into(),
+        ]
+    }
+
+    fn view(
+        name: &str,
+        system: &str,
+        app: &str,
+        image: &str,
+        digest: &str,
+        tag: &str,
+    ) -> CisMetricView {
+        CisMetricView {
+            namespace: "default".into(),
+            name: name.into(),
+            labels: BTreeMap::from([
+                ("system.statnett.no/name".to_owned(), system.to_owned()),
+                ("app.kubernetes.io/name".to_owned(), app.to_owned()),
+            ]),
+            image_name: image.into(),
+            image_digest: digest.into(),
+            image_tag: tag.into(),
+            stalled: false,
+            summary: None,
+        }
+    }
+
+    /// The three CIS of the §14 reference test.
+    fn fixture() -> Vec<CisMetricView> {
+        let good = view(
+            "good-app-aaa123",
+            "light-side",
+            "good-app",
+            "my.registry.com/my-namespace/good-image",
+            "sha256:293d59096e2bf7bce8c8af44086f5d3f81c98cad87928837b1cb52a61041e5d5",
+            "",
+        );
+        let mut bad = view(
+            "bad-app-666666",
+            "dark-side",
+            "bad-app",
+            "my.registry.com/my-namespace/bad-app",
+            "sha256:aa5f8d668258d929ee42f000b71318379a86b56e72e301ced34df8887ccbc76a",
+            "latest",
+        );
+        bad.summary = Some(VulnerabilitySummary {
+            severity_count: Some(BTreeMap::from([("CRITICAL".into(), 1), ("HIGH".into(), 5)])),
+            fixed_count: 4,
+            unfixed_count: 2,
+        });
+        let mut failed = view(
+            "scan-failure-111111",
+            "light-side",
+            "scan-failure",
+            "my.registry.com/my-namespace/scan-error",
+            "sha256:babaa4d10a7e388a37b8d41069438518184f13cdec20c580f16114b84819618b",
+            "latest",
+        );
+        failed.stalled = true;
+        vec![good, failed, bad]
+    }
+
+    const EXPECTED: &str = r#"# HELP image_scanner_container_image_scan_success Displays whether or not container image scan was a success
+# TYPE image_scanner_container_image_scan_success gauge
+image_scanner_container_image_scan_success{app_kubernetes_io_name="bad-app",image_digest="sha256:aa5f8d668258d929ee42f000b71318379a86b56e72e301ced34df8887ccbc76a",image_name="my.registry.com/my-namespace/bad-app",image_tag="latest",name="bad-app-666666",namespace="default",system_statnett_no_name="dark-side"} 1
+image_scanner_container_image_scan_success{app_kubernetes_io_name="good-app",image_digest="sha256:293d59096e2bf7bce8c8af44086f5d3f81c98cad87928837b1cb52a61041e5d5",image_name="my.registry.com/my-namespace/good-image",image_tag="",name="good-app-aaa123",namespace="default",system_statnett_no_name="light-side"} 1
+image_scanner_container_image_scan_success{app_kubernetes_io_name="scan-failure",image_digest="sha256:babaa4d10a7e388a37b8d41069438518184f13cdec20c580f16114b84819618b",image_name="my.registry.com/my-namespace/scan-error",image_tag="latest",name="scan-failure-111111",namespace="default",system_statnett_no_name="light-side"} 0
+# HELP image_scanner_container_image_issues Number of container image scan issues
+# TYPE image_scanner_container_image_issues gauge
+image_scanner_container_image_issues{app_kubernetes_io_name="bad-app",image_digest="sha256:aa5f8d668258d929ee42f000b71318379a86b56e72e301ced34df8887ccbc76a",image_name="my.registry.com/my-namespace/bad-app",image_tag="latest",name="bad-app-666666",namespace="default",severity="CRITICAL",system_statnett_no_name="dark-side"} 1
+image_scanner_container_image_issues{app_kubernetes_io_name="bad-app",image_digest="sha256:aa5f8d668258d929ee42f000b71318379a86b56e72e301ced34df8887ccbc76a",image_name="my.registry.com/my-namespace/bad-app",image_tag="latest",name="bad-app-666666",namespace="default",severity="HIGH",system_statnett_no_name="dark-side"} 5
+# HELP image_scanner_container_image_patch_status Number of detected container image vulnerabilities grouped by fixed/unfixed
+# TYPE image_scanner_container_image_patch_status gauge
+image_scanner_container_image_patch_status{app_kubernetes_io_name="bad-app",condition="fixed",image_digest="sha256:aa5f8d668258d929ee42f000b71318379a86b56e72e301ced34df8887ccbc76a",image_name="my.registry.com/my-namespace/bad-app",image_tag="latest",name="bad-app-666666",namespace="default",system_statnett_no_name="dark-side"} 4
+image_scanner_container_image_patch_status{app_kubernetes_io_name="bad-app",condition="unfixed",image_digest="sha256:aa5f8d668258d929ee42f000b71318379a86b56e72e301ced34df8887ccbc76a",image_name="my.registry.com/my-namespace/bad-app",image_tag="latest",name="bad-app-666666",namespace="default",system_statnett_no_name="dark-side"} 2
+"#;
+
+    #[test]
+    fn reproduces_the_spec_14_exposition() {
+        assert_eq!(render(&fixture(), &keys()), EXPECTED);
+    }
+
+    #[test]
+    fn zero_buckets_and_unknown_are_exported() {
+        let mut v = view("a", "", "", "img", "sha256:1", "");
+        v.summary = Some(VulnerabilitySummary {
+            severity_count: Some(BTreeMap::from([("UNKNOWN".into(), 0), ("LOW".into(), 2)])),
+            fixed_count: 0,
+            unfixed_count: 2,
+        });
+        let text = render(&[v], &[]);
+        assert!(
+            text.contains(r#"image_tag="",name="a",namespace="default",severity="UNKNOWN"} 0"#)
+        );
+        assert!(text.contains(r#"condition="fixed",image_digest="sha256:1""#));
+        assert!(text.contains(r#"image_tag="",name="a",namespace="default"} 1"#));
+    }
+
+    #[test]
+    fn empty_input_renders_nothing() {
+        assert_eq!(render(&[], &keys()), "");
+    }
+
+    #[test]
+    fn label_names_are_sanitised_and_deduplicated() {
+        assert_eq!(
+            sanitize_label_name("app.kubernetes.io/name"),
+            "app_kubernetes_io_name"
+        );
+        assert_eq!(sanitize_label_name("a..//b"), "a_b");
+        assert_eq!(sanitize_label_name("9lives"), "_9lives");
+        assert_eq!(sanitize_label_name("ünï"), "_n_");
+        let keys: Vec<String> = ["a.b", "a/b", "namespace", "", "c"]
+            .map(String::from)
+            .to_vec();
+        let names: Vec<String> = usable_keys(&keys).into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["a_b", "c"]);
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape_label_value("a\\b\"c\nd"), r#"a\\b\"c\nd"#);
+    }
+
+    #[test]
+    fn view_from_cis_reads_stalled_and_summary() {
+        use crate::crd::{ContainerImageScanSpec, ContainerImageScanStatus};
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+        let mut cis = ContainerImageScan::new(
+            "x",
+            ContainerImageScanSpec {
+                name: "img".into(),
+                digest: "sha256:1".into(),
+                ..Default::default()
+            },
+        );
+        cis.status = Some(ContainerImageScanStatus {
+            conditions: Some(vec![Condition {
+                last_transition_time: Time(jiff::Timestamp::UNIX_EPOCH),
+                message: String::new(),
+                observed_generation: None,
+                reason: "Error".into(),
+                status: "True".into(),
+                type_: "Stalled".into(),
+            }]),
+            ..Default::default()
+        });
+        let v = CisMetricView::from_cis(&cis);
+        assert!(v.stalled);
+        assert_eq!((v.name.as_str(), v.image_tag.as_str()), ("x", ""));
+    }
+
+    /// Lints the reference exposition with `promtool check metrics` when it is installed.
+    #[test]
+    fn promtool_lints_clean() {
+        use std::io::Write;
+        use std::process::{Command, Stdio};
+        let text = render(&fixture(), &keys());
+        let child = Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn();
+        let Ok(mut child) = child else {
+            println!("note: promtool not installed; skipping the exposition lint");
+            return;
+        };
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+            "promtool: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

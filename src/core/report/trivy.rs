@@ -1,0 +1,186 @@
+//! Trivy's native JSON report (`--format json`).
+//!
+//! Every key is optional, as Trivy omits empty ones: a report without `Results` (nothing
+//! scanned) or a result without `Vulnerabilities` (a clean target) is an empty list. Only
+//! `Results[].Vulnerabilities[]` is read; everything else (`Packages`, `Secrets`,
+//! `Metadata`, …) is skipped without allocating. Field mapping:
+//!
+//! | Trivy | [`Vulnerability`] |
+//! |---|---|
+//! | `VulnerabilityID`, `PkgName`, `InstalledVersion`, `PkgPath`, `Title`, `PrimaryURL` | same field |
+//! | `FixedVersion` (may list several versions, `"6.0.3.1, 5.2.4.3"`) | `fixedVersion`, kept verbatim |
+//! | `Severity` (`UNKNOWN`…`CRITICAL`; missing or another name → `UNKNOWN`) | `severity` |
+//!
+//! The field set has been stable since `SchemaVersion` 2 (v0.20.0); files of that era have
+//! no `SchemaVersion`-specific differences in these keys. With an explicit
+//! [`ReportFormat::Trivy`](super::ReportFormat::Trivy), the pre-v0.20 "legacy" top level (a
+//! bare array of results) is accepted too; auto-detection treats every array as the
+//! template.
+
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+
+use super::DetectedFormat;
+use crate::crd::{Severity, Vulnerability};
+
+/// A decoded Trivy report.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// The flattened vulnerabilities of all results; `None` when `Results` was absent.
+    pub results: Option<Results>,
+}
+
+impl Report {
+    pub(super) fn into_detected(self) -> (Vec<Vulnerability>, DetectedFormat) {
+        (
+            self.results.map(|r| r.0).unwrap_or_default(),
+            DetectedFormat::Trivy,
+        )
+    }
+}
+
+impl<'de> Deserialize<'de> for Report {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Object {
+            #[serde(rename = "Results", default)]
+            results: Option<Results>,
+        }
+        struct ObjectOrLegacyArray;
+        impl<'de> Visitor<'de> for ObjectOrLegacyArray {
+            type Value = Report;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a Trivy JSON report object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Report, A::Error> {
+                let o = Object::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(Report { results: o.results })
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Report, A::Error> {
+                Ok(Report {
+                    results: Some(ResultsVisitor.visit_seq(seq)?),
+                })
+            }
+        }
+        deserializer.deserialize_any(ObjectOrLegacyArray)
+    }
+}
+
+/// `Results`: decoded straight into one flat list, result by result.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Results(pub Vec<Vulnerability>);
+
+struct ResultsVisitor;
+
+impl<'de> Visitor<'de> for ResultsVisitor {
+    type Value = Results;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array of Trivy results")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Results, A::Error> {
+        let mut all = Vec::new();
+        while let Some(result) = seq.next_element::<TrivyResult>()? {
+            all.extend(
+                result
+                    .vulnerabilities
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(Vulnerability::from),
+            );
+        }
+        Ok(Results(all))
+    }
+}
+
+impl<'de> Deserialize<'de> for Results {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_seq(ResultsVisitor)
+    }
+}
+
+#[derive(Deserialize)]
+struct TrivyResult {
+    #[serde(rename = "Vulnerabilities", default)]
+    vulnerabilities: Option<Vec<TrivyVulnerability>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct TrivyVulnerability {
+    #[serde(rename = "VulnerabilityID", default)]
+    vulnerability_id: Option<String>,
+    #[serde(default)]
+    pkg_name: Option<String>,
+    #[serde(default)]
+    installed_version: Option<String>,
+    #[serde(default)]
+    severity: Option<Severity>,
+    #[serde(default)]
+    pkg_path: Option<String>,
+    #[serde(default)]
+    fixed_version: Option<String>,
+    #[serde(default)]
+    title: Option<String>,
+    #[serde(rename = "PrimaryURL", default)]
+    primary_url: Option<String>,
+}
+
+impl From<TrivyVulnerability> for Vulnerability {
+    fn from(t: TrivyVulnerability) -> Self {
+        Vulnerability {
+            vulnerability_id: t.vulnerability_id.unwrap_or_default(),
+            pkg_name: t.pkg_name.unwrap_or_default(),
+            installed_version: t.installed_version.unwrap_or_default(),
+            severity: t.severity.unwrap_or_default(),
+            pkg_path: t.pkg_path.unwrap_or_default(),
+            fixed_version: t.fixed_version.unwrap_or_default(),
+            title: t.title.unwrap_or_default(),
+            primary_url: t.primary_url.unwrap_or_default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{DetectedFormat, ReportFormat, parse_report};
+    use crate::crd::Severity;
+
+    #[test]
+    fn minimal_objects() {
+        for (input, n) in [
+            (&br#"{"SchemaVersion": 2}"#[..], 0),
+            (br#"{"ArtifactName": "x", "Results": null}"#, 0),
+            (
+                br#"{"Results": [{"Target": "t"}, {"Vulnerabilities": null}]}"#,
+                0,
+            ),
+            (
+                br#"{"Results": [{"Vulnerabilities": [{"PkgName": "a"}]}]}"#,
+                1,
+            ),
+        ] {
+            let r = parse_report(input, ReportFormat::Auto).unwrap();
+            assert_eq!(r.format, DetectedFormat::Trivy);
+            assert_eq!(r.vulnerabilities.len(), n);
+        }
+        let r = parse_report(
+            br#"{"Results":[{"Vulnerabilities":[{}]}]}"#,
+            ReportFormat::Trivy,
+        )
+        .unwrap();
+        assert_eq!(r.vulnerabilities[0].severity, Severity::Unknown);
+    }
+
+    #[test]
+    fn legacy_array_needs_the_explicit_format() {
+        let input =
+            br#"[{"Target":"t","Vulnerabilities":[{"VulnerabilityID":"CVE-1","Severity":"LOW"}]}]"#;
+        let r = parse_report(input, ReportFormat::Trivy).unwrap();
+        assert_eq!(r.vulnerabilities[0].vulnerability_id, "CVE-1");
+        // As a template array, the same input has no template fields: one empty entry.
+        let t = parse_report(input, ReportFormat::Auto).unwrap();
+        assert_eq!(t.format, DetectedFormat::Template);
+    }
+}
