@@ -71,6 +71,24 @@ pub struct CisMetricView {
 }
 
 impl CisMetricView {
+    /// The view of the engine's compact CIS.
+    pub fn from_view(cis: &crate::core::port::CisView) -> Self {
+        CisMetricView {
+            namespace: cis.namespace.clone(),
+            name: cis.name.clone(),
+            labels: cis.labels.clone(),
+            image_name: cis.spec.name.clone(),
+            image_digest: cis.spec.digest.clone(),
+            image_tag: cis.spec.tag.clone().unwrap_or_default(),
+            stalled: cis
+                .status
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "Stalled" && c.status == "True"),
+            summary: cis.status.summary.clone(),
+        }
+    }
+
     /// The view of a CIS object.
     pub fn from_cis(cis: &ContainerImageScan) -> Self {
         let status = cis.status.as_ref();

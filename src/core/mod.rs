@@ -6,9 +6,15 @@
 //! (use `BTreeMap`/`BTreeSet`). `clippy.toml` bans those methods and types for the whole crate and
 //! the shell opts out explicitly; `tests/purity.rs` fails if this module imports them.
 
+pub mod cis_status;
+pub mod engine;
+pub mod fingerprint;
 pub mod image_ref;
 pub mod metrics_model;
 pub mod naming;
+pub mod port;
 pub mod report;
 pub mod scan_job;
 pub mod status;
+pub mod time;
+pub mod workload;

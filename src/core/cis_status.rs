@@ -1,0 +1,111 @@
+//! The statuses the engine writes, built from the engine's compact view of a CIS with the
+//! functions of [`super::status`]. Statuses carry whole-second times (what the API keeps), so a
+//! status read back compares equal to the one written.
+
+use super::port::CisView;
+use super::status::{
+    self, DetailsMode, ScanFilter, SuccessParams, bound_message, decode_error, scan_error,
+    scan_job_created,
+};
+use super::time::Timestamp;
+use crate::crd::{ContainerImageScanStatus, Vulnerability};
+
+pub use super::status::{REASON_DECODE_ERROR, REASON_ERROR};
+
+fn jiff(t: Timestamp) -> jiff::Timestamp {
+    t.truncate_to_secs().to_k8s().0
+}
+
+/// The status fields of the view as a status object (details are not in the view; writes that
+/// start from this ask the shell to keep the stored details).
+fn base(cis: &CisView) -> ContainerImageScanStatus {
+    let s = &cis.status;
+    ContainerImageScanStatus {
+        observed_generation: Some(cis.generation),
+        last_scan_job_uid: s.last_scan_job_uid.clone(),
+        last_scan_time: s.last_scan_time.map(Timestamp::to_k8s),
+        last_successful_scan_time: s.last_successful_scan_time.map(Timestamp::to_k8s),
+        conditions: None,
+        vulnerabilities: None,
+        vulnerability_summary: s.summary.clone(),
+        vulnerabilities_truncated: None,
+    }
+}
+
+/// `Reconciling/ScanJobCreated` on top of the current status (spec §7.2 step 6).
+pub fn scan_job_created_status(
+    cis: &CisView,
+    job_name: &str,
+    now: Timestamp,
+) -> ContainerImageScanStatus {
+    let mut status = base(cis);
+    status.conditions = Some(vec![scan_job_created(
+        job_name,
+        &cis.status.conditions,
+        jiff(now),
+    )]);
+    status
+}
+
+/// The status after a successful scan, filtered by the CIS's own `ignoreUnfixed` and
+/// `minSeverity`, with details fitted to `budget` bytes (or left out).
+pub fn success_status(
+    cis: &CisView,
+    vulnerabilities: &[Vulnerability],
+    job_uid: &str,
+    at: Timestamp,
+    budget: usize,
+    write_details: bool,
+) -> ContainerImageScanStatus {
+    let params = SuccessParams {
+        filter: ScanFilter::from_spec(&cis.spec),
+        job_uid,
+        generation: Some(cis.generation),
+        now: jiff(at),
+        details: if write_details {
+            DetailsMode::Budget(budget)
+        } else {
+            DetailsMode::Omit
+        },
+    };
+    status::success_status(vulnerabilities.to_vec(), &params)
+}
+
+/// Which failure condition to write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailureKind {
+    /// `Stalled/Error`.
+    Error,
+    /// `Stalled/ScanReportDecodeError`.
+    Decode,
+}
+
+/// The status after a failed scan: the previous result is kept, the condition explains.
+pub fn failure_status(
+    cis: &CisView,
+    job_uid: &str,
+    at: Timestamp,
+    kind: FailureKind,
+    message: &str,
+) -> ContainerImageScanStatus {
+    let previous = &cis.status.conditions;
+    let condition = match kind {
+        FailureKind::Error => scan_error(message.as_bytes(), previous, jiff(at)),
+        // The message already says which Job and why; keep it as built by the engine.
+        FailureKind::Decode => {
+            let mut c = decode_error("", &"", previous, jiff(at));
+            c.message = bound_message(message, status::DEFAULT_MESSAGE_LIMIT);
+            c
+        }
+    };
+    let mut status = base(cis);
+    status.last_scan_job_uid = Some(job_uid.to_string());
+    status.last_scan_time = Some(at.truncate_to_secs().to_k8s());
+    status.conditions = Some(vec![condition]);
+    status
+}
+
+/// A message bounded to `limit` bytes (ANSI codes removed).
+pub fn bounded_message(text: &str, limit: usize) -> String {
+    bound_message(text, limit)
+}

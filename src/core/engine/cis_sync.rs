@@ -1,0 +1,322 @@
+//! Stage "cis_sync": the metadata and spec of every CIS follow the pods that run its image.
+//!
+//! For each CIS name, the desired object comes from its member pods: all pods of the same
+//! top-level workload that run the same image digest in the same container own it (fixes quirk
+//! §19.9: owners are grouped by top workload, not by direct controller, so a rollout with an
+//! unchanged image keeps every pod as owner). A CIS is created once a member has settled; a CIS
+//! whose owner pods still exist but no longer run its image is deleted (§5.2 step 7); a CIS whose
+//! owners are all gone is left to Kubernetes' garbage collector.
+
+use std::collections::BTreeMap;
+
+use super::index::{CisKey, ObjectKind, PodKey, Tracked};
+use super::timers::TimerKey;
+use super::{Engine, Target};
+use crate::core::port::{Action, CisView, Command, Outcome, OwnerRef, StreamId, WatchEvent};
+use crate::core::time::Timestamp;
+use crate::core::workload::PodTarget;
+use crate::crd::{ContainerImageScanSpec, Workload};
+
+/// What a CIS should look like according to its member pods.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) struct DesiredCis {
+    pub labels: BTreeMap<String, String>,
+    pub owners: Vec<OwnerRef>,
+    pub spec: ContainerImageScanSpec,
+}
+
+impl Engine {
+    pub(super) fn observe_cis(&mut self, stream: StreamId, event: WatchEvent<CisView>) {
+        match event {
+            WatchEvent::Apply(cis) | WatchEvent::InitApply(cis) => {
+                let epoch = self.index.epoch(ObjectKind::Cis, stream);
+                self.upsert_cis(Tracked {
+                    view: cis,
+                    stream,
+                    epoch,
+                });
+            }
+            WatchEvent::Delete(cis) => {
+                let key = CisKey::new(&cis.namespace, &cis.name);
+                if self
+                    .index
+                    .cis
+                    .get(&key)
+                    .is_some_and(|t| t.view.uid == cis.uid)
+                {
+                    self.remove_cis(&key);
+                }
+            }
+            WatchEvent::InitStarted => {
+                self.index.begin_relist(ObjectKind::Cis, stream);
+            }
+            WatchEvent::InitDone => {
+                let epoch = self.index.epoch(ObjectKind::Cis, stream);
+                let gone: Vec<CisKey> = self
+                    .index
+                    .cis
+                    .iter()
+                    .filter(|(_, t)| t.stream == stream && t.epoch != epoch)
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                for key in gone {
+                    self.remove_cis(&key);
+                }
+            }
+        }
+    }
+
+    /// Stores a CIS as observed (from a watch or from the response to our own write).
+    pub(super) fn upsert_cis(&mut self, tracked: Tracked<CisView>) {
+        let key = CisKey::new(&tracked.view.namespace, &tracked.view.name);
+        let old = self.index.cis.get(&key);
+        if let Some(old) = old {
+            if old.view.uid == tracked.view.uid
+                && super::index::Index::is_stale(
+                    old.view.resource_version,
+                    tracked.view.resource_version,
+                )
+            {
+                return;
+            }
+        }
+        let old_digest = old.map(|t| t.view.spec.digest.clone());
+        let new_digest = tracked.view.spec.digest.clone();
+        self.index
+            .index_cis_digest(&key, old_digest.as_deref(), Some(&new_digest));
+        if let Some(d) = old_digest {
+            self.dirty_digests.insert(d);
+        }
+        self.learn_result_from_status(&tracked.view);
+        self.dirty_digests.insert(new_digest);
+        self.dirty_cis.insert(key.clone());
+        self.index.cis.insert(key, tracked);
+    }
+
+    fn remove_cis(&mut self, key: &CisKey) {
+        if let Some(old) = self.index.cis.remove(key) {
+            self.index
+                .index_cis_digest(key, Some(&old.view.spec.digest), None);
+            self.dirty_digests.insert(old.view.spec.digest);
+            self.budget_override.remove(key);
+        }
+        // Member pods may want it back (someone deleted it by hand).
+        self.dirty_cis.insert(key.clone());
+    }
+
+    pub(super) fn sync_dirty_cis(&mut self, now: Timestamp, out: &mut Vec<Command>) {
+        let keys: Vec<CisKey> = self.dirty_cis.iter().cloned().collect();
+        for key in keys {
+            if !self.capacity_left() {
+                return;
+            }
+            if self.sync_cis(&key, now, out) {
+                self.dirty_cis.remove(&key);
+            }
+        }
+    }
+
+    /// Returns false when the key must stay dirty (work blocked by a command in flight).
+    fn sync_cis(&mut self, key: &CisKey, now: Timestamp, out: &mut Vec<Command>) -> bool {
+        let target = Target::CisSpec(key.clone());
+        if self.busy.contains(&target) {
+            return false;
+        }
+        if !self.cfg.namespace_allowed(&key.namespace) {
+            return true;
+        }
+        let existing = self.index.cis.get(key).map(|t| &t.view);
+        if existing.is_some_and(|c| c.deleting) {
+            return true;
+        }
+        let desired = self.desired_cis(key, existing.is_some());
+        match (desired, existing) {
+            (Some(desired), None) => self
+                .issue(target, apply_action(key, desired), now, out)
+                .settled(),
+            (Some(desired), Some(cis)) => {
+                let (spec_ok, labels_ok, owners_ok) = compare(&desired, cis);
+                if spec_ok && labels_ok && owners_ok {
+                    return true;
+                }
+                // Owner-only changes wait a little so pods starting together cost one write.
+                if spec_ok && labels_ok && !self.owner_delay_passed(key, now) {
+                    return true;
+                }
+                self.owner_delay.remove(key);
+                self.issue(target, apply_action(key, desired), now, out)
+                    .settled()
+            }
+            (None, Some(cis)) => {
+                if self.is_obsolete(key, cis) {
+                    let action = Action::DeleteCis {
+                        namespace: key.namespace.clone(),
+                        name: key.name.clone(),
+                        uid: cis.uid.clone(),
+                    };
+                    return self.issue(target, action, now, out).settled();
+                }
+                true
+            }
+            (None, None) => true,
+        }
+    }
+
+    /// Arms the owner-update delay on first sight; true once it has passed.
+    fn owner_delay_passed(&mut self, key: &CisKey, now: Timestamp) -> bool {
+        match self.owner_delay.get(key) {
+            Some(at) if *at <= now => true,
+            Some(_) => false,
+            None => {
+                let at = now.plus(self.cfg.owner_update_delay);
+                self.owner_delay.insert(key.clone(), at);
+                self.timers
+                    .arm(TimerKey::Cis(key.namespace.clone(), key.name.clone()), at);
+                false
+            }
+        }
+    }
+
+    /// A CIS nobody wants is deleted only when some of its owner pods still exist (they moved
+    /// to another image); when all owners are gone, Kubernetes' garbage collector removes it.
+    fn is_obsolete(&self, key: &CisKey, cis: &CisView) -> bool {
+        let live_owner = cis.owners.iter().any(|o| {
+            o.kind == "Pod"
+                && self
+                    .index
+                    .pods
+                    .get(&(key.namespace.clone(), o.name.clone()))
+                    .is_some_and(|p| p.tracked.view.uid == o.uid && !p.tracked.view.deleting)
+        });
+        live_owner && !self.index.members.contains_key(key)
+    }
+
+    /// The CIS its member pods ask for; `None` when there are no members, or no member has
+    /// settled yet and the CIS does not exist.
+    pub(super) fn desired_cis(&self, key: &CisKey, exists: bool) -> Option<DesiredCis> {
+        let members = self.index.members.get(key)?;
+        // (pod key, its target for this CIS, whether settled)
+        let mut rows: Vec<(&PodKey, &PodTarget, bool)> = Vec::new();
+        for pod_key in members {
+            let Some(entry) = self.index.pods.get(pod_key) else {
+                continue;
+            };
+            if let Some(t) = entry.targets.iter().find(|t| t.cis_name == key.name) {
+                rows.push((pod_key, t, entry.settled));
+            }
+        }
+        // Different workloads/containers can produce the same name (e.g. workload "a-b" with
+        // container "c" and workload "a" with container "b-c"); the smallest identity wins.
+        let identity = |t: &PodTarget| {
+            (
+                t.workload.kind.clone(),
+                t.workload.name.clone(),
+                t.container.clone(),
+                t.workload.uid.clone(),
+            )
+        };
+        let winner = rows.iter().map(|(_, t, _)| identity(t)).min()?;
+        rows.retain(|(_, t, _)| identity(t) == winner);
+        if !exists && !rows.iter().any(|(_, _, settled)| *settled) {
+            return None;
+        }
+        // The newest pod speaks for the workload's current template (labels, tag).
+        let (newest_key, newest_target, _) = rows.iter().max_by(|a, b| {
+            let pa = self.index.pods.get(a.0).map(|e| e.tracked.view.created);
+            let pb = self.index.pods.get(b.0).map(|e| e.tracked.view.created);
+            (pa, a.0).cmp(&(pb, b.0))
+        })?;
+        let newest_pod = &self.index.pods.get(*newest_key)?.tracked.view;
+        let mut owners: Vec<OwnerRef> = rows
+            .iter()
+            .filter_map(|(k, _, _)| self.index.pods.get(*k))
+            .map(|e| OwnerRef {
+                api_version: "v1".to_string(),
+                kind: "Pod".to_string(),
+                name: e.tracked.view.name.clone(),
+                uid: e.tracked.view.uid.clone(),
+            })
+            .collect();
+        owners.sort();
+        let w = &newest_target.workload;
+        Some(DesiredCis {
+            labels: newest_pod.labels.clone(),
+            owners,
+            spec: ContainerImageScanSpec {
+                name: newest_target.image.name.clone(),
+                digest: newest_target.image.digest.clone(),
+                tag: Some(newest_target.image.tag.clone()),
+                min_severity: None,
+                ignore_unfixed: Some(w.ignore_unfixed || newest_pod.ignore_unfixed),
+                workload: Workload {
+                    api_version: Some(w.api_version.clone()),
+                    group: w.group.clone(),
+                    kind: w.kind.clone(),
+                    name: w.name.clone(),
+                    uid: Some(w.uid.clone()),
+                    container_name: newest_target.container.clone(),
+                },
+            },
+        })
+    }
+
+    pub(super) fn on_cis_spec_outcome(
+        &mut self,
+        key: CisKey,
+        action: &Action,
+        outcome: Outcome,
+        _now: Timestamp,
+    ) {
+        match outcome {
+            Outcome::CisApplied(view) => {
+                self.stats.spec_writes += 1;
+                let stream = self
+                    .index
+                    .cis
+                    .get(&key)
+                    .map(|t| (t.stream, t.epoch))
+                    .unwrap_or_default();
+                self.upsert_cis(Tracked {
+                    view: *view,
+                    stream: stream.0,
+                    epoch: stream.1,
+                });
+            }
+            Outcome::Done => {
+                if matches!(action, Action::DeleteCis { .. }) {
+                    self.stats.spec_writes += 1;
+                }
+            }
+            // Retryable failures are re-issued after the back-off (the key stays dirty through
+            // the timer); permanent ones wait for the next change of the inputs.
+            Outcome::Failed(_) | Outcome::JobCreated(_) | Outcome::Log(_) => {}
+        }
+        self.dirty_cis.insert(key);
+    }
+}
+
+fn apply_action(key: &CisKey, desired: DesiredCis) -> Action {
+    Action::ApplyCis {
+        namespace: key.namespace.clone(),
+        name: key.name.clone(),
+        labels: desired.labels,
+        owners: desired.owners,
+        spec: desired.spec,
+    }
+}
+
+/// (spec matches, our labels present, owners equal). `minSeverity` belongs to users, and labels
+/// added by others are left alone (server-side apply keeps fields other managers own).
+fn compare(desired: &DesiredCis, cis: &CisView) -> (bool, bool, bool) {
+    let mut spec = desired.spec.clone();
+    spec.min_severity = cis.spec.min_severity;
+    let spec_ok = spec == cis.spec;
+    let labels_ok = desired
+        .labels
+        .iter()
+        .all(|(k, v)| cis.labels.get(k) == Some(v));
+    let mut owners = cis.owners.clone();
+    owners.sort();
+    let owners_ok = owners == desired.owners;
+    (spec_ok, labels_ok, owners_ok)
+}

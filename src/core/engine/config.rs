@@ -1,0 +1,105 @@
+//! Settings of the engine, derived from the operator configuration by the shell (or chosen by
+//! the simulator).
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use regex::Regex;
+
+use crate::core::scan_job::ScanJobSettings;
+
+/// Everything the engine's decisions depend on besides observations and time.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Namespace of scan Jobs.
+    pub scan_namespace: String,
+    /// Namespaces matching this are not scanned.
+    pub exclude_namespaces: Regex,
+    /// Only namespaces matching this are scanned.
+    pub include_namespaces: Regex,
+    /// Configured workload kinds as (group, kind), resolved through discovery by the shell.
+    pub workload_kinds: BTreeSet<(String, String)>,
+    /// Waiting reasons that keep a pod from being considered settled.
+    pub skip_waiting_reasons: BTreeSet<String>,
+    /// Rescan age.
+    pub scan_interval: Duration,
+    /// A Running pod that never becomes Ready counts as settled after this long.
+    pub pod_settle_timeout: Duration,
+    /// Maximum active scan Jobs; 0 = unlimited.
+    pub active_job_limit: u32,
+    /// How scan Jobs are built.
+    pub job: ScanJobSettings,
+    /// Byte budget of `status.vulnerabilities`.
+    pub details_max_bytes: usize,
+    /// Whether `status.vulnerabilities` is written at all (gate NoCISStatusVulnerabilities off).
+    pub write_details: bool,
+    /// Cap on bytes read from a scan log.
+    pub log_max_bytes: usize,
+    /// Bytes of parsed reports kept in memory to serve later CIS of the same digest.
+    pub report_cache_bytes: usize,
+    /// Maximum commands outstanding at once (flow control towards the API server).
+    pub max_inflight: usize,
+    /// First retry delay after a failed scan; doubles per consecutive failure, capped at the
+    /// scan interval.
+    pub failed_scan_retry: Duration,
+    /// First retry delay after a retryable API error; doubles per attempt.
+    pub api_retry_base: Duration,
+    /// Cap of the API retry delay.
+    pub api_retry_max: Duration,
+    /// Delay before a CIS whose only change is its owner list is re-applied, so that pods
+    /// starting together cause one write, not one each.
+    pub owner_update_delay: Duration,
+}
+
+impl EngineConfig {
+    /// Whether pods in `namespace` are scanned.
+    pub fn namespace_allowed(&self, namespace: &str) -> bool {
+        !self.exclude_namespaces.is_match(namespace) && self.include_namespaces.is_match(namespace)
+    }
+
+    /// Settings for tests and the simulator: upstream defaults, small limits.
+    pub fn for_tests(scan_namespace: &str) -> EngineConfig {
+        EngineConfig {
+            scan_namespace: scan_namespace.to_string(),
+            exclude_namespaces: constant_regex(crate::config::DEFAULT_EXCLUDE_REGEXP),
+            include_namespaces: constant_regex(""),
+            workload_kinds: [
+                ("apps", "ReplicaSet"),
+                ("apps", "Deployment"),
+                ("apps", "StatefulSet"),
+                ("apps", "DaemonSet"),
+                ("batch", "Job"),
+                ("batch", "CronJob"),
+            ]
+            .into_iter()
+            .map(|(g, k)| (g.to_string(), k.to_string()))
+            .collect(),
+            skip_waiting_reasons: ["ErrImagePull", "ImagePullBackOff"]
+                .into_iter()
+                .map(str::to_string)
+                .collect(),
+            scan_interval: Duration::from_secs(12 * 3600),
+            pod_settle_timeout: Duration::from_secs(300),
+            active_job_limit: 8,
+            job: ScanJobSettings {
+                trivy_image: "ghcr.io/aquasecurity/trivy:0.74.0".to_string(),
+                ..ScanJobSettings::default()
+            },
+            details_max_bytes: 262_144,
+            write_details: true,
+            log_max_bytes: 64 * 1024 * 1024,
+            report_cache_bytes: 16 * 1024 * 1024,
+            max_inflight: 32,
+            failed_scan_retry: Duration::from_secs(300),
+            api_retry_base: Duration::from_secs(1),
+            api_retry_max: Duration::from_secs(300),
+            owner_update_delay: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Compiles a pattern written in this source file.
+fn constant_regex(pattern: &str) -> Regex {
+    #[allow(clippy::expect_used)]
+    Regex::new(pattern).expect("constant patterns compile")
+}

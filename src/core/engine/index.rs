@@ -1,0 +1,191 @@
+//! The engine's compact picture of the cluster, plus the derived indexes decisions need.
+//!
+//! Every map is a `BTreeMap` so iteration order, and thus every decision, is deterministic.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::core::port::{CisView, JobView, PodView, ScanPodView, StreamId, WorkloadView};
+use crate::core::workload::{PodTarget, WorkloadKey};
+
+/// Namespace and name of a CIS.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CisKey {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+}
+
+impl CisKey {
+    /// Builds a key.
+    pub fn new(namespace: &str, name: &str) -> CisKey {
+        CisKey {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for CisKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// Namespace and name of a pod.
+pub type PodKey = (String, String);
+
+/// An observed object with the watch stream that delivered it and the relist epoch it was last
+/// seen in.
+#[derive(Clone, Debug)]
+pub struct Tracked<T> {
+    /// The object.
+    pub view: T,
+    /// The stream that delivered it.
+    pub stream: StreamId,
+    /// Relist epoch of that stream when last delivered.
+    pub epoch: u64,
+}
+
+/// A workload pod and what it contributes.
+#[derive(Clone, Debug)]
+pub struct PodEntry {
+    /// The pod.
+    pub tracked: Tracked<PodView>,
+    /// CIS this pod is a member of (one per container with a digest).
+    pub targets: Vec<PodTarget>,
+    /// Whether the pod is settled (may cause CIS creation).
+    pub settled: bool,
+    /// Workload object the owner chain is waiting for.
+    pub waiting_on: Option<WorkloadKey>,
+}
+
+/// The index.
+#[derive(Debug, Default)]
+pub struct Index {
+    /// Workload pods in scanned namespaces.
+    pub pods: BTreeMap<PodKey, PodEntry>,
+    /// Metadata of workload objects.
+    pub workloads: BTreeMap<WorkloadKey, Tracked<WorkloadView>>,
+    /// CIS objects.
+    pub cis: BTreeMap<CisKey, Tracked<CisView>>,
+    /// Our scan Jobs by name.
+    pub jobs: BTreeMap<String, Tracked<JobView>>,
+    /// Pods of our scan Jobs by name.
+    pub scan_pods: BTreeMap<String, Tracked<ScanPodView>>,
+    /// Current relist epoch per stream (bumped at `InitStarted`).
+    pub epochs: BTreeMap<(ObjectKind, StreamId), u64>,
+    /// Pods that map to each CIS name.
+    pub members: BTreeMap<CisKey, BTreeSet<PodKey>>,
+    /// Pods whose owner chain waits for a workload object.
+    pub waiting_on: BTreeMap<WorkloadKey, BTreeSet<PodKey>>,
+    /// Pods by the UID of their controller.
+    pub pods_by_controller: BTreeMap<String, BTreeSet<PodKey>>,
+    /// Workload objects by the UID of their controller.
+    pub workloads_by_controller: BTreeMap<String, BTreeSet<WorkloadKey>>,
+    /// CIS by `spec.digest`.
+    pub cis_by_digest: BTreeMap<String, BTreeSet<CisKey>>,
+}
+
+/// Kinds of watched objects, for relist bookkeeping.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ObjectKind {
+    /// Workload pods.
+    Pod,
+    /// Workload metadata.
+    Workload,
+    /// CIS.
+    Cis,
+    /// Scan Jobs.
+    Job,
+    /// Scan pods.
+    ScanPod,
+}
+
+impl Index {
+    /// Starts a relist of `stream`: objects not delivered again before `InitDone` are gone.
+    pub fn begin_relist(&mut self, kind: ObjectKind, stream: StreamId) -> u64 {
+        let epoch = self.epochs.entry((kind, stream)).or_default();
+        *epoch += 1;
+        *epoch
+    }
+
+    /// Relist epoch of `stream`.
+    pub fn epoch(&self, kind: ObjectKind, stream: StreamId) -> u64 {
+        self.epochs
+            .get(&(kind, stream))
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// Whether a re-delivered object is older than what we hold (a stale read).
+    pub fn is_stale(held: Option<u64>, incoming: Option<u64>) -> bool {
+        matches!((held, incoming), (Some(h), Some(i)) if i < h)
+    }
+
+    /// Records the digest of a CIS in the digest index.
+    pub fn index_cis_digest(&mut self, key: &CisKey, old: Option<&str>, new: Option<&str>) {
+        if old == new {
+            return;
+        }
+        if let Some(d) = old {
+            if let Some(set) = self.cis_by_digest.get_mut(d) {
+                set.remove(key);
+                if set.is_empty() {
+                    self.cis_by_digest.remove(d);
+                }
+            }
+        }
+        if let Some(d) = new {
+            self.cis_by_digest
+                .entry(d.to_string())
+                .or_default()
+                .insert(key.clone());
+        }
+    }
+
+    /// Jobs that are neither finished nor being deleted.
+    pub fn active_job_count(&self) -> usize {
+        self.jobs
+            .values()
+            .filter(|j| j.view.finished.is_none() && !j.view.deleting)
+            .count()
+    }
+
+    /// Digests that have Jobs.
+    pub fn job_digests(&self) -> BTreeSet<String> {
+        self.jobs
+            .values()
+            .filter_map(|j| j.view.digest.clone())
+            .collect()
+    }
+
+    /// A Job by UID.
+    pub fn job_by_uid(&self, uid: &str) -> Option<&JobView> {
+        self.jobs.values().map(|j| &j.view).find(|j| j.uid == uid)
+    }
+
+    /// Jobs of a digest, oldest first.
+    pub fn jobs_of_digest(&self, digest: &str) -> Vec<&JobView> {
+        let mut jobs: Vec<&JobView> = self
+            .jobs
+            .values()
+            .map(|j| &j.view)
+            .filter(|j| j.digest.as_deref() == Some(digest))
+            .collect();
+        jobs.sort_by(|a, b| (a.created, &a.name).cmp(&(b.created, &b.name)));
+        jobs
+    }
+
+    /// Pods of a Job, oldest first, evicted ones left out (upstream fix 0.5.5).
+    pub fn pods_of_job(&self, job_uid: &str) -> Vec<&ScanPodView> {
+        let mut pods: Vec<&ScanPodView> = self
+            .scan_pods
+            .values()
+            .map(|p| &p.view)
+            .filter(|p| p.job_uid.as_deref() == Some(job_uid) && !p.evicted)
+            .collect();
+        pods.sort_by(|a, b| (a.created, &a.name).cmp(&(b.created, &b.name)));
+        pods
+    }
+}

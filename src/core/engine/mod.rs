@@ -1,0 +1,385 @@
+//! The CIS lifecycle engine: a sans-io state machine in the style of quinn-proto.
+//!
+//! * [`Engine::observe`] takes an [`Observation`] (watch events, command outcomes, leadership) and
+//!   updates the engine's compact index of the cluster.
+//! * [`Engine::poll`] returns the [`Command`]s that bring the cluster closer to the desired state,
+//!   at most as many as the flow-control window allows.
+//! * [`Engine::next_wakeup`] says when time alone would make `poll` return something new.
+//!
+//! The stages inside are named after what they decide: `pods` (membership of pods in CIS),
+//! `cis_sync` (metadata and spec of each CIS), `scans` (one scan per digest: Jobs, harvesting
+//! logs, fan-out of results to statuses). Nothing here reads a clock or talks to the API.
+
+mod cache;
+mod cis_sync;
+mod config;
+mod coverage;
+mod index;
+mod pods;
+mod scans;
+mod timers;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+pub use config::EngineConfig;
+pub use coverage::{Coverage, Latency};
+pub use index::CisKey;
+
+use self::cache::ReportCache;
+use self::index::Index;
+use self::scans::{DigestScan, Harvest};
+use self::timers::{TimerKey, Timers};
+use super::port::{Action, ApiErrorKind, CisView, Command, CommandId, Observation, Outcome};
+use super::time::Timestamp;
+
+/// What a command in flight is about; at most one command per target runs at a time.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Target {
+    /// Metadata/spec of a CIS (apply or delete).
+    CisSpec(CisKey),
+    /// Status of a CIS.
+    CisStatus(CisKey),
+    /// Creating the scan Job of a digest.
+    CreateJob(String),
+    /// Deleting a Job by name.
+    DeleteJob(String),
+    /// Reading the log of a Job (by Job UID).
+    Log(String),
+    /// An Event about a CIS.
+    Event(CisKey, u64),
+}
+
+/// Whether [`Engine::issue`] issued the command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Issued {
+    /// The command was issued.
+    Yes,
+    /// The target is backing off after a failure; a timer brings it back.
+    Deferred,
+    /// A command for the target is in flight, or the window is full: try again later.
+    Blocked,
+}
+
+impl Issued {
+    /// Whether the caller may consider its work done for now (nothing to retry on its own).
+    fn settled(self) -> bool {
+        !matches!(self, Issued::Blocked)
+    }
+}
+
+/// Bookkeeping for a command in flight.
+#[derive(Clone, Debug)]
+struct InFlight {
+    target: Target,
+    action: Action,
+}
+
+/// Counters the shell exports as operational metrics; all monotonic.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Scan Jobs created.
+    pub jobs_created: u64,
+    /// Scans that ended successfully (per digest).
+    pub scans_succeeded: u64,
+    /// Scans that ended in failure (per digest).
+    pub scans_failed: u64,
+    /// Commands that failed, by kind.
+    pub command_errors: BTreeMap<ApiErrorKind, u64>,
+    /// Status writes.
+    pub status_writes: u64,
+    /// Spec/metadata writes (apply + delete).
+    pub spec_writes: u64,
+}
+
+/// The engine. See the module documentation.
+#[derive(Debug)]
+pub struct Engine {
+    cfg: EngineConfig,
+    index: Index,
+    digests: BTreeMap<String, DigestScan>,
+    reports: ReportCache,
+    dirty_cis: BTreeSet<CisKey>,
+    dirty_digests: BTreeSet<String>,
+    timers: Timers,
+    inflight: BTreeMap<CommandId, InFlight>,
+    busy: BTreeSet<Target>,
+    /// Consecutive retryable failures per target, for growing back-off.
+    attempts: BTreeMap<Target, u32>,
+    /// Retry deadlines of targets that failed; the target is skipped until then.
+    retry_at: BTreeMap<Target, Timestamp>,
+    /// Per-CIS reduced detail budget after the API answered "too large".
+    budget_override: BTreeMap<CisKey, usize>,
+    /// Events waiting for capacity.
+    pending_events: VecDeque<(CisKey, String, super::port::EventNote)>,
+    /// Logs being read, by Job UID.
+    harvests: BTreeMap<String, Harvest>,
+    /// Owner-only CIS updates wait until these times.
+    owner_delay: BTreeMap<CisKey, Timestamp>,
+    /// When each digest without a result was first seen running.
+    first_seen: BTreeMap<String, Timestamp>,
+    /// Time from first sight to first result, accumulated.
+    first_result: coverage::Latency,
+    next_id: u64,
+    leading: bool,
+    synced: bool,
+    stats: EngineStats,
+}
+
+impl Engine {
+    /// A new engine that knows nothing yet. It does not write until it is leader and its caches
+    /// are synced.
+    pub fn new(cfg: EngineConfig) -> Engine {
+        Engine {
+            reports: ReportCache::new(cfg.report_cache_bytes),
+            cfg,
+            index: Index::default(),
+            digests: BTreeMap::new(),
+            dirty_cis: BTreeSet::new(),
+            dirty_digests: BTreeSet::new(),
+            timers: Timers::default(),
+            inflight: BTreeMap::new(),
+            busy: BTreeSet::new(),
+            attempts: BTreeMap::new(),
+            retry_at: BTreeMap::new(),
+            budget_override: BTreeMap::new(),
+            pending_events: VecDeque::new(),
+            harvests: BTreeMap::new(),
+            owner_delay: BTreeMap::new(),
+            first_seen: BTreeMap::new(),
+            first_result: coverage::Latency::default(),
+            next_id: 1,
+            leading: false,
+            synced: false,
+            stats: EngineStats::default(),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &EngineConfig {
+        &self.cfg
+    }
+
+    /// Takes one observation.
+    pub fn observe(&mut self, observation: Observation, now: Timestamp) {
+        match observation {
+            Observation::Pod { stream, event } => self.observe_pod(stream, event, now),
+            Observation::Workload { stream, event } => self.observe_workload(stream, event, now),
+            Observation::Cis { stream, event } => self.observe_cis(stream, event),
+            Observation::Job { stream, event } => self.observe_job(stream, event),
+            Observation::ScanPod { stream, event } => self.observe_scan_pod(stream, event),
+            Observation::BackOffEvent { pod_name } => self.observe_back_off(&pod_name),
+            Observation::CachesSynced => {
+                if !self.synced {
+                    self.synced = true;
+                    self.mark_everything_dirty();
+                }
+            }
+            Observation::Leadership { leading } => {
+                if leading && !self.leading {
+                    self.mark_everything_dirty();
+                }
+                self.leading = leading;
+            }
+            Observation::Outcome { id, outcome } => self.observe_outcome(id, outcome, now),
+        }
+    }
+
+    /// Returns the commands to execute now, at most the free flow-control window.
+    pub fn poll(&mut self, now: Timestamp) -> Vec<Command> {
+        for key in self.timers.take_due(now) {
+            match key {
+                TimerKey::Pod(ns, name) => self.recheck_pod(&ns, &name, now),
+                TimerKey::Cis(ns, name) => {
+                    self.dirty_cis.insert(CisKey::new(&ns, &name));
+                }
+                TimerKey::Digest(d) => {
+                    self.dirty_digests.insert(d);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        if !self.leading || !self.synced {
+            return out;
+        }
+        self.flush_events(&mut out);
+        self.sync_dirty_cis(now, &mut out);
+        self.sync_dirty_digests(now, &mut out);
+        self.start_scans(now, &mut out);
+        out
+    }
+
+    /// When the engine next needs `poll` even if nothing is observed.
+    pub fn next_wakeup(&self) -> Option<Timestamp> {
+        self.timers.next()
+    }
+
+    /// Whether every watch has delivered its first list.
+    pub fn is_synced(&self) -> bool {
+        self.synced
+    }
+
+    /// Whether this instance currently may write.
+    pub fn is_leading(&self) -> bool {
+        self.leading
+    }
+
+    /// Counters for operational metrics.
+    pub fn stats(&self) -> &EngineStats {
+        &self.stats
+    }
+
+    /// The CIS objects as last observed, ordered by namespace and name.
+    pub fn cis_views(&self) -> impl Iterator<Item = &CisView> {
+        self.index.cis.values().map(|t| &t.view)
+    }
+
+    /// Number of scan Jobs that are neither finished nor being deleted.
+    pub fn active_jobs(&self) -> usize {
+        self.index.active_job_count()
+    }
+
+    /// Number of commands in flight.
+    pub fn inflight(&self) -> usize {
+        self.inflight.len()
+    }
+
+    /// Work waiting: dirty keys plus digests queued for a scan slot.
+    pub fn queue_depth(&self) -> usize {
+        self.dirty_cis.len() + self.dirty_digests.len() + self.scan_queue_len()
+    }
+
+    fn capacity_left(&self) -> bool {
+        self.inflight.len() < self.cfg.max_inflight
+    }
+
+    fn mark_everything_dirty(&mut self) {
+        self.dirty_cis.extend(self.index.members.keys().cloned());
+        self.dirty_cis.extend(self.index.cis.keys().cloned());
+        self.dirty_digests
+            .extend(self.index.cis_by_digest.keys().cloned());
+        self.dirty_digests.extend(self.index.job_digests());
+    }
+
+    /// Issues a command for `target` unless one is already in flight or backing off.
+    fn issue(
+        &mut self,
+        target: Target,
+        action: Action,
+        now: Timestamp,
+        out: &mut Vec<Command>,
+    ) -> Issued {
+        if self.busy.contains(&target) || !self.capacity_left() {
+            return Issued::Blocked;
+        }
+        if self.retry_at.get(&target).is_some_and(|at| *at > now) {
+            return Issued::Deferred;
+        }
+        let id = CommandId(self.next_id);
+        self.next_id += 1;
+        self.busy.insert(target.clone());
+        self.inflight.insert(
+            id,
+            InFlight {
+                target,
+                action: action.clone(),
+            },
+        );
+        out.push(Command { id, action });
+        Issued::Yes
+    }
+
+    /// Whether a command for `target` may be issued now (not busy, not backing off).
+    fn can_issue(&self, target: &Target, now: Timestamp) -> bool {
+        !self.busy.contains(target)
+            && self.capacity_left()
+            && !self.retry_at.get(target).is_some_and(|at| *at > now)
+    }
+
+    fn observe_outcome(&mut self, id: CommandId, outcome: Outcome, now: Timestamp) {
+        let Some(flight) = self.inflight.remove(&id) else {
+            // An outcome from before a restart of the engine, or a duplicate: nothing waits for it.
+            return;
+        };
+        self.busy.remove(&flight.target);
+        match &outcome {
+            Outcome::Failed(err) => {
+                *self.stats.command_errors.entry(err.kind).or_default() += 1;
+                if err.kind.is_retryable() {
+                    self.back_off(flight.target.clone(), now);
+                } else {
+                    self.attempts.remove(&flight.target);
+                }
+            }
+            _ => {
+                self.attempts.remove(&flight.target);
+                self.retry_at.remove(&flight.target);
+            }
+        }
+        match flight.target {
+            Target::CisSpec(key) => self.on_cis_spec_outcome(key, &flight.action, outcome, now),
+            Target::CisStatus(key) => self.on_cis_status_outcome(key, &flight.action, outcome, now),
+            Target::CreateJob(digest) => self.on_create_job_outcome(&digest, outcome, now),
+            Target::DeleteJob(name) => self.on_delete_job_outcome(&name, outcome),
+            Target::Log(job_uid) => self.on_log_outcome(&job_uid, outcome, now),
+            Target::Event(..) => {}
+        }
+    }
+
+    /// Growing back-off for a retryable failure: base · 2^attempt, capped.
+    fn back_off(&mut self, target: Target, now: Timestamp) {
+        let attempt = self.attempts.entry(target.clone()).or_default();
+        *attempt = attempt.saturating_add(1);
+        let factor = 1u32
+            .checked_shl(attempt.saturating_sub(1).min(20))
+            .unwrap_or(u32::MAX);
+        let delay = self
+            .cfg
+            .api_retry_base
+            .saturating_mul(factor)
+            .min(self.cfg.api_retry_max);
+        let at = now.plus(delay);
+        self.retry_at.insert(target.clone(), at);
+        let timer = match &target {
+            Target::CisSpec(k) => TimerKey::Cis(k.namespace.clone(), k.name.clone()),
+            Target::CisStatus(k) | Target::Event(k, _) => match self.index.cis.get(k) {
+                Some(t) => TimerKey::Digest(t.view.spec.digest.clone()),
+                None => return,
+            },
+            Target::CreateJob(d) => TimerKey::Digest(d.clone()),
+            Target::DeleteJob(name) => match self
+                .index
+                .jobs
+                .get(name)
+                .and_then(|j| j.view.digest.clone())
+            {
+                Some(d) => TimerKey::Digest(d),
+                None => return,
+            },
+            Target::Log(job_uid) => match self
+                .index
+                .job_by_uid(job_uid)
+                .and_then(|j| j.digest.clone())
+            {
+                Some(d) => TimerKey::Digest(d),
+                None => return,
+            },
+        };
+        self.timers.arm(timer, at);
+    }
+
+    fn flush_events(&mut self, out: &mut Vec<Command>) {
+        while self.capacity_left() {
+            let Some((key, uid, event)) = self.pending_events.pop_front() else {
+                break;
+            };
+            let target = Target::Event(key.clone(), self.next_id);
+            let action = Action::RecordEvent {
+                namespace: key.namespace.clone(),
+                name: key.name.clone(),
+                uid,
+                event,
+            };
+            self.issue(target, action, Timestamp::EPOCH, out);
+        }
+    }
+}

@@ -1,0 +1,357 @@
+//! Stage "pods": which CIS each workload pod is a member of, kept up to date as pods and workload
+//! metadata change.
+
+use std::collections::BTreeSet;
+
+use super::Engine;
+use super::index::{CisKey, ObjectKind, PodEntry, PodKey, Tracked};
+use super::timers::TimerKey;
+use crate::core::port::{PodView, StreamId, WatchEvent, WorkloadView};
+use crate::core::time::Timestamp;
+use crate::core::workload::{
+    Resolution, Settledness, WorkloadKey, is_managed_by_us, pod_targets, resolve_workload,
+    settledness,
+};
+
+impl Engine {
+    pub(super) fn observe_pod(
+        &mut self,
+        stream: StreamId,
+        event: WatchEvent<PodView>,
+        now: Timestamp,
+    ) {
+        match event {
+            WatchEvent::Apply(pod) | WatchEvent::InitApply(pod) => {
+                let epoch = self.index.epoch(ObjectKind::Pod, stream);
+                self.upsert_pod(
+                    Tracked {
+                        view: pod,
+                        stream,
+                        epoch,
+                    },
+                    now,
+                );
+            }
+            WatchEvent::Delete(pod) => {
+                self.remove_pod(&(pod.namespace.clone(), pod.name.clone()), Some(&pod.uid));
+            }
+            WatchEvent::InitStarted => {
+                self.index.begin_relist(ObjectKind::Pod, stream);
+            }
+            WatchEvent::InitDone => {
+                let epoch = self.index.epoch(ObjectKind::Pod, stream);
+                let gone: Vec<PodKey> = self
+                    .index
+                    .pods
+                    .iter()
+                    .filter(|(_, e)| e.tracked.stream == stream && e.tracked.epoch != epoch)
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                for key in gone {
+                    self.remove_pod(&key, None);
+                }
+            }
+        }
+    }
+
+    pub(super) fn observe_workload(
+        &mut self,
+        stream: StreamId,
+        event: WatchEvent<WorkloadView>,
+        now: Timestamp,
+    ) {
+        match event {
+            WatchEvent::Apply(w) | WatchEvent::InitApply(w) => {
+                let epoch = self.index.epoch(ObjectKind::Workload, stream);
+                let key = WorkloadKey::of_view(&w);
+                let uid = w.uid.clone();
+                let changed = self.index.workloads.get(&key).is_none_or(|t| t.view != w);
+                if let Some(old) = self.index.workloads.get(&key) {
+                    if let Some(c) = &old.view.controller {
+                        if let Some(set) = self.index.workloads_by_controller.get_mut(&c.uid) {
+                            set.remove(&key);
+                        }
+                    }
+                }
+                if let Some(c) = &w.controller {
+                    self.index
+                        .workloads_by_controller
+                        .entry(c.uid.clone())
+                        .or_default()
+                        .insert(key.clone());
+                }
+                self.index.workloads.insert(
+                    key.clone(),
+                    Tracked {
+                        view: w,
+                        stream,
+                        epoch,
+                    },
+                );
+                if changed {
+                    self.reresolve(&key, &uid, now);
+                }
+            }
+            WatchEvent::Delete(w) => {
+                let key = WorkloadKey::of_view(&w);
+                if self
+                    .index
+                    .workloads
+                    .get(&key)
+                    .is_some_and(|t| t.view.uid == w.uid)
+                {
+                    self.remove_workload(&key, now);
+                }
+            }
+            WatchEvent::InitStarted => {
+                self.index.begin_relist(ObjectKind::Workload, stream);
+            }
+            WatchEvent::InitDone => {
+                let epoch = self.index.epoch(ObjectKind::Workload, stream);
+                let gone: Vec<WorkloadKey> = self
+                    .index
+                    .workloads
+                    .iter()
+                    .filter(|(_, t)| t.stream == stream && t.epoch != epoch)
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                for key in gone {
+                    self.remove_workload(&key, now);
+                }
+            }
+        }
+    }
+
+    fn remove_workload(&mut self, key: &WorkloadKey, now: Timestamp) {
+        if let Some(old) = self.index.workloads.remove(key) {
+            if let Some(c) = &old.view.controller {
+                if let Some(set) = self.index.workloads_by_controller.get_mut(&c.uid) {
+                    set.remove(key);
+                    if set.is_empty() {
+                        self.index.workloads_by_controller.remove(&c.uid);
+                    }
+                }
+            }
+            self.reresolve(key, &old.view.uid, now);
+        }
+    }
+
+    /// Re-evaluates every pod whose owner chain passes through the workload `key`/`uid`.
+    fn reresolve(&mut self, key: &WorkloadKey, uid: &str, now: Timestamp) {
+        let mut pods: BTreeSet<PodKey> = self.index.waiting_on.remove(key).unwrap_or_default();
+        let mut uids = vec![uid.to_string()];
+        let mut seen = BTreeSet::new();
+        while let Some(u) = uids.pop() {
+            if !seen.insert(u.clone()) {
+                continue;
+            }
+            if let Some(set) = self.index.pods_by_controller.get(&u) {
+                pods.extend(set.iter().cloned());
+            }
+            if let Some(children) = self.index.workloads_by_controller.get(&u) {
+                for child in children {
+                    if let Some(t) = self.index.workloads.get(child) {
+                        uids.push(t.view.uid.clone());
+                    }
+                }
+            }
+        }
+        for pod in pods {
+            if let Some(entry) = self.index.pods.get(&pod) {
+                let tracked = entry.tracked.clone();
+                self.upsert_pod(tracked, now);
+            }
+        }
+    }
+
+    /// A settle deadline passed: look at the pod again.
+    pub(super) fn recheck_pod(&mut self, namespace: &str, name: &str, now: Timestamp) {
+        let key = (namespace.to_string(), name.to_string());
+        if let Some(entry) = self.index.pods.get(&key) {
+            let tracked = entry.tracked.clone();
+            self.upsert_pod(tracked, now);
+        }
+    }
+
+    fn upsert_pod(&mut self, tracked: Tracked<PodView>, now: Timestamp) {
+        let pod = &tracked.view;
+        let key: PodKey = (pod.namespace.clone(), pod.name.clone());
+        if !self.cfg.namespace_allowed(&pod.namespace) || is_managed_by_us(&pod.labels) {
+            self.remove_pod(&key, None);
+            return;
+        }
+        if let Some(old) = self.index.pods.get(&key) {
+            if old.tracked.view.uid == pod.uid
+                && super::index::Index::is_stale(
+                    old.tracked.view.resource_version,
+                    pod.resource_version,
+                )
+            {
+                return;
+            }
+        }
+        let previous = self.index.pods.get(&key);
+        let previous_targets = previous.map(|e| e.targets.clone()).unwrap_or_default();
+        let same_pod = previous.is_some_and(|e| e.tracked.view.uid == pod.uid);
+
+        let (targets, settled, waiting_on) = if pod.deleting {
+            (Vec::new(), false, None)
+        } else {
+            match resolve_workload(pod, &self.cfg.workload_kinds, &self.workload_views()) {
+                Resolution::Resolved(workload) => {
+                    let (targets, _problems) = pod_targets(pod, &workload);
+                    let settled = match settledness(
+                        pod,
+                        &self.cfg.skip_waiting_reasons,
+                        self.cfg.pod_settle_timeout,
+                        now,
+                    ) {
+                        Settledness::Settled => true,
+                        Settledness::RecheckAt(at) => {
+                            self.timers
+                                .arm(TimerKey::Pod(key.0.clone(), key.1.clone()), at);
+                            false
+                        }
+                        Settledness::Unsettled => false,
+                    };
+                    (targets, settled, None)
+                }
+                // The metadata cache may lag the pod cache: keep what the pod contributed until
+                // the chain can be followed again, so owner lists do not flap.
+                Resolution::Waiting(wk) => {
+                    let kept = if same_pod {
+                        previous_targets.clone()
+                    } else {
+                        Vec::new()
+                    };
+                    (kept, false, Some(wk))
+                }
+                Resolution::Skipped(_) => (Vec::new(), false, None),
+            }
+        };
+
+        // Indexes: controller, waiting, members.
+        if let Some(prev) = self.index.pods.get(&key) {
+            if let Some(c) = &prev.tracked.view.controller {
+                if let Some(set) = self.index.pods_by_controller.get_mut(&c.uid) {
+                    set.remove(&key);
+                    if set.is_empty() {
+                        self.index.pods_by_controller.remove(&c.uid);
+                    }
+                }
+            }
+            if let Some(wk) = &prev.waiting_on {
+                if let Some(set) = self.index.waiting_on.get_mut(wk) {
+                    set.remove(&key);
+                    if set.is_empty() {
+                        self.index.waiting_on.remove(wk);
+                    }
+                }
+            }
+        }
+        if let Some(c) = &pod.controller {
+            self.index
+                .pods_by_controller
+                .entry(c.uid.clone())
+                .or_default()
+                .insert(key.clone());
+        }
+        if let Some(wk) = &waiting_on {
+            self.index
+                .waiting_on
+                .entry(wk.clone())
+                .or_default()
+                .insert(key.clone());
+        }
+        let old_keys: BTreeSet<CisKey> = previous_targets
+            .iter()
+            .map(|t| CisKey::new(&key.0, &t.cis_name))
+            .collect();
+        let new_keys: BTreeSet<CisKey> = targets
+            .iter()
+            .map(|t| CisKey::new(&key.0, &t.cis_name))
+            .collect();
+        for k in old_keys.difference(&new_keys) {
+            if let Some(set) = self.index.members.get_mut(k) {
+                set.remove(&key);
+                if set.is_empty() {
+                    self.index.members.remove(k);
+                }
+            }
+        }
+        for k in &new_keys {
+            self.index
+                .members
+                .entry(k.clone())
+                .or_default()
+                .insert(key.clone());
+        }
+        for t in &targets {
+            self.saw_digest(&t.image.digest, now);
+        }
+        self.dirty_cis.extend(old_keys.union(&new_keys).cloned());
+        self.index.pods.insert(
+            key,
+            PodEntry {
+                tracked,
+                targets,
+                settled,
+                waiting_on,
+            },
+        );
+    }
+
+    fn remove_pod(&mut self, key: &PodKey, uid: Option<&str>) {
+        let Some(entry) = self.index.pods.get(key) else {
+            return;
+        };
+        if uid.is_some_and(|u| u != entry.tracked.view.uid) {
+            return;
+        }
+        let Some(entry) = self.index.pods.remove(key) else {
+            return;
+        };
+        self.timers
+            .disarm(&TimerKey::Pod(key.0.clone(), key.1.clone()));
+        if let Some(c) = &entry.tracked.view.controller {
+            if let Some(set) = self.index.pods_by_controller.get_mut(&c.uid) {
+                set.remove(key);
+                if set.is_empty() {
+                    self.index.pods_by_controller.remove(&c.uid);
+                }
+            }
+        }
+        if let Some(wk) = &entry.waiting_on {
+            if let Some(set) = self.index.waiting_on.get_mut(wk) {
+                set.remove(key);
+                if set.is_empty() {
+                    self.index.waiting_on.remove(wk);
+                }
+            }
+        }
+        for t in &entry.targets {
+            let k = CisKey::new(&key.0, &t.cis_name);
+            if let Some(set) = self.index.members.get_mut(&k) {
+                set.remove(key);
+                if set.is_empty() {
+                    self.index.members.remove(&k);
+                }
+            }
+            self.dirty_cis.insert(k);
+        }
+    }
+
+    /// The workload metadata without tracking info, for [`resolve_workload`].
+    fn workload_views(&self) -> WorkloadLookup<'_> {
+        WorkloadLookup(&self.index.workloads)
+    }
+}
+
+/// Read-only view of the workload index by key.
+pub struct WorkloadLookup<'a>(&'a std::collections::BTreeMap<WorkloadKey, Tracked<WorkloadView>>);
+
+impl crate::core::workload::WorkloadSource for WorkloadLookup<'_> {
+    fn workload(&self, key: &WorkloadKey) -> Option<&WorkloadView> {
+        self.0.get(key).map(|t| &t.view)
+    }
+}

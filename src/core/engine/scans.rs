@@ -1,0 +1,1038 @@
+//! Stage "scans": one scan per image digest, cluster-wide.
+//!
+//! A digest's scan result is shared by every CIS with that digest. For each digest the engine
+//! keeps the newest result it knows (learned from a harvested Job, or read back from CIS
+//! statuses after a restart) and drives, in this order:
+//! 1. image-pull back-off of the running Job → delete the Job, record a failure;
+//! 2. harvest: a finished Job newer than the known result → read its log, parse, record;
+//! 3. fan-out: every CIS whose status does not show the newest result gets it written, filtered
+//!    by its own `ignoreUnfixed`/`minSeverity` (the scan itself runs unfiltered);
+//! 4. schedule: no usable result, or the result is older than the interval (plus a
+//!    deterministic per-digest jitter), or a failure's retry time passed → queue a new Job;
+//!    queued digests start while the active-Job limit allows, never-scanned first, then oldest.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::index::CisKey;
+use super::timers::TimerKey;
+use super::{Engine, Target};
+use crate::core::cis_status as status;
+use crate::core::naming::scan_job_name;
+use crate::core::port::{
+    Action, ApiErrorKind, CisView, Command, EventNote, JobView, Outcome, ScanPodView, StreamId,
+    WatchEvent,
+};
+use crate::core::report::{ReportFormat, parse_report};
+use crate::core::scan_job::{SCAN_CONTAINER, ScanJobParams, build_scan_job};
+use crate::core::time::Timestamp;
+use crate::crd::{Severity, Vulnerability};
+
+/// How much of a failed scan's log is read for the condition message.
+const FAILED_LOG_BYTES: usize = 64 * 1024;
+/// A finished Job whose pod is not in the cache yet gets this long before "no pods".
+const POD_CACHE_GRACE: Duration = Duration::from_secs(10);
+/// Wait before re-creating a Job whose name is still taken by a finished one being deleted.
+const NAME_TAKEN_RETRY: Duration = Duration::from_secs(5);
+/// Attempts to read one log before the scan counts as failed.
+const MAX_LOG_ATTEMPTS: u32 = 5;
+
+/// Why a scan failed, as shown in the `Stalled` condition's reason.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FailureReason {
+    /// `Error`: the Job failed, the image could not be pulled, the log could not be read.
+    Error,
+    /// `ScanReportDecodeError`: the Job succeeded but its log is not a report.
+    ReportDecodeError,
+}
+
+/// The outcome of a scan.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ScanOutcome {
+    /// The report is in the cache (or was, before a restart).
+    Succeeded,
+    /// The scan failed.
+    Failed {
+        /// Condition reason.
+        reason: FailureReason,
+        /// Condition message (bounded when written).
+        message: String,
+    },
+}
+
+/// The newest known scan of a digest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScanResult {
+    /// UID of the Job that produced it.
+    pub job_uid: String,
+    /// When it was recorded (whole seconds; written as `lastScanTime`).
+    pub at: Timestamp,
+    /// What it said.
+    pub outcome: ScanOutcome,
+}
+
+/// Per-digest scan bookkeeping.
+#[derive(Clone, Debug, Default)]
+pub struct DigestScan {
+    /// The newest result known.
+    pub latest: Option<ScanResult>,
+    /// Consecutive failures (memory only; after a restart the retry starts from the base).
+    pub failures: u32,
+    /// A CIS to tell that a Job was created for it: (CIS, Job name).
+    pub announce: Option<(CisKey, String)>,
+    /// Queue position while waiting for a free Job slot.
+    pub queued: Option<QueueKey>,
+}
+
+/// Order of the scan queue: never-scanned first, then the oldest result, then by digest.
+pub type QueueKey = (bool, Timestamp, String);
+
+/// A log being read.
+#[derive(Clone, Debug)]
+pub struct Harvest {
+    digest: String,
+    job_name: String,
+    succeeded: bool,
+    /// Only fill the cache for a result already recorded (a later CIS needs the details).
+    refetch: bool,
+    /// What to say if the log cannot be read or is empty (failed Jobs).
+    fallback: String,
+}
+
+impl Engine {
+    pub(super) fn observe_job(&mut self, stream: StreamId, event: WatchEvent<JobView>) {
+        use super::index::{ObjectKind, Tracked};
+        match event {
+            WatchEvent::Apply(job) | WatchEvent::InitApply(job) => {
+                let epoch = self.index.epoch(ObjectKind::Job, stream);
+                self.upsert_job(Tracked {
+                    view: job,
+                    stream,
+                    epoch,
+                });
+            }
+            WatchEvent::Delete(job) => {
+                if self
+                    .index
+                    .jobs
+                    .get(&job.name)
+                    .is_some_and(|t| t.view.uid == job.uid)
+                {
+                    self.remove_job(&job.name);
+                }
+            }
+            WatchEvent::InitStarted => {
+                self.index.begin_relist(ObjectKind::Job, stream);
+            }
+            WatchEvent::InitDone => {
+                let epoch = self.index.epoch(ObjectKind::Job, stream);
+                let gone: Vec<String> = self
+                    .index
+                    .jobs
+                    .iter()
+                    .filter(|(_, t)| t.stream == stream && t.epoch != epoch)
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                for name in gone {
+                    self.remove_job(&name);
+                }
+            }
+        }
+    }
+
+    fn upsert_job(&mut self, tracked: super::index::Tracked<JobView>) {
+        if let Some(old) = self.index.jobs.get(&tracked.view.name) {
+            if old.view.uid == tracked.view.uid
+                && super::index::Index::is_stale(
+                    old.view.resource_version,
+                    tracked.view.resource_version,
+                )
+            {
+                return;
+            }
+        }
+        if let Some(d) = &tracked.view.digest {
+            self.dirty_digests.insert(d.clone());
+        }
+        let freed = tracked.view.finished.is_some() || tracked.view.deleting;
+        self.index.jobs.insert(tracked.view.name.clone(), tracked);
+        if freed {
+            self.wake_queue();
+        }
+    }
+
+    fn remove_job(&mut self, name: &str) {
+        if let Some(old) = self.index.jobs.remove(name) {
+            if let Some(d) = old.view.digest {
+                self.dirty_digests.insert(d);
+            }
+            self.wake_queue();
+        }
+    }
+
+    pub(super) fn observe_scan_pod(&mut self, stream: StreamId, event: WatchEvent<ScanPodView>) {
+        use super::index::{ObjectKind, Tracked};
+        let touched = match event {
+            WatchEvent::Apply(pod) | WatchEvent::InitApply(pod) => {
+                let epoch = self.index.epoch(ObjectKind::ScanPod, stream);
+                let job = pod.job_uid.clone();
+                let stale = self.index.scan_pods.get(&pod.name).is_some_and(|old| {
+                    old.view.uid == pod.uid
+                        && super::index::Index::is_stale(
+                            old.view.resource_version,
+                            pod.resource_version,
+                        )
+                });
+                if !stale {
+                    self.index.scan_pods.insert(
+                        pod.name.clone(),
+                        Tracked {
+                            view: pod,
+                            stream,
+                            epoch,
+                        },
+                    );
+                }
+                job
+            }
+            WatchEvent::Delete(pod) => {
+                if self
+                    .index
+                    .scan_pods
+                    .get(&pod.name)
+                    .is_some_and(|t| t.view.uid == pod.uid)
+                {
+                    self.index.scan_pods.remove(&pod.name);
+                }
+                pod.job_uid
+            }
+            WatchEvent::InitStarted => {
+                self.index.begin_relist(ObjectKind::ScanPod, stream);
+                None
+            }
+            WatchEvent::InitDone => {
+                let epoch = self.index.epoch(ObjectKind::ScanPod, stream);
+                self.index
+                    .scan_pods
+                    .retain(|_, t| t.stream != stream || t.epoch == epoch);
+                None
+            }
+        };
+        if let Some(d) =
+            touched.and_then(|uid| self.index.job_by_uid(&uid).and_then(|j| j.digest.clone()))
+        {
+            self.dirty_digests.insert(d);
+        }
+    }
+
+    pub(super) fn observe_back_off(&mut self, pod_name: &str) {
+        let digest = self
+            .index
+            .scan_pods
+            .get(pod_name)
+            .and_then(|p| p.view.job_uid.clone())
+            .and_then(|uid| self.index.job_by_uid(&uid).and_then(|j| j.digest.clone()));
+        if let Some(d) = digest {
+            self.dirty_digests.insert(d);
+        }
+    }
+
+    /// Learns the newest result of a digest from a CIS status written earlier (by us before a
+    /// restart, by another replica, or by the Go operator).
+    pub(super) fn learn_result_from_status(&mut self, cis: &CisView) {
+        let s = &cis.status;
+        let (Some(job_uid), Some(at)) = (&s.last_scan_job_uid, s.last_scan_time) else {
+            return;
+        };
+        let stalled = s
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Stalled" && c.status == "True");
+        let outcome = match stalled {
+            None if s.last_successful_scan_time == Some(at) => ScanOutcome::Succeeded,
+            Some(c) => ScanOutcome::Failed {
+                reason: if c.reason == "ScanReportDecodeError" {
+                    FailureReason::ReportDecodeError
+                } else {
+                    FailureReason::Error
+                },
+                message: c.message.clone(),
+            },
+            None => return,
+        };
+        let scan = self.digests.entry(cis.spec.digest.clone()).or_default();
+        if scan.latest.as_ref().is_none_or(|l| at > l.at) {
+            scan.latest = Some(ScanResult {
+                job_uid: job_uid.clone(),
+                at,
+                outcome,
+            });
+        }
+    }
+
+    fn wake_queue(&mut self) {
+        let queued: Vec<String> = self
+            .digests
+            .iter()
+            .filter(|(_, s)| s.queued.is_some())
+            .map(|(d, _)| d.clone())
+            .collect();
+        self.dirty_digests.extend(queued);
+    }
+
+    pub(super) fn scan_queue_len(&self) -> usize {
+        self.digests.values().filter(|s| s.queued.is_some()).count()
+    }
+
+    pub(super) fn sync_dirty_digests(&mut self, now: Timestamp, out: &mut Vec<Command>) {
+        let digests: Vec<String> = self.dirty_digests.iter().cloned().collect();
+        for d in digests {
+            if !self.capacity_left() {
+                return;
+            }
+            if self.sync_digest(&d, now, out) {
+                self.dirty_digests.remove(&d);
+            }
+        }
+    }
+
+    /// The CIS of a digest that take part in scans: existing, not being deleted, scanned
+    /// namespace.
+    fn live_cis_of(&self, digest: &str) -> Vec<CisKey> {
+        self.index
+            .cis_by_digest
+            .get(digest)
+            .map(|set| {
+                set.iter()
+                    .filter(|k| self.cfg.namespace_allowed(&k.namespace))
+                    .filter(|k| self.index.cis.get(*k).is_some_and(|t| !t.view.deleting))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Returns false when the digest must stay dirty (blocked by capacity).
+    fn sync_digest(&mut self, digest: &str, now: Timestamp, out: &mut Vec<Command>) -> bool {
+        let cis_keys = self.live_cis_of(digest);
+        let jobs: Vec<JobView> = self
+            .index
+            .jobs_of_digest(digest)
+            .into_iter()
+            .cloned()
+            .collect();
+        let active = jobs
+            .iter()
+            .find(|j| j.finished.is_none() && !j.deleting)
+            .cloned();
+
+        // 1. Image-pull back-off of the running Job.
+        if let Some(job) = &active {
+            if let Some(message) = self.pull_back_off(job) {
+                let already = self.latest(digest).is_some_and(|l| l.job_uid == job.uid);
+                if !already {
+                    self.record_failure(digest, &job.uid, FailureReason::Error, message, now);
+                }
+                let target = Target::DeleteJob(job.name.clone());
+                let action = Action::DeleteJob {
+                    name: job.name.clone(),
+                    uid: job.uid.clone(),
+                };
+                if !self.issue(target, action, now, out).settled() {
+                    return false;
+                }
+            }
+        }
+
+        // 2. Harvest the newest finished Job if it is newer than what we know.
+        if let Some(job) = jobs
+            .iter()
+            .rev()
+            .find(|j| j.finished.is_some() && !j.deleting)
+        {
+            let newer = match self.latest(digest) {
+                None => true,
+                Some(l) => {
+                    l.job_uid != job.uid && job.finished.as_ref().is_some_and(|f| f.at > l.at)
+                }
+            };
+            if newer && !self.harvest(digest, job, false, now, out) {
+                return false;
+            }
+        }
+
+        // 3. Fan-out of the newest result.
+        let mut need_details = false;
+        if let Some(latest) = self.latest(digest).cloned() {
+            if let Some((key, job_name)) = self.digests.get(digest).and_then(|s| s.announce.clone())
+            {
+                if !self.announce(digest, &key, &job_name, now, out) {
+                    return false;
+                }
+            }
+            for key in &cis_keys {
+                match self.fan_out(digest, key, &latest, now, out) {
+                    FanOut::Done => {}
+                    FanOut::Blocked => return false,
+                    FanOut::NeedDetails => need_details = true,
+                }
+            }
+            if need_details {
+                // The details are not in memory: read the log again while the Job exists.
+                if let Some(job) = jobs.iter().find(|j| {
+                    j.uid == latest.job_uid && j.finished.as_ref().is_some_and(|f| f.succeeded)
+                }) {
+                    if !self.harvest(digest, job, true, now, out) {
+                        return false;
+                    }
+                    need_details = false;
+                }
+            }
+        } else if let Some((key, job_name)) =
+            self.digests.get(digest).and_then(|s| s.announce.clone())
+        {
+            if !self.announce(digest, &key, &job_name, now, out) {
+                return false;
+            }
+        }
+
+        // 4. Schedule the next scan.
+        let harvesting = self.harvests.values().any(|h| h.digest == digest);
+        let creating = self.busy.contains(&Target::CreateJob(digest.to_string()));
+        let due_at = self.due_at(digest);
+        let wants_scan = !cis_keys.is_empty()
+            && active.is_none()
+            && !harvesting
+            && !creating
+            && (due_at.is_none_or(|at| at <= now) || need_details);
+        let queue_key = wants_scan.then(|| {
+            let latest_at = self.latest(digest).map(|l| l.at);
+            (
+                latest_at.is_some(),
+                latest_at.unwrap_or_default(),
+                digest.to_string(),
+            )
+        });
+        let scan = self.digests.entry(digest.to_string()).or_default();
+        scan.queued = queue_key;
+        if let (false, Some(at)) = (wants_scan, due_at) {
+            if !cis_keys.is_empty() && at > now {
+                self.timers.arm(TimerKey::Digest(digest.to_string()), at);
+            }
+        }
+        if cis_keys.is_empty() && active.is_none() && !harvesting {
+            // Nothing to do for this digest any more; keep the result (a CIS may come back).
+            self.digests.get_mut(digest).map(|s| s.announce = None);
+        }
+        true
+    }
+
+    fn latest(&self, digest: &str) -> Option<&ScanResult> {
+        self.digests.get(digest).and_then(|s| s.latest.as_ref())
+    }
+
+    /// When the digest is due for a new scan; `None` when it was never scanned.
+    fn due_at(&self, digest: &str) -> Option<Timestamp> {
+        let scan = self.digests.get(digest)?;
+        let latest = scan.latest.as_ref()?;
+        Some(match latest.outcome {
+            ScanOutcome::Succeeded => latest
+                .at
+                .plus(self.cfg.scan_interval)
+                .plus(jitter(digest, self.cfg.scan_interval)),
+            ScanOutcome::Failed { .. } => {
+                let doublings = scan.failures.saturating_sub(1).min(20);
+                let delay = self
+                    .cfg
+                    .failed_scan_retry
+                    .saturating_mul(1u32 << doublings)
+                    .min(self.cfg.scan_interval);
+                latest.at.plus(delay)
+            }
+        })
+    }
+
+    /// The waiting message if a pod of `job` cannot pull the scanned (or the trivy) image.
+    fn pull_back_off(&self, job: &JobView) -> Option<String> {
+        const PULL: [&str; 2] = ["ErrImagePull", "ImagePullBackOff"];
+        self.index.pods_of_job(&job.uid).into_iter().find_map(|p| {
+            for (which, c) in [("trivy init container", &p.init), (SCAN_CONTAINER, &p.scan)] {
+                if c.waiting_reason
+                    .as_deref()
+                    .is_some_and(|r| PULL.contains(&r))
+                {
+                    let message = c.waiting_message.clone().unwrap_or_default();
+                    return Some(if which == SCAN_CONTAINER && !message.is_empty() {
+                        message
+                    } else if message.is_empty() {
+                        format!("{which} of pod {} cannot pull its image", p.name)
+                    } else {
+                        format!("{which}: {message}")
+                    });
+                }
+            }
+            None
+        })
+    }
+
+    /// Starts reading the result of a finished Job. Returns false when blocked by capacity.
+    fn harvest(
+        &mut self,
+        digest: &str,
+        job: &JobView,
+        refetch: bool,
+        now: Timestamp,
+        out: &mut Vec<Command>,
+    ) -> bool {
+        let target = Target::Log(job.uid.clone());
+        if self.busy.contains(&target) {
+            return true;
+        }
+        let Some(finish) = &job.finished else {
+            return true;
+        };
+        let attempts = self.attempts.get(&target).copied().unwrap_or_default();
+        let pods = self.index.pods_of_job(&job.uid);
+        let fallback = if finish.message.is_empty() {
+            format!("scan Job '{}' failed: {}", job.name, finish.reason)
+        } else {
+            format!("scan Job '{}' failed: {}", job.name, finish.message)
+        };
+        let pod = if finish.succeeded {
+            pods.iter()
+                .rev()
+                .find(|p| p.scan.exit_code == Some(0))
+                .or(pods.last())
+        } else {
+            pods.iter().rev().find(|p| p.scan.started).or(pods.last())
+        };
+        let Some(pod) = pod else {
+            if now < finish.at.plus(POD_CACHE_GRACE) {
+                self.timers.arm(
+                    TimerKey::Digest(digest.to_string()),
+                    finish.at.plus(POD_CACHE_GRACE),
+                );
+                return true;
+            }
+            if !refetch {
+                let message = format!("no pods found for job \"{}\"", job.name);
+                self.record_failure(digest, &job.uid, FailureReason::Error, message, now);
+            }
+            return true;
+        };
+        if !finish.succeeded && !pod.scan.started {
+            let message = pod
+                .scan
+                .waiting_message
+                .clone()
+                .filter(|m| !m.is_empty())
+                .unwrap_or(fallback);
+            self.record_failure(digest, &job.uid, FailureReason::Error, message, now);
+            return true;
+        }
+        if attempts >= MAX_LOG_ATTEMPTS {
+            self.attempts.remove(&target);
+            if !refetch {
+                let message = format!(
+                    "the log of scan pod {} could not be read after {attempts} attempts",
+                    pod.name
+                );
+                self.record_failure(digest, &job.uid, FailureReason::Error, message, now);
+            }
+            return true;
+        }
+        let limit = if finish.succeeded {
+            self.cfg.log_max_bytes
+        } else {
+            FAILED_LOG_BYTES
+        };
+        let action = Action::FetchLog {
+            pod_name: pod.name.clone(),
+            container: SCAN_CONTAINER.to_string(),
+            limit_bytes: limit,
+        };
+        let harvest = Harvest {
+            digest: digest.to_string(),
+            job_name: job.name.clone(),
+            succeeded: finish.succeeded,
+            refetch,
+            fallback,
+        };
+        match self.issue(target, action, now, out) {
+            super::Issued::Yes => {
+                self.harvests.insert(job.uid.clone(), harvest);
+                true
+            }
+            super::Issued::Deferred => true,
+            super::Issued::Blocked => false,
+        }
+    }
+
+    pub(super) fn on_log_outcome(&mut self, job_uid: &str, outcome: Outcome, now: Timestamp) {
+        let Some(h) = self.harvests.remove(job_uid) else {
+            return;
+        };
+        self.dirty_digests.insert(h.digest.clone());
+        match outcome {
+            Outcome::Log(bytes) if h.succeeded => match parse_report(&bytes, ReportFormat::Auto) {
+                Ok(report) => {
+                    let vulns = Arc::new(report.vulnerabilities);
+                    if h.refetch {
+                        self.reports.insert(&h.digest, job_uid, vulns);
+                    } else {
+                        self.record_success(&h.digest, job_uid, vulns, now);
+                    }
+                }
+                Err(e) if !h.refetch => {
+                    let message = format!(
+                        "error decoding scan report JSON from job '{}': {e}",
+                        h.job_name
+                    );
+                    self.record_failure(
+                        &h.digest,
+                        job_uid,
+                        FailureReason::ReportDecodeError,
+                        message,
+                        now,
+                    );
+                }
+                Err(_) => {}
+            },
+            Outcome::Log(bytes) => {
+                let text = String::from_utf8_lossy(&bytes);
+                let message = if text.trim().is_empty() {
+                    h.fallback
+                } else {
+                    text.into_owned()
+                };
+                self.record_failure(&h.digest, job_uid, FailureReason::Error, message, now);
+            }
+            Outcome::Failed(err) if h.refetch => {
+                let _ = err;
+            }
+            Outcome::Failed(err) => match err.kind {
+                ApiErrorKind::LogTooLarge => {
+                    let message = format!(
+                        "the scan report of job '{}' is larger than {} bytes (--scan-log-max-bytes)",
+                        h.job_name, self.cfg.log_max_bytes
+                    );
+                    self.record_failure(&h.digest, job_uid, FailureReason::Error, message, now);
+                }
+                kind if kind.is_retryable() => {
+                    // Tried again by the next sync after the back-off (the Job is still there).
+                }
+                _ if !h.succeeded => {
+                    self.record_failure(&h.digest, job_uid, FailureReason::Error, h.fallback, now);
+                }
+                _ => {
+                    let message = format!(
+                        "scan result of job '{}' lost: its log could not be read: {}",
+                        h.job_name, err.message
+                    );
+                    self.record_failure(&h.digest, job_uid, FailureReason::Error, message, now);
+                }
+            },
+            Outcome::CisApplied(_) | Outcome::JobCreated(_) | Outcome::Done => {}
+        }
+    }
+
+    fn record_success(
+        &mut self,
+        digest: &str,
+        job_uid: &str,
+        vulns: Arc<Vec<Vulnerability>>,
+        now: Timestamp,
+    ) {
+        self.stats.scans_succeeded += 1;
+        self.first_result_for(digest, now);
+        self.reports.insert(digest, job_uid, vulns);
+        let scan = self.digests.entry(digest.to_string()).or_default();
+        scan.failures = 0;
+        scan.announce = None;
+        scan.latest = Some(ScanResult {
+            job_uid: job_uid.to_string(),
+            at: now.truncate_to_secs(),
+            outcome: ScanOutcome::Succeeded,
+        });
+        self.dirty_digests.insert(digest.to_string());
+    }
+
+    fn record_failure(
+        &mut self,
+        digest: &str,
+        job_uid: &str,
+        reason: FailureReason,
+        message: String,
+        now: Timestamp,
+    ) {
+        self.stats.scans_failed += 1;
+        self.first_result_for(digest, now);
+        let scan = self.digests.entry(digest.to_string()).or_default();
+        scan.failures = scan.failures.saturating_add(1);
+        scan.announce = None;
+        scan.latest = Some(ScanResult {
+            job_uid: job_uid.to_string(),
+            at: now.truncate_to_secs(),
+            outcome: ScanOutcome::Failed { reason, message },
+        });
+        self.dirty_digests.insert(digest.to_string());
+    }
+
+    /// Writes the `ScanJobCreated` condition on the CIS a Job was created for.
+    fn announce(
+        &mut self,
+        digest: &str,
+        key: &CisKey,
+        job_name: &str,
+        now: Timestamp,
+        out: &mut Vec<Command>,
+    ) -> bool {
+        let Some(cis) = self.index.cis.get(key).map(|t| t.view.clone()) else {
+            self.digests.get_mut(digest).map(|s| s.announce = None);
+            return true;
+        };
+        let target = Target::CisStatus(key.clone());
+        let status = status::scan_job_created_status(&cis, job_name, now);
+        let action = Action::ApplyCisStatus {
+            namespace: key.namespace.clone(),
+            name: key.name.clone(),
+            uid: cis.uid.clone(),
+            status: Box::new(status),
+            keep_details: true,
+        };
+        match self.issue(target, action, now, out) {
+            super::Issued::Yes => {
+                self.digests.get_mut(digest).map(|s| s.announce = None);
+                true
+            }
+            super::Issued::Deferred => true,
+            super::Issued::Blocked => {
+                !self.busy.contains(&Target::CisStatus(key.clone())) && self.capacity_left()
+            }
+        }
+    }
+
+    /// Writes the newest result to one CIS if its status does not show it yet.
+    fn fan_out(
+        &mut self,
+        digest: &str,
+        key: &CisKey,
+        latest: &ScanResult,
+        now: Timestamp,
+        out: &mut Vec<Command>,
+    ) -> FanOut {
+        let Some(cis) = self.index.cis.get(key).map(|t| t.view.clone()) else {
+            return FanOut::Done;
+        };
+        let shows = cis.status.last_scan_job_uid.as_deref() == Some(latest.job_uid.as_str())
+            && cis.status.last_scan_time == Some(latest.at)
+            && cis.status.observed_generation == Some(cis.generation);
+        if shows {
+            return FanOut::Done;
+        }
+        // Never move a CIS back to an older result than the one it shows.
+        if cis.status.last_scan_time.is_some_and(|t| t > latest.at) {
+            return FanOut::Done;
+        }
+        let target = Target::CisStatus(key.clone());
+        if !self.can_issue(&target, now) {
+            return if self.busy.contains(&target) || !self.capacity_left() {
+                FanOut::Blocked
+            } else {
+                FanOut::Done
+            };
+        }
+        let new_status = match &latest.outcome {
+            ScanOutcome::Succeeded => {
+                let Some(vulns) = self.reports.get(digest, &latest.job_uid) else {
+                    return FanOut::NeedDetails;
+                };
+                let budget = self
+                    .budget_override
+                    .get(key)
+                    .copied()
+                    .unwrap_or(self.cfg.details_max_bytes);
+                status::success_status(
+                    &cis,
+                    &vulns,
+                    &latest.job_uid,
+                    latest.at,
+                    budget,
+                    self.cfg.write_details,
+                )
+            }
+            ScanOutcome::Failed { reason, message } => {
+                let kind = match reason {
+                    FailureReason::Error => status::FailureKind::Error,
+                    FailureReason::ReportDecodeError => status::FailureKind::Decode,
+                };
+                status::failure_status(&cis, &latest.job_uid, latest.at, kind, message)
+            }
+        };
+        let keep_details = matches!(latest.outcome, ScanOutcome::Failed { .. });
+        let events = self.events_for(&cis, &latest.outcome, &new_status);
+        let action = Action::ApplyCisStatus {
+            namespace: key.namespace.clone(),
+            name: key.name.clone(),
+            uid: cis.uid.clone(),
+            status: Box::new(new_status),
+            keep_details,
+        };
+        match self.issue(target, action, now, out) {
+            super::Issued::Yes => {
+                for e in events {
+                    self.pending_events
+                        .push_back((key.clone(), cis.uid.clone(), e));
+                }
+                FanOut::Done
+            }
+            super::Issued::Deferred => FanOut::Done,
+            super::Issued::Blocked => FanOut::Blocked,
+        }
+    }
+
+    /// Events worth a human's attention when a new result is written.
+    fn events_for(
+        &self,
+        cis: &CisView,
+        outcome: &ScanOutcome,
+        new_status: &crate::crd::ContainerImageScanStatus,
+    ) -> Vec<EventNote> {
+        match outcome {
+            ScanOutcome::Failed { message, .. } => vec![EventNote {
+                warning: true,
+                reason: "ScanFailed".to_string(),
+                note: status::bounded_message(message, 1024),
+            }],
+            ScanOutcome::Succeeded => {
+                let critical = |s: Option<&crate::crd::VulnerabilitySummary>| {
+                    s.and_then(|s| s.severity_count.as_ref())
+                        .and_then(|m| m.get(Severity::Critical.as_str()))
+                        .copied()
+                        .unwrap_or(0)
+                };
+                let before = cis
+                    .status
+                    .last_successful_scan_time
+                    .map(|_| critical(cis.status.summary.as_ref()));
+                let after = critical(new_status.vulnerability_summary.as_ref());
+                match before {
+                    Some(b) if after > b => vec![EventNote {
+                        warning: true,
+                        reason: "NewCriticalVulnerabilities".to_string(),
+                        note: format!(
+                            "a new scan of {}@{} found {after} CRITICAL vulnerabilities (previous scan: {b})",
+                            cis.spec.name, cis.spec.digest
+                        ),
+                    }],
+                    _ => Vec::new(),
+                }
+            }
+        }
+    }
+
+    pub(super) fn on_cis_status_outcome(
+        &mut self,
+        key: CisKey,
+        action: &Action,
+        outcome: Outcome,
+        _now: Timestamp,
+    ) {
+        let digest = match action {
+            Action::ApplyCisStatus { .. } => {
+                self.index.cis.get(&key).map(|t| t.view.spec.digest.clone())
+            }
+            _ => None,
+        };
+        match outcome {
+            Outcome::CisApplied(view) => {
+                self.stats.status_writes += 1;
+                let (stream, epoch) = self
+                    .index
+                    .cis
+                    .get(&key)
+                    .map(|t| (t.stream, t.epoch))
+                    .unwrap_or_default();
+                self.upsert_cis(super::index::Tracked {
+                    view: *view,
+                    stream,
+                    epoch,
+                });
+            }
+            Outcome::Failed(err) if err.kind == ApiErrorKind::TooLarge => {
+                // The API server still refused the size: cut the details further for this CIS.
+                let current = self
+                    .budget_override
+                    .get(&key)
+                    .copied()
+                    .unwrap_or(self.cfg.details_max_bytes);
+                self.budget_override.insert(key.clone(), current / 2);
+            }
+            _ => {}
+        }
+        if let Some(d) = digest {
+            self.dirty_digests.insert(d);
+        }
+    }
+
+    /// Starts queued scans while Job slots are free.
+    pub(super) fn start_scans(&mut self, now: Timestamp, out: &mut Vec<Command>) {
+        let mut queue: Vec<QueueKey> = self
+            .digests
+            .values()
+            .filter_map(|s| s.queued.clone())
+            .collect();
+        queue.sort();
+        for (_, _, digest) in queue {
+            if !self.capacity_left() {
+                return;
+            }
+            let creating = self
+                .busy
+                .iter()
+                .filter(|t| matches!(t, Target::CreateJob(_)))
+                .count();
+            let limit = self.cfg.active_job_limit as usize;
+            if limit > 0 && self.index.active_job_count() + creating >= limit {
+                return;
+            }
+            self.create_job(&digest, now, out);
+        }
+    }
+
+    fn create_job(&mut self, digest: &str, now: Timestamp, out: &mut Vec<Command>) {
+        let cis_keys = self.live_cis_of(digest);
+        // The CIS that asks: one without any result first, then by name.
+        let Some(primary) = cis_keys
+            .iter()
+            .filter_map(|k| self.index.cis.get(k).map(|t| &t.view))
+            .min_by(|a, b| {
+                (a.status.last_scan_time.is_some(), &a.namespace, &a.name).cmp(&(
+                    b.status.last_scan_time.is_some(),
+                    &b.namespace,
+                    &b.name,
+                ))
+            })
+            .cloned()
+        else {
+            self.digests.get_mut(digest).map(|s| s.queued = None);
+            return;
+        };
+        let name = scan_job_name(&primary.spec.name, digest);
+        if let Some(existing) = self.index.jobs.get(&name).map(|t| t.view.clone()) {
+            // The name is taken by a finished Job (e.g. kept for its TTL): delete it first,
+            // with background propagation so its pod goes too (spec §7.2).
+            if existing.finished.is_some() && !existing.deleting {
+                let action = Action::DeleteJob {
+                    name: existing.name.clone(),
+                    uid: existing.uid.clone(),
+                };
+                self.issue(Target::DeleteJob(existing.name.clone()), action, now, out);
+            }
+            self.timers.arm(
+                TimerKey::Digest(digest.to_string()),
+                now.plus(NAME_TAKEN_RETRY),
+            );
+            return;
+        }
+        let nodes: BTreeSet<String> = cis_keys
+            .iter()
+            .filter_map(|k| self.index.members.get(k))
+            .flatten()
+            .filter_map(|p| self.index.pods.get(p))
+            .filter_map(|e| e.tracked.view.node_name.clone())
+            .collect();
+        let params = ScanJobParams {
+            scan_namespace: self.cfg.scan_namespace.clone(),
+            job_name: name.clone(),
+            image_name: primary.spec.name.clone(),
+            image_digest: digest.to_string(),
+            cis_namespace: primary.namespace.clone(),
+            cis_uid: primary.uid.clone(),
+            workload_kind: primary.spec.workload.kind.clone(),
+            workload_name: primary.spec.workload.name.clone(),
+            preferred_nodes: nodes.into_iter().collect(),
+        };
+        let job = build_scan_job(&params, &self.cfg.job);
+        let target = Target::CreateJob(digest.to_string());
+        if let super::Issued::Yes =
+            self.issue(target, Action::CreateJob { job: Box::new(job) }, now, out)
+        {
+            let scan = self.digests.entry(digest.to_string()).or_default();
+            scan.queued = None;
+            scan.announce = Some((CisKey::new(&primary.namespace, &primary.name), name));
+        }
+    }
+
+    pub(super) fn on_create_job_outcome(&mut self, digest: &str, outcome: Outcome, now: Timestamp) {
+        self.dirty_digests.insert(digest.to_string());
+        match outcome {
+            Outcome::JobCreated(view) => {
+                self.stats.jobs_created += 1;
+                let (stream, epoch) = self
+                    .index
+                    .jobs
+                    .values()
+                    .next()
+                    .map(|t| (t.stream, t.epoch))
+                    .unwrap_or_default();
+                self.upsert_job(super::index::Tracked {
+                    view: *view,
+                    stream,
+                    epoch,
+                });
+            }
+            Outcome::Failed(err) => {
+                let scan = self.digests.entry(digest.to_string()).or_default();
+                scan.announce = None;
+                match err.kind {
+                    // The Job exists (our earlier attempt, or a finished one): the watch shows
+                    // it; look again shortly.
+                    ApiErrorKind::AlreadyExists => {
+                        self.timers.arm(
+                            TimerKey::Digest(digest.to_string()),
+                            now.plus(NAME_TAKEN_RETRY),
+                        );
+                    }
+                    kind if kind.is_retryable() => {}
+                    // The Job was rejected (bad settings, missing namespace): users must see it.
+                    _ => {
+                        let message = format!("scan Job could not be created: {}", err.message);
+                        self.record_failure(digest, "", FailureReason::Error, message, now);
+                    }
+                }
+            }
+            Outcome::CisApplied(_) | Outcome::Log(_) | Outcome::Done => {}
+        }
+    }
+
+    pub(super) fn on_delete_job_outcome(&mut self, name: &str, _outcome: Outcome) {
+        if let Some(d) = self
+            .index
+            .jobs
+            .get(name)
+            .and_then(|j| j.view.digest.clone())
+        {
+            self.dirty_digests.insert(d);
+        }
+    }
+}
+
+/// What fan-out did for one CIS.
+enum FanOut {
+    /// Written, or nothing to write.
+    Done,
+    /// Blocked by capacity or a write in flight; try again.
+    Blocked,
+    /// The result is a success whose details are not in memory.
+    NeedDetails,
+}
+
+/// Deterministic per-digest jitter of up to a tenth of the interval, so that images scanned
+/// together are not all rescanned in the same minute.
+pub fn jitter(digest: &str, interval: Duration) -> Duration {
+    let hash = crate::core::fingerprint::fnv1a64(digest.as_bytes());
+    let permille = hash % 1000;
+    interval / 10 * u32::try_from(permille).unwrap_or(0) / 1000
+}

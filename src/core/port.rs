@@ -1,0 +1,508 @@
+//! The port between the core and the world: what the core is told ([`Observation`]) and what it
+//! asks for ([`Command`]). The kube-rs shell and the simulator both speak exactly this language,
+//! so the simulator exercises the same decisions the operator makes in a real cluster.
+//!
+//! Views are compact: only the fields a decision needs, already extracted from the Kubernetes
+//! objects by the shell (e.g. no managed fields, no vulnerability details).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+
+use crate::crd::{ContainerImageScanSpec, ContainerImageScanStatus, VulnerabilitySummary};
+
+use super::time::Timestamp;
+
+/// One event of a watch, mirroring kube-runtime's `watcher::Event`: a relist is bracketed by
+/// `InitStarted` … `InitDone`, and objects not re-sent in between are gone.
+#[derive(Clone, Debug, PartialEq)]
+pub enum WatchEvent<T> {
+    /// An object was added or modified.
+    Apply(T),
+    /// An object was deleted.
+    Delete(T),
+    /// A (re)list starts.
+    InitStarted,
+    /// An object of the (re)list.
+    InitApply(T),
+    /// The (re)list is complete.
+    InitDone,
+}
+
+/// A reference to an owner or controller.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct OwnerRef {
+    /// `apiVersion` of the owner, e.g. `apps/v1`.
+    pub api_version: String,
+    /// Kind of the owner.
+    pub kind: String,
+    /// Name of the owner.
+    pub name: String,
+    /// UID of the owner.
+    pub uid: String,
+}
+
+impl OwnerRef {
+    /// API group from `apiVersion` (empty for the core group).
+    pub fn group(&self) -> &str {
+        self.api_version
+            .split_once('/')
+            .map(|(g, _)| g)
+            .unwrap_or("")
+    }
+}
+
+/// Which list of the pod spec a container comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ContainerKind {
+    /// `spec.initContainers`.
+    Init,
+    /// `spec.containers`.
+    Regular,
+    /// `spec.ephemeralContainers`.
+    Ephemeral,
+}
+
+/// One container of a workload pod: its spec image and what the runtime reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContainerView {
+    /// Spec list the container belongs to.
+    pub kind: ContainerKind,
+    /// Container name (from the status; may be empty in odd test fixtures).
+    pub name: String,
+    /// `image` of the container in the pod spec, when the spec has the container.
+    pub spec_image: Option<String>,
+    /// `status.*ContainerStatuses[].image`.
+    pub status_image: String,
+    /// `status.*ContainerStatuses[].imageID`; empty until the runtime resolved the image.
+    pub status_image_id: String,
+    /// Reason of the waiting state, if the container is waiting.
+    pub waiting_reason: Option<String>,
+}
+
+/// A workload pod, reduced to what CIS decisions need.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodView {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// UID.
+    pub uid: String,
+    /// `metadata.resourceVersion` when it is numeric (used only to ignore stale re-deliveries).
+    pub resource_version: Option<u64>,
+    /// Labels (copied to the CIS).
+    pub labels: BTreeMap<String, String>,
+    /// The owner reference with `controller: true`.
+    pub controller: Option<OwnerRef>,
+    /// `metadata.creationTimestamp`.
+    pub created: Timestamp,
+    /// Whether `metadata.deletionTimestamp` is set.
+    pub deleting: bool,
+    /// `spec.nodeName`.
+    pub node_name: Option<String>,
+    /// `status.phase`.
+    pub phase: Option<String>,
+    /// Whether the `Ready` condition is `True`.
+    pub ready: bool,
+    /// `status.startTime`.
+    pub start_time: Option<Timestamp>,
+    /// Containers with a status, init first, then regular, then ephemeral.
+    pub containers: Vec<ContainerView>,
+    /// Whether the pod carries the annotation `image-scanner.statnett.no/ignore-unfixed: "true"`
+    /// (honoured on the pod as well as on the workload: fixes upstream quirk §19.1).
+    pub ignore_unfixed: bool,
+}
+
+/// Metadata of a workload object of a configured kind (e.g. a ReplicaSet or a CronJob).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkloadView {
+    /// API group.
+    pub group: String,
+    /// Full `apiVersion`, e.g. `apps/v1`.
+    pub api_version: String,
+    /// Kind.
+    pub kind: String,
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// UID.
+    pub uid: String,
+    /// The owner reference with `controller: true`.
+    pub controller: Option<OwnerRef>,
+    /// Whether the annotation `image-scanner.statnett.no/ignore-unfixed` is exactly `"true"`.
+    pub ignore_unfixed: bool,
+}
+
+/// The status of a CIS without the vulnerability details.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CisStatusView {
+    /// `status.observedGeneration`.
+    pub observed_generation: Option<i64>,
+    /// `status.lastScanJobUID`.
+    pub last_scan_job_uid: Option<String>,
+    /// `status.lastScanTime`.
+    pub last_scan_time: Option<Timestamp>,
+    /// `status.lastSuccessfulScanTime`.
+    pub last_successful_scan_time: Option<Timestamp>,
+    /// `status.conditions` (small: at most one in practice).
+    pub conditions: Vec<Condition>,
+    /// `status.vulnerabilitySummary`.
+    pub summary: Option<VulnerabilitySummary>,
+}
+
+/// A ContainerImageScan, without the vulnerability details.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CisView {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// UID.
+    pub uid: String,
+    /// Numeric `metadata.resourceVersion`, if numeric.
+    pub resource_version: Option<u64>,
+    /// `metadata.generation`.
+    pub generation: i64,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Owner references (pods).
+    pub owners: Vec<OwnerRef>,
+    /// Whether `metadata.deletionTimestamp` is set.
+    pub deleting: bool,
+    /// Spec.
+    pub spec: ContainerImageScanSpec,
+    /// Status without details.
+    pub status: CisStatusView,
+}
+
+/// How a Job ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobFinish {
+    /// `Complete=True` (true) or `Failed=True` (false).
+    pub succeeded: bool,
+    /// When the deciding condition became true (or when we first saw it).
+    pub at: Timestamp,
+    /// Reason of the deciding condition, e.g. `DeadlineExceeded`.
+    pub reason: String,
+    /// Message of the deciding condition.
+    pub message: String,
+}
+
+/// A scan Job in the scan namespace (only Jobs labelled as ours are observed).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobView {
+    /// Name.
+    pub name: String,
+    /// UID.
+    pub uid: String,
+    /// Numeric resource version, if numeric.
+    pub resource_version: Option<u64>,
+    /// Full image digest from our annotation; `None` for Jobs we cannot attribute (e.g. written
+    /// by the Go operator, which scans per CIS).
+    pub digest: Option<String>,
+    /// Image repository from our annotation (or the scan container's image).
+    pub image_name: Option<String>,
+    /// Namespace of the CIS that asked for the Job (label).
+    pub cis_namespace: Option<String>,
+    /// UID of the CIS that asked for the Job (label).
+    pub cis_uid: Option<String>,
+    /// `metadata.creationTimestamp`.
+    pub created: Timestamp,
+    /// Set when the Job has `Complete=True` or `Failed=True`.
+    pub finished: Option<JobFinish>,
+    /// Whether `metadata.deletionTimestamp` is set.
+    pub deleting: bool,
+}
+
+/// State of one container of a scan pod.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ScanContainerState {
+    /// Waiting reason, e.g. `ImagePullBackOff`.
+    pub waiting_reason: Option<String>,
+    /// Waiting message, e.g. `Back-off pulling image …`.
+    pub waiting_message: Option<String>,
+    /// Exit code when terminated.
+    pub exit_code: Option<i32>,
+    /// Whether the container ever started (running, terminated, or restarted).
+    pub started: bool,
+}
+
+/// A pod of one of our scan Jobs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScanPodView {
+    /// Name.
+    pub name: String,
+    /// UID.
+    pub uid: String,
+    /// Numeric resource version, if numeric.
+    pub resource_version: Option<u64>,
+    /// UID of the owning Job (controller reference).
+    pub job_uid: Option<String>,
+    /// Name of the owning Job.
+    pub job_name: Option<String>,
+    /// `metadata.creationTimestamp`.
+    pub created: Timestamp,
+    /// `status.phase`.
+    pub phase: Option<String>,
+    /// `status.reason == "Evicted"`.
+    pub evicted: bool,
+    /// The trivy init container.
+    pub init: ScanContainerState,
+    /// The `scan-image` container.
+    pub scan: ScanContainerState,
+}
+
+/// Identifies a command so its outcome can be matched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CommandId(pub u64);
+
+/// Identifies one watch stream (e.g. the pod watch of one namespace), so that the end of a
+/// relist removes only the objects that stream delivered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct StreamId(pub u32);
+
+/// Everything the core is told.
+#[derive(Clone, Debug)]
+pub enum Observation {
+    /// Workload pods.
+    Pod {
+        /// Which watch.
+        stream: StreamId,
+        /// What happened.
+        event: WatchEvent<PodView>,
+    },
+    /// Metadata of workload objects of the configured kinds.
+    Workload {
+        /// Which watch (one per kind).
+        stream: StreamId,
+        /// What happened.
+        event: WatchEvent<WorkloadView>,
+    },
+    /// ContainerImageScans.
+    Cis {
+        /// Which watch.
+        stream: StreamId,
+        /// What happened.
+        event: WatchEvent<CisView>,
+    },
+    /// Our scan Jobs.
+    Job {
+        /// Which watch.
+        stream: StreamId,
+        /// What happened.
+        event: WatchEvent<JobView>,
+    },
+    /// Pods of our scan Jobs.
+    ScanPod {
+        /// Which watch.
+        stream: StreamId,
+        /// What happened.
+        event: WatchEvent<ScanPodView>,
+    },
+    /// Every watch has delivered its first complete list; destructive decisions (deleting an
+    /// obsolete CIS, counting active Jobs) are safe from now on.
+    CachesSynced,
+    /// A `BackOff` Event regarding a pod in the scan namespace.
+    BackOffEvent {
+        /// The pod's name.
+        pod_name: String,
+    },
+    /// Leadership gained or lost.
+    Leadership {
+        /// Whether this instance may write.
+        leading: bool,
+    },
+    /// The result of a command.
+    Outcome {
+        /// Which command.
+        id: CommandId,
+        /// What happened.
+        outcome: Outcome,
+    },
+}
+
+/// Something the core wants done.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Command {
+    /// Identifier echoed back in [`Observation::Outcome`].
+    pub id: CommandId,
+    /// What to do.
+    pub action: Action,
+}
+
+/// A Kubernetes event to record on a CIS.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventNote {
+    /// `Normal` or `Warning`.
+    pub warning: bool,
+    /// Machine-readable reason, e.g. `ScanFailed`.
+    pub reason: String,
+    /// Human-readable note (bounded).
+    pub note: String,
+}
+
+/// The requests the shell (or the simulator) executes.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    /// Server-side apply of a CIS's metadata and spec (creates it when missing).
+    ApplyCis {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+        /// Labels we own.
+        labels: BTreeMap<String, String>,
+        /// Owner references (pods, non-controller).
+        owners: Vec<OwnerRef>,
+        /// Spec we own (`minSeverity` is never sent).
+        spec: ContainerImageScanSpec,
+    },
+    /// Delete a CIS, only if it still has this UID.
+    DeleteCis {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+        /// UID precondition.
+        uid: String,
+    },
+    /// Server-side apply of a CIS's status, only if it still has this UID.
+    ApplyCisStatus {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+        /// UID precondition.
+        uid: String,
+        /// The whole status we own.
+        status: Box<ContainerImageScanStatus>,
+        /// Send the stored `vulnerabilities`/`vulnerabilitiesTruncated` along unchanged (the
+        /// core does not hold them): a failure or a Job announcement must not erase the
+        /// details of the last successful scan, which server-side apply would do if they
+        /// were left out.
+        keep_details: bool,
+    },
+    /// Create a scan Job in the scan namespace.
+    CreateJob {
+        /// The Job.
+        job: Box<Job>,
+    },
+    /// Delete a scan Job with background propagation, only if it still has this UID.
+    DeleteJob {
+        /// Name.
+        name: String,
+        /// UID precondition.
+        uid: String,
+    },
+    /// Read the log of a container of a scan pod, at most `limit_bytes`.
+    FetchLog {
+        /// Pod name (scan namespace).
+        pod_name: String,
+        /// Container name.
+        container: String,
+        /// Byte cap.
+        limit_bytes: usize,
+    },
+    /// Record a Kubernetes Event regarding a CIS.
+    RecordEvent {
+        /// CIS namespace.
+        namespace: String,
+        /// CIS name.
+        name: String,
+        /// CIS UID.
+        uid: String,
+        /// The event.
+        event: EventNote,
+    },
+}
+
+impl Action {
+    /// Whether the action writes to the cluster (as opposed to reading a log).
+    pub fn is_write(&self) -> bool {
+        !matches!(self, Action::FetchLog { .. })
+    }
+
+    /// A short name for logs and metrics.
+    pub fn verb(&self) -> &'static str {
+        match self {
+            Action::ApplyCis { .. } => "apply_cis",
+            Action::DeleteCis { .. } => "delete_cis",
+            Action::ApplyCisStatus { .. } => "apply_cis_status",
+            Action::CreateJob { .. } => "create_job",
+            Action::DeleteJob { .. } => "delete_job",
+            Action::FetchLog { .. } => "fetch_log",
+            Action::RecordEvent { .. } => "record_event",
+        }
+    }
+}
+
+/// How an API request failed, classified for the retry decision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ApiErrorKind {
+    /// 404.
+    NotFound,
+    /// 409 because of a stale resourceVersion or a UID precondition.
+    Conflict,
+    /// 409 AlreadyExists on create.
+    AlreadyExists,
+    /// 410 Gone.
+    Gone,
+    /// 413, or etcd's "request is too large".
+    TooLarge,
+    /// 429 Too Many Requests.
+    Throttled,
+    /// 5xx other than too-large.
+    ServerError,
+    /// The request may or may not have been applied (timeout, connection reset).
+    Unknown,
+    /// 422 or 400: the request itself is wrong; retrying the same request cannot help.
+    Invalid,
+    /// 401/403.
+    Forbidden,
+    /// The namespace is being deleted.
+    NamespaceTerminating,
+    /// The log stream exceeded the byte cap.
+    LogTooLarge,
+}
+
+impl ApiErrorKind {
+    /// Whether the same request may succeed later without any other change.
+    pub fn is_retryable(self) -> bool {
+        matches!(
+            self,
+            ApiErrorKind::Conflict
+                | ApiErrorKind::Gone
+                | ApiErrorKind::Throttled
+                | ApiErrorKind::ServerError
+                | ApiErrorKind::Unknown
+                | ApiErrorKind::Forbidden
+        )
+    }
+}
+
+/// A failed request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiError {
+    /// Classification.
+    pub kind: ApiErrorKind,
+    /// Server or transport message (bounded by the shell).
+    pub message: String,
+}
+
+/// What happened to a command.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// A CIS apply (spec or status) succeeded; the object as the server returned it.
+    CisApplied(Box<CisView>),
+    /// A Job was created; the object as the server returned it.
+    JobCreated(Box<JobView>),
+    /// A delete or event succeeded.
+    Done,
+    /// A log was read (at most the requested bytes).
+    Log(Vec<u8>),
+    /// The request failed.
+    Failed(ApiError),
+}

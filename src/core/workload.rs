@@ -1,0 +1,276 @@
+//! Workload resolution: which top-level workload runs a pod, whether the pod has settled, and
+//! which CIS each of its containers maps to (spec §5, with quirks §19.1 and §19.9 fixed).
+//!
+//! Two questions are kept apart on purpose:
+//! * *membership* — the pod runs image digest D in container C of workload W, so it owns the
+//!   CIS for (W, C, D). Any pod whose runtime reported a digest is a member, ready or not, so
+//!   owner lists do not flap while pods restart.
+//! * *creation* — a CIS is only created once some member has settled (kstatus `Current`), so
+//!   short-lived pods of a failing rollout do not produce scans.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use super::image_ref::{ContainerImage, container_image};
+use super::naming::cis_name;
+use super::port::{ContainerKind, OwnerRef, PodView, WorkloadView};
+use super::time::Timestamp;
+
+/// Label that marks objects the operator manages (its scan pods are never scanned).
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+/// Value of [`MANAGED_BY_LABEL`] on the operator's objects.
+pub const MANAGED_BY_VALUE: &str = "image-scanner";
+/// Annotation that makes a CIS report only fixable vulnerabilities.
+pub const IGNORE_UNFIXED_ANNOTATION: &str = "image-scanner.statnett.no/ignore-unfixed";
+
+/// Owner chains longer than this are treated as cycles.
+const MAX_CHAIN: usize = 16;
+
+/// Key of a workload object in the metadata index.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct WorkloadKey {
+    /// API group.
+    pub group: String,
+    /// Kind.
+    pub kind: String,
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+}
+
+impl WorkloadKey {
+    /// Key of the object an owner reference points at, in `namespace`.
+    pub fn of_ref(namespace: &str, owner: &OwnerRef) -> WorkloadKey {
+        WorkloadKey {
+            group: owner.group().to_string(),
+            kind: owner.kind.clone(),
+            namespace: namespace.to_string(),
+            name: owner.name.clone(),
+        }
+    }
+
+    /// Key of a workload view.
+    pub fn of_view(view: &WorkloadView) -> WorkloadKey {
+        WorkloadKey {
+            group: view.group.clone(),
+            kind: view.kind.clone(),
+            namespace: view.namespace.clone(),
+            name: view.name.clone(),
+        }
+    }
+}
+
+/// The top-level workload a pod belongs to.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ResolvedWorkload {
+    /// `apiVersion`.
+    pub api_version: String,
+    /// API group.
+    pub group: String,
+    /// Kind.
+    pub kind: String,
+    /// Name.
+    pub name: String,
+    /// UID.
+    pub uid: String,
+    /// The ignore-unfixed annotation on the workload object.
+    pub ignore_unfixed: bool,
+}
+
+/// Why a pod contributes nothing.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SkipReason {
+    /// The pod is one of ours (a scan pod).
+    ManagedByUs,
+    /// The namespace is excluded or not included.
+    ExcludedNamespace,
+    /// The pod's controller is of a kind that is not configured.
+    UnconfiguredController,
+    /// The owner chain is longer than any real one (a cycle).
+    OwnerCycle,
+    /// The pod is being deleted.
+    Terminating,
+}
+
+/// Where resolving the owner chain ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Resolution {
+    /// The top-level workload.
+    Resolved(ResolvedWorkload),
+    /// An object of the chain is not (yet) in the metadata cache.
+    Waiting(WorkloadKey),
+    /// The pod is not scanned.
+    Skipped(SkipReason),
+}
+
+/// Where workload metadata is looked up.
+pub trait WorkloadSource {
+    /// The workload object at `key`, if known.
+    fn workload(&self, key: &WorkloadKey) -> Option<&WorkloadView>;
+}
+
+impl WorkloadSource for BTreeMap<WorkloadKey, WorkloadView> {
+    fn workload(&self, key: &WorkloadKey) -> Option<&WorkloadView> {
+        self.get(key)
+    }
+}
+
+/// Follows controller references through the configured kinds (spec §5.2 step 4).
+pub fn resolve_workload(
+    pod: &PodView,
+    configured: &BTreeSet<(String, String)>,
+    workloads: &dyn WorkloadSource,
+) -> Resolution {
+    let Some(first) = &pod.controller else {
+        return Resolution::Resolved(ResolvedWorkload {
+            api_version: "v1".to_string(),
+            group: String::new(),
+            kind: "Pod".to_string(),
+            name: pod.name.clone(),
+            uid: pod.uid.clone(),
+            ignore_unfixed: pod.ignore_unfixed,
+        });
+    };
+    if !configured.contains(&(first.group().to_string(), first.kind.clone())) {
+        return Resolution::Skipped(SkipReason::UnconfiguredController);
+    }
+    let mut owner = first;
+    for _ in 0..MAX_CHAIN {
+        let key = WorkloadKey::of_ref(&pod.namespace, owner);
+        let Some(view) = workloads.workload(&key).filter(|w| w.uid == owner.uid) else {
+            return Resolution::Waiting(key);
+        };
+        match &view.controller {
+            Some(next) if configured.contains(&(next.group().to_string(), next.kind.clone())) => {
+                owner = next;
+            }
+            _ => {
+                return Resolution::Resolved(ResolvedWorkload {
+                    api_version: view.api_version.clone(),
+                    group: view.group.clone(),
+                    kind: view.kind.clone(),
+                    name: view.name.clone(),
+                    uid: view.uid.clone(),
+                    ignore_unfixed: view.ignore_unfixed,
+                });
+            }
+        }
+    }
+    Resolution::Skipped(SkipReason::OwnerCycle)
+}
+
+/// Whether a pod counts as settled (kstatus `Current`), and if not, when to look again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Settledness {
+    /// Current: a CIS may be created for it.
+    Settled,
+    /// Not yet; re-evaluate at this time even if nothing about the pod changes.
+    RecheckAt(Timestamp),
+    /// Not yet; only a change of the pod can change that.
+    Unsettled,
+}
+
+/// kstatus rules for pods (spec §5.2 step 3), plus one extension: a Running pod that never
+/// becomes Ready still runs its images, so it is treated as settled after `settle_timeout`.
+pub fn settledness(
+    pod: &PodView,
+    skip_waiting_reasons: &BTreeSet<String>,
+    settle_timeout: Duration,
+    now: Timestamp,
+) -> Settledness {
+    let waiting_on_skip_reason = pod.containers.iter().any(|c| {
+        c.waiting_reason
+            .as_ref()
+            .is_some_and(|r| skip_waiting_reasons.contains(r))
+    });
+    if waiting_on_skip_reason || pod.deleting {
+        return Settledness::Unsettled;
+    }
+    match pod.phase.as_deref() {
+        Some("Succeeded" | "Failed") => Settledness::Settled,
+        Some("Running") if pod.ready => Settledness::Settled,
+        Some("Running") => {
+            let crash_looping = pod
+                .containers
+                .iter()
+                .any(|c| c.waiting_reason.as_deref() == Some("CrashLoopBackOff"));
+            match pod.start_time {
+                Some(start) if !crash_looping => {
+                    let at = start.plus(settle_timeout);
+                    if now >= at {
+                        Settledness::Settled
+                    } else {
+                        Settledness::RecheckAt(at)
+                    }
+                }
+                _ => Settledness::Unsettled,
+            }
+        }
+        _ => Settledness::Unsettled,
+    }
+}
+
+/// One container of a pod mapped to its CIS.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodTarget {
+    /// Name of the CIS (in the pod's namespace).
+    pub cis_name: String,
+    /// The top-level workload.
+    pub workload: ResolvedWorkload,
+    /// Container name.
+    pub container: String,
+    /// Which spec list the container is in.
+    pub kind: ContainerKind,
+    /// The image that container runs.
+    pub image: ContainerImage,
+}
+
+/// A container whose image reference could not be understood: skipped alone, with the error.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContainerProblem {
+    /// Container name.
+    pub container: String,
+    /// The parse error.
+    pub error: String,
+}
+
+/// Maps every container of a pod with a resolved digest to its CIS name (spec §5.2 step 7 and
+/// §5.3; init and ephemeral containers included, each as its own CIS).
+pub fn pod_targets(
+    pod: &PodView,
+    workload: &ResolvedWorkload,
+) -> (Vec<PodTarget>, Vec<ContainerProblem>) {
+    let mut targets = Vec::new();
+    let mut problems = Vec::new();
+    for c in &pod.containers {
+        if c.status_image.is_empty() || c.status_image_id.is_empty() {
+            continue;
+        }
+        match container_image(c.spec_image.as_deref(), &c.status_image, &c.status_image_id) {
+            Ok(image) => targets.push(PodTarget {
+                cis_name: cis_name(
+                    &workload.kind,
+                    &workload.name,
+                    &c.name,
+                    &image.name,
+                    &image.digest,
+                ),
+                workload: workload.clone(),
+                container: c.name.clone(),
+                kind: c.kind,
+                image,
+            }),
+            Err(e) => problems.push(ContainerProblem {
+                container: c.name.clone(),
+                error: e.to_string(),
+            }),
+        }
+    }
+    (targets, problems)
+}
+
+/// Whether a pod label marks it as the operator's own.
+pub fn is_managed_by_us(labels: &BTreeMap<String, String>) -> bool {
+    labels.get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY_VALUE)
+}
