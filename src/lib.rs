@@ -7,6 +7,8 @@
 //!
 //! See `ARCHITECTURE.md` for the pipeline and the purity boundary.
 
+#![deny(clippy::disallowed_methods, clippy::disallowed_types)]
+
 pub mod config;
 pub mod core;
 pub mod crd;

@@ -32,6 +32,17 @@ fn main() -> ExitCode {
             print!("{}", image_scanner::crd::ContainerImageScan::crd_yaml());
             ExitCode::SUCCESS
         }
+        Some(Command::Report(args)) => {
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            match image_scanner::report_cli::run(&args, &mut std::io::stdin(), &mut out) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Some(Command::CheckConfig) => match cli.operator.validate() {
             Ok(config) => {
                 let _ = writeln!(std::io::stdout(), "{config:#?}");
@@ -43,14 +54,33 @@ fn main() -> ExitCode {
             }
         },
         None => match cli.operator.validate() {
-            Ok(_config) => {
-                eprintln!("the operator loop is not wired yet");
-                ExitCode::FAILURE
-            }
+            Ok(config) => match run(config) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = format!("{e:#}"), "operator stopped");
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            },
             Err(e) => {
                 eprintln!("{e}");
                 ExitCode::from(2)
             }
         },
     }
+}
+
+/// Runs the operator on a multi-threaded runtime until a termination signal.
+fn run(config: image_scanner::config::OperatorConfig) -> anyhow::Result<()> {
+    image_scanner::shell::logging::init(&config.log);
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        "starting image-scanner-operator"
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(image_scanner::shell::runtime::run(config))?;
+    Ok(())
 }

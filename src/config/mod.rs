@@ -15,6 +15,7 @@ use clap::{Args, Parser, Subcommand};
 use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration};
 use regex::Regex;
 
+pub use crate::core::scan_job::TrivyCommand;
 pub use duration::{DurationError, format_go_duration, parse_go_duration};
 pub use gates::{FeatureGates, GateSetting};
 pub use logging::{LogConfig, LogFormat};
@@ -46,6 +47,9 @@ pub struct Cli {
 pub enum Command {
     /// Print the ContainerImageScan CustomResourceDefinition as YAML.
     Crd,
+    /// Parse a scanner output file (or `-` for stdin) and print, as JSON, the status fragment
+    /// the operator would write for it. Exit 1 with one line on bad input.
+    Report(crate::report_cli::ReportArgs),
     /// Validate the configuration (flags and environment) and print it; exit 2 when invalid.
     CheckConfig,
 }
@@ -266,25 +270,6 @@ impl ConfigError {
             flag,
             env,
             problem: problem.into(),
-        }
-    }
-}
-
-/// How trivy is invoked in the scan container.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TrivyCommand {
-    /// `trivy rootfs /` (default).
-    Rootfs,
-    /// `trivy filesystem /`.
-    Filesystem,
-}
-
-impl TrivyCommand {
-    /// The trivy subcommand name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TrivyCommand::Rootfs => "rootfs",
-            TrivyCommand::Filesystem => "filesystem",
         }
     }
 }

@@ -1,0 +1,274 @@
+//! Executes the core's commands against the API server. Every request is bounded in time, and
+//! every failure comes back to the core as a classified [`Outcome::Failed`], never as a panic or
+//! a silent drop.
+
+use std::time::Duration;
+
+use futures::AsyncReadExt;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ObjectReference, Pod};
+use kube::api::{
+    DeleteParams, LogParams, Patch, PatchParams, PostParams, Preconditions, PropagationPolicy,
+};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::{Api, Client};
+use serde_json::json;
+
+use super::convert;
+use super::errors::classify;
+use crate::core::port::{Action, ApiError, ApiErrorKind, Outcome};
+use crate::core::time::Timestamp;
+use crate::crd::ContainerImageScan;
+
+/// Field manager of every write.
+pub const FIELD_MANAGER: &str = "image-scanner-operator";
+/// Time limit of one API request.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Time limit of reading one scan log.
+const LOG_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Executes commands with one client.
+#[derive(Clone)]
+pub struct Executor {
+    client: Client,
+    scan_namespace: String,
+    recorder: Recorder,
+}
+
+fn failed(kind: ApiErrorKind, message: impl Into<String>) -> Outcome {
+    Outcome::Failed(ApiError {
+        kind,
+        message: message.into(),
+    })
+}
+
+impl Executor {
+    /// An executor writing Jobs into `scan_namespace`.
+    pub fn new(client: Client, scan_namespace: &str, instance: Option<String>) -> Executor {
+        let reporter = Reporter {
+            controller: FIELD_MANAGER.to_string(),
+            instance,
+        };
+        Executor {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            scan_namespace: scan_namespace.to_string(),
+        }
+    }
+
+    /// Runs one action to completion.
+    pub async fn execute(&self, action: Action) -> Outcome {
+        let timeout = match action {
+            Action::FetchLog { .. } => LOG_TIMEOUT,
+            _ => REQUEST_TIMEOUT,
+        };
+        match tokio::time::timeout(timeout, self.run(action)).await {
+            Ok(outcome) => outcome,
+            Err(_) => failed(
+                ApiErrorKind::Unknown,
+                format!("no answer within {}s", timeout.as_secs()),
+            ),
+        }
+    }
+
+    async fn run(&self, action: Action) -> Outcome {
+        match action {
+            Action::ApplyCis {
+                namespace,
+                name,
+                labels,
+                owners,
+                spec,
+            } => {
+                let api: Api<ContainerImageScan> = Api::namespaced(self.client.clone(), &namespace);
+                let owners: Vec<_> = owners
+                    .iter()
+                    .map(|o| json!({"apiVersion": o.api_version, "kind": o.kind, "name": o.name, "uid": o.uid}))
+                    .collect();
+                let body = json!({
+                    "apiVersion": "stas.statnett.no/v1alpha1",
+                    "kind": "ContainerImageScan",
+                    "metadata": {
+                        "name": name,
+                        "namespace": namespace,
+                        "labels": labels,
+                        "ownerReferences": owners,
+                    },
+                    "spec": spec,
+                });
+                let pp = PatchParams::apply(FIELD_MANAGER).force();
+                match api.patch(&name, &pp, &Patch::Apply(&body)).await {
+                    Ok(cis) => applied(&cis),
+                    Err(e) => Outcome::Failed(classify(&e)),
+                }
+            }
+            Action::DeleteCis {
+                namespace,
+                name,
+                uid,
+            } => {
+                let api: Api<ContainerImageScan> = Api::namespaced(self.client.clone(), &namespace);
+                let dp = DeleteParams {
+                    preconditions: Some(Preconditions {
+                        uid: Some(uid),
+                        resource_version: None,
+                    }),
+                    ..DeleteParams::default()
+                };
+                match api.delete(&name, &dp).await {
+                    Ok(_) => Outcome::Done,
+                    Err(e) => Outcome::Failed(classify(&e)),
+                }
+            }
+            Action::ApplyCisStatus {
+                namespace,
+                name,
+                uid,
+                mut status,
+                keep_details,
+            } => {
+                let api: Api<ContainerImageScan> = Api::namespaced(self.client.clone(), &namespace);
+                if keep_details {
+                    // The engine holds no details; carry the stored ones over so the apply
+                    // does not remove them.
+                    match api.get_opt(&name).await {
+                        Ok(Some(current)) => {
+                            if let Some(stored) = current.status {
+                                status.vulnerabilities = stored.vulnerabilities;
+                                status.vulnerabilities_truncated = stored.vulnerabilities_truncated;
+                            }
+                        }
+                        Ok(None) => {
+                            return failed(
+                                ApiErrorKind::NotFound,
+                                format!("{namespace}/{name} not found"),
+                            );
+                        }
+                        Err(e) => return Outcome::Failed(classify(&e)),
+                    }
+                }
+                // metadata.uid makes the write a precondition on the object we decided about:
+                // a CIS deleted and re-created under the same name answers 409.
+                let body = json!({
+                    "apiVersion": "stas.statnett.no/v1alpha1",
+                    "kind": "ContainerImageScan",
+                    "metadata": {"name": name, "namespace": namespace, "uid": uid},
+                    "status": status,
+                });
+                let pp = PatchParams::apply(FIELD_MANAGER).force();
+                match api.patch_status(&name, &pp, &Patch::Apply(&body)).await {
+                    Ok(cis) => applied(&cis),
+                    Err(e) => Outcome::Failed(classify(&e)),
+                }
+            }
+            Action::CreateJob { job } => {
+                let api: Api<Job> = Api::namespaced(self.client.clone(), &self.scan_namespace);
+                match api.create(&PostParams::default(), &job).await {
+                    Ok(created) => match convert::job_view(&created, now()) {
+                        Some(view) => Outcome::JobCreated(Box::new(view)),
+                        None => failed(ApiErrorKind::Invalid, "created Job has no name or UID"),
+                    },
+                    Err(e) => Outcome::Failed(classify(&e)),
+                }
+            }
+            Action::DeleteJob { name, uid } => {
+                let api: Api<Job> = Api::namespaced(self.client.clone(), &self.scan_namespace);
+                let dp = DeleteParams {
+                    propagation_policy: Some(PropagationPolicy::Background),
+                    preconditions: Some(Preconditions {
+                        uid: Some(uid),
+                        resource_version: None,
+                    }),
+                    ..DeleteParams::default()
+                };
+                match api.delete(&name, &dp).await {
+                    Ok(_) => Outcome::Done,
+                    Err(e) => Outcome::Failed(classify(&e)),
+                }
+            }
+            Action::FetchLog {
+                pod_name,
+                container,
+                limit_bytes,
+            } => self.fetch_log(&pod_name, &container, limit_bytes).await,
+            Action::RecordEvent {
+                namespace,
+                name,
+                uid,
+                event,
+            } => {
+                let reference = ObjectReference {
+                    api_version: Some("stas.statnett.no/v1alpha1".to_string()),
+                    kind: Some("ContainerImageScan".to_string()),
+                    name: Some(name),
+                    namespace: Some(namespace),
+                    uid: Some(uid),
+                    ..ObjectReference::default()
+                };
+                let ev = Event {
+                    type_: if event.warning {
+                        EventType::Warning
+                    } else {
+                        EventType::Normal
+                    },
+                    reason: event.reason,
+                    note: Some(event.note),
+                    action: "Scan".to_string(),
+                    secondary: None,
+                };
+                match self.recorder.publish(&ev, &reference).await {
+                    Ok(()) => Outcome::Done,
+                    Err(e) => Outcome::Failed(classify(&e)),
+                }
+            }
+        }
+    }
+
+    /// Reads at most `limit` bytes; one byte more than that means the log is too large.
+    async fn fetch_log(&self, pod: &str, container: &str, limit: usize) -> Outcome {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), &self.scan_namespace);
+        let params = LogParams {
+            container: Some(container.to_string()),
+            limit_bytes: Some(i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1)),
+            ..LogParams::default()
+        };
+        let stream = match api.log_stream(pod, &params).await {
+            Ok(s) => s,
+            Err(e) => return Outcome::Failed(classify(&e)),
+        };
+        let mut bytes = Vec::new();
+        let mut limited = stream.take(u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1));
+        if let Err(e) = limited.read_to_end(&mut bytes).await {
+            return failed(
+                ApiErrorKind::Unknown,
+                format!("reading the log failed: {e}"),
+            );
+        }
+        if bytes.len() > limit {
+            return failed(
+                ApiErrorKind::LogTooLarge,
+                format!("log of {pod}/{container} exceeds {limit} bytes"),
+            );
+        }
+        Outcome::Log(bytes)
+    }
+}
+
+fn applied(cis: &ContainerImageScan) -> Outcome {
+    match convert::cis_view(cis) {
+        Some(view) => Outcome::CisApplied(Box::new(view)),
+        None => failed(
+            ApiErrorKind::Invalid,
+            "applied CIS has no name, namespace or UID",
+        ),
+    }
+}
+
+/// The wall clock, the only place the shell turns real time into the core's [`Timestamp`].
+pub fn now() -> Timestamp {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0);
+    Timestamp(ms)
+}

@@ -1,0 +1,237 @@
+//! `/metrics`: the Go operator's three CIS metrics (a pure function of the CIS statuses, see
+//! [`crate::core::metrics_model`]) plus operational metrics of this process.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+
+use crate::core::engine::Engine;
+use crate::core::metrics_model;
+use crate::core::port::Outcome;
+use crate::core::time::Timestamp;
+
+/// API requests by verb and result, counted by the executor.
+#[derive(Debug, Default)]
+pub struct RequestCounters {
+    counts: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+}
+
+impl RequestCounters {
+    /// Counts one finished command.
+    pub fn record(&self, verb: &'static str, outcome: &Outcome) {
+        let result = match outcome {
+            Outcome::Failed(e) => error_label(e.kind),
+            _ => "ok",
+        };
+        if let Ok(mut counts) = self.counts.lock() {
+            *counts.entry((verb, result)).or_default() += 1;
+        }
+    }
+
+    fn snapshot(&self) -> BTreeMap<(&'static str, &'static str), u64> {
+        self.counts.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+}
+
+fn error_label(kind: crate::core::port::ApiErrorKind) -> &'static str {
+    use crate::core::port::ApiErrorKind::*;
+    match kind {
+        NotFound => "not_found",
+        Conflict => "conflict",
+        AlreadyExists => "already_exists",
+        Gone => "gone",
+        TooLarge => "too_large",
+        Throttled => "throttled",
+        ServerError => "server_error",
+        Unknown => "unknown",
+        Invalid => "invalid",
+        Forbidden => "forbidden",
+        NamespaceTerminating => "namespace_terminating",
+        LogTooLarge => "log_too_large",
+    }
+}
+
+fn gauge(out: &mut String, name: &str, help: &str, value: impl std::fmt::Display) {
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+    );
+}
+
+fn counter_header(out: &mut String, name: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+}
+
+/// Resident memory and CPU time of this process from `/proc` (Linux); absent elsewhere.
+fn process_metrics(out: &mut String) {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return;
+    };
+    // Fields after the command name (which may contain spaces) start after the last ')'.
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+        return;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the full line, i.e. 11 and 12 after the name.
+    let ticks: f64 = [11usize, 12]
+        .iter()
+        .filter_map(|i| fields.get(*i).and_then(|v| v.parse::<f64>().ok()))
+        .sum();
+    // Linux reports CPU time in clock ticks of 1/100 s on every platform Kubernetes runs on.
+    counter_header(
+        out,
+        "process_cpu_seconds_total",
+        "Total user and system CPU time spent in seconds.",
+    );
+    let _ = writeln!(out, "process_cpu_seconds_total {}", ticks / 100.0);
+    if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
+        let rss_kb = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok());
+        if let Some(kb) = rss_kb {
+            gauge(
+                out,
+                "process_resident_memory_bytes",
+                "Resident memory size in bytes.",
+                kb * 1024,
+            );
+        }
+    }
+}
+
+/// Renders the whole exposition.
+pub fn render_metrics(
+    engine: &Engine,
+    counters: &RequestCounters,
+    metric_labels: &[String],
+    now: Timestamp,
+) -> String {
+    let mut out = String::new();
+    let views: Vec<metrics_model::CisMetricView> = engine
+        .cis_views()
+        .map(metrics_model::CisMetricView::from_view)
+        .collect();
+    out.push_str(&metrics_model::render(&views, metric_labels));
+
+    let stats = engine.stats();
+    counter_header(
+        &mut out,
+        "image_scanner_api_requests_total",
+        "API requests made by the operator, by verb and result.",
+    );
+    for ((verb, result), n) in counters.snapshot() {
+        let _ = writeln!(
+            out,
+            "image_scanner_api_requests_total{{verb=\"{verb}\",result=\"{result}\"}} {n}"
+        );
+    }
+    counter_header(
+        &mut out,
+        "image_scanner_scan_jobs_created_total",
+        "Scan Jobs created.",
+    );
+    let _ = writeln!(
+        out,
+        "image_scanner_scan_jobs_created_total {}",
+        stats.jobs_created
+    );
+    counter_header(
+        &mut out,
+        "image_scanner_scans_total",
+        "Finished scans of image digests, by outcome.",
+    );
+    let _ = writeln!(
+        out,
+        "image_scanner_scans_total{{outcome=\"succeeded\"}} {}",
+        stats.scans_succeeded
+    );
+    let _ = writeln!(
+        out,
+        "image_scanner_scans_total{{outcome=\"failed\"}} {}",
+        stats.scans_failed
+    );
+    counter_header(
+        &mut out,
+        "image_scanner_status_writes_total",
+        "CIS status writes.",
+    );
+    let _ = writeln!(
+        out,
+        "image_scanner_status_writes_total {}",
+        stats.status_writes
+    );
+    counter_header(
+        &mut out,
+        "image_scanner_spec_writes_total",
+        "CIS metadata/spec applies and deletes.",
+    );
+    let _ = writeln!(out, "image_scanner_spec_writes_total {}", stats.spec_writes);
+    gauge(
+        &mut out,
+        "image_scanner_active_scan_jobs",
+        "Scan Jobs running now.",
+        engine.active_jobs(),
+    );
+    gauge(
+        &mut out,
+        "image_scanner_queue_depth",
+        "Keys waiting for a decision or a scan slot.",
+        engine.queue_depth(),
+    );
+    gauge(
+        &mut out,
+        "image_scanner_commands_in_flight",
+        "API commands in flight.",
+        engine.inflight(),
+    );
+    let coverage = engine.coverage(now);
+    gauge(
+        &mut out,
+        "image_scanner_running_containers",
+        "Containers with a resolved image digest in scanned namespaces.",
+        coverage.containers,
+    );
+    gauge(
+        &mut out,
+        "image_scanner_coverage_ratio",
+        "Share of running containers whose CIS shows a successful scan of their digest.",
+        coverage.ratio(),
+    );
+    gauge(
+        &mut out,
+        "image_scanner_oldest_unscanned_image_age_seconds",
+        "Age of the oldest image digest seen running that has no scan result yet.",
+        coverage.oldest_unscanned.map_or(0, |d| d.as_secs()),
+    );
+    let _ = writeln!(
+        out,
+        "# HELP image_scanner_time_to_first_result_seconds Time from first seeing a digest to its first scan result.\n# TYPE image_scanner_time_to_first_result_seconds summary"
+    );
+    let first = engine.first_result_latency();
+    let _ = writeln!(
+        out,
+        "image_scanner_time_to_first_result_seconds_sum {}",
+        first.sum_secs
+    );
+    let _ = writeln!(
+        out,
+        "image_scanner_time_to_first_result_seconds_count {}",
+        first.count
+    );
+    gauge(
+        &mut out,
+        "image_scanner_leader",
+        "1 when this replica holds the lease.",
+        u8::from(engine.is_leading()),
+    );
+    // The Go operator's e2e test probes this controller-runtime series; keep it for compatibility.
+    counter_header(
+        &mut out,
+        "certwatcher_read_certificate_errors_total",
+        "Total number of certificate read errors (kept for compatibility; no certificates are watched).",
+    );
+    let _ = writeln!(out, "certwatcher_read_certificate_errors_total 0");
+    process_metrics(&mut out);
+    out
+}

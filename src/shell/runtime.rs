@@ -1,0 +1,278 @@
+//! The operator process: wires watches, the engine task, command execution, leader election and
+//! the HTTP endpoints, and shuts them down in order on SIGTERM/SIGINT.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use kube::Client;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::discovery::resolve_workload_kinds;
+use super::errors::ShellError;
+use super::execute::{Executor, now};
+use super::http::{self, Health};
+use super::leader;
+use super::metrics::{RequestCounters, render_metrics};
+use super::watch::{SyncGate, WatchPlan, run_watches};
+use crate::config::{GateSetting, OperatorConfig};
+use crate::core::engine::{Engine, EngineConfig};
+use crate::core::port::{Command, Observation};
+use crate::core::scan_job::ScanJobSettings;
+
+/// Capacity of the observation channel between watches and the engine.
+const OBSERVATION_BUFFER: usize = 1024;
+/// Commands executed at once (the engine's flow-control window).
+const MAX_INFLIGHT: usize = 32;
+/// How long in-flight commands may finish after a shutdown signal.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(8);
+
+/// Builds the engine settings from the operator configuration and the discovered kinds.
+pub fn engine_config(config: &OperatorConfig, kinds: &[(String, String)]) -> EngineConfig {
+    let defaults = ScanJobSettings::default();
+    let job = ScanJobSettings {
+        service_account_name: config.scan_job_service_account.clone(),
+        ttl_seconds_after_finished: config.scan_job_ttl_seconds_after_finished,
+        active_deadline_seconds: config.scan_job_active_deadline_seconds,
+        trivy_image: config.trivy_image.clone(),
+        trivy_command: config.trivy_command,
+        scan_resources: config
+            .scan_job_resources
+            .clone()
+            .unwrap_or(defaults.scan_resources.clone()),
+        tolerations: config.scan_job_tolerations.clone(),
+        priority_class_name: config.scan_job_priority_class_name.clone(),
+        ..defaults
+    };
+    EngineConfig {
+        scan_namespace: config.scan_job_namespace.clone(),
+        exclude_namespaces: config.namespace_filter.exclude.clone(),
+        include_namespaces: config.namespace_filter.include.clone(),
+        workload_kinds: kinds.iter().cloned().collect(),
+        skip_waiting_reasons: config
+            .skip_scan_pod_waiting_reasons
+            .iter()
+            .cloned()
+            .collect(),
+        scan_interval: config.scan_interval,
+        pod_settle_timeout: config.pod_settle_timeout,
+        active_job_limit: config.active_scan_job_limit,
+        job,
+        details_max_bytes: config.status_details_max_bytes,
+        write_details: !config.feature_gates.no_cis_status_vulnerabilities,
+        log_max_bytes: config.scan_log_max_bytes,
+        report_cache_bytes: 16 * 1024 * 1024,
+        max_inflight: MAX_INFLIGHT,
+        failed_scan_retry: Duration::from_secs(300),
+        api_retry_base: Duration::from_secs(1),
+        api_retry_max: Duration::from_secs(300),
+        owner_update_delay: Duration::from_secs(1),
+    }
+}
+
+/// Requests the HTTP server sends to the engine task.
+pub enum EngineQuery {
+    /// Render `/metrics`.
+    Metrics(oneshot::Sender<String>),
+}
+
+/// Runs the operator until a termination signal.
+pub async fn run(config: OperatorConfig) -> Result<(), ShellError> {
+    let mut kube_config = kube::Config::infer()
+        .await
+        .map_err(|e| ShellError::ClientConfig(e.to_string()))?;
+    // The engine decides about retries (with growing back-off); the client must not hold a
+    // command for minutes retrying on its own.
+    kube_config.default_retry = false;
+    let client =
+        Client::try_from(kube_config).map_err(|e| ShellError::ClientConfig(e.to_string()))?;
+
+    ensure_crd(&client).await?;
+    let kinds = resolve_workload_kinds(&client, &config.scan_workload_resources).await?;
+    let kind_pairs: Vec<(String, String)> = kinds
+        .iter()
+        .map(|k| (k.resource.group.clone(), k.resource.kind.clone()))
+        .collect();
+    tracing::info!(kinds = ?kind_pairs, "workload kinds resolved");
+    if config.feature_gates.policy_report == GateSetting::On {
+        tracing::warn!("PolicyReport gate: OpenReports Reports are not written by this version");
+    }
+
+    let cancel = CancellationToken::new();
+    let plan = WatchPlan {
+        namespaces: (!config.namespaces.is_empty()).then(|| config.namespaces.clone()),
+        scan_namespace: config.scan_job_namespace.clone(),
+        kinds,
+    };
+    let (gate, synced) = SyncGate::new(plan.gated_streams());
+    let (tx, rx) = mpsc::channel(OBSERVATION_BUFFER);
+    let (query_tx, query_rx) = mpsc::channel(16);
+    let counters = Arc::new(RequestCounters::default());
+    let health = Health::new(synced.clone());
+
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(run_watches(
+        client.clone(),
+        plan,
+        gate,
+        tx.clone(),
+        cancel.clone(),
+    ));
+    if let Some(address) = config.metrics_bind_address {
+        let listener = http::bind(address).await?;
+        tasks.spawn(http::serve_metrics(
+            listener,
+            query_tx.clone(),
+            cancel.clone(),
+        ));
+    }
+    if let Some(address) = config.health_probe_bind_address {
+        let listener = http::bind(address).await?;
+        tasks.spawn(http::serve_health(listener, health.clone(), cancel.clone()));
+    }
+    let lease = if config.leader_elect {
+        Some(leader::start(client.clone(), &config, tx.clone()).await?)
+    } else {
+        let _ = tx.send(Observation::Leadership { leading: true }).await;
+        None
+    };
+
+    let engine = Engine::new(engine_config(&config, &kind_pairs));
+    let executor = Executor::new(
+        client.clone(),
+        &config.scan_job_namespace,
+        leader::identity(),
+    );
+    let engine_task = tokio::spawn(drive(
+        engine,
+        executor,
+        rx,
+        tx.clone(),
+        query_rx,
+        counters.clone(),
+        config.cis_metrics_labels.clone(),
+        cancel.clone(),
+    ));
+
+    shutdown_signal().await;
+    tracing::info!("shutting down: no new work; finishing commands in flight");
+    cancel.cancel();
+    let _ = engine_task.await;
+    if let Some(lease) = lease {
+        lease.release().await;
+    }
+    tasks.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn ensure_crd(client: &Client) -> Result<(), ShellError> {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let api: kube::Api<CustomResourceDefinition> = kube::Api::all(client.clone());
+    match api.get_opt("containerimagescans.stas.statnett.no").await {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err(ShellError::CrdMissing),
+        // Reading CRDs may not be allowed (least privilege); the watch will tell if it is missing.
+        Err(kube::Error::Api(s)) if s.code == 403 => Ok(()),
+        Err(e) => Err(ShellError::Discovery(e.to_string())),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(
+            tokio::signal::unix::SignalKind::terminate(),
+        ) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the operator");
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+/// The engine task: feeds observations to the engine, executes its commands concurrently and
+/// feeds their outcomes back, and wakes up for the engine's timers.
+#[allow(clippy::too_many_arguments)]
+async fn drive(
+    mut engine: Engine,
+    executor: Executor,
+    mut rx: mpsc::Receiver<Observation>,
+    tx: mpsc::Sender<Observation>,
+    mut queries: mpsc::Receiver<EngineQuery>,
+    counters: Arc<RequestCounters>,
+    metric_labels: Vec<String>,
+    cancel: CancellationToken,
+) {
+    let mut running = FuturesUnordered::new();
+    loop {
+        let wake = engine.next_wakeup().map(|at| {
+            let wait = at.since(now());
+            tokio::time::Instant::now() + wait
+        });
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => break,
+            Some((id, outcome)) = running.next(), if !running.is_empty() => {
+                engine.observe(Observation::Outcome { id, outcome }, now());
+            }
+            Some(obs) = rx.recv() => {
+                engine.observe(obs, now());
+                // Take whatever else is queued before deciding, so a burst costs one pass.
+                for _ in 0..OBSERVATION_BUFFER {
+                    match rx.try_recv() {
+                        Ok(obs) => engine.observe(obs, now()),
+                        Err(_) => break,
+                    }
+                }
+            }
+            Some(query) = queries.recv() => {
+                match query {
+                    EngineQuery::Metrics(reply) => {
+                        let _ = reply.send(render_metrics(&engine, &counters, &metric_labels, now()));
+                    }
+                }
+                continue;
+            }
+            _ = sleep_until(wake) => {}
+        }
+        for Command { id, action } in engine.poll(now()) {
+            let executor = executor.clone();
+            let counters = counters.clone();
+            running.push(async move {
+                let verb = action.verb();
+                let outcome = executor.execute(action).await;
+                counters.record(verb, &outcome);
+                (id, outcome)
+            });
+        }
+    }
+    drop(tx);
+    // Let commands in flight finish (a write that reached the server is then observed on the
+    // next start anyway; nothing depends on waiting longer).
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        while running.next().await.is_some() {}
+    })
+    .await;
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,276 @@
+//! Watches: one kube-runtime watcher per stream, each event converted to a compact view at once
+//! and sent to the engine task. Watch errors are logged and retried with kube-runtime's default
+//! back-off (they are never fatal: a 410 just restarts the list).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Event as CoreEvent, Pod};
+use kube::api::{ApiResource, DynamicObject};
+use kube::core::PartialObjectMeta;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use kube::{Api, Client};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::convert;
+use super::execute::now;
+use crate::core::port::{Observation, StreamId, WatchEvent};
+use crate::core::workload::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+use crate::crd::ContainerImageScan;
+
+/// A workload kind resolved through discovery.
+#[derive(Clone, Debug)]
+pub struct WorkloadKind {
+    /// Discovery data for the metadata watch.
+    pub resource: ApiResource,
+}
+
+/// Counts streams that have not delivered their first complete list; the last one to do so
+/// tells the engine the caches are synced.
+#[derive(Clone)]
+pub struct SyncGate {
+    pending: Arc<AtomicUsize>,
+    ready: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+impl SyncGate {
+    /// A gate waiting for `streams` first lists.
+    pub fn new(streams: usize) -> (SyncGate, tokio::sync::watch::Receiver<bool>) {
+        let (tx, rx) = tokio::sync::watch::channel(streams == 0);
+        (
+            SyncGate {
+                pending: Arc::new(AtomicUsize::new(streams)),
+                ready: Arc::new(tx),
+            },
+            rx,
+        )
+    }
+
+    async fn done_one(&self, tx: &mpsc::Sender<Observation>) {
+        if self.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let _ = tx.send(Observation::CachesSynced).await;
+            let _ = self.ready.send(true);
+        }
+    }
+}
+
+/// What to watch.
+pub struct WatchPlan {
+    /// Namespaces to watch (`None`: all).
+    pub namespaces: Option<Vec<String>>,
+    /// The scan namespace.
+    pub scan_namespace: String,
+    /// Workload kinds.
+    pub kinds: Vec<WorkloadKind>,
+}
+
+impl WatchPlan {
+    /// Number of streams that gate readiness.
+    pub fn gated_streams(&self) -> usize {
+        let scopes = self.namespaces.as_ref().map_or(1, Vec::len);
+        // pods + cis + workloads per scope, plus jobs and scan pods.
+        scopes * (2 + self.kinds.len()) + 2
+    }
+}
+
+fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope>,
+    <K as kube::Resource>::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Starts every watch; returns when `cancel` fires.
+pub async fn run_watches(
+    client: Client,
+    plan: WatchPlan,
+    gate: SyncGate,
+    tx: mpsc::Sender<Observation>,
+    cancel: CancellationToken,
+) {
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut next_stream = 0u32;
+    let mut stream_id = || {
+        next_stream += 1;
+        StreamId(next_stream)
+    };
+    let scopes: Vec<Option<String>> = match &plan.namespaces {
+        Some(list) => list.iter().cloned().map(Some).collect(),
+        None => vec![None],
+    };
+    let not_ours = format!("{MANAGED_BY_LABEL}!={MANAGED_BY_VALUE}");
+    let ours = format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}");
+    for scope in &scopes {
+        let ns = scope.as_deref();
+        // Workload pods: ours (scan pods) are left out by the server.
+        let pods: Api<Pod> = scoped(&client, ns);
+        let cfg = watcher::Config::default().labels(&not_ours).page_size(250);
+        let id = stream_id();
+        tasks.spawn(forward(
+            watcher::watcher(pods, cfg).default_backoff().boxed(),
+            id,
+            gate.clone(),
+            tx.clone(),
+            move |event| {
+                map_event(event, convert::pod_view)
+                    .map(|event| Observation::Pod { stream: id, event })
+            },
+        ));
+        // CIS: small pages, because a status may carry up to the details budget.
+        let cis: Api<ContainerImageScan> = scoped(&client, ns);
+        let cfg = watcher::Config::default().page_size(50);
+        let id = stream_id();
+        tasks.spawn(forward(
+            watcher::watcher(cis, cfg)
+                .default_backoff()
+                .modify(convert::strip_details)
+                .boxed(),
+            id,
+            gate.clone(),
+            tx.clone(),
+            move |event| {
+                map_event(event, convert::cis_view)
+                    .map(|event| Observation::Cis { stream: id, event })
+            },
+        ));
+        for kind in &plan.kinds {
+            let ar = kind.resource.clone();
+            let api: Api<PartialObjectMeta<DynamicObject>> = match ns {
+                Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
+                None => Api::all_with(client.clone(), &ar),
+            };
+            let id = stream_id();
+            let (group, version, kind_name) =
+                (ar.group.clone(), ar.api_version.clone(), ar.kind.clone());
+            tasks.spawn(forward(
+                watcher::watcher(api, watcher::Config::default().page_size(500))
+                    .default_backoff()
+                    .boxed(),
+                id,
+                gate.clone(),
+                tx.clone(),
+                move |event| {
+                    map_event(event, |o| {
+                        convert::workload_view(o, &group, &version, &kind_name)
+                    })
+                    .map(|event| Observation::Workload { stream: id, event })
+                },
+            ));
+        }
+    }
+    // Our Jobs and their pods, in the scan namespace only.
+    let jobs: Api<Job> = Api::namespaced(client.clone(), &plan.scan_namespace);
+    let id = stream_id();
+    tasks.spawn(forward(
+        watcher::watcher(jobs, watcher::Config::default().labels(&ours))
+            .default_backoff()
+            .boxed(),
+        id,
+        gate.clone(),
+        tx.clone(),
+        move |event| {
+            map_event(event, |j| convert::job_view(j, now()))
+                .map(|event| Observation::Job { stream: id, event })
+        },
+    ));
+    let scan_pods: Api<Pod> = Api::namespaced(client.clone(), &plan.scan_namespace);
+    let id = stream_id();
+    tasks.spawn(forward(
+        watcher::watcher(scan_pods, watcher::Config::default().labels(&ours))
+            .default_backoff()
+            .boxed(),
+        id,
+        gate.clone(),
+        tx.clone(),
+        move |event| {
+            map_event(event, convert::scan_pod_view)
+                .map(|event| Observation::ScanPod { stream: id, event })
+        },
+    ));
+    // BackOff events of scan pods: only a trigger (pod status is the truth), so not gated.
+    let events: Api<CoreEvent> = Api::namespaced(client.clone(), &plan.scan_namespace);
+    let cfg = watcher::Config::default().fields("reason=BackOff,involvedObject.kind=Pod");
+    let tx_events = tx.clone();
+    tasks.spawn(async move {
+        let mut stream = watcher::watcher(events, cfg).default_backoff().boxed();
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(Event::Apply(e) | Event::InitApply(e)) => {
+                    if let Some(pod_name) = e.involved_object.name {
+                        if tx_events
+                            .send(Observation::BackOffEvent { pod_name })
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "watch of BackOff events failed; retrying"),
+            }
+        }
+    });
+    cancel.cancelled().await;
+    tasks.abort_all();
+}
+
+/// Converts one watcher event; objects that cannot be converted are skipped with a log line.
+fn map_event<K, V>(event: Event<K>, convert: impl Fn(&K) -> Option<V>) -> Option<WatchEvent<V>>
+where
+    K: kube::ResourceExt,
+{
+    let one = |obj: &K| {
+        let view = convert(obj);
+        if view.is_none() {
+            tracing::warn!(object = %obj.name_any(), "skipping an object without name, namespace or UID");
+        }
+        view
+    };
+    Some(match event {
+        Event::Init => WatchEvent::InitStarted,
+        Event::InitDone => WatchEvent::InitDone,
+        Event::InitApply(o) => WatchEvent::InitApply(one(&o)?),
+        Event::Apply(o) => WatchEvent::Apply(one(&o)?),
+        Event::Delete(o) => WatchEvent::Delete(one(&o)?),
+    })
+}
+
+async fn forward<K, S>(
+    mut stream: S,
+    stream_id: StreamId,
+    gate: SyncGate,
+    tx: mpsc::Sender<Observation>,
+    to_observation: impl Fn(Event<K>) -> Option<Observation>,
+) where
+    S: Stream<Item = Result<Event<K>, watcher::Error>> + Unpin,
+{
+    let mut synced = false;
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(event) => {
+                let done = matches!(event, Event::InitDone);
+                if let Some(obs) = to_observation(event) {
+                    if tx.send(obs).await.is_err() {
+                        return;
+                    }
+                }
+                if done && !synced {
+                    synced = true;
+                    gate.done_one(&tx).await;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(stream = stream_id.0, error = %e, "watch failed; retrying with back-off");
+            }
+        }
+    }
+}
