@@ -1,1 +1,29 @@
+# image-scanner — build, test and run.
+#   make test   runs every check CI runs (format, lints, unit/sim/fuzz-regression tests, the local
+#               control plane smoke tests and the end-to-end tests against it)
+#   make run    runs the operator against the local control plane (started if KUBECONFIG is unset)
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+CARGO ?= cargo
+export CARGO_TERM_COLOR ?= never
+
 include tests/cluster/cluster.mk
+
+.PHONY: help test fmt-check clippy unit-test crd-check run image-binary
+
+help:
+	@echo "make run    - run the operator on the local control plane (see README.md)"
+	@echo "make test   - run every check and test (what CI runs)"
+	@echo "other: cluster-up cluster-down cluster-smoke image-binary bench-scale"
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+unit-test:
+	$(CARGO) test --workspace --locked
+
+test: fmt-check clippy unit-test cluster-smoke
+	@echo "make test: all checks passed"
