@@ -183,6 +183,11 @@ pub struct VulnerabilitySummary {
     pub fixed_count: i32,
     /// Number of vulnerabilities without a fixed version.
     pub unfixed_count: i32,
+    /// Extension: number of vulnerabilities that have a fixed version, per severity (same keys
+    /// as `severityCount`). Lets alerts target what can be fixed now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-map-type" = "atomic"))]
+    pub fixed_severity_count: Option<BTreeMap<String, i32>>,
 }
 
 /// Severity of a vulnerability, ordered `UNKNOWN` < `LOW` < `MEDIUM` < `HIGH` < `CRITICAL`.

@@ -35,9 +35,13 @@ pub const SCAN_SUCCESS: &str = "image_scanner_container_image_scan_success";
 pub const ISSUES: &str = "image_scanner_container_image_issues";
 /// Name of the patch-status gauge.
 pub const PATCH_STATUS: &str = "image_scanner_container_image_patch_status";
+/// Extension: vulnerabilities with a fixed version, by severity (from the summary's
+/// `fixedSeverityCount`; absent for CIS written by the Go operator).
+pub const FIXABLE_ISSUES: &str = "image_scanner_container_image_fixable_issues";
 
 const SCAN_SUCCESS_HELP: &str = "Displays whether or not container image scan was a success";
 const ISSUES_HELP: &str = "Number of container image scan issues";
+const FIXABLE_ISSUES_HELP: &str = "Number of container image vulnerabilities that have a fixed version";
 const PATCH_STATUS_HELP: &str =
     "Number of detected container image vulnerabilities grouped by fixed/unfixed";
 
@@ -140,12 +144,19 @@ pub fn render(views: &[CisMetricView], label_keys: &[String]) -> String {
     let mut success = Vec::new();
     let mut issues = Vec::new();
     let mut patch = Vec::new();
+    let mut fixable = Vec::new();
     for view in sorted {
         let common = common_labels(view, &keys);
         success.push((series(&common, None), i64::from(!view.stalled)));
         if let Some(summary) = &view.summary {
             for (severity, count) in summary.severity_count.iter().flatten() {
                 issues.push((
+                    series(&common, Some(("severity", severity))),
+                    i64::from(*count),
+                ));
+            }
+            for (severity, count) in summary.fixed_severity_count.iter().flatten() {
+                fixable.push((
                     series(&common, Some(("severity", severity))),
                     i64::from(*count),
                 ));
@@ -164,6 +175,7 @@ pub fn render(views: &[CisMetricView], label_keys: &[String]) -> String {
     family(&mut out, SCAN_SUCCESS, SCAN_SUCCESS_HELP, &success);
     family(&mut out, ISSUES, ISSUES_HELP, &issues);
     family(&mut out, PATCH_STATUS, PATCH_STATUS_HELP, &patch);
+    family(&mut out, FIXABLE_ISSUES, FIXABLE_ISSUES_HELP, &fixable);
     out
 }
 
@@ -303,6 +315,7 @@ mod tests {
             severity_count: Some(BTreeMap::from([("CRITICAL".into(), 1), ("HIGH".into(), 5)])),
             fixed_count: 4,
             unfixed_count: 2,
+            fixed_severity_count: None,
         });
         let mut failed = view(
             "scan-failure-111111",
@@ -337,12 +350,33 @@ image_scanner_container_image_patch_status{app_kubernetes_io_name="bad-app",cond
     }
 
     #[test]
+    fn fixable_issues_follow_the_summary_extension() {
+        let mut v = view("a", "", "", "img", "sha256:1", "");
+        v.summary = Some(VulnerabilitySummary {
+            severity_count: Some(BTreeMap::from([("CRITICAL".into(), 3), ("HIGH".into(), 1)])),
+            fixed_count: 2,
+            unfixed_count: 2,
+            fixed_severity_count: Some(BTreeMap::from([
+                ("CRITICAL".into(), 2),
+                ("HIGH".into(), 0),
+            ])),
+        });
+        let text = render(&[v], &[]);
+        assert!(text.contains("# TYPE image_scanner_container_image_fixable_issues gauge"));
+        assert!(text.contains(
+            r#"image_scanner_container_image_fixable_issues{image_digest="sha256:1",image_name="img",image_tag="",name="a",namespace="default",severity="CRITICAL"} 2"#
+        ));
+        assert!(text.contains(r#"namespace="default",severity="HIGH"} 0"#));
+    }
+
+    #[test]
     fn zero_buckets_and_unknown_are_exported() {
         let mut v = view("a", "", "", "img", "sha256:1", "");
         v.summary = Some(VulnerabilitySummary {
             severity_count: Some(BTreeMap::from([("UNKNOWN".into(), 0), ("LOW".into(), 2)])),
             fixed_count: 0,
             unfixed_count: 2,
+            fixed_severity_count: None,
         });
         let text = render(&[v], &[]);
         assert!(

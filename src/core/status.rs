@@ -87,11 +87,14 @@ pub fn summary_from(vulnerabilities: &[Vulnerability], min: Severity) -> Vulnera
         .filter(|s| *s >= min)
         .map(|s| (s.as_str().to_owned(), 0))
         .collect();
+    let mut fixed_counts = counts.clone();
     let mut fixed = 0i32;
     for v in vulnerabilities {
         let c = counts.entry(v.severity.as_str().to_owned()).or_insert(0);
         *c = c.saturating_add(1);
+        let f = fixed_counts.entry(v.severity.as_str().to_owned()).or_insert(0);
         if !v.fixed_version.is_empty() {
+            *f = f.saturating_add(1);
             fixed = fixed.saturating_add(1);
         }
     }
@@ -99,6 +102,7 @@ pub fn summary_from(vulnerabilities: &[Vulnerability], min: Severity) -> Vulnera
         severity_count: Some(counts),
         fixed_count: fixed,
         unfixed_count: saturating_i32(vulnerabilities.len()).saturating_sub(fixed),
+        fixed_severity_count: Some(fixed_counts),
     }
 }
 

@@ -19,7 +19,7 @@ use super::metrics::{RequestCounters, render_metrics};
 use super::watch::{SyncGate, WatchPlan, run_watches};
 use crate::config::{GateSetting, OperatorConfig};
 use crate::core::engine::{Engine, EngineConfig};
-use crate::core::port::{Command, Observation};
+use crate::core::port::{Action, Command, Observation, Outcome};
 use crate::core::scan_job::ScanJobSettings;
 
 /// Capacity of the observation channel between watches and the engine.
@@ -255,7 +255,10 @@ async fn drive(
             let counters = counters.clone();
             running.push(async move {
                 let verb = action.verb();
+                let what = describe(&action);
+                tracing::debug!(verb, object = %what, "executing");
                 let outcome = executor.execute(action).await;
+                log_outcome(verb, &what, &outcome);
                 counters.record(verb, &outcome);
                 (id, outcome)
             });
@@ -274,5 +277,32 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+/// The object a command is about, for logs.
+fn describe(action: &Action) -> String {
+    match action {
+        Action::ApplyCis { namespace, name, .. }
+        | Action::DeleteCis { namespace, name, .. }
+        | Action::ApplyCisStatus { namespace, name, .. }
+        | Action::RecordEvent { namespace, name, .. } => format!("{namespace}/{name}"),
+        Action::CreateJob { job } => format!("job/{}", job.metadata.name.as_deref().unwrap_or("")),
+        Action::DeleteJob { name, .. } => format!("job/{name}"),
+        Action::FetchLog { pod_name, .. } => format!("pod/{pod_name}"),
+    }
+}
+
+fn log_outcome(verb: &'static str, what: &str, outcome: &Outcome) {
+    match outcome {
+        Outcome::Failed(e) if e.kind.is_retryable() => {
+            tracing::info!(verb, object = %what, kind = ?e.kind, error = %e.message, "request failed; will retry");
+        }
+        Outcome::Failed(e) => {
+            tracing::warn!(verb, object = %what, kind = ?e.kind, error = %e.message, "request failed");
+        }
+        Outcome::JobCreated(job) => tracing::info!(job = %job.name, digest = ?job.digest, "scan Job created"),
+        Outcome::Log(bytes) => tracing::info!(object = %what, bytes = bytes.len(), "scan log read"),
+        Outcome::CisApplied(_) | Outcome::Done => tracing::debug!(verb, object = %what, "done"),
     }
 }

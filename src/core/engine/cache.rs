@@ -102,6 +102,7 @@ impl ReportCache {
     }
 
     /// Whether the report of `job_uid` for `digest` is cached (does not count as a use).
+    #[cfg(test)]
     pub fn contains(&self, digest: &str, job_uid: &str) -> bool {
         self.entries
             .get(digest)

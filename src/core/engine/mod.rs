@@ -238,6 +238,11 @@ impl Engine {
         self.index.active_job_count()
     }
 
+    /// Bytes of parsed reports held in memory.
+    pub fn report_cache_bytes(&self) -> usize {
+        self.reports.used_bytes()
+    }
+
     /// Number of commands in flight.
     pub fn inflight(&self) -> usize {
         self.inflight.len()

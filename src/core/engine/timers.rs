@@ -63,11 +63,13 @@ impl Timers {
     }
 
     /// Number of armed timers.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.by_key.len()
     }
 
     /// Whether no timer is armed.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.by_key.is_empty()
     }
