@@ -165,7 +165,7 @@ fn lists_durations_and_kinds_parse() {
     );
     assert!(c.leader_elect);
     // `^$` disables exclusion (the upstream unit test's value).
-    assert!(c.namespace_filter.allows("kube-system") == false);
+    assert!(!c.namespace_filter.allows("kube-system"));
     assert!(c.namespace_filter.allows("team-a"));
     assert!(!c.namespace_filter.exclude.is_match("kube-system"));
     assert_eq!(c.feature_gates.policy_report, GateSetting::Off);

@@ -204,15 +204,14 @@ pub async fn run_watches(
         while let Some(item) = stream.next().await {
             match item {
                 Ok(Event::Apply(e) | Event::InitApply(e)) => {
-                    if let Some(pod_name) = e.involved_object.name {
-                        if tx_events
+                    if let Some(pod_name) = e.involved_object.name
+                        && tx_events
                             .send(Observation::BackOffEvent { pod_name })
                             .await
                             .is_err()
                         {
                             return;
                         }
-                    }
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "watch of BackOff events failed; retrying"),
@@ -258,11 +257,10 @@ async fn forward<K, S>(
         match item {
             Ok(event) => {
                 let done = matches!(event, Event::InitDone);
-                if let Some(obs) = to_observation(event) {
-                    if tx.send(obs).await.is_err() {
+                if let Some(obs) = to_observation(event)
+                    && tx.send(obs).await.is_err() {
                         return;
                     }
-                }
                 if done && !synced {
                     synced = true;
                     gate.done_one(&tx).await;

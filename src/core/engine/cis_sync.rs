@@ -70,8 +70,8 @@ impl Engine {
     pub(super) fn upsert_cis(&mut self, tracked: Tracked<CisView>) {
         let key = CisKey::new(&tracked.view.namespace, &tracked.view.name);
         let old = self.index.cis.get(&key);
-        if let Some(old) = old {
-            if old.view.uid == tracked.view.uid
+        if let Some(old) = old
+            && old.view.uid == tracked.view.uid
                 && super::index::Index::is_stale(
                     old.view.resource_version,
                     tracked.view.resource_version,
@@ -79,7 +79,6 @@ impl Engine {
             {
                 return;
             }
-        }
         let old_digest = old.map(|t| t.view.spec.digest.clone());
         let new_digest = tracked.view.spec.digest.clone();
         self.index

@@ -128,14 +128,13 @@ impl Index {
         if old == new {
             return;
         }
-        if let Some(d) = old {
-            if let Some(set) = self.cis_by_digest.get_mut(d) {
+        if let Some(d) = old
+            && let Some(set) = self.cis_by_digest.get_mut(d) {
                 set.remove(key);
                 if set.is_empty() {
                     self.cis_by_digest.remove(d);
                 }
             }
-        }
         if let Some(d) = new {
             self.cis_by_digest
                 .entry(d.to_string())

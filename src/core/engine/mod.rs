@@ -297,7 +297,7 @@ impl Engine {
     fn can_issue(&self, target: &Target, now: Timestamp) -> bool {
         !self.busy.contains(target)
             && self.capacity_left()
-            && !self.retry_at.get(target).is_some_and(|at| *at > now)
+            && self.retry_at.get(target).is_none_or(|at| *at <= now)
     }
 
     fn observe_outcome(&mut self, id: CommandId, outcome: Outcome, now: Timestamp) {

@@ -142,8 +142,8 @@ impl Engine {
     }
 
     fn upsert_job(&mut self, tracked: super::index::Tracked<JobView>) {
-        if let Some(old) = self.index.jobs.get(&tracked.view.name) {
-            if old.view.uid == tracked.view.uid
+        if let Some(old) = self.index.jobs.get(&tracked.view.name)
+            && old.view.uid == tracked.view.uid
                 && super::index::Index::is_stale(
                     old.view.resource_version,
                     tracked.view.resource_version,
@@ -151,7 +151,6 @@ impl Engine {
             {
                 return;
             }
-        }
         if let Some(d) = &tracked.view.digest {
             self.dirty_digests.insert(d.clone());
         }
@@ -328,8 +327,8 @@ impl Engine {
             .cloned();
 
         // 1. Image-pull back-off of the running Job.
-        if let Some(job) = &active {
-            if let Some(message) = self.pull_back_off(job) {
+        if let Some(job) = &active
+            && let Some(message) = self.pull_back_off(job) {
                 let already = self.latest(digest).is_some_and(|l| l.job_uid == job.uid);
                 if !already {
                     self.record_failure(digest, &job.uid, FailureReason::Error, message, now);
@@ -343,7 +342,6 @@ impl Engine {
                     return false;
                 }
             }
-        }
 
         // 2. Harvest the newest finished Job if it is newer than what we know.
         if let Some(job) = jobs
@@ -366,11 +364,9 @@ impl Engine {
         let mut need_details = false;
         if let Some(latest) = self.latest(digest).cloned() {
             if let Some((key, job_name)) = self.digests.get(digest).and_then(|s| s.announce.clone())
-            {
-                if !self.announce(digest, &key, &job_name, now, out) {
+                && !self.announce(digest, &key, &job_name, now, out) {
                     return false;
                 }
-            }
             for key in &cis_keys {
                 match self.fan_out(digest, key, &latest, now, out) {
                     FanOut::Done => {}
@@ -391,11 +387,9 @@ impl Engine {
             }
         } else if let Some((key, job_name)) =
             self.digests.get(digest).and_then(|s| s.announce.clone())
-        {
-            if !self.announce(digest, &key, &job_name, now, out) {
+            && !self.announce(digest, &key, &job_name, now, out) {
                 return false;
             }
-        }
 
         // 4. Schedule the next scan.
         let harvesting = self.harvests.values().any(|h| h.digest == digest);
@@ -416,11 +410,10 @@ impl Engine {
         });
         let scan = self.digests.entry(digest.to_string()).or_default();
         scan.queued = queue_key;
-        if let (false, Some(at)) = (wants_scan, due_at) {
-            if !cis_keys.is_empty() && at > now {
+        if let (false, Some(at)) = (wants_scan, due_at)
+            && !cis_keys.is_empty() && at > now {
                 self.timers.arm(TimerKey::Digest(digest.to_string()), at);
             }
-        }
         if cis_keys.is_empty() && active.is_none() && !harvesting {
             // Nothing to do for this digest any more; keep the result (a CIS may come back).
             self.digests.get_mut(digest).map(|s| s.announce = None);
