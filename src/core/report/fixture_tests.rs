@@ -23,7 +23,13 @@ macro_rules! fixture {
 }
 
 /// (file, format, [UNKNOWN, LOW, MEDIUM, HIGH, CRITICAL], fixed, unfixed)
-type Case = ((&'static str, &'static [u8]), DetectedFormat, [i32; 5], i32, i32);
+type Case = (
+    (&'static str, &'static [u8]),
+    DetectedFormat,
+    [i32; 5],
+    i32,
+    i32,
+);
 
 const CASES: &[Case] = &[
     (
