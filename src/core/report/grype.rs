@@ -59,7 +59,7 @@ impl<'de> Deserialize<'de> for Matches {
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Matches, A::Error> {
                 let mut all = Vec::new();
                 while let Some(m) = seq.next_element::<Match>()? {
-                    all.push(m.into());
+                    all.push(super::require_id(m.into())?);
                 }
                 Ok(Matches(all))
             }
@@ -226,7 +226,7 @@ mod tests {
           {"vulnerability":{"id":"A","severity":"Negligible","fix":{"versions":["1","2"],"state":"fixed"},
             "urls":["u1","u2"]},"artifact":{"name":"p","version":"0","locations":[{"path":"/a"},{"path":"/b"}]}},
           {"vulnerability":{"id":"B","fix":{"state":"not-fixed","versions":["9"]},"dataSource":"ds"}},
-          {}
+          {"vulnerability":{"id":"C"}}
         ]}"#;
         let r = parse_report(input, ReportFormat::Auto).unwrap();
         assert_eq!(r.format, DetectedFormat::Grype);
@@ -245,7 +245,11 @@ mod tests {
             (v[1].fixed_version.as_str(), v[1].primary_url.as_str()),
             ("", "ds")
         );
-        assert_eq!(v[2].vulnerability_id, "");
+        assert_eq!(
+            (v[2].pkg_name.as_str(), v[2].severity),
+            ("", Severity::Unknown)
+        );
+        assert!(parse_report(br#"{"source":{},"matches":[{}]}"#, ReportFormat::Auto).is_err());
     }
 
     #[test]

@@ -21,14 +21,15 @@
 //! when `TRIVY_QUIET` was overridden) would break a strict decoder. Lines before the report
 //! are skipped when **all** of these hold: at most [`MAX_NOISE_LINES`] are skipped, and the
 //! report that follows parses. A skipped line is either a line that does not start with
-//! `[` or `{`, or one that does but fails to decode *within that same line* (a one-line
+//! `[`, `{` or `null`, or one that does but fails to decode *within that same line* (a one-line
 //! `[WARN] …` or a JSON log record). A candidate whose error lies beyond its own line is
 //! the report itself, so its error is final: every byte is decoded at most once plus once
 //! per skipped line, which keeps the work linear. When nothing parses, the error of the
 //! attempt that got furthest is returned.
 //!
 //! Like the upstream decoder, only the first JSON value is read and trailing data is
-//! ignored; empty input is an "unexpected end of input" error. Errors carry the line and
+//! ignored; empty input is an "unexpected end of input" error. Unlike it, an entry without
+//! a vulnerability ID is an error (no scanner writes one; see `require_id`). Errors carry the line and
 //! column and a bounded excerpt (at most [`EXCERPT_MAX_BYTES`]) around the failure, never
 //! the whole input.
 
@@ -46,6 +47,18 @@ use serde::Deserialize;
 use serde::de::IgnoredAny;
 
 use crate::crd::Vulnerability;
+
+/// Rejects an entry without a vulnerability ID. Besides being meaningless, such entries are
+/// the only way to make a report allocate far more than its size: `{},` is 3 bytes but a
+/// [`Vulnerability`] is about 180, while the shortest valid entry is over 20 bytes, which
+/// bounds the decoded list at about ten times the input.
+fn require_id<E: serde::de::Error>(v: Vulnerability) -> Result<Vulnerability, E> {
+    if v.vulnerability_id.is_empty() {
+        Err(E::custom("vulnerability without an ID"))
+    } else {
+        Ok(v)
+    }
+}
 
 /// Most lines skipped before the report (see the module doc).
 pub const MAX_NOISE_LINES: usize = 32;

@@ -4,7 +4,8 @@
 //! Decoding follows Go's `encoding/json` as the upstream operator used it: field names are
 //! case-sensitive, unknown fields are ignored, a missing or `null` field is empty (a missing
 //! severity is `UNKNOWN`), a severity string that is not one of the five names is `UNKNOWN`,
-//! a value of the wrong JSON type is an error, and a top-level `null` is an empty list.
+//! a value of the wrong JSON type is an error, and a top-level `null` is an empty list. One
+//! deliberate difference: an entry without `vulnerabilityID` is an error.
 
 use std::fmt;
 
@@ -26,7 +27,7 @@ impl Report {
     pub(super) fn from_seq<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<Report, A::Error> {
         let mut vulnerabilities = Vec::new();
         while let Some(entry) = seq.next_element::<Entry>()? {
-            vulnerabilities.push(entry.into());
+            vulnerabilities.push(super::require_id(entry.into())?);
         }
         Ok(Report { vulnerabilities })
     }
@@ -120,7 +121,11 @@ mod tests {
 
     #[test]
     fn missing_and_null_fields_are_empty() {
-        let r = parse_report(br#"[{"pkgName":null}]"#, ReportFormat::Template).unwrap();
+        let r = parse_report(
+            br#"[{"vulnerabilityID":"a","pkgName":null}]"#,
+            ReportFormat::Template,
+        )
+        .unwrap();
         assert_eq!(r.vulnerabilities[0].severity, Severity::Unknown);
         assert_eq!(r.vulnerabilities[0].pkg_name, "");
     }
@@ -132,6 +137,8 @@ mod tests {
             br#"[{"pkgName":1}]"#,
             br#"{"a":1}"#,
             br#"[1]"#,
+            br#"[{}]"#,
+            br#"[{"vulnerabilityID":""}]"#,
         ] {
             assert!(parse_report(input, ReportFormat::Template).is_err());
         }

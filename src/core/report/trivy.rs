@@ -82,13 +82,9 @@ impl<'de> Visitor<'de> for ResultsVisitor {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Results, A::Error> {
         let mut all = Vec::new();
         while let Some(result) = seq.next_element::<TrivyResult>()? {
-            all.extend(
-                result
-                    .vulnerabilities
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(Vulnerability::from),
-            );
+            for v in result.vulnerabilities.unwrap_or_default() {
+                all.push(super::require_id(v.into())?);
+            }
         }
         Ok(Results(all))
     }
@@ -157,7 +153,7 @@ mod tests {
                 0,
             ),
             (
-                br#"{"Results": [{"Vulnerabilities": [{"PkgName": "a"}]}]}"#,
+                br#"{"Results": [{"Vulnerabilities": [{"VulnerabilityID": "a"}]}]}"#,
                 1,
             ),
         ] {
@@ -166,11 +162,13 @@ mod tests {
             assert_eq!(r.vulnerabilities.len(), n);
         }
         let r = parse_report(
-            br#"{"Results":[{"Vulnerabilities":[{}]}]}"#,
+            br#"{"Results":[{"Vulnerabilities":[{"VulnerabilityID":"a"}]}]}"#,
             ReportFormat::Trivy,
         )
         .unwrap();
         assert_eq!(r.vulnerabilities[0].severity, Severity::Unknown);
+        let no_id = br#"{"Results":[{"Vulnerabilities":[{}]}]}"#;
+        assert!(parse_report(no_id, ReportFormat::Trivy).is_err());
     }
 
     #[test]
@@ -179,8 +177,7 @@ mod tests {
             br#"[{"Target":"t","Vulnerabilities":[{"VulnerabilityID":"CVE-1","Severity":"LOW"}]}]"#;
         let r = parse_report(input, ReportFormat::Trivy).unwrap();
         assert_eq!(r.vulnerabilities[0].vulnerability_id, "CVE-1");
-        // As a template array, the same input has no template fields: one empty entry.
-        let t = parse_report(input, ReportFormat::Auto).unwrap();
-        assert_eq!(t.format, DetectedFormat::Template);
+        // As a template array, its entries have no `vulnerabilityID`: an error.
+        assert!(parse_report(input, ReportFormat::Auto).is_err());
     }
 }
