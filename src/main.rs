@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use image_scanner::config::{Cli, Command};
 
+#[allow(clippy::disallowed_methods)] // main is the shell's entry point; it may read the environment.
 fn main() -> ExitCode {
     if std::env::var("HELP").is_ok_and(|v| v == "true") {
         use clap::CommandFactory;

@@ -41,7 +41,8 @@ pub const FIXABLE_ISSUES: &str = "image_scanner_container_image_fixable_issues";
 
 const SCAN_SUCCESS_HELP: &str = "Displays whether or not container image scan was a success";
 const ISSUES_HELP: &str = "Number of container image scan issues";
-const FIXABLE_ISSUES_HELP: &str = "Number of container image vulnerabilities that have a fixed version";
+const FIXABLE_ISSUES_HELP: &str =
+    "Number of container image vulnerabilities that have a fixed version";
 const PATCH_STATUS_HELP: &str =
     "Number of detected container image vulnerabilities grouped by fixed/unfixed";
 

@@ -265,6 +265,9 @@ pub struct CommandId(pub u64);
 pub struct StreamId(pub u32);
 
 /// Everything the core is told.
+// Observations are moved once from a watch to the engine; boxing every view would cost an
+// allocation per event for no gain.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum Observation {
     /// Workload pods.

@@ -457,14 +457,26 @@ mod tests {
     use k8s_openapi::api::core::v1::Pod;
     use serde_json::{Value, json};
 
-    const FIXTURES: &str = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/upstream/internal/controller/stas/testdata/scan-job"
-    );
     const CIS_UID: &str = "5f0e2c1a-3b4d-4e6f-8a9b-0c1d2e3f4a5b";
 
+    /// Fixtures are embedded at compile time: the core does no file I/O, not even in tests.
     fn fixture(file: &str) -> String {
-        std::fs::read_to_string(format!("{FIXTURES}/{file}")).expect("fixture readable")
+        macro_rules! upstream {
+            ($name:literal) => {
+                include_str!(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/tests/fixtures/upstream/internal/controller/stas/testdata/scan-job/",
+                    $name
+                ))
+            };
+        }
+        match file {
+            "cis.yaml" => upstream!("cis.yaml"),
+            "workload-pod.yaml" => upstream!("workload-pod.yaml"),
+            "expected-scan-job.yaml" => upstream!("expected-scan-job.yaml"),
+            other => panic!("unknown fixture {other}"),
+        }
+        .to_string()
     }
 
     /// The envtest inputs: `cis.yaml` (with the test's UID), `workload-pod.yaml` on `worker-1`.

@@ -92,7 +92,9 @@ pub fn summary_from(vulnerabilities: &[Vulnerability], min: Severity) -> Vulnera
     for v in vulnerabilities {
         let c = counts.entry(v.severity.as_str().to_owned()).or_insert(0);
         *c = c.saturating_add(1);
-        let f = fixed_counts.entry(v.severity.as_str().to_owned()).or_insert(0);
+        let f = fixed_counts
+            .entry(v.severity.as_str().to_owned())
+            .or_insert(0);
         if !v.fixed_version.is_empty() {
             *f = f.saturating_add(1);
             fixed = fixed.saturating_add(1);

@@ -283,10 +283,18 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
 /// The object a command is about, for logs.
 fn describe(action: &Action) -> String {
     match action {
-        Action::ApplyCis { namespace, name, .. }
-        | Action::DeleteCis { namespace, name, .. }
-        | Action::ApplyCisStatus { namespace, name, .. }
-        | Action::RecordEvent { namespace, name, .. } => format!("{namespace}/{name}"),
+        Action::ApplyCis {
+            namespace, name, ..
+        }
+        | Action::DeleteCis {
+            namespace, name, ..
+        }
+        | Action::ApplyCisStatus {
+            namespace, name, ..
+        }
+        | Action::RecordEvent {
+            namespace, name, ..
+        } => format!("{namespace}/{name}"),
         Action::CreateJob { job } => format!("job/{}", job.metadata.name.as_deref().unwrap_or("")),
         Action::DeleteJob { name, .. } => format!("job/{name}"),
         Action::FetchLog { pod_name, .. } => format!("pod/{pod_name}"),
@@ -301,7 +309,9 @@ fn log_outcome(verb: &'static str, what: &str, outcome: &Outcome) {
         Outcome::Failed(e) => {
             tracing::warn!(verb, object = %what, kind = ?e.kind, error = %e.message, "request failed");
         }
-        Outcome::JobCreated(job) => tracing::info!(job = %job.name, digest = ?job.digest, "scan Job created"),
+        Outcome::JobCreated(job) => {
+            tracing::info!(job = %job.name, digest = ?job.digest, "scan Job created")
+        }
         Outcome::Log(bytes) => tracing::info!(object = %what, bytes = bytes.len(), "scan log read"),
         Outcome::CisApplied(_) | Outcome::Done => tracing::debug!(verb, object = %what, "done"),
     }

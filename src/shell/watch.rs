@@ -209,9 +209,9 @@ pub async fn run_watches(
                             .send(Observation::BackOffEvent { pod_name })
                             .await
                             .is_err()
-                        {
-                            return;
-                        }
+                    {
+                        return;
+                    }
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "watch of BackOff events failed; retrying"),
@@ -258,9 +258,10 @@ async fn forward<K, S>(
             Ok(event) => {
                 let done = matches!(event, Event::InitDone);
                 if let Some(obs) = to_observation(event)
-                    && tx.send(obs).await.is_err() {
-                        return;
-                    }
+                    && tx.send(obs).await.is_err()
+                {
+                    return;
+                }
                 if done && !synced {
                     synced = true;
                     gate.done_one(&tx).await;

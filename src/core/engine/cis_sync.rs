@@ -72,13 +72,13 @@ impl Engine {
         let old = self.index.cis.get(&key);
         if let Some(old) = old
             && old.view.uid == tracked.view.uid
-                && super::index::Index::is_stale(
-                    old.view.resource_version,
-                    tracked.view.resource_version,
-                )
-            {
-                return;
-            }
+            && super::index::Index::is_stale(
+                old.view.resource_version,
+                tracked.view.resource_version,
+            )
+        {
+            return;
+        }
         let old_digest = old.map(|t| t.view.spec.digest.clone());
         let new_digest = tracked.view.spec.digest.clone();
         self.index

@@ -129,12 +129,13 @@ impl Index {
             return;
         }
         if let Some(d) = old
-            && let Some(set) = self.cis_by_digest.get_mut(d) {
-                set.remove(key);
-                if set.is_empty() {
-                    self.cis_by_digest.remove(d);
-                }
+            && let Some(set) = self.cis_by_digest.get_mut(d)
+        {
+            set.remove(key);
+            if set.is_empty() {
+                self.cis_by_digest.remove(d);
             }
+        }
         if let Some(d) = new {
             self.cis_by_digest
                 .entry(d.to_string())

@@ -68,9 +68,10 @@ impl Engine {
                 let changed = self.index.workloads.get(&key).is_none_or(|t| t.view != w);
                 if let Some(old) = self.index.workloads.get(&key)
                     && let Some(c) = &old.view.controller
-                        && let Some(set) = self.index.workloads_by_controller.get_mut(&c.uid) {
-                            set.remove(&key);
-                        }
+                    && let Some(set) = self.index.workloads_by_controller.get_mut(&c.uid)
+                {
+                    set.remove(&key);
+                }
                 if let Some(c) = &w.controller {
                     self.index
                         .workloads_by_controller
@@ -123,12 +124,13 @@ impl Engine {
     fn remove_workload(&mut self, key: &WorkloadKey, now: Timestamp) {
         if let Some(old) = self.index.workloads.remove(key) {
             if let Some(c) = &old.view.controller
-                && let Some(set) = self.index.workloads_by_controller.get_mut(&c.uid) {
-                    set.remove(key);
-                    if set.is_empty() {
-                        self.index.workloads_by_controller.remove(&c.uid);
-                    }
+                && let Some(set) = self.index.workloads_by_controller.get_mut(&c.uid)
+            {
+                set.remove(key);
+                if set.is_empty() {
+                    self.index.workloads_by_controller.remove(&c.uid);
                 }
+            }
             self.reresolve(key, &old.view.uid, now);
         }
     }
@@ -179,13 +181,13 @@ impl Engine {
         }
         if let Some(old) = self.index.pods.get(&key)
             && old.tracked.view.uid == pod.uid
-                && super::index::Index::is_stale(
-                    old.tracked.view.resource_version,
-                    pod.resource_version,
-                )
-            {
-                return;
-            }
+            && super::index::Index::is_stale(
+                old.tracked.view.resource_version,
+                pod.resource_version,
+            )
+        {
+            return;
+        }
         let previous = self.index.pods.get(&key);
         let previous_targets = previous.map(|e| e.targets.clone()).unwrap_or_default();
         let same_pod = previous.is_some_and(|e| e.tracked.view.uid == pod.uid);
@@ -229,19 +231,21 @@ impl Engine {
         // Indexes: controller, waiting, members.
         if let Some(prev) = self.index.pods.get(&key) {
             if let Some(c) = &prev.tracked.view.controller
-                && let Some(set) = self.index.pods_by_controller.get_mut(&c.uid) {
-                    set.remove(&key);
-                    if set.is_empty() {
-                        self.index.pods_by_controller.remove(&c.uid);
-                    }
+                && let Some(set) = self.index.pods_by_controller.get_mut(&c.uid)
+            {
+                set.remove(&key);
+                if set.is_empty() {
+                    self.index.pods_by_controller.remove(&c.uid);
                 }
+            }
             if let Some(wk) = &prev.waiting_on
-                && let Some(set) = self.index.waiting_on.get_mut(wk) {
-                    set.remove(&key);
-                    if set.is_empty() {
-                        self.index.waiting_on.remove(wk);
-                    }
+                && let Some(set) = self.index.waiting_on.get_mut(wk)
+            {
+                set.remove(&key);
+                if set.is_empty() {
+                    self.index.waiting_on.remove(wk);
                 }
+            }
         }
         if let Some(c) = &pod.controller {
             self.index
@@ -308,19 +312,21 @@ impl Engine {
         self.timers
             .disarm(&TimerKey::Pod(key.0.clone(), key.1.clone()));
         if let Some(c) = &entry.tracked.view.controller
-            && let Some(set) = self.index.pods_by_controller.get_mut(&c.uid) {
-                set.remove(key);
-                if set.is_empty() {
-                    self.index.pods_by_controller.remove(&c.uid);
-                }
+            && let Some(set) = self.index.pods_by_controller.get_mut(&c.uid)
+        {
+            set.remove(key);
+            if set.is_empty() {
+                self.index.pods_by_controller.remove(&c.uid);
             }
+        }
         if let Some(wk) = &entry.waiting_on
-            && let Some(set) = self.index.waiting_on.get_mut(wk) {
-                set.remove(key);
-                if set.is_empty() {
-                    self.index.waiting_on.remove(wk);
-                }
+            && let Some(set) = self.index.waiting_on.get_mut(wk)
+        {
+            set.remove(key);
+            if set.is_empty() {
+                self.index.waiting_on.remove(wk);
             }
+        }
         for t in &entry.targets {
             let k = CisKey::new(&key.0, &t.cis_name);
             if let Some(set) = self.index.members.get_mut(&k) {

@@ -144,13 +144,13 @@ impl Engine {
     fn upsert_job(&mut self, tracked: super::index::Tracked<JobView>) {
         if let Some(old) = self.index.jobs.get(&tracked.view.name)
             && old.view.uid == tracked.view.uid
-                && super::index::Index::is_stale(
-                    old.view.resource_version,
-                    tracked.view.resource_version,
-                )
-            {
-                return;
-            }
+            && super::index::Index::is_stale(
+                old.view.resource_version,
+                tracked.view.resource_version,
+            )
+        {
+            return;
+        }
         if let Some(d) = &tracked.view.digest {
             self.dirty_digests.insert(d.clone());
         }
@@ -328,20 +328,21 @@ impl Engine {
 
         // 1. Image-pull back-off of the running Job.
         if let Some(job) = &active
-            && let Some(message) = self.pull_back_off(job) {
-                let already = self.latest(digest).is_some_and(|l| l.job_uid == job.uid);
-                if !already {
-                    self.record_failure(digest, &job.uid, FailureReason::Error, message, now);
-                }
-                let target = Target::DeleteJob(job.name.clone());
-                let action = Action::DeleteJob {
-                    name: job.name.clone(),
-                    uid: job.uid.clone(),
-                };
-                if !self.issue(target, action, now, out).settled() {
-                    return false;
-                }
+            && let Some(message) = self.pull_back_off(job)
+        {
+            let already = self.latest(digest).is_some_and(|l| l.job_uid == job.uid);
+            if !already {
+                self.record_failure(digest, &job.uid, FailureReason::Error, message, now);
             }
+            let target = Target::DeleteJob(job.name.clone());
+            let action = Action::DeleteJob {
+                name: job.name.clone(),
+                uid: job.uid.clone(),
+            };
+            if !self.issue(target, action, now, out).settled() {
+                return false;
+            }
+        }
 
         // 2. Harvest the newest finished Job if it is newer than what we know.
         if let Some(job) = jobs
@@ -364,9 +365,10 @@ impl Engine {
         let mut need_details = false;
         if let Some(latest) = self.latest(digest).cloned() {
             if let Some((key, job_name)) = self.digests.get(digest).and_then(|s| s.announce.clone())
-                && !self.announce(digest, &key, &job_name, now, out) {
-                    return false;
-                }
+                && !self.announce(digest, &key, &job_name, now, out)
+            {
+                return false;
+            }
             for key in &cis_keys {
                 match self.fan_out(digest, key, &latest, now, out) {
                     FanOut::Done => {}
@@ -387,9 +389,10 @@ impl Engine {
             }
         } else if let Some((key, job_name)) =
             self.digests.get(digest).and_then(|s| s.announce.clone())
-            && !self.announce(digest, &key, &job_name, now, out) {
-                return false;
-            }
+            && !self.announce(digest, &key, &job_name, now, out)
+        {
+            return false;
+        }
 
         // 4. Schedule the next scan.
         let harvesting = self.harvests.values().any(|h| h.digest == digest);
@@ -411,12 +414,16 @@ impl Engine {
         let scan = self.digests.entry(digest.to_string()).or_default();
         scan.queued = queue_key;
         if let (false, Some(at)) = (wants_scan, due_at)
-            && !cis_keys.is_empty() && at > now {
-                self.timers.arm(TimerKey::Digest(digest.to_string()), at);
-            }
+            && !cis_keys.is_empty()
+            && at > now
+        {
+            self.timers.arm(TimerKey::Digest(digest.to_string()), at);
+        }
         if cis_keys.is_empty() && active.is_none() && !harvesting {
             // Nothing to do for this digest any more; keep the result (a CIS may come back).
-            self.digests.get_mut(digest).map(|s| s.announce = None);
+            if let Some(s) = self.digests.get_mut(digest) {
+                s.announce = None;
+            }
         }
         true
     }
@@ -682,7 +689,9 @@ impl Engine {
         out: &mut Vec<Command>,
     ) -> bool {
         let Some(cis) = self.index.cis.get(key).map(|t| t.view.clone()) else {
-            self.digests.get_mut(digest).map(|s| s.announce = None);
+            if let Some(s) = self.digests.get_mut(digest) {
+                s.announce = None;
+            }
             return true;
         };
         let target = Target::CisStatus(key.clone());
@@ -696,7 +705,9 @@ impl Engine {
         };
         match self.issue(target, action, now, out) {
             super::Issued::Yes => {
-                self.digests.get_mut(digest).map(|s| s.announce = None);
+                if let Some(s) = self.digests.get_mut(digest) {
+                    s.announce = None;
+                }
                 true
             }
             super::Issued::Deferred => true,
@@ -909,7 +920,9 @@ impl Engine {
             })
             .cloned()
         else {
-            self.digests.get_mut(digest).map(|s| s.queued = None);
+            if let Some(s) = self.digests.get_mut(digest) {
+                s.queued = None;
+            }
             return;
         };
         let name = scan_job_name(&primary.spec.name, digest);
