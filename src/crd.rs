@@ -31,6 +31,7 @@ pub const KIND: &str = "ContainerImageScan";
     kind = "ContainerImageScan",
     namespaced,
     shortname = "cis",
+    doc = "ContainerImageScan: the vulnerability scan of the image one container of a workload runs, identified by its digest. Created and owned by the workload's pods; deleted by the garbage collector when the pods are gone.",
     status = "ContainerImageScanStatus",
     printcolumn = r#"{"name":"Image","type":"string","description":"Repository of the scanned image","jsonPath":".spec.name"}"#,
     printcolumn = r#"{"name":"Tag","type":"string","description":"Tag of the image in the pod spec","jsonPath":".spec.tag"}"#,
@@ -53,8 +54,9 @@ pub struct ContainerImageScanSpec {
     /// Tag of the image as written in the pod spec; empty when the pod spec pins a digest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tag: Option<String>,
-    /// Lowest severity to report. The effective minimum may be higher when the details do not fit
-    /// the status size budget; see `status.vulnerabilitiesTruncated`.
+    /// Lowest severity to report: UNKNOWN, LOW, MEDIUM, HIGH or CRITICAL. Never set by the
+    /// operator. The details may leave out more when they do not fit the status size budget;
+    /// see `status.vulnerabilitiesTruncated`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_severity: Option<Severity>,
     /// When true, only vulnerabilities that have a fixed version are reported. Set from the
@@ -151,7 +153,7 @@ pub struct Vulnerability {
     pub pkg_name: String,
     /// Installed version of the package.
     pub installed_version: String,
-    /// Severity of the vulnerability.
+    /// Severity: UNKNOWN, LOW, MEDIUM, HIGH or CRITICAL.
     pub severity: Severity,
     /// Path of the package file inside the image, for language packages.
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -190,7 +192,10 @@ pub struct VulnerabilitySummary {
     pub fixed_severity_count: Option<BTreeMap<String, i32>>,
 }
 
-/// Severity of a vulnerability, ordered `UNKNOWN` < `LOW` < `MEDIUM` < `HIGH` < `CRITICAL`.
+// Severity of a vulnerability, ordered `UNKNOWN` < `LOW` < `MEDIUM` < `HIGH` < `CRITICAL`.
+// (A plain comment on purpose: a doc comment here would replace the field descriptions of
+// `spec.minSeverity` and `severity` in the generated CRD.)
+#[allow(missing_docs)]
 #[derive(
     Serialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema, Default,
 )]
