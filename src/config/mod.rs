@@ -28,6 +28,7 @@ pub const DEFAULT_EXCLUDE_REGEXP: &str = "^(kube-|openshift-).*";
 #[command(
     name = "image-scanner-operator",
     version,
+    args_override_self = true,
     about = "Scans the container images running in a Kubernetes cluster for vulnerabilities.",
     long_about = "Scans the container images running in a Kubernetes cluster for vulnerabilities.\n\n\
         Without a subcommand the operator runs. Every flag can also be set through the environment \
