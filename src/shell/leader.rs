@@ -20,17 +20,25 @@ const GRACE_SECONDS: u64 = 5;
 /// A running election; release it on shutdown so a successor takes over at once.
 pub struct Election {
     leading: tokio::sync::watch::Receiver<bool>,
+    forward: tokio::task::JoinHandle<()>,
     task: tokio::task::JoinHandle<Result<LeaseManager, kube_lease_manager::LeaseManagerError>>,
 }
 
+/// How long releasing the lease may take on shutdown before we leave it to expire.
+const RELEASE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl Election {
-    /// Gives up the lease (if held) and waits for the manager to stop.
+    /// Gives up the lease (if held) and waits for the manager to stop. The manager releases
+    /// when every receiver of its channel is gone, so the forwarding task goes first.
     pub async fn release(self) {
+        self.forward.abort();
+        let _ = self.forward.await;
         drop(self.leading);
-        match self.task.await {
-            Ok(Ok(_)) => tracing::info!("lease released"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "lease release failed; it expires on its own"),
-            Err(e) => tracing::warn!(error = %e, "lease task ended abnormally"),
+        match tokio::time::timeout(RELEASE_TIMEOUT, self.task).await {
+            Ok(Ok(Ok(_))) => tracing::info!("lease released"),
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "lease release failed; it expires on its own"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "lease task ended abnormally"),
+            Err(_) => tracing::warn!("lease release timed out; it expires on its own"),
         }
     }
 }
@@ -74,7 +82,7 @@ pub async fn start(
         .map_err(|e| ShellError::LeaderElection(e.to_string()))?;
     let (leading, task) = manager.watch().await;
     let mut changes = leading.clone();
-    tokio::spawn(async move {
+    let forward = tokio::spawn(async move {
         loop {
             let now_leading = *changes.borrow_and_update();
             tracing::info!(leading = now_leading, "leadership changed");
@@ -92,5 +100,9 @@ pub async fn start(
             }
         }
     });
-    Ok(Election { leading, task })
+    Ok(Election {
+        leading,
+        forward,
+        task,
+    })
 }
