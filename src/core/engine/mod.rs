@@ -319,7 +319,7 @@ impl Engine {
             Target::CisSpec(key) => self.on_cis_spec_outcome(key, &flight.action, outcome, now),
             Target::CisStatus(key) => self.on_cis_status_outcome(key, &flight.action, outcome, now),
             Target::CreateJob(digest) => self.on_create_job_outcome(&digest, outcome, now),
-            Target::DeleteJob(name) => self.on_delete_job_outcome(&name, outcome),
+            Target::DeleteJob(name) => self.on_delete_job_outcome(&name, &flight.action, outcome),
             Target::Log(job_uid) => self.on_log_outcome(&job_uid, outcome, now),
             Target::Event(..) => {}
         }
@@ -383,3 +383,6 @@ impl Engine {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

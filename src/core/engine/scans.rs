@@ -860,6 +860,15 @@ impl Engine {
                     epoch,
                 });
             }
+            // The CIS is gone although the watch has not said so yet: forget it (member pods
+            // may want it back) instead of writing its status again and again.
+            Outcome::Failed(err) if err.kind == ApiErrorKind::NotFound => {
+                if let Action::ApplyCisStatus { uid, .. } = action {
+                    if self.index.cis.get(&key).is_some_and(|t| t.view.uid == *uid) {
+                        self.remove_cis(&key);
+                    }
+                }
+            }
             Outcome::Failed(err) if err.kind == ApiErrorKind::TooLarge => {
                 // The API server still refused the size: cut the details further for this CIS.
                 let current = self
@@ -1007,7 +1016,7 @@ impl Engine {
         }
     }
 
-    pub(super) fn on_delete_job_outcome(&mut self, name: &str, _outcome: Outcome) {
+    pub(super) fn on_delete_job_outcome(&mut self, name: &str, action: &Action, outcome: Outcome) {
         if let Some(d) = self
             .index
             .jobs
@@ -1015,6 +1024,29 @@ impl Engine {
             .and_then(|j| j.view.digest.clone())
         {
             self.dirty_digests.insert(d);
+        }
+        let Action::DeleteJob { uid, .. } = action else {
+            return;
+        };
+        let ours = self
+            .index
+            .jobs
+            .get(name)
+            .is_some_and(|j| j.view.uid == *uid);
+        // The server's answer is newer than the watch: a deleted (or already missing) Job must
+        // not be deleted again and again until the watch catches up (or, after a lost Delete
+        // event, until the next relist).
+        match outcome {
+            Outcome::Done if ours => {
+                if let Some(j) = self.index.jobs.get_mut(name) {
+                    j.view.deleting = true;
+                }
+                self.wake_queue();
+            }
+            Outcome::Failed(err) if ours && err.kind == ApiErrorKind::NotFound => {
+                self.remove_job(name);
+            }
+            _ => {}
         }
     }
 }
