@@ -304,11 +304,11 @@ impl Engine {
         match &outcome {
             Outcome::Failed(err) => {
                 *self.stats.command_errors.entry(err.kind).or_default() += 1;
-                if err.kind.is_retryable() {
-                    self.back_off(flight.target.clone(), now);
-                } else {
-                    self.attempts.remove(&flight.target);
-                }
+                // Every failure backs off before the same target is tried again: a retryable
+                // one because the server asked for patience, a permanent one because the same
+                // request fails the same way until some observation changes it (without this,
+                // a permanent failure was re-issued once per round trip: a hot loop).
+                self.back_off(flight.target.clone(), now);
             }
             _ => {
                 self.attempts.remove(&flight.target);
@@ -325,7 +325,7 @@ impl Engine {
         }
     }
 
-    /// Growing back-off for a retryable failure: base · 2^attempt, capped.
+    /// Growing back-off after a failure: base · 2^attempt, capped.
     fn back_off(&mut self, target: Target, now: Timestamp) {
         let attempt = self.attempts.entry(target.clone()).or_default();
         *attempt = attempt.saturating_add(1);

@@ -293,3 +293,34 @@ fn a_job_the_server_says_is_gone_is_not_deleted_in_a_loop() {
         assert_eq!(e.active_jobs(), 0);
     }
 }
+
+#[test]
+fn a_permanent_write_failure_backs_off_instead_of_being_reissued_at_once() {
+    // Found by the simulator: a status write answered with a non-retryable error (413 for a
+    // failure status that keeps large details, 422, namespace terminating) was re-issued once
+    // per round trip, each time with a new ScanFailed Event.
+    for kind in [
+        ApiErrorKind::TooLarge,
+        ApiErrorKind::Invalid,
+        ApiErrorKind::NamespaceTerminating,
+    ] {
+        let mut e = engine();
+        apply_cis(&mut e, cis("a", "uid-a", D1, failed_status("job-1", T)), T);
+        apply_cis(&mut e, cis("b", "uid-b", D1, CisStatusView::default()), T);
+        let is_b =
+            |c: &Command| matches!(&c.action, Action::ApplyCisStatus { name, .. } if name == "b");
+        let cmds = e.poll(at(1));
+        let status = cmds.iter().find(|c| is_b(c)).expect("fan-out to b");
+        reply(&mut e, status.id, failed(kind), at(1));
+        assert!(
+            !e.poll(at(1)).iter().any(is_b),
+            "{kind:?}: re-issued at once"
+        );
+        let later = e.next_wakeup().expect("a retry is scheduled");
+        assert!(later > at(1));
+        assert!(
+            e.poll(at(10)).iter().any(is_b),
+            "{kind:?}: retried after the back-off"
+        );
+    }
+}
