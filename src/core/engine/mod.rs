@@ -113,6 +113,9 @@ pub struct Engine {
     pending_events: VecDeque<(CisKey, String, super::port::EventNote)>,
     /// Logs being read, by Job UID.
     harvests: BTreeMap<String, Harvest>,
+    /// Digests whose Job creation had an unknown result (it may exist unseen), held against
+    /// the active-Job limit until the watch shows the Job or the time passes.
+    uncertain_jobs: BTreeMap<String, Timestamp>,
     /// Owner-only CIS updates wait until these times.
     owner_delay: BTreeMap<CisKey, Timestamp>,
     /// When each digest without a result was first seen running.
@@ -144,6 +147,7 @@ impl Engine {
             budget_override: BTreeMap::new(),
             pending_events: VecDeque::new(),
             harvests: BTreeMap::new(),
+            uncertain_jobs: BTreeMap::new(),
             owner_delay: BTreeMap::new(),
             first_seen: BTreeMap::new(),
             first_result: coverage::Latency::default(),

@@ -324,3 +324,52 @@ fn a_permanent_write_failure_backs_off_instead_of_being_reissued_at_once() {
         );
     }
 }
+
+#[test]
+fn a_job_creation_with_unknown_result_counts_against_the_job_limit() {
+    // Found by the simulator: a CreateJob that timed out after the server applied it was not
+    // counted, so the next digest got a Job at once and the limit was exceeded.
+    let mut cfg = EngineConfig::for_tests("scans");
+    cfg.active_job_limit = 1;
+    let mut e = Engine::new(cfg);
+    e.observe(Observation::CachesSynced, T);
+    e.observe(Observation::Leadership { leading: true }, T);
+    apply_cis(&mut e, cis("a", "uid-a", D1, CisStatusView::default()), T);
+    apply_cis(&mut e, cis("b", "uid-b", D2, CisStatusView::default()), T);
+    let creates = |cmds: &[Command]| {
+        cmds.iter()
+            .filter(|c| matches!(c.action, Action::CreateJob { .. }))
+            .count()
+    };
+    let cmds = e.poll(at(1));
+    assert_eq!(creates(&cmds), 1, "one Job under a limit of one");
+    let create = cmds
+        .iter()
+        .find(|c| matches!(c.action, Action::CreateJob { .. }))
+        .expect("created");
+    reply(&mut e, create.id, failed(ApiErrorKind::Unknown), at(1));
+    assert_eq!(
+        creates(&e.poll(at(1))),
+        0,
+        "the uncertain Job still holds the slot"
+    );
+    // The retry of the same digest goes out after the back-off; another digest may not.
+    let retry = e.poll(at(3));
+    assert_eq!(creates(&retry), 1, "the retry settles the uncertainty");
+    assert!(
+        retry.iter().all(|c| match &c.action {
+            Action::CreateJob { job } => job
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get("image-scanner.statnett.no/digest"))
+                .is_some_and(|d| d == D1),
+            _ => true,
+        }),
+        "{:?}",
+        verbs(&retry)
+    );
+    // Without any news the hold expires and the queue moves on.
+    let later = e.poll(at(120));
+    assert!(creates(&later) <= 1);
+}
