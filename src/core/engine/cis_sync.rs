@@ -92,7 +92,7 @@ impl Engine {
         self.index.cis.insert(key, tracked);
     }
 
-    fn remove_cis(&mut self, key: &CisKey) {
+    pub(super) fn remove_cis(&mut self, key: &CisKey) {
         if let Some(old) = self.index.cis.remove(key) {
             self.index
                 .index_cis_digest(key, Some(&old.view.spec.digest), None);
@@ -282,8 +282,22 @@ impl Engine {
                 });
             }
             Outcome::Done => {
-                if matches!(action, Action::DeleteCis { .. }) {
+                if let Action::DeleteCis { uid, .. } = action {
                     self.stats.spec_writes += 1;
+                    // Deleted (or waiting for finalizers): do not delete it again before the
+                    // watch reports it.
+                    if let Some(t) = self.index.cis.get_mut(&key) {
+                        if t.view.uid == *uid {
+                            t.view.deleting = true;
+                        }
+                    }
+                }
+            }
+            Outcome::Failed(err) if err.kind == crate::core::port::ApiErrorKind::NotFound => {
+                if let Action::DeleteCis { uid, .. } = action {
+                    if self.index.cis.get(&key).is_some_and(|t| t.view.uid == *uid) {
+                        self.remove_cis(&key);
+                    }
                 }
             }
             // Retryable failures are re-issued after the back-off (the key stays dirty through

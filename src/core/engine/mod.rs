@@ -113,6 +113,9 @@ pub struct Engine {
     pending_events: VecDeque<(CisKey, String, super::port::EventNote)>,
     /// Logs being read, by Job UID.
     harvests: BTreeMap<String, Harvest>,
+    /// Digests whose Job creation had an unknown result (it may exist unseen), held against
+    /// the active-Job limit until the watch shows the Job or the time passes.
+    uncertain_jobs: BTreeMap<String, Timestamp>,
     /// Owner-only CIS updates wait until these times.
     owner_delay: BTreeMap<CisKey, Timestamp>,
     /// When each digest without a result was first seen running.
@@ -144,6 +147,7 @@ impl Engine {
             budget_override: BTreeMap::new(),
             pending_events: VecDeque::new(),
             harvests: BTreeMap::new(),
+            uncertain_jobs: BTreeMap::new(),
             owner_delay: BTreeMap::new(),
             first_seen: BTreeMap::new(),
             first_result: coverage::Latency::default(),
@@ -309,11 +313,11 @@ impl Engine {
         match &outcome {
             Outcome::Failed(err) => {
                 *self.stats.command_errors.entry(err.kind).or_default() += 1;
-                if err.kind.is_retryable() {
-                    self.back_off(flight.target.clone(), now);
-                } else {
-                    self.attempts.remove(&flight.target);
-                }
+                // Every failure backs off before the same target is tried again: a retryable
+                // one because the server asked for patience, a permanent one because the same
+                // request fails the same way until some observation changes it (without this,
+                // a permanent failure was re-issued once per round trip: a hot loop).
+                self.back_off(flight.target.clone(), now);
             }
             _ => {
                 self.attempts.remove(&flight.target);
@@ -324,13 +328,13 @@ impl Engine {
             Target::CisSpec(key) => self.on_cis_spec_outcome(key, &flight.action, outcome, now),
             Target::CisStatus(key) => self.on_cis_status_outcome(key, &flight.action, outcome, now),
             Target::CreateJob(digest) => self.on_create_job_outcome(&digest, outcome, now),
-            Target::DeleteJob(name) => self.on_delete_job_outcome(&name, outcome),
+            Target::DeleteJob(name) => self.on_delete_job_outcome(&name, &flight.action, outcome),
             Target::Log(job_uid) => self.on_log_outcome(&job_uid, outcome, now),
             Target::Event(..) => {}
         }
     }
 
-    /// Growing back-off for a retryable failure: base · 2^attempt, capped.
+    /// Growing back-off after a failure: base · 2^attempt, capped.
     fn back_off(&mut self, target: Target, now: Timestamp) {
         let attempt = self.attempts.entry(target.clone()).or_default();
         *attempt = attempt.saturating_add(1);
@@ -388,3 +392,6 @@ impl Engine {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

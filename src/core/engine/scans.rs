@@ -35,6 +35,9 @@ const FAILED_LOG_BYTES: usize = 64 * 1024;
 const POD_CACHE_GRACE: Duration = Duration::from_secs(10);
 /// Wait before re-creating a Job whose name is still taken by a finished one being deleted.
 const NAME_TAKEN_RETRY: Duration = Duration::from_secs(5);
+/// How long a Job creation with an unknown result holds a slot of the active-Job limit (the
+/// retry after the back-off, or the watch, settles it much sooner).
+const UNCERTAIN_JOB_HOLD: Duration = Duration::from_secs(60);
 /// Attempts to read one log before the scan counts as failed.
 const MAX_LOG_ATTEMPTS: u32 = 5;
 
@@ -153,6 +156,7 @@ impl Engine {
         }
         if let Some(d) = &tracked.view.digest {
             self.dirty_digests.insert(d.clone());
+            self.uncertain_jobs.remove(d);
         }
         let freed = tracked.view.finished.is_some() || tracked.view.deleting;
         self.index.jobs.insert(tracked.view.name.clone(), tracked);
@@ -864,6 +868,15 @@ impl Engine {
                     epoch,
                 });
             }
+            // The CIS is gone although the watch has not said so yet: forget it (member pods
+            // may want it back) instead of writing its status again and again.
+            Outcome::Failed(err) if err.kind == ApiErrorKind::NotFound => {
+                if let Action::ApplyCisStatus { uid, .. } = action {
+                    if self.index.cis.get(&key).is_some_and(|t| t.view.uid == *uid) {
+                        self.remove_cis(&key);
+                    }
+                }
+            }
             Outcome::Failed(err) if err.kind == ApiErrorKind::TooLarge => {
                 // The API server still refused the size: cut the details further for this CIS.
                 let current = self
@@ -897,8 +910,16 @@ impl Engine {
                 .iter()
                 .filter(|t| matches!(t, Target::CreateJob(_)))
                 .count();
+            self.uncertain_jobs.retain(|_, until| *until > now);
+            // Other digests' uncertain Jobs; this digest's own retry settles its uncertainty
+            // (JobCreated, or AlreadyExists when the first attempt was applied).
+            let uncertain = self
+                .uncertain_jobs
+                .keys()
+                .filter(|d| **d != digest && !self.busy.contains(&Target::CreateJob((*d).clone())))
+                .count();
             let limit = self.cfg.active_job_limit as usize;
-            if limit > 0 && self.index.active_job_count() + creating >= limit {
+            if limit > 0 && self.index.active_job_count() + creating + uncertain >= limit {
                 return;
             }
             self.create_job(&digest, now, out);
@@ -976,6 +997,7 @@ impl Engine {
         match outcome {
             Outcome::JobCreated(view) => {
                 self.stats.jobs_created += 1;
+                self.uncertain_jobs.remove(digest);
                 let (stream, epoch) = self
                     .index
                     .jobs
@@ -1001,6 +1023,14 @@ impl Engine {
                             now.plus(NAME_TAKEN_RETRY),
                         );
                     }
+                    // The request may have been applied: the Job may exist although the
+                    // watch has not shown it yet. It counts against the active-Job limit
+                    // until it shows up or the hold expires.
+                    ApiErrorKind::Unknown => {
+                        let until = now.plus(UNCERTAIN_JOB_HOLD);
+                        self.uncertain_jobs.insert(digest.to_string(), until);
+                        self.timers.arm(TimerKey::Digest(digest.to_string()), until);
+                    }
                     kind if kind.is_retryable() => {}
                     // The Job was rejected (bad settings, missing namespace): users must see it.
                     _ => {
@@ -1013,7 +1043,7 @@ impl Engine {
         }
     }
 
-    pub(super) fn on_delete_job_outcome(&mut self, name: &str, _outcome: Outcome) {
+    pub(super) fn on_delete_job_outcome(&mut self, name: &str, action: &Action, outcome: Outcome) {
         if let Some(d) = self
             .index
             .jobs
@@ -1021,6 +1051,29 @@ impl Engine {
             .and_then(|j| j.view.digest.clone())
         {
             self.dirty_digests.insert(d);
+        }
+        let Action::DeleteJob { uid, .. } = action else {
+            return;
+        };
+        let ours = self
+            .index
+            .jobs
+            .get(name)
+            .is_some_and(|j| j.view.uid == *uid);
+        // The server's answer is newer than the watch: a deleted (or already missing) Job must
+        // not be deleted again and again until the watch catches up (or, after a lost Delete
+        // event, until the next relist).
+        match outcome {
+            Outcome::Done if ours => {
+                if let Some(j) = self.index.jobs.get_mut(name) {
+                    j.view.deleting = true;
+                }
+                self.wake_queue();
+            }
+            Outcome::Failed(err) if ours && err.kind == ApiErrorKind::NotFound => {
+                self.remove_job(name);
+            }
+            _ => {}
         }
     }
 }

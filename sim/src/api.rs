@@ -1,0 +1,403 @@
+//! The API server's request handling: server-side apply as a field-owner upsert (no
+//! resourceVersion bump when nothing changed), generation bumps on spec changes only, the status
+//! subresource with a UID precondition, AlreadyExists on create, 409/404 on preconditions, the
+//! namespace lifecycle, request size limits, log reads with byte caps — and the injected API
+//! faults (409, 404, 429/5xx, timeouts before or after applying).
+
+use std::collections::BTreeSet;
+
+use image_scanner::core::port::{Action, ApiError, ApiErrorKind, Command, Outcome};
+use image_scanner::core::scan_job::{
+    ANNOTATION_DIGEST, ANNOTATION_IMAGE, LABEL_CIS_NAMESPACE, LABEL_CIS_UID, LABEL_MANAGED_BY,
+    MANAGED_BY, SCAN_CONTAINER,
+};
+use image_scanner::core::time::Timestamp;
+use image_scanner::crd::ContainerImageScanStatus;
+use k8s_openapi::api::batch::v1::Job;
+
+use crate::cluster::{JobRecord, NsState, SCAN_NS, SimCis, SimJob, cis_view, job_view};
+use crate::options::Fault;
+use crate::rng::Draw;
+use crate::sim::{Event, JobStep, Sim};
+
+fn fail(kind: ApiErrorKind, message: impl Into<String>) -> Outcome {
+    Outcome::Failed(ApiError {
+        kind,
+        message: message.into(),
+    })
+}
+
+impl Sim {
+    /// A request reaches the server.
+    pub fn arrive(&mut self, i: usize, inc: u32, cmd: Command) {
+        // A paused process has not flushed its requests yet.
+        if self.instances[i].inc == inc && self.instances[i].paused {
+            let until = self.instances[i].paused_until;
+            let d = self.r_delivery.between(1, 50) as i64;
+            self.at(until + d, Event::Arrive(i, inc, Box::new(cmd)));
+            return;
+        }
+        let id = cmd.id;
+        let write = cmd.action.is_write();
+        // Injected failures before the request is applied.
+        let pre = if self.fault(Fault::Throttle, 1.0) {
+            Some(if self.r_faults.chance(0.5) {
+                fail(ApiErrorKind::Throttled, "429 Too Many Requests")
+            } else {
+                fail(ApiErrorKind::ServerError, "503 Service Unavailable")
+            })
+        } else if write
+            && !matches!(cmd.action, Action::RecordEvent { .. })
+            && self.fault(Fault::Conflict, 1.0)
+        {
+            Some(fail(ApiErrorKind::Conflict, "the object has been modified"))
+        } else if self.fault(Fault::Timeout, 0.5) {
+            Some(fail(ApiErrorKind::Unknown, "connection reset (not applied)"))
+        } else if matches!(cmd.action, Action::FetchLog { .. } | Action::DeleteJob { .. })
+            && self.fault(Fault::NotFound, 2.0)
+        {
+            Some(fail(ApiErrorKind::NotFound, "not found (injected)"))
+        } else {
+            None
+        };
+        let outcome = match pre {
+            Some(o) => o,
+            None => {
+                let late = write && self.lease.holder != Some((i, inc));
+                let orphan = late || !self.instances[i].engine.is_some() || self.instances[i].inc != inc;
+                if write && orphan {
+                    self.stats.late_writes += 1;
+                    let d = crate::operator::describe(&cmd.action);
+                    self.note(|| format!("inst{i} late write lands: {d}"));
+                }
+                let o = self.execute(i, cmd.action, orphan);
+                if self.fault(Fault::Timeout, 0.5) {
+                    fail(ApiErrorKind::Unknown, "timeout: no answer within 30s (applied)")
+                } else {
+                    o
+                }
+            }
+        };
+        // BUGGIFY crash point: applied, reply lost.
+        if self.fault(Fault::Crash, 0.3) && self.instances[i].inc == inc && self.instances[i].engine.is_some() {
+            self.note(|| format!("inst{i} crash after the server applied #{}", id.0));
+            self.crash(i);
+            return;
+        }
+        let d = self.r_delivery.between(1, 20);
+        self.after(d, Event::Reply(i, inc, id, Box::new(outcome)));
+    }
+
+    fn execute(&mut self, i: usize, action: Action, orphan: bool) -> Outcome {
+        let now = Timestamp(self.now);
+        match action {
+            Action::ApplyCis {
+                namespace,
+                name,
+                labels,
+                owners,
+                spec,
+            } => {
+                match self.cluster.namespaces.get(&namespace) {
+                    None => return fail(ApiErrorKind::NotFound, format!("namespaces \"{namespace}\" not found")),
+                    Some(NsState::Terminating) if !self.cluster.cis.contains_key(&(namespace.clone(), name.clone())) => {
+                        return fail(ApiErrorKind::NamespaceTerminating, format!("namespace {namespace} is being terminated"));
+                    }
+                    _ => {}
+                }
+                self.checker.on_apply_cis(self.now, &self.cluster, &namespace, &name, &labels, &owners, &spec);
+                let key = (namespace.clone(), name.clone());
+                let changed = match self.cluster.cis.get_mut(&key) {
+                    Some(c) => {
+                        let mut changed = false;
+                        for k in c.our_labels.clone() {
+                            if !labels.contains_key(&k) {
+                                c.labels.remove(&k);
+                                changed = true;
+                            }
+                        }
+                        for (k, v) in &labels {
+                            if c.labels.get(k) != Some(v) {
+                                c.labels.insert(k.clone(), v.clone());
+                                changed = true;
+                            }
+                        }
+                        c.our_labels = labels.keys().cloned().collect();
+                        let mut o = owners.clone();
+                        o.sort();
+                        let mut cur = c.owners.clone();
+                        cur.sort();
+                        let owners_changed = o != cur;
+                        if owners_changed {
+                            c.owners = owners.clone();
+                            changed = true;
+                        }
+                        let mut new_spec = spec.clone();
+                        new_spec.min_severity = c.spec.min_severity;
+                        if new_spec != c.spec {
+                            c.spec = new_spec;
+                            c.generation += 1;
+                            c.spec_history.insert(c.generation, c.spec.clone());
+                            changed = true;
+                        }
+                        if owners_changed {
+                            let d = self.r_world.between(100, 3_000);
+                            self.after(d, Event::GcCis(namespace.clone(), name.clone()));
+                        }
+                        changed
+                    }
+                    None => {
+                        let uid = self.uid();
+                        let mut spec = spec.clone();
+                        spec.min_severity = self.min_severity_policy.get(&namespace).copied();
+                        let finalizers = if self.fault(Fault::DeleteRace, 5.0) {
+                            vec!["backup.example.com/protect".to_string()]
+                        } else {
+                            Vec::new()
+                        };
+                        let c = SimCis {
+                            ns: namespace.clone(),
+                            name: name.clone(),
+                            uid,
+                            generation: 1,
+                            labels: labels.clone(),
+                            our_labels: labels.keys().cloned().collect(),
+                            owners: owners.clone(),
+                            deleting: false,
+                            finalizers,
+                            spec_history: [(1, spec.clone())].into_iter().collect(),
+                            spec,
+                            status: None,
+                            rv: 0,
+                        };
+                        self.cluster.cis.insert(key.clone(), c);
+                        let d = self.r_world.between(100, 3_000);
+                        self.after(d, Event::GcCis(namespace.clone(), name.clone()));
+                        true
+                    }
+                };
+                if changed {
+                    self.cluster.publish_cis(&namespace, &name);
+                }
+                let view = self.cluster.cis.get(&key).map(cis_view);
+                match view {
+                    Some(v) => Outcome::CisApplied(Box::new(v)),
+                    None => fail(ApiErrorKind::NotFound, "gone"),
+                }
+            }
+            Action::DeleteCis { namespace, name, uid } => {
+                let key = (namespace.clone(), name.clone());
+                match self.cluster.cis.get(&key) {
+                    None => fail(ApiErrorKind::NotFound, "not found"),
+                    Some(c) if c.uid != uid => fail(ApiErrorKind::Conflict, "Precondition failed: UID in precondition"),
+                    Some(_) => {
+                        self.checker.on_delete_cis(self.now, &self.cluster, &key);
+                        self.delete_cis_object(&namespace, &name);
+                        Outcome::Done
+                    }
+                }
+            }
+            Action::ApplyCisStatus {
+                namespace,
+                name,
+                uid,
+                status,
+                keep_details,
+            } => {
+                let key = (namespace.clone(), name.clone());
+                let Some(c) = self.cluster.cis.get(&key) else {
+                    return fail(ApiErrorKind::NotFound, format!("{namespace}/{name} not found"));
+                };
+                if c.uid != uid {
+                    return fail(ApiErrorKind::Conflict, "Precondition failed: UID in object meta");
+                }
+                let mut new: ContainerImageScanStatus = *status;
+                if keep_details {
+                    let old = c.status.clone().unwrap_or_default();
+                    new.vulnerabilities = old.vulnerabilities;
+                    new.vulnerabilities_truncated = old.vulnerabilities_truncated;
+                }
+                let size = serde_json::to_vec(&new).map_or(0, |v| v.len())
+                    + serde_json::to_vec(&c.spec).map_or(0, |v| v.len())
+                    + 300;
+                if size > self.opts.request_limit {
+                    return fail(ApiErrorKind::TooLarge, "etcdserver: request is too large");
+                }
+                let cfg_budget = self.instances[i].cfg.details_max_bytes;
+                self.checker.on_status(self.now, &self.cluster, &key, &new, cfg_budget, orphan);
+                self.stats.status_writes += 1;
+                let c = self.cluster.cis.get_mut(&key);
+                let changed = if let Some(c) = c {
+                    if c.status.as_ref() != Some(&new) {
+                        c.status = Some(new);
+                        true
+                    } else {
+                        false
+                    }
+                } else {
+                    false
+                };
+                if changed {
+                    self.cluster.publish_cis(&namespace, &name);
+                }
+                match self.cluster.cis.get(&key) {
+                    Some(c) => Outcome::CisApplied(Box::new(cis_view(c))),
+                    None => fail(ApiErrorKind::NotFound, "gone"),
+                }
+            }
+            Action::CreateJob { job } => self.create_job(i, *job, orphan, now),
+            Action::DeleteJob { name, uid } => match self.cluster.jobs.get(&name) {
+                None => fail(ApiErrorKind::NotFound, format!("jobs.batch \"{name}\" not found")),
+                Some(j) if j.uid != uid => fail(ApiErrorKind::Conflict, "Precondition failed: UID in precondition"),
+                Some(_) => {
+                    self.delete_job_object(&name);
+                    Outcome::Done
+                }
+            },
+            Action::FetchLog {
+                pod_name,
+                container,
+                limit_bytes,
+            } => {
+                let Some(p) = self.cluster.scan_pods.get(&pod_name) else {
+                    return fail(ApiErrorKind::NotFound, format!("pods \"{pod_name}\" not found"));
+                };
+                if container != SCAN_CONTAINER {
+                    return fail(ApiErrorKind::Invalid, format!("container {container} is not valid for pod {pod_name}"));
+                }
+                if !p.scan.started {
+                    return fail(
+                        ApiErrorKind::Invalid,
+                        format!("container \"{container}\" in pod \"{pod_name}\" is waiting to start: PodInitializing"),
+                    );
+                }
+                if p.log.len() > limit_bytes {
+                    return fail(ApiErrorKind::LogTooLarge, format!("log exceeds {limit_bytes} bytes"));
+                }
+                Outcome::Log(p.log.as_ref().clone())
+            }
+            Action::RecordEvent { namespace, .. } => {
+                if self.cluster.namespaces.get(&namespace) == Some(&NsState::Terminating) {
+                    fail(ApiErrorKind::NamespaceTerminating, "namespace is being terminated")
+                } else {
+                    Outcome::Done
+                }
+            }
+        }
+    }
+
+    fn create_job(&mut self, i: usize, job: Job, orphan: bool, now: Timestamp) -> Outcome {
+        let meta = &job.metadata;
+        let Some(name) = meta.name.clone() else {
+            self.checker.violation(self.now, "JOB", "Job without a name".to_string());
+            return fail(ApiErrorKind::Invalid, "name required");
+        };
+        let labels = meta.labels.clone().unwrap_or_default();
+        let ann = meta.annotations.clone().unwrap_or_default();
+        let digest = ann.get(ANNOTATION_DIGEST).cloned();
+        let image = ann.get(ANNOTATION_IMAGE).cloned();
+        let spec = job.spec.clone().unwrap_or_default();
+        let scan_image = spec
+            .template
+            .spec
+            .as_ref()
+            .and_then(|s| s.containers.iter().find(|c| c.name == SCAN_CONTAINER))
+            .and_then(|c| c.image.clone());
+        // The Job the core built must identify itself.
+        let mut problems = Vec::new();
+        if meta.namespace.as_deref() != Some(SCAN_NS) {
+            problems.push(format!("namespace {:?}", meta.namespace));
+        }
+        if labels.get(LABEL_MANAGED_BY).map(String::as_str) != Some(MANAGED_BY) {
+            problems.push("managed-by label missing".to_string());
+        }
+        if !image_scanner::core::naming::is_dns1123_label(&name) {
+            problems.push(format!("name {name} is not a DNS-1123 label"));
+        }
+        let (Some(d), Some(img)) = (&digest, &image) else {
+            problems.push("digest/image annotations missing".to_string());
+            self.checker.violation(self.now, "JOB", format!("bad Job {name}: {problems:?}"));
+            return fail(ApiErrorKind::Invalid, "bad job");
+        };
+        if scan_image.as_deref() != Some(&format!("{img}@{d}")) {
+            problems.push(format!("scan image {scan_image:?} != {img}@{d}"));
+        }
+        let cis_ns = labels.get(LABEL_CIS_NAMESPACE).cloned();
+        let cis_uid = labels.get(LABEL_CIS_UID).cloned();
+        if spec.ttl_seconds_after_finished.is_none() || spec.active_deadline_seconds.is_none() {
+            problems.push("TTL or deadline missing (Job unbounded)".to_string());
+        }
+        if !self.scanner.truth.contains_key(d) {
+            problems.push(format!("digest {d} was never running"));
+        }
+        if !problems.is_empty() {
+            self.checker.violation(self.now, "JOB", format!("bad Job {name}: {problems:?}"));
+        }
+        if self.cluster.jobs.contains_key(&name) {
+            return fail(ApiErrorKind::AlreadyExists, format!("jobs.batch \"{name}\" already exists"));
+        }
+        let uid = self.uid();
+        let transient = !self.healing && self.opts.has(Fault::ScanFailure) && self.r_faults.chance(self.opts.rate * 3.0);
+        let log_limit = self.base_cfg.log_max_bytes;
+        let plan = self.scanner.plan(d, &mut self.r_jobs, transient, log_limit);
+        let vulns = match &plan {
+            crate::cluster::Plan::Report { valid: true, .. } => self.scanner.truth.get(d).map(|t| t.vulns.clone()),
+            _ => None,
+        };
+        let sj = SimJob {
+            name: name.clone(),
+            uid: uid.clone(),
+            created: now.truncate_to_secs(),
+            digest: digest.clone(),
+            image: image.clone(),
+            cis_ns,
+            cis_uid,
+            backoff_limit: spec.backoff_limit.unwrap_or(6),
+            deadline_s: spec.active_deadline_seconds.unwrap_or(i64::MAX / 4000),
+            ttl_s: spec.ttl_seconds_after_finished.unwrap_or(i32::MAX),
+            finished: None,
+            pod: None,
+            failures: 0,
+            plan: plan.clone(),
+            orphan,
+        };
+        let limit = self.instances[i].cfg.active_job_limit;
+        self.cluster.jobs.insert(name.clone(), sj);
+        self.cluster.publish_job(&name);
+        let created_rv = self.cluster.rv;
+        self.cluster.job_registry.insert(
+            uid.clone(),
+            JobRecord {
+                name: name.clone(),
+                digest: digest.clone(),
+                created_rv,
+                plan,
+                vulns,
+                succeeded: false,
+                finished: false,
+            },
+        );
+        self.stats.jobs += 1;
+        self.checker.on_job_created(self.now, &self.cluster, &name, limit);
+        let deadline = self.cluster.jobs.get(&name).map_or(600, |j| j.deadline_s);
+        let d = self.r_jobs.between(200, 2_000);
+        self.after(d, Event::Job(name.clone(), uid.clone(), JobStep::CreatePod));
+        self.after(
+            u64::try_from(deadline).unwrap_or(600) * 1000,
+            Event::Job(name.clone(), uid, JobStep::Deadline),
+        );
+        let view = self.cluster.jobs.get(&name).map(job_view);
+        match view {
+            Some(mut v) => {
+                v.resource_version = Some(created_rv);
+                Outcome::JobCreated(Box::new(v))
+            }
+            None => fail(ApiErrorKind::NotFound, "gone"),
+        }
+    }
+}
+
+/// Keys of a set, for messages.
+pub fn keys<T: Ord + Clone>(s: &BTreeSet<T>) -> Vec<T> {
+    s.iter().cloned().collect()
+}

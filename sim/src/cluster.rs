@@ -1,0 +1,650 @@
+//! The simulated API server's state: objects at the level of the port's views, a global
+//! resourceVersion, and one event log per watched type with a compaction floor.
+//!
+//! Every mutation goes through [`Cluster::publish`], which bumps the global resourceVersion,
+//! records the before/after views (so a stale list at an older resourceVersion can be rebuilt)
+//! and marks the type's log dirty so the runner schedules deliveries.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+
+use image_scanner::core::port::{
+    CisStatusView, CisView, ContainerKind, ContainerView, JobFinish, JobView, OwnerRef, PodView,
+    ScanContainerState, ScanPodView, WorkloadView,
+};
+use image_scanner::core::time::Timestamp;
+use image_scanner::crd::{ContainerImageScanSpec, ContainerImageScanStatus, Vulnerability};
+
+/// Namespace of scan Jobs.
+pub const SCAN_NS: &str = "image-scanner";
+/// Simulated time starts here (2023-11-14), so timestamps look real.
+pub const T0: i64 = 1_700_000_000_000;
+
+/// Workload kinds of the simulated cluster: (group, kind, apiVersion). The last one is not
+/// configured in the engine (its pods are ignored).
+pub const KINDS: [(&str, &str, &str); 8] = [
+    ("apps", "ReplicaSet", "apps/v1"),
+    ("apps", "Deployment", "apps/v1"),
+    ("apps", "StatefulSet", "apps/v1"),
+    ("apps", "DaemonSet", "apps/v1"),
+    ("batch", "Job", "batch/v1"),
+    ("batch", "CronJob", "batch/v1"),
+    ("example.com", "Rollout", "example.com/v1"),
+    ("other.io", "Thing", "other.io/v1"),
+];
+/// Index of each kind in [`KINDS`].
+pub mod kind {
+    /// ReplicaSet.
+    pub const RS: u8 = 0;
+    /// Deployment.
+    pub const DEPLOY: u8 = 1;
+    /// StatefulSet.
+    pub const STS: u8 = 2;
+    /// DaemonSet.
+    pub const DS: u8 = 3;
+    /// Job.
+    pub const JOB: u8 = 4;
+    /// CronJob.
+    pub const CRON: u8 = 5;
+    /// Rollout (custom, configured).
+    pub const ROLLOUT: u8 = 6;
+    /// Thing (custom, not configured).
+    pub const THING: u8 = 7;
+    /// Number of configured kinds (a prefix of KINDS).
+    pub const CONFIGURED: u8 = 7;
+}
+
+/// A watched type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    /// Workload pods.
+    Pod,
+    /// ContainerImageScans.
+    Cis,
+    /// Scan Jobs.
+    Job,
+    /// Scan pods.
+    ScanPod,
+    /// Workload metadata of `KINDS[i]`.
+    Workload(u8),
+}
+
+/// A view as stored in a log.
+#[derive(Clone, Debug, PartialEq)]
+pub enum View {
+    /// Pod.
+    Pod(PodView),
+    /// CIS.
+    Cis(CisView),
+    /// Job.
+    Job(JobView),
+    /// Scan pod.
+    ScanPod(ScanPodView),
+    /// Workload.
+    Workload(WorkloadView),
+}
+
+impl View {
+    fn set_rv(&mut self, rv: u64) {
+        match self {
+            View::Pod(v) => v.resource_version = Some(rv),
+            View::Cis(v) => v.resource_version = Some(rv),
+            View::Job(v) => v.resource_version = Some(rv),
+            View::ScanPod(v) => v.resource_version = Some(rv),
+            View::Workload(_) => {}
+        }
+    }
+}
+
+/// One change in a log.
+#[derive(Clone, Debug)]
+pub struct Change {
+    /// resourceVersion of the change.
+    pub rv: u64,
+    /// Object key.
+    pub key: String,
+    /// The object before (for rebuilding older snapshots and for Delete events).
+    pub before: Option<View>,
+    /// The object after; `None` for a deletion.
+    pub after: Option<View>,
+}
+
+/// The event log of one type, with the current objects.
+#[derive(Clone, Debug, Default)]
+pub struct Log {
+    /// Changes newer than `floor`, oldest first.
+    pub changes: VecDeque<Change>,
+    /// Changes at or below this resourceVersion are compacted away.
+    pub floor: u64,
+    /// The current objects by key.
+    pub current: BTreeMap<String, View>,
+}
+
+impl Log {
+    /// The objects as of `rv` (must be ≥ `floor`), rebuilt by undoing newer changes.
+    pub fn snapshot_at(&self, rv: u64) -> BTreeMap<String, View> {
+        let mut snap = self.current.clone();
+        for c in self.changes.iter().rev() {
+            if c.rv <= rv {
+                break;
+            }
+            match &c.before {
+                Some(v) => {
+                    snap.insert(c.key.clone(), v.clone());
+                }
+                None => {
+                    snap.remove(&c.key);
+                }
+            }
+        }
+        snap
+    }
+
+    /// resourceVersion of the newest change (or the floor).
+    pub fn head(&self) -> u64 {
+        self.changes.back().map_or(self.floor, |c| c.rv)
+    }
+
+    /// Drops changes at or below `rv`, keeping at most `keep` newer ones in any case.
+    pub fn compact(&mut self, upto: u64, keep: usize) {
+        while let Some(c) = self.changes.front() {
+            if c.rv <= upto || self.changes.len() > keep {
+                self.floor = c.rv;
+                self.changes.pop_front();
+            } else {
+                break;
+            }
+        }
+    }
+}
+
+/// State of a container of a workload pod.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CState {
+    /// Waiting with a reason.
+    Waiting(&'static str),
+    /// Running.
+    Running,
+    /// Terminated with an exit code.
+    Terminated(i32),
+}
+
+/// A container of a workload pod.
+#[derive(Clone, Debug)]
+pub struct SimContainer {
+    /// Spec list.
+    pub kind: ContainerKind,
+    /// Name.
+    pub name: String,
+    /// Image index in the catalog (spec).
+    pub image: usize,
+    /// Image index the runtime runs (differs from `image` until an in-place update restarts).
+    pub running_image: usize,
+    /// State.
+    pub state: CState,
+}
+
+/// A workload pod.
+#[derive(Clone, Debug)]
+pub struct SimPod {
+    /// Namespace.
+    pub ns: String,
+    /// Name.
+    pub name: String,
+    /// UID.
+    pub uid: String,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Controller.
+    pub controller: Option<OwnerRef>,
+    /// Created.
+    pub created: Timestamp,
+    /// deletionTimestamp set.
+    pub deleting: bool,
+    /// Node.
+    pub node: Option<String>,
+    /// Phase.
+    pub phase: Option<&'static str>,
+    /// Ready condition.
+    pub ready: bool,
+    /// Start time.
+    pub start_time: Option<Timestamp>,
+    /// Containers.
+    pub containers: Vec<SimContainer>,
+    /// ignore-unfixed annotation.
+    pub ignore_unfixed: bool,
+    /// Runs to completion (Job pods).
+    pub completes: bool,
+    /// Never becomes ready (settles after the settle timeout).
+    pub never_ready: bool,
+}
+
+/// A workload object.
+#[derive(Clone, Debug)]
+pub struct SimWorkload {
+    /// Index into [`KINDS`].
+    pub kind: u8,
+    /// Namespace.
+    pub ns: String,
+    /// Name.
+    pub name: String,
+    /// UID.
+    pub uid: String,
+    /// Controller.
+    pub controller: Option<OwnerRef>,
+    /// ignore-unfixed annotation.
+    pub ignore_unfixed: bool,
+    /// Pod template.
+    pub template: Template,
+    /// Desired replicas (pod owners) or history limit (CronJob).
+    pub replicas: u32,
+    /// Template revision (bumped on image updates).
+    pub revision: u32,
+    /// CronJob suspended / Job completed.
+    pub done: bool,
+    /// CronJob period in ms.
+    pub period_ms: u64,
+    /// Counter for generated child names.
+    pub children: u32,
+}
+
+/// A pod template.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Template {
+    /// Regular containers: (name, image index).
+    pub containers: Vec<(String, usize)>,
+    /// Init containers.
+    pub init: Vec<(String, usize)>,
+    /// Pod labels.
+    pub labels: BTreeMap<String, String>,
+    /// Pods never become ready.
+    pub never_ready: bool,
+}
+
+/// A ContainerImageScan.
+#[derive(Clone, Debug)]
+pub struct SimCis {
+    /// Namespace.
+    pub ns: String,
+    /// Name.
+    pub name: String,
+    /// UID.
+    pub uid: String,
+    /// metadata.generation.
+    pub generation: i64,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Label keys owned by the operator's field manager.
+    pub our_labels: BTreeSet<String>,
+    /// Owner references.
+    pub owners: Vec<OwnerRef>,
+    /// deletionTimestamp set.
+    pub deleting: bool,
+    /// Finalizers (of other controllers).
+    pub finalizers: Vec<String>,
+    /// Spec.
+    pub spec: ContainerImageScanSpec,
+    /// Full status including details.
+    pub status: Option<ContainerImageScanStatus>,
+    /// Spec per generation (for checking statuses against the generation they observed).
+    pub spec_history: BTreeMap<i64, ContainerImageScanSpec>,
+    /// resourceVersion.
+    pub rv: u64,
+}
+
+/// What a scan Job will do.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Plan {
+    /// Exit 0 with this log; `valid` says whether it decodes to the truth.
+    Report {
+        /// Log bytes.
+        log: Arc<Vec<u8>>,
+        /// Whether the log is a valid report of the digest's truth.
+        valid: bool,
+    },
+    /// Every attempt exits non-zero with this log.
+    ExitFail {
+        /// Exit code.
+        code: i32,
+        /// Log.
+        log: Arc<Vec<u8>>,
+    },
+    /// The scanned image cannot be pulled.
+    PullBackOff,
+    /// Runs longer than any deadline.
+    Hang,
+}
+
+/// Everything the checks need to know about a Job, kept after it is gone.
+#[derive(Clone, Debug)]
+pub struct JobRecord {
+    /// Name.
+    pub name: String,
+    /// Digest annotation.
+    pub digest: Option<String>,
+    /// resourceVersion at creation (creation order).
+    pub created_rv: u64,
+    /// The plan.
+    pub plan: Plan,
+    /// Vulnerabilities of the digest when the plan is a valid report.
+    pub vulns: Option<Arc<Vec<Vulnerability>>>,
+    /// Whether the Job ended Complete.
+    pub succeeded: bool,
+    /// Whether the Job ended at all.
+    pub finished: bool,
+}
+
+/// A scan Job.
+#[derive(Clone, Debug)]
+pub struct SimJob {
+    /// Name.
+    pub name: String,
+    /// UID.
+    pub uid: String,
+    /// Created.
+    pub created: Timestamp,
+    /// Digest annotation.
+    pub digest: Option<String>,
+    /// Image annotation.
+    pub image: Option<String>,
+    /// CIS namespace label.
+    pub cis_ns: Option<String>,
+    /// CIS UID label.
+    pub cis_uid: Option<String>,
+    /// backoffLimit.
+    pub backoff_limit: i32,
+    /// activeDeadlineSeconds.
+    pub deadline_s: i64,
+    /// ttlSecondsAfterFinished.
+    pub ttl_s: i32,
+    /// Finished.
+    pub finished: Option<JobFinish>,
+    /// Its pod.
+    pub pod: Option<String>,
+    /// Failed attempts so far.
+    pub failures: i32,
+    /// Plan.
+    pub plan: Plan,
+    /// Created by a request of an instance that was no longer alive or leading.
+    pub orphan: bool,
+}
+
+/// A scan pod.
+#[derive(Clone, Debug)]
+pub struct SimScanPod {
+    /// Name.
+    pub name: String,
+    /// UID.
+    pub uid: String,
+    /// Owning Job UID.
+    pub job_uid: String,
+    /// Owning Job name.
+    pub job_name: String,
+    /// Created.
+    pub created: Timestamp,
+    /// Phase.
+    pub phase: &'static str,
+    /// Init container.
+    pub init: ScanContainerState,
+    /// Scan container.
+    pub scan: ScanContainerState,
+    /// The scan container's log.
+    pub log: Arc<Vec<u8>>,
+    /// Being deleted.
+    pub deleting: bool,
+}
+
+/// Namespace state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NsState {
+    /// Active.
+    Active,
+    /// Being deleted.
+    Terminating,
+}
+
+/// An image of the catalog.
+#[derive(Clone, Debug)]
+pub struct Image {
+    /// Normalised repository.
+    pub repo: String,
+    /// How the pod spec writes it.
+    pub spec: String,
+    /// Digest.
+    pub digest: String,
+    /// Whether nodes can pull it.
+    pub pullable: bool,
+}
+
+impl Image {
+    /// `status.imageID`.
+    pub fn image_id(&self) -> String {
+        format!("{}@{}", self.repo, self.digest)
+    }
+}
+
+/// The API server's objects.
+#[derive(Debug, Default)]
+pub struct Cluster {
+    /// Global resourceVersion.
+    pub rv: u64,
+    /// Logs per type.
+    pub logs: BTreeMap<Kind, Log>,
+    /// Types with changes since the runner last looked.
+    pub dirty: BTreeSet<Kind>,
+    /// Namespaces.
+    pub namespaces: BTreeMap<String, NsState>,
+    /// Workloads by (kind, ns, name).
+    pub workloads: BTreeMap<(u8, String, String), SimWorkload>,
+    /// Workload pods by (ns, name).
+    pub pods: BTreeMap<(String, String), SimPod>,
+    /// CIS by (ns, name).
+    pub cis: BTreeMap<(String, String), SimCis>,
+    /// Scan Jobs by name.
+    pub jobs: BTreeMap<String, SimJob>,
+    /// Scan pods by name.
+    pub scan_pods: BTreeMap<String, SimScanPod>,
+    /// Every Job ever created, by UID.
+    pub job_registry: BTreeMap<String, JobRecord>,
+    /// The image catalog.
+    pub images: Vec<Image>,
+}
+
+/// Key of a namespaced object in a log.
+pub fn nk(ns: &str, name: &str) -> String {
+    format!("{ns}/{name}")
+}
+
+impl Cluster {
+    /// Records a change of `kind`/`key`; returns the new resourceVersion.
+    pub fn publish(&mut self, kind: Kind, key: String, after: Option<View>) -> u64 {
+        self.rv += 1;
+        let rv = self.rv;
+        let after = after.map(|mut v| {
+            v.set_rv(rv);
+            v
+        });
+        let log = self.logs.entry(kind).or_default();
+        let before = match &after {
+            Some(v) => log.current.insert(key.clone(), v.clone()),
+            None => log.current.remove(&key),
+        };
+        log.changes.push_back(Change {
+            rv,
+            key,
+            before,
+            after,
+        });
+        self.dirty.insert(kind);
+        rv
+    }
+
+    /// Publishes the current state of a workload pod (or its removal).
+    pub fn publish_pod(&mut self, ns: &str, name: &str) {
+        let key = (ns.to_string(), name.to_string());
+        let view = self.pods.get(&key).map(|p| View::Pod(self.pod_view(p)));
+        self.publish(Kind::Pod, nk(ns, name), view);
+    }
+
+    /// Publishes a CIS.
+    pub fn publish_cis(&mut self, ns: &str, name: &str) {
+        let key = (ns.to_string(), name.to_string());
+        let view = self.cis.get(&key).map(|c| View::Cis(cis_view(c)));
+        let rv = self.publish(Kind::Cis, nk(ns, name), view);
+        if let Some(c) = self.cis.get_mut(&key) {
+            c.rv = rv;
+        }
+    }
+
+    /// Publishes a Job.
+    pub fn publish_job(&mut self, name: &str) {
+        let view = self.jobs.get(name).map(|j| View::Job(job_view(j)));
+        self.publish(Kind::Job, name.to_string(), view);
+    }
+
+    /// Publishes a scan pod.
+    pub fn publish_scan_pod(&mut self, name: &str) {
+        let view = self
+            .scan_pods
+            .get(name)
+            .map(|p| View::ScanPod(scan_pod_view(p)));
+        self.publish(Kind::ScanPod, name.to_string(), view);
+    }
+
+    /// Publishes a workload.
+    pub fn publish_workload(&mut self, key: &(u8, String, String)) {
+        let view = self.workloads.get(key).map(|w| View::Workload(workload_view(w)));
+        self.publish(Kind::Workload(key.0), nk(&key.1, &key.2), view);
+    }
+
+    /// The view of a workload pod.
+    pub fn pod_view(&self, p: &SimPod) -> PodView {
+        let containers = p
+            .containers
+            .iter()
+            .map(|c| {
+                let spec = &self.images[c.image];
+                let run = &self.images[c.running_image];
+                let started = matches!(c.state, CState::Running | CState::Terminated(_));
+                ContainerView {
+                    kind: c.kind,
+                    name: c.name.clone(),
+                    spec_image: Some(spec.spec.clone()),
+                    status_image: run.spec.clone(),
+                    status_image_id: if started { run.image_id() } else { String::new() },
+                    waiting_reason: match c.state {
+                        CState::Waiting(r) => Some(r.to_string()),
+                        _ => None,
+                    },
+                }
+            })
+            .collect();
+        PodView {
+            namespace: p.ns.clone(),
+            name: p.name.clone(),
+            uid: p.uid.clone(),
+            resource_version: None,
+            labels: p.labels.clone(),
+            controller: p.controller.clone(),
+            created: p.created,
+            deleting: p.deleting,
+            node_name: p.node.clone(),
+            phase: p.phase.map(str::to_string),
+            ready: p.ready,
+            start_time: p.start_time,
+            containers,
+            ignore_unfixed: p.ignore_unfixed,
+        }
+    }
+
+    /// Active scan Jobs (not finished, not deleted).
+    pub fn active_jobs(&self) -> impl Iterator<Item = &SimJob> {
+        self.jobs.values().filter(|j| j.finished.is_none())
+    }
+}
+
+/// The view of a CIS.
+pub fn cis_view(c: &SimCis) -> CisView {
+    let s = c.status.as_ref();
+    CisView {
+        namespace: c.ns.clone(),
+        name: c.name.clone(),
+        uid: c.uid.clone(),
+        resource_version: Some(c.rv),
+        generation: c.generation,
+        labels: c.labels.clone(),
+        owners: c.owners.clone(),
+        deleting: c.deleting,
+        spec: c.spec.clone(),
+        status: CisStatusView {
+            observed_generation: s.and_then(|s| s.observed_generation),
+            last_scan_job_uid: s.and_then(|s| s.last_scan_job_uid.clone()),
+            last_scan_time: s
+                .and_then(|s| s.last_scan_time.as_ref())
+                .map(Timestamp::from_k8s),
+            last_successful_scan_time: s
+                .and_then(|s| s.last_successful_scan_time.as_ref())
+                .map(Timestamp::from_k8s),
+            conditions: s.and_then(|s| s.conditions.clone()).unwrap_or_default(),
+            summary: s.and_then(|s| s.vulnerability_summary.clone()),
+        },
+    }
+}
+
+/// The view of a Job.
+pub fn job_view(j: &SimJob) -> JobView {
+    JobView {
+        name: j.name.clone(),
+        uid: j.uid.clone(),
+        resource_version: None,
+        digest: j.digest.clone(),
+        image_name: j.image.clone(),
+        cis_namespace: j.cis_ns.clone(),
+        cis_uid: j.cis_uid.clone(),
+        created: j.created,
+        finished: j.finished.clone(),
+        deleting: false,
+    }
+}
+
+/// The view of a scan pod.
+pub fn scan_pod_view(p: &SimScanPod) -> ScanPodView {
+    ScanPodView {
+        name: p.name.clone(),
+        uid: p.uid.clone(),
+        resource_version: None,
+        job_uid: Some(p.job_uid.clone()),
+        job_name: Some(p.job_name.clone()),
+        created: p.created,
+        phase: Some(p.phase.to_string()),
+        evicted: false,
+        init: p.init.clone(),
+        scan: p.scan.clone(),
+    }
+}
+
+/// The view of a workload.
+pub fn workload_view(w: &SimWorkload) -> WorkloadView {
+    let (group, kind, api_version) = KINDS[w.kind as usize];
+    WorkloadView {
+        group: group.to_string(),
+        api_version: api_version.to_string(),
+        kind: kind.to_string(),
+        namespace: w.ns.clone(),
+        name: w.name.clone(),
+        uid: w.uid.clone(),
+        controller: w.controller.clone(),
+        ignore_unfixed: w.ignore_unfixed,
+    }
+}
+
+/// The owner reference pointing at a workload.
+pub fn owner_ref(w: &SimWorkload) -> OwnerRef {
+    let (_, kind, api_version) = KINDS[w.kind as usize];
+    OwnerRef {
+        api_version: api_version.to_string(),
+        kind: kind.to_string(),
+        name: w.name.clone(),
+        uid: w.uid.clone(),
+    }
+}

@@ -1,0 +1,230 @@
+//! Liveness (heal phase): every running container of an included namespace ends with a CIS that
+//! shows a successful scan of its digest (or the classified terminal condition of a digest whose
+//! scans always fail), no CIS remains for deleted workloads; then a quiet window without writes
+//! and without active Jobs, and metrics equal to the render of the stored objects.
+
+use std::collections::BTreeSet;
+
+use image_scanner::core::metrics_model::{CisMetricView, render};
+use image_scanner::crd::ContainerImageScan;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use crate::checks::expected_summary;
+use crate::sim::{Event, Sim};
+
+impl Sim {
+    /// Periodic convergence check during the heal phase.
+    pub fn convergence_check(&mut self) {
+        if self.converged_at.is_some() || self.stop {
+            return;
+        }
+        let problems = self.liveness_problems();
+        if problems.is_empty() {
+            self.converged_at = Some(self.now);
+            self.stats.converge_ms = Some(self.now - self.fault_end);
+            self.note(|| "converged".to_string());
+            let end = self.quiet_window_end();
+            match end {
+                Some(end) => self.at(end, Event::QuietEnd),
+                None => self.after(1, Event::QuietEnd),
+            }
+            self.quiet_writes.clear();
+        } else if self.now > self.fault_end + self.opts.heal_limit.as_millis() as i64 {
+            let shown: Vec<String> = problems.into_iter().take(6).collect();
+            self.checker.violation(self.now, "L1", format!("no convergence within the heal limit: {shown:?}"));
+            self.stop = true;
+        } else {
+            self.after(60_000, Event::Check);
+        }
+    }
+
+    /// Why the world has not converged yet (empty when it has).
+    pub fn liveness_diff(&self) -> String {
+        format!("{:?}", self.liveness_problems().into_iter().take(6).collect::<Vec<_>>())
+    }
+
+    fn leader(&self) -> Option<usize> {
+        let (i, inc) = self.lease.holder?;
+        let x = self.instances.get(i)?;
+        (x.inc == inc && x.engine.is_some() && x.leading && x.synced && self.lease.expires > self.now)
+            .then_some(i)
+    }
+
+    fn liveness_problems(&self) -> Vec<String> {
+        let Some(leader) = self.leader() else {
+            return vec!["no synced leader".to_string()];
+        };
+        let cfg = self.instances[leader].cfg.clone();
+        let mut problems = Vec::new();
+        // The world itself must be at rest: no op, kubelet, controller or GC step pending, no
+        // pod waiting for its settle timeout.
+        if let Some(ev) = self.pending_world_event() {
+            return vec![format!("world still changing: {ev}")];
+        }
+        let timeout = cfg.pod_settle_timeout.as_millis() as i64;
+        for p in self.cluster.pods.values() {
+            if p.phase == Some("Running")
+                && !p.ready
+                && p.start_time.is_some_and(|s| s.0 + timeout > self.now)
+            {
+                return vec![format!("pod {}/{} not settled yet", p.ns, p.name)];
+            }
+        }
+        let expected = self.expected_cis(&cfg);
+        for ((ns, name), c) in &self.cluster.cis {
+            if c.deleting {
+                continue;
+            }
+            // No CIS for deleted workloads, in any namespace.
+            let wuid = c.spec.workload.uid.clone().unwrap_or_default();
+            let alive = self.cluster.workloads.values().any(|w| w.uid == wuid)
+                || self.cluster.pods.values().any(|p| p.uid == wuid);
+            if !alive {
+                problems.push(format!("{ns}/{name}: CIS of a deleted workload"));
+            }
+            if cfg.namespace_allowed(ns) && !expected.contains_key(&(ns.clone(), name.clone())) {
+                problems.push(format!("{ns}/{name}: CIS nobody runs"));
+            }
+        }
+        for ((ns, name), e) in &expected {
+            let Some(c) = self.cluster.cis.get(&(ns.clone(), name.clone())) else {
+                problems.push(format!("{ns}/{name}: missing CIS for {}/{} {} {}", e.kind, e.workload, e.container, e.digest));
+                continue;
+            };
+            let w = &c.spec.workload;
+            if c.spec.digest != e.digest
+                || w.kind != e.kind
+                || w.name != e.workload
+                || w.uid.as_deref() != Some(e.workload_uid.as_str())
+                || w.container_name != e.container
+            {
+                problems.push(format!("{ns}/{name}: spec {:?} does not match {e:?}", c.spec));
+            }
+            let owners: BTreeSet<&str> = c.owners.iter().map(|o| o.uid.as_str()).collect();
+            let want: BTreeSet<&str> = e.owners.iter().map(String::as_str).collect();
+            if owners != want {
+                problems.push(format!("{ns}/{name}: owners {} != pods {}", owners.len(), want.len()));
+            }
+            let Some(s) = &c.status else {
+                problems.push(format!("{ns}/{name}: no status"));
+                continue;
+            };
+            if s.observed_generation != Some(c.generation) {
+                problems.push(format!("{ns}/{name}: observedGeneration {:?} != {}", s.observed_generation, c.generation));
+            }
+            let Some(truth) = self.scanner.truth.get(&e.digest) else {
+                continue;
+            };
+            let stalled = s
+                .conditions
+                .iter()
+                .flatten()
+                .find(|c| c.type_ == "Stalled" && c.status == "True")
+                .map(|c| c.reason.clone());
+            match truth.class.stalled_reason() {
+                None => {
+                    let job_ok = s
+                        .last_scan_job_uid
+                        .as_deref()
+                        .and_then(|u| self.cluster.job_registry.get(u))
+                        .is_some_and(|r| r.succeeded && r.digest.as_deref() == Some(e.digest.as_str()));
+                    let conditions = s.conditions.as_ref().is_some_and(|c| !c.is_empty());
+                    if s.last_successful_scan_time.is_none() || !job_ok || conditions {
+                        problems.push(format!(
+                            "{ns}/{name}: no successful scan shown (job_ok={job_ok} conditions={:?})",
+                            s.conditions.iter().flatten().map(|c| c.reason.as_str()).collect::<Vec<_>>()
+                        ));
+                    } else if s.vulnerability_summary.as_ref() != Some(&expected_summary(&truth.vulns, &c.spec)) {
+                        problems.push(format!("{ns}/{name}: summary differs from the report"));
+                    }
+                }
+                Some(reason) => {
+                    if stalled.as_deref() != Some(reason) {
+                        problems.push(format!("{ns}/{name}: expected Stalled/{reason} ({:?}), shows {stalled:?}", truth.class));
+                    }
+                }
+            }
+        }
+        problems
+    }
+
+    /// The end of the window in which nothing is due: the earliest rescan or retry of any CIS.
+    fn quiet_window_end(&self) -> Option<i64> {
+        let leader = self.leader()?;
+        let cfg = &self.instances[leader].cfg;
+        let skew = self.instances[leader].skew;
+        let mut end = self.now + 2 * 3_600_000;
+        for c in self.cluster.cis.values() {
+            let Some(s) = &c.status else { continue };
+            let Some(t) = &s.last_scan_time else { continue };
+            let at = t.0.as_millisecond();
+            let failed = s
+                .conditions
+                .iter()
+                .flatten()
+                .any(|c| c.type_ == "Stalled" && c.status == "True");
+            let delay = if failed { cfg.failed_scan_retry } else { cfg.scan_interval };
+            end = end.min(at + delay.as_millis() as i64 - skew);
+        }
+        // Scan pods may still be settling into their TTL; a window under a minute proves little.
+        (end - self.now >= 60_000).then_some(end - 1_000)
+    }
+
+    /// End of the quiet window: no writes, no active Jobs, metrics = f(stored statuses).
+    pub fn quiet_end(&mut self) {
+        if self.stop {
+            return;
+        }
+        self.stop = true;
+        if !self.quiet_writes.is_empty() {
+            let n = self.quiet_writes.len();
+            let first: Vec<String> = self.quiet_writes.iter().take(4).cloned().collect();
+            self.checker.violation(self.now, "L2", format!("{n} writes in a quiet world: {first:?}"));
+        }
+        let active: Vec<String> = self
+            .cluster
+            .active_jobs()
+            .map(|j| j.name.clone())
+            .collect();
+        if !active.is_empty() {
+            self.checker.violation(self.now, "L2", format!("Jobs still active after convergence: {active:?}"));
+        }
+        // S8: metrics of the leader's cache equal the metrics of the stored objects.
+        if let Some(leader) = self.leader() {
+            let keys = vec!["app".to_string(), "team".to_string()];
+            let engine_views: Vec<CisMetricView> = self.instances[leader]
+                .engine
+                .as_ref()
+                .map(|e| e.cis_views().map(CisMetricView::from_view).collect())
+                .unwrap_or_default();
+            let stored: Vec<CisMetricView> = self
+                .cluster
+                .cis
+                .values()
+                .map(|c| {
+                    CisMetricView::from_cis(&ContainerImageScan {
+                        metadata: ObjectMeta {
+                            name: Some(c.name.clone()),
+                            namespace: Some(c.ns.clone()),
+                            labels: Some(c.labels.clone()),
+                            ..ObjectMeta::default()
+                        },
+                        spec: c.spec.clone(),
+                        status: c.status.clone(),
+                    })
+                })
+                .collect();
+            let a = render(&engine_views, &keys);
+            let b = render(&stored, &keys);
+            if a != b {
+                let diff = a
+                    .lines()
+                    .zip(b.lines())
+                    .find(|(x, y)| x != y)
+                    .map(|(x, y)| format!("engine: {x} | stored: {y}"))
+                    .unwrap_or_else(|| format!("{} vs {} lines", a.lines().count(), b.lines().count()));
+                self.checker.violation(self.now, "S8", format!("metrics differ: {diff}"));
+            }
+        }
+    }
+}

@@ -1,0 +1,539 @@
+//! The discrete-event loop: one queue of timed events (workload ops, kubelet and controller
+//! steps, watch deliveries, API requests and replies, engine wake-ups, faults), processed in
+//! (time, sequence) order. Phases: faults on until `fault_phase`, then a heal phase in which the
+//! world must converge (liveness), then a quiet window in which nothing may be written.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+
+use image_scanner::core::engine::EngineConfig;
+use image_scanner::core::port::{Command, CommandId, Outcome};
+
+use crate::checks::Checker;
+use crate::cluster::{Cluster, Kind, T0};
+use crate::operator::{Instance, Lease};
+use crate::options::{Fault, Options};
+use crate::rng::{Concern, Draw, Fnv, Rng, stream};
+use crate::scanner::Scanner;
+use crate::workload::{self, Op};
+
+/// Kubelet steps of a workload pod.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PodStep {
+    /// Scheduled onto a node; containers waiting.
+    Schedule,
+    /// Images pulled (or not); containers running.
+    Start,
+    /// Ready.
+    Ready,
+    /// Job pod finished.
+    Complete,
+    /// A pull that failed turns into back-off.
+    BackOff,
+    /// In-place image update: restart the containers on the new image.
+    Restart,
+    /// Graceful deletion ends: the pod is removed.
+    Remove,
+}
+
+/// Scan Job controller steps.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JobStep {
+    /// Create the pod.
+    CreatePod,
+    /// Init container done; scan container starts (or cannot pull).
+    Init,
+    /// The scan container exits.
+    Exit,
+    /// activeDeadlineSeconds passed.
+    Deadline,
+    /// ttlSecondsAfterFinished passed.
+    Ttl,
+    /// Emit another BackOff event while the pod backs off.
+    BackOffEvent,
+}
+
+/// Everything that can happen.
+#[derive(Clone, Debug)]
+pub enum Event {
+    /// A scripted op.
+    Op(usize),
+    /// Kubelet step of a workload pod (ns, name, uid).
+    Pod(String, String, String, PodStep),
+    /// Controller reconcile of a workload (kind, ns, name).
+    Reconcile(u8, String, String),
+    /// CronJob schedule tick.
+    CronTick(String, String),
+    /// Cascade deletion of the dependents of an owner UID in a namespace.
+    Cascade(String, String),
+    /// Garbage-collector check of a CIS.
+    GcCis(String, String),
+    /// A foreign finalizer is removed from a CIS.
+    Finalize(String, String),
+    /// Namespace deletion completes when empty.
+    NsFinalize(String),
+    /// Scan Job controller (job name, job uid).
+    Job(String, String, JobStep),
+    /// Scan pod removal after graceful deletion (name, uid).
+    ScanPodRemove(String, String),
+    /// Deliver watch events to an instance.
+    Deliver(usize, u32, Kind),
+    /// (Re)list a stream of an instance.
+    Relist(usize, u32, Kind),
+    /// Watch connection drops.
+    Disconnect(usize, u32, Kind),
+    /// Watch reconnects.
+    Reconnect(usize, u32, Kind),
+    /// A BackOff event about a scan pod reaches an instance.
+    BackOff(usize, u32, String),
+    /// A request reaches the API server.
+    Arrive(usize, u32, Box<Command>),
+    /// A reply reaches the instance.
+    Reply(usize, u32, CommandId, Box<Outcome>),
+    /// Engine timer.
+    Wake(usize, u32),
+    /// Lease renew/acquire attempt.
+    LeaseTick(usize, u32),
+    /// Leadership change reaches the instance.
+    Leadership(usize, u32, bool),
+    /// Instance crash.
+    Crash(usize),
+    /// Instance restart.
+    Restart(usize),
+    /// Pause (GC stop-the-world) of an instance for the given ms.
+    Pause(usize, u64),
+    /// Pause ends.
+    Unpause(usize),
+    /// The instance's clock jumps by ms.
+    ClockJump(usize, i64),
+    /// A user deletes something at random.
+    UserDelete,
+    /// Faults stop; the world must converge.
+    HealStart,
+    /// Convergence check.
+    Check,
+    /// End of the quiet window.
+    QuietEnd,
+}
+
+/// Counters of a run.
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    /// Events processed.
+    pub events: u64,
+    /// Commands issued.
+    pub commands: u64,
+    /// Write commands issued.
+    pub writes: u64,
+    /// Scan Jobs created at the server.
+    pub jobs: u64,
+    /// Status writes accepted.
+    pub status_writes: u64,
+    /// Writes that landed while their instance was not the lease holder.
+    pub late_writes: u64,
+    /// Crashes.
+    pub crashes: u64,
+    /// Relists after 410.
+    pub relists: u64,
+    /// Faults injected.
+    pub faults: u64,
+    /// Simulated time until convergence in the heal phase (ms).
+    pub converge_ms: Option<i64>,
+}
+
+/// Trace: always a cheap hash; the text only when asked for.
+#[derive(Debug, Default)]
+pub struct Trace {
+    /// Keep text lines.
+    pub enabled: bool,
+    /// Lines.
+    pub lines: Vec<String>,
+    /// Hash of the lines (or of the cheap event fingerprint when disabled).
+    pub hash: Fnv,
+}
+
+/// The result of a run.
+#[derive(Debug)]
+pub struct RunResult {
+    /// Violations found.
+    pub violations: Vec<String>,
+    /// Counters.
+    pub stats: Stats,
+    /// Trace hash.
+    pub trace_hash: u64,
+    /// Trace lines (when enabled).
+    pub trace: Vec<String>,
+    /// Final CIS summary for the differential check: key → description.
+    pub final_cis: BTreeMap<String, String>,
+    /// Namespaces the final configuration scans.
+    pub final_config: Option<EngineConfig>,
+}
+
+/// The simulator.
+pub struct Sim {
+    /// Options.
+    pub opts: Options,
+    /// Current simulated time (ms since the epoch).
+    pub now: i64,
+    queue: BTreeMap<(i64, u64), Event>,
+    seq: u64,
+    /// The API server.
+    pub cluster: Cluster,
+    /// Scanner truth.
+    pub scanner: Scanner,
+    /// The workload script.
+    pub script: Vec<(i64, Op)>,
+    /// Streams.
+    pub r_world: Rng,
+    /// Fault decisions.
+    pub r_faults: Rng,
+    /// Delivery delays.
+    pub r_delivery: Rng,
+    /// UIDs.
+    pub r_uids: Rng,
+    /// Scan Job timings.
+    pub r_jobs: Rng,
+    /// Config changes.
+    pub r_config: Rng,
+    /// Operator instances.
+    pub instances: Vec<Instance>,
+    /// The lease.
+    pub lease: Lease,
+    /// Heal phase started.
+    pub healing: bool,
+    /// Convergence reached at.
+    pub converged_at: Option<i64>,
+    /// Invariant checker.
+    pub checker: Checker,
+    /// Trace.
+    pub trace: Trace,
+    /// Counters.
+    pub stats: Stats,
+    /// Engine configuration every instance starts from.
+    pub base_cfg: EngineConfig,
+    /// minSeverity policy per namespace (a webhook sets it on new CIS).
+    pub min_severity_policy: BTreeMap<String, image_scanner::crd::Severity>,
+    /// Writes issued since the quiet window began.
+    pub quiet_writes: Vec<String>,
+    /// Last time a fault was allowed.
+    pub fault_end: i64,
+    /// Stop the loop.
+    pub stop: bool,
+    /// Whether CronJobs are suspended.
+    pub crons_suspended: bool,
+    /// Reserved names of scan pods.
+    pub used_names: BTreeSet<String>,
+}
+
+impl Sim {
+    /// A simulator for `opts`; `base_cfg` overrides the engine configuration (reference runs).
+    pub fn new(opts: Options, base_cfg: Option<EngineConfig>, trace: bool) -> Sim {
+        let seed = opts.seed;
+        let mut r_workload = stream(seed, Concern::Workload);
+        let scanner = Scanner::generate(&mut r_workload, opts.images);
+        let script = workload::generate(
+            &mut r_workload,
+            opts.namespaces,
+            opts.workloads,
+            opts.ops,
+            scanner.images.len(),
+            opts.fault_phase.as_millis() as u64,
+        );
+        let base_cfg = base_cfg.unwrap_or_else(|| crate::operator::engine_config(&opts));
+        let mut cluster = Cluster {
+            images: scanner.images.clone(),
+            ..Cluster::default()
+        };
+        cluster.namespaces.insert(
+            crate::cluster::SCAN_NS.to_string(),
+            crate::cluster::NsState::Active,
+        );
+        let mut sim = Sim {
+            now: T0,
+            queue: BTreeMap::new(),
+            seq: 0,
+            cluster,
+            scanner,
+            script,
+            r_world: stream(seed, Concern::World),
+            r_faults: stream(seed, Concern::Faults),
+            r_delivery: stream(seed, Concern::Delivery),
+            r_uids: stream(seed, Concern::Uids),
+            r_jobs: stream(seed, Concern::Jobs),
+            r_config: stream(seed ^ 0x5eed, Concern::Faults),
+            instances: Vec::new(),
+            lease: Lease::default(),
+            healing: false,
+            converged_at: None,
+            checker: Checker::default(),
+            trace: Trace {
+                enabled: trace,
+                ..Trace::default()
+            },
+            stats: Stats::default(),
+            base_cfg,
+            min_severity_policy: BTreeMap::new(),
+            quiet_writes: Vec::new(),
+            fault_end: T0 + opts.fault_phase.as_millis() as i64,
+            stop: false,
+            crons_suspended: false,
+            used_names: BTreeSet::new(),
+            opts,
+        };
+        for (i, (t, _)) in sim.script.clone().into_iter().enumerate() {
+            sim.at(T0 + t, Event::Op(i));
+        }
+        let n = if sim.opts.has(Fault::Failover) { 2 } else { 1 };
+        for id in 0..n {
+            sim.start_instance(id, true);
+        }
+        sim.schedule_faults();
+        let heal = sim.fault_end;
+        sim.at(heal, Event::HealStart);
+        sim
+    }
+
+    /// Schedules `ev` at absolute time `t` (never in the past).
+    pub fn at(&mut self, t: i64, ev: Event) {
+        self.seq += 1;
+        self.queue.insert((t.max(self.now), self.seq), ev);
+    }
+
+    /// Schedules `ev` after `ms`.
+    pub fn after(&mut self, ms: u64, ev: Event) {
+        let t = self.now + ms as i64;
+        self.at(t, ev);
+    }
+
+    /// A fresh UID.
+    pub fn uid(&mut self) -> String {
+        let h = self.r_uids.hex(32);
+        format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+    }
+
+    /// Whether a fault fires now (enabled, fault phase, and the dice say so).
+    pub fn fault(&mut self, f: Fault, scale: f64) -> bool {
+        if self.healing || !self.opts.has(f) {
+            return false;
+        }
+        let hit = self.r_faults.chance(self.opts.rate * scale);
+        if hit {
+            self.stats.faults += 1;
+        }
+        hit
+    }
+
+    /// Adds a trace line (built only when tracing).
+    pub fn note(&mut self, line: impl FnOnce() -> String) {
+        if self.trace.enabled {
+            let mut l = format!("t={} ", self.now - T0);
+            l.push_str(&line());
+            self.trace.hash.bytes(l.as_bytes());
+            self.trace.hash.bytes(b"\n");
+            self.trace.lines.push(l);
+        }
+    }
+
+    fn schedule_faults(&mut self) {
+        let end = self.fault_end;
+        let span = (end - T0).max(1) as u64;
+        let n_inst = self.instances.len();
+        if self.opts.has(Fault::Crash) {
+            let n = self.r_faults.between(1, 4);
+            for _ in 0..n {
+                let t = T0 + self.r_faults.between(30_000, span) as i64;
+                let i = self.r_faults.index(n_inst);
+                self.at(t, Event::Crash(i));
+            }
+        }
+        if self.opts.has(Fault::Failover) {
+            let n = self.r_faults.between(1, 3);
+            for _ in 0..n {
+                let t = T0 + self.r_faults.between(30_000, span) as i64;
+                let ms = self.r_faults.between(5_000, 60_000);
+                self.at(t, Event::Pause(usize::MAX, ms));
+            }
+        }
+        if self.opts.has(Fault::Gone) || self.opts.has(Fault::DropDelete) {
+            let n = self.r_faults.between(3, 20);
+            for _ in 0..n {
+                let t = T0 + self.r_faults.between(10_000, span) as i64;
+                let i = self.r_faults.index(n_inst);
+                let k = crate::operator::STREAMS[self.r_faults.index(crate::operator::STREAMS.len())];
+                self.at(t, Event::Disconnect(i, u32::MAX, k));
+            }
+        }
+        if self.opts.has(Fault::Clock) {
+            let t = T0 + self.r_faults.between(30_000, span) as i64;
+            let i = self.r_faults.index(n_inst);
+            let jump = if self.r_faults.chance(0.7) {
+                self.r_faults.between(60_000, 3_600_000) as i64
+            } else {
+                -(self.r_faults.between(1_000, 120_000) as i64)
+            };
+            self.at(t, Event::ClockJump(i, jump));
+        }
+        if self.opts.has(Fault::DeleteRace) {
+            let n = self.r_faults.between(2, 10);
+            for _ in 0..n {
+                let t = T0 + self.r_faults.between(30_000, span) as i64;
+                self.at(t, Event::UserDelete);
+            }
+        }
+    }
+
+    /// Runs to the end; returns what happened.
+    pub fn run(mut self) -> RunResult {
+        let hard_end = self.fault_end + self.opts.heal_limit.as_millis() as i64 + 4 * 3_600_000;
+        while let Some(((t, _), ev)) = self.queue.pop_first() {
+            if t > hard_end || self.stop {
+                break;
+            }
+            self.now = t;
+            self.stats.events += 1;
+            self.trace.hash.num(t as u64);
+            self.handle(ev);
+            self.after_step();
+        }
+        if self.converged_at.is_none() && !self.stop {
+            let d = self.liveness_diff();
+            self.checker
+                .violation(self.now, "L1", format!("never converged: {d}"));
+        }
+        self.checker.sweep(&self.cluster, self.now);
+        let final_cis = self.final_cis();
+        let final_config = self.leader_config();
+        RunResult {
+            violations: std::mem::take(&mut self.checker.violations),
+            trace_hash: self.trace.hash.0,
+            trace: std::mem::take(&mut self.trace.lines),
+            stats: self.stats.clone(),
+            final_cis,
+            final_config,
+        }
+    }
+
+    fn handle(&mut self, ev: Event) {
+        match ev {
+            Event::Op(i) => {
+                let op = self.script[i].1.clone();
+                self.note(|| format!("op {op:?}"));
+                self.apply_op(i, op);
+            }
+            Event::Pod(ns, name, uid, step) => self.pod_step(&ns, &name, &uid, step),
+            Event::Reconcile(k, ns, name) => self.reconcile(k, &ns, &name),
+            Event::CronTick(ns, name) => self.cron_tick(&ns, &name),
+            Event::Cascade(ns, uid) => self.cascade(&ns, &uid),
+            Event::GcCis(ns, name) => self.gc_cis(&ns, &name),
+            Event::Finalize(ns, name) => self.finalize_cis(&ns, &name),
+            Event::NsFinalize(ns) => self.ns_finalize(&ns),
+            Event::Job(name, uid, step) => self.job_step(&name, &uid, step),
+            Event::ScanPodRemove(name, uid) => self.scan_pod_remove(&name, &uid),
+            Event::Deliver(i, inc, k) => self.deliver(i, inc, k),
+            Event::Relist(i, inc, k) => self.relist(i, inc, k),
+            Event::Disconnect(i, inc, k) => self.disconnect(i, inc, k),
+            Event::Reconnect(i, inc, k) => self.reconnect(i, inc, k),
+            Event::BackOff(i, inc, pod) => self.back_off_event(i, inc, pod),
+            Event::Arrive(i, inc, cmd) => self.arrive(i, inc, *cmd),
+            Event::Reply(i, inc, id, outcome) => self.reply(i, inc, id, *outcome),
+            Event::Wake(i, inc) => self.wake(i, inc),
+            Event::LeaseTick(i, inc) => self.lease_tick(i, inc),
+            Event::Leadership(i, inc, leading) => self.leadership(i, inc, leading),
+            Event::Crash(i) => self.crash(i),
+            Event::Restart(i) => self.restart(i),
+            Event::Pause(i, ms) => self.pause(i, ms),
+            Event::Unpause(i) => self.unpause(i),
+            Event::ClockJump(i, ms) => self.clock_jump(i, ms),
+            Event::UserDelete => self.user_delete(),
+            Event::HealStart => self.heal_start(),
+            Event::Check => self.convergence_check(),
+            Event::QuietEnd => self.quiet_end(),
+        }
+    }
+
+    /// Schedules deliveries for logs that changed, and compacts them.
+    fn after_step(&mut self) {
+        if self.cluster.dirty.is_empty() {
+            return;
+        }
+        let dirty = std::mem::take(&mut self.cluster.dirty);
+        for k in dirty {
+            self.schedule_deliveries(k);
+            self.compact(k);
+        }
+        if self.stats.events % 512 == 0 {
+            self.checker.sweep(&self.cluster, self.now);
+        }
+    }
+
+    /// A pending event that changes the world outside the operator, if any.
+    pub fn pending_world_event(&self) -> Option<String> {
+        self.queue.values().find_map(|ev| match ev {
+            Event::Op(_)
+            | Event::Pod(..)
+            | Event::Reconcile(..)
+            | Event::Cascade(..)
+            | Event::GcCis(..)
+            | Event::Finalize(..)
+            | Event::NsFinalize(..) => Some(format!("{ev:?}")),
+            Event::CronTick(..) if !self.crons_suspended => Some(format!("{ev:?}")),
+            _ => None,
+        })
+    }
+
+    fn heal_start(&mut self) {
+        self.healing = true;
+        self.note(|| "heal".to_string());
+        for i in 0..self.instances.len() {
+            if self.instances[i].paused {
+                self.unpause(i);
+            }
+            if self.instances[i].engine.is_none() && !self.instances[i].restart_pending {
+                self.instances[i].restart_pending = true;
+                self.after(100, Event::Restart(i));
+            }
+        }
+        self.after(60_000, Event::Check);
+    }
+
+    /// A compact description of the final CIS in namespaces the final configuration scans.
+    fn final_cis(&self) -> BTreeMap<String, String> {
+        let cfg = self.leader_config().unwrap_or_else(|| self.base_cfg.clone());
+        let mut out = BTreeMap::new();
+        for ((ns, name), c) in &self.cluster.cis {
+            if !cfg.namespace_allowed(ns) {
+                continue;
+            }
+            let s = c.status.as_ref();
+            let mut d = format!(
+                "digest={} image={} wl={}/{} c={} iu={:?} min={:?} owners={}",
+                c.spec.digest,
+                c.spec.name,
+                c.spec.workload.kind,
+                c.spec.workload.name,
+                c.spec.workload.container_name,
+                c.spec.ignore_unfixed,
+                c.spec.min_severity,
+                c.owners.len()
+            );
+            if let Some(s) = s {
+                let cond: Vec<String> = s
+                    .conditions
+                    .iter()
+                    .flatten()
+                    .map(|c| format!("{}/{}", c.type_, c.reason))
+                    .collect();
+                let _ = write!(
+                    d,
+                    " scanned={} ok={} cond={:?} summary={:?}",
+                    s.last_scan_time.is_some(),
+                    s.last_successful_scan_time.is_some(),
+                    cond,
+                    s.vulnerability_summary
+                );
+            }
+            out.insert(format!("{ns}/{name}"), d);
+        }
+        out
+    }
+}

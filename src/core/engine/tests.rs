@@ -1,0 +1,375 @@
+//! Engine regression tests: each pins a bug the simulator (`sim/`) found.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+
+use super::*;
+use crate::core::port::{
+    ApiError, CisStatusView, ContainerKind, ContainerView, JobView, PodView, ScanContainerState,
+    ScanPodView, StreamId, WatchEvent,
+};
+use crate::crd::{ContainerImageScanSpec, Workload};
+
+const D1: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+const D2: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
+const T: Timestamp = Timestamp(1_700_000_000_000);
+
+fn at(secs: i64) -> Timestamp {
+    T.plus(std::time::Duration::from_secs(
+        u64::try_from(secs).unwrap_or(0),
+    ))
+}
+
+fn engine() -> Engine {
+    let mut e = Engine::new(EngineConfig::for_tests("scans"));
+    e.observe(Observation::CachesSynced, T);
+    e.observe(Observation::Leadership { leading: true }, T);
+    e
+}
+
+fn cis(name: &str, uid: &str, digest: &str, status: CisStatusView) -> CisView {
+    CisView {
+        namespace: "ns".into(),
+        name: name.into(),
+        uid: uid.into(),
+        resource_version: Some(1),
+        generation: 1,
+        labels: BTreeMap::new(),
+        owners: Vec::new(),
+        deleting: false,
+        spec: ContainerImageScanSpec {
+            name: "docker.io/library/nginx".into(),
+            digest: digest.into(),
+            tag: Some("1".into()),
+            min_severity: None,
+            ignore_unfixed: Some(false),
+            workload: Workload {
+                api_version: Some("v1".into()),
+                group: String::new(),
+                kind: "Pod".into(),
+                name: name.into(),
+                uid: Some(format!("pod-{uid}")),
+                container_name: "app".into(),
+            },
+        },
+        status,
+    }
+}
+
+fn failed_status(job_uid: &str, at: Timestamp) -> CisStatusView {
+    CisStatusView {
+        observed_generation: Some(1),
+        last_scan_job_uid: Some(job_uid.into()),
+        last_scan_time: Some(at),
+        last_successful_scan_time: None,
+        conditions: vec![Condition {
+            last_transition_time: at.to_k8s(),
+            message: "scan failed".into(),
+            observed_generation: None,
+            reason: "Error".into(),
+            status: "True".into(),
+            type_: "Stalled".into(),
+        }],
+        summary: None,
+    }
+}
+
+fn apply_cis(e: &mut Engine, view: CisView, now: Timestamp) {
+    e.observe(
+        Observation::Cis {
+            stream: StreamId(2),
+            event: WatchEvent::Apply(view),
+        },
+        now,
+    );
+}
+
+fn failed(kind: ApiErrorKind) -> Outcome {
+    Outcome::Failed(ApiError {
+        kind,
+        message: "injected".into(),
+    })
+}
+
+fn reply(e: &mut Engine, id: CommandId, outcome: Outcome, now: Timestamp) {
+    e.observe(Observation::Outcome { id, outcome }, now);
+}
+
+fn verbs(cmds: &[Command]) -> Vec<&'static str> {
+    cmds.iter().map(|c| c.action.verb()).collect()
+}
+
+#[test]
+fn a_status_write_answered_not_found_forgets_the_cis_instead_of_rewriting_it() {
+    // Found by the simulator: the CIS was deleted, the watch had not said so yet, and the
+    // engine rewrote its status (plus a ScanFailed Event) once per round trip.
+    let mut e = engine();
+    apply_cis(&mut e, cis("a", "uid-a", D1, failed_status("job-1", T)), T);
+    apply_cis(&mut e, cis("b", "uid-b", D1, CisStatusView::default()), T);
+    let now = at(1);
+    let cmds = e.poll(now);
+    let status = cmds
+        .iter()
+        .find(|c| matches!(&c.action, Action::ApplyCisStatus { name, .. } if name == "b"))
+        .expect("the failure is fanned out to b");
+    reply(&mut e, status.id, failed(ApiErrorKind::NotFound), now);
+    let again = e.poll(now);
+    assert!(
+        !again
+            .iter()
+            .any(|c| matches!(&c.action, Action::ApplyCisStatus { name, .. } if name == "b")),
+        "no rewrite of a CIS the server says is gone: {:?}",
+        verbs(&again)
+    );
+    assert!(e.cis_views().all(|c| c.name != "b"));
+}
+
+fn pod_with(digest: &str) -> PodView {
+    PodView {
+        namespace: "ns".into(),
+        name: "p".into(),
+        uid: "pod-uid".into(),
+        resource_version: Some(1),
+        labels: BTreeMap::new(),
+        controller: None,
+        created: T,
+        deleting: false,
+        node_name: Some("n1".into()),
+        phase: Some("Running".into()),
+        ready: true,
+        start_time: Some(T),
+        containers: vec![ContainerView {
+            kind: ContainerKind::Regular,
+            name: "app".into(),
+            spec_image: Some("nginx:1".into()),
+            status_image: "nginx:1".into(),
+            status_image_id: format!("docker.io/library/nginx@{digest}"),
+            waiting_reason: None,
+        }],
+        ignore_unfixed: false,
+    }
+}
+
+#[test]
+fn a_deleted_obsolete_cis_is_not_deleted_again_before_the_watch_says_so() {
+    // Found by the simulator: DeleteCis was issued again for every round trip (answered
+    // NotFound) while the Delete event was still on its way.
+    let mut e = engine();
+    e.observe(
+        Observation::Pod {
+            stream: StreamId(1),
+            event: WatchEvent::Apply(pod_with(D2)),
+        },
+        T,
+    );
+    let mut old = cis("pod-p-app-old", "uid-old", D1, CisStatusView::default());
+    old.owners = vec![crate::core::port::OwnerRef {
+        api_version: "v1".into(),
+        kind: "Pod".into(),
+        name: "p".into(),
+        uid: "pod-uid".into(),
+    }];
+    apply_cis(&mut e, old, T);
+    let cmds = e.poll(at(1));
+    let delete = cmds
+        .iter()
+        .find(|c| matches!(c.action, Action::DeleteCis { .. }))
+        .expect("the CIS of the old digest is obsolete");
+    reply(&mut e, delete.id, Outcome::Done, at(1));
+    let again = e.poll(at(2));
+    assert!(
+        !again
+            .iter()
+            .any(|c| matches!(c.action, Action::DeleteCis { .. })),
+        "{:?}",
+        verbs(&again)
+    );
+    // Answered NotFound instead (deleted by someone else): forgotten as well.
+    let mut e2 = engine();
+    e2.observe(
+        Observation::Pod {
+            stream: StreamId(1),
+            event: WatchEvent::Apply(pod_with(D2)),
+        },
+        T,
+    );
+    let mut old = cis("pod-p-app-old", "uid-old", D1, CisStatusView::default());
+    old.owners = vec![crate::core::port::OwnerRef {
+        api_version: "v1".into(),
+        kind: "Pod".into(),
+        name: "p".into(),
+        uid: "pod-uid".into(),
+    }];
+    apply_cis(&mut e2, old, T);
+    let cmds = e2.poll(at(1));
+    let delete = cmds
+        .iter()
+        .find(|c| matches!(c.action, Action::DeleteCis { .. }))
+        .expect("obsolete");
+    reply(&mut e2, delete.id, failed(ApiErrorKind::NotFound), at(1));
+    let again = e2.poll(at(1));
+    assert!(
+        !again
+            .iter()
+            .any(|c| matches!(c.action, Action::DeleteCis { .. }))
+    );
+    assert!(e2.cis_views().all(|c| c.name != "pod-p-app-old"));
+}
+
+fn job(name: &str, uid: &str, digest: &str) -> JobView {
+    JobView {
+        name: name.into(),
+        uid: uid.into(),
+        resource_version: Some(5),
+        digest: Some(digest.into()),
+        image_name: Some("docker.io/library/nginx".into()),
+        cis_namespace: Some("ns".into()),
+        cis_uid: Some("uid-a".into()),
+        created: T,
+        finished: None,
+        deleting: false,
+    }
+}
+
+fn backing_off_pod(job_uid: &str) -> ScanPodView {
+    ScanPodView {
+        name: "nginx-111111111111-abcde".into(),
+        uid: "scan-pod".into(),
+        resource_version: Some(6),
+        job_uid: Some(job_uid.into()),
+        job_name: Some("nginx-111111111111".into()),
+        created: T,
+        phase: Some("Pending".into()),
+        evicted: false,
+        init: ScanContainerState {
+            exit_code: Some(0),
+            started: true,
+            ..ScanContainerState::default()
+        },
+        scan: ScanContainerState {
+            waiting_reason: Some("ImagePullBackOff".into()),
+            waiting_message: Some("Back-off pulling image".into()),
+            ..ScanContainerState::default()
+        },
+    }
+}
+
+#[test]
+fn a_job_the_server_says_is_gone_is_not_deleted_in_a_loop() {
+    // Found by the simulator: DeleteJob answered NotFound (Delete event lost or late) was
+    // re-issued once per round trip.
+    for answer in [Outcome::Done, failed(ApiErrorKind::NotFound)] {
+        let mut e = engine();
+        apply_cis(&mut e, cis("a", "uid-a", D1, CisStatusView::default()), T);
+        e.observe(
+            Observation::Job {
+                stream: StreamId(10),
+                event: WatchEvent::Apply(job("nginx-111111111111", "job-uid", D1)),
+            },
+            T,
+        );
+        e.observe(
+            Observation::ScanPod {
+                stream: StreamId(11),
+                event: WatchEvent::Apply(backing_off_pod("job-uid")),
+            },
+            T,
+        );
+        let cmds = e.poll(at(1));
+        let delete = cmds
+            .iter()
+            .find(|c| matches!(c.action, Action::DeleteJob { .. }))
+            .expect("a Job that cannot pull is deleted");
+        reply(&mut e, delete.id, answer.clone(), at(1));
+        let again = e.poll(at(1));
+        assert!(
+            !again
+                .iter()
+                .any(|c| matches!(c.action, Action::DeleteJob { .. })),
+            "after {answer:?}: {:?}",
+            verbs(&again)
+        );
+        assert_eq!(e.active_jobs(), 0);
+    }
+}
+
+#[test]
+fn a_permanent_write_failure_backs_off_instead_of_being_reissued_at_once() {
+    // Found by the simulator: a status write answered with a non-retryable error (413 for a
+    // failure status that keeps large details, 422, namespace terminating) was re-issued once
+    // per round trip, each time with a new ScanFailed Event.
+    for kind in [
+        ApiErrorKind::TooLarge,
+        ApiErrorKind::Invalid,
+        ApiErrorKind::NamespaceTerminating,
+    ] {
+        let mut e = engine();
+        apply_cis(&mut e, cis("a", "uid-a", D1, failed_status("job-1", T)), T);
+        apply_cis(&mut e, cis("b", "uid-b", D1, CisStatusView::default()), T);
+        let is_b =
+            |c: &Command| matches!(&c.action, Action::ApplyCisStatus { name, .. } if name == "b");
+        let cmds = e.poll(at(1));
+        let status = cmds.iter().find(|c| is_b(c)).expect("fan-out to b");
+        reply(&mut e, status.id, failed(kind), at(1));
+        assert!(
+            !e.poll(at(1)).iter().any(is_b),
+            "{kind:?}: re-issued at once"
+        );
+        let later = e.next_wakeup().expect("a retry is scheduled");
+        assert!(later > at(1));
+        assert!(
+            e.poll(at(10)).iter().any(is_b),
+            "{kind:?}: retried after the back-off"
+        );
+    }
+}
+
+#[test]
+fn a_job_creation_with_unknown_result_counts_against_the_job_limit() {
+    // Found by the simulator: a CreateJob that timed out after the server applied it was not
+    // counted, so the next digest got a Job at once and the limit was exceeded.
+    let mut cfg = EngineConfig::for_tests("scans");
+    cfg.active_job_limit = 1;
+    let mut e = Engine::new(cfg);
+    e.observe(Observation::CachesSynced, T);
+    e.observe(Observation::Leadership { leading: true }, T);
+    apply_cis(&mut e, cis("a", "uid-a", D1, CisStatusView::default()), T);
+    apply_cis(&mut e, cis("b", "uid-b", D2, CisStatusView::default()), T);
+    let creates = |cmds: &[Command]| {
+        cmds.iter()
+            .filter(|c| matches!(c.action, Action::CreateJob { .. }))
+            .count()
+    };
+    let cmds = e.poll(at(1));
+    assert_eq!(creates(&cmds), 1, "one Job under a limit of one");
+    let create = cmds
+        .iter()
+        .find(|c| matches!(c.action, Action::CreateJob { .. }))
+        .expect("created");
+    reply(&mut e, create.id, failed(ApiErrorKind::Unknown), at(1));
+    assert_eq!(
+        creates(&e.poll(at(1))),
+        0,
+        "the uncertain Job still holds the slot"
+    );
+    // The retry of the same digest goes out after the back-off; another digest may not.
+    let retry = e.poll(at(3));
+    assert_eq!(creates(&retry), 1, "the retry settles the uncertainty");
+    assert!(
+        retry.iter().all(|c| match &c.action {
+            Action::CreateJob { job } => job
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get("image-scanner.statnett.no/digest"))
+                .is_some_and(|d| d == D1),
+            _ => true,
+        }),
+        "{:?}",
+        verbs(&retry)
+    );
+    // Without any news the hold expires and the queue moves on.
+    let later = e.poll(at(120));
+    assert!(creates(&later) <= 1);
+}
