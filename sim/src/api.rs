@@ -258,6 +258,7 @@ impl Sim {
                 pod_name,
                 container,
                 limit_bytes,
+                previous: _,
             } => {
                 let Some(p) = self.cluster.scan_pods.get(&pod_name) else {
                     return fail(ApiErrorKind::NotFound, format!("pods \"{pod_name}\" not found"));

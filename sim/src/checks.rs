@@ -40,16 +40,20 @@ pub fn expected_summary(vulns: &[Vulnerability], spec: &ContainerImageScanSpec) 
         }
     }
     let mut fixed = 0;
+    let mut fixed_counts = counts.clone();
     for v in &f {
         *counts.entry(v.severity.as_str().to_string()).or_insert(0) += 1;
+        let fixable = fixed_counts.entry(v.severity.as_str().to_string()).or_insert(0);
         if !v.fixed_version.is_empty() {
             fixed += 1;
+            *fixable += 1;
         }
     }
     VulnerabilitySummary {
         severity_count: Some(counts),
         fixed_count: fixed,
         unfixed_count: f.len() as i32 - fixed,
+        fixed_severity_count: Some(fixed_counts),
     }
 }
 

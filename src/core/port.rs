@@ -226,6 +226,8 @@ pub struct ScanContainerState {
     pub waiting_message: Option<String>,
     /// Exit code when terminated.
     pub exit_code: Option<i32>,
+    /// Exit code of the previous run, when the container was restarted after terminating.
+    pub last_exit_code: Option<i32>,
     /// Whether the container ever started (running, terminated, or restarted).
     pub started: bool,
 }
@@ -408,6 +410,8 @@ pub enum Action {
         container: String,
         /// Byte cap.
         limit_bytes: usize,
+        /// Read the log of the previous run of the container (after a restart).
+        previous: bool,
     },
     /// Record a Kubernetes Event regarding a CIS.
     RecordEvent {

@@ -256,6 +256,11 @@ fn container_state(statuses: Option<&Vec<ContainerStatus>>, name: &str) -> ScanC
         waiting_reason: waiting.and_then(|w| w.reason.clone()),
         waiting_message: waiting.and_then(|w| w.message.clone()),
         exit_code: terminated.map(|t| t.exit_code),
+        last_exit_code: cs
+            .last_state
+            .as_ref()
+            .and_then(|s| s.terminated.as_ref())
+            .map(|t| t.exit_code),
         started: state.is_some_and(|s| s.running.is_some() || s.terminated.is_some())
             || cs.restart_count > 0
             || cs

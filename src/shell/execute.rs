@@ -190,7 +190,8 @@ impl Executor {
                 pod_name,
                 container,
                 limit_bytes,
-            } => self.fetch_log(&pod_name, &container, limit_bytes).await,
+                previous,
+            } => self.fetch_log(&pod_name, &container, limit_bytes, previous).await,
             Action::RecordEvent {
                 namespace,
                 name,
@@ -225,11 +226,12 @@ impl Executor {
     }
 
     /// Reads at most `limit` bytes; one byte more than that means the log is too large.
-    async fn fetch_log(&self, pod: &str, container: &str, limit: usize) -> Outcome {
+    async fn fetch_log(&self, pod: &str, container: &str, limit: usize, previous: bool) -> Outcome {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &self.scan_namespace);
         let params = LogParams {
             container: Some(container.to_string()),
             limit_bytes: Some(i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1)),
+            previous,
             ..LogParams::default()
         };
         let stream = match api.log_stream(pod, &params).await {

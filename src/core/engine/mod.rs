@@ -45,6 +45,9 @@ enum Target {
     DeleteJob(String),
     /// Reading the log of a Job (by Job UID).
     Log(String),
+    /// Reading the log of a failed attempt of a running Job (by Job UID), kept for the
+    /// condition message: Kubernetes deletes the pod when the Job finally fails.
+    FailureLog(String),
     /// An Event about a CIS.
     Event(CisKey, u64),
 }
@@ -113,6 +116,8 @@ pub struct Engine {
     pending_events: VecDeque<(CisKey, String, super::port::EventNote)>,
     /// Logs being read, by Job UID.
     harvests: BTreeMap<String, Harvest>,
+    /// Logs of failed attempts of running Jobs, by Job UID (bounded: one per active Job).
+    failure_logs: BTreeMap<String, String>,
     /// Digests whose Job creation had an unknown result (it may exist unseen), held against
     /// the active-Job limit until the watch shows the Job or the time passes.
     uncertain_jobs: BTreeMap<String, Timestamp>,
@@ -147,6 +152,7 @@ impl Engine {
             budget_override: BTreeMap::new(),
             pending_events: VecDeque::new(),
             harvests: BTreeMap::new(),
+            failure_logs: BTreeMap::new(),
             uncertain_jobs: BTreeMap::new(),
             owner_delay: BTreeMap::new(),
             first_seen: BTreeMap::new(),
@@ -330,6 +336,7 @@ impl Engine {
             Target::CreateJob(digest) => self.on_create_job_outcome(&digest, outcome, now),
             Target::DeleteJob(name) => self.on_delete_job_outcome(&name, &flight.action, outcome),
             Target::Log(job_uid) => self.on_log_outcome(&job_uid, outcome, now),
+            Target::FailureLog(job_uid) => self.on_failure_log_outcome(&job_uid, outcome),
             Target::Event(..) => {}
         }
     }
@@ -364,7 +371,7 @@ impl Engine {
                 Some(d) => TimerKey::Digest(d),
                 None => return,
             },
-            Target::Log(job_uid) => match self
+            Target::Log(job_uid) | Target::FailureLog(job_uid) => match self
                 .index
                 .job_by_uid(job_uid)
                 .and_then(|j| j.digest.clone())

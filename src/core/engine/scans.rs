@@ -167,6 +167,7 @@ impl Engine {
 
     fn remove_job(&mut self, name: &str) {
         if let Some(old) = self.index.jobs.remove(name) {
+            self.failure_logs.remove(&old.view.uid);
             if let Some(d) = old.view.digest {
                 self.dirty_digests.insert(d);
             }
@@ -348,7 +349,18 @@ impl Engine {
             }
         }
 
-        // 2. Harvest the newest finished Job if it is newer than what we know.
+        // 1b. A failed attempt of the running Job: keep its log for the condition message,
+        // because Kubernetes deletes the pod when the Job finally fails.
+        if let Some(job) = &active
+            && !self.prefetch_failure_log(job, now, out)
+        {
+            return false;
+        }
+
+        // 2. Harvest the newest finished Job if it is newer than what we know. Until that
+        // result is recorded no new scan starts (its name may still be taken, and its result
+        // may be all we need).
+        let mut harvest_pending = false;
         if let Some(job) = jobs
             .iter()
             .rev()
@@ -360,8 +372,12 @@ impl Engine {
                     l.job_uid != job.uid && job.finished.as_ref().is_some_and(|f| f.at > l.at)
                 }
             };
-            if newer && !self.harvest(digest, job, false, now, out) {
-                return false;
+            if newer {
+                match self.harvest(digest, job, false, now, out) {
+                    Harvested::Blocked => return false,
+                    Harvested::Pending => harvest_pending = true,
+                    Harvested::Recorded => {}
+                }
             }
         }
 
@@ -385,10 +401,10 @@ impl Engine {
                 if let Some(job) = jobs.iter().find(|j| {
                     j.uid == latest.job_uid && j.finished.as_ref().is_some_and(|f| f.succeeded)
                 }) {
-                    if !self.harvest(digest, job, true, now, out) {
-                        return false;
+                    match self.harvest(digest, job, true, now, out) {
+                        Harvested::Blocked => return false,
+                        Harvested::Pending | Harvested::Recorded => need_details = false,
                     }
-                    need_details = false;
                 }
             }
         } else if let Some((key, job_name)) =
@@ -399,7 +415,7 @@ impl Engine {
         }
 
         // 4. Schedule the next scan.
-        let harvesting = self.harvests.values().any(|h| h.digest == digest);
+        let harvesting = harvest_pending || self.harvests.values().any(|h| h.digest == digest);
         let creating = self.busy.contains(&Target::CreateJob(digest.to_string()));
         let due_at = self.due_at(digest);
         let wants_scan = !cis_keys.is_empty()
@@ -480,7 +496,7 @@ impl Engine {
         })
     }
 
-    /// Starts reading the result of a finished Job. Returns false when blocked by capacity.
+    /// Starts reading the result of a finished Job, or records it when no log is needed.
     fn harvest(
         &mut self,
         digest: &str,
@@ -488,13 +504,13 @@ impl Engine {
         refetch: bool,
         now: Timestamp,
         out: &mut Vec<Command>,
-    ) -> bool {
+    ) -> Harvested {
         let target = Target::Log(job.uid.clone());
         if self.busy.contains(&target) {
-            return true;
+            return Harvested::Pending;
         }
         let Some(finish) = &job.finished else {
-            return true;
+            return Harvested::Pending;
         };
         let attempts = self.attempts.get(&target).copied().unwrap_or_default();
         let pods = self.index.pods_of_job(&job.uid);
@@ -503,13 +519,24 @@ impl Engine {
         } else {
             format!("scan Job '{}' failed: {}", job.name, finish.message)
         };
+        if !finish.succeeded && !refetch {
+            // The log of a failed attempt read while the Job ran says most.
+            if let Some(log) = self.failure_logs.remove(&job.uid) {
+                let message = if log.trim().is_empty() { fallback } else { log };
+                self.record_failure(digest, &job.uid, FailureReason::Error, message, now);
+                return Harvested::Recorded;
+            }
+        }
         let pod = if finish.succeeded {
             pods.iter()
                 .rev()
                 .find(|p| p.scan.exit_code == Some(0))
                 .or(pods.last())
         } else {
-            pods.iter().rev().find(|p| p.scan.started).or(pods.last())
+            pods.iter()
+                .rev()
+                .find(|p| p.scan.started)
+                .or(pods.last())
         };
         let Some(pod) = pod else {
             if now < finish.at.plus(POD_CACHE_GRACE) {
@@ -517,13 +544,19 @@ impl Engine {
                     TimerKey::Digest(digest.to_string()),
                     finish.at.plus(POD_CACHE_GRACE),
                 );
-                return true;
+                return Harvested::Pending;
             }
-            if !refetch {
-                let message = format!("no pods found for job \"{}\"", job.name);
-                self.record_failure(digest, &job.uid, FailureReason::Error, message, now);
+            if refetch {
+                return Harvested::Recorded;
             }
-            return true;
+            // A failed Job's pods are deleted by Kubernetes; its condition explains.
+            let message = if finish.succeeded {
+                format!("no pods found for job \"{}\"", job.name)
+            } else {
+                fallback
+            };
+            self.record_failure(digest, &job.uid, FailureReason::Error, message, now);
+            return Harvested::Recorded;
         };
         if !finish.succeeded && !pod.scan.started {
             let message = pod
@@ -533,7 +566,7 @@ impl Engine {
                 .filter(|m| !m.is_empty())
                 .unwrap_or(fallback);
             self.record_failure(digest, &job.uid, FailureReason::Error, message, now);
-            return true;
+            return Harvested::Recorded;
         }
         if attempts >= MAX_LOG_ATTEMPTS {
             self.attempts.remove(&target);
@@ -544,7 +577,7 @@ impl Engine {
                 );
                 self.record_failure(digest, &job.uid, FailureReason::Error, message, now);
             }
-            return true;
+            return Harvested::Recorded;
         }
         let limit = if finish.succeeded {
             self.cfg.log_max_bytes
@@ -555,6 +588,8 @@ impl Engine {
             pod_name: pod.name.clone(),
             container: SCAN_CONTAINER.to_string(),
             limit_bytes: limit,
+            // A failed container that restarted holds the failure in its previous run.
+            previous: !finish.succeeded && pod.scan.exit_code.is_none(),
         };
         let harvest = Harvest {
             digest: digest.to_string(),
@@ -566,10 +601,45 @@ impl Engine {
         match self.issue(target, action, now, out) {
             super::Issued::Yes => {
                 self.harvests.insert(job.uid.clone(), harvest);
-                true
+                Harvested::Pending
             }
-            super::Issued::Deferred => true,
-            super::Issued::Blocked => false,
+            super::Issued::Deferred => Harvested::Pending,
+            super::Issued::Blocked => Harvested::Blocked,
+        }
+    }
+
+    /// Reads the log of a failed attempt of a running Job once (the Job may retry; the last
+    /// failure read is what the condition shows if the Job fails). Returns false when blocked.
+    fn prefetch_failure_log(&mut self, job: &JobView, now: Timestamp, out: &mut Vec<Command>) -> bool {
+        if self.failure_logs.contains_key(&job.uid) {
+            return true;
+        }
+        let failed_attempt = self.index.pods_of_job(&job.uid).into_iter().rev().find_map(|p| {
+            let current = p.scan.exit_code.is_some_and(|c| c != 0);
+            let previous = p.scan.last_exit_code.is_some_and(|c| c != 0);
+            (current || previous).then(|| (p.name.clone(), !current))
+        });
+        let Some((pod_name, previous)) = failed_attempt else {
+            return true;
+        };
+        let action = Action::FetchLog {
+            pod_name,
+            container: SCAN_CONTAINER.to_string(),
+            limit_bytes: FAILED_LOG_BYTES,
+            previous,
+        };
+        self.issue(Target::FailureLog(job.uid.clone()), action, now, out)
+            .settled()
+    }
+
+    pub(super) fn on_failure_log_outcome(&mut self, job_uid: &str, outcome: Outcome) {
+        if let Outcome::Log(bytes) = outcome {
+            // Only Jobs still known are worth remembering (bounded by the active Jobs).
+            if let Some(d) = self.index.job_by_uid(job_uid).and_then(|j| j.digest.clone()) {
+                self.failure_logs
+                    .insert(job_uid.to_string(), String::from_utf8_lossy(&bytes).into_owned());
+                self.dirty_digests.insert(d);
+            }
         }
     }
 
@@ -1076,6 +1146,16 @@ impl Engine {
             _ => {}
         }
     }
+}
+
+/// What harvesting a finished Job did.
+enum Harvested {
+    /// The result is recorded (or, for a refetch, nothing more can be done).
+    Recorded,
+    /// A log read is in flight, backing off, or the pod is not in the cache yet.
+    Pending,
+    /// Blocked by capacity; try again.
+    Blocked,
 }
 
 /// What fan-out did for one CIS.
