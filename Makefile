@@ -9,7 +9,7 @@ export CARGO_TERM_COLOR ?= never
 
 include tests/cluster/cluster.mk
 
-.PHONY: help test fmt-check clippy unit-test crd-check run image-binary
+.PHONY: help test fmt-check clippy unit-test run e2e
 
 help:
 	@echo "make run    - run the operator on the local control plane (see README.md)"
@@ -25,5 +25,12 @@ clippy:
 unit-test:
 	$(CARGO) test --workspace --locked
 
-test: fmt-check clippy unit-test cluster-smoke
+# End-to-end tests: the operator binary against the local control plane, one test at a time.
+e2e: cluster-up
+	$(CARGO) test --locked --test e2e -- --ignored --test-threads=1
+
+run:
+	tests/run/run.sh
+
+test: fmt-check clippy unit-test cluster-smoke e2e
 	@echo "make test: all checks passed"

@@ -10,7 +10,11 @@ const END: &str = "<!-- config-table:end -->";
 fn expected_table() -> String {
     let mut out = String::from("| flag | env var | default | meaning |\n|---|---|---|---|\n");
     for (flag, env, default, help) in flag_env_table() {
-        let default = if default.is_empty() { "\"\"".to_string() } else { format!("`{default}`") };
+        let default = if default.is_empty() {
+            "\"\"".to_string()
+        } else {
+            format!("`{default}`")
+        };
         let help = help.replace('|', "\\|").replace('\n', " ");
         out.push_str(&format!("| `{flag}` | `{env}` | {default} | {help} |\n"));
     }
@@ -19,8 +23,13 @@ fn expected_table() -> String {
 
 #[test]
 fn readme_config_table_matches_the_flags() {
-    let start = README.find(BEGIN).expect("README has the config-table markers") + BEGIN.len();
-    let end = README.find(END).expect("README has the config-table end marker");
+    let start = README
+        .find(BEGIN)
+        .expect("README has the config-table markers")
+        + BEGIN.len();
+    let end = README
+        .find(END)
+        .expect("README has the config-table end marker");
     let actual = README[start..end].trim();
     let expected = expected_table();
     assert!(

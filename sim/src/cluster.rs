@@ -513,7 +513,10 @@ impl Cluster {
 
     /// Publishes a workload.
     pub fn publish_workload(&mut self, key: &(u8, String, String)) {
-        let view = self.workloads.get(key).map(|w| View::Workload(workload_view(w)));
+        let view = self
+            .workloads
+            .get(key)
+            .map(|w| View::Workload(workload_view(w)));
         self.publish(Kind::Workload(key.0), nk(&key.1, &key.2), view);
     }
 
@@ -531,7 +534,11 @@ impl Cluster {
                     name: c.name.clone(),
                     spec_image: Some(spec.spec.clone()),
                     status_image: run.spec.clone(),
-                    status_image_id: if started { run.image_id() } else { String::new() },
+                    status_image_id: if started {
+                        run.image_id()
+                    } else {
+                        String::new()
+                    },
                     waiting_reason: match c.state {
                         CState::Waiting(r) => Some(r.to_string()),
                         _ => None,

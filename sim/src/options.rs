@@ -155,7 +155,11 @@ impl FaultSpec {
     }
 
     fn apply(&self, seeded: BTreeSet<Fault>) -> BTreeSet<Fault> {
-        let mut set = if self.replace { BTreeSet::new() } else { seeded };
+        let mut set = if self.replace {
+            BTreeSet::new()
+        } else {
+            seeded
+        };
         set.extend(self.add.iter().copied());
         for f in &self.remove {
             set.remove(f);

@@ -308,7 +308,14 @@ impl Sim {
     /// A fresh UID.
     pub fn uid(&mut self) -> String {
         let h = self.r_uids.hex(32);
-        format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+        format!(
+            "{}-{}-{}-{}-{}",
+            &h[..8],
+            &h[8..12],
+            &h[12..16],
+            &h[16..20],
+            &h[20..]
+        )
     }
 
     /// Whether a fault fires now (enabled, fault phase, and the dice say so).
@@ -359,7 +366,8 @@ impl Sim {
             for _ in 0..n {
                 let t = T0 + self.r_faults.between(10_000, span) as i64;
                 let i = self.r_faults.index(n_inst);
-                let k = crate::operator::STREAMS[self.r_faults.index(crate::operator::STREAMS.len())];
+                let k =
+                    crate::operator::STREAMS[self.r_faults.index(crate::operator::STREAMS.len())];
                 self.at(t, Event::Disconnect(i, u32::MAX, k));
             }
         }
@@ -498,7 +506,9 @@ impl Sim {
 
     /// A compact description of the final CIS in namespaces the final configuration scans.
     fn final_cis(&self) -> BTreeMap<String, String> {
-        let cfg = self.leader_config().unwrap_or_else(|| self.base_cfg.clone());
+        let cfg = self
+            .leader_config()
+            .unwrap_or_else(|| self.base_cfg.clone());
         let mut out = BTreeMap::new();
         for ((ns, name), c) in &self.cluster.cis {
             if !cfg.namespace_allowed(ns) {

@@ -191,7 +191,10 @@ impl Executor {
                 container,
                 limit_bytes,
                 previous,
-            } => self.fetch_log(&pod_name, &container, limit_bytes, previous).await,
+            } => {
+                self.fetch_log(&pod_name, &container, limit_bytes, previous)
+                    .await
+            }
             Action::RecordEvent {
                 namespace,
                 name,

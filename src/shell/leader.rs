@@ -36,7 +36,9 @@ impl Election {
         drop(self.leading);
         match tokio::time::timeout(RELEASE_TIMEOUT, self.task).await {
             Ok(Ok(Ok(_))) => tracing::info!("lease released"),
-            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "lease release failed; it expires on its own"),
+            Ok(Ok(Err(e))) => {
+                tracing::warn!(error = %e, "lease release failed; it expires on its own")
+            }
             Ok(Err(e)) => tracing::warn!(error = %e, "lease task ended abnormally"),
             Err(_) => tracing::warn!("lease release timed out; it expires on its own"),
         }

@@ -47,17 +47,33 @@ async fn three_namespaces_running_one_digest_share_one_scan_job() {
     let uid = jobs[0].metadata.uid.clone();
     for n in names {
         let cis = list_cis(&client, n).await.remove(0);
-        assert_eq!(cis.status.and_then(|s| s.last_scan_job_uid), uid, "{n} shows the shared scan");
+        assert_eq!(
+            cis.status.and_then(|s| s.last_scan_job_uid),
+            uid,
+            "{n} shows the shared scan"
+        );
     }
     // A fourth CIS of the same digest appearing later reuses the result without a new Job.
     let late = TestNamespaces::create(&client, &["e2e-shared-late"]).await;
     apply(&client, Some("e2e-shared-late"), bare_pod("app", &image)).await;
-    let cis = eventually(WAIT, "late CIS gets the cached result", Some(&op), || async {
-        list_cis(&client, "e2e-shared-late").await.into_iter().find(scanned)
-    })
+    let cis = eventually(
+        WAIT,
+        "late CIS gets the cached result",
+        Some(&op),
+        || async {
+            list_cis(&client, "e2e-shared-late")
+                .await
+                .into_iter()
+                .find(scanned)
+        },
+    )
     .await;
     assert_eq!(cis.status.and_then(|s| s.last_scan_job_uid), uid);
-    assert_eq!(scan_jobs(&client).await.len(), 1, "no second Job for a fresh result");
+    assert_eq!(
+        scan_jobs(&client).await.len(),
+        1,
+        "no second Job for a fresh result"
+    );
     late.cleanup().await;
     ns.cleanup().await;
 }
@@ -72,19 +88,38 @@ async fn a_due_digest_is_rescanned_with_a_new_job() {
     let ns = TestNamespaces::create(&client, &["e2e-rescan"]).await;
     // Jitter adds at most a tenth of the interval.
     let op = Operator::start("rescan", "e2e-rescan", &["--scan-interval=20s"]);
-    apply(&client, Some("e2e-rescan"), bare_pod("app", &format!("registry.e2e/rescan/app@{digest}"))).await;
+    apply(
+        &client,
+        Some("e2e-rescan"),
+        bare_pod("app", &format!("registry.e2e/rescan/app@{digest}")),
+    )
+    .await;
     let first = eventually(WAIT, "first scan", Some(&op), || async {
-        list_cis(&client, "e2e-rescan").await.into_iter().find(scanned)
+        list_cis(&client, "e2e-rescan")
+            .await
+            .into_iter()
+            .find(scanned)
     })
     .await;
     let first_status = first.status.expect("status");
-    let second = eventually(Duration::from_secs(90), "rescan after the interval", Some(&op), || async {
-        let cis = list_cis(&client, "e2e-rescan").await.into_iter().find(scanned)?;
-        let s = cis.status.clone()?;
-        (s.last_scan_job_uid != first_status.last_scan_job_uid).then_some(s)
-    })
+    let second = eventually(
+        Duration::from_secs(90),
+        "rescan after the interval",
+        Some(&op),
+        || async {
+            let cis = list_cis(&client, "e2e-rescan")
+                .await
+                .into_iter()
+                .find(scanned)?;
+            let s = cis.status.clone()?;
+            (s.last_scan_job_uid != first_status.last_scan_job_uid).then_some(s)
+        },
+    )
     .await;
-    assert!(second.last_scan_time.as_ref().map(|t| t.0) > first_status.last_scan_time.as_ref().map(|t| t.0));
+    assert!(
+        second.last_scan_time.as_ref().map(|t| t.0)
+            > first_status.last_scan_time.as_ref().map(|t| t.0)
+    );
     ns.cleanup().await;
 }
 
@@ -98,7 +133,15 @@ async fn the_active_job_limit_holds_and_every_image_is_scanned() {
     let digests: Vec<String> = (0..5).map(|i| digest_for(&format!("limit-{i}"))).collect();
     for (i, d) in digests.iter().enumerate() {
         serve_log(d, &fixture(SMALL_LOG));
-        apply(&client, Some("e2e-limit"), bare_pod(&format!("app-{i}"), &format!("registry.e2e/slow-4s/app{i}@{d}"))).await;
+        apply(
+            &client,
+            Some("e2e-limit"),
+            bare_pod(
+                &format!("app-{i}"),
+                &format!("registry.e2e/slow-4s/app{i}@{d}"),
+            ),
+        )
+        .await;
     }
     let start = std::time::Instant::now();
     let mut most = 0;
@@ -107,23 +150,43 @@ async fn the_active_job_limit_holds_and_every_image_is_scanned() {
         let active = jobs
             .iter()
             .filter(|j| {
-                let done = j.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|cs| {
-                    cs.iter().any(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")
-                });
+                let done = j
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|cs| {
+                        cs.iter().any(|c| {
+                            (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True"
+                        })
+                    });
                 !done && j.metadata.deletion_timestamp.is_none()
             })
             .count();
         most = most.max(active);
-        assert!(active <= 2, "{active} scan Jobs active at once with a limit of 2");
+        assert!(
+            active <= 2,
+            "{active} scan Jobs active at once with a limit of 2"
+        );
         let list = list_cis(&client, "e2e-limit").await;
         if list.len() == 5 && list.iter().all(scanned) {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(180), "not all scanned in time:\n{}", op.log_tail());
+        assert!(
+            start.elapsed() < Duration::from_secs(180),
+            "not all scanned in time:\n{}",
+            op.log_tail()
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert_eq!(most, 2, "the limit was reached, so it was what held the Jobs back");
-    assert_eq!(scan_jobs(&client).await.len(), 5, "one Job per digest, none repeated");
+    assert_eq!(
+        most, 2,
+        "the limit was reached, so it was what held the Jobs back"
+    );
+    assert_eq!(
+        scan_jobs(&client).await.len(),
+        5,
+        "one Job per digest, none repeated"
+    );
     ns.cleanup().await;
 }
 
@@ -138,27 +201,56 @@ async fn a_running_job_survives_a_restart_and_sigkill_loses_no_result() {
     // Leader election on, as in production: the restarted process must win the Lease again.
     let mut op = Operator::start("restart", "e2e-restart", &["--leader-elect=true"]);
     op.wait_ready().await;
-    apply(&client, Some("e2e-restart"), bare_pod("app", &format!("registry.e2e/slow-25s/app@{slow}"))).await;
-    let job = eventually(WAIT, "scan Job running", Some(&op), || async { scan_jobs(&client).await.into_iter().next() }).await;
+    apply(
+        &client,
+        Some("e2e-restart"),
+        bare_pod("app", &format!("registry.e2e/slow-25s/app@{slow}")),
+    )
+    .await;
+    let job = eventually(WAIT, "scan Job running", Some(&op), || async {
+        scan_jobs(&client).await.into_iter().next()
+    })
+    .await;
 
     // Graceful restart while the Job runs: the Job is adopted, not recreated (§17.1 #10).
     let status = op.terminate();
-    assert!(status.success(), "SIGTERM ends the operator cleanly: {status}");
+    assert!(
+        status.success(),
+        "SIGTERM ends the operator cleanly: {status}"
+    );
     op.restart();
     op.wait_ready().await;
-    consistently(Duration::from_secs(4), "the running Job is kept", || async {
-        job_uids(&scan_jobs(&client).await) == job_uids(std::slice::from_ref(&job))
-    })
+    consistently(
+        Duration::from_secs(4),
+        "the running Job is kept",
+        || async { job_uids(&scan_jobs(&client).await) == job_uids(std::slice::from_ref(&job)) },
+    )
     .await;
 
     // SIGKILL mid-scan: no graceful shutdown, the Lease must expire before the new process leads.
     op.kill();
     op.restart();
-    let cis = eventually(Duration::from_secs(150), "result written after the SIGKILL", Some(&op), || async {
-        list_cis(&client, "e2e-restart").await.into_iter().find(scanned)
-    })
+    let cis = eventually(
+        Duration::from_secs(150),
+        "result written after the SIGKILL",
+        Some(&op),
+        || async {
+            list_cis(&client, "e2e-restart")
+                .await
+                .into_iter()
+                .find(scanned)
+        },
+    )
     .await;
-    assert_eq!(cis.status.and_then(|s| s.last_scan_job_uid), job.metadata.uid, "the original Job's result");
-    assert_eq!(job_uids(&scan_jobs(&client).await), job_uids(&[job]), "no duplicate Job");
+    assert_eq!(
+        cis.status.and_then(|s| s.last_scan_job_uid),
+        job.metadata.uid,
+        "the original Job's result"
+    );
+    assert_eq!(
+        job_uids(&scan_jobs(&client).await),
+        job_uids(&[job]),
+        "no duplicate Job"
+    );
     ns.cleanup().await;
 }

@@ -28,18 +28,37 @@ async fn a_scan_job_is_built_like_upstream_and_its_result_lands_in_the_status() 
     let image = format!("registry.e2e/slow-8s/app@{digest}");
     serve_log(&digest, &fixture(SMALL_LOG));
     let ns = TestNamespaces::create(&client, &["e2e-jobspec"]).await;
-    let op = Operator::start("jobspec", "e2e-jobspec", &["--cis-metrics-labels=app.kubernetes.io/name"]);
+    let op = Operator::start(
+        "jobspec",
+        "e2e-jobspec",
+        &["--cis-metrics-labels=app.kubernetes.io/name"],
+    );
     apply(&client, Some("e2e-jobspec"), bare_pod("echo", &image)).await;
 
-    let job = eventually(WAIT, "scan Job created", Some(&op), || async { scan_jobs(&client).await.into_iter().next() }).await;
-    let cis = eventually(WAIT, "CIS Reconciling/ScanJobCreated while the Job runs", Some(&op), || async {
-        let cis = list_cis(&client, "e2e-jobspec").await.into_iter().next()?;
-        let c = conditions(&cis);
-        (c.len() == 1 && c[0].0 == "Reconciling" && c[0].1 == "True" && c[0].2 == "ScanJobCreated").then_some(cis)
+    let job = eventually(WAIT, "scan Job created", Some(&op), || async {
+        scan_jobs(&client).await.into_iter().next()
     })
     .await;
+    let cis = eventually(
+        WAIT,
+        "CIS Reconciling/ScanJobCreated while the Job runs",
+        Some(&op),
+        || async {
+            let cis = list_cis(&client, "e2e-jobspec").await.into_iter().next()?;
+            let c = conditions(&cis);
+            (c.len() == 1
+                && c[0].0 == "Reconciling"
+                && c[0].1 == "True"
+                && c[0].2 == "ScanJobCreated")
+                .then_some(cis)
+        },
+    )
+    .await;
     let job_name = job.metadata.name.clone().expect("name");
-    assert_eq!(conditions(&cis)[0].3, format!("Job '{job_name}' created to scan image."));
+    assert_eq!(
+        conditions(&cis)[0].3,
+        format!("Job '{job_name}' created to scan image.")
+    );
     let status = cis.status.clone().expect("status");
     assert_eq!(status.observed_generation, Some(1));
 
@@ -57,50 +76,97 @@ async fn a_scan_job_is_built_like_upstream_and_its_result_lands_in_the_status() 
     ] {
         assert_eq!(labels.get(k).map(String::as_str), Some(v), "label {k}");
     }
-    assert_eq!(job.metadata.annotations.as_ref().and_then(|a| a.get("image-scanner.statnett.no/digest")), Some(&digest));
+    assert_eq!(
+        job.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get("image-scanner.statnett.no/digest")),
+        Some(&digest)
+    );
     let spec = job.spec.clone().expect("job spec");
     assert_eq!(spec.backoff_limit, Some(3));
     assert_eq!(spec.active_deadline_seconds, Some(3600));
     assert_eq!(spec.ttl_seconds_after_finished, Some(7200));
     let pod_spec = spec.template.spec.expect("pod spec");
     assert_eq!(pod_spec.automount_service_account_token, Some(false));
-    assert_eq!(pod_spec.service_account_name.as_deref(), Some("image-scanner-job"));
+    assert_eq!(
+        pod_spec.service_account_name.as_deref(),
+        Some("image-scanner-job")
+    );
     assert_eq!(pod_spec.restart_policy.as_deref(), Some("OnFailure"));
-    let workload_node = pods(&client, "e2e-jobspec").await[0].spec.as_ref().and_then(|s| s.node_name.clone()).expect("node");
+    let workload_node = pods(&client, "e2e-jobspec").await[0]
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_name.clone())
+        .expect("node");
     let affinity = serde_json::to_value(&pod_spec.affinity).expect("affinity");
     assert_eq!(
-        affinity["nodeAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0]["preference"]["matchFields"][0]["values"][0],
+        affinity["nodeAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0]["preference"]
+            ["matchFields"][0]["values"][0],
         json!(workload_node),
         "prefers the node that runs the image"
     );
     let scan = &pod_spec.containers[0];
     assert_eq!(scan.name, "scan-image");
-    assert_eq!(scan.image.as_deref(), Some(format!("registry.e2e/slow-8s/app@{digest}").as_str()));
-    assert_eq!(scan.command.as_deref(), Some(&["/run/image-scanner/trivy".to_string()][..]));
-    assert_eq!(scan.args.as_deref(), Some(&["rootfs".to_string(), "/".to_string()][..]));
+    assert_eq!(
+        scan.image.as_deref(),
+        Some(format!("registry.e2e/slow-8s/app@{digest}").as_str())
+    );
+    assert_eq!(
+        scan.command.as_deref(),
+        Some(&["/run/image-scanner/trivy".to_string()][..])
+    );
+    assert_eq!(
+        scan.args.as_deref(),
+        Some(&["rootfs".to_string(), "/".to_string()][..])
+    );
     let env: Vec<&str> = scan.env.iter().flatten().map(|e| e.name.as_str()).collect();
-    assert!(!env.contains(&"TRIVY_SEVERITY") && !env.contains(&"TRIVY_IGNORE_UNFIXED"), "the scan is unfiltered");
+    assert!(
+        !env.contains(&"TRIVY_SEVERITY") && !env.contains(&"TRIVY_IGNORE_UNFIXED"),
+        "the scan is unfiltered"
+    );
     let sc = scan.security_context.clone().expect("security context");
     assert_eq!(sc.read_only_root_filesystem, Some(true));
     assert_eq!(sc.allow_privilege_escalation, Some(false));
     let init = &pod_spec.init_containers.expect("init")[0];
-    assert_eq!(init.image.as_deref(), Some("ghcr.io/aquasecurity/trivy:0.74.0"));
+    assert_eq!(
+        init.image.as_deref(),
+        Some("ghcr.io/aquasecurity/trivy:0.74.0")
+    );
 
     // The result (spec §10.3).
     let cis = eventually(WAIT, "CIS scanned", Some(&op), || async {
-        list_cis(&client, "e2e-jobspec").await.into_iter().find(scanned)
+        list_cis(&client, "e2e-jobspec")
+            .await
+            .into_iter()
+            .find(scanned)
     })
     .await;
     let status = cis.status.clone().expect("status");
     assert_eq!(status.last_scan_job_uid, job.metadata.uid);
-    assert!(status.conditions.as_ref().is_none_or(Vec::is_empty), "success clears conditions");
+    assert!(
+        status.conditions.as_ref().is_none_or(Vec::is_empty),
+        "success clears conditions"
+    );
     let counts = severity_counts(&cis);
-    assert_eq!((counts["CRITICAL"], counts["HIGH"], counts["MEDIUM"], counts["LOW"], counts["UNKNOWN"]), (4, 15, 0, 0, 0));
+    assert_eq!(
+        (
+            counts["CRITICAL"],
+            counts["HIGH"],
+            counts["MEDIUM"],
+            counts["LOW"],
+            counts["UNKNOWN"]
+        ),
+        (4, 15, 0, 0, 0)
+    );
     let summary = status.vulnerability_summary.expect("summary");
     assert_eq!((summary.fixed_count, summary.unfixed_count), (0, 19));
     let details = status.vulnerabilities.expect("details");
     assert_eq!(details.len(), 19);
-    assert_eq!(details[0].vulnerability_id, "CVE-2022-42916", "sorted lowest severity first");
+    assert_eq!(
+        details[0].vulnerability_id, "CVE-2022-42916",
+        "sorted lowest severity first"
+    );
     assert!(status.vulnerabilities_truncated.is_none());
 
     // Metrics (spec §14), with the configured CIS label.
@@ -109,11 +175,27 @@ async fn a_scan_job_is_built_like_upstream_and_its_result_lands_in_the_status() 
     assert!(metrics.contains("# HELP image_scanner_container_image_scan_success Displays whether or not container image scan was a success"));
     let success = metrics
         .lines()
-        .find(|l| l.starts_with("image_scanner_container_image_scan_success{") && l.contains(&format!("name=\"{name}\"")))
+        .find(|l| {
+            l.starts_with("image_scanner_container_image_scan_success{")
+                && l.contains(&format!("name=\"{name}\""))
+        })
         .expect("scan_success series");
-    assert!(success.ends_with(" 1") && success.contains("app_kubernetes_io_name=\"echo\""), "{success}");
-    assert!(metrics.lines().any(|l| l.starts_with("image_scanner_container_image_issues{") && l.contains("severity=\"CRITICAL\"") && l.ends_with(" 4")));
-    assert!(metrics.lines().any(|l| l.starts_with("image_scanner_container_image_patch_status{") && l.contains("condition=\"unfixed\"") && l.ends_with(" 19")));
+    assert!(
+        success.ends_with(" 1") && success.contains("app_kubernetes_io_name=\"echo\""),
+        "{success}"
+    );
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("image_scanner_container_image_issues{")
+                && l.contains("severity=\"CRITICAL\"")
+                && l.ends_with(" 4"))
+    );
+    assert!(metrics.lines().any(
+        |l| l.starts_with("image_scanner_container_image_patch_status{")
+            && l.contains("condition=\"unfixed\"")
+            && l.ends_with(" 19")
+    ));
     assert!(metrics.contains("certwatcher_read_certificate_errors_total 0"));
     assert!(metrics.contains("image_scanner_coverage_ratio 1"));
     ns.cleanup().await;
@@ -131,57 +213,112 @@ async fn bad_results_stall_the_cis_with_a_bounded_reason() {
     serve_log(&failed, &fixture(FAILED_LOG));
     let ns = TestNamespaces::create(&client, &["e2e-badscan"]).await;
     let op = Operator::start("badscan", "e2e-badscan", &[]);
-    apply(&client, Some("e2e-badscan"), bare_pod("invalid", &format!("registry.e2e/invalid/app@{invalid}"))).await;
-    apply(&client, Some("e2e-badscan"), bare_pod("failed", &format!("registry.e2e/exit-code-1/app@{failed}"))).await;
-    apply(&client, Some("e2e-badscan"), bare_pod("pull", &format!("registry.e2e/pull-fail/app@{pull}"))).await;
+    apply(
+        &client,
+        Some("e2e-badscan"),
+        bare_pod("invalid", &format!("registry.e2e/invalid/app@{invalid}")),
+    )
+    .await;
+    apply(
+        &client,
+        Some("e2e-badscan"),
+        bare_pod("failed", &format!("registry.e2e/exit-code-1/app@{failed}")),
+    )
+    .await;
+    apply(
+        &client,
+        Some("e2e-badscan"),
+        bare_pod("pull", &format!("registry.e2e/pull-fail/app@{pull}")),
+    )
+    .await;
 
     let stalled = |digest: String| {
         let client = client.clone();
         async move {
-            let cis = list_cis(&client, "e2e-badscan").await.into_iter().find(|c| c.spec.digest == digest)?;
+            let cis = list_cis(&client, "e2e-badscan")
+                .await
+                .into_iter()
+                .find(|c| c.spec.digest == digest)?;
             let c = conditions(&cis);
-            (c.len() == 1 && c[0].0 == "Stalled" && c[0].1 == "True").then_some((cis.clone(), c[0].2.clone(), c[0].3.clone()))
+            (c.len() == 1 && c[0].0 == "Stalled" && c[0].1 == "True").then_some((
+                cis.clone(),
+                c[0].2.clone(),
+                c[0].3.clone(),
+            ))
         }
     };
     // Complete Job, invalid JSON (§17.1 #15).
-    let (cis, reason, message) = eventually(WAIT, "invalid JSON → Stalled", Some(&op), || stalled(invalid.clone())).await;
+    let (cis, reason, message) = eventually(WAIT, "invalid JSON → Stalled", Some(&op), || {
+        stalled(invalid.clone())
+    })
+    .await;
     assert_eq!(reason, "ScanReportDecodeError");
-    assert!(message.starts_with("error decoding scan report JSON from job '"), "{message}");
+    assert!(
+        message.starts_with("error decoding scan report JSON from job '"),
+        "{message}"
+    );
     assert!(message.len() <= 4096);
     let status = cis.status.expect("status");
     assert!(status.last_successful_scan_time.is_none() && status.last_scan_time.is_some());
 
     // Failed Job (§17.1 #16): the log becomes the bounded message, ANSI codes stripped.
-    let (cis, reason, message) = eventually(Duration::from_secs(240), "failed Job → Stalled/Error", Some(&op), || stalled(failed.clone())).await;
+    let (cis, reason, message) = eventually(
+        Duration::from_secs(240),
+        "failed Job → Stalled/Error",
+        Some(&op),
+        || stalled(failed.clone()),
+    )
+    .await;
     assert_eq!(reason, "Error");
-    assert!(message.contains("FATAL") && !message.contains('\u{1b}'), "{message}");
+    assert!(
+        message.contains("FATAL") && !message.contains('\u{1b}'),
+        "{message}"
+    );
     let status = cis.status.clone().expect("status");
     assert!(status.last_successful_scan_time.is_none());
     let job_uid = status.last_scan_job_uid.expect("job uid");
-    assert!(scan_jobs(&client).await.iter().any(|j| j.metadata.uid.as_deref() == Some(job_uid.as_str())), "lastScanJobUID is the failed Job");
+    assert!(
+        scan_jobs(&client)
+            .await
+            .iter()
+            .any(|j| j.metadata.uid.as_deref() == Some(job_uid.as_str())),
+        "lastScanJobUID is the failed Job"
+    );
     // The failure is also a Kubernetes Event on the CIS.
     let events: Api<Event> = Api::namespaced(client.clone(), "e2e-badscan");
     eventually(WAIT, "ScanFailed event", Some(&op), || async {
         let list = events.list(&ListParams::default()).await.ok()?;
-        list.items.into_iter().find(|e| e.reason.as_deref() == Some("ScanFailed")).map(|_| ())
+        list.items
+            .into_iter()
+            .find(|e| e.reason.as_deref() == Some("ScanFailed"))
+            .map(|_| ())
     })
     .await;
 
     // Image pull back-off (§11, §17.1 #18): Job deleted, CIS Stalled with the waiting message.
-    let (_, reason, message) = eventually(WAIT, "pull back-off → Stalled", Some(&op), || stalled(pull.clone())).await;
+    let (_, reason, message) = eventually(WAIT, "pull back-off → Stalled", Some(&op), || {
+        stalled(pull.clone())
+    })
+    .await;
     assert_eq!(reason, "Error");
     assert!(!message.is_empty());
     eventually(WAIT, "back-off Job deleted", Some(&op), || async {
         let jobs = scan_jobs(&client).await;
         (!jobs.iter().any(|j| {
-            j.metadata.annotations.as_ref().and_then(|a| a.get("image-scanner.statnett.no/digest")) == Some(&pull)
+            j.metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get("image-scanner.statnett.no/digest"))
+                == Some(&pull)
                 && j.metadata.deletion_timestamp.is_none()
         }))
         .then_some(())
     })
     .await;
     let metrics = op.metrics().await;
-    assert!(metrics.lines().any(|l| l.starts_with("image_scanner_container_image_scan_success{") && l.ends_with(" 0")));
+    assert!(metrics.lines().any(
+        |l| l.starts_with("image_scanner_container_image_scan_success{") && l.ends_with(" 0")
+    ));
     ns.cleanup().await;
 }
 
@@ -194,23 +331,46 @@ async fn the_10395_vulnerability_report_fits_with_an_exact_summary() {
     serve_log(&digest, &fixture(LONG_LOG));
     let ns = TestNamespaces::create(&client, &["e2e-overflow"]).await;
     let op = Operator::start("overflow", "e2e-overflow", &[]);
-    apply(&client, Some("e2e-overflow"), bare_pod("vuln-app", &format!("registry.e2e/overflow/app@{digest}"))).await;
+    apply(
+        &client,
+        Some("e2e-overflow"),
+        bare_pod("vuln-app", &format!("registry.e2e/overflow/app@{digest}")),
+    )
+    .await;
     let cis = eventually(WAIT, "big report scanned", Some(&op), || async {
-        list_cis(&client, "e2e-overflow").await.into_iter().find(scanned)
+        list_cis(&client, "e2e-overflow")
+            .await
+            .into_iter()
+            .find(scanned)
     })
     .await;
     let counts = severity_counts(&cis);
     assert_eq!(
-        (counts["CRITICAL"], counts["HIGH"], counts["MEDIUM"], counts["LOW"], counts["UNKNOWN"]),
+        (
+            counts["CRITICAL"],
+            counts["HIGH"],
+            counts["MEDIUM"],
+            counts["LOW"],
+            counts["UNKNOWN"]
+        ),
         (653, 2606, 3881, 3178, 77)
     );
     let status = cis.status.expect("status");
     let summary = status.vulnerability_summary.expect("summary");
     assert_eq!((summary.fixed_count, summary.unfixed_count), (5267, 5128));
-    let truncated = status.vulnerabilities_truncated.expect("details were cut to the budget");
+    let truncated = status
+        .vulnerabilities_truncated
+        .expect("details were cut to the budget");
     let kept = status.vulnerabilities.expect("details").len();
-    assert_eq!(kept + usize::try_from(truncated.dropped_count).expect("count"), 10_395);
-    assert!(truncated.dropped_severities.contains(&image_scanner::crd::Severity::Unknown));
+    assert_eq!(
+        kept + usize::try_from(truncated.dropped_count).expect("count"),
+        10_395
+    );
+    assert!(
+        truncated
+            .dropped_severities
+            .contains(&image_scanner::crd::Severity::Unknown)
+    );
     assert!(status.conditions.is_none_or(|c| c.is_empty()));
     ns.cleanup().await;
 }

@@ -20,7 +20,8 @@ pub const SCAN_NAMESPACE: &str = "image-scanner";
 /// The upstream e2e image (spec §17.2).
 pub const ECHO_IMAGE: &str = "docker.io/nginxinc/nginx-unprivileged@sha256:1645798310a56491acb75d750ed6a4693a35506c9860503d21a877cc54d95191";
 /// Its digest.
-pub const ECHO_DIGEST: &str = "sha256:1645798310a56491acb75d750ed6a4693a35506c9860503d21a877cc54d95191";
+pub const ECHO_DIGEST: &str =
+    "sha256:1645798310a56491acb75d750ed6a4693a35506c9860503d21a877cc54d95191";
 
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -30,12 +31,10 @@ pub fn fixture(relative: &str) -> PathBuf {
     repo_root().join("tests/fixtures").join(relative)
 }
 
-pub const SMALL_LOG: &str =
-    "upstream/internal/controller/stas/testdata/scan-job-successful/successful-scan-job-pod.log.json";
+pub const SMALL_LOG: &str = "upstream/internal/controller/stas/testdata/scan-job-successful/successful-scan-job-pod.log.json";
 pub const LONG_LOG: &str =
     "upstream/internal/controller/stas/testdata/scan-job-successful-long/scan-job-pod.log.json";
-pub const INVALID_LOG: &str =
-    "upstream/internal/controller/stas/testdata/scan-job-invalid-json/scan-job-pod.log.invalid.json";
+pub const INVALID_LOG: &str = "upstream/internal/controller/stas/testdata/scan-job-invalid-json/scan-job-pod.log.invalid.json";
 pub const FAILED_LOG: &str =
     "upstream/internal/controller/stas/testdata/scan-job-failed/failed-scan-job-pod.log";
 pub const DEBIAN_LOG: &str = "trivy/trivy-head_image_debian-10.1_os_2vulns_affected-and-fixed.json";
@@ -50,13 +49,20 @@ fn admin_kubeconfig() -> PathBuf {
 /// `make install-e2e`) so RBAC is exercised, else the admin one.
 pub fn operator_kubeconfig() -> PathBuf {
     let installed = repo_root().join("target/e2e/operator.kubeconfig");
-    if installed.exists() { installed } else { admin_kubeconfig() }
+    if installed.exists() {
+        installed
+    } else {
+        admin_kubeconfig()
+    }
 }
 
 pub async fn client() -> Client {
     let path = admin_kubeconfig();
     let kubeconfig = Kubeconfig::read_from(&path).unwrap_or_else(|e| {
-        panic!("no kubeconfig at {} ({e}); start the local control plane with `make cluster-up`", path.display())
+        panic!(
+            "no kubeconfig at {} ({e}); start the local control plane with `make cluster-up`",
+            path.display()
+        )
     });
     let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
         .await
@@ -83,7 +89,12 @@ pub fn serve_log(digest: &str, file: &Path) {
 
 /// Polls `probe` every 250 ms until it returns `Some`, or panics after `timeout` with `what`
 /// and the tail of the operator's log.
-pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, op: Option<&Operator>, mut probe: F) -> T
+pub async fn eventually<T, F, Fut>(
+    timeout: Duration,
+    what: &str,
+    op: Option<&Operator>,
+    mut probe: F,
+) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
@@ -95,12 +106,17 @@ where
         }
         if let Some(op) = op {
             if let Some(status) = op.exited() {
-                panic!("the operator exited ({status}) while waiting for: {what}\n--- operator log (tail) ---\n{}", op.log_tail());
+                panic!(
+                    "the operator exited ({status}) while waiting for: {what}\n--- operator log (tail) ---\n{}",
+                    op.log_tail()
+                );
             }
         }
         if start.elapsed() > timeout {
             let tail = op.map(Operator::log_tail).unwrap_or_default();
-            panic!("timed out after {timeout:?} waiting for: {what}\n--- operator log (tail) ---\n{tail}");
+            panic!(
+                "timed out after {timeout:?} waiting for: {what}\n--- operator log (tail) ---\n{tail}"
+            );
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
@@ -173,8 +189,14 @@ impl Operator {
             .expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_image-scanner-operator"))
             .args(&self.args)
-            .arg(format!("--metrics-bind-address=127.0.0.1:{}", self.metrics_port))
-            .arg(format!("--health-probe-bind-address=127.0.0.1:{}", self.health_port))
+            .arg(format!(
+                "--metrics-bind-address=127.0.0.1:{}",
+                self.metrics_port
+            ))
+            .arg(format!(
+                "--health-probe-bind-address=127.0.0.1:{}",
+                self.health_port
+            ))
             .env("KUBECONFIG", operator_kubeconfig())
             .env("POD_NAMESPACE", SCAN_NAMESPACE)
             .env("POD_NAME", format!("e2e-{}", self.name))
@@ -197,7 +219,10 @@ impl Operator {
     /// SIGTERM and wait for a clean exit.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("running");
-        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
         for _ in 0..100 {
             if let Ok(Some(status)) = child.try_wait() {
                 return status;
@@ -232,13 +257,23 @@ impl Operator {
     }
 
     pub async fn metrics(&self) -> String {
-        http_get(self.metrics_port, "/metrics").await.unwrap_or_default()
+        http_get(self.metrics_port, "/metrics")
+            .await
+            .unwrap_or_default()
     }
 
     pub async fn wait_ready(&self) {
-        eventually(Duration::from_secs(60), "operator /readyz", Some(self), || async {
-            http_get(self.health_port, "/readyz").await.filter(|b| b.starts_with("ok")).map(|_| ())
-        })
+        eventually(
+            Duration::from_secs(60),
+            "operator /readyz",
+            Some(self),
+            || async {
+                http_get(self.health_port, "/readyz")
+                    .await
+                    .filter(|b| b.starts_with("ok"))
+                    .map(|_| ())
+            },
+        )
         .await;
     }
 }
@@ -252,7 +287,9 @@ impl Drop for Operator {
 /// Minimal HTTP/1.0 GET against 127.0.0.1 (avoids an HTTP client dependency).
 pub async fn http_get(port: u16, path: &str) -> Option<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
     stream
         .write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
         .await
@@ -261,9 +298,9 @@ pub async fn http_get(port: u16, path: &str) -> Option<String> {
     stream.read_to_end(&mut buf).await.ok()?;
     let text = String::from_utf8_lossy(&buf).to_string();
     let (head, body) = text.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.1 200").then(|| body.to_string()).or_else(|| {
-        head.starts_with("HTTP/1.0 200").then(|| body.to_string())
-    })
+    head.starts_with("HTTP/1.1 200")
+        .then(|| body.to_string())
+        .or_else(|| head.starts_with("HTTP/1.0 200").then(|| body.to_string()))
 }
 
 /// A test's namespaces: created fresh, deleted at the end.
@@ -277,17 +314,26 @@ impl TestNamespaces {
         let api: Api<Namespace> = Api::all(client.clone());
         for name in names {
             delete_namespace_and_wait(client, name).await;
-            api.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": name}})).expect("ns"))
-                .await
-                .expect("namespace created");
+            api.create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": name}})).expect("ns"),
+            )
+            .await
+            .expect("namespace created");
             // Pods are rejected until the service-account controller made the default SA.
             let sa: Api<ServiceAccount> = Api::namespaced(client.clone(), name);
-            eventually(Duration::from_secs(30), "default service account", None, || async {
-                sa.get_opt("default").await.ok().flatten().map(|_| ())
-            })
+            eventually(
+                Duration::from_secs(30),
+                "default service account",
+                None,
+                || async { sa.get_opt("default").await.ok().flatten().map(|_| ()) },
+            )
             .await;
         }
-        TestNamespaces { client: client.clone(), names: names.iter().map(|s| s.to_string()).collect() }
+        TestNamespaces {
+            client: client.clone(),
+            names: names.iter().map(|s| s.to_string()).collect(),
+        }
     }
 
     pub async fn cleanup(self) {
@@ -304,9 +350,17 @@ async fn delete_namespace_and_wait(client: &Client, name: &str) {
         return;
     }
     let _ = api.delete(name, &DeleteParams::background()).await;
-    eventually(Duration::from_secs(90), &format!("namespace {name} deleted"), None, || async {
-        api.get_opt(name).await.ok().and_then(|o| o.is_none().then_some(()))
-    })
+    eventually(
+        Duration::from_secs(90),
+        &format!("namespace {name} deleted"),
+        None,
+        || async {
+            api.get_opt(name)
+                .await
+                .ok()
+                .and_then(|o| o.is_none().then_some(()))
+        },
+    )
     .await;
 }
 
@@ -315,32 +369,59 @@ async fn delete_namespace_and_wait(client: &Client, name: &str) {
 pub async fn prepare_scan_namespace(client: &Client) {
     ensure_crd(client).await;
     let ns: Api<Namespace> = Api::all(client.clone());
-    if ns.get_opt(SCAN_NAMESPACE).await.expect("read namespace").is_none() {
-        ns.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": SCAN_NAMESPACE}})).expect("ns"))
-            .await
-            .expect("scan namespace");
+    if ns
+        .get_opt(SCAN_NAMESPACE)
+        .await
+        .expect("read namespace")
+        .is_none()
+    {
+        ns.create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": SCAN_NAMESPACE}})).expect("ns"),
+        )
+        .await
+        .expect("scan namespace");
     }
     let sa: Api<ServiceAccount> = Api::namespaced(client.clone(), SCAN_NAMESPACE);
-    if sa.get_opt("image-scanner-job").await.expect("read sa").is_none() {
-        sa.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "image-scanner-job"}})).expect("sa"))
-            .await
-            .expect("scan service account");
+    if sa
+        .get_opt("image-scanner-job")
+        .await
+        .expect("read sa")
+        .is_none()
+    {
+        sa.create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "image-scanner-job"}}))
+                .expect("sa"),
+        )
+        .await
+        .expect("scan service account");
     }
     let jobs: Api<Job> = Api::namespaced(client.clone(), SCAN_NAMESPACE);
     let _ = jobs
         .delete_collection(&DeleteParams::background(), &ListParams::default())
         .await;
-    eventually(Duration::from_secs(60), "scan namespace without Jobs", None, || async {
-        jobs.list(&ListParams::default()).await.ok().and_then(|l| l.items.is_empty().then_some(()))
-    })
+    eventually(
+        Duration::from_secs(60),
+        "scan namespace without Jobs",
+        None,
+        || async {
+            jobs.list(&ListParams::default())
+                .await
+                .ok()
+                .and_then(|l| l.items.is_empty().then_some(()))
+        },
+    )
     .await;
 }
 
 /// Installs the committed CRD (the install overlay does the same) and waits until it serves.
 async fn ensure_crd(client: &Client) {
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-    let crd: CustomResourceDefinition =
-        serde_saphyr::from_str(include_str!("../../crds/containerimagescans.stas.statnett.no.yaml")).expect("CRD");
+    let crd: CustomResourceDefinition = serde_saphyr::from_str(include_str!(
+        "../../crds/containerimagescans.stas.statnett.no.yaml"
+    ))
+    .expect("CRD");
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     api.patch(
         "containerimagescans.stas.statnett.no",
@@ -351,14 +432,22 @@ async fn ensure_crd(client: &Client) {
     .expect("CRD applied");
     eventually(Duration::from_secs(30), "CRD established", None, || async {
         let crd = api.get("containerimagescans.stas.statnett.no").await.ok()?;
-        crd.status?.conditions?.iter().any(|c| c.type_ == "Established" && c.status == "True").then_some(())
+        crd.status?
+            .conditions?
+            .iter()
+            .any(|c| c.type_ == "Established" && c.status == "True")
+            .then_some(())
     })
     .await;
 }
 
 pub async fn list_cis(client: &Client, namespace: &str) -> Vec<ContainerImageScan> {
     let api: Api<ContainerImageScan> = Api::namespaced(client.clone(), namespace);
-    let mut items = api.list(&ListParams::default()).await.map(|l| l.items).unwrap_or_default();
+    let mut items = api
+        .list(&ListParams::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default();
     items.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
     items
 }
@@ -378,7 +467,10 @@ pub async fn scan_jobs(client: &Client) -> Vec<Job> {
 
 pub async fn pods(client: &Client, namespace: &str) -> Vec<Pod> {
     let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    api.list(&ListParams::default()).await.map(|l| l.items).unwrap_or_default()
+    api.list(&ListParams::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
 }
 
 /// Applies a manifest (YAML or JSON value) with the admin client, server-side.
@@ -388,16 +480,25 @@ pub async fn apply(client: &Client, namespace: Option<&str>, manifest: serde_jso
     let obj: DynamicObject = serde_json::from_value(manifest).expect("manifest");
     let types = obj.types.clone().expect("apiVersion and kind");
     let gvk = kube::api::GroupVersionKind::try_from(&types).expect("gvk");
-    let discovery = Discovery::new(client.clone()).run().await.expect("discovery");
-    let (ar, caps) = discovery.resolve_gvk(&gvk).unwrap_or_else(|| panic!("unknown kind {gvk:?}"));
+    let discovery = Discovery::new(client.clone())
+        .run()
+        .await
+        .expect("discovery");
+    let (ar, caps) = discovery
+        .resolve_gvk(&gvk)
+        .unwrap_or_else(|| panic!("unknown kind {gvk:?}"));
     let api: Api<DynamicObject> = match (caps.scope, namespace) {
         (Scope::Namespaced, Some(ns)) => Api::namespaced_with(client.clone(), ns, &ar),
         _ => Api::all_with(client.clone(), &ar),
     };
     let name = obj.metadata.name.clone().expect("name");
-    api.patch(&name, &PatchParams::apply("e2e-test").force(), &Patch::Apply(&obj))
-        .await
-        .unwrap_or_else(|e| panic!("apply {gvk:?} {name}: {e}"));
+    api.patch(
+        &name,
+        &PatchParams::apply("e2e-test").force(),
+        &Patch::Apply(&obj),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("apply {gvk:?} {name}: {e}"));
 }
 
 /// Condition (type, status, reason) triples of a CIS.
@@ -420,9 +521,9 @@ pub fn severity_counts(cis: &ContainerImageScan) -> BTreeMap<String, i32> {
 }
 
 pub fn scanned(cis: &ContainerImageScan) -> bool {
-    cis.status
-        .as_ref()
-        .is_some_and(|s| s.last_successful_scan_time.is_some() && s.last_scan_time == s.last_successful_scan_time)
+    cis.status.as_ref().is_some_and(|s| {
+        s.last_successful_scan_time.is_some() && s.last_scan_time == s.last_successful_scan_time
+    })
 }
 
 mod sha2_shim {
@@ -434,8 +535,17 @@ mod sha2_shim {
             .stdout(std::process::Stdio::piped())
             .spawn()
             .expect("sha256sum");
-        child.stdin.take().expect("stdin").write_all(data).expect("write");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(data)
+            .expect("write");
         let out = child.wait_with_output().expect("sha256sum output");
-        String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or_default().to_string()
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_string()
     }
 }

@@ -533,10 +533,7 @@ impl Engine {
                 .find(|p| p.scan.exit_code == Some(0))
                 .or(pods.last())
         } else {
-            pods.iter()
-                .rev()
-                .find(|p| p.scan.started)
-                .or(pods.last())
+            pods.iter().rev().find(|p| p.scan.started).or(pods.last())
         };
         let Some(pod) = pod else {
             if now < finish.at.plus(POD_CACHE_GRACE) {
@@ -610,15 +607,25 @@ impl Engine {
 
     /// Reads the log of a failed attempt of a running Job once (the Job may retry; the last
     /// failure read is what the condition shows if the Job fails). Returns false when blocked.
-    fn prefetch_failure_log(&mut self, job: &JobView, now: Timestamp, out: &mut Vec<Command>) -> bool {
+    fn prefetch_failure_log(
+        &mut self,
+        job: &JobView,
+        now: Timestamp,
+        out: &mut Vec<Command>,
+    ) -> bool {
         if self.failure_logs.contains_key(&job.uid) {
             return true;
         }
-        let failed_attempt = self.index.pods_of_job(&job.uid).into_iter().rev().find_map(|p| {
-            let current = p.scan.exit_code.is_some_and(|c| c != 0);
-            let previous = p.scan.last_exit_code.is_some_and(|c| c != 0);
-            (current || previous).then(|| (p.name.clone(), !current))
-        });
+        let failed_attempt = self
+            .index
+            .pods_of_job(&job.uid)
+            .into_iter()
+            .rev()
+            .find_map(|p| {
+                let current = p.scan.exit_code.is_some_and(|c| c != 0);
+                let previous = p.scan.last_exit_code.is_some_and(|c| c != 0);
+                (current || previous).then(|| (p.name.clone(), !current))
+            });
         let Some((pod_name, previous)) = failed_attempt else {
             return true;
         };
@@ -635,9 +642,15 @@ impl Engine {
     pub(super) fn on_failure_log_outcome(&mut self, job_uid: &str, outcome: Outcome) {
         if let Outcome::Log(bytes) = outcome {
             // Only Jobs still known are worth remembering (bounded by the active Jobs).
-            if let Some(d) = self.index.job_by_uid(job_uid).and_then(|j| j.digest.clone()) {
-                self.failure_logs
-                    .insert(job_uid.to_string(), String::from_utf8_lossy(&bytes).into_owned());
+            if let Some(d) = self
+                .index
+                .job_by_uid(job_uid)
+                .and_then(|j| j.digest.clone())
+            {
+                self.failure_logs.insert(
+                    job_uid.to_string(),
+                    String::from_utf8_lossy(&bytes).into_owned(),
+                );
                 self.dirty_digests.insert(d);
             }
         }
