@@ -401,4 +401,6 @@ impl Engine {
 }
 
 #[cfg(test)]
+mod lifecycle_tests;
+#[cfg(test)]
 mod tests;

@@ -1,0 +1,771 @@
+//! Property test of the per-CIS lifecycle (pending → scanning → scanned/failed → due →
+//! scanning) with proptest-state-machine: random sequences of pod digests, Job outcomes, CIS
+//! deletion and re-creation, time jumps and engine restarts, against a small in-memory API that
+//! executes the engine's commands. Results are matched by CIS UID (write precondition) and
+//! digest: a Job's result never lands on a CIS of another digest, even when the CIS was deleted
+//! and re-created under the same name while the Job ran.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use proptest::prelude::*;
+use proptest_state_machine::{ReferenceStateMachine, StateMachineTest, prop_state_machine};
+
+use super::{Engine, EngineConfig};
+use crate::core::port::{
+    Action, ApiError, ApiErrorKind, CisStatusView, CisView, ContainerKind, ContainerView,
+    JobFinish, JobView, Observation, Outcome, OwnerRef, PodView, ScanContainerState, ScanPodView,
+    StreamId, WatchEvent,
+};
+use crate::core::scan_job::ANNOTATION_DIGEST;
+use crate::core::time::Timestamp;
+use crate::crd::{ContainerImageScanStatus, Severity, Vulnerability};
+
+const NS: &str = "team";
+const DIGESTS: [&str; 3] = [
+    "sha256:1111111111111111111111111111111111111111111111111111111111111111",
+    "sha256:2222222222222222222222222222222222222222222222222222222222222222",
+    "sha256:3333333333333333333333333333333333333333333333333333333333333333",
+];
+
+/// What happens next in the world.
+#[derive(Clone, Debug)]
+pub enum Op {
+    /// The workload pod is replaced by one running digest `n`.
+    RunDigest(usize),
+    /// Every running scan Job finishes, successfully or not.
+    FinishJobs(bool),
+    /// Someone deletes the CIS; the pods still run, so it comes back with a new UID.
+    RecreateCis,
+    /// Time passes.
+    Advance(u64),
+    /// The operator restarts (memory lost, everything relisted).
+    Restart,
+}
+
+/// The reference model: which digest runs and how many ops happened (the invariants are
+/// checked on the system itself; the model only steers generation).
+#[derive(Clone, Debug, Default)]
+pub struct Model {
+    digest: Option<usize>,
+}
+
+impl ReferenceStateMachine for Model {
+    type State = Model;
+    type Transition = Op;
+
+    fn init_state() -> BoxedStrategy<Model> {
+        Just(Model::default()).boxed()
+    }
+
+    fn transitions(_: &Model) -> BoxedStrategy<Op> {
+        prop_oneof![
+            3 => (0..DIGESTS.len()).prop_map(Op::RunDigest),
+            4 => any::<bool>().prop_map(Op::FinishJobs),
+            1 => Just(Op::RecreateCis),
+            2 => prop_oneof![Just(1u64), Just(60), Just(600), Just(13 * 3600)].prop_map(Op::Advance),
+            1 => Just(Op::Restart),
+        ]
+        .boxed()
+    }
+
+    fn apply(mut state: Model, op: &Op) -> Model {
+        if let Op::RunDigest(d) = op {
+            state.digest = Some(*d);
+        }
+        state
+    }
+}
+
+/// A tiny API server holding one pod, its CIS objects, scan Jobs and scan pods.
+pub struct World {
+    engine: Engine,
+    now: Timestamp,
+    rv: u64,
+    uid: u64,
+    pod: Option<PodView>,
+    cis: BTreeMap<String, (CisView, ContainerImageScanStatus)>,
+    jobs: BTreeMap<String, JobView>,
+    scan_pods: BTreeMap<String, ScanPodView>,
+    /// Digest of every Job ever created, by UID.
+    job_digests: BTreeMap<String, String>,
+    /// Newest finished Job per digest: (UID, succeeded).
+    newest_result: BTreeMap<String, (String, bool)>,
+    /// Highest `lastScanTime` seen per CIS UID.
+    seen_scan_time: BTreeMap<String, Timestamp>,
+    events: Vec<Observation>,
+}
+
+fn report() -> Vec<u8> {
+    let vulns = vec![Vulnerability {
+        vulnerability_id: "CVE-1".into(),
+        pkg_name: "openssl".into(),
+        installed_version: "1".into(),
+        severity: Severity::Critical,
+        pkg_path: String::new(),
+        fixed_version: "2".into(),
+        title: String::new(),
+        primary_url: String::new(),
+    }];
+    serde_json::to_vec(&vulns).unwrap_or_default()
+}
+
+fn config() -> EngineConfig {
+    let mut cfg = EngineConfig::for_tests("scans");
+    cfg.owner_update_delay = Duration::ZERO;
+    cfg
+}
+
+fn status_view(s: &ContainerImageScanStatus) -> CisStatusView {
+    CisStatusView {
+        observed_generation: s.observed_generation,
+        last_scan_job_uid: s.last_scan_job_uid.clone(),
+        last_scan_time: s.last_scan_time.as_ref().map(Timestamp::from_k8s),
+        last_successful_scan_time: s
+            .last_successful_scan_time
+            .as_ref()
+            .map(Timestamp::from_k8s),
+        conditions: s.conditions.clone().unwrap_or_default(),
+        summary: s.vulnerability_summary.clone(),
+    }
+}
+
+impl World {
+    fn new() -> World {
+        let mut w = World {
+            engine: Engine::new(config()),
+            now: Timestamp::from_secs(1_800_000_000),
+            rv: 1,
+            uid: 0,
+            pod: None,
+            cis: BTreeMap::new(),
+            jobs: BTreeMap::new(),
+            scan_pods: BTreeMap::new(),
+            job_digests: BTreeMap::new(),
+            newest_result: BTreeMap::new(),
+            seen_scan_time: BTreeMap::new(),
+            events: Vec::new(),
+        };
+        w.relist();
+        w
+    }
+
+    fn next_uid(&mut self, prefix: &str) -> String {
+        self.uid += 1;
+        format!("{prefix}-{}", self.uid)
+    }
+
+    fn next_rv(&mut self) -> Option<u64> {
+        self.rv += 1;
+        Some(self.rv)
+    }
+
+    /// A fresh engine sees everything through a complete list, as after a restart.
+    fn relist(&mut self) {
+        let e = &mut self.engine;
+        let s = StreamId(1);
+        let now = self.now;
+        e.observe(
+            Observation::Pod {
+                stream: s,
+                event: WatchEvent::InitStarted,
+            },
+            now,
+        );
+        if let Some(p) = &self.pod {
+            e.observe(
+                Observation::Pod {
+                    stream: s,
+                    event: WatchEvent::InitApply(p.clone()),
+                },
+                now,
+            );
+        }
+        e.observe(
+            Observation::Pod {
+                stream: s,
+                event: WatchEvent::InitDone,
+            },
+            now,
+        );
+        e.observe(
+            Observation::Cis {
+                stream: s,
+                event: WatchEvent::InitStarted,
+            },
+            now,
+        );
+        for (c, _) in self.cis.values() {
+            e.observe(
+                Observation::Cis {
+                    stream: s,
+                    event: WatchEvent::InitApply(c.clone()),
+                },
+                now,
+            );
+        }
+        e.observe(
+            Observation::Cis {
+                stream: s,
+                event: WatchEvent::InitDone,
+            },
+            now,
+        );
+        e.observe(
+            Observation::Job {
+                stream: s,
+                event: WatchEvent::InitStarted,
+            },
+            now,
+        );
+        for j in self.jobs.values() {
+            e.observe(
+                Observation::Job {
+                    stream: s,
+                    event: WatchEvent::InitApply(j.clone()),
+                },
+                now,
+            );
+        }
+        e.observe(
+            Observation::Job {
+                stream: s,
+                event: WatchEvent::InitDone,
+            },
+            now,
+        );
+        e.observe(
+            Observation::ScanPod {
+                stream: s,
+                event: WatchEvent::InitStarted,
+            },
+            now,
+        );
+        for p in self.scan_pods.values() {
+            e.observe(
+                Observation::ScanPod {
+                    stream: s,
+                    event: WatchEvent::InitApply(p.clone()),
+                },
+                now,
+            );
+        }
+        e.observe(
+            Observation::ScanPod {
+                stream: s,
+                event: WatchEvent::InitDone,
+            },
+            now,
+        );
+        e.observe(Observation::CachesSynced, now);
+        e.observe(Observation::Leadership { leading: true }, now);
+    }
+
+    fn run_digest(&mut self, d: usize) {
+        if let Some(old) = self.pod.take() {
+            self.events.push(Observation::Pod {
+                stream: StreamId(1),
+                event: WatchEvent::Delete(old.clone()),
+            });
+            // Kubernetes' garbage collector: CIS owned only by the old pod go with it.
+            let orphans: Vec<String> = self
+                .cis
+                .iter()
+                .filter(|(_, (c, _))| c.owners.iter().all(|o| o.uid == old.uid))
+                .map(|(n, _)| n.clone())
+                .collect();
+            for n in orphans {
+                if let Some((c, _)) = self.cis.remove(&n) {
+                    self.events.push(Observation::Cis {
+                        stream: StreamId(1),
+                        event: WatchEvent::Delete(c),
+                    });
+                }
+            }
+        }
+        let uid = self.next_uid("pod");
+        let rv = self.next_rv();
+        let image = format!("registry.test/app@{}", DIGESTS[d]);
+        let pod = PodView {
+            namespace: NS.into(),
+            name: format!("app-{uid}"),
+            uid,
+            resource_version: rv,
+            labels: BTreeMap::new(),
+            controller: None,
+            created: self.now,
+            deleting: false,
+            node_name: Some("node-1".into()),
+            phase: Some("Running".into()),
+            ready: true,
+            start_time: Some(self.now),
+            containers: vec![ContainerView {
+                kind: ContainerKind::Regular,
+                name: "app".into(),
+                spec_image: Some(image.clone()),
+                status_image: image.clone(),
+                status_image_id: image,
+                waiting_reason: None,
+            }],
+            ignore_unfixed: false,
+        };
+        self.events.push(Observation::Pod {
+            stream: StreamId(1),
+            event: WatchEvent::Apply(pod.clone()),
+        });
+        self.pod = Some(pod);
+    }
+
+    fn finish_jobs(&mut self, succeeded: bool) {
+        let running: Vec<String> = self
+            .jobs
+            .iter()
+            .filter(|(_, j)| j.finished.is_none() && !j.deleting)
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in running {
+            let Some(job) = self.jobs.get_mut(&name) else {
+                continue;
+            };
+            job.finished = Some(JobFinish {
+                succeeded,
+                at: self.now,
+                reason: if succeeded {
+                    String::new()
+                } else {
+                    "BackoffLimitExceeded".into()
+                },
+                message: String::new(),
+            });
+            self.rv += 1;
+            job.resource_version = Some(self.rv);
+            let job = job.clone();
+            if let Some(d) = &job.digest {
+                self.newest_result
+                    .insert(d.clone(), (job.uid.clone(), succeeded));
+            }
+            let pod_uid = self.next_uid("scanpod");
+            let pod = ScanPodView {
+                name: format!("{name}-pod"),
+                uid: pod_uid,
+                resource_version: self.next_rv(),
+                job_uid: Some(job.uid.clone()),
+                job_name: Some(name.clone()),
+                created: self.now,
+                phase: Some(if succeeded { "Succeeded" } else { "Failed" }.into()),
+                evicted: false,
+                init: ScanContainerState {
+                    exit_code: Some(0),
+                    started: true,
+                    ..Default::default()
+                },
+                scan: ScanContainerState {
+                    exit_code: Some(if succeeded { 0 } else { 1 }),
+                    started: true,
+                    ..Default::default()
+                },
+            };
+            self.scan_pods.insert(pod.name.clone(), pod.clone());
+            self.events.push(Observation::ScanPod {
+                stream: StreamId(1),
+                event: WatchEvent::Apply(pod),
+            });
+            self.events.push(Observation::Job {
+                stream: StreamId(1),
+                event: WatchEvent::Apply(job),
+            });
+        }
+    }
+
+    fn recreate_cis(&mut self) {
+        let names: Vec<String> = self.cis.keys().cloned().collect();
+        for n in names {
+            if let Some((c, _)) = self.cis.remove(&n) {
+                self.events.push(Observation::Cis {
+                    stream: StreamId(1),
+                    event: WatchEvent::Delete(c),
+                });
+            }
+        }
+    }
+
+    fn fail(kind: ApiErrorKind) -> Outcome {
+        Outcome::Failed(ApiError {
+            kind,
+            message: "test".into(),
+        })
+    }
+
+    fn execute(&mut self, action: Action) -> Outcome {
+        match action {
+            Action::ApplyCis {
+                namespace,
+                name,
+                labels,
+                owners,
+                spec,
+            } => {
+                let rv = self.next_rv();
+                let created = !self.cis.contains_key(&name);
+                let uid = if created {
+                    self.next_uid("cis")
+                } else {
+                    String::new()
+                };
+                let entry = self.cis.entry(name.clone()).or_insert_with(|| {
+                    (
+                        CisView {
+                            namespace,
+                            name,
+                            uid,
+                            resource_version: rv,
+                            generation: 1,
+                            labels: BTreeMap::new(),
+                            owners: Vec::new(),
+                            deleting: false,
+                            spec: spec.clone(),
+                            status: CisStatusView::default(),
+                        },
+                        ContainerImageScanStatus::default(),
+                    )
+                });
+                if entry.0.spec != spec {
+                    entry.0.generation += 1;
+                }
+                entry.0.spec = spec;
+                entry.0.labels = labels;
+                entry.0.owners = owners;
+                entry.0.resource_version = rv;
+                let view = entry.0.clone();
+                self.events.push(Observation::Cis {
+                    stream: StreamId(1),
+                    event: WatchEvent::Apply(view.clone()),
+                });
+                Outcome::CisApplied(Box::new(view))
+            }
+            Action::DeleteCis { name, uid, .. } => match self.cis.get(&name) {
+                Some((c, _)) if c.uid == uid => {
+                    if let Some((c, _)) = self.cis.remove(&name) {
+                        self.events.push(Observation::Cis {
+                            stream: StreamId(1),
+                            event: WatchEvent::Delete(c),
+                        });
+                    }
+                    Outcome::Done
+                }
+                Some(_) => Self::fail(ApiErrorKind::Conflict),
+                None => Self::fail(ApiErrorKind::NotFound),
+            },
+            Action::ApplyCisStatus {
+                name, uid, status, ..
+            } => {
+                let rv = self.next_rv();
+                match self.cis.get_mut(&name) {
+                    Some((c, full)) if c.uid == uid => {
+                        *full = *status;
+                        c.status = status_view(full);
+                        c.resource_version = rv;
+                        let view = c.clone();
+                        self.events.push(Observation::Cis {
+                            stream: StreamId(1),
+                            event: WatchEvent::Apply(view.clone()),
+                        });
+                        Outcome::CisApplied(Box::new(view))
+                    }
+                    Some(_) => Self::fail(ApiErrorKind::Conflict),
+                    None => Self::fail(ApiErrorKind::NotFound),
+                }
+            }
+            Action::CreateJob { job } => {
+                let name = job.metadata.name.clone().unwrap_or_default();
+                if self.jobs.contains_key(&name) {
+                    return Self::fail(ApiErrorKind::AlreadyExists);
+                }
+                let digest = job
+                    .metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(ANNOTATION_DIGEST))
+                    .cloned();
+                let uid = self.next_uid("job");
+                if let Some(d) = &digest {
+                    self.job_digests.insert(uid.clone(), d.clone());
+                }
+                let view = JobView {
+                    name: name.clone(),
+                    uid,
+                    resource_version: self.next_rv(),
+                    digest,
+                    image_name: None,
+                    cis_namespace: None,
+                    cis_uid: None,
+                    created: self.now,
+                    finished: None,
+                    deleting: false,
+                };
+                self.jobs.insert(name, view.clone());
+                self.events.push(Observation::Job {
+                    stream: StreamId(1),
+                    event: WatchEvent::Apply(view.clone()),
+                });
+                Outcome::JobCreated(Box::new(view))
+            }
+            Action::DeleteJob { name, uid } => match self.jobs.get(&name) {
+                Some(j) if j.uid == uid => {
+                    if let Some(j) = self.jobs.remove(&name) {
+                        let pods: Vec<String> = self
+                            .scan_pods
+                            .iter()
+                            .filter(|(_, p)| p.job_uid.as_deref() == Some(j.uid.as_str()))
+                            .map(|(n, _)| n.clone())
+                            .collect();
+                        for p in pods {
+                            if let Some(p) = self.scan_pods.remove(&p) {
+                                self.events.push(Observation::ScanPod {
+                                    stream: StreamId(1),
+                                    event: WatchEvent::Delete(p),
+                                });
+                            }
+                        }
+                        self.events.push(Observation::Job {
+                            stream: StreamId(1),
+                            event: WatchEvent::Delete(j),
+                        });
+                    }
+                    Outcome::Done
+                }
+                Some(_) => Self::fail(ApiErrorKind::Conflict),
+                None => Self::fail(ApiErrorKind::NotFound),
+            },
+            Action::FetchLog { pod_name, .. } => match self.scan_pods.get(&pod_name) {
+                Some(p) if p.scan.exit_code == Some(0) => Outcome::Log(report()),
+                Some(_) => Outcome::Log(b"FATAL scan failed".to_vec()),
+                None => Self::fail(ApiErrorKind::NotFound),
+            },
+            Action::RecordEvent { .. } => Outcome::Done,
+        }
+    }
+
+    /// Delivers watch events and executes commands until the engine has nothing to do now.
+    fn settle(&mut self) {
+        for _ in 0..500 {
+            for ev in std::mem::take(&mut self.events) {
+                self.engine.observe(ev, self.now);
+            }
+            let commands = self.engine.poll(self.now);
+            if commands.is_empty() && self.events.is_empty() {
+                return;
+            }
+            for c in commands {
+                let outcome = self.execute(c.action);
+                self.engine
+                    .observe(Observation::Outcome { id: c.id, outcome }, self.now);
+            }
+        }
+        panic!("the engine did not settle within 500 rounds (a hot loop)");
+    }
+
+    /// Moves time forward, firing the engine's timers on the way.
+    fn advance(&mut self, secs: u64) {
+        let end = self.now.plus(Duration::from_secs(secs));
+        while let Some(at) = self.engine.next_wakeup().filter(|at| *at <= end) {
+            self.now = at.max(self.now);
+            self.settle();
+        }
+        self.now = end;
+        self.settle();
+    }
+
+    fn check(&mut self) {
+        // At most one running Job per digest.
+        let mut running: BTreeMap<&str, usize> = BTreeMap::new();
+        for j in self
+            .jobs
+            .values()
+            .filter(|j| j.finished.is_none() && !j.deleting)
+        {
+            *running
+                .entry(j.digest.as_deref().unwrap_or(""))
+                .or_default() += 1;
+        }
+        assert!(
+            running.values().all(|n| *n <= 1),
+            "two running Jobs for one digest: {running:?}"
+        );
+        for (c, full) in self.cis.values() {
+            // A result comes from a Job of the CIS's own digest.
+            if let Some(job) = &full.last_scan_job_uid {
+                assert_eq!(
+                    self.job_digests.get(job),
+                    Some(&c.spec.digest),
+                    "CIS {} (digest {}) shows Job {job} of another digest",
+                    c.name,
+                    c.spec.digest
+                );
+            }
+            // lastScanTime never goes back for one object.
+            if let Some(t) = full.last_scan_time.as_ref().map(Timestamp::from_k8s) {
+                let seen = self.seen_scan_time.entry(c.uid.clone()).or_insert(t);
+                assert!(t >= *seen, "lastScanTime of {} went back", c.name);
+                *seen = t;
+            }
+        }
+        // Liveness within a settle: the running image's CIS exists and shows the newest
+        // finished Job of its digest, or a Job for it is running.
+        if let Some(pod) = &self.pod {
+            let digest = pod.containers[0]
+                .status_image_id
+                .split('@')
+                .nth(1)
+                .unwrap_or_default();
+            let cis: Vec<&(CisView, ContainerImageScanStatus)> = self
+                .cis
+                .values()
+                .filter(|(c, _)| c.spec.digest == digest)
+                .collect();
+            assert_eq!(cis.len(), 1, "one CIS for the running container");
+            let running = running.contains_key(digest);
+            let (view, full) = cis[0];
+            if !running {
+                let newest = self.newest_result.get(digest);
+                assert!(
+                    newest.is_some(),
+                    "no Job and no result for the running digest"
+                );
+                let (job_uid, succeeded) = newest.cloned().unwrap_or_default();
+                assert_eq!(
+                    full.last_scan_job_uid.as_deref(),
+                    Some(job_uid.as_str()),
+                    "CIS {} shows the newest result",
+                    view.name
+                );
+                let stalled = full
+                    .conditions
+                    .iter()
+                    .flatten()
+                    .any(|c| c.type_ == "Stalled");
+                assert_eq!(stalled, !succeeded, "Stalled exactly when the scan failed");
+                if succeeded {
+                    assert_eq!(full.last_successful_scan_time, full.last_scan_time);
+                    let summary = full
+                        .vulnerability_summary
+                        .as_ref()
+                        .expect("summary after success");
+                    assert_eq!(summary.fixed_count, 1);
+                }
+            }
+        }
+    }
+}
+
+pub struct Lifecycle;
+
+impl StateMachineTest for Lifecycle {
+    type SystemUnderTest = World;
+    type Reference = Model;
+
+    fn init_test(_: &Model) -> World {
+        World::new()
+    }
+
+    fn apply(mut world: World, _: &Model, op: Op) -> World {
+        match op {
+            Op::RunDigest(d) => world.run_digest(d),
+            Op::FinishJobs(ok) => world.finish_jobs(ok),
+            Op::RecreateCis => world.recreate_cis(),
+            Op::Advance(secs) => {
+                world.advance(secs);
+                world.check();
+                return world;
+            }
+            Op::Restart => {
+                world.engine = Engine::new(config());
+                world.events.clear();
+                world.relist();
+            }
+        }
+        world.settle();
+        // Invariants are checked here rather than in check_invariants: the monotonicity check
+        // remembers the scan times it saw, which needs the world mutably.
+        world.check();
+        world
+    }
+}
+
+prop_state_machine! {
+    #![proptest_config(ProptestConfig { cases: 128, .. ProptestConfig::default() })]
+    #[test]
+    fn cis_lifecycle_holds_its_invariants(sequential 1..40 => Lifecycle);
+}
+
+/// The scenario the issue names: a Job's result arriving after its CIS was deleted and
+/// re-created under the same name lands only if the new CIS has the Job's digest.
+#[test]
+fn a_result_for_a_recreated_cis_is_matched_by_digest() {
+    let mut w = World::new();
+    w.run_digest(0);
+    w.settle();
+    assert_eq!(w.jobs.len(), 1, "a Job for digest 0");
+    // While the Job runs, the CIS is deleted and the pod moves to digest 1.
+    w.recreate_cis();
+    w.run_digest(1);
+    w.settle();
+    w.finish_jobs(true);
+    w.settle();
+    w.check();
+    for (c, full) in w.cis.values() {
+        if let Some(job) = &full.last_scan_job_uid {
+            assert_eq!(w.job_digests[job], c.spec.digest);
+        }
+    }
+    // Same digest: the re-created CIS legitimately gets the scan of its image.
+    let mut w = World::new();
+    w.run_digest(2);
+    w.settle();
+    w.recreate_cis();
+    w.settle();
+    w.finish_jobs(true);
+    w.settle();
+    w.check();
+    let (c, full) = w.cis.values().next().expect("CIS re-created");
+    assert_eq!(
+        full.last_scan_job_uid
+            .as_ref()
+            .map(|j| w.job_digests[j].clone()),
+        Some(c.spec.digest.clone())
+    );
+    assert!(c.uid != "cis-1", "a new object");
+}
+
+#[test]
+fn owners_and_results_survive_a_restart_without_a_second_job() {
+    let mut w = World::new();
+    w.run_digest(0);
+    w.settle();
+    let jobs_before = w.job_digests.len();
+    w.engine = Engine::new(config());
+    w.relist();
+    w.settle();
+    assert_eq!(
+        w.job_digests.len(),
+        jobs_before,
+        "the running Job is adopted after a restart"
+    );
+    w.finish_jobs(true);
+    w.settle();
+    w.check();
+    w.engine = Engine::new(config());
+    w.relist();
+    w.settle();
+    assert_eq!(
+        w.job_digests.len(),
+        jobs_before,
+        "a fresh result is not scanned again"
+    );
+    w.advance(13 * 3600);
+    assert_eq!(
+        w.job_digests.len(),
+        jobs_before + 1,
+        "due after the interval"
+    );
+}
