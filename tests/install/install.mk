@@ -22,9 +22,10 @@ install-metrics:
 install-rules:
 	$(INSTALL_DIR)/check-rules.sh
 
-# Local control plane: apply kustomize/overlays/e2e, CRD Established, RBAC proven with
-# kubectl auth can-i; writes target/e2e/operator.kubeconfig and target/e2e/operator.env.
-install-e2e: cluster-up
+# The static checks, then on the local control plane: apply kustomize/overlays/e2e, CRD
+# Established, RBAC proven with kubectl auth can-i; writes target/e2e/operator.kubeconfig and
+# target/e2e/operator.env for the e2e suite.
+install-e2e: install-check cluster-up
 	$(INSTALL_DIR)/e2e.sh
 
 # The operator (target/image binary) on the host with the installed ServiceAccount's token: a
