@@ -8,6 +8,7 @@ CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
 include tests/cluster/cluster.mk
+include tests/install/install.mk
 
 .PHONY: help test fmt-check clippy unit-test run e2e
 

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Static checks of the kustomizations (no cluster needed):
+#  * kubectl kustomize renders the default installation, kustomize/base, the e2e overlay, every
+#    component (each in a throw-away kustomization of its own) and the fixtures
+#    (tests/install/fixtures: the upstream README's override examples, all optional components);
+#  * every image of every rendering is pinned by digest (check-images.sh);
+#  * the CRD copy in kustomize/components/crd equals crds/containerimagescans.stas.statnett.no.yaml;
+#  * the contract of check_render.py: objects and names, ConfigMap keys (upstream §13.5),
+#    Deployment shape, restricted pod security, NetworkPolicy, exact RBAC rules, the README's
+#    `configMapGenerator ... behavior: merge` examples.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+ensure_python_yaml
+KUBECTL="$(pick_kubectl)"
+OUT="$WORK_DIR/render"
+rm -rf "$OUT"; mkdir -p "$OUT"
+echo "check-render: rendering with $KUBECTL ($("$KUBECTL" version --client 2>/dev/null | grep -i kustomize || true))"
+
+render() { # render NAME DIR
+  if "$KUBECTL" kustomize "$2" >"$OUT/$1.yaml" 2>"$OUT/$1.err"; then
+    pass "kubectl kustomize ${2#"$REPO_ROOT"/} ($(grep -c '^kind:' "$OUT/$1.yaml") objects)"
+    if "$INSTALL_SRC/check-images.sh" "$OUT/$1.yaml" >"$OUT/$1.images" 2>&1; then
+      pass "$1: all $(grep -c '^PASS' "$OUT/$1.images") container images pinned by digest"
+    else
+      fail "$1: images:"; grep -v '^PASS' "$OUT/$1.images" | sed 's/^/    /'
+    fi
+  else
+    fail "kubectl kustomize ${2#"$REPO_ROOT"/}: $(cat "$OUT/$1.err")"
+    : >"$OUT/$1.yaml"
+  fi
+}
+
+render default "$KUSTOMIZE_DIR"
+render base "$KUSTOMIZE_DIR/base"
+render e2e "$KUSTOMIZE_DIR/overlays/e2e"
+render readme "$INSTALL_SRC/fixtures/readme-overlay"
+render readme-trivy "$INSTALL_SRC/fixtures/readme-trivy-job-config"
+render components "$INSTALL_SRC/fixtures/components"
+# Each component alone, in a kustomization that sets the namespace as kustomize/base does.
+for dir in "$KUSTOMIZE_DIR"/components/*/; do
+  name="$(basename "$dir")"
+  tmp="$OUT/component-$name"
+  mkdir -p "$tmp"
+  printf 'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: image-scanner\ncomponents:\n  - %s\n' \
+    "$(realpath --relative-to="$tmp" "$dir")" >"$tmp/kustomization.yaml"
+  if "$KUBECTL" kustomize "$tmp" >"$OUT/component-$name.yaml" 2>"$OUT/component-$name.err"; then
+    pass "kubectl kustomize components/$name (alone: $(grep -c '^kind:' "$OUT/component-$name.yaml") objects)"
+  else
+    fail "kubectl kustomize components/$name (alone): $(cat "$OUT/component-$name.err")"
+  fi
+done
+
+if cmp -s "$REPO_ROOT/crds/containerimagescans.stas.statnett.no.yaml" \
+          "$KUSTOMIZE_DIR/components/crd/containerimagescans.stas.statnett.no.yaml"; then
+  pass "kustomize/components/crd holds the same CRD as crds/"
+else
+  fail "kustomize/components/crd/containerimagescans.stas.statnett.no.yaml differs from crds/ (run make install-sync-crd)"
+fi
+
+if python3 "$INSTALL_SRC/check_render.py" "$OUT" "$REPO_ROOT" >"$OUT/contract.log" 2>&1; then
+  pass "contract (check_render.py): $(grep -c '^PASS' "$OUT/contract.log") checks"
+else
+  grep -v '^PASS' "$OUT/contract.log" | sed 's/^/    /'
+  fail "contract (check_render.py)"
+fi
+[[ -n "${VERBOSE:-}" ]] && cat "$OUT/contract.log"
+finish check-render
