@@ -26,12 +26,13 @@ clippy:
 unit-test:
 	$(CARGO) test --workspace --locked
 
-# End-to-end tests: the operator binary against the local control plane, one test at a time.
-e2e: cluster-up
+# End-to-end tests: the operator binary against the local control plane, one test at a time,
+# authenticated as the ServiceAccount the e2e overlay installs (proves the RBAC is sufficient).
+e2e: install-e2e
 	$(CARGO) test --locked --test e2e -- --ignored --test-threads=1
 
 run:
 	tests/run/run.sh
 
-test: fmt-check clippy unit-test cluster-smoke e2e
+test: fmt-check clippy unit-test install-check image-binary-check cluster-smoke e2e
 	@echo "make test: all checks passed"

@@ -69,7 +69,10 @@ pub struct OperatorArgs {
         long,
         env = "LEADER_ELECT",
         default_value = "false",
-        value_name = "BOOL"
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
     )]
     pub leader_elect: String,
     /// Accepted for compatibility; Go's pprof endpoint has no Rust equivalent and is not served.
@@ -77,7 +80,10 @@ pub struct OperatorArgs {
         long,
         env = "ENABLE_PROFILING",
         default_value = "false",
-        value_name = "BOOL"
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
     )]
     pub enable_profiling: String,
     /// Comma list of namespaces to watch (default: all). The scan-job namespace is always watched.
@@ -171,7 +177,10 @@ pub struct OperatorArgs {
         long,
         env = "REUSE_SCAN_RESULTS",
         default_value = "false",
-        value_name = "BOOL"
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
     )]
     pub reuse_scan_results: String,
     /// Feature gates, `Name=bool,...`: PolicyReport (true|false|auto, default auto),

@@ -182,6 +182,28 @@ fn lists_durations_and_kinds_parse() {
 }
 
 #[test]
+fn boolean_flags_work_without_a_value_like_go_flags() {
+    // The Deployment passes `--leader-elect` alone, as the Go operator's manifests do.
+    let c = parse(&["--scan-job-namespace=x", "--leader-elect"]).unwrap();
+    assert!(c.leader_elect);
+    let c = parse(&["--scan-job-namespace=x", "--leader-elect=false"]).unwrap();
+    assert!(!c.leader_elect);
+    let c = parse(&[
+        "--scan-job-namespace=x",
+        "--reuse-scan-results",
+        "--enable-profiling",
+    ])
+    .unwrap();
+    assert!(!c.leader_elect);
+}
+
+#[test]
+fn a_flag_given_twice_takes_the_last_value() {
+    let c = parse(&["--scan-job-namespace=a", "--scan-job-namespace=b"]).unwrap();
+    assert_eq!(c.scan_job_namespace, "b");
+}
+
+#[test]
 fn missing_scan_job_namespace_names_flag_and_env() {
     let e = error_of(&[]);
     assert_eq!(
