@@ -219,6 +219,16 @@ pub fn render_metrics(
         "image_scanner_time_to_first_result_seconds_count {}",
         first.count
     );
+    let last_success = engine
+        .cis_views()
+        .filter_map(|c| c.status.last_successful_scan_time)
+        .max();
+    gauge(
+        &mut out,
+        "image_scanner_last_successful_scan_timestamp_seconds",
+        "Unix time of the newest successful scan shown by any CIS (0 when none).",
+        last_success.map_or(0, |t| t.as_secs()),
+    );
     gauge(
         &mut out,
         "image_scanner_leader",

@@ -15,7 +15,7 @@ for f in "${SOURCES[@]}"; do [[ -f "$f" ]] || die "missing $f"; done
 # Words inside double-quoted string literals of the sources (escaped quotes split a literal in
 # two, which keeps every word inside one of the pieces).
 exported="$(grep -ohE '"([^"\\]|\\.)*"' "${SOURCES[@]}" | grep -oE "$PATTERN" | sort -u)"
-pending="$(grep -vE '^\s*(#|$)' "$INSTALL_SRC/metrics-pending.txt" | sort -u)"
+pending="$( { grep -vE '^\s*(#|$)' "$INSTALL_SRC/metrics-pending.txt" || true; } | sort -u)"
 used="$(grep -ohE "$PATTERN" "${USERS[@]}" | sort -u)"
 [[ -n "$used" ]] || die "no metric names found in ${USERS[*]}"
 
