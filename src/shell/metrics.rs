@@ -181,6 +181,12 @@ pub fn render_metrics(
     );
     gauge(
         &mut out,
+        "image_scanner_report_cache_bytes",
+        "Bytes of parsed scan reports kept to serve later CIS of the same digest.",
+        engine.report_cache_bytes(),
+    );
+    gauge(
+        &mut out,
         "image_scanner_commands_in_flight",
         "API commands in flight.",
         engine.inflight(),
