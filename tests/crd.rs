@@ -55,7 +55,7 @@ fn undescribed(path: &str, schema: &Value, out: &mut Vec<String>) {
             .and_then(Value::as_str)
             .is_some_and(|d| !d.trim().is_empty());
         // metadata is described by Kubernetes itself.
-        if !described && path != "" && name != "metadata" {
+        if !described && !path.is_empty() && name != "metadata" {
             out.push(here.clone());
         }
         undescribed(&here, prop, out);

@@ -341,7 +341,8 @@ impl Sim {
                 }
                 Outcome::Log(p.log.as_ref().clone())
             }
-            Action::RecordEvent { namespace, .. } => {
+            // The simulated cluster has no OpenReports CRD; Reports are accepted and dropped.
+            Action::ApplyReport { namespace, .. } | Action::RecordEvent { namespace, .. } => {
                 if self.cluster.namespaces.get(&namespace) == Some(&NsState::Terminating) {
                     fail(
                         ApiErrorKind::NamespaceTerminating,

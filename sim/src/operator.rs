@@ -889,6 +889,9 @@ pub fn describe(a: &Action) -> String {
             event,
             ..
         } => format!("event {namespace}/{name} {}", event.reason),
+        Action::ApplyReport {
+            namespace, name, ..
+        } => format!("apply_report {namespace}/{name}"),
     }
 }
 

@@ -71,6 +71,22 @@ pub fn success_status(
     status::success_status(vulnerabilities.to_vec(), &params)
 }
 
+/// The OpenReports Report of a successful scan for this CIS: the same filtered, sorted
+/// vulnerabilities as the status, fitted to `budget` bytes (lowest severities dropped first),
+/// with the summary of all of them.
+pub fn report_for(
+    cis: &CisView,
+    vulnerabilities: &[Vulnerability],
+    budget: usize,
+) -> serde_json::Value {
+    let filter = ScanFilter::from_spec(&cis.spec);
+    let mut filtered = filter.apply(vulnerabilities.to_vec());
+    let summary = status::summary_from(&filtered, filter.min());
+    status::sort_details(&mut filtered);
+    let fitted = status::fit_details(filtered, budget);
+    super::openreports::report(cis, &fitted.kept, &summary)
+}
+
 /// Which failure condition to write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FailureKind {

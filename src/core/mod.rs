@@ -12,6 +12,7 @@ pub mod fingerprint;
 pub mod image_ref;
 pub mod metrics_model;
 pub mod naming;
+pub mod openreports;
 pub mod port;
 pub mod report;
 pub mod scan_job;

@@ -413,6 +413,15 @@ pub enum Action {
         /// Read the log of the previous run of the container (after a restart).
         previous: bool,
     },
+    /// Server-side apply of the OpenReports `Report` of a CIS (same name and namespace).
+    ApplyReport {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+        /// The whole Report object (`openreports.io/v1alpha1`).
+        report: Box<serde_json::Value>,
+    },
     /// Record a Kubernetes Event regarding a CIS.
     RecordEvent {
         /// CIS namespace.
@@ -441,6 +450,7 @@ impl Action {
             Action::CreateJob { .. } => "create_job",
             Action::DeleteJob { .. } => "delete_job",
             Action::FetchLog { .. } => "fetch_log",
+            Action::ApplyReport { .. } => "apply_report",
             Action::RecordEvent { .. } => "record_event",
         }
     }

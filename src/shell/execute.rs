@@ -195,6 +195,26 @@ impl Executor {
                 self.fetch_log(&pod_name, &container, limit_bytes, previous)
                     .await
             }
+            Action::ApplyReport {
+                namespace,
+                name,
+                report,
+            } => {
+                let resource = kube::api::ApiResource {
+                    group: "openreports.io".into(),
+                    version: "v1alpha1".into(),
+                    api_version: crate::core::openreports::API_VERSION.into(),
+                    kind: crate::core::openreports::KIND.into(),
+                    plural: "reports".into(),
+                };
+                let api: Api<kube::api::DynamicObject> =
+                    Api::namespaced_with(self.client.clone(), &namespace, &resource);
+                let pp = PatchParams::apply(FIELD_MANAGER).force();
+                match api.patch(&name, &pp, &Patch::Apply(&*report)).await {
+                    Ok(_) => Outcome::Done,
+                    Err(e) => Outcome::Failed(classify(&e)),
+                }
+            }
             Action::RecordEvent {
                 namespace,
                 name,

@@ -153,6 +153,16 @@ pub fn render_metrics(
     );
     counter_header(
         &mut out,
+        "image_scanner_reports_skipped_total",
+        "OpenReports Reports that could not be written (the CIS status still got the result).",
+    );
+    let _ = writeln!(
+        out,
+        "image_scanner_reports_skipped_total {}",
+        stats.reports_skipped
+    );
+    counter_header(
+        &mut out,
         "image_scanner_status_writes_total",
         "CIS status writes.",
     );

@@ -30,7 +30,11 @@ const MAX_INFLIGHT: usize = 32;
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(8);
 
 /// Builds the engine settings from the operator configuration and the discovered kinds.
-pub fn engine_config(config: &OperatorConfig, kinds: &[(String, String)]) -> EngineConfig {
+pub fn engine_config(
+    config: &OperatorConfig,
+    kinds: &[(String, String)],
+    write_reports: bool,
+) -> EngineConfig {
     let defaults = ScanJobSettings::default();
     let job = ScanJobSettings {
         service_account_name: config.scan_job_service_account.clone(),
@@ -62,6 +66,8 @@ pub fn engine_config(config: &OperatorConfig, kinds: &[(String, String)]) -> Eng
         job,
         details_max_bytes: config.status_details_max_bytes,
         write_details: !config.feature_gates.no_cis_status_vulnerabilities,
+        write_reports,
+        report_max_bytes: crate::core::openreports::DEFAULT_REPORT_BUDGET,
         log_max_bytes: config.scan_log_max_bytes,
         report_cache_bytes: 16 * 1024 * 1024,
         max_inflight: MAX_INFLIGHT,
@@ -96,9 +102,7 @@ pub async fn run(config: OperatorConfig) -> Result<(), ShellError> {
         .map(|k| (k.resource.group.clone(), k.resource.kind.clone()))
         .collect();
     tracing::info!(kinds = ?kind_pairs, "workload kinds resolved");
-    if config.feature_gates.policy_report == GateSetting::On {
-        tracing::warn!("PolicyReport gate: OpenReports Reports are not written by this version");
-    }
+    let write_reports = policy_reports_enabled(&client, config.feature_gates.policy_report).await?;
 
     let cancel = CancellationToken::new();
     let plan = WatchPlan {
@@ -139,7 +143,7 @@ pub async fn run(config: OperatorConfig) -> Result<(), ShellError> {
         None
     };
 
-    let engine = Engine::new(engine_config(&config, &kind_pairs));
+    let engine = Engine::new(engine_config(&config, &kind_pairs, write_reports));
     let executor = Executor::new(
         client.clone(),
         &config.scan_job_namespace,
@@ -166,6 +170,28 @@ pub async fn run(config: OperatorConfig) -> Result<(), ShellError> {
     tasks.shutdown().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Gate PolicyReport: `auto` writes Reports when the OpenReports CRD is served; `true` requires
+/// it.
+async fn policy_reports_enabled(client: &Client, gate: GateSetting) -> Result<bool, ShellError> {
+    if gate == GateSetting::Off {
+        return Ok(false);
+    }
+    let served = match kube::discovery::group(client, "openreports.io").await {
+        Ok(group) => group.recommended_kind("Report").is_some(),
+        Err(kube::Error::Api(s)) if s.code == 404 => false,
+        Err(e) => return Err(ShellError::Discovery(e.to_string())),
+    };
+    match (gate, served) {
+        (GateSetting::On, false) => Err(ShellError::Discovery(
+            "feature gate PolicyReport=true, but reports.openreports.io is not installed".into(),
+        )),
+        (_, served) => {
+            tracing::info!(enabled = served, "OpenReports Reports");
+            Ok(served)
+        }
+    }
 }
 
 async fn ensure_crd(client: &Client) -> Result<(), ShellError> {
@@ -295,6 +321,9 @@ fn describe(action: &Action) -> String {
         | Action::RecordEvent {
             namespace, name, ..
         } => format!("{namespace}/{name}"),
+        Action::ApplyReport {
+            namespace, name, ..
+        } => format!("report {namespace}/{name}"),
         Action::CreateJob { job } => format!("job/{}", job.metadata.name.as_deref().unwrap_or("")),
         Action::DeleteJob { name, .. } => format!("job/{name}"),
         Action::FetchLog { pod_name, .. } => format!("pod/{pod_name}"),

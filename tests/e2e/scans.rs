@@ -374,3 +374,148 @@ async fn the_10395_vulnerability_report_fits_with_an_exact_summary() {
     assert!(status.conditions.is_none_or(|c| c.is_empty()));
     ns.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the local control plane: make e2e"]
+async fn an_openreports_report_accompanies_the_result_when_the_crd_exists() {
+    use kube::api::{ApiResource, DeleteParams, DynamicObject};
+    let client = client().await;
+    prepare_scan_namespace(&client).await;
+    // A minimal OpenReports CRD (the real one comes with Kyverno or the openreports chart).
+    apply(&client, None, json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "reports.openreports.io"},
+        "spec": {
+            "group": "openreports.io", "scope": "Namespaced",
+            "names": {"plural": "reports", "singular": "report", "kind": "Report", "shortNames": ["reps"]},
+            "versions": [{"name": "v1alpha1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]
+        }
+    })).await;
+    // What kustomize/components/openreports grants.
+    apply(&client, None, json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": "e2e-openreports"},
+        "rules": [
+            {"apiGroups": ["openreports.io"], "resources": ["reports"], "verbs": ["create", "patch"]},
+            {"apiGroups": ["stas.statnett.no"], "resources": ["containerimagescans/finalizers"], "verbs": ["update"]}
+        ]
+    })).await;
+    apply(&client, None, json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": {"name": "e2e-openreports"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "e2e-openreports"},
+        "subjects": [{"kind": "ServiceAccount", "name": "image-scanner-controller-manager", "namespace": "image-scanner"}]
+    })).await;
+    eventually(WAIT, "Report CRD served", None, || async {
+        kube::discovery::group(&client, "openreports.io")
+            .await
+            .ok()?
+            .recommended_kind("Report")
+            .map(|_| ())
+    })
+    .await;
+    let digest = digest_for("reports");
+    serve_log(&digest, &fixture(SMALL_LOG));
+    let ns = TestNamespaces::create(&client, &["e2e-reports"]).await;
+    let op = Operator::start("reports", "e2e-reports", &[]);
+    apply(
+        &client,
+        Some("e2e-reports"),
+        bare_pod("echo", &format!("registry.e2e/reports/app@{digest}")),
+    )
+    .await;
+    let cis = eventually(WAIT, "CIS scanned", Some(&op), || async {
+        list_cis(&client, "e2e-reports")
+            .await
+            .into_iter()
+            .find(scanned)
+    })
+    .await;
+    let name = cis.metadata.name.clone().expect("name");
+    let resource = ApiResource {
+        group: "openreports.io".into(),
+        version: "v1alpha1".into(),
+        api_version: "openreports.io/v1alpha1".into(),
+        kind: "Report".into(),
+        plural: "reports".into(),
+    };
+    let reports: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), "e2e-reports", &resource);
+    let report = reports
+        .get(&name)
+        .await
+        .expect("a Report with the CIS's name");
+    let owner = &report.metadata.owner_references.clone().expect("owner")[0];
+    assert_eq!(
+        (
+            owner.kind.as_str(),
+            owner.uid.as_str(),
+            owner.controller,
+            owner.block_owner_deletion
+        ),
+        (
+            "ContainerImageScan",
+            cis.metadata.uid.as_deref().expect("uid"),
+            Some(true),
+            Some(true)
+        )
+    );
+    assert_eq!(
+        report
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("app.kubernetes.io/managed-by"))
+            .map(String::as_str),
+        Some("image-scanner")
+    );
+    assert_eq!(
+        report.data["summary"],
+        json!({"skip": 0, "warn": 0, "fail": 19})
+    );
+    assert_eq!(report.data["scope"]["kind"], "Pod");
+    let results = report.data["results"].as_array().expect("results");
+    assert_eq!(results.len(), 19);
+    assert!(
+        results
+            .iter()
+            .all(|r| r["properties"].as_object().is_some_and(|p| !p.is_empty()))
+    );
+
+    // Owned by the CIS: the garbage collector removes the Report with it.
+    drop(op);
+    let cis_api: Api<image_scanner::crd::ContainerImageScan> =
+        Api::namespaced(client.clone(), "e2e-reports");
+    cis_api
+        .delete(&name, &DeleteParams::background())
+        .await
+        .expect("delete CIS");
+    eventually(
+        WAIT,
+        "Report garbage-collected with its CIS",
+        None,
+        || async {
+            reports
+                .get_opt(&name)
+                .await
+                .ok()
+                .and_then(|r| r.is_none().then_some(()))
+        },
+    )
+    .await;
+    ns.cleanup().await;
+    // Leave the cluster as the other tests expect it: no OpenReports CRD.
+    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
+        Api::all(client.clone());
+    let _ = crds
+        .delete("reports.openreports.io", &DeleteParams::default())
+        .await;
+    eventually(WAIT, "Report CRD removed", None, || async {
+        crds.get_opt("reports.openreports.io")
+            .await
+            .ok()
+            .and_then(|c| c.is_none().then_some(()))
+    })
+    .await;
+}

@@ -104,13 +104,13 @@ where
         if let Some(v) = probe().await {
             return v;
         }
-        if let Some(op) = op {
-            if let Some(status) = op.exited() {
-                panic!(
-                    "the operator exited ({status}) while waiting for: {what}\n--- operator log (tail) ---\n{}",
-                    op.log_tail()
-                );
-            }
+        if let Some(op) = op
+            && let Some(status) = op.exited()
+        {
+            panic!(
+                "the operator exited ({status}) while waiting for: {what}\n--- operator log (tail) ---\n{}",
+                op.log_tail()
+            );
         }
         if start.elapsed() > timeout {
             let tail = op.map(Operator::log_tail).unwrap_or_default();

@@ -316,8 +316,9 @@ check(dash and dash["metadata"]["labels"].get("grafana_dashboard") == "1" and da
       and json.loads(dash["data"]["image-scanner.json"]) == raw,
       "dashboard component: ConfigMap image-scanner-dashboard (grafana_dashboard: \"1\") carries image-scanner.json")
 orr = find(comp, "ClusterRole", "image-scanner-openreports-role")
-check(orr and rules(orr) == {("openreports.io", "reports", "create,delete,get,list,patch,watch", "")},
-      "openreports component: Reports RBAC only")
+check(orr and rules(orr) == {("openreports.io", "reports", "create,patch", ""),
+                             ("stas.statnett.no", "containerimagescans/finalizers", "update", "")},
+      "openreports component: write Reports owned by CIS, nothing else")
 check({key(d) for d in comp} == DEFAULT_OBJECTS | {"ConfigMap/image-scanner-dashboard", "ClusterRole/image-scanner-openreports-role",
                                                   "ClusterRoleBinding/image-scanner-openreports-rolebinding"},
       "components: default + dashboard + openreports objects, nothing else")

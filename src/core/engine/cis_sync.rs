@@ -286,18 +286,18 @@ impl Engine {
                     self.stats.spec_writes += 1;
                     // Deleted (or waiting for finalizers): do not delete it again before the
                     // watch reports it.
-                    if let Some(t) = self.index.cis.get_mut(&key) {
-                        if t.view.uid == *uid {
-                            t.view.deleting = true;
-                        }
+                    if let Some(t) = self.index.cis.get_mut(&key)
+                        && t.view.uid == *uid
+                    {
+                        t.view.deleting = true;
                     }
                 }
             }
             Outcome::Failed(err) if err.kind == crate::core::port::ApiErrorKind::NotFound => {
-                if let Action::DeleteCis { uid, .. } = action {
-                    if self.index.cis.get(&key).is_some_and(|t| t.view.uid == *uid) {
-                        self.remove_cis(&key);
-                    }
+                if let Action::DeleteCis { uid, .. } = action
+                    && self.index.cis.get(&key).is_some_and(|t| t.view.uid == *uid)
+                {
+                    self.remove_cis(&key);
                 }
             }
             // Retryable failures are re-issued after the back-off (the key stays dirty through

@@ -33,6 +33,11 @@ pub struct EngineConfig {
     pub details_max_bytes: usize,
     /// Whether `status.vulnerabilities` is written at all (gate NoCISStatusVulnerabilities off).
     pub write_details: bool,
+    /// Whether an OpenReports `Report` is written with each successful result (gate
+    /// PolicyReport, on when the `reports.openreports.io` CRD exists).
+    pub write_reports: bool,
+    /// Bytes of vulnerability JSON a Report holds at most.
+    pub report_max_bytes: usize,
     /// Cap on bytes read from a scan log.
     pub log_max_bytes: usize,
     /// Bytes of parsed reports kept in memory to serve later CIS of the same digest.
@@ -87,6 +92,8 @@ impl EngineConfig {
             },
             details_max_bytes: 262_144,
             write_details: true,
+            write_reports: false,
+            report_max_bytes: crate::core::openreports::DEFAULT_REPORT_BUDGET,
             log_max_bytes: 64 * 1024 * 1024,
             report_cache_bytes: 16 * 1024 * 1024,
             max_inflight: 32,

@@ -14,8 +14,8 @@ use proptest_state_machine::{ReferenceStateMachine, StateMachineTest, prop_state
 use super::{Engine, EngineConfig};
 use crate::core::port::{
     Action, ApiError, ApiErrorKind, CisStatusView, CisView, ContainerKind, ContainerView,
-    JobFinish, JobView, Observation, Outcome, OwnerRef, PodView, ScanContainerState, ScanPodView,
-    StreamId, WatchEvent,
+    JobFinish, JobView, Observation, Outcome, PodView, ScanContainerState, ScanPodView, StreamId,
+    WatchEvent,
 };
 use crate::core::scan_job::ANNOTATION_DIGEST;
 use crate::core::time::Timestamp;
@@ -87,6 +87,8 @@ pub struct World {
     cis: BTreeMap<String, (CisView, ContainerImageScanStatus)>,
     jobs: BTreeMap<String, JobView>,
     scan_pods: BTreeMap<String, ScanPodView>,
+    /// OpenReports Reports by name.
+    reports: BTreeMap<String, serde_json::Value>,
     /// Digest of every Job ever created, by UID.
     job_digests: BTreeMap<String, String>,
     /// Newest finished Job per digest: (UID, succeeded).
@@ -113,6 +115,7 @@ fn report() -> Vec<u8> {
 fn config() -> EngineConfig {
     let mut cfg = EngineConfig::for_tests("scans");
     cfg.owner_update_delay = Duration::ZERO;
+    cfg.write_reports = true;
     cfg
 }
 
@@ -141,6 +144,7 @@ impl World {
             cis: BTreeMap::new(),
             jobs: BTreeMap::new(),
             scan_pods: BTreeMap::new(),
+            reports: BTreeMap::new(),
             job_digests: BTreeMap::new(),
             newest_result: BTreeMap::new(),
             seen_scan_time: BTreeMap::new(),
@@ -275,6 +279,7 @@ impl World {
                 .map(|(n, _)| n.clone())
                 .collect();
             for n in orphans {
+                self.reports.remove(&n);
                 if let Some((c, _)) = self.cis.remove(&n) {
                     self.events.push(Observation::Cis {
                         stream: StreamId(1),
@@ -380,6 +385,7 @@ impl World {
     fn recreate_cis(&mut self) {
         let names: Vec<String> = self.cis.keys().cloned().collect();
         for n in names {
+            self.reports.remove(&n);
             if let Some((c, _)) = self.cis.remove(&n) {
                 self.events.push(Observation::Cis {
                     stream: StreamId(1),
@@ -445,6 +451,7 @@ impl World {
             }
             Action::DeleteCis { name, uid, .. } => match self.cis.get(&name) {
                 Some((c, _)) if c.uid == uid => {
+                    self.reports.remove(&name);
                     if let Some((c, _)) = self.cis.remove(&name) {
                         self.events.push(Observation::Cis {
                             stream: StreamId(1),
@@ -542,6 +549,13 @@ impl World {
                 Some(_) => Outcome::Log(b"FATAL scan failed".to_vec()),
                 None => Self::fail(ApiErrorKind::NotFound),
             },
+            Action::ApplyReport { name, report, .. } => {
+                // Owned by the CIS: without it the API server's garbage collector removes it.
+                if self.cis.contains_key(&name) {
+                    self.reports.insert(name, *report);
+                }
+                Outcome::Done
+            }
             Action::RecordEvent { .. } => Outcome::Done,
         }
     }
@@ -647,6 +661,11 @@ impl World {
                 assert_eq!(stalled, !succeeded, "Stalled exactly when the scan failed");
                 if succeeded {
                     assert_eq!(full.last_successful_scan_time, full.last_scan_time);
+                    let report = self
+                        .reports
+                        .get(&view.name)
+                        .expect("a Report before the status shows the result");
+                    assert_eq!(report["summary"]["fail"], 1);
                     let summary = full
                         .vulnerability_summary
                         .as_ref()

@@ -48,6 +48,8 @@ enum Target {
     /// Reading the log of a failed attempt of a running Job (by Job UID), kept for the
     /// condition message: Kubernetes deletes the pod when the Job finally fails.
     FailureLog(String),
+    /// The OpenReports Report of a CIS for the result of a Job (by UID).
+    Report(CisKey, String),
     /// An Event about a CIS.
     Event(CisKey, u64),
 }
@@ -92,6 +94,8 @@ pub struct EngineStats {
     pub status_writes: u64,
     /// Spec/metadata writes (apply + delete).
     pub spec_writes: u64,
+    /// Reports given up on (the status was written without them).
+    pub reports_skipped: u64,
 }
 
 /// The engine. See the module documentation.
@@ -112,6 +116,11 @@ pub struct Engine {
     retry_at: BTreeMap<Target, Timestamp>,
     /// Per-CIS reduced detail budget after the API answered "too large".
     budget_override: BTreeMap<CisKey, usize>,
+    /// Per-CIS reduced Report budget after the API answered "too large".
+    report_budget_override: BTreeMap<CisKey, usize>,
+    /// Reports written for (CIS, Job UID) whose status write is still to come: the Report goes
+    /// first, so a crash in between re-writes both instead of leaving the Report behind.
+    reports_written: BTreeSet<(CisKey, String)>,
     /// Events waiting for capacity.
     pending_events: VecDeque<(CisKey, String, super::port::EventNote)>,
     /// Logs being read, by Job UID.
@@ -150,6 +159,8 @@ impl Engine {
             attempts: BTreeMap::new(),
             retry_at: BTreeMap::new(),
             budget_override: BTreeMap::new(),
+            report_budget_override: BTreeMap::new(),
+            reports_written: BTreeSet::new(),
             pending_events: VecDeque::new(),
             harvests: BTreeMap::new(),
             failure_logs: BTreeMap::new(),
@@ -337,6 +348,7 @@ impl Engine {
             Target::DeleteJob(name) => self.on_delete_job_outcome(&name, &flight.action, outcome),
             Target::Log(job_uid) => self.on_log_outcome(&job_uid, outcome, now),
             Target::FailureLog(job_uid) => self.on_failure_log_outcome(&job_uid, outcome),
+            Target::Report(key, job_uid) => self.on_report_outcome(key, job_uid, outcome),
             Target::Event(..) => {}
         }
     }
@@ -357,10 +369,12 @@ impl Engine {
         self.retry_at.insert(target.clone(), at);
         let timer = match &target {
             Target::CisSpec(k) => TimerKey::Cis(k.namespace.clone(), k.name.clone()),
-            Target::CisStatus(k) | Target::Event(k, _) => match self.index.cis.get(k) {
-                Some(t) => TimerKey::Digest(t.view.spec.digest.clone()),
-                None => return,
-            },
+            Target::CisStatus(k) | Target::Event(k, _) | Target::Report(k, _) => {
+                match self.index.cis.get(k) {
+                    Some(t) => TimerKey::Digest(t.view.spec.digest.clone()),
+                    None => return,
+                }
+            }
             Target::CreateJob(d) => TimerKey::Digest(d.clone()),
             Target::DeleteJob(name) => match self
                 .index

@@ -38,6 +38,8 @@ const NAME_TAKEN_RETRY: Duration = Duration::from_secs(5);
 /// How long a Job creation with an unknown result holds a slot of the active-Job limit (the
 /// retry after the back-off, or the watch, settles it much sooner).
 const UNCERTAIN_JOB_HOLD: Duration = Duration::from_secs(60);
+/// Attempts to write one Report before the status goes ahead without it.
+const MAX_REPORT_ATTEMPTS: u32 = 3;
 /// Attempts to read one log before the scan counts as failed.
 const MAX_LOG_ATTEMPTS: u32 = 5;
 
@@ -839,6 +841,24 @@ impl Engine {
                 let Some(vulns) = self.reports.get(digest, &latest.job_uid) else {
                     return FanOut::NeedDetails;
                 };
+                let report_key = (key.clone(), latest.job_uid.clone());
+                if self.cfg.write_reports && !self.reports_written.contains(&report_key) {
+                    let budget = self
+                        .report_budget_override
+                        .get(key)
+                        .copied()
+                        .unwrap_or(self.cfg.report_max_bytes);
+                    let action = Action::ApplyReport {
+                        namespace: key.namespace.clone(),
+                        name: key.name.clone(),
+                        report: Box::new(status::report_for(&cis, &vulns, budget)),
+                    };
+                    let target = Target::Report(key.clone(), latest.job_uid.clone());
+                    return match self.issue(target, action, now, out) {
+                        super::Issued::Blocked => FanOut::Blocked,
+                        super::Issued::Yes | super::Issued::Deferred => FanOut::Done,
+                    };
+                }
                 let budget = self
                     .budget_override
                     .get(key)
@@ -939,6 +959,9 @@ impl Engine {
         match outcome {
             Outcome::CisApplied(view) => {
                 self.stats.status_writes += 1;
+                if let Some(job) = &view.status.last_scan_job_uid {
+                    self.reports_written.remove(&(key.clone(), job.clone()));
+                }
                 let (stream, epoch) = self
                     .index
                     .cis
@@ -954,10 +977,10 @@ impl Engine {
             // The CIS is gone although the watch has not said so yet: forget it (member pods
             // may want it back) instead of writing its status again and again.
             Outcome::Failed(err) if err.kind == ApiErrorKind::NotFound => {
-                if let Action::ApplyCisStatus { uid, .. } = action {
-                    if self.index.cis.get(&key).is_some_and(|t| t.view.uid == *uid) {
-                        self.remove_cis(&key);
-                    }
+                if let Action::ApplyCisStatus { uid, .. } = action
+                    && self.index.cis.get(&key).is_some_and(|t| t.view.uid == *uid)
+                {
+                    self.remove_cis(&key);
                 }
             }
             Outcome::Failed(err) if err.kind == ApiErrorKind::TooLarge => {
@@ -1187,4 +1210,40 @@ pub fn jitter(digest: &str, interval: Duration) -> Duration {
     let hash = crate::core::fingerprint::fnv1a64(digest.as_bytes());
     let permille = hash % 1000;
     interval / 10 * u32::try_from(permille).unwrap_or(0) / 1000
+}
+
+impl Engine {
+    pub(super) fn on_report_outcome(&mut self, key: CisKey, job_uid: String, outcome: Outcome) {
+        let digest = self.index.cis.get(&key).map(|t| t.view.spec.digest.clone());
+        match outcome {
+            // The status write that follows names the Job; remember which Report is done.
+            Outcome::Done => {
+                self.reports_written.insert((key.clone(), job_uid));
+            }
+            Outcome::Failed(err) if err.kind == ApiErrorKind::TooLarge => {
+                let current = self
+                    .report_budget_override
+                    .get(&key)
+                    .copied()
+                    .unwrap_or(self.cfg.report_max_bytes);
+                self.report_budget_override.insert(key.clone(), current / 2);
+            }
+            // The Report is an extra: when it cannot be written (no permission, CRD removed,
+            // repeated errors) the status still gets the result.
+            Outcome::Failed(err) => {
+                let target = Target::Report(key.clone(), job_uid.clone());
+                let attempts = self.attempts.get(&target).copied().unwrap_or_default();
+                if !err.kind.is_retryable() || attempts >= MAX_REPORT_ATTEMPTS {
+                    self.attempts.remove(&target);
+                    self.retry_at.remove(&target);
+                    self.stats.reports_skipped += 1;
+                    self.reports_written.insert((key.clone(), job_uid));
+                }
+            }
+            _ => {}
+        }
+        if let Some(d) = digest {
+            self.dirty_digests.insert(d);
+        }
+    }
 }
