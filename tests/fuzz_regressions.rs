@@ -35,3 +35,8 @@ fn scan_report_corpus() {
 fn status_message_corpus() {
     replay("status_message", fuzz_entry::status_message);
 }
+
+#[test]
+fn image_ref_corpus() {
+    replay("image_ref", image_scanner::core::image_ref::fuzz_entry);
+}
