@@ -44,7 +44,7 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Some(Command::CheckConfig) => match cli.operator.validate() {
+        Some(Command::CheckConfig(args)) => match args.validate() {
             Ok(config) => {
                 let _ = writeln!(std::io::stdout(), "{config:#?}");
                 ExitCode::SUCCESS

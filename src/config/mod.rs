@@ -51,8 +51,9 @@ pub enum Command {
     /// Parse a scanner output file (or `-` for stdin) and print, as JSON, the status fragment
     /// the operator would write for it. Exit 1 with one line on bad input.
     Report(crate::report_cli::ReportArgs),
-    /// Validate the configuration (flags and environment) and print it; exit 2 when invalid.
-    CheckConfig,
+    /// Validate the configuration (the operator's flags, given after this word, and the
+    /// environment) and print it; exit 2 when invalid.
+    CheckConfig(Box<OperatorArgs>),
 }
 
 /// Raw operator flags as given; see [`OperatorArgs::validate`].
