@@ -274,3 +274,311 @@ pub fn pod_targets(
 pub fn is_managed_by_us(labels: &BTreeMap<String, String>) -> bool {
     labels.get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY_VALUE)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::port::ContainerView;
+
+    const A: &str = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+
+    fn owner(api_version: &str, kind: &str, name: &str, uid: &str) -> OwnerRef {
+        OwnerRef {
+            api_version: api_version.into(),
+            kind: kind.into(),
+            name: name.into(),
+            uid: uid.into(),
+        }
+    }
+
+    fn container(kind: ContainerKind, name: &str, image_id: &str) -> ContainerView {
+        ContainerView {
+            kind,
+            name: name.into(),
+            spec_image: Some(format!("reg.example/{name}:1.0")),
+            status_image: format!("reg.example/{name}:1.0"),
+            status_image_id: image_id.into(),
+            waiting_reason: None,
+        }
+    }
+
+    fn pod(controller: Option<OwnerRef>) -> PodView {
+        PodView {
+            namespace: "ns".into(),
+            name: "p".into(),
+            uid: "pod-uid".into(),
+            resource_version: None,
+            labels: BTreeMap::new(),
+            controller,
+            created: Timestamp::from_secs(100),
+            deleting: false,
+            node_name: Some("n".into()),
+            phase: Some("Running".into()),
+            ready: true,
+            start_time: Some(Timestamp::from_secs(100)),
+            containers: vec![container(
+                ContainerKind::Regular,
+                "app",
+                &format!("reg.example/app@{A}"),
+            )],
+            ignore_unfixed: false,
+        }
+    }
+
+    fn workload(
+        group: &str,
+        kind: &str,
+        name: &str,
+        uid: &str,
+        controller: Option<OwnerRef>,
+    ) -> WorkloadView {
+        WorkloadView {
+            group: group.into(),
+            api_version: if group.is_empty() {
+                "v1".into()
+            } else {
+                format!("{group}/v1")
+            },
+            kind: kind.into(),
+            namespace: "ns".into(),
+            name: name.into(),
+            uid: uid.into(),
+            controller,
+            ignore_unfixed: false,
+        }
+    }
+
+    fn kinds(list: &[(&str, &str)]) -> BTreeSet<(String, String)> {
+        list.iter()
+            .map(|(g, k)| (g.to_string(), k.to_string()))
+            .collect()
+    }
+
+    fn index(views: Vec<WorkloadView>) -> BTreeMap<WorkloadKey, WorkloadView> {
+        views
+            .into_iter()
+            .map(|v| (WorkloadKey::of_view(&v), v))
+            .collect()
+    }
+
+    fn resolved(r: Resolution) -> ResolvedWorkload {
+        match r {
+            Resolution::Resolved(w) => w,
+            other => panic!("expected a workload, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_bare_pod_is_its_own_workload_and_honours_its_annotation() {
+        let mut p = pod(None);
+        p.ignore_unfixed = true;
+        let w = resolved(resolve_workload(&p, &kinds(&[]), &BTreeMap::new()));
+        assert_eq!(
+            (
+                w.api_version.as_str(),
+                w.group.as_str(),
+                w.kind.as_str(),
+                w.name.as_str()
+            ),
+            ("v1", "", "Pod", "p")
+        );
+        assert!(w.ignore_unfixed);
+    }
+
+    #[test]
+    fn the_chain_is_followed_through_configured_kinds_to_the_top() {
+        let all = kinds(&[
+            ("apps", "ReplicaSet"),
+            ("apps", "Deployment"),
+            ("batch", "Job"),
+            ("batch", "CronJob"),
+        ]);
+        let rs = workload(
+            "apps",
+            "ReplicaSet",
+            "web-1",
+            "rs",
+            Some(owner("apps/v1", "Deployment", "web", "dep")),
+        );
+        let dep = workload("apps", "Deployment", "web", "dep", None);
+        let p = pod(Some(owner("apps/v1", "ReplicaSet", "web-1", "rs")));
+        let w = resolved(resolve_workload(&p, &all, &index(vec![rs.clone(), dep])));
+        assert_eq!(
+            (w.kind.as_str(), w.name.as_str(), w.uid.as_str()),
+            ("Deployment", "web", "dep")
+        );
+        // Only ReplicaSets configured: the chain stops there.
+        let w = resolved(resolve_workload(
+            &p,
+            &kinds(&[("apps", "ReplicaSet")]),
+            &index(vec![rs]),
+        ));
+        assert_eq!(w.kind, "ReplicaSet");
+        // Pod → Job → CronJob.
+        let job = workload(
+            "batch",
+            "Job",
+            "nightly-1",
+            "job",
+            Some(owner("batch/v1", "CronJob", "nightly", "cron")),
+        );
+        let cron = workload("batch", "CronJob", "nightly", "cron", None);
+        let p = pod(Some(owner("batch/v1", "Job", "nightly-1", "job")));
+        let w = resolved(resolve_workload(&p, &all, &index(vec![job, cron])));
+        assert_eq!(w.kind, "CronJob");
+    }
+
+    #[test]
+    fn an_unconfigured_controller_skips_the_pod_and_a_missing_link_waits() {
+        let p = pod(Some(owner("apps/v1", "ReplicaSet", "web-1", "rs")));
+        assert_eq!(
+            resolve_workload(&p, &kinds(&[("apps", "Deployment")]), &BTreeMap::new()),
+            Resolution::Skipped(SkipReason::UnconfiguredController)
+        );
+        let all = kinds(&[("apps", "ReplicaSet")]);
+        assert!(
+            matches!(resolve_workload(&p, &all, &BTreeMap::new()), Resolution::Waiting(k) if k.name == "web-1")
+        );
+        // A stale cache entry (another object with the same name) also waits.
+        let stale = workload("apps", "ReplicaSet", "web-1", "older-uid", None);
+        assert!(matches!(
+            resolve_workload(&p, &all, &index(vec![stale])),
+            Resolution::Waiting(_)
+        ));
+    }
+
+    #[test]
+    fn an_owner_cycle_ends_instead_of_looping() {
+        let all = kinds(&[("apps", "ReplicaSet")]);
+        let a = workload(
+            "apps",
+            "ReplicaSet",
+            "a",
+            "ua",
+            Some(owner("apps/v1", "ReplicaSet", "b", "ub")),
+        );
+        let b = workload(
+            "apps",
+            "ReplicaSet",
+            "b",
+            "ub",
+            Some(owner("apps/v1", "ReplicaSet", "a", "ua")),
+        );
+        let p = pod(Some(owner("apps/v1", "ReplicaSet", "a", "ua")));
+        assert_eq!(
+            resolve_workload(&p, &all, &index(vec![a, b])),
+            Resolution::Skipped(SkipReason::OwnerCycle)
+        );
+    }
+
+    #[test]
+    fn settledness_follows_kstatus_with_a_deadline_for_never_ready_pods() {
+        let skip: BTreeSet<String> = ["ErrImagePull", "ImagePullBackOff"]
+            .into_iter()
+            .map(String::from)
+            .collect();
+        let timeout = Duration::from_secs(300);
+        let now = Timestamp::from_secs(200);
+        let p = pod(None);
+        assert_eq!(settledness(&p, &skip, timeout, now), Settledness::Settled);
+        let mut not_ready = pod(None);
+        not_ready.ready = false;
+        assert_eq!(
+            settledness(&not_ready, &skip, timeout, now),
+            Settledness::RecheckAt(Timestamp::from_secs(400))
+        );
+        assert_eq!(
+            settledness(&not_ready, &skip, timeout, Timestamp::from_secs(400)),
+            Settledness::Settled
+        );
+        let mut looping = not_ready.clone();
+        looping.containers[0].waiting_reason = Some("CrashLoopBackOff".into());
+        assert_eq!(
+            settledness(&looping, &skip, timeout, Timestamp::from_secs(9999)),
+            Settledness::Unsettled
+        );
+        let mut pulling = pod(None);
+        pulling.containers[0].waiting_reason = Some("ImagePullBackOff".into());
+        assert_eq!(
+            settledness(&pulling, &skip, timeout, now),
+            Settledness::Unsettled
+        );
+        for phase in ["Succeeded", "Failed"] {
+            let mut done = not_ready.clone();
+            done.phase = Some(phase.into());
+            assert_eq!(
+                settledness(&done, &skip, timeout, now),
+                Settledness::Settled,
+                "{phase}"
+            );
+        }
+        let mut pending = pod(None);
+        pending.phase = Some("Pending".into());
+        assert_eq!(
+            settledness(&pending, &skip, timeout, now),
+            Settledness::Unsettled
+        );
+        let mut deleting = pod(None);
+        deleting.deleting = true;
+        assert_eq!(
+            settledness(&deleting, &skip, timeout, now),
+            Settledness::Unsettled
+        );
+    }
+
+    #[test]
+    fn init_regular_and_ephemeral_containers_each_map_to_a_cis() {
+        let mut p = pod(None);
+        p.containers = vec![
+            container(
+                ContainerKind::Init,
+                "migrate",
+                &format!("reg.example/migrate@{A}"),
+            ),
+            container(
+                ContainerKind::Regular,
+                "app",
+                &format!("reg.example/app@{A}"),
+            ),
+            container(
+                ContainerKind::Ephemeral,
+                "debug",
+                &format!("reg.example/debug@{A}"),
+            ),
+            // Not resolved yet: no imageID.
+            container(ContainerKind::Regular, "pending", ""),
+            // Docker-shim reference: a typed problem for this container only.
+            container(
+                ContainerKind::Regular,
+                "shim",
+                "docker-pullable://reg.example/shim@sha256:zz",
+            ),
+        ];
+        let w = resolved(resolve_workload(&p, &kinds(&[]), &BTreeMap::new()));
+        let (targets, problems) = pod_targets(&p, &w);
+        let names: Vec<&str> = targets.iter().map(|t| t.cis_name.as_str()).collect();
+        assert_eq!(targets.len(), 3, "{names:?}");
+        assert!(names.iter().all(|n| n.starts_with("pod-p-")));
+        assert_eq!(
+            targets.iter().map(|t| t.kind).collect::<Vec<_>>(),
+            [
+                ContainerKind::Init,
+                ContainerKind::Regular,
+                ContainerKind::Ephemeral
+            ]
+        );
+        assert_eq!(targets[1].image.name, "reg.example/app");
+        assert_eq!(targets[1].image.digest, A);
+        assert_eq!(targets[1].image.tag, "1.0");
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].container, "shim");
+    }
+
+    #[test]
+    fn our_own_pods_are_recognised_by_label() {
+        let labels: BTreeMap<String, String> =
+            [(MANAGED_BY_LABEL.to_string(), MANAGED_BY_VALUE.to_string())].into();
+        assert!(is_managed_by_us(&labels));
+        assert!(!is_managed_by_us(&BTreeMap::new()));
+    }
+}

@@ -418,3 +418,5 @@ impl Engine {
 mod lifecycle_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod upstream_cases;
