@@ -133,7 +133,8 @@ fn help_lists_every_variable() {
 
 #[test]
 fn bad_configuration_exits_2_with_one_line_naming_flag_and_variable() {
-    let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case] = &[
         (&[], &[], "--scan-job-namespace (env SCAN_JOB_NAMESPACE)"),
         (
             &[

@@ -431,6 +431,44 @@ fn is_valid_digest_algorithm(algorithm: &str) -> bool {
     })
 }
 
+/// Entry point of the `image_ref` fuzz target (and of its corpus replay in `cargo test`): any
+/// bytes, split into up to three lines (spec image, status image, status imageID), must parse
+/// or fail without panicking, a parsed reference must survive a canonical round trip, and a
+/// container image's name, digest and tag must themselves be valid.
+pub fn fuzz_entry(data: &[u8]) -> Result<(), String> {
+    let text = String::from_utf8_lossy(data);
+    let mut lines = text.splitn(3, '\n');
+    let first = lines.next().unwrap_or_default();
+    if let Ok(parsed) = AnyRef::parse(first) {
+        let canonical = parsed.to_string();
+        let again = AnyRef::parse(&canonical).map_err(|e| {
+            format!("canonical form {canonical:?} of {first:?} does not parse: {e}")
+        })?;
+        if again != parsed {
+            return Err(format!("{first:?} → {canonical:?} → {again:?} changed"));
+        }
+    }
+    let status_image = lines.next().unwrap_or(first);
+    let image_id = lines.next().unwrap_or(status_image);
+    if let Ok(image) = container_image(Some(first), status_image, image_id) {
+        let named = ImageRef::parse(&image.name)
+            .map_err(|e| format!("extracted name {:?} is not a reference: {e}", image.name))?;
+        if named.tag().is_some() || named.digest().is_some() {
+            return Err(format!(
+                "extracted name {:?} carries a tag or digest",
+                image.name
+            ));
+        }
+        if !image.digest.contains(':') {
+            return Err(format!(
+                "extracted digest {:?} has no algorithm",
+                image.digest
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -744,42 +782,4 @@ mod tests {
             let _ = container_image(Some(&value), &value, &value);
         }
     }
-}
-
-/// Entry point of the `image_ref` fuzz target (and of its corpus replay in `cargo test`): any
-/// bytes, split into up to three lines (spec image, status image, status imageID), must parse
-/// or fail without panicking, a parsed reference must survive a canonical round trip, and a
-/// container image's name, digest and tag must themselves be valid.
-pub fn fuzz_entry(data: &[u8]) -> Result<(), String> {
-    let text = String::from_utf8_lossy(data);
-    let mut lines = text.splitn(3, '\n');
-    let first = lines.next().unwrap_or_default();
-    if let Ok(parsed) = AnyRef::parse(first) {
-        let canonical = parsed.to_string();
-        let again = AnyRef::parse(&canonical).map_err(|e| {
-            format!("canonical form {canonical:?} of {first:?} does not parse: {e}")
-        })?;
-        if again != parsed {
-            return Err(format!("{first:?} → {canonical:?} → {again:?} changed"));
-        }
-    }
-    let status_image = lines.next().unwrap_or(first);
-    let image_id = lines.next().unwrap_or(status_image);
-    if let Ok(image) = container_image(Some(first), status_image, image_id) {
-        let named = ImageRef::parse(&image.name)
-            .map_err(|e| format!("extracted name {:?} is not a reference: {e}", image.name))?;
-        if named.tag().is_some() || named.digest().is_some() {
-            return Err(format!(
-                "extracted name {:?} carries a tag or digest",
-                image.name
-            ));
-        }
-        if !image.digest.contains(':') {
-            return Err(format!(
-                "extracted digest {:?} has no algorithm",
-                image.digest
-            ));
-        }
-    }
-    Ok(())
 }
