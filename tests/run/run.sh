@@ -20,7 +20,7 @@ command -v kubectl >/dev/null || { echo "kubectl is required" >&2; exit 1; }
 
 log "building the operator"
 cargo build --quiet --bin image-scanner-operator
-BIN=$ROOT/target/debug/image-scanner-operator
+BIN=${CARGO_TARGET_DIR:-$ROOT/target}/debug/image-scanner-operator
 
 log "installing the CRD and the scan namespace"
 kubectl apply --server-side -f crds/containerimagescans.stas.statnett.no.yaml >/dev/null
