@@ -1,8 +1,6 @@
 //! Kubernetes objects → the core's compact views. Pure functions; everything the core does not
 //! need is dropped here, right after a watch event is decoded, so no full object is retained.
 
-use std::collections::BTreeMap;
-
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
@@ -298,10 +296,156 @@ pub fn scan_pod_view(pod: &Pod) -> Option<ScanPodView> {
     })
 }
 
-/// Labels as an owned map (helper for tests).
-pub fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_pod_keeps_what_decisions_need_from_every_container_list() {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "p", "namespace": "ns", "uid": "u", "resourceVersion": "42",
+                "labels": {"app": "x"}, "annotations": {"image-scanner.statnett.no/ignore-unfixed": "true", "big": "drop me"},
+                "ownerReferences": [
+                    {"apiVersion": "v1", "kind": "Node", "name": "n", "uid": "n1"},
+                    {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rs", "uid": "rs1", "controller": true}]},
+            "spec": {"nodeName": "worker-1",
+                "initContainers": [{"name": "init", "image": "reg/init:1"}],
+                "containers": [{"name": "app", "image": "reg/app@sha256:aa"}],
+                "ephemeralContainers": [{"name": "dbg", "image": "reg/dbg:2"}]},
+            "status": {"phase": "Running", "startTime": "2026-11-27T10:00:00Z",
+                "conditions": [{"type": "Ready", "status": "True"}],
+                "initContainerStatuses": [{"name": "init", "image": "reg/init:1", "imageID": "reg/init@sha256:11", "ready": false, "restartCount": 0}],
+                "containerStatuses": [{"name": "app", "image": "reg/app@sha256:aa", "imageID": "", "ready": false, "restartCount": 0,
+                    "state": {"waiting": {"reason": "ImagePullBackOff"}}}],
+                "ephemeralContainerStatuses": [{"name": "dbg", "image": "reg/dbg:2", "imageID": "reg/dbg@sha256:22", "ready": false, "restartCount": 0}]}
+        }))
+        .expect("pod");
+        let v = pod_view(&pod).expect("view");
+        assert_eq!(v.resource_version, Some(42));
+        assert_eq!(
+            v.controller.as_ref().map(|c| c.uid.as_str()),
+            Some("rs1"),
+            "the controller, not the first owner"
+        );
+        assert!(v.ignore_unfixed && v.ready);
+        assert_eq!(v.node_name.as_deref(), Some("worker-1"));
+        assert_eq!(v.start_time, Some(Timestamp::from_secs(1_795_773_600)));
+        let kinds: Vec<(ContainerKind, &str, Option<&str>)> = v
+            .containers
+            .iter()
+            .map(|c| (c.kind, c.name.as_str(), c.spec_image.as_deref()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                (ContainerKind::Init, "init", Some("reg/init:1")),
+                (ContainerKind::Regular, "app", Some("reg/app@sha256:aa")),
+                (ContainerKind::Ephemeral, "dbg", Some("reg/dbg:2")),
+            ]
+        );
+        assert_eq!(
+            v.containers[1].waiting_reason.as_deref(),
+            Some("ImagePullBackOff")
+        );
+        assert!(
+            pod_view(&Pod::default()).is_none(),
+            "no name/namespace/uid: skipped"
+        );
+    }
+
+    #[test]
+    fn a_job_is_finished_only_by_complete_or_failed() {
+        let job = |conditions: serde_json::Value| -> Job {
+            serde_json::from_value(json!({
+                "metadata": {"name": "j", "uid": "ju", "creationTimestamp": "2026-11-27T10:00:00Z",
+                    "labels": {"controller.statnett.no/namespace": "team", "controller.statnett.no/uid": "cis-1"},
+                    "annotations": {"image-scanner.statnett.no/digest": "sha256:aa", "image-scanner.statnett.no/image": "reg/app"}},
+                "status": {"conditions": conditions}
+            }))
+            .expect("job")
+        };
+        let now = Timestamp::from_secs(5);
+        // Kubernetes 1.31+ sets SuccessCriteriaMet / FailureTarget first: not finished yet.
+        let v = job_view(
+            &job(json!([{"type": "SuccessCriteriaMet", "status": "True"}])),
+            now,
+        )
+        .expect("view");
+        assert!(v.finished.is_none());
+        let v = job_view(
+            &job(json!([{"type": "FailureTarget", "status": "True"}])),
+            now,
+        )
+        .expect("view");
+        assert!(v.finished.is_none());
+        let v = job_view(
+            &job(json!([{"type": "SuccessCriteriaMet", "status": "True"},
+                {"type": "Complete", "status": "True", "lastTransitionTime": "2026-11-27T10:01:00Z"}])),
+            now,
+        )
+        .expect("view");
+        let f = v.finished.expect("finished");
+        assert!(f.succeeded);
+        assert_eq!(f.at, Timestamp::from_secs(1_795_773_660));
+        let v = job_view(&job(json!([{"type": "Failed", "status": "True", "reason": "DeadlineExceeded", "message": "too slow"}])), now)
+            .expect("view");
+        let f = v.finished.expect("finished");
+        assert!(!f.succeeded && f.reason == "DeadlineExceeded" && f.at == now);
+        assert_eq!(v.digest.as_deref(), Some("sha256:aa"));
+        assert_eq!(v.cis_uid.as_deref(), Some("cis-1"));
+        assert_eq!(v.image_name.as_deref(), Some("reg/app"));
+    }
+
+    #[test]
+    fn a_scan_pod_reports_failed_attempts_and_pull_problems() {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "scan-1", "uid": "su",
+                "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": "j", "uid": "ju", "controller": true}]},
+            "status": {"phase": "Running", "reason": "Evicted",
+                "initContainerStatuses": [{"name": "trivy", "image": "t", "imageID": "", "ready": false, "restartCount": 0,
+                    "state": {"waiting": {"reason": "ErrImagePull", "message": "not found"}}}],
+                "containerStatuses": [{"name": "scan-image", "image": "i", "imageID": "", "ready": true, "restartCount": 1,
+                    "state": {"running": {}},
+                    "lastState": {"terminated": {"exitCode": 1}}}]}
+        }))
+        .expect("pod");
+        let v = scan_pod_view(&pod).expect("view");
+        assert_eq!(
+            (v.job_uid.as_deref(), v.job_name.as_deref()),
+            (Some("ju"), Some("j"))
+        );
+        assert!(v.evicted);
+        assert_eq!(v.init.waiting_reason.as_deref(), Some("ErrImagePull"));
+        assert_eq!(v.init.waiting_message.as_deref(), Some("not found"));
+        assert!(!v.init.started);
+        assert!(v.scan.started);
+        assert_eq!((v.scan.exit_code, v.scan.last_exit_code), (None, Some(1)));
+    }
+
+    #[test]
+    fn the_cis_view_and_the_watch_keep_no_details() {
+        let mut cis: ContainerImageScan = serde_json::from_value(json!({
+            "metadata": {"name": "c", "namespace": "ns", "uid": "cu", "generation": 3,
+                "managedFields": [{"manager": "x"}]},
+            "spec": {"name": "reg/app", "digest": "sha256:aa", "workload": {"group": "", "kind": "Pod", "name": "p", "containerName": "app"}},
+            "status": {"lastScanJobUID": "j", "lastScanTime": "2026-11-27T10:00:00Z",
+                "vulnerabilities": [{"vulnerabilityID": "CVE-1", "pkgName": "a", "installedVersion": "1", "severity": "LOW"}],
+                "vulnerabilitySummary": {"fixedCount": 0, "unfixedCount": 1}}
+        }))
+        .expect("cis");
+        let v = cis_view(&cis).expect("view");
+        assert_eq!(
+            (v.generation, v.status.last_scan_job_uid.as_deref()),
+            (3, Some("j"))
+        );
+        assert_eq!(v.status.summary.as_ref().map(|s| s.unfixed_count), Some(1));
+        strip_details(&mut cis);
+        assert!(cis.metadata.managed_fields.is_none());
+        assert!(
+            cis.status
+                .as_ref()
+                .is_some_and(|s| s.vulnerabilities.is_none())
+        );
+    }
 }
