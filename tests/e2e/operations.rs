@@ -254,3 +254,22 @@ async fn a_running_job_survives_a_restart_and_sigkill_loses_no_result() {
     );
     ns.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the local control plane: make e2e"]
+async fn an_unknown_or_cluster_scoped_workload_kind_stops_the_start_with_its_name() {
+    for (resource, problem) in [
+        ("foos.example.com", "not found"),
+        ("nodes", "not namespaced"),
+    ] {
+        let arg = format!("--scan-workload-resources=deployments.apps,{resource}");
+        let mut op = Operator::start("bad-kind", "e2e-bad-kind", &[&arg]);
+        let status = op.wait_exit(Duration::from_secs(30));
+        assert!(!status.success(), "{resource}: the operator must not start");
+        let log = std::fs::read_to_string(&op.log).expect("log");
+        assert!(
+            log.contains(resource) && log.contains(problem),
+            "{resource}: {log}"
+        );
+    }
+}

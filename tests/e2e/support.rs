@@ -208,6 +208,23 @@ impl Operator {
         self.child = Some(child);
     }
 
+    /// Waits for the process to end on its own.
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let child = self.child.as_mut().expect("running");
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return status;
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "the operator did not exit within {timeout:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// SIGKILL: no graceful shutdown, no lease release.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
