@@ -180,6 +180,7 @@ async fn policy_reports_enabled(client: &Client, gate: GateSetting) -> Result<bo
     }
     let served = match kube::discovery::group(client, "openreports.io").await {
         Ok(group) => group.recommended_kind("Report").is_some(),
+        Err(kube::Error::Discovery(kube::error::DiscoveryError::MissingApiGroup(_))) => false,
         Err(kube::Error::Api(s)) if s.code == 404 => false,
         Err(e) => return Err(ShellError::Discovery(e.to_string())),
     };

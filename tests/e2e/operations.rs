@@ -74,6 +74,12 @@ async fn three_namespaces_running_one_digest_share_one_scan_job() {
         1,
         "no second Job for a fresh result"
     );
+
+    // A quiet cluster: nothing changes, nothing is due, so nothing is written.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let before = writes(&op).await;
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    assert_eq!(writes(&op).await, before, "writes in a quiet cluster");
     late.cleanup().await;
     ns.cleanup().await;
 }
@@ -272,4 +278,16 @@ async fn an_unknown_or_cluster_scoped_workload_kind_stops_the_start_with_its_nam
             "{resource}: {log}"
         );
     }
+}
+
+/// Successful write requests the operator made so far (its own counters).
+async fn writes(op: &Operator) -> u64 {
+    op.metrics()
+        .await
+        .lines()
+        .filter(|l| {
+            l.starts_with("image_scanner_api_requests_total{") && !l.contains("verb=\"fetch_log\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
 }
