@@ -52,9 +52,11 @@ impl Sim {
         {
             Some(fail(ApiErrorKind::Conflict, "the object has been modified"))
         } else if self.fault(Fault::Timeout, 0.5) {
-            Some(fail(ApiErrorKind::Unknown, "connection reset (not applied)"))
-        } else if matches!(cmd.action, Action::FetchLog { .. } | Action::DeleteJob { .. })
-            && self.fault(Fault::NotFound, 2.0)
+            Some(fail(
+                ApiErrorKind::Unknown,
+                "connection reset (not applied)",
+            ))
+        } else if matches!(cmd.action, Action::FetchLog { .. }) && self.fault(Fault::NotFound, 2.0)
         {
             Some(fail(ApiErrorKind::NotFound, "not found (injected)"))
         } else {
@@ -64,7 +66,8 @@ impl Sim {
             Some(o) => o,
             None => {
                 let late = write && self.lease.holder != Some((i, inc));
-                let orphan = late || !self.instances[i].engine.is_some() || self.instances[i].inc != inc;
+                let orphan =
+                    late || !self.instances[i].engine.is_some() || self.instances[i].inc != inc;
                 if write && orphan {
                     self.stats.late_writes += 1;
                     let d = crate::operator::describe(&cmd.action);
@@ -72,14 +75,20 @@ impl Sim {
                 }
                 let o = self.execute(i, cmd.action, orphan);
                 if self.fault(Fault::Timeout, 0.5) {
-                    fail(ApiErrorKind::Unknown, "timeout: no answer within 30s (applied)")
+                    fail(
+                        ApiErrorKind::Unknown,
+                        "timeout: no answer within 30s (applied)",
+                    )
                 } else {
                     o
                 }
             }
         };
         // BUGGIFY crash point: applied, reply lost.
-        if self.fault(Fault::Crash, 0.3) && self.instances[i].inc == inc && self.instances[i].engine.is_some() {
+        if self.fault(Fault::Crash, 0.3)
+            && self.instances[i].inc == inc
+            && self.instances[i].engine.is_some()
+        {
             self.note(|| format!("inst{i} crash after the server applied #{}", id.0));
             self.crash(i);
             return;
@@ -99,13 +108,34 @@ impl Sim {
                 spec,
             } => {
                 match self.cluster.namespaces.get(&namespace) {
-                    None => return fail(ApiErrorKind::NotFound, format!("namespaces \"{namespace}\" not found")),
-                    Some(NsState::Terminating) if !self.cluster.cis.contains_key(&(namespace.clone(), name.clone())) => {
-                        return fail(ApiErrorKind::NamespaceTerminating, format!("namespace {namespace} is being terminated"));
+                    None => {
+                        return fail(
+                            ApiErrorKind::NotFound,
+                            format!("namespaces \"{namespace}\" not found"),
+                        );
+                    }
+                    Some(NsState::Terminating)
+                        if !self
+                            .cluster
+                            .cis
+                            .contains_key(&(namespace.clone(), name.clone())) =>
+                    {
+                        return fail(
+                            ApiErrorKind::NamespaceTerminating,
+                            format!("namespace {namespace} is being terminated"),
+                        );
                     }
                     _ => {}
                 }
-                self.checker.on_apply_cis(self.now, &self.cluster, &namespace, &name, &labels, &owners, &spec);
+                self.checker.on_apply_cis(
+                    self.now,
+                    &self.cluster,
+                    &namespace,
+                    &name,
+                    &labels,
+                    &owners,
+                    &spec,
+                );
                 let key = (namespace.clone(), name.clone());
                 let changed = match self.cluster.cis.get_mut(&key) {
                     Some(c) => {
@@ -141,7 +171,7 @@ impl Sim {
                             changed = true;
                         }
                         if owners_changed {
-                            let d = self.r_world.between(100, 3_000);
+                            let d = self.r_gc.between(100, 3_000);
                             self.after(d, Event::GcCis(namespace.clone(), name.clone()));
                         }
                         changed
@@ -169,9 +199,10 @@ impl Sim {
                             spec,
                             status: None,
                             rv: 0,
+                            legit: None,
                         };
                         self.cluster.cis.insert(key.clone(), c);
-                        let d = self.r_world.between(100, 3_000);
+                        let d = self.r_gc.between(100, 3_000);
                         self.after(d, Event::GcCis(namespace.clone(), name.clone()));
                         true
                     }
@@ -185,11 +216,18 @@ impl Sim {
                     None => fail(ApiErrorKind::NotFound, "gone"),
                 }
             }
-            Action::DeleteCis { namespace, name, uid } => {
+            Action::DeleteCis {
+                namespace,
+                name,
+                uid,
+            } => {
                 let key = (namespace.clone(), name.clone());
                 match self.cluster.cis.get(&key) {
                     None => fail(ApiErrorKind::NotFound, "not found"),
-                    Some(c) if c.uid != uid => fail(ApiErrorKind::Conflict, "Precondition failed: UID in precondition"),
+                    Some(c) if c.uid != uid => fail(
+                        ApiErrorKind::Conflict,
+                        "Precondition failed: UID in precondition",
+                    ),
                     Some(_) => {
                         self.checker.on_delete_cis(self.now, &self.cluster, &key);
                         self.delete_cis_object(&namespace, &name);
@@ -206,10 +244,16 @@ impl Sim {
             } => {
                 let key = (namespace.clone(), name.clone());
                 let Some(c) = self.cluster.cis.get(&key) else {
-                    return fail(ApiErrorKind::NotFound, format!("{namespace}/{name} not found"));
+                    return fail(
+                        ApiErrorKind::NotFound,
+                        format!("{namespace}/{name} not found"),
+                    );
                 };
                 if c.uid != uid {
-                    return fail(ApiErrorKind::Conflict, "Precondition failed: UID in object meta");
+                    return fail(
+                        ApiErrorKind::Conflict,
+                        "Precondition failed: UID in object meta",
+                    );
                 }
                 let mut new: ContainerImageScanStatus = *status;
                 if keep_details {
@@ -224,10 +268,20 @@ impl Sim {
                     return fail(ApiErrorKind::TooLarge, "etcdserver: request is too large");
                 }
                 let cfg_budget = self.instances[i].cfg.details_max_bytes;
-                self.checker.on_status(self.now, &self.cluster, &key, &new, cfg_budget, orphan);
+                let t = new.last_scan_time.as_ref().map(|t| t.0.as_second());
+                self.note(|| {
+                    format!(
+                        "server: status {namespace}/{name} from inst{i} orphan={orphan} t={t:?}"
+                    )
+                });
+                self.checker
+                    .on_status(self.now, &self.cluster, &key, &new, cfg_budget, orphan);
                 self.stats.status_writes += 1;
                 let c = self.cluster.cis.get_mut(&key);
                 let changed = if let Some(c) = c {
+                    if !orphan {
+                        c.legit = Some(new.clone());
+                    }
                     if c.status.as_ref() != Some(&new) {
                         c.status = Some(new);
                         true
@@ -247,8 +301,14 @@ impl Sim {
             }
             Action::CreateJob { job } => self.create_job(i, *job, orphan, now),
             Action::DeleteJob { name, uid } => match self.cluster.jobs.get(&name) {
-                None => fail(ApiErrorKind::NotFound, format!("jobs.batch \"{name}\" not found")),
-                Some(j) if j.uid != uid => fail(ApiErrorKind::Conflict, "Precondition failed: UID in precondition"),
+                None => fail(
+                    ApiErrorKind::NotFound,
+                    format!("jobs.batch \"{name}\" not found"),
+                ),
+                Some(j) if j.uid != uid => fail(
+                    ApiErrorKind::Conflict,
+                    "Precondition failed: UID in precondition",
+                ),
                 Some(_) => {
                     self.delete_job_object(&name);
                     Outcome::Done
@@ -260,25 +320,39 @@ impl Sim {
                 limit_bytes,
             } => {
                 let Some(p) = self.cluster.scan_pods.get(&pod_name) else {
-                    return fail(ApiErrorKind::NotFound, format!("pods \"{pod_name}\" not found"));
+                    return fail(
+                        ApiErrorKind::NotFound,
+                        format!("pods \"{pod_name}\" not found"),
+                    );
                 };
                 if container != SCAN_CONTAINER {
-                    return fail(ApiErrorKind::Invalid, format!("container {container} is not valid for pod {pod_name}"));
+                    return fail(
+                        ApiErrorKind::Invalid,
+                        format!("container {container} is not valid for pod {pod_name}"),
+                    );
                 }
                 if !p.scan.started {
                     return fail(
                         ApiErrorKind::Invalid,
-                        format!("container \"{container}\" in pod \"{pod_name}\" is waiting to start: PodInitializing"),
+                        format!(
+                            "container \"{container}\" in pod \"{pod_name}\" is waiting to start: PodInitializing"
+                        ),
                     );
                 }
                 if p.log.len() > limit_bytes {
-                    return fail(ApiErrorKind::LogTooLarge, format!("log exceeds {limit_bytes} bytes"));
+                    return fail(
+                        ApiErrorKind::LogTooLarge,
+                        format!("log exceeds {limit_bytes} bytes"),
+                    );
                 }
                 Outcome::Log(p.log.as_ref().clone())
             }
             Action::RecordEvent { namespace, .. } => {
                 if self.cluster.namespaces.get(&namespace) == Some(&NsState::Terminating) {
-                    fail(ApiErrorKind::NamespaceTerminating, "namespace is being terminated")
+                    fail(
+                        ApiErrorKind::NamespaceTerminating,
+                        "namespace is being terminated",
+                    )
                 } else {
                     Outcome::Done
                 }
@@ -289,7 +363,8 @@ impl Sim {
     fn create_job(&mut self, i: usize, job: Job, orphan: bool, now: Timestamp) -> Outcome {
         let meta = &job.metadata;
         let Some(name) = meta.name.clone() else {
-            self.checker.violation(self.now, "JOB", "Job without a name".to_string());
+            self.checker
+                .violation(self.now, "JOB", "Job without a name".to_string());
             return fail(ApiErrorKind::Invalid, "name required");
         };
         let labels = meta.labels.clone().unwrap_or_default();
@@ -316,7 +391,8 @@ impl Sim {
         }
         let (Some(d), Some(img)) = (&digest, &image) else {
             problems.push("digest/image annotations missing".to_string());
-            self.checker.violation(self.now, "JOB", format!("bad Job {name}: {problems:?}"));
+            self.checker
+                .violation(self.now, "JOB", format!("bad Job {name}: {problems:?}"));
             return fail(ApiErrorKind::Invalid, "bad job");
         };
         if scan_image.as_deref() != Some(&format!("{img}@{d}")) {
@@ -331,17 +407,25 @@ impl Sim {
             problems.push(format!("digest {d} was never running"));
         }
         if !problems.is_empty() {
-            self.checker.violation(self.now, "JOB", format!("bad Job {name}: {problems:?}"));
+            self.checker
+                .violation(self.now, "JOB", format!("bad Job {name}: {problems:?}"));
         }
         if self.cluster.jobs.contains_key(&name) {
-            return fail(ApiErrorKind::AlreadyExists, format!("jobs.batch \"{name}\" already exists"));
+            return fail(
+                ApiErrorKind::AlreadyExists,
+                format!("jobs.batch \"{name}\" already exists"),
+            );
         }
         let uid = self.uid();
-        let transient = !self.healing && self.opts.has(Fault::ScanFailure) && self.r_faults.chance(self.opts.rate * 3.0);
+        let transient = !self.healing
+            && self.opts.has(Fault::ScanFailure)
+            && self.r_faults.chance(self.opts.rate * 3.0);
         let log_limit = self.base_cfg.log_max_bytes;
         let plan = self.scanner.plan(d, &mut self.r_jobs, transient, log_limit);
         let vulns = match &plan {
-            crate::cluster::Plan::Report { valid: true, .. } => self.scanner.truth.get(d).map(|t| t.vulns.clone()),
+            crate::cluster::Plan::Report { valid: true, .. } => {
+                self.scanner.truth.get(d).map(|t| t.vulns.clone())
+            }
             _ => None,
         };
         let sj = SimJob {
@@ -378,7 +462,8 @@ impl Sim {
             },
         );
         self.stats.jobs += 1;
-        self.checker.on_job_created(self.now, &self.cluster, &name, limit);
+        self.checker
+            .on_job_created(self.now, &self.cluster, &name, limit);
         let deadline = self.cluster.jobs.get(&name).map_or(600, |j| j.deadline_s);
         let d = self.r_jobs.between(200, 2_000);
         self.after(d, Event::Job(name.clone(), uid.clone(), JobStep::CreatePod));

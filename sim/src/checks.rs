@@ -7,8 +7,7 @@ use std::collections::BTreeMap;
 
 use image_scanner::core::port::OwnerRef;
 use image_scanner::crd::{
-    ContainerImageScanSpec, ContainerImageScanStatus, Severity, Vulnerability,
-    VulnerabilitySummary,
+    ContainerImageScanSpec, ContainerImageScanStatus, Severity, Vulnerability, VulnerabilitySummary,
 };
 
 use crate::cluster::{Cluster, Plan};
@@ -18,9 +17,14 @@ use crate::cluster::{Cluster, Plan};
 pub struct Checker {
     /// `t=… [code] message` lines.
     pub violations: Vec<String>,
+    /// Late writes of deposed leaders (exempt from the monotonicity checks).
+    pub late_regressions: u64,
 }
 
-fn filtered<'a>(vulns: &'a [Vulnerability], spec: &ContainerImageScanSpec) -> Vec<&'a Vulnerability> {
+fn filtered<'a>(
+    vulns: &'a [Vulnerability],
+    spec: &ContainerImageScanSpec,
+) -> Vec<&'a Vulnerability> {
     let min = spec.min_severity.unwrap_or(Severity::Unknown);
     let iu = spec.ignore_unfixed == Some(true);
     vulns
@@ -30,11 +34,20 @@ fn filtered<'a>(vulns: &'a [Vulnerability], spec: &ContainerImageScanSpec) -> Ve
 }
 
 /// The summary a CIS with `spec` must show for `vulns`.
-pub fn expected_summary(vulns: &[Vulnerability], spec: &ContainerImageScanSpec) -> VulnerabilitySummary {
+pub fn expected_summary(
+    vulns: &[Vulnerability],
+    spec: &ContainerImageScanSpec,
+) -> VulnerabilitySummary {
     let min = spec.min_severity.unwrap_or(Severity::Unknown);
     let f = filtered(vulns, spec);
     let mut counts: BTreeMap<String, i32> = BTreeMap::new();
-    for s in [Severity::Unknown, Severity::Low, Severity::Medium, Severity::High, Severity::Critical] {
+    for s in [
+        Severity::Unknown,
+        Severity::Low,
+        Severity::Medium,
+        Severity::High,
+        Severity::Critical,
+    ] {
         if s >= min {
             counts.insert(s.as_str().to_string(), 0);
         }
@@ -56,12 +69,18 @@ pub fn expected_summary(vulns: &[Vulnerability], spec: &ContainerImageScanSpec) 
 fn sorted(vulns: &[&Vulnerability]) -> Vec<Vulnerability> {
     let mut v: Vec<Vulnerability> = vulns.iter().map(|x| (*x).clone()).collect();
     v.sort_by(|a, b| {
-        (a.severity as u8, &a.pkg_name, &a.installed_version, &a.vulnerability_id).cmp(&(
-            b.severity as u8,
-            &b.pkg_name,
-            &b.installed_version,
-            &b.vulnerability_id,
-        ))
+        (
+            a.severity as u8,
+            &a.pkg_name,
+            &a.installed_version,
+            &a.vulnerability_id,
+        )
+            .cmp(&(
+                b.severity as u8,
+                &b.pkg_name,
+                &b.installed_version,
+                &b.vulnerability_id,
+            ))
     });
     v
 }
@@ -97,15 +116,37 @@ impl Checker {
         spec: &ContainerImageScanSpec,
     ) {
         let w = &spec.workload;
-        let expected = image_scanner::core::naming::cis_name(&w.kind, &w.name, &w.container_name, &spec.name, &spec.digest);
+        let expected = image_scanner::core::naming::cis_name(
+            &w.kind,
+            &w.name,
+            &w.container_name,
+            &spec.name,
+            &spec.digest,
+        );
         if expected != name {
-            self.violation(now, "S1", format!("CIS {ns}/{name} should be named {expected}"));
+            self.violation(
+                now,
+                "S1",
+                format!("CIS {ns}/{name} should be named {expected}"),
+            );
         }
-        if owners.is_empty() || owners.iter().any(|o| o.kind != "Pod" || o.api_version != "v1") {
-            self.violation(now, "S2", format!("CIS {ns}/{name} owners must be pods: {owners:?}"));
+        if owners.is_empty()
+            || owners
+                .iter()
+                .any(|o| o.kind != "Pod" || o.api_version != "v1")
+        {
+            self.violation(
+                now,
+                "S2",
+                format!("CIS {ns}/{name} owners must be pods: {owners:?}"),
+            );
         }
         if spec.min_severity.is_some() {
-            self.violation(now, "S2", format!("CIS {ns}/{name}: the operator sent spec.minSeverity"));
+            self.violation(
+                now,
+                "S2",
+                format!("CIS {ns}/{name}: the operator sent spec.minSeverity"),
+            );
         }
         if !cluster.namespaces.contains_key(ns) {
             return;
@@ -120,7 +161,13 @@ impl Checker {
                 && c.spec.workload.uid == w.uid
                 && c.spec.workload.container_name == w.container_name
             {
-                self.violation(now, "S1", format!("CIS {ns}/{name} duplicates {ns}/{other} (same workload, container, image)"));
+                self.violation(
+                    now,
+                    "S1",
+                    format!(
+                        "CIS {ns}/{name} duplicates {ns}/{other} (same workload, container, image)"
+                    ),
+                );
             }
         }
     }
@@ -141,26 +188,72 @@ impl Checker {
         let Some(c) = cluster.cis.get(key) else {
             return;
         };
-        let who = format!("{}/{}{}", key.0, key.1, if orphan { " (late write)" } else { "" });
-        let old = c.status.clone().unwrap_or_default();
+        let who = format!(
+            "{}/{}{}",
+            key.0,
+            key.1,
+            if orphan { " (late write)" } else { "" }
+        );
+        // Monotonicity is checked against what current leaders wrote: a late write of a
+        // deposed leader may have moved the stored status (see below).
+        let old = c.legit.clone().unwrap_or_default();
+        // What the write preserves is checked against what is stored, unless a late write of a
+        // deposed leader stored it.
+        let stored_is_legit = c.legit == c.status;
+        // A write of a deposed leader that lands late carries the view it was computed from;
+        // without a resourceVersion precondition (the port has only a UID precondition) it may
+        // move the result back until the new leader rewrites it. Counted, checked for
+        // fidelity, not for monotonicity.
+        let old = if orphan {
+            self.late_regressions += 1;
+            new.clone()
+        } else {
+            old
+        };
         match new.observed_generation {
-            None => self.violation(now, "S4", format!("{who}: status without observedGeneration")),
-            Some(g) if g > c.generation => {
-                self.violation(now, "S4", format!("{who}: observedGeneration {g} > generation {}", c.generation))
-            }
+            None => self.violation(
+                now,
+                "S4",
+                format!("{who}: status without observedGeneration"),
+            ),
+            Some(g) if g > c.generation => self.violation(
+                now,
+                "S4",
+                format!(
+                    "{who}: observedGeneration {g} > generation {}",
+                    c.generation
+                ),
+            ),
             Some(g) if old.observed_generation.is_some_and(|o| g < o) => self.violation(
                 now,
                 "S4",
-                format!("{who}: observedGeneration went back {:?} -> {g}", old.observed_generation),
+                format!(
+                    "{who}: observedGeneration went back {:?} -> {g}",
+                    old.observed_generation
+                ),
             ),
             _ => {}
         }
-        let t = |x: &Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>| x.as_ref().map(|t| t.0.as_second());
+        let t = |x: &Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>| {
+            x.as_ref().map(|t| t.0.as_second())
+        };
         if t(&new.last_scan_time) < t(&old.last_scan_time) {
-            self.violation(now, "S4", format!("{who}: lastScanTime went back {:?} -> {:?}", t(&old.last_scan_time), t(&new.last_scan_time)));
+            self.violation(
+                now,
+                "S4",
+                format!(
+                    "{who}: lastScanTime went back {:?} -> {:?}",
+                    t(&old.last_scan_time),
+                    t(&new.last_scan_time)
+                ),
+            );
         }
         if t(&new.last_successful_scan_time) < t(&old.last_successful_scan_time) {
-            self.violation(now, "S4", format!("{who}: lastSuccessfulScanTime went back"));
+            self.violation(
+                now,
+                "S4",
+                format!("{who}: lastSuccessfulScanTime went back"),
+            );
         }
         let record = new
             .last_scan_job_uid
@@ -172,10 +265,21 @@ impl Checker {
                 None => self.violation(now, "S4", format!("{who}: lastScanJobUID removed")),
                 Some("") if stalled(new).is_some() => {}
                 Some(u) => match record {
-                    None => self.violation(now, "S4", format!("{who}: lastScanJobUID {u} is no Job of ours")),
+                    None => self.violation(
+                        now,
+                        "S4",
+                        format!("{who}: lastScanJobUID {u} is no Job of ours"),
+                    ),
                     Some(r) => {
                         if r.digest.as_deref() != Some(c.spec.digest.as_str()) {
-                            self.violation(now, "S4", format!("{who}: written from Job {} of digest {:?}, CIS digest {}", r.name, r.digest, c.spec.digest));
+                            self.violation(
+                                now,
+                                "S4",
+                                format!(
+                                    "{who}: written from Job {} of digest {:?}, CIS digest {}",
+                                    r.name, r.digest, c.spec.digest
+                                ),
+                            );
                         }
                         if let Some(o) = old
                             .last_scan_job_uid
@@ -191,7 +295,11 @@ impl Checker {
             }
         } else if let (Some(r), false) = (record, orphan) {
             if r.digest.as_deref() != Some(c.spec.digest.as_str()) {
-                self.violation(now, "S4", format!("{who}: shows Job {} of another digest", r.name));
+                self.violation(
+                    now,
+                    "S4",
+                    format!("{who}: shows Job {} of another digest", r.name),
+                );
             }
         }
         let reconciling = new
@@ -201,47 +309,83 @@ impl Checker {
             .any(|c| c.type_ == "Reconciling");
         match (stalled(new), reconciling) {
             (Some(reason), _) => {
-                if new.last_successful_scan_time != old.last_successful_scan_time
-                    || new.vulnerability_summary != old.vulnerability_summary
-                    || new.vulnerabilities != old.vulnerabilities
+                if stored_is_legit
+                    && (new.last_successful_scan_time != old.last_successful_scan_time
+                        || new.vulnerability_summary != old.vulnerability_summary
+                        || new.vulnerabilities != old.vulnerabilities)
                 {
-                    self.violation(now, "S5", format!("{who}: a failure changed the last successful result"));
+                    self.violation(
+                        now,
+                        "S5",
+                        format!("{who}: a failure changed the last successful result"),
+                    );
                 }
                 if reason == "ScanReportDecodeError" {
                     if let Some(r) = record {
                         if matches!(r.plan, Plan::Report { valid: true, .. }) {
-                            self.violation(now, "S5", format!("{who}: decode error for the valid report of Job {}", r.name));
+                            self.violation(
+                                now,
+                                "S5",
+                                format!(
+                                    "{who}: decode error for the valid report of Job {}",
+                                    r.name
+                                ),
+                            );
                         }
                     }
                 }
             }
             (None, true) => {
-                if new.last_scan_job_uid != old.last_scan_job_uid
-                    || new.last_scan_time != old.last_scan_time
-                    || new.last_successful_scan_time != old.last_successful_scan_time
-                    || new.vulnerability_summary != old.vulnerability_summary
+                if stored_is_legit
+                    && (new.last_scan_job_uid != old.last_scan_job_uid
+                        || new.last_scan_time != old.last_scan_time
+                        || new.last_successful_scan_time != old.last_successful_scan_time
+                        || new.vulnerability_summary != old.vulnerability_summary)
                 {
-                    self.violation(now, "S4", format!("{who}: ScanJobCreated changed the result"));
+                    self.violation(
+                        now,
+                        "S4",
+                        format!("{who}: ScanJobCreated changed the result"),
+                    );
                 }
             }
             (None, false) => {
                 if new.last_scan_job_uid.is_none() {
                     if new != &old {
-                        self.violation(now, "S5", format!("{who}: a status without result or condition"));
+                        self.violation(
+                            now,
+                            "S5",
+                            format!("{who}: a status without result or condition"),
+                        );
                     }
                     return;
                 }
                 if new.last_successful_scan_time != new.last_scan_time {
-                    self.violation(now, "S5", format!("{who}: success with lastSuccessfulScanTime != lastScanTime"));
+                    self.violation(
+                        now,
+                        "S5",
+                        format!("{who}: success with lastSuccessfulScanTime != lastScanTime"),
+                    );
                 }
                 let Some(r) = record else {
                     return;
                 };
                 if !r.succeeded {
-                    self.violation(now, "S5", format!("{who}: success from Job {} which did not complete", r.name));
+                    self.violation(
+                        now,
+                        "S5",
+                        format!("{who}: success from Job {} which did not complete", r.name),
+                    );
                 }
                 let Some(vulns) = &r.vulns else {
-                    self.violation(now, "S5", format!("{who}: success from Job {} whose log was no valid report", r.name));
+                    self.violation(
+                        now,
+                        "S5",
+                        format!(
+                            "{who}: success from Job {} whose log was no valid report",
+                            r.name
+                        ),
+                    );
                     return;
                 };
                 let g = new.observed_generation.unwrap_or(c.generation);
@@ -262,7 +406,14 @@ impl Checker {
     ) {
         let want = expected_summary(vulns, spec);
         if new.vulnerability_summary.as_ref() != Some(&want) {
-            self.violation(now, "S5", format!("{who}: summary {:?} != expected {want:?}", new.vulnerability_summary));
+            self.violation(
+                now,
+                "S5",
+                format!(
+                    "{who}: summary {:?} != expected {want:?}",
+                    new.vulnerability_summary
+                ),
+            );
         }
         let f = filtered(vulns, spec);
         let all = sorted(&f);
@@ -273,7 +424,15 @@ impl Checker {
         match &new.vulnerabilities_truncated {
             None => {
                 if *details != all {
-                    self.violation(now, "S5", format!("{who}: details ({}) are not the sorted filtered report ({})", details.len(), all.len()));
+                    self.violation(
+                        now,
+                        "S5",
+                        format!(
+                            "{who}: details ({}) are not the sorted filtered report ({})",
+                            details.len(),
+                            all.len()
+                        ),
+                    );
                 }
                 let size = serde_json::to_vec(details).map_or(0, |v| v.len());
                 if size > budget {
@@ -284,11 +443,19 @@ impl Checker {
                 let n = all.len();
                 let k = details.len();
                 if k > n || details[..] != all[n - k..] {
-                    self.violation(now, "S5", format!("{who}: truncated details are not the top-ranked tail"));
+                    self.violation(
+                        now,
+                        "S5",
+                        format!("{who}: truncated details are not the top-ranked tail"),
+                    );
                     return;
                 }
                 if t.dropped_count as usize != n - k {
-                    self.violation(now, "S5", format!("{who}: droppedCount {} != {}", t.dropped_count, n - k));
+                    self.violation(
+                        now,
+                        "S5",
+                        format!("{who}: droppedCount {} != {}", t.dropped_count, n - k),
+                    );
                 }
                 let kept_min = details.first().map(|v| v.severity);
                 let mut sev: Vec<Severity> = Vec::new();
@@ -298,14 +465,32 @@ impl Checker {
                     }
                 }
                 if t.dropped_severities != sev {
-                    self.violation(now, "S5", format!("{who}: droppedSeverities {:?} != {sev:?}", t.dropped_severities));
+                    self.violation(
+                        now,
+                        "S5",
+                        format!(
+                            "{who}: droppedSeverities {:?} != {sev:?}",
+                            t.dropped_severities
+                        ),
+                    );
                 }
                 let size = serde_json::to_vec(details).map_or(0, |v| v.len());
-                if size as i64 > t.budget_bytes {
-                    self.violation(now, "S5", format!("{who}: details of {size} bytes exceed their budget {}", t.budget_bytes));
+                if size as i64 > t.budget_bytes && !details.is_empty() {
+                    self.violation(
+                        now,
+                        "S5",
+                        format!(
+                            "{who}: details of {size} bytes exceed their budget {}",
+                            t.budget_bytes
+                        ),
+                    );
                 }
                 if n == k {
-                    self.violation(now, "S5", format!("{who}: truncation marker without anything dropped"));
+                    self.violation(
+                        now,
+                        "S5",
+                        format!("{who}: truncation marker without anything dropped"),
+                    );
                 }
             }
         }
@@ -323,11 +508,30 @@ impl Checker {
             .filter(|x| x.digest == j.digest && x.name != j.name)
             .map(|x| x.name.as_str())
             .collect();
-        if !same.is_empty() && !j.orphan && same.iter().all(|n| cluster.jobs.get(*n).is_some_and(|x| !x.orphan)) {
-            self.violation(now, "S3", format!("Job {name} is a second active scan of {:?} (also {same:?})", j.digest));
+        if !same.is_empty()
+            && !j.orphan
+            && same
+                .iter()
+                .all(|n| cluster.jobs.get(*n).is_some_and(|x| !x.orphan))
+        {
+            self.violation(
+                now,
+                "S3",
+                format!(
+                    "Job {name} is a second active scan of {:?} (also {same:?})",
+                    j.digest
+                ),
+            );
         }
         if limit > 0 && active.len() > limit as usize + orphans {
-            self.violation(now, "S3", format!("Job {name}: {} active Jobs exceed the limit {limit}", active.len()));
+            self.violation(
+                now,
+                "S3",
+                format!(
+                    "Job {name}: {} active Jobs exceed the limit {limit}",
+                    active.len()
+                ),
+            );
         }
     }
 
@@ -338,7 +542,14 @@ impl Checker {
         for ((ns, name), c) in &cluster.cis {
             if let Some(g) = c.status.as_ref().and_then(|s| s.observed_generation) {
                 if g > c.generation {
-                    self.violation(now, "S4", format!("{ns}/{name}: observedGeneration {g} > generation {}", c.generation));
+                    self.violation(
+                        now,
+                        "S4",
+                        format!(
+                            "{ns}/{name}: observedGeneration {g} > generation {}",
+                            c.generation
+                        ),
+                    );
                 }
             }
             let k = (
@@ -349,7 +560,13 @@ impl Checker {
                 c.spec.name.clone(),
             );
             if let Some(other) = seen.insert(k, name.clone()) {
-                self.violation(now, "S1", format!("{ns}/{name} and {ns}/{other} scan the same workload container and digest"));
+                self.violation(
+                    now,
+                    "S1",
+                    format!(
+                        "{ns}/{name} and {ns}/{other} scan the same workload container and digest"
+                    ),
+                );
             }
         }
     }

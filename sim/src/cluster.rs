@@ -290,6 +290,8 @@ pub struct SimCis {
     pub spec_history: BTreeMap<i64, ContainerImageScanSpec>,
     /// resourceVersion.
     pub rv: u64,
+    /// The status as the last write of a current leader left it (late writes excluded).
+    pub legit: Option<ContainerImageScanStatus>,
 }
 
 /// What a scan Job will do.
@@ -513,7 +515,10 @@ impl Cluster {
 
     /// Publishes a workload.
     pub fn publish_workload(&mut self, key: &(u8, String, String)) {
-        let view = self.workloads.get(key).map(|w| View::Workload(workload_view(w)));
+        let view = self
+            .workloads
+            .get(key)
+            .map(|w| View::Workload(workload_view(w)));
         self.publish(Kind::Workload(key.0), nk(&key.1, &key.2), view);
     }
 
@@ -531,7 +536,11 @@ impl Cluster {
                     name: c.name.clone(),
                     spec_image: Some(spec.spec.clone()),
                     status_image: run.spec.clone(),
-                    status_image_id: if started { run.image_id() } else { String::new() },
+                    status_image_id: if started {
+                        run.image_id()
+                    } else {
+                        String::new()
+                    },
                     waiting_reason: match c.state {
                         CState::Waiting(r) => Some(r.to_string()),
                         _ => None,

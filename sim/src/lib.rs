@@ -66,8 +66,12 @@ pub fn run_options(options: Options, trace: bool) -> (SeedReport, Vec<String>) {
         if reference.violations.is_empty() && faulty.violations.is_empty() {
             for (k, v) in &reference.final_cis {
                 match faulty.final_cis.get(k) {
-                    None => violations.push(format!("[L3] {k} exists only in the fault-free run: {v}")),
-                    Some(f) if f != v => violations.push(format!("[L3] {k} differs: faulty {f} / fault-free {v}")),
+                    None => {
+                        violations.push(format!("[L3] {k} exists only in the fault-free run: {v}"))
+                    }
+                    Some(f) if f != v => {
+                        violations.push(format!("[L3] {k} differs: faulty {f} / fault-free {v}"))
+                    }
                     _ => {}
                 }
             }

@@ -31,7 +31,11 @@ impl Sim {
             self.quiet_writes.clear();
         } else if self.now > self.fault_end + self.opts.heal_limit.as_millis() as i64 {
             let shown: Vec<String> = problems.into_iter().take(6).collect();
-            self.checker.violation(self.now, "L1", format!("no convergence within the heal limit: {shown:?}"));
+            self.checker.violation(
+                self.now,
+                "L1",
+                format!("no convergence within the heal limit: {shown:?}"),
+            );
             self.stop = true;
         } else {
             self.after(60_000, Event::Check);
@@ -40,13 +44,23 @@ impl Sim {
 
     /// Why the world has not converged yet (empty when it has).
     pub fn liveness_diff(&self) -> String {
-        format!("{:?}", self.liveness_problems().into_iter().take(6).collect::<Vec<_>>())
+        format!(
+            "{:?}",
+            self.liveness_problems()
+                .into_iter()
+                .take(6)
+                .collect::<Vec<_>>()
+        )
     }
 
     fn leader(&self) -> Option<usize> {
         let (i, inc) = self.lease.holder?;
         let x = self.instances.get(i)?;
-        (x.inc == inc && x.engine.is_some() && x.leading && x.synced && self.lease.expires > self.now)
+        (x.inc == inc
+            && x.engine.is_some()
+            && x.leading
+            && x.synced
+            && self.lease.expires > self.now)
             .then_some(i)
     }
 
@@ -70,7 +84,25 @@ impl Sim {
                 return vec![format!("pod {}/{} not settled yet", p.ns, p.name)];
             }
         }
-        let expected = self.expected_cis(&cfg);
+        // The leader is idle: nothing in flight, nothing queued, no retry due within a minute.
+        if let Some(e) = self.instances[leader].engine.as_ref() {
+            let soon = self.clock(leader).plus(std::time::Duration::from_secs(60));
+            if e.inflight() > 0 || e.queue_depth() > 0 || e.next_wakeup().is_some_and(|w| w < soon)
+            {
+                return vec![format!(
+                    "leader busy: inflight={} queue={} next_wakeup={:?}",
+                    e.inflight(),
+                    e.queue_depth(),
+                    e.next_wakeup()
+                )];
+            }
+        }
+        if let Some(j) = self.cluster.active_jobs().next() {
+            return vec![format!("scan Job {} still active", j.name)];
+        }
+        let mut expected = self.expected_cis(&cfg);
+        // Created once a member settled, kept while members exist.
+        expected.retain(|k, e| e.settled || self.cluster.cis.get(k).is_some_and(|c| !c.deleting));
         for ((ns, name), c) in &self.cluster.cis {
             if c.deleting {
                 continue;
@@ -88,7 +120,10 @@ impl Sim {
         }
         for ((ns, name), e) in &expected {
             let Some(c) = self.cluster.cis.get(&(ns.clone(), name.clone())) else {
-                problems.push(format!("{ns}/{name}: missing CIS for {}/{} {} {}", e.kind, e.workload, e.container, e.digest));
+                problems.push(format!(
+                    "{ns}/{name}: missing CIS for {}/{} {} {}",
+                    e.kind, e.workload, e.container, e.digest
+                ));
                 continue;
             };
             let w = &c.spec.workload;
@@ -98,19 +133,29 @@ impl Sim {
                 || w.uid.as_deref() != Some(e.workload_uid.as_str())
                 || w.container_name != e.container
             {
-                problems.push(format!("{ns}/{name}: spec {:?} does not match {e:?}", c.spec));
+                problems.push(format!(
+                    "{ns}/{name}: spec {:?} does not match {e:?}",
+                    c.spec
+                ));
             }
             let owners: BTreeSet<&str> = c.owners.iter().map(|o| o.uid.as_str()).collect();
             let want: BTreeSet<&str> = e.owners.iter().map(String::as_str).collect();
             if owners != want {
-                problems.push(format!("{ns}/{name}: owners {} != pods {}", owners.len(), want.len()));
+                problems.push(format!(
+                    "{ns}/{name}: owners {} != pods {}",
+                    owners.len(),
+                    want.len()
+                ));
             }
             let Some(s) = &c.status else {
                 problems.push(format!("{ns}/{name}: no status"));
                 continue;
             };
             if s.observed_generation != Some(c.generation) {
-                problems.push(format!("{ns}/{name}: observedGeneration {:?} != {}", s.observed_generation, c.generation));
+                problems.push(format!(
+                    "{ns}/{name}: observedGeneration {:?} != {}",
+                    s.observed_generation, c.generation
+                ));
             }
             let Some(truth) = self.scanner.truth.get(&e.digest) else {
                 continue;
@@ -127,20 +172,27 @@ impl Sim {
                         .last_scan_job_uid
                         .as_deref()
                         .and_then(|u| self.cluster.job_registry.get(u))
-                        .is_some_and(|r| r.succeeded && r.digest.as_deref() == Some(e.digest.as_str()));
+                        .is_some_and(|r| {
+                            r.succeeded && r.digest.as_deref() == Some(e.digest.as_str())
+                        });
                     let conditions = s.conditions.as_ref().is_some_and(|c| !c.is_empty());
                     if s.last_successful_scan_time.is_none() || !job_ok || conditions {
                         problems.push(format!(
                             "{ns}/{name}: no successful scan shown (job_ok={job_ok} conditions={:?})",
                             s.conditions.iter().flatten().map(|c| c.reason.as_str()).collect::<Vec<_>>()
                         ));
-                    } else if s.vulnerability_summary.as_ref() != Some(&expected_summary(&truth.vulns, &c.spec)) {
+                    } else if s.vulnerability_summary.as_ref()
+                        != Some(&expected_summary(&truth.vulns, &c.spec))
+                    {
                         problems.push(format!("{ns}/{name}: summary differs from the report"));
                     }
                 }
                 Some(reason) => {
                     if stalled.as_deref() != Some(reason) {
-                        problems.push(format!("{ns}/{name}: expected Stalled/{reason} ({:?}), shows {stalled:?}", truth.class));
+                        problems.push(format!(
+                            "{ns}/{name}: expected Stalled/{reason} ({:?}), shows {stalled:?}",
+                            truth.class
+                        ));
                     }
                 }
             }
@@ -163,7 +215,11 @@ impl Sim {
                 .iter()
                 .flatten()
                 .any(|c| c.type_ == "Stalled" && c.status == "True");
-            let delay = if failed { cfg.failed_scan_retry } else { cfg.scan_interval };
+            let delay = if failed {
+                cfg.failed_scan_retry
+            } else {
+                cfg.scan_interval
+            };
             end = end.min(at + delay.as_millis() as i64 - skew);
         }
         // Scan pods may still be settling into their TTL; a window under a minute proves little.
@@ -179,15 +235,19 @@ impl Sim {
         if !self.quiet_writes.is_empty() {
             let n = self.quiet_writes.len();
             let first: Vec<String> = self.quiet_writes.iter().take(4).cloned().collect();
-            self.checker.violation(self.now, "L2", format!("{n} writes in a quiet world: {first:?}"));
+            self.checker.violation(
+                self.now,
+                "L2",
+                format!("{n} writes in a quiet world: {first:?}"),
+            );
         }
-        let active: Vec<String> = self
-            .cluster
-            .active_jobs()
-            .map(|j| j.name.clone())
-            .collect();
+        let active: Vec<String> = self.cluster.active_jobs().map(|j| j.name.clone()).collect();
         if !active.is_empty() {
-            self.checker.violation(self.now, "L2", format!("Jobs still active after convergence: {active:?}"));
+            self.checker.violation(
+                self.now,
+                "L2",
+                format!("Jobs still active after convergence: {active:?}"),
+            );
         }
         // S8: metrics of the leader's cache equal the metrics of the stored objects.
         if let Some(leader) = self.leader() {
@@ -222,8 +282,11 @@ impl Sim {
                     .zip(b.lines())
                     .find(|(x, y)| x != y)
                     .map(|(x, y)| format!("engine: {x} | stored: {y}"))
-                    .unwrap_or_else(|| format!("{} vs {} lines", a.lines().count(), b.lines().count()));
-                self.checker.violation(self.now, "S8", format!("metrics differ: {diff}"));
+                    .unwrap_or_else(|| {
+                        format!("{} vs {} lines", a.lines().count(), b.lines().count())
+                    });
+                self.checker
+                    .violation(self.now, "S8", format!("metrics differ: {diff}"));
             }
         }
     }

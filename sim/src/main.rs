@@ -45,7 +45,9 @@ fn main() -> ExitCode {
             }
             "--verbose" | "-v" => verbose = true,
             "--help" | "-h" => {
-                println!("usage: sim --seeds A..B [--faults all|none|+crash,-gone|crash,gone] [--jobs N] [--verbose]");
+                println!(
+                    "usage: sim --seeds A..B [--faults all|none|+crash,-gone|crash,gone] [--jobs N] [--verbose]"
+                );
                 return ExitCode::SUCCESS;
             }
             other => {
@@ -70,29 +72,42 @@ fn main() -> ExitCode {
     let results = std::sync::Mutex::new((0u64, 0u64, 0u64, Vec::<u64>::new()));
     std::thread::scope(|s| {
         for _ in 0..jobs {
-            s.spawn(|| loop {
-                let seed = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if seed >= to {
-                    return;
-                }
-                let (report, _) = sim::run_seed(seed, &spec, false);
-                let failed = !report.violations.is_empty();
-                if verbose || failed {
-                    eprintln!("seed {seed}: {} events={} violations={}", report.options, report.events, report.violations.len());
-                }
-                if failed {
-                    eprintln!("{}", sim::explain_failure(seed, &spec, &faults));
-                }
-                let mut r = results.lock().unwrap_or_else(|e| e.into_inner());
-                r.0 += 1;
-                r.1 += report.events;
-                r.2 += report.violations.len() as u64;
-                if failed {
-                    r.3.push(seed);
-                }
-                if r.0 % 100 == 0 {
-                    let secs = started.elapsed().as_secs_f64().max(1e-9);
-                    eprintln!("sim: {}/{total} seeds, {} events, {} violations, {:.0} events/s", r.0, r.1, r.2, r.1 as f64 / secs);
+            s.spawn(|| {
+                loop {
+                    let seed = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if seed >= to {
+                        return;
+                    }
+                    let (report, _) = sim::run_seed(seed, &spec, false);
+                    let failed = !report.violations.is_empty();
+                    if verbose || failed {
+                        eprintln!(
+                            "seed {seed}: {} events={} violations={}",
+                            report.options,
+                            report.events,
+                            report.violations.len()
+                        );
+                    }
+                    if failed {
+                        eprintln!("{}", sim::explain_failure(seed, &spec, &faults));
+                    }
+                    let mut r = results.lock().unwrap_or_else(|e| e.into_inner());
+                    r.0 += 1;
+                    r.1 += report.events;
+                    r.2 += report.violations.len() as u64;
+                    if failed {
+                        r.3.push(seed);
+                    }
+                    if r.0 % 100 == 0 {
+                        let secs = started.elapsed().as_secs_f64().max(1e-9);
+                        eprintln!(
+                            "sim: {}/{total} seeds, {} events, {} violations, {:.0} events/s",
+                            r.0,
+                            r.1,
+                            r.2,
+                            r.1 as f64 / secs
+                        );
+                    }
                 }
             });
         }
@@ -109,5 +124,9 @@ fn main() -> ExitCode {
         r.2,
         r.1 as f64 / secs / jobs as f64
     );
-    if r.2 == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    if r.2 == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }

@@ -108,7 +108,8 @@ pub struct Instance {
 /// The engine configuration of a run.
 pub fn engine_config(opts: &Options) -> EngineConfig {
     let mut cfg = EngineConfig::for_tests(crate::cluster::SCAN_NS);
-    cfg.workload_kinds.insert(("example.com".to_string(), "Rollout".to_string()));
+    cfg.workload_kinds
+        .insert(("example.com".to_string(), "Rollout".to_string()));
     cfg.scan_interval = opts.scan_interval;
     cfg.active_job_limit = opts.job_limit;
     cfg.max_inflight = opts.max_inflight;
@@ -139,14 +140,22 @@ impl Sim {
         if !first && self.opts.has(Fault::ConfigChange) && !self.healing_reference() {
             let r = &mut self.r_config;
             if r.chance(0.7) {
-                cfg.scan_interval = [Duration::from_secs(1800), Duration::from_secs(7200), self.opts.scan_interval][r.index(3)];
+                cfg.scan_interval = [
+                    Duration::from_secs(1800),
+                    Duration::from_secs(7200),
+                    self.opts.scan_interval,
+                ][r.index(3)];
                 cfg.active_job_limit = [0, 1, 3, self.opts.job_limit][r.index(4)];
                 cfg.exclude_namespaces = match r.index(3) {
                     0 => regex("^(kube-|openshift-).*"),
                     1 => regex("^(kube-|openshift-|ns-1$)"),
                     _ => regex("^(kube-|openshift-|ns-0$)"),
                 };
-                cfg.include_namespaces = if r.chance(0.3) { regex("^ns-[0-2]$") } else { regex("") };
+                cfg.include_namespaces = if r.chance(0.3) {
+                    regex("^ns-[0-2]$")
+                } else {
+                    regex("")
+                };
             }
         }
         if first && id == 1 && self.opts.has(Fault::ConfigChange) {
@@ -275,7 +284,11 @@ impl Sim {
             }
             // Keep some history for stale lists even when everyone has seen it.
             let keep_min = 8.min(window);
-            let floor_target = if log.changes.len() > keep_min { upto } else { 0 };
+            let floor_target = if log.changes.len() > keep_min {
+                upto
+            } else {
+                0
+            };
             log.compact(floor_target, window.max(keep_min));
         }
     }
@@ -396,7 +409,8 @@ impl Sim {
             .logs
             .get(&k)
             .map_or((self.cluster.rv, 0), |l| (l.head(), l.floor));
-        let at = if self.fault(Fault::StaleList, 10.0) {
+        let stale_ok = !matches!(k, Kind::Cis | Kind::Job) || self.opts.has(Fault::StaleCis);
+        let at = if stale_ok && self.fault(Fault::StaleList, 10.0) {
             self.r_faults.between(floor, head)
         } else {
             head
@@ -515,17 +529,28 @@ impl Sim {
         // S9: the next wake-up is in the future and bounded.
         if let Some(at) = next {
             if at <= now {
-                self.checker.violation(self.now, "S9", format!("inst{i}: next_wakeup {at} is not after now {now} (hot loop)"));
+                self.checker.violation(
+                    self.now,
+                    "S9",
+                    format!("inst{i}: next_wakeup {at} is not after now {now} (hot loop)"),
+                );
             }
             let bound = now.plus(interval * 2).plus(Duration::from_secs(3600));
             if at > bound {
-                self.checker.violation(self.now, "S9", format!("inst{i}: next_wakeup {at} beyond {bound}"));
+                self.checker.violation(
+                    self.now,
+                    "S9",
+                    format!("inst{i}: next_wakeup {at} beyond {bound}"),
+                );
             }
         }
         let skew = self.instances[i].skew;
         let wake_sim = next.map(|t| t.0 - skew);
         if let Some(t) = wake_sim {
-            if self.instances[i].wake_at.is_none_or(|w| t < w || w < self.now) {
+            if self.instances[i]
+                .wake_at
+                .is_none_or(|w| t < w || w < self.now)
+            {
                 self.instances[i].wake_at = Some(t);
                 self.at(t.max(self.now + 1), Event::Wake(i, inc));
             }
@@ -546,7 +571,11 @@ impl Sim {
                 self.stats.writes += 1;
                 // S6: no writes after being told of the lost lease.
                 if !leading || !self.instances[i].leading {
-                    self.checker.violation(self.now, "S6", format!("inst{i} issued {} while not leading", cmd.action.verb()));
+                    self.checker.violation(
+                        self.now,
+                        "S6",
+                        format!("inst{i} issued {} while not leading", cmd.action.verb()),
+                    );
                 }
                 if self.converged_at.is_some() {
                     let d = describe(&cmd.action);
@@ -571,7 +600,11 @@ impl Sim {
         }
         inst.second.1 += 1;
         if inst.second.1 == 2_000 {
-            self.checker.violation(now, "S9", format!("inst{i}: 2000 commands in one simulated second"));
+            self.checker.violation(
+                now,
+                "S9",
+                format!("inst{i}: 2000 commands in one simulated second"),
+            );
         }
         let mut h = Fnv::default();
         h.bytes(format!("{action:?}").as_bytes());
@@ -582,7 +615,11 @@ impl Sim {
         e.1 += 1;
         if e.1 == 25 {
             let d = describe(action);
-            self.checker.violation(now, "S9", format!("inst{i}: the same command 25 times within 60 s (hot loop): {d}"));
+            self.checker.violation(
+                now,
+                "S9",
+                format!("inst{i}: the same command 25 times within 60 s (hot loop): {d}"),
+            );
         }
         if inst.repeats.len() > 4096 {
             inst.repeats.retain(|_, (t, _)| now - *t <= 60_000);
@@ -639,7 +676,10 @@ impl Sim {
         if self.lease.holder == Some(me) && self.lease.expires > now {
             self.lease.expires = now + LEASE_MS;
             self.after(RENEW_MS, Event::LeaseTick(i, inc));
-        } else if self.lease.holder.is_none() || self.lease.expires <= now || self.lease.holder == Some(me) {
+        } else if self.lease.holder.is_none()
+            || self.lease.expires <= now
+            || self.lease.holder == Some(me)
+        {
             self.lease.holder = Some(me);
             self.lease.expires = now + LEASE_MS;
             self.note(|| format!("inst{i} acquires the lease"));
@@ -768,32 +808,88 @@ fn observation(k: Kind, ev: WatchEvent<View>) -> Observation {
             .map_or_else(none, |event| Observation::Cis { stream, event }),
         Kind::Job => map(ev, |v| if let View::Job(p) = v { Some(p) } else { None })
             .map_or_else(none, |event| Observation::Job { stream, event }),
-        Kind::ScanPod => map(ev, |v| if let View::ScanPod(p) = v { Some(p) } else { None })
-            .map_or_else(none, |event| Observation::ScanPod { stream, event }),
-        Kind::Workload(_) => map(ev, |v| if let View::Workload(p) = v { Some(p) } else { None })
-            .map_or_else(none, |event| Observation::Workload { stream, event }),
+        Kind::ScanPod => map(ev, |v| {
+            if let View::ScanPod(p) = v {
+                Some(p)
+            } else {
+                None
+            }
+        })
+        .map_or_else(none, |event| Observation::ScanPod { stream, event }),
+        Kind::Workload(_) => map(ev, |v| {
+            if let View::Workload(p) = v {
+                Some(p)
+            } else {
+                None
+            }
+        })
+        .map_or_else(none, |event| Observation::Workload { stream, event }),
     }
 }
 
 /// A short description of an action for traces and messages.
 pub fn describe(a: &Action) -> String {
     match a {
-        Action::ApplyCis { namespace, name, owners, spec, .. } => {
-            format!("apply_cis {namespace}/{name} digest={} owners={}", short(&spec.digest), owners.len())
+        Action::ApplyCis {
+            namespace,
+            name,
+            owners,
+            spec,
+            ..
+        } => {
+            format!(
+                "apply_cis {namespace}/{name} digest={} owners={}",
+                short(&spec.digest),
+                owners.len()
+            )
         }
-        Action::DeleteCis { namespace, name, uid } => format!("delete_cis {namespace}/{name} uid={}", short(uid)),
-        Action::ApplyCisStatus { namespace, name, uid, status, keep_details } => format!(
+        Action::DeleteCis {
+            namespace,
+            name,
+            uid,
+        } => format!("delete_cis {namespace}/{name} uid={}", short(uid)),
+        Action::ApplyCisStatus {
+            namespace,
+            name,
+            uid,
+            status,
+            keep_details,
+        } => format!(
             "apply_status {namespace}/{name} uid={} job={} t={:?} cond={:?} keep={keep_details} summary={:?}",
             short(uid),
-            status.last_scan_job_uid.as_deref().map(short).unwrap_or_default(),
+            status
+                .last_scan_job_uid
+                .as_deref()
+                .map(short)
+                .unwrap_or_default(),
             status.last_scan_time.as_ref().map(|t| t.0.as_second()),
-            status.conditions.iter().flatten().map(|c| format!("{}: {}", c.reason, &c.message[..c.message.len().min(120)])).collect::<Vec<_>>(),
-            status.vulnerability_summary.as_ref().map(|s| (s.fixed_count, s.unfixed_count)),
+            status
+                .conditions
+                .iter()
+                .flatten()
+                .map(|c| format!("{}: {}", c.reason, &c.message[..c.message.len().min(120)]))
+                .collect::<Vec<_>>(),
+            status
+                .vulnerability_summary
+                .as_ref()
+                .map(|s| (s.fixed_count, s.unfixed_count)),
         ),
-        Action::CreateJob { job } => format!("create_job {}", job.metadata.name.clone().unwrap_or_default()),
+        Action::CreateJob { job } => format!(
+            "create_job {}",
+            job.metadata.name.clone().unwrap_or_default()
+        ),
         Action::DeleteJob { name, uid } => format!("delete_job {name} uid={}", short(uid)),
-        Action::FetchLog { pod_name, limit_bytes, .. } => format!("fetch_log {pod_name} limit={limit_bytes}"),
-        Action::RecordEvent { namespace, name, event, .. } => format!("event {namespace}/{name} {}", event.reason),
+        Action::FetchLog {
+            pod_name,
+            limit_bytes,
+            ..
+        } => format!("fetch_log {pod_name} limit={limit_bytes}"),
+        Action::RecordEvent {
+            namespace,
+            name,
+            event,
+            ..
+        } => format!("event {namespace}/{name} {}", event.reason),
     }
 }
 
@@ -808,6 +904,10 @@ fn outcome_str(o: &Outcome) -> String {
         Outcome::JobCreated(v) => format!("job_created {} uid={}", v.name, short(&v.uid)),
         Outcome::Done => "done".to_string(),
         Outcome::Log(b) => format!("log {} bytes", b.len()),
-        Outcome::Failed(e) => format!("failed {:?} {}", e.kind, &e.message[..e.message.len().min(80)]),
+        Outcome::Failed(e) => format!(
+            "failed {:?} {}",
+            e.kind,
+            &e.message[..e.message.len().min(80)]
+        ),
     }
 }

@@ -56,7 +56,11 @@ impl Draw for Rng {
         p > 0.0 && self.random_bool(p.min(1.0))
     }
     fn between(&mut self, lo: u64, hi: u64) -> u64 {
-        if hi <= lo { lo } else { self.random_range(lo..=hi) }
+        if hi <= lo {
+            lo
+        } else {
+            self.random_range(lo..=hi)
+        }
     }
     fn index(&mut self, n: usize) -> usize {
         if n <= 1 { 0 } else { self.random_range(0..n) }

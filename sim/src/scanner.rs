@@ -55,7 +55,14 @@ pub struct Scanner {
 }
 
 const PACKAGES: [&str; 8] = [
-    "openssl", "glibc", "zlib", "busybox", "libcurl", "ncurses", "pkg:npm/lodash", "log4j-core",
+    "openssl",
+    "glibc",
+    "zlib",
+    "busybox",
+    "libcurl",
+    "ncurses",
+    "pkg:npm/lodash",
+    "log4j-core",
 ];
 
 fn vulnerabilities(r: &mut Rng, n: usize) -> Vec<Vulnerability> {
@@ -64,7 +71,11 @@ fn vulnerabilities(r: &mut Rng, n: usize) -> Vec<Vulnerability> {
             let severity = Severity::ALL[r.index(5)];
             let pkg = PACKAGES[r.index(PACKAGES.len())];
             Vulnerability {
-                vulnerability_id: format!("CVE-20{}-{}{i}", r.between(10, 26), r.between(1000, 9999)),
+                vulnerability_id: format!(
+                    "CVE-20{}-{}{i}",
+                    r.between(10, 26),
+                    r.between(1000, 9999)
+                ),
                 pkg_name: pkg.to_string(),
                 installed_version: format!("1.{}.{}", r.between(0, 9), r.between(0, 30)),
                 severity,
@@ -154,7 +165,10 @@ impl Scanner {
             // The same digest under a mirror's name.
             if r.chance(0.15) {
                 images.push(Image {
-                    repo: format!("mirror.example.net/{}", repo.rsplit('/').next().unwrap_or("x")),
+                    repo: format!(
+                        "mirror.example.net/{}",
+                        repo.rsplit('/').next().unwrap_or("x")
+                    ),
                     spec: format!(
                         "mirror.example.net/{}:{tag}",
                         repo.rsplit('/').next().unwrap_or("x")

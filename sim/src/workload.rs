@@ -119,7 +119,11 @@ fn template(r: &mut Rng, images: usize, name: &str) -> Template {
     let n = r.between(1, 2) as usize;
     let containers = (0..n)
         .map(|i| {
-            let cname = if i == 0 { "app".to_string() } else { format!("side{i}") };
+            let cname = if i == 0 {
+                "app".to_string()
+            } else {
+                format!("side{i}")
+            };
             (cname, r.index(images))
         })
         .collect();
@@ -160,7 +164,10 @@ pub fn generate(
     let mut live: Vec<(u8, String, String)> = Vec::new();
     let mut bare: Vec<(String, String, usize)> = Vec::new();
     let mut counter = 0u32;
-    let mut create = |r: &mut Rng, t: i64, ns: &str, script: &mut Vec<(i64, Op)>,
+    let mut create = |r: &mut Rng,
+                      t: i64,
+                      ns: &str,
+                      script: &mut Vec<(i64, Op)>,
                       live: &mut Vec<(u8, String, String)>,
                       bare: &mut Vec<(String, String, usize)>| {
         counter += 1;
@@ -232,11 +239,28 @@ pub fn generate(
             2 | 3 | 4 if !live.is_empty() => {
                 let (k, ns, name) = live[r.index(live.len())].clone();
                 let container = r.index(2);
-                script.push((t, Op::UpdateImage { kind: k, ns, name, container, image: r.index(images) }));
+                script.push((
+                    t,
+                    Op::UpdateImage {
+                        kind: k,
+                        ns,
+                        name,
+                        container,
+                        image: r.index(images),
+                    },
+                ));
             }
             5 if !live.is_empty() => {
                 let (k, ns, name) = live[r.index(live.len())].clone();
-                script.push((t, Op::Scale { kind: k, ns, name, replicas: r.between(0, 3) as u32 }));
+                script.push((
+                    t,
+                    Op::Scale {
+                        kind: k,
+                        ns,
+                        name,
+                        replicas: r.between(0, 3) as u32,
+                    },
+                ));
             }
             6 if !live.is_empty() => {
                 let i = r.index(live.len());
@@ -245,15 +269,37 @@ pub fn generate(
             }
             7 => {
                 let ns = active[r.index(active.len())].clone();
-                script.push((t, Op::DeletePod { ns, index: r.index(16) }));
+                script.push((
+                    t,
+                    Op::DeletePod {
+                        ns,
+                        index: r.index(16),
+                    },
+                ));
             }
             8 if !bare.is_empty() => {
                 let (ns, name, n) = bare[r.index(bare.len())].clone();
-                script.push((t, Op::UpdatePodImage { ns, name, container: r.index(n), image: r.index(images) }));
+                script.push((
+                    t,
+                    Op::UpdatePodImage {
+                        ns,
+                        name,
+                        container: r.index(n),
+                        image: r.index(images),
+                    },
+                ));
             }
             9 if !live.is_empty() => {
                 let (k, ns, name) = live[r.index(live.len())].clone();
-                script.push((t, Op::SetIgnoreUnfixed { kind: k, ns, name, value: r.chance(0.5) }));
+                script.push((
+                    t,
+                    Op::SetIgnoreUnfixed {
+                        kind: k,
+                        ns,
+                        name,
+                        value: r.chance(0.5),
+                    },
+                ));
             }
             10 => {
                 let ns = active[r.index(active.len())].clone();
@@ -277,7 +323,13 @@ pub fn generate(
             }
             _ => {
                 let ns = active[r.index(active.len())].clone();
-                script.push((t, Op::DeletePod { ns, index: r.index(16) }));
+                script.push((
+                    t,
+                    Op::DeletePod {
+                        ns,
+                        index: r.index(16),
+                    },
+                ));
             }
         }
     }

@@ -154,7 +154,8 @@ impl Sim {
                 template,
                 ignore_unfixed,
             } => {
-                if !self.ns_active(&ns) || self.cluster.pods.contains_key(&(ns.clone(), name.clone()))
+                if !self.ns_active(&ns)
+                    || self.cluster.pods.contains_key(&(ns.clone(), name.clone()))
                 {
                     return;
                 }
@@ -351,7 +352,11 @@ impl Sim {
                     _ => format!("{name}-{}", self.r_world.hex(5)),
                 };
                 let _ = i;
-                if self.cluster.pods.contains_key(&(ns.to_string(), pod_name.clone())) {
+                if self
+                    .cluster
+                    .pods
+                    .contains_key(&(ns.to_string(), pod_name.clone()))
+                {
                     continue;
                 }
                 let completes = k == kind::JOB;
@@ -422,7 +427,10 @@ impl Sim {
             .insert((ns.to_string(), name.to_string()), pod);
         self.cluster.publish_pod(ns, name);
         let d = self.r_world.between(100, 2_000);
-        self.after(d, Event::Pod(ns.to_string(), name.to_string(), uid, PodStep::Schedule));
+        self.after(
+            d,
+            Event::Pod(ns.to_string(), name.to_string(), uid, PodStep::Schedule),
+        );
     }
 
     /// Kubelet.
@@ -520,14 +528,17 @@ impl Sim {
         let controller = p.controller.clone();
         self.cluster.publish_pod(ns, name);
         for (d, s) in next {
-            self.after(d, Event::Pod(ns.to_string(), name.to_string(), uid.to_string(), s));
+            self.after(
+                d,
+                Event::Pod(ns.to_string(), name.to_string(), uid.to_string(), s),
+            );
         }
         if completed_job {
             if let Some(c) = controller {
-                if let Some(w) = self
-                    .cluster
-                    .workloads
-                    .get_mut(&(kind::JOB, ns.to_string(), c.name.clone()))
+                if let Some(w) =
+                    self.cluster
+                        .workloads
+                        .get_mut(&(kind::JOB, ns.to_string(), c.name.clone()))
                 {
                     if w.uid == c.uid {
                         w.done = true;
@@ -551,7 +562,10 @@ impl Sim {
         let uid = p.uid.clone();
         self.cluster.publish_pod(ns, name);
         let d = self.r_world.between(GRACE.0, GRACE.1);
-        self.after(d, Event::Pod(ns.to_string(), name.to_string(), uid, PodStep::Remove));
+        self.after(
+            d,
+            Event::Pod(ns.to_string(), name.to_string(), uid, PodStep::Remove),
+        );
     }
 
     fn delete_pod_later(&mut self, ns: &str, name: &str, ms: u64) {
@@ -601,7 +615,7 @@ impl Sim {
             .map(|(k, _)| k.clone())
             .collect();
         for (cns, cname) in cis {
-            let d = self.r_world.between(100, 3_000);
+            let d = self.r_gc.between(100, 3_000);
             self.after(d, Event::GcCis(cns, cname));
         }
         if self.cluster.namespaces.get(ns) == Some(&NsState::Terminating) {
@@ -763,7 +777,7 @@ impl Sim {
             if !c.deleting {
                 c.deleting = true;
                 self.cluster.publish_cis(ns, name);
-                let d = self.r_world.between(1_000, 30_000);
+                let d = self.r_gc.between(1_000, 30_000);
                 self.after(d, Event::Finalize(ns.to_string(), name.to_string()));
             }
             return;
@@ -857,7 +871,10 @@ impl Sim {
                 }
                 self.cluster.publish_scan_pod(&pod_name);
                 let d = self.r_jobs.between(500, 5_000);
-                self.after(d, Event::Job(name.to_string(), uid.to_string(), JobStep::Init));
+                self.after(
+                    d,
+                    Event::Job(name.to_string(), uid.to_string(), JobStep::Init),
+                );
             }
             JobStep::Init => {
                 let Some(pod_name) = job.pod.clone() else {
@@ -900,9 +917,15 @@ impl Sim {
                 self.cluster.publish_scan_pod(&pod_name);
                 if backoff {
                     let d = self.r_jobs.between(1_000, 10_000);
-                    self.after(d, Event::Job(name.to_string(), uid.to_string(), JobStep::BackOffEvent));
+                    self.after(
+                        d,
+                        Event::Job(name.to_string(), uid.to_string(), JobStep::BackOffEvent),
+                    );
                 } else if job.plan != Plan::Hang {
-                    self.after(run, Event::Job(name.to_string(), uid.to_string(), JobStep::Exit));
+                    self.after(
+                        run,
+                        Event::Job(name.to_string(), uid.to_string(), JobStep::Exit),
+                    );
                 }
             }
             JobStep::BackOffEvent => {
@@ -925,7 +948,10 @@ impl Sim {
                 self.cluster.publish_scan_pod(&pod_name);
                 self.broadcast_back_off(&pod_name);
                 let d = self.r_jobs.between(10_000, 60_000);
-                self.after(d, Event::Job(name.to_string(), uid.to_string(), JobStep::BackOffEvent));
+                self.after(
+                    d,
+                    Event::Job(name.to_string(), uid.to_string(), JobStep::BackOffEvent),
+                );
             }
             JobStep::Exit => {
                 let Some(pod_name) = job.pod.clone() else {
@@ -980,7 +1006,10 @@ impl Sim {
                             p.scan.exit_code = None;
                         }
                         self.cluster.publish_scan_pod(&pod_name);
-                        self.after(run, Event::Job(name.to_string(), uid.to_string(), JobStep::Exit));
+                        self.after(
+                            run,
+                            Event::Job(name.to_string(), uid.to_string(), JobStep::Exit),
+                        );
                     }
                 }
             }
@@ -1053,7 +1082,12 @@ impl Sim {
 
     /// A scan pod's graceful deletion ends.
     pub fn scan_pod_remove(&mut self, name: &str, uid: &str) {
-        if self.cluster.scan_pods.get(name).is_some_and(|p| p.uid == uid) {
+        if self
+            .cluster
+            .scan_pods
+            .get(name)
+            .is_some_and(|p| p.uid == uid)
+        {
             self.cluster.scan_pods.remove(name);
             self.cluster.publish_scan_pod(name);
         }
@@ -1112,7 +1146,10 @@ impl Sim {
             let k = crate::cluster::KINDS
                 .iter()
                 .position(|(_, kind, _)| *kind == c.kind)? as u8;
-            let w = self.cluster.workloads.get(&(k, p.ns.clone(), c.name.clone()))?;
+            let w = self
+                .cluster
+                .workloads
+                .get(&(k, p.ns.clone(), c.name.clone()))?;
             if w.uid != c.uid {
                 return None;
             }
@@ -1167,7 +1204,13 @@ impl Sim {
                     continue;
                 }
                 let img = &self.cluster.images[c.running_image];
-                let name = image_scanner::core::naming::cis_name(&k, &wname, &c.name, &img.repo, &img.digest);
+                let name = image_scanner::core::naming::cis_name(
+                    &k,
+                    &wname,
+                    &c.name,
+                    &img.repo,
+                    &img.digest,
+                );
                 let e = out.entry((p.ns.clone(), name)).or_insert_with(|| Expected {
                     digest: img.digest.clone(),
                     kind: k.clone(),
@@ -1181,9 +1224,6 @@ impl Sim {
                 e.settled |= settled;
             }
         }
-        out.retain(|k, e| {
-            e.settled || self.cluster.cis.get(k).is_some_and(|c| !c.deleting)
-        });
         out
     }
 }
