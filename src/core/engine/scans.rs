@@ -101,6 +101,8 @@ pub struct Harvest {
     refetch: bool,
     /// What to say if the log cannot be read or is empty (failed Jobs).
     fallback: String,
+    /// When the Job finished (API server time): the time of the result.
+    at: Timestamp,
 }
 
 impl Engine {
@@ -337,7 +339,11 @@ impl Engine {
             if let Some(message) = self.pull_back_off(job) {
                 let already = self.latest(digest).is_some_and(|l| l.job_uid == job.uid);
                 if !already {
-                    self.record_failure(digest, &job.uid, FailureReason::Error, message, now);
+                    // The attempt's time on the API server's clock (the Job never finished).
+                    let at = job
+                        .created
+                        .max(self.latest(digest).map_or(job.created, |l| l.at));
+                    self.record_failure(digest, &job.uid, FailureReason::Error, message, at, now);
                 }
                 let target = Target::DeleteJob(job.name.clone());
                 let action = Action::DeleteJob {
@@ -522,7 +528,14 @@ impl Engine {
             }
             if !refetch {
                 let message = format!("no pods found for job \"{}\"", job.name);
-                self.record_failure(digest, &job.uid, FailureReason::Error, message, now);
+                self.record_failure(
+                    digest,
+                    &job.uid,
+                    FailureReason::Error,
+                    message,
+                    finish.at,
+                    now,
+                );
             }
             return true;
         };
@@ -533,7 +546,14 @@ impl Engine {
                 .clone()
                 .filter(|m| !m.is_empty())
                 .unwrap_or(fallback);
-            self.record_failure(digest, &job.uid, FailureReason::Error, message, now);
+            self.record_failure(
+                digest,
+                &job.uid,
+                FailureReason::Error,
+                message,
+                finish.at,
+                now,
+            );
             return true;
         }
         if attempts >= MAX_LOG_ATTEMPTS {
@@ -543,7 +563,14 @@ impl Engine {
                     "the log of scan pod {} could not be read after {attempts} attempts",
                     pod.name
                 );
-                self.record_failure(digest, &job.uid, FailureReason::Error, message, now);
+                self.record_failure(
+                    digest,
+                    &job.uid,
+                    FailureReason::Error,
+                    message,
+                    finish.at,
+                    now,
+                );
             }
             return true;
         }
@@ -563,6 +590,7 @@ impl Engine {
             succeeded: finish.succeeded,
             refetch,
             fallback,
+            at: finish.at,
         };
         match self.issue(target, action, now, out) {
             super::Issued::Yes => {
@@ -586,7 +614,7 @@ impl Engine {
                     if h.refetch {
                         self.reports.insert(&h.digest, job_uid, vulns);
                     } else {
-                        self.record_success(&h.digest, job_uid, vulns, now);
+                        self.record_success(&h.digest, job_uid, vulns, h.at, now);
                     }
                 }
                 Err(e) if !h.refetch => {
@@ -599,6 +627,7 @@ impl Engine {
                         job_uid,
                         FailureReason::ReportDecodeError,
                         message,
+                        h.at,
                         now,
                     );
                 }
@@ -611,7 +640,7 @@ impl Engine {
                 } else {
                     text.into_owned()
                 };
-                self.record_failure(&h.digest, job_uid, FailureReason::Error, message, now);
+                self.record_failure(&h.digest, job_uid, FailureReason::Error, message, h.at, now);
             }
             Outcome::Failed(err) if h.refetch => {
                 let _ = err;
@@ -622,31 +651,56 @@ impl Engine {
                         "the scan report of job '{}' is larger than {} bytes (--scan-log-max-bytes)",
                         h.job_name, self.cfg.log_max_bytes
                     );
-                    self.record_failure(&h.digest, job_uid, FailureReason::Error, message, now);
+                    self.record_failure(
+                        &h.digest,
+                        job_uid,
+                        FailureReason::Error,
+                        message,
+                        h.at,
+                        now,
+                    );
                 }
                 kind if kind.is_retryable() => {
                     // Tried again by the next sync after the back-off (the Job is still there).
                 }
                 _ if !h.succeeded => {
-                    self.record_failure(&h.digest, job_uid, FailureReason::Error, h.fallback, now);
+                    self.record_failure(
+                        &h.digest,
+                        job_uid,
+                        FailureReason::Error,
+                        h.fallback,
+                        h.at,
+                        now,
+                    );
                 }
                 _ => {
                     let message = format!(
                         "scan result of job '{}' lost: its log could not be read: {}",
                         h.job_name, err.message
                     );
-                    self.record_failure(&h.digest, job_uid, FailureReason::Error, message, now);
+                    self.record_failure(
+                        &h.digest,
+                        job_uid,
+                        FailureReason::Error,
+                        message,
+                        h.at,
+                        now,
+                    );
                 }
             },
             Outcome::CisApplied(_) | Outcome::JobCreated(_) | Outcome::Done => {}
         }
     }
 
+    /// Records a successful scan. `at` is the result's time: the Job's completion time as the
+    /// API server recorded it, so every replica (and a restarted one) that reads the same Job
+    /// records the same time; `now` only feeds the latency metrics.
     fn record_success(
         &mut self,
         digest: &str,
         job_uid: &str,
         vulns: Arc<Vec<Vulnerability>>,
+        at: Timestamp,
         now: Timestamp,
     ) {
         self.stats.scans_succeeded += 1;
@@ -657,18 +711,21 @@ impl Engine {
         scan.announce = None;
         scan.latest = Some(ScanResult {
             job_uid: job_uid.to_string(),
-            at: now.truncate_to_secs(),
+            at: at.truncate_to_secs(),
             outcome: ScanOutcome::Succeeded,
         });
         self.dirty_digests.insert(digest.to_string());
     }
 
+    /// Records a failed scan at `at` (see [`Engine::record_success`]).
+    #[allow(clippy::too_many_arguments)]
     fn record_failure(
         &mut self,
         digest: &str,
         job_uid: &str,
         reason: FailureReason,
         message: String,
+        at: Timestamp,
         now: Timestamp,
     ) {
         self.stats.scans_failed += 1;
@@ -678,7 +735,7 @@ impl Engine {
         scan.announce = None;
         scan.latest = Some(ScanResult {
             job_uid: job_uid.to_string(),
-            at: now.truncate_to_secs(),
+            at: at.truncate_to_secs(),
             outcome: ScanOutcome::Failed { reason, message },
         });
         self.dirty_digests.insert(digest.to_string());
@@ -1032,7 +1089,7 @@ impl Engine {
                     // The Job was rejected (bad settings, missing namespace): users must see it.
                     _ => {
                         let message = format!("scan Job could not be created: {}", err.message);
-                        self.record_failure(digest, "", FailureReason::Error, message, now);
+                        self.record_failure(digest, "", FailureReason::Error, message, now, now);
                     }
                 }
             }

@@ -469,3 +469,58 @@ fn objects_learned_from_outcomes_are_forgotten_by_a_relist_that_lacks_them() {
     }
     assert_eq!(e.active_jobs(), 0, "the relist forgets the Job");
 }
+
+#[test]
+fn a_result_carries_the_jobs_completion_time_so_every_replica_writes_the_same() {
+    // Found by the simulator: after a leader failover both replicas harvested the same Job and
+    // each recorded its own `now`; the statuses then moved lastScanTime back and forth.
+    let harvest = |now: Timestamp| {
+        let mut e = engine();
+        apply_cis(&mut e, cis("a", "uid-a", D1, CisStatusView::default()), T);
+        let mut j = job("nginx-111111111111", "job-uid", D1);
+        j.finished = Some(crate::core::port::JobFinish {
+            succeeded: true,
+            at: at(10),
+            reason: "Completed".into(),
+            message: String::new(),
+        });
+        e.observe(
+            Observation::Job {
+                stream: StreamId(10),
+                event: WatchEvent::Apply(j),
+            },
+            now,
+        );
+        let mut pod = backing_off_pod("job-uid");
+        pod.phase = Some("Succeeded".into());
+        pod.scan = ScanContainerState {
+            exit_code: Some(0),
+            started: true,
+            ..ScanContainerState::default()
+        };
+        e.observe(
+            Observation::ScanPod {
+                stream: StreamId(11),
+                event: WatchEvent::Apply(pod),
+            },
+            now,
+        );
+        let cmds = e.poll(now);
+        let fetch = cmds
+            .iter()
+            .find(|c| matches!(c.action, Action::FetchLog { .. }))
+            .expect("the log is read");
+        reply(&mut e, fetch.id, Outcome::Log(b"[]".to_vec()), now);
+        e.poll(now)
+            .into_iter()
+            .find_map(|c| match c.action {
+                Action::ApplyCisStatus { status, .. } => status.last_scan_time,
+                _ => None,
+            })
+            .expect("the result is written")
+    };
+    let first = harvest(at(20));
+    let second = harvest(at(75));
+    assert_eq!(first, second);
+    assert_eq!(Timestamp::from_k8s(&first), at(10));
+}
