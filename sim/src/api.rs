@@ -73,7 +73,7 @@ impl Sim {
                     let d = crate::operator::describe(&cmd.action);
                     self.note(|| format!("inst{i} late write lands: {d}"));
                 }
-                let o = self.execute(i, cmd.action, orphan);
+                let o = self.execute(i, inc, cmd.action, orphan);
                 if self.fault(Fault::Timeout, 0.5) {
                     fail(
                         ApiErrorKind::Unknown,
@@ -97,7 +97,7 @@ impl Sim {
         self.after(d, Event::Reply(i, inc, id, Box::new(outcome)));
     }
 
-    fn execute(&mut self, i: usize, action: Action, orphan: bool) -> Outcome {
+    fn execute(&mut self, i: usize, inc: u32, action: Action, orphan: bool) -> Outcome {
         let now = Timestamp(self.now);
         match action {
             Action::ApplyCis {
@@ -299,7 +299,7 @@ impl Sim {
                     None => fail(ApiErrorKind::NotFound, "gone"),
                 }
             }
-            Action::CreateJob { job } => self.create_job(i, *job, orphan, now),
+            Action::CreateJob { job } => self.create_job(i, inc, *job, orphan, now),
             Action::DeleteJob { name, uid } => match self.cluster.jobs.get(&name) {
                 None => fail(
                     ApiErrorKind::NotFound,
@@ -360,7 +360,14 @@ impl Sim {
         }
     }
 
-    fn create_job(&mut self, i: usize, job: Job, orphan: bool, now: Timestamp) -> Outcome {
+    fn create_job(
+        &mut self,
+        i: usize,
+        inc: u32,
+        job: Job,
+        orphan: bool,
+        now: Timestamp,
+    ) -> Outcome {
         let meta = &job.metadata;
         let Some(name) = meta.name.clone() else {
             self.checker
@@ -444,11 +451,16 @@ impl Sim {
             failures: 0,
             plan: plan.clone(),
             orphan,
+            creator: (i, inc),
+            created_rv: 0,
         };
         let limit = self.instances[i].cfg.active_job_limit;
         self.cluster.jobs.insert(name.clone(), sj);
         self.cluster.publish_job(&name);
         let created_rv = self.cluster.rv;
+        if let Some(j) = self.cluster.jobs.get_mut(&name) {
+            j.created_rv = created_rv;
+        }
         self.cluster.job_registry.insert(
             uid.clone(),
             JobRecord {
@@ -462,8 +474,15 @@ impl Sim {
             },
         );
         self.stats.jobs += 1;
+        let me = (i, inc);
+        let cursor = self.instances[i]
+            .watchers
+            .get(&crate::cluster::Kind::Job)
+            .map_or(0, |w| w.cursor);
         self.checker
-            .on_job_created(self.now, &self.cluster, &name, limit);
+            .on_job_created(self.now, &self.cluster, &name, limit, |j| {
+                j.creator == me || j.created_rv <= cursor
+            });
         let deadline = self.cluster.jobs.get(&name).map_or(600, |j| j.deadline_s);
         let d = self.r_jobs.between(200, 2_000);
         self.after(d, Event::Job(name.clone(), uid.clone(), JobStep::CreatePod));

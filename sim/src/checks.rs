@@ -497,11 +497,24 @@ impl Checker {
     }
 
     /// S3 when the server creates a scan Job.
-    pub fn on_job_created(&mut self, now: i64, cluster: &Cluster, name: &str, limit: u32) {
+    /// `known`: whether the creating instance could know of a Job (it created it, or its Job
+    /// watch had delivered the creation): a cache that lags is eventually consistent, not a
+    /// bug of the decision, so the limit is checked against what the creator could see.
+    pub fn on_job_created(
+        &mut self,
+        now: i64,
+        cluster: &Cluster,
+        name: &str,
+        limit: u32,
+        known: impl Fn(&crate::cluster::SimJob) -> bool,
+    ) {
         let Some(j) = cluster.jobs.get(name) else {
             return;
         };
-        let active: Vec<_> = cluster.active_jobs().collect();
+        let active: Vec<_> = cluster
+            .active_jobs()
+            .filter(|x| x.name == j.name || known(x))
+            .collect();
         let orphans = active.iter().filter(|x| x.orphan).count();
         let same: Vec<&str> = active
             .iter()

@@ -369,6 +369,10 @@ pub struct SimJob {
     pub plan: Plan,
     /// Created by a request of an instance that was no longer alive or leading.
     pub orphan: bool,
+    /// The creating instance and incarnation.
+    pub creator: (usize, u32),
+    /// resourceVersion of the creation.
+    pub created_rv: u64,
 }
 
 /// A scan pod.
