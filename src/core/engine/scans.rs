@@ -101,8 +101,6 @@ pub struct Harvest {
     refetch: bool,
     /// What to say if the log cannot be read or is empty (failed Jobs).
     fallback: String,
-    /// When the Job finished (API server time): the time of the result.
-    at: Timestamp,
 }
 
 impl Engine {
@@ -339,11 +337,7 @@ impl Engine {
             if let Some(message) = self.pull_back_off(job) {
                 let already = self.latest(digest).is_some_and(|l| l.job_uid == job.uid);
                 if !already {
-                    // The attempt's time on the API server's clock (the Job never finished).
-                    let at = job
-                        .created
-                        .max(self.latest(digest).map_or(job.created, |l| l.at));
-                    self.record_failure(digest, &job.uid, FailureReason::Error, message, at, now);
+                    self.record_failure(digest, &job.uid, FailureReason::Error, message, now);
                 }
                 let target = Target::DeleteJob(job.name.clone());
                 let action = Action::DeleteJob {
@@ -528,14 +522,7 @@ impl Engine {
             }
             if !refetch {
                 let message = format!("no pods found for job \"{}\"", job.name);
-                self.record_failure(
-                    digest,
-                    &job.uid,
-                    FailureReason::Error,
-                    message,
-                    finish.at,
-                    now,
-                );
+                self.record_failure(digest, &job.uid, FailureReason::Error, message, now);
             }
             return true;
         };
@@ -546,14 +533,7 @@ impl Engine {
                 .clone()
                 .filter(|m| !m.is_empty())
                 .unwrap_or(fallback);
-            self.record_failure(
-                digest,
-                &job.uid,
-                FailureReason::Error,
-                message,
-                finish.at,
-                now,
-            );
+            self.record_failure(digest, &job.uid, FailureReason::Error, message, now);
             return true;
         }
         if attempts >= MAX_LOG_ATTEMPTS {
@@ -563,14 +543,7 @@ impl Engine {
                     "the log of scan pod {} could not be read after {attempts} attempts",
                     pod.name
                 );
-                self.record_failure(
-                    digest,
-                    &job.uid,
-                    FailureReason::Error,
-                    message,
-                    finish.at,
-                    now,
-                );
+                self.record_failure(digest, &job.uid, FailureReason::Error, message, now);
             }
             return true;
         }
@@ -590,7 +563,6 @@ impl Engine {
             succeeded: finish.succeeded,
             refetch,
             fallback,
-            at: finish.at,
         };
         match self.issue(target, action, now, out) {
             super::Issued::Yes => {
@@ -614,7 +586,7 @@ impl Engine {
                     if h.refetch {
                         self.reports.insert(&h.digest, job_uid, vulns);
                     } else {
-                        self.record_success(&h.digest, job_uid, vulns, h.at, now);
+                        self.record_success(&h.digest, job_uid, vulns, now);
                     }
                 }
                 Err(e) if !h.refetch => {
@@ -627,7 +599,6 @@ impl Engine {
                         job_uid,
                         FailureReason::ReportDecodeError,
                         message,
-                        h.at,
                         now,
                     );
                 }
@@ -640,7 +611,7 @@ impl Engine {
                 } else {
                     text.into_owned()
                 };
-                self.record_failure(&h.digest, job_uid, FailureReason::Error, message, h.at, now);
+                self.record_failure(&h.digest, job_uid, FailureReason::Error, message, now);
             }
             Outcome::Failed(err) if h.refetch => {
                 let _ = err;
@@ -651,56 +622,31 @@ impl Engine {
                         "the scan report of job '{}' is larger than {} bytes (--scan-log-max-bytes)",
                         h.job_name, self.cfg.log_max_bytes
                     );
-                    self.record_failure(
-                        &h.digest,
-                        job_uid,
-                        FailureReason::Error,
-                        message,
-                        h.at,
-                        now,
-                    );
+                    self.record_failure(&h.digest, job_uid, FailureReason::Error, message, now);
                 }
                 kind if kind.is_retryable() => {
                     // Tried again by the next sync after the back-off (the Job is still there).
                 }
                 _ if !h.succeeded => {
-                    self.record_failure(
-                        &h.digest,
-                        job_uid,
-                        FailureReason::Error,
-                        h.fallback,
-                        h.at,
-                        now,
-                    );
+                    self.record_failure(&h.digest, job_uid, FailureReason::Error, h.fallback, now);
                 }
                 _ => {
                     let message = format!(
                         "scan result of job '{}' lost: its log could not be read: {}",
                         h.job_name, err.message
                     );
-                    self.record_failure(
-                        &h.digest,
-                        job_uid,
-                        FailureReason::Error,
-                        message,
-                        h.at,
-                        now,
-                    );
+                    self.record_failure(&h.digest, job_uid, FailureReason::Error, message, now);
                 }
             },
             Outcome::CisApplied(_) | Outcome::JobCreated(_) | Outcome::Done => {}
         }
     }
 
-    /// Records a successful scan. `at` is the result's time: the Job's completion time as the
-    /// API server recorded it, so every replica (and a restarted one) that reads the same Job
-    /// records the same time; `now` only feeds the latency metrics.
     fn record_success(
         &mut self,
         digest: &str,
         job_uid: &str,
         vulns: Arc<Vec<Vulnerability>>,
-        at: Timestamp,
         now: Timestamp,
     ) {
         self.stats.scans_succeeded += 1;
@@ -711,21 +657,18 @@ impl Engine {
         scan.announce = None;
         scan.latest = Some(ScanResult {
             job_uid: job_uid.to_string(),
-            at: at.truncate_to_secs(),
+            at: now.truncate_to_secs(),
             outcome: ScanOutcome::Succeeded,
         });
         self.dirty_digests.insert(digest.to_string());
     }
 
-    /// Records a failed scan at `at` (see [`Engine::record_success`]).
-    #[allow(clippy::too_many_arguments)]
     fn record_failure(
         &mut self,
         digest: &str,
         job_uid: &str,
         reason: FailureReason,
         message: String,
-        at: Timestamp,
         now: Timestamp,
     ) {
         self.stats.scans_failed += 1;
@@ -735,7 +678,7 @@ impl Engine {
         scan.announce = None;
         scan.latest = Some(ScanResult {
             job_uid: job_uid.to_string(),
-            at: at.truncate_to_secs(),
+            at: now.truncate_to_secs(),
             outcome: ScanOutcome::Failed { reason, message },
         });
         self.dirty_digests.insert(digest.to_string());
@@ -1089,7 +1032,7 @@ impl Engine {
                     // The Job was rejected (bad settings, missing namespace): users must see it.
                     _ => {
                         let message = format!("scan Job could not be created: {}", err.message);
-                        self.record_failure(digest, "", FailureReason::Error, message, now, now);
+                        self.record_failure(digest, "", FailureReason::Error, message, now);
                     }
                 }
             }
