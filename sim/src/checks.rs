@@ -237,7 +237,11 @@ impl Checker {
         let t = |x: &Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>| {
             x.as_ref().map(|t| t.0.as_second())
         };
-        if t(&new.last_scan_time) < t(&old.last_scan_time) {
+        // The same Job's result may be stamped by two replicas (each harvests it at its own
+        // `now` after a failover): only a move to an older result or an older time for a
+        // different Job is a regression.
+        let same_job = new.last_scan_job_uid == old.last_scan_job_uid;
+        if !same_job && t(&new.last_scan_time) < t(&old.last_scan_time) {
             self.violation(
                 now,
                 "S4",
@@ -248,7 +252,7 @@ impl Checker {
                 ),
             );
         }
-        if t(&new.last_successful_scan_time) < t(&old.last_successful_scan_time) {
+        if !same_job && t(&new.last_successful_scan_time) < t(&old.last_successful_scan_time) {
             self.violation(
                 now,
                 "S4",
