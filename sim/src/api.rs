@@ -200,6 +200,7 @@ impl Sim {
                             status: None,
                             rv: 0,
                             legit: None,
+                            legit_by: None,
                         };
                         self.cluster.cis.insert(key.clone(), c);
                         let d = self.r_gc.between(100, 3_000);
@@ -275,12 +276,26 @@ impl Sim {
                     )
                 });
                 self.checker
-                    .on_status(self.now, &self.cluster, &key, &new, cfg_budget, orphan);
+                    .on_status(self.now, &self.cluster, &key, &new, cfg_budget, {
+                        // A writer whose CIS watch has not delivered the last legit write of
+                        // another writer decided on a stale view: without a resourceVersion
+                        // precondition such a write cannot be fenced (see docs/testing.md).
+                        let cursor = self.instances[i]
+                            .watchers
+                            .get(&crate::cluster::Kind::Cis)
+                            .map_or(0, |w| w.cursor);
+                        let stale = self.cluster.cis.get(&key).is_some_and(|c| {
+                            c.legit_by
+                                .is_some_and(|(w, rv)| w != (i, inc) && cursor < rv)
+                        });
+                        orphan || stale
+                    });
                 self.stats.status_writes += 1;
                 let c = self.cluster.cis.get_mut(&key);
                 let changed = if let Some(c) = c {
                     if !orphan {
                         c.legit = Some(new.clone());
+                        c.legit_by = Some(((i, inc), self.cluster.rv + 1));
                     }
                     if c.status.as_ref() != Some(&new) {
                         c.status = Some(new);

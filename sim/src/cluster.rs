@@ -292,6 +292,8 @@ pub struct SimCis {
     pub rv: u64,
     /// The status as the last write of a current leader left it (late writes excluded).
     pub legit: Option<ContainerImageScanStatus>,
+    /// Who wrote `legit`, and the resourceVersion that write produced.
+    pub legit_by: Option<((usize, u32), u64)>,
 }
 
 /// What a scan Job will do.
