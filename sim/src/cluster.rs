@@ -290,6 +290,10 @@ pub struct SimCis {
     pub spec_history: BTreeMap<i64, ContainerImageScanSpec>,
     /// resourceVersion.
     pub rv: u64,
+    /// The status as the last write of a current leader left it (late writes excluded).
+    pub legit: Option<ContainerImageScanStatus>,
+    /// Who wrote `legit`, and the resourceVersion that write produced.
+    pub legit_by: Option<((usize, u32), u64)>,
 }
 
 /// What a scan Job will do.
@@ -367,6 +371,10 @@ pub struct SimJob {
     pub plan: Plan,
     /// Created by a request of an instance that was no longer alive or leading.
     pub orphan: bool,
+    /// The creating instance and incarnation.
+    pub creator: (usize, u32),
+    /// resourceVersion of the creation.
+    pub created_rv: u64,
 }
 
 /// A scan pod.

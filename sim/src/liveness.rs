@@ -84,7 +84,25 @@ impl Sim {
                 return vec![format!("pod {}/{} not settled yet", p.ns, p.name)];
             }
         }
-        let expected = self.expected_cis(&cfg);
+        // The leader is idle: nothing in flight, nothing queued, no retry due within a minute.
+        if let Some(e) = self.instances[leader].engine.as_ref() {
+            let soon = self.clock(leader).plus(std::time::Duration::from_secs(60));
+            if e.inflight() > 0 || e.queue_depth() > 0 || e.next_wakeup().is_some_and(|w| w < soon)
+            {
+                return vec![format!(
+                    "leader busy: inflight={} queue={} next_wakeup={:?}",
+                    e.inflight(),
+                    e.queue_depth(),
+                    e.next_wakeup()
+                )];
+            }
+        }
+        if let Some(j) = self.cluster.active_jobs().next() {
+            return vec![format!("scan Job {} still active", j.name)];
+        }
+        let mut expected = self.expected_cis(&cfg);
+        // Created once a member settled, kept while members exist.
+        expected.retain(|k, e| e.settled || self.cluster.cis.get(k).is_some_and(|c| !c.deleting));
         for ((ns, name), c) in &self.cluster.cis {
             if c.deleting {
                 continue;

@@ -409,7 +409,8 @@ impl Sim {
             .logs
             .get(&k)
             .map_or((self.cluster.rv, 0), |l| (l.head(), l.floor));
-        let at = if self.fault(Fault::StaleList, 10.0) {
+        let stale_ok = !matches!(k, Kind::Cis | Kind::Job) || self.opts.has(Fault::StaleCis);
+        let at = if stale_ok && self.fault(Fault::StaleList, 10.0) {
             self.r_faults.between(floor, head)
         } else {
             head
@@ -889,9 +890,6 @@ pub fn describe(a: &Action) -> String {
             event,
             ..
         } => format!("event {namespace}/{name} {}", event.reason),
-        Action::ApplyReport {
-            namespace, name, ..
-        } => format!("apply_report {namespace}/{name}"),
     }
 }
 

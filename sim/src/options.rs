@@ -46,11 +46,14 @@ pub enum Fault {
     DeleteRace,
     /// Operator clocks are skewed and jump.
     Clock,
+    /// Relists of the CIS and Job streams may travel back in time too (opt-in: status writes carry
+    /// only a UID precondition, so a decision on a stale CIS can move a status back).
+    StaleCis,
 }
 
 impl Fault {
     /// All faults.
-    pub const ALL: [Fault; 18] = [
+    pub const ALL: [Fault; 19] = [
         Fault::Gone,
         Fault::Coalesce,
         Fault::DropDelete,
@@ -69,6 +72,7 @@ impl Fault {
         Fault::TtlDelete,
         Fault::DeleteRace,
         Fault::Clock,
+        Fault::StaleCis,
     ];
 
     /// Lower-case name used by `SIM_FAULTS` / `--faults`.
@@ -92,6 +96,7 @@ impl Fault {
             Fault::TtlDelete => "ttl",
             Fault::DeleteRace => "delete",
             Fault::Clock => "clock",
+            Fault::StaleCis => "timetravel",
         }
     }
 
@@ -120,7 +125,8 @@ impl FaultSpec {
             match part {
                 "all" => {
                     spec.replace = true;
-                    spec.add.extend(Fault::ALL);
+                    spec.add
+                        .extend(Fault::ALL.into_iter().filter(|f| *f != Fault::StaleCis));
                 }
                 "none" => spec.replace = true,
                 "seed" => {}
@@ -213,7 +219,10 @@ impl Options {
     /// Derives the options of `seed`, then applies `spec` to the fault subset.
     pub fn from_seed(seed: u64, spec: &FaultSpec) -> Options {
         let mut r = stream(seed, Concern::Options);
-        let seeded: BTreeSet<Fault> = Fault::ALL.into_iter().filter(|_| r.chance(0.4)).collect();
+        let seeded: BTreeSet<Fault> = Fault::ALL
+            .into_iter()
+            .filter(|f| r.chance(0.4) && *f != Fault::StaleCis)
+            .collect();
         let faults = spec.apply(seeded);
         let rate = [0.02, 0.05, 0.1, 0.2][r.index(4)];
         let namespaces = r.between(2, 5) as usize;
@@ -226,7 +235,7 @@ impl Options {
         let max_inflight = [1, 2, 4, 8, 32][r.index(5)];
         let details_max_bytes = [2048, 4096, 8192][r.index(3)];
         let request_limit = if faults.contains(&Fault::TooLarge) {
-            details_max_bytes / 2 + r.between(0, details_max_bytes as u64) as usize
+            details_max_bytes / 2 + r.between(0, details_max_bytes as u64) as usize + 4096
         } else {
             usize::MAX
         };

@@ -615,7 +615,7 @@ impl Sim {
             .map(|(k, _)| k.clone())
             .collect();
         for (cns, cname) in cis {
-            let d = self.r_world.between(100, 3_000);
+            let d = self.r_gc.between(100, 3_000);
             self.after(d, Event::GcCis(cns, cname));
         }
         if self.cluster.namespaces.get(ns) == Some(&NsState::Terminating) {
@@ -777,7 +777,7 @@ impl Sim {
             if !c.deleting {
                 c.deleting = true;
                 self.cluster.publish_cis(ns, name);
-                let d = self.r_world.between(1_000, 30_000);
+                let d = self.r_gc.between(1_000, 30_000);
                 self.after(d, Event::Finalize(ns.to_string(), name.to_string()));
             }
             return;
@@ -1224,7 +1224,6 @@ impl Sim {
                 e.settled |= settled;
             }
         }
-        out.retain(|k, e| e.settled || self.cluster.cis.get(k).is_some_and(|c| !c.deleting));
         out
     }
 }

@@ -29,6 +29,7 @@ impl Engine {
     pub(super) fn observe_cis(&mut self, stream: StreamId, event: WatchEvent<CisView>) {
         match event {
             WatchEvent::Apply(cis) | WatchEvent::InitApply(cis) => {
+                self.index.saw(ObjectKind::Cis, stream, &cis.namespace);
                 let epoch = self.index.epoch(ObjectKind::Cis, stream);
                 self.upsert_cis(Tracked {
                     view: cis,
@@ -274,7 +275,7 @@ impl Engine {
                     .cis
                     .get(&key)
                     .map(|t| (t.stream, t.epoch))
-                    .unwrap_or_default();
+                    .unwrap_or_else(|| self.index.home(ObjectKind::Cis, &key.namespace));
                 self.upsert_cis(Tracked {
                     view: *view,
                     stream: stream.0,

@@ -85,6 +85,10 @@ pub struct Index {
     pub workloads_by_controller: BTreeMap<String, BTreeSet<WorkloadKey>>,
     /// CIS by `spec.digest`.
     pub cis_by_digest: BTreeMap<String, BTreeSet<CisKey>>,
+    /// Streams that deliver each kind.
+    pub kind_streams: BTreeMap<ObjectKind, BTreeSet<StreamId>>,
+    /// Per kind and namespace, the stream that last delivered an object there.
+    pub ns_streams: BTreeMap<(ObjectKind, String), StreamId>,
 }
 
 /// Kinds of watched objects, for relist bookkeeping.
@@ -105,9 +109,45 @@ pub enum ObjectKind {
 impl Index {
     /// Starts a relist of `stream`: objects not delivered again before `InitDone` are gone.
     pub fn begin_relist(&mut self, kind: ObjectKind, stream: StreamId) -> u64 {
+        self.kind_streams.entry(kind).or_default().insert(stream);
         let epoch = self.epochs.entry((kind, stream)).or_default();
         *epoch += 1;
         *epoch
+    }
+
+    /// Notes that `stream` delivered an object of `kind` in `namespace`.
+    pub fn saw(&mut self, kind: ObjectKind, stream: StreamId, namespace: &str) {
+        self.kind_streams.entry(kind).or_default().insert(stream);
+        if self
+            .ns_streams
+            .get(&(kind, namespace.to_string()))
+            .is_none_or(|s| *s != stream)
+        {
+            self.ns_streams
+                .insert((kind, namespace.to_string()), stream);
+        }
+    }
+
+    /// The stream (and its current epoch) an object learned from a command's outcome belongs
+    /// to, so that a later relist of that stream forgets it when it is gone: the stream that
+    /// delivered this kind in this namespace, else the only stream of the kind.
+    pub fn home(&self, kind: ObjectKind, namespace: &str) -> (StreamId, u64) {
+        let stream = self
+            .ns_streams
+            .get(&(kind, namespace.to_string()))
+            .copied()
+            .or_else(|| {
+                let streams = self.kind_streams.get(&kind)?;
+                if streams.len() == 1 {
+                    streams.first().copied()
+                } else {
+                    None
+                }
+            });
+        match stream {
+            Some(s) => (s, self.epoch(kind, s)),
+            None => (StreamId::default(), 0),
+        }
     }
 
     /// Relist epoch of `stream`.

@@ -110,6 +110,7 @@ impl Engine {
         use super::index::{ObjectKind, Tracked};
         match event {
             WatchEvent::Apply(job) | WatchEvent::InitApply(job) => {
+                self.index.saw(ObjectKind::Job, stream, "");
                 let epoch = self.index.epoch(ObjectKind::Job, stream);
                 self.upsert_job(Tracked {
                     view: job,
@@ -967,7 +968,10 @@ impl Engine {
                     .cis
                     .get(&key)
                     .map(|t| (t.stream, t.epoch))
-                    .unwrap_or_default();
+                    .unwrap_or_else(|| {
+                        self.index
+                            .home(super::index::ObjectKind::Cis, &key.namespace)
+                    });
                 self.upsert_cis(super::index::Tracked {
                     view: *view,
                     stream,
@@ -1107,10 +1111,9 @@ impl Engine {
                 let (stream, epoch) = self
                     .index
                     .jobs
-                    .values()
-                    .next()
+                    .get(&view.name)
                     .map(|t| (t.stream, t.epoch))
-                    .unwrap_or_default();
+                    .unwrap_or_else(|| self.index.home(super::index::ObjectKind::Job, ""));
                 self.upsert_job(super::index::Tracked {
                     view: *view,
                     stream,

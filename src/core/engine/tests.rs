@@ -373,3 +373,99 @@ fn a_job_creation_with_unknown_result_counts_against_the_job_limit() {
     let later = e.poll(at(120));
     assert!(creates(&later) <= 1);
 }
+
+fn relist_cis(e: &mut Engine, views: Vec<CisView>, now: Timestamp) {
+    let stream = StreamId(2);
+    e.observe(
+        Observation::Cis {
+            stream,
+            event: WatchEvent::InitStarted,
+        },
+        now,
+    );
+    for v in views {
+        e.observe(
+            Observation::Cis {
+                stream,
+                event: WatchEvent::InitApply(v),
+            },
+            now,
+        );
+    }
+    e.observe(
+        Observation::Cis {
+            stream,
+            event: WatchEvent::InitDone,
+        },
+        now,
+    );
+}
+
+#[test]
+fn objects_learned_from_outcomes_are_forgotten_by_a_relist_that_lacks_them() {
+    // Found by the simulator: a CIS created by our apply (or a Job by our create) was filed
+    // under StreamId(0), which no relist ever sweeps; after its Delete event was lost the
+    // engine kept it forever (stale metrics, and a ghost active Job blocking its digest).
+    let mut e = Engine::new(EngineConfig::for_tests("scans"));
+    relist_cis(&mut e, Vec::new(), T);
+    for event in [WatchEvent::InitStarted, WatchEvent::InitDone] {
+        e.observe(
+            Observation::Job {
+                stream: StreamId(10),
+                event,
+            },
+            T,
+        );
+    }
+    e.observe(Observation::CachesSynced, T);
+    e.observe(Observation::Leadership { leading: true }, T);
+    e.observe(
+        Observation::Pod {
+            stream: StreamId(1),
+            event: WatchEvent::Apply(pod_with(D1)),
+        },
+        T,
+    );
+    let cmds = e.poll(at(1));
+    let apply = cmds
+        .iter()
+        .find_map(|c| match &c.action {
+            Action::ApplyCis { name, spec, .. } => Some((c.id, name.clone(), spec.clone())),
+            _ => None,
+        })
+        .expect("the pod's CIS is created");
+    let mut created = cis(&apply.1, "uid-new", D1, CisStatusView::default());
+    created.spec = apply.2;
+    reply(
+        &mut e,
+        apply.0,
+        Outcome::CisApplied(Box::new(created)),
+        at(1),
+    );
+    assert_eq!(e.cis_views().count(), 1);
+    let cmds = e.poll(at(2));
+    let create = cmds
+        .iter()
+        .find(|c| matches!(c.action, Action::CreateJob { .. }))
+        .expect("a scan Job is created");
+    reply(
+        &mut e,
+        create.id,
+        Outcome::JobCreated(Box::new(job("nginx-111111111111", "job-uid", D1))),
+        at(2),
+    );
+    assert_eq!(e.active_jobs(), 1);
+    // Both were deleted meanwhile and their Delete events lost; the relists do not show them.
+    relist_cis(&mut e, Vec::new(), at(3));
+    assert_eq!(e.cis_views().count(), 0, "the relist forgets the CIS");
+    for event in [WatchEvent::InitStarted, WatchEvent::InitDone] {
+        e.observe(
+            Observation::Job {
+                stream: StreamId(10),
+                event,
+            },
+            at(3),
+        );
+    }
+    assert_eq!(e.active_jobs(), 0, "the relist forgets the Job");
+}
