@@ -23,8 +23,11 @@ fmt-check:
 clippy:
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
+# Unit, property, integration and fuzz-regression tests; the simulator's 2,000+ seeds run in
+# release mode (docs/testing.md).
 unit-test:
-	$(CARGO) test --workspace --locked
+	$(CARGO) test --workspace --locked --exclude sim
+	$(CARGO) test -p sim --release --locked
 
 # End-to-end tests: the operator binary against the local control plane, one test at a time,
 # authenticated as the ServiceAccount the e2e overlay installs (proves the RBAC is sufficient).

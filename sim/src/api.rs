@@ -67,7 +67,7 @@ impl Sim {
             None => {
                 let late = write && self.lease.holder != Some((i, inc));
                 let orphan =
-                    late || !self.instances[i].engine.is_some() || self.instances[i].inc != inc;
+                    late || self.instances[i].engine.is_none() || self.instances[i].inc != inc;
                 if write && orphan {
                     self.stats.late_writes += 1;
                     let d = crate::operator::describe(&cmd.action);
@@ -333,6 +333,7 @@ impl Sim {
                 pod_name,
                 container,
                 limit_bytes,
+                previous: _,
             } => {
                 let Some(p) = self.cluster.scan_pods.get(&pod_name) else {
                     return fail(
@@ -362,7 +363,8 @@ impl Sim {
                 }
                 Outcome::Log(p.log.as_ref().clone())
             }
-            Action::RecordEvent { namespace, .. } => {
+            // The simulated cluster has no OpenReports CRD; Reports are accepted and dropped.
+            Action::ApplyReport { namespace, .. } | Action::RecordEvent { namespace, .. } => {
                 if self.cluster.namespaces.get(&namespace) == Some(&NsState::Terminating) {
                     fail(
                         ApiErrorKind::NamespaceTerminating,

@@ -53,16 +53,22 @@ pub fn expected_summary(
         }
     }
     let mut fixed = 0;
+    let mut fixed_counts = counts.clone();
     for v in &f {
         *counts.entry(v.severity.as_str().to_string()).or_insert(0) += 1;
+        let fixable = fixed_counts
+            .entry(v.severity.as_str().to_string())
+            .or_insert(0);
         if !v.fixed_version.is_empty() {
             fixed += 1;
+            *fixable += 1;
         }
     }
     VulnerabilitySummary {
         severity_count: Some(counts),
         fixed_count: fixed,
         unfixed_count: f.len() as i32 - fixed,
+        fixed_severity_count: Some(fixed_counts),
     }
 }
 
@@ -268,43 +274,44 @@ impl Checker {
             match new.last_scan_job_uid.as_deref() {
                 None => self.violation(now, "S4", format!("{who}: lastScanJobUID removed")),
                 Some("") if stalled(new).is_some() => {}
-                Some(u) => match record {
-                    None => self.violation(
-                        now,
-                        "S4",
-                        format!("{who}: lastScanJobUID {u} is no Job of ours"),
-                    ),
-                    Some(r) => {
-                        if r.digest.as_deref() != Some(c.spec.digest.as_str()) {
-                            self.violation(
-                                now,
-                                "S4",
-                                format!(
-                                    "{who}: written from Job {} of digest {:?}, CIS digest {}",
-                                    r.name, r.digest, c.spec.digest
-                                ),
-                            );
-                        }
-                        if let Some(o) = old
-                            .last_scan_job_uid
-                            .as_deref()
-                            .and_then(|o| cluster.job_registry.get(o))
-                        {
-                            if r.created_rv < o.created_rv {
+                Some(u) => {
+                    match record {
+                        None => self.violation(
+                            now,
+                            "S4",
+                            format!("{who}: lastScanJobUID {u} is no Job of ours"),
+                        ),
+                        Some(r) => {
+                            if r.digest.as_deref() != Some(c.spec.digest.as_str()) {
+                                self.violation(
+                                    now,
+                                    "S4",
+                                    format!(
+                                        "{who}: written from Job {} of digest {:?}, CIS digest {}",
+                                        r.name, r.digest, c.spec.digest
+                                    ),
+                                );
+                            }
+                            if let Some(o) = old
+                                .last_scan_job_uid
+                                .as_deref()
+                                .and_then(|o| cluster.job_registry.get(o))
+                                && r.created_rv < o.created_rv
+                            {
                                 self.violation(now, "S4", format!("{who}: lastScanJobUID went back from Job {} to older Job {}", o.name, r.name));
                             }
                         }
                     }
-                },
+                }
             }
-        } else if let (Some(r), false) = (record, orphan) {
-            if r.digest.as_deref() != Some(c.spec.digest.as_str()) {
-                self.violation(
-                    now,
-                    "S4",
-                    format!("{who}: shows Job {} of another digest", r.name),
-                );
-            }
+        } else if let (Some(r), false) = (record, orphan)
+            && r.digest.as_deref() != Some(c.spec.digest.as_str())
+        {
+            self.violation(
+                now,
+                "S4",
+                format!("{who}: shows Job {} of another digest", r.name),
+            );
         }
         let reconciling = new
             .conditions
@@ -324,19 +331,15 @@ impl Checker {
                         format!("{who}: a failure changed the last successful result"),
                     );
                 }
-                if reason == "ScanReportDecodeError" {
-                    if let Some(r) = record {
-                        if matches!(r.plan, Plan::Report { valid: true, .. }) {
-                            self.violation(
-                                now,
-                                "S5",
-                                format!(
-                                    "{who}: decode error for the valid report of Job {}",
-                                    r.name
-                                ),
-                            );
-                        }
-                    }
+                if reason == "ScanReportDecodeError"
+                    && let Some(r) = record
+                    && matches!(r.plan, Plan::Report { valid: true, .. })
+                {
+                    self.violation(
+                        now,
+                        "S5",
+                        format!("{who}: decode error for the valid report of Job {}", r.name),
+                    );
                 }
             }
             (None, true) => {
@@ -557,17 +560,17 @@ impl Checker {
         let mut seen: BTreeMap<(String, Option<String>, String, String, String), String> =
             BTreeMap::new();
         for ((ns, name), c) in &cluster.cis {
-            if let Some(g) = c.status.as_ref().and_then(|s| s.observed_generation) {
-                if g > c.generation {
-                    self.violation(
-                        now,
-                        "S4",
-                        format!(
-                            "{ns}/{name}: observedGeneration {g} > generation {}",
-                            c.generation
-                        ),
-                    );
-                }
+            if let Some(g) = c.status.as_ref().and_then(|s| s.observed_generation)
+                && g > c.generation
+            {
+                self.violation(
+                    now,
+                    "S4",
+                    format!(
+                        "{ns}/{name}: observedGeneration {g} > generation {}",
+                        c.generation
+                    ),
+                );
             }
             let k = (
                 ns.clone(),

@@ -70,6 +70,7 @@ pub enum Kind {
 }
 
 /// A view as stored in a log.
+#[allow(clippy::large_enum_variant)] // moved rarely; boxing would allocate on every event
 #[derive(Clone, Debug, PartialEq)]
 pub enum View {
     /// Pod.

@@ -98,7 +98,7 @@ fn main() -> ExitCode {
                     if failed {
                         r.3.push(seed);
                     }
-                    if r.0 % 100 == 0 {
+                    if r.0.is_multiple_of(100) {
                         let secs = started.elapsed().as_secs_f64().max(1e-9);
                         eprintln!(
                             "sim: {}/{total} seeds, {} events, {} violations, {:.0} events/s",

@@ -271,10 +271,10 @@ impl Sim {
             if inst.engine.is_none() {
                 continue;
             }
-            if let Some(w) = inst.watchers.get(&k) {
-                if w.connected {
-                    upto = upto.min(w.cursor);
-                }
+            if let Some(w) = inst.watchers.get(&k)
+                && w.connected
+            {
+                upto = upto.min(w.cursor);
             }
         }
         let window = self.opts.compaction_window;
@@ -451,7 +451,7 @@ impl Sim {
             return;
         };
         let inc = if inc == u32::MAX { x.inc } else { inc };
-        if !self.live(i, inc) || self.healing && inc == self.instances[i].inc && false {
+        if !self.live(i, inc) {
             return;
         }
         if let Some(w) = self.instances[i].watchers.get_mut(&k) {
@@ -546,14 +546,13 @@ impl Sim {
         }
         let skew = self.instances[i].skew;
         let wake_sim = next.map(|t| t.0 - skew);
-        if let Some(t) = wake_sim {
-            if self.instances[i]
+        if let Some(t) = wake_sim
+            && self.instances[i]
                 .wake_at
                 .is_none_or(|w| t < w || w < self.now)
-            {
-                self.instances[i].wake_at = Some(t);
-                self.at(t.max(self.now + 1), Event::Wake(i, inc));
-            }
+        {
+            self.instances[i].wake_at = Some(t);
+            self.at(t.max(self.now + 1), Event::Wake(i, inc));
         }
         if commands.is_empty() {
             return;
@@ -884,6 +883,9 @@ pub fn describe(a: &Action) -> String {
             limit_bytes,
             ..
         } => format!("fetch_log {pod_name} limit={limit_bytes}"),
+        Action::ApplyReport {
+            namespace, name, ..
+        } => format!("apply_report {namespace}/{name}"),
         Action::RecordEvent {
             namespace,
             name,

@@ -473,7 +473,7 @@ impl Sim {
             self.schedule_deliveries(k);
             self.compact(k);
         }
-        if self.stats.events % 512 == 0 {
+        if self.stats.events.is_multiple_of(512) {
             self.checker.sweep(&self.cluster, self.now);
         }
     }

@@ -172,7 +172,7 @@ pub fn generate(
                       bare: &mut Vec<(String, String, usize)>| {
         counter += 1;
         let k = match r.index(10) {
-            0 | 1 | 2 => kind::DEPLOY,
+            0..=2 => kind::DEPLOY,
             3 => kind::STS,
             4 => kind::DS,
             5 => kind::CRON,
@@ -236,7 +236,7 @@ pub fn generate(
                 let ns = active[r.index(active.len())].clone();
                 create(r, t, &ns, &mut script, &mut live, &mut bare);
             }
-            2 | 3 | 4 if !live.is_empty() => {
+            2..=4 if !live.is_empty() => {
                 let (k, ns, name) = live[r.index(live.len())].clone();
                 let container = r.index(2);
                 script.push((

@@ -208,11 +208,11 @@ impl Sim {
                 value,
             } => {
                 let key = (k, ns, name);
-                if let Some(w) = self.cluster.workloads.get_mut(&key) {
-                    if w.ignore_unfixed != value {
-                        w.ignore_unfixed = value;
-                        self.cluster.publish_workload(&key);
-                    }
+                if let Some(w) = self.cluster.workloads.get_mut(&key)
+                    && w.ignore_unfixed != value
+                {
+                    w.ignore_unfixed = value;
+                    self.cluster.publish_workload(&key);
                 }
             }
             Op::SetMinSeverity { ns, severity } => {
@@ -243,13 +243,14 @@ impl Sim {
         key: &(String, String),
         severity: Option<image_scanner::crd::Severity>,
     ) {
-        if let Some(c) = self.cluster.cis.get_mut(key) {
-            if c.spec.min_severity != severity && !c.deleting {
-                c.spec.min_severity = severity;
-                c.generation += 1;
-                c.spec_history.insert(c.generation, c.spec.clone());
-                self.cluster.publish_cis(&key.0, &key.1);
-            }
+        if let Some(c) = self.cluster.cis.get_mut(key)
+            && c.spec.min_severity != severity
+            && !c.deleting
+        {
+            c.spec.min_severity = severity;
+            c.generation += 1;
+            c.spec_history.insert(c.generation, c.spec.clone());
+            self.cluster.publish_cis(&key.0, &key.1);
         }
     }
 
@@ -533,18 +534,15 @@ impl Sim {
                 Event::Pod(ns.to_string(), name.to_string(), uid.to_string(), s),
             );
         }
-        if completed_job {
-            if let Some(c) = controller {
-                if let Some(w) =
-                    self.cluster
-                        .workloads
-                        .get_mut(&(kind::JOB, ns.to_string(), c.name.clone()))
-                {
-                    if w.uid == c.uid {
-                        w.done = true;
-                    }
-                }
-            }
+        if completed_job
+            && let Some(c) = controller
+            && let Some(w) =
+                self.cluster
+                    .workloads
+                    .get_mut(&(kind::JOB, ns.to_string(), c.name.clone()))
+            && w.uid == c.uid
+        {
+            w.done = true;
         }
     }
 
@@ -584,12 +582,12 @@ impl Sim {
 
     fn delete_pod_now_marked(&mut self, ns: &str, name: &str) {
         let key = (ns.to_string(), name.to_string());
-        if let Some(p) = self.cluster.pods.get_mut(&key) {
-            if !p.deleting {
-                p.deleting = true;
-                p.ready = false;
-                self.cluster.publish_pod(ns, name);
-            }
+        if let Some(p) = self.cluster.pods.get_mut(&key)
+            && !p.deleting
+        {
+            p.deleting = true;
+            p.ready = false;
+            self.cluster.publish_pod(ns, name);
         }
     }
 
