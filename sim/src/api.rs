@@ -240,6 +240,7 @@ impl Sim {
                 namespace,
                 name,
                 uid,
+                resource_version,
                 status,
                 keep_details,
             } => {
@@ -254,6 +255,12 @@ impl Sim {
                     return fail(
                         ApiErrorKind::Conflict,
                         "Precondition failed: UID in object meta",
+                    );
+                }
+                if resource_version.is_some_and(|rv| rv != c.rv) {
+                    return fail(
+                        ApiErrorKind::Conflict,
+                        "the object has been modified; please apply your changes to the latest version and try again",
                     );
                 }
                 let mut new: ContainerImageScanStatus = *status;

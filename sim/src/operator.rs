@@ -853,6 +853,7 @@ pub fn describe(a: &Action) -> String {
             uid,
             status,
             keep_details,
+            ..
         } => format!(
             "apply_status {namespace}/{name} uid={} job={} t={:?} cond={:?} keep={keep_details} summary={:?}",
             short(uid),

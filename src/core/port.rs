@@ -374,7 +374,9 @@ pub enum Action {
         /// UID precondition.
         uid: String,
     },
-    /// Server-side apply of a CIS's status, only if it still has this UID.
+    /// Server-side apply of a CIS's status, only if it still has this UID (and, when known,
+    /// this resourceVersion: a decision taken on a stale view, or by a deposed leader, then
+    /// answers 409 instead of moving the status back).
     ApplyCisStatus {
         /// Namespace.
         namespace: String,
@@ -382,6 +384,8 @@ pub enum Action {
         name: String,
         /// UID precondition.
         uid: String,
+        /// resourceVersion precondition: the version the decision was based on.
+        resource_version: Option<u64>,
         /// The whole status we own.
         status: Box<ContainerImageScanStatus>,
         /// Send the stored `vulnerabilities`/`vulnerabilitiesTruncated` along unchanged (the

@@ -124,6 +124,7 @@ impl Executor {
                 namespace,
                 name,
                 uid,
+                resource_version,
                 mut status,
                 keep_details,
             } => {
@@ -149,10 +150,14 @@ impl Executor {
                 }
                 // metadata.uid makes the write a precondition on the object we decided about:
                 // a CIS deleted and re-created under the same name answers 409.
+                let mut metadata = json!({"name": name, "namespace": namespace, "uid": uid});
+                if let Some(rv) = resource_version {
+                    metadata["resourceVersion"] = json!(rv.to_string());
+                }
                 let body = json!({
                     "apiVersion": "stas.statnett.no/v1alpha1",
                     "kind": "ContainerImageScan",
-                    "metadata": {"name": name, "namespace": namespace, "uid": uid},
+                    "metadata": metadata,
                     "status": status,
                 });
                 let pp = PatchParams::apply(FIELD_MANAGER).force();

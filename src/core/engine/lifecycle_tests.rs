@@ -464,10 +464,19 @@ impl World {
                 None => Self::fail(ApiErrorKind::NotFound),
             },
             Action::ApplyCisStatus {
-                name, uid, status, ..
+                name,
+                uid,
+                status,
+                resource_version,
+                ..
             } => {
                 let rv = self.next_rv();
                 match self.cis.get_mut(&name) {
+                    Some((c, _))
+                        if resource_version.is_some_and(|v| Some(v) != c.resource_version) =>
+                    {
+                        Self::fail(ApiErrorKind::Conflict)
+                    }
                     Some((c, full)) if c.uid == uid => {
                         *full = *status;
                         c.status = status_view(full);

@@ -790,6 +790,7 @@ impl Engine {
             namespace: key.namespace.clone(),
             name: key.name.clone(),
             uid: cis.uid.clone(),
+            resource_version: cis.resource_version,
             status: Box::new(status),
             keep_details: true,
         };
@@ -888,6 +889,7 @@ impl Engine {
             namespace: key.namespace.clone(),
             name: key.name.clone(),
             uid: cis.uid.clone(),
+            resource_version: cis.resource_version,
             status: Box::new(new_status),
             keep_details,
         };
