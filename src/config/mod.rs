@@ -20,6 +20,9 @@ pub use duration::{DurationError, format_go_duration, parse_go_duration};
 pub use gates::{FeatureGates, GateSetting};
 pub use logging::{LogConfig, LogFormat};
 
+/// A pattern no string matches (an empty exclude pattern means "exclude nothing").
+const NEVER_MATCHES: &str = r"[^\s\S]";
+
 /// Default of `--scan-namespace-exclude-regexp`.
 pub const DEFAULT_EXCLUDE_REGEXP: &str = "^(kube-|openshift-).*";
 
@@ -618,8 +621,14 @@ impl OperatorArgs {
             scan_job_active_deadline_seconds: deadline,
             scan_workload_resources: parse_group_resources(&self.scan_workload_resources)?,
             namespace_filter: NamespaceFilter {
+                // An empty pattern matches everything; as an *exclude* pattern that would exclude
+                // every namespace (upstream quirk §19.14), so empty means "exclude nothing".
                 exclude: parse_regex(
-                    &self.scan_namespace_exclude_regexp,
+                    if self.scan_namespace_exclude_regexp.is_empty() {
+                        NEVER_MATCHES
+                    } else {
+                        &self.scan_namespace_exclude_regexp
+                    },
                     "scan-namespace-exclude-regexp",
                     "SCAN_NAMESPACE_EXCLUDE_REGEXP",
                 )?,

@@ -204,6 +204,15 @@ fn a_flag_given_twice_takes_the_last_value() {
 }
 
 #[test]
+fn an_empty_exclude_pattern_excludes_nothing() {
+    // Upstream quirk §19.14: an empty pattern matched (and so excluded) every namespace.
+    let c = parse(&["--scan-job-namespace=x", "--scan-namespace-exclude-regexp="]).unwrap();
+    assert!(c.namespace_filter.allows("default"));
+    assert!(c.namespace_filter.allows("kube-system"));
+    assert!(!c.namespace_filter.exclude.is_match(""));
+}
+
+#[test]
 fn missing_scan_job_namespace_names_flag_and_env() {
     let e = error_of(&[]);
     assert_eq!(
