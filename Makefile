@@ -9,6 +9,7 @@ export CARGO_TERM_COLOR ?= never
 
 include tests/cluster/cluster.mk
 include tests/install/install.mk
+include tests/bench/bench.mk
 
 .PHONY: help test fmt-check clippy unit-test run e2e
 

@@ -4,7 +4,9 @@
 CLUSTER_SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_ROOT="$(cd "$CLUSTER_SRC/../.." && pwd)"
 # Fixed state directory (the kubeconfig path is part of the contract with tests).
-STATE="$REPO_ROOT/target/cluster"
+# CLUSTER_STATE moves it, for a second, independent cluster (the scale benchmark uses
+# target/bench/cluster so that it never disturbs the e2e cluster).
+STATE="${CLUSTER_STATE:-$REPO_ROOT/target/cluster}"
 KUBECONFIG_FILE="$STATE/kubeconfig"
 PKI="$STATE/pki"
 PIDS="$STATE/pids"

@@ -7,7 +7,11 @@
 #   up.sh --status   report whether the cluster is running and healthy
 #
 # Env: NODES (default 3), CLUSTER_TIMEOUT (seconds per readiness wait, default 120),
-#      CLUSTER_BIN_DIR (see build.sh).
+#      CLUSTER_BIN_DIR (see build.sh), CLUSTER_STATE (state directory, see lib.sh).
+#      Scale knobs (defaults suit the tests; the scale benchmark raises them):
+#      NODE_MAX_PODS (pod capacity per node, 250), KCM_API_QPS/KCM_API_BURST (controller-manager
+#      client, 100/200), SCHED_API_QPS/SCHED_API_BURST (scheduler client, 50/100),
+#      KWOK_POD_PARALLELISM (pod stages kwok plays at once, 4).
 set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -15,6 +19,13 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 NODES="${NODES:-3}"
 TIMEOUT="${CLUSTER_TIMEOUT:-120}"
 [[ "$NODES" =~ ^[0-9]+$ && "$NODES" -ge 1 ]] || die "NODES must be a positive integer, got '$NODES'"
+NODE_MAX_PODS="${NODE_MAX_PODS:-250}"
+KCM_API_QPS="${KCM_API_QPS:-100}" KCM_API_BURST="${KCM_API_BURST:-200}"
+SCHED_API_QPS="${SCHED_API_QPS:-50}" SCHED_API_BURST="${SCHED_API_BURST:-100}"
+KWOK_POD_PARALLELISM="${KWOK_POD_PARALLELISM:-4}"
+for v in NODE_MAX_PODS KCM_API_QPS KCM_API_BURST SCHED_API_QPS SCHED_API_BURST KWOK_POD_PARALLELISM; do
+  [[ "${!v}" =~ ^[0-9]+$ && "${!v}" -ge 1 ]] || die "$v must be a positive integer, got '${!v}'"
+done
 
 for tool in openssl curl awk; do
   command -v "$tool" >/dev/null || die "'$tool' is required but not on PATH"
@@ -141,13 +152,34 @@ EOK
 chmod 600 "$KUBECONFIG_FILE"
 
 # --- kwok configuration ----------------------------------------------------------
-awk -v helpers="$CLUSTER_SRC/kwok/helpers.tpl" -v logs="$LOGS_DIR" '
+awk -v helpers="$CLUSTER_SRC/kwok/helpers.tpl" -v logs="$LOGS_DIR" -v maxpods="$NODE_MAX_PODS" '
   /^[ \t]*#@HELPERS@[ \t]*$/ {
     match($0, /^[ \t]*/); ind = substr($0, 1, RLENGTH)
     while ((getline l < helpers) > 0) print ind l
     close(helpers); next
   }
-  { gsub(/@LOGS_DIR@/, logs); print }' "$CLUSTER_SRC/kwok/stages.yaml" > "$STATE/kwok.yaml"
+  { gsub(/@LOGS_DIR@/, logs); gsub(/@NODE_MAX_PODS@/, maxpods); print }' "$CLUSTER_SRC/kwok/stages.yaml" > "$STATE/kwok.yaml"
+if [[ "$KWOK_POD_PARALLELISM" != 4 ]]; then
+  # A KwokConfiguration document is taken as is (kwok applies its defaults only when there is
+  # none), so every defaulted option is spelled out with kwok v0.8.0's default.
+  cat >> "$STATE/kwok.yaml" <<EOC
+---
+apiVersion: config.kwok.x-k8s.io/v1alpha1
+kind: KwokConfiguration
+options:
+  cidr: 10.244.0.0/16
+  manageAllNodes: true
+  enableDebuggingHandlers: true
+  enableContentionProfiling: false
+  enableProfilingHandler: true
+  podPlayStageParallelism: $KWOK_POD_PARALLELISM
+  nodePlayStageParallelism: 4
+  nodeLeaseParallelism: 4
+  podsOnNodeSyncParallelism: 1
+  enablePodsOnNodeSyncListPager: true
+  enablePodsOnNodeSyncStreamWatch: false
+EOC
+fi
 
 # --- process helpers ---------------------------------------------------------------
 start() { # start NAME BINARY ARGS...
@@ -218,11 +250,12 @@ start kube-controller-manager "$BIN/kube-controller-manager" \
   --service-account-private-key-file="$PKI/sa.key" --root-ca-file="$PKI/ca.crt" \
   --cluster-signing-cert-file="$PKI/ca.crt" --cluster-signing-key-file="$PKI/ca.key" \
   --node-monitor-period=5s --node-monitor-grace-period=40s \
-  --kube-api-qps=100 --kube-api-burst=200 --profiling=false
+  --kube-api-qps="$KCM_API_QPS" --kube-api-burst="$KCM_API_BURST" --profiling=false
 start kube-scheduler "$BIN/kube-scheduler" \
   --kubeconfig="$KUBECONFIG_FILE" \
   --authentication-kubeconfig="$KUBECONFIG_FILE" --authorization-kubeconfig="$KUBECONFIG_FILE" \
   --bind-address=127.0.0.1 --secure-port="$SCHED_PORT" --cert-dir="$STATE/scheduler-certs" \
+  --kube-api-qps="$SCHED_API_QPS" --kube-api-burst="$SCHED_API_BURST" \
   --leader-elect=false --profiling=false
 
 # --- nodes + kwok --------------------------------------------------------------------------------
