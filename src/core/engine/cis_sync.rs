@@ -105,14 +105,19 @@ impl Engine {
     }
 
     pub(super) fn sync_dirty_cis(&mut self, now: Timestamp, out: &mut Vec<Command>) {
-        let keys: Vec<CisKey> = self.dirty_cis.iter().cloned().collect();
-        for key in keys {
+        use std::ops::Bound::{Excluded, Unbounded};
+        // Walk the set in order, one key at a time: copying all dirty keys on every poll cost
+        // O(dirty) allocations per command outcome (most polls stop after a few keys, when the
+        // window is full).
+        let mut next = self.dirty_cis.first().cloned();
+        while let Some(key) = next {
             if !self.capacity_left() {
                 return;
             }
             if self.sync_cis(&key, now, out) {
                 self.dirty_cis.remove(&key);
             }
+            next = self.dirty_cis.range((Excluded(&key), Unbounded)).next().cloned();
         }
     }
 

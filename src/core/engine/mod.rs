@@ -223,9 +223,12 @@ impl Engine {
             return out;
         }
         self.flush_events(&mut out);
-        self.sync_dirty_cis(now, &mut out);
+        // Scans first: a digest's Job can start as soon as its first CIS exists, so the scans
+        // (the slow part: a Job runs in the cluster) overlap the creation of the other CIS
+        // instead of waiting for all of them.
         self.sync_dirty_digests(now, &mut out);
         self.start_scans(now, &mut out);
+        self.sync_dirty_cis(now, &mut out);
         out
     }
 

@@ -293,14 +293,21 @@ impl Engine {
     }
 
     pub(super) fn sync_dirty_digests(&mut self, now: Timestamp, out: &mut Vec<Command>) {
-        let digests: Vec<String> = self.dirty_digests.iter().cloned().collect();
-        for d in digests {
+        use std::ops::Bound::{Excluded, Unbounded};
+        // One key at a time (see sync_dirty_cis): no copy of the whole dirty set per poll.
+        let mut next = self.dirty_digests.first().cloned();
+        while let Some(d) = next {
             if !self.capacity_left() {
                 return;
             }
             if self.sync_digest(&d, now, out) {
                 self.dirty_digests.remove(&d);
             }
+            next = self
+                .dirty_digests
+                .range::<String, _>((Excluded(&d), Unbounded))
+                .next()
+                .cloned();
         }
     }
 
