@@ -133,13 +133,7 @@ async fn main() -> Result<()> {
             timeout,
         } => {
             populate(
-                &cli.out,
-                pods,
-                namespaces,
-                digests,
-                nodes,
-                &logs_dir,
-                timeout,
+                &cli.out, pods, namespaces, digests, nodes, &logs_dir, timeout,
             )
             .await
         }
@@ -150,7 +144,12 @@ async fn main() -> Result<()> {
             state,
             timeout,
             extra,
-        } => run(&cli.out, &operator, quiet, job_limit, &state, timeout, &extra).await,
+        } => {
+            run(
+                &cli.out, &operator, quiet, job_limit, &state, timeout, &extra,
+            )
+            .await
+        }
         Cmd::Baseline { concurrency } => baseline(&cli.out, concurrency).await,
         Cmd::Report { strict } => report(&cli.out, strict),
     }
@@ -167,8 +166,8 @@ fn write_json(path: &Path, value: &Value) -> Result<()> {
 }
 
 fn read_json(path: &Path) -> Result<Value> {
-    let text =
-        std::fs::read(path).with_context(|| format!("reading {} (run the earlier steps)", path.display()))?;
+    let text = std::fs::read(path)
+        .with_context(|| format!("reading {} (run the earlier steps)", path.display()))?;
     Ok(serde_json::from_slice(&text)?)
 }
 
@@ -389,25 +388,34 @@ where
 
 async fn create_value(client: &Client, obj: Value) -> Result<()> {
     let kind = obj["kind"].as_str().unwrap_or_default().to_string();
-    let ns = obj["metadata"]["namespace"].as_str().unwrap_or_default().to_string();
+    let ns = obj["metadata"]["namespace"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let pp = PostParams::default();
     let res = match kind.as_str() {
         "Pod" => Api::<Pod>::namespaced(client.clone(), &ns)
             .create(&pp, &serde_json::from_value(obj)?)
             .await
             .map(|_| ()),
-        "Deployment" => Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(client.clone(), &ns)
-            .create(&pp, &serde_json::from_value(obj)?)
-            .await
-            .map(|_| ()),
-        "StatefulSet" => Api::<k8s_openapi::api::apps::v1::StatefulSet>::namespaced(client.clone(), &ns)
-            .create(&pp, &serde_json::from_value(obj)?)
-            .await
-            .map(|_| ()),
-        "DaemonSet" => Api::<k8s_openapi::api::apps::v1::DaemonSet>::namespaced(client.clone(), &ns)
-            .create(&pp, &serde_json::from_value(obj)?)
-            .await
-            .map(|_| ()),
+        "Deployment" => {
+            Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(client.clone(), &ns)
+                .create(&pp, &serde_json::from_value(obj)?)
+                .await
+                .map(|_| ())
+        }
+        "StatefulSet" => {
+            Api::<k8s_openapi::api::apps::v1::StatefulSet>::namespaced(client.clone(), &ns)
+                .create(&pp, &serde_json::from_value(obj)?)
+                .await
+                .map(|_| ())
+        }
+        "DaemonSet" => {
+            Api::<k8s_openapi::api::apps::v1::DaemonSet>::namespaced(client.clone(), &ns)
+                .create(&pp, &serde_json::from_value(obj)?)
+                .await
+                .map(|_| ())
+        }
         other => bail!("unexpected kind {other}"),
     };
     match res {
@@ -437,9 +445,17 @@ async fn count_ready(client: &Client) -> Result<usize> {
     )
     .await?;
     let n = |v: Option<i32>| v.unwrap_or(0).max(0) as usize;
-    Ok(deps.iter().map(|d| n(d.status.as_ref().and_then(|s| s.ready_replicas))).sum::<usize>()
-        + sts.iter().map(|d| n(d.status.as_ref().and_then(|s| s.ready_replicas))).sum::<usize>()
-        + ds.iter().map(|d| n(d.status.as_ref().map(|s| s.number_ready))).sum::<usize>()
+    Ok(deps
+        .iter()
+        .map(|d| n(d.status.as_ref().and_then(|s| s.ready_replicas)))
+        .sum::<usize>()
+        + sts
+            .iter()
+            .map(|d| n(d.status.as_ref().and_then(|s| s.ready_replicas)))
+            .sum::<usize>()
+        + ds.iter()
+            .map(|d| n(d.status.as_ref().map(|s| s.number_ready)))
+            .sum::<usize>()
         + bare.iter().filter(|p| pod_ready(p)).count())
 }
 
@@ -484,19 +500,25 @@ async fn populate(
         *log_bytes.entry(name).or_default() += 1;
         std::fs::write(logs_dir.join(format!("{}.log", digest_hex(d))), bytes)?;
     }
-    log(format!("scan logs written to {} (digests per fixture: {log_bytes:?})", logs_dir.display()));
+    log(format!(
+        "scan logs written to {} (digests per fixture: {log_bytes:?})",
+        logs_dir.display()
+    ));
 
     let client = client().await?;
     let t0 = Instant::now();
     let ns_api: Api<Namespace> = Api::all(client.clone());
-    let mut ns_names: Vec<String> = (0..namespaces).map(|i| format!("{NS_PREFIX}{i:03}")).collect();
+    let mut ns_names: Vec<String> = (0..namespaces)
+        .map(|i| format!("{NS_PREFIX}{i:03}"))
+        .collect();
     ns_names.push(SCAN_NAMESPACE.to_string());
     futures::stream::iter(ns_names.clone())
         .map(|name| {
             let api = ns_api.clone();
             async move {
-                let ns: Namespace =
-                    serde_json::from_value(json!({"metadata": {"name": name, "labels": {"bench": "scale"}}}))?;
+                let ns: Namespace = serde_json::from_value(
+                    json!({"metadata": {"name": name, "labels": {"bench": "scale"}}}),
+                )?;
                 match api.create(&PostParams::default(), &ns).await {
                     Ok(_) => Ok(()),
                     Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
@@ -519,11 +541,14 @@ async fn populate(
     let all_sa: Api<ServiceAccount> = Api::all(client.clone());
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let defaults = list_all(&all_sa, &ListParams::default().fields("metadata.name=default"))
-            .await?
-            .into_iter()
-            .filter(|s| s.namespace().is_some_and(|n| n.starts_with(NS_PREFIX)))
-            .count();
+        let defaults = list_all(
+            &all_sa,
+            &ListParams::default().fields("metadata.name=default"),
+        )
+        .await?
+        .into_iter()
+        .filter(|s| s.namespace().is_some_and(|n| n.starts_with(NS_PREFIX)))
+        .count();
         if defaults == namespaces {
             break;
         }
@@ -532,7 +557,10 @@ async fn populate(
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    log(format!("namespaces ready in {:.1} s", t0.elapsed().as_secs_f64()));
+    log(format!(
+        "namespaces ready in {:.1} s",
+        t0.elapsed().as_secs_f64()
+    ));
 
     let manifests: Vec<Value> = units.iter().map(manifest).collect();
     futures::stream::iter(manifests)
@@ -541,7 +569,10 @@ async fn populate(
         .try_collect::<Vec<()>>()
         .await?;
     let created_s = t0.elapsed().as_secs_f64();
-    log(format!("{} workload objects created in {created_s:.1} s", units.len()));
+    log(format!(
+        "{} workload objects created in {created_s:.1} s",
+        units.len()
+    ));
 
     // Wait until every pod runs and is Ready. Polling 10,000 pods would load the API server
     // that is busy starting them: count ready replicas of the workloads and list only the bare
@@ -551,7 +582,11 @@ async fn populate(
     loop {
         let ready = count_ready(&client).await?;
         if ready >= total_pods {
-            let all = list_all(&Api::<Pod>::all(client.clone()), &ListParams::default().labels(LABEL)).await?;
+            let all = list_all(
+                &Api::<Pod>::all(client.clone()),
+                &ListParams::default().labels(LABEL),
+            )
+            .await?;
             let ready = all.iter().filter(|p| pod_ready(p)).count();
             if ready == total_pods && all.len() == total_pods {
                 break;
@@ -567,7 +602,9 @@ async fn populate(
         tokio::time::sleep(Duration::from_secs(5)).await;
     }
     let running_s = t0.elapsed().as_secs_f64();
-    log(format!("all {total_pods} pods Running and Ready {running_s:.1} s after the start"));
+    log(format!(
+        "all {total_pods} pods Running and Ready {running_s:.1} s after the start"
+    ));
     let kinds: BTreeMap<String, Value> = by_kind
         .into_iter()
         .map(|(k, (objects, pods))| (k, json!({"objects": objects, "pods": pods})))
@@ -626,7 +663,9 @@ fn proc_sample(pid: u32) -> Option<ProcSample> {
 
 fn http_get(port: u16, path: &str) -> Option<String> {
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
     stream
         .write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
         .ok()?;
@@ -654,7 +693,10 @@ fn parse_metrics(text: &str) -> Vec<(String, String, f64)> {
 }
 
 fn metric(parsed: &[(String, String, f64)], name: &str) -> Option<f64> {
-    parsed.iter().find(|(n, _, _)| n == name).map(|(_, _, v)| *v)
+    parsed
+        .iter()
+        .find(|(n, _, _)| n == name)
+        .map(|(_, _, v)| *v)
 }
 
 fn label<'a>(labels: &'a str, key: &str) -> Option<&'a str> {
@@ -730,7 +772,9 @@ fn cis_writes_in(delta: &BTreeMap<String, f64>) -> f64 {
 }
 
 fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 struct OperatorProcess {
@@ -769,8 +813,14 @@ fn cluster_cpu(state: &Path) -> BTreeMap<String, f64> {
     let mut out = BTreeMap::new();
     if let Ok(dir) = std::fs::read_dir(state.join("pids")) {
         for entry in dir.flatten() {
-            let name = entry.file_name().to_string_lossy().trim_end_matches(".pid").to_string();
-            let pid = std::fs::read_to_string(entry.path()).ok().and_then(|p| p.trim().parse::<u32>().ok());
+            let name = entry
+                .file_name()
+                .to_string_lossy()
+                .trim_end_matches(".pid")
+                .to_string();
+            let pid = std::fs::read_to_string(entry.path())
+                .ok()
+                .and_then(|p| p.trim().parse::<u32>().ok());
             if let Some(s) = pid.and_then(proc_sample) {
                 out.insert(name, s.cpu);
             }
@@ -788,7 +838,11 @@ fn median(v: &mut [f64]) -> f64 {
     }
     v.sort_by(|a, b| a.total_cmp(b));
     let n = v.len();
-    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -823,7 +877,10 @@ fn etcd_cis_sizes(state: &Path) -> Result<Vec<f64>> {
             .arg(body.to_string())
             .output()?;
         if !out.status.success() {
-            bail!("etcd range request failed: {}", String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "etcd range request failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         let v: Value = serde_json::from_slice(&out.stdout)?;
         let kvs = v["kvs"].as_array().cloned().unwrap_or_default();
@@ -838,7 +895,11 @@ fn etcd_cis_sizes(state: &Path) -> Result<Vec<f64>> {
         if v["more"].as_bool() != Some(true) || kvs.is_empty() {
             break;
         }
-        let last = base64_lite::decode(kvs.last().and_then(|kv| kv["key"].as_str()).unwrap_or_default());
+        let last = base64_lite::decode(
+            kvs.last()
+                .and_then(|kv| kv["key"].as_str())
+                .unwrap_or_default(),
+        );
         key = last;
         key.push(0);
     }
@@ -852,7 +913,11 @@ mod base64_lite {
     pub fn encode(data: &[u8]) -> String {
         let mut out = String::new();
         for chunk in data.chunks(3) {
-            let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+            let b = [
+                chunk[0],
+                *chunk.get(1).unwrap_or(&0),
+                *chunk.get(2).unwrap_or(&0),
+            ];
             let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
             for i in 0..4 {
                 if i <= chunk.len() {
@@ -905,7 +970,12 @@ async fn run(
     let digests = plan["digests"].as_u64().unwrap_or(0);
     let client = client().await?;
     let jobs_api: Api<Job> = Api::namespaced(client.clone(), SCAN_NAMESPACE);
-    if !jobs_api.list(&ListParams::default().limit(1)).await?.items.is_empty() {
+    if !jobs_api
+        .list(&ListParams::default().limit(1))
+        .await?
+        .items
+        .is_empty()
+    {
         bail!("the scan namespace already holds Jobs: start from a fresh cluster (scale.sh does)");
     }
     let api_before = apiserver_requests(&client).await?;
@@ -927,14 +997,21 @@ async fn run(
         "--log-level=info".into(),
     ];
     args.extend(extra.iter().cloned());
-    log(format!("starting {} {}", operator.display(), args.join(" ")));
+    log(format!(
+        "starting {} {}",
+        operator.display(),
+        args.join(" ")
+    ));
     let t0 = Instant::now();
     let child = Command::new(operator)
         .args(&args)
         // Only what it needs: the benchmark's own variables (NAMESPACES, ...) are operator
         // settings too.
         .env_clear()
-        .env("KUBECONFIG", std::env::var_os("KUBECONFIG").unwrap_or_default())
+        .env(
+            "KUBECONFIG",
+            std::env::var_os("KUBECONFIG").unwrap_or_default(),
+        )
         .env("POD_NAMESPACE", SCAN_NAMESPACE)
         .env("POD_NAME", "bench-operator")
         .env_remove("RUST_LOG")
@@ -954,10 +1031,10 @@ async fn run(
         let stop = stop.clone();
         std::thread::spawn(move || {
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                if let Some(s) = proc_sample(pid) {
-                    if let Ok(mut v) = samples.lock() {
-                        v.push((t0.elapsed().as_secs_f64(), s));
-                    }
+                if let Some(s) = proc_sample(pid)
+                    && let Ok(mut v) = samples.lock()
+                {
+                    v.push((t0.elapsed().as_secs_f64(), s));
                 }
                 std::thread::sleep(Duration::from_millis(100));
             }
@@ -1026,7 +1103,9 @@ async fn run(
     }
     let cpu_at_coverage = samples.lock().ok().and_then(|v| v.last().map(|s| s.1.cpu));
     let cluster_cpu_to_coverage = delta(&cluster_cpu(state), &cpu_before);
-    log(format!("CPU seconds of the control plane until then: {cluster_cpu_to_coverage:?}"));
+    log(format!(
+        "CPU seconds of the control plane until then: {cluster_cpu_to_coverage:?}"
+    ));
     let at_coverage = requests_by_verb(&last_parsed);
 
     // Check through the API: every CIS exists and shows a successful scan.
@@ -1040,13 +1119,17 @@ async fn run(
         .iter()
         .filter(|c| {
             c.status.as_ref().is_some_and(|s| {
-                s.last_successful_scan_time.is_some() && s.last_scan_time == s.last_successful_scan_time
+                s.last_successful_scan_time.is_some()
+                    && s.last_scan_time == s.last_successful_scan_time
             })
         })
         .count();
-    let api_jobs = list_all(&jobs_api, &ListParams::default().labels("app.kubernetes.io/managed-by=image-scanner"))
-        .await?
-        .len();
+    let api_jobs = list_all(
+        &jobs_api,
+        &ListParams::default().labels("app.kubernetes.io/managed-by=image-scanner"),
+    )
+    .await?
+    .len();
     log(format!(
         "API: {} CIS (expected {want_cis}), {with_result} with a result; {api_jobs} scan Jobs",
         all_cis.len()
@@ -1054,7 +1137,9 @@ async fn run(
 
     // Quiet period: nothing changes in the cluster and nothing is due.
     let api_quiet_before = apiserver_requests(&client).await?;
-    let before = requests_by_verb(&parse_metrics(&http_get(metrics_port, "/metrics").unwrap_or_default()));
+    let before = requests_by_verb(&parse_metrics(
+        &http_get(metrics_port, "/metrics").unwrap_or_default(),
+    ));
     let quiet_start = t0.elapsed().as_secs_f64();
     log(format!("quiet period: {quiet} s"));
     let mut waited = 0;
@@ -1073,7 +1158,9 @@ async fn run(
     let quiet_delta = delta(&after, &before);
     let quiet_writes = (writes(&after) - writes(&before)).max(0.0);
     let api_quiet = delta(&api_after, &api_quiet_before);
-    log(format!("quiet period: {quiet_writes} operator writes; operator requests {quiet_delta:?}; API server CIS/Job requests {api_quiet:?}"));
+    log(format!(
+        "quiet period: {quiet_writes} operator writes; operator requests {quiet_delta:?}; API server CIS/Job requests {api_quiet:?}"
+    ));
 
     // Stop the sampler, then the operator.
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -1082,14 +1169,20 @@ async fn run(
     op.terminate();
     let samples = samples.lock().map(|v| v.clone()).unwrap_or_default();
     let peak_sampled = samples.iter().map(|s| s.1.rss).max().unwrap_or(0);
-    let hwm = last.map(|s| s.hwm).unwrap_or(0).max(samples.iter().map(|s| s.1.hwm).max().unwrap_or(0));
+    let hwm = last
+        .map(|s| s.hwm)
+        .unwrap_or(0)
+        .max(samples.iter().map(|s| s.1.hwm).max().unwrap_or(0));
     let mut quiet_rss: Vec<f64> = samples
         .iter()
         .filter(|(t, _)| *t >= quiet_start)
         .map(|(_, s)| s.rss as f64)
         .collect();
     let steady_rss = median(&mut quiet_rss);
-    let cpu = last.map(|s| s.cpu).or(samples.last().map(|s| s.1.cpu)).unwrap_or(0.0);
+    let cpu = last
+        .map(|s| s.cpu)
+        .or(samples.last().map(|s| s.1.cpu))
+        .unwrap_or(0.0);
 
     let mut sizes = etcd_cis_sizes(state).unwrap_or_else(|e| {
         log(format!("etcd sizes not measured: {e}"));
@@ -1188,7 +1281,9 @@ async fn baseline(out: &Path, concurrency: usize) -> Result<()> {
     if n == 0 {
         bail!("no CIS to copy: run the operator first");
     }
-    log(format!("baseline: {n} objects per variant, {concurrency} requests in flight"));
+    log(format!(
+        "baseline: {n} objects per variant, {concurrency} requests in flight"
+    ));
     // (metadata + spec, status) of each copy.
     let copy = |prefix: &str, t: &DynamicObject, i: usize| -> Value {
         let ns = t.namespace().unwrap_or_default();
@@ -1208,7 +1303,11 @@ async fn baseline(out: &Path, concurrency: usize) -> Result<()> {
         })
     };
     let objects = |prefix: &str| -> Vec<Value> {
-        templates.iter().enumerate().map(|(i, t)| copy(prefix, t, i)).collect()
+        templates
+            .iter()
+            .enumerate()
+            .map(|(i, t)| copy(prefix, t, i))
+            .collect()
     };
     let api_for = |obj: &Value| -> Api<DynamicObject> {
         Api::namespaced_with(
@@ -1227,12 +1326,15 @@ async fn baseline(out: &Path, concurrency: usize) -> Result<()> {
     let (create_s, create_err) = timed(objects("blc"), concurrency, |obj| {
         let api = api_for(&obj);
         async move {
-            api.create(&PostParams::default(), &body_without_status(&obj)?).await?;
+            api.create(&PostParams::default(), &body_without_status(&obj)?)
+                .await?;
             Ok(())
         }
     })
     .await;
-    log(format!("create only: {create_s:.1} s ({create_err} errors)"));
+    log(format!(
+        "create only: {create_s:.1} s ({create_err} errors)"
+    ));
 
     // 2. create + status write (PUT /status with the created object's resourceVersion).
     let (full_s, full_err) = timed(objects("bls"), concurrency, |obj| {
@@ -1249,7 +1351,9 @@ async fn baseline(out: &Path, concurrency: usize) -> Result<()> {
         }
     })
     .await;
-    log(format!("create + status: {full_s:.1} s ({full_err} errors)"));
+    log(format!(
+        "create + status: {full_s:.1} s ({full_err} errors)"
+    ));
 
     // 3. what the operator does: server-side apply of metadata/spec, then of the status.
     let (ssa_s, ssa_err) = timed(objects("bla"), concurrency, |obj| {
@@ -1270,7 +1374,9 @@ async fn baseline(out: &Path, concurrency: usize) -> Result<()> {
         }
     })
     .await;
-    log(format!("apply + status apply: {ssa_s:.1} s ({ssa_err} errors)"));
+    log(format!(
+        "apply + status apply: {ssa_s:.1} s ({ssa_err} errors)"
+    ));
 
     // Remove the copies (they are not the operator's; a later run on a kept cluster must not
     // see them). Not timed.
@@ -1281,7 +1387,9 @@ async fn baseline(out: &Path, concurrency: usize) -> Result<()> {
             let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &ar);
             async move {
                 let lp = ListParams::default().labels("bench-baseline=true");
-                let _ = api.delete_collection(&kube::api::DeleteParams::background(), &lp).await;
+                let _ = api
+                    .delete_collection(&kube::api::DeleteParams::background(), &lp)
+                    .await;
             }
         })
         .buffer_unordered(8)
@@ -1354,46 +1462,159 @@ fn report(out: &Path, strict: bool) -> Result<()> {
     let mut rows: Vec<(String, String, String)> = Vec::new();
     let mut missed_perf = Vec::new();
     let mut broken = Vec::new();
-    let mut check = |name: &str, value: String, ok: Option<bool>, target: &str, correctness: bool| {
-        let verdict = match ok {
-            Some(true) => format!("ok ({target})"),
-            Some(false) => {
-                if correctness {
-                    broken.push(name.to_string());
-                } else {
-                    missed_perf.push(name.to_string());
+    let mut check =
+        |name: &str, value: String, ok: Option<bool>, target: &str, correctness: bool| {
+            let verdict = match ok {
+                Some(true) => format!("ok ({target})"),
+                Some(false) => {
+                    if correctness {
+                        broken.push(name.to_string());
+                    } else {
+                        missed_perf.push(name.to_string());
+                    }
+                    format!("MISSED ({target})")
                 }
-                format!("MISSED ({target})")
-            }
-            None => String::new(),
+                None => String::new(),
+            };
+            rows.push((name.to_string(), value, verdict));
         };
-        rows.push((name.to_string(), value, verdict));
-    };
-    check("pods / namespaces / digests", format!("{} / {} / {}", plan["pods"], plan["namespaces"], plan["digests"]), None, "", false);
-    check("containers / CIS", format!("{} / {}", plan["containers"], run["cis"]), Some(run["cis"] == plan["cis_expected"] && run["cis_with_result"] == plan["cis_expected"]), "every CIS exists with a result", true);
+    check(
+        "pods / namespaces / digests",
+        format!(
+            "{} / {} / {}",
+            plan["pods"], plan["namespaces"], plan["digests"]
+        ),
+        None,
+        "",
+        false,
+    );
+    check(
+        "containers / CIS",
+        format!("{} / {}", plan["containers"], run["cis"]),
+        Some(run["cis"] == plan["cis_expected"] && run["cis_with_result"] == plan["cis_expected"]),
+        "every CIS exists with a result",
+        true,
+    );
     let peak = mib(&run["peak_rss_bytes"]);
-    check("peak RSS (VmHWM)", opt(peak, " MiB"), peak.map(|p| p <= 50.0), "<= 50 MiB", false);
-    check("steady RSS (median, quiet period)", opt(mib(&run["steady_rss_bytes"]), " MiB"), None, "", false);
-    check("CPU seconds (whole run) / to coverage", format!("{} / {}", opt(f(&run["cpu_seconds"]), " s"), opt(f(&run["cpu_seconds_to_coverage"]), " s")), None, "", false);
-    check("time to full coverage", opt(coverage, " s"), Some(coverage.is_some_and(|c| c <= 60.0)), "<= 60 s", coverage.is_none());
+    check(
+        "peak RSS (VmHWM)",
+        opt(peak, " MiB"),
+        peak.map(|p| p <= 50.0),
+        "<= 50 MiB",
+        false,
+    );
+    check(
+        "steady RSS (median, quiet period)",
+        opt(mib(&run["steady_rss_bytes"]), " MiB"),
+        None,
+        "",
+        false,
+    );
+    check(
+        "CPU seconds (whole run) / to coverage",
+        format!(
+            "{} / {}",
+            opt(f(&run["cpu_seconds"]), " s"),
+            opt(f(&run["cpu_seconds_to_coverage"]), " s")
+        ),
+        None,
+        "",
+        false,
+    );
+    check(
+        "time to full coverage",
+        opt(coverage, " s"),
+        Some(coverage.is_some_and(|c| c <= 60.0)),
+        "<= 60 s",
+        coverage.is_none(),
+    );
     let ms = &run["milestones"];
-    check("  ready / all CIS created / all Jobs created / all scans done", format!("{} / {} / {} / {}", opt(f(&ms["ready_s"]), " s"), opt(f(&ms["all_cis_created_s"]), " s"), opt(f(&ms["all_jobs_created_s"]), " s"), opt(f(&ms["all_scans_done_s"]), " s")), None, "", false);
-    check("API baseline: create + status", opt(baseline_s, " s"), None, "", false);
-    check("API baseline: create only / SSA + status SSA", format!("{} / {}", opt(f(&base["api_baseline_create_only_s"]), " s"), opt(f(&base["api_baseline_ssa_s"]), " s")), None, "", false);
-    check("coverage / baseline", ratio.map_or("-".into(), |r| format!("{r:.2}x")), ratio.map(|r| r <= 1.2), "<= 1.2x", false);
+    check(
+        "  ready / all CIS created / all Jobs created / all scans done",
+        format!(
+            "{} / {} / {} / {}",
+            opt(f(&ms["ready_s"]), " s"),
+            opt(f(&ms["all_cis_created_s"]), " s"),
+            opt(f(&ms["all_jobs_created_s"]), " s"),
+            opt(f(&ms["all_scans_done_s"]), " s")
+        ),
+        None,
+        "",
+        false,
+    );
+    check(
+        "API baseline: create + status",
+        opt(baseline_s, " s"),
+        None,
+        "",
+        false,
+    );
+    check(
+        "API baseline: create only / SSA + status SSA",
+        format!(
+            "{} / {}",
+            opt(f(&base["api_baseline_create_only_s"]), " s"),
+            opt(f(&base["api_baseline_ssa_s"]), " s")
+        ),
+        None,
+        "",
+        false,
+    );
+    check(
+        "coverage / baseline",
+        ratio.map_or("-".into(), |r| format!("{r:.2}x")),
+        ratio.map(|r| r <= 1.2),
+        "<= 1.2x",
+        false,
+    );
     let jobs = f(&run["scan_jobs"]);
-    check("scan Jobs created", opt(jobs, ""), Some(jobs == Some(digests)), "= digests", true);
+    check(
+        "scan Jobs created",
+        opt(jobs, ""),
+        Some(jobs == Some(digests)),
+        "= digests",
+        true,
+    );
     let qw = f(&run["quiet_writes"]);
-    check(&format!("writes in the quiet period ({} s)", run["quiet_s"]), format!("{} (API server CIS writes: {})", opt(qw, ""), run["quiet_apiserver_cis_writes"]), Some(qw == Some(0.0) && f(&run["quiet_apiserver_cis_writes"]) == Some(0.0)), "0", true);
-    check("etcd bytes per CIS: median / p90 / max", format!("{} / {} / {}", run["etcd_bytes_per_cis_median"], run["etcd_bytes_per_cis_p90"], run["etcd_bytes_per_cis_max"]), None, "", false);
+    check(
+        &format!("writes in the quiet period ({} s)", run["quiet_s"]),
+        format!(
+            "{} (API server CIS writes: {})",
+            opt(qw, ""),
+            run["quiet_apiserver_cis_writes"]
+        ),
+        Some(qw == Some(0.0) && f(&run["quiet_apiserver_cis_writes"]) == Some(0.0)),
+        "0",
+        true,
+    );
+    check(
+        "etcd bytes per CIS: median / p90 / max",
+        format!(
+            "{} / {} / {}",
+            run["etcd_bytes_per_cis_median"],
+            run["etcd_bytes_per_cis_p90"],
+            run["etcd_bytes_per_cis_max"]
+        ),
+        None,
+        "",
+        false,
+    );
     let verbs = run["operator_requests_total"]
         .as_object()
-        .map(|m| m.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "))
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
         .unwrap_or_default();
     check("operator API requests by verb", verbs, None, "", false);
     let w0 = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
     let w1 = rows.iter().map(|r| r.1.len()).max().unwrap_or(0).min(60);
-    println!("\nimage-scanner scale benchmark ({})", out.join("scale.json").display());
+    println!(
+        "\nimage-scanner scale benchmark ({})",
+        out.join("scale.json").display()
+    );
     for (a, b, c) in &rows {
         println!("  {a:<w0$}  {b:<w1$}  {c}");
     }

@@ -117,7 +117,11 @@ impl Engine {
             if self.sync_cis(&key, now, out) {
                 self.dirty_cis.remove(&key);
             }
-            next = self.dirty_cis.range((Excluded(&key), Unbounded)).next().cloned();
+            next = self
+                .dirty_cis
+                .range((Excluded(&key), Unbounded))
+                .next()
+                .cloned();
         }
     }
 
