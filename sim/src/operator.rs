@@ -525,7 +525,17 @@ impl Sim {
         let commands = engine.poll(now);
         let leading = engine.is_leading();
         let next = engine.next_wakeup();
+        let inflight = engine.inflight();
         let interval = self.instances[i].cfg.scan_interval;
+        // S9: flow control holds (no more commands outstanding than the window allows).
+        let max_inflight = self.instances[i].cfg.max_inflight;
+        if inflight > max_inflight {
+            self.checker.violation(
+                self.now,
+                "S9",
+                format!("inst{i}: {inflight} commands in flight, window {max_inflight}"),
+            );
+        }
         // S9: the next wake-up is in the future and bounded.
         if let Some(at) = next {
             if at <= now {
