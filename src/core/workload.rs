@@ -212,7 +212,7 @@ pub fn settledness(
 }
 
 /// One container of a pod mapped to its CIS.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct PodTarget {
     /// Name of the CIS (in the pod's namespace).
     pub cis_name: String,

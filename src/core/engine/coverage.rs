@@ -42,7 +42,7 @@ impl Engine {
     pub fn coverage(&self, now: Timestamp) -> Coverage {
         let mut coverage = Coverage::default();
         for entry in self.index.pods.values() {
-            for target in &entry.targets {
+            for target in entry.targets.iter() {
                 coverage.containers += 1;
                 let key = CisKey::new(&entry.tracked.view.namespace, &target.cis_name);
                 let covered = self.index.cis.get(&key).is_some_and(|c| {

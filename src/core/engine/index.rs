@@ -3,6 +3,7 @@
 //! Every map is a `BTreeMap` so iteration order, and thus every decision, is deterministic.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use crate::core::port::{CisView, JobView, PodView, ScanPodView, StreamId, WorkloadView};
 use crate::core::workload::{PodTarget, WorkloadKey};
@@ -52,8 +53,9 @@ pub struct Tracked<T> {
 pub struct PodEntry {
     /// The pod.
     pub tracked: Tracked<PodView>,
-    /// CIS this pod is a member of (one per container with a digest).
-    pub targets: Vec<PodTarget>,
+    /// CIS this pod is a member of (one per container with a digest). Shared: the replicas of a
+    /// workload have the same list (see [`Index::intern_targets`]).
+    pub targets: Arc<[PodTarget]>,
     /// Whether the pod is settled (may cause CIS creation).
     pub settled: bool,
     /// Workload object the owner chain is waiting for.
@@ -89,6 +91,10 @@ pub struct Index {
     pub kind_streams: BTreeMap<ObjectKind, BTreeSet<StreamId>>,
     /// Per kind and namespace, the stream that last delivered an object there.
     pub ns_streams: BTreeMap<(ObjectKind, String), StreamId>,
+    /// Distinct target lists of pods, shared between the pods that have them.
+    pub target_lists: BTreeSet<Arc<[PodTarget]>>,
+    /// Size of `target_lists` at which unused lists are swept out.
+    pub target_lists_sweep_at: usize,
 }
 
 /// Kinds of watched objects, for relist bookkeeping.
@@ -107,6 +113,24 @@ pub enum ObjectKind {
 }
 
 impl Index {
+    /// The shared copy of a pod's target list. Replicas of one workload map to the same CIS, so
+    /// at 10,000 pods this keeps one list per workload instead of one per pod (about 12 MiB;
+    /// docs/performance.md). Lists no pod uses any more are swept out when the set has doubled
+    /// since the last sweep, so the cost stays amortised O(log n) per call.
+    pub fn intern_targets(&mut self, targets: Vec<PodTarget>) -> Arc<[PodTarget]> {
+        if let Some(shared) = self.target_lists.get(targets.as_slice()) {
+            return shared.clone();
+        }
+        if self.target_lists.len() >= self.target_lists_sweep_at {
+            // Only the set holds a list nobody else references.
+            self.target_lists.retain(|list| Arc::strong_count(list) > 1);
+            self.target_lists_sweep_at = (self.target_lists.len() * 2).max(1024);
+        }
+        let shared: Arc<[PodTarget]> = targets.into();
+        self.target_lists.insert(shared.clone());
+        shared
+    }
+
     /// Starts a relist of `stream`: objects not delivered again before `InitDone` are gone.
     pub fn begin_relist(&mut self, kind: ObjectKind, stream: StreamId) -> u64 {
         self.kind_streams.entry(kind).or_default().insert(stream);
@@ -227,5 +251,51 @@ impl Index {
             .collect();
         pods.sort_by(|a, b| (a.created, &a.name).cmp(&(b.created, &b.name)));
         pods
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::image_ref::ContainerImage;
+    use crate::core::port::ContainerKind;
+    use crate::core::workload::ResolvedWorkload;
+
+    fn target(cis_name: &str) -> PodTarget {
+        PodTarget {
+            cis_name: cis_name.to_string(),
+            workload: ResolvedWorkload {
+                api_version: "apps/v1".into(),
+                group: "apps".into(),
+                kind: "Deployment".into(),
+                name: "web".into(),
+                uid: "u1".into(),
+                ignore_unfixed: false,
+            },
+            container: "app".into(),
+            kind: ContainerKind::Regular,
+            image: ContainerImage {
+                name: "docker.io/library/nginx".into(),
+                digest: "sha256:00".into(),
+                tag: "1".into(),
+            },
+        }
+    }
+
+    #[test]
+    fn equal_target_lists_are_shared_and_unused_ones_swept() {
+        let mut index = Index::default();
+        let a = index.intern_targets(vec![target("web-app")]);
+        let b = index.intern_targets(vec![target("web-app")]);
+        assert!(Arc::ptr_eq(&a, &b));
+        assert_eq!(index.target_lists.len(), 1);
+        drop((a, b));
+        // Fill up to the sweep threshold with lists still in use; the unused one goes.
+        let kept: Vec<_> = (0..1024)
+            .map(|i| index.intern_targets(vec![target(&format!("cis-{i}"))]))
+            .collect();
+        assert_eq!(index.target_lists.len(), 1024);
+        assert!(!index.target_lists.contains([target("web-app")].as_slice()));
+        assert_eq!(kept.len(), 1024);
     }
 }

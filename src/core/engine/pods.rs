@@ -2,6 +2,7 @@
 //! metadata change.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use super::Engine;
 use super::index::{CisKey, ObjectKind, PodEntry, PodKey, Tracked};
@@ -193,11 +194,12 @@ impl Engine {
         let same_pod = previous.is_some_and(|e| e.tracked.view.uid == pod.uid);
 
         let (targets, settled, waiting_on) = if pod.deleting {
-            (Vec::new(), false, None)
+            (Arc::default(), false, None)
         } else {
             match resolve_workload(pod, &self.cfg.workload_kinds, &self.workload_views()) {
                 Resolution::Resolved(workload) => {
                     let (targets, _problems) = pod_targets(pod, &workload);
+                    let targets = self.index.intern_targets(targets);
                     let settled = match settledness(
                         pod,
                         &self.cfg.skip_waiting_reasons,
@@ -220,11 +222,11 @@ impl Engine {
                     let kept = if same_pod {
                         previous_targets.clone()
                     } else {
-                        Vec::new()
+                        Arc::default()
                     };
                     (kept, false, Some(wk))
                 }
-                Resolution::Skipped(_) => (Vec::new(), false, None),
+                Resolution::Skipped(_) => (Arc::default(), false, None),
             }
         };
 
@@ -284,7 +286,7 @@ impl Engine {
                 .or_default()
                 .insert(key.clone());
         }
-        for t in &targets {
+        for t in targets.iter() {
             self.saw_digest(&t.image.digest, now);
         }
         self.dirty_cis.extend(old_keys.union(&new_keys).cloned());
@@ -327,7 +329,7 @@ impl Engine {
                 self.index.waiting_on.remove(wk);
             }
         }
-        for t in &entry.targets {
+        for t in entry.targets.iter() {
             let k = CisKey::new(&key.0, &t.cis_name);
             if let Some(set) = self.index.members.get_mut(&k) {
                 set.remove(key);
