@@ -138,46 +138,47 @@ pub fn sanitize_label_name(key: &str) -> String {
 /// The text exposition of the three gauges for `views`, with one label per usable entry
 /// of `label_keys` (see the module doc). Families without series are left out.
 pub fn render(views: &[CisMetricView], label_keys: &[String]) -> String {
+    let mut out = String::new();
+    render_into(&mut out, views, label_keys);
+    out
+}
+
+/// [`render`], appending to `out`. Each series is written straight into `out` (no per-series
+/// strings): at 10,000 pods the exposition is ~17 MB and a scrape must not need several times
+/// that in temporaries (docs/performance.md).
+pub fn render_into(out: &mut String, views: &[CisMetricView], label_keys: &[String]) {
     let keys = usable_keys(label_keys);
     let mut sorted: Vec<&CisMetricView> = views.iter().collect();
     sorted.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    let summaries = || {
+        sorted
+            .iter()
+            .filter_map(|v| v.summary.as_ref().map(|s| (*v, s)))
+    };
 
-    let mut success = Vec::new();
-    let mut issues = Vec::new();
-    let mut patch = Vec::new();
-    let mut fixable = Vec::new();
-    for view in sorted {
-        let common = common_labels(view, &keys);
-        success.push((series(&common, None), i64::from(!view.stalled)));
-        if let Some(summary) = &view.summary {
-            for (severity, count) in summary.severity_count.iter().flatten() {
-                issues.push((
-                    series(&common, Some(("severity", severity))),
-                    i64::from(*count),
-                ));
-            }
-            for (severity, count) in summary.fixed_severity_count.iter().flatten() {
-                fixable.push((
-                    series(&common, Some(("severity", severity))),
-                    i64::from(*count),
-                ));
-            }
-            patch.push((
-                series(&common, Some(("condition", "fixed"))),
-                i64::from(summary.fixed_count),
-            ));
-            patch.push((
-                series(&common, Some(("condition", "unfixed"))),
-                i64::from(summary.unfixed_count),
-            ));
+    let mut fam = Family::new(out, SCAN_SUCCESS, SCAN_SUCCESS_HELP);
+    for view in &sorted {
+        fam.series(view, &keys, None, i64::from(!view.stalled));
+    }
+    let mut fam = Family::new(out, ISSUES, ISSUES_HELP);
+    for (view, summary) in summaries() {
+        for (severity, count) in summary.severity_count.iter().flatten() {
+            fam.series(view, &keys, Some(("severity", severity)), i64::from(*count));
         }
     }
-    let mut out = String::new();
-    family(&mut out, SCAN_SUCCESS, SCAN_SUCCESS_HELP, &success);
-    family(&mut out, ISSUES, ISSUES_HELP, &issues);
-    family(&mut out, PATCH_STATUS, PATCH_STATUS_HELP, &patch);
-    family(&mut out, FIXABLE_ISSUES, FIXABLE_ISSUES_HELP, &fixable);
-    out
+    let mut fam = Family::new(out, PATCH_STATUS, PATCH_STATUS_HELP);
+    for (view, summary) in summaries() {
+        let fixed = i64::from(summary.fixed_count);
+        let unfixed = i64::from(summary.unfixed_count);
+        fam.series(view, &keys, Some(("condition", "fixed")), fixed);
+        fam.series(view, &keys, Some(("condition", "unfixed")), unfixed);
+    }
+    let mut fam = Family::new(out, FIXABLE_ISSUES, FIXABLE_ISSUES_HELP);
+    for (view, summary) in summaries() {
+        for (severity, count) in summary.fixed_severity_count.iter().flatten() {
+            fam.series(view, &keys, Some(("severity", severity)), i64::from(*count));
+        }
+    }
 }
 
 /// (label name, CIS label key) pairs that make valid, distinct label names.
@@ -197,52 +198,66 @@ fn usable_keys(label_keys: &[String]) -> Vec<(String, &str)> {
     keys
 }
 
-fn common_labels<'a>(view: &'a CisMetricView, keys: &[(String, &str)]) -> Vec<(String, &'a str)> {
-    let mut labels: Vec<(String, &str)> = keys
-        .iter()
-        .map(|(name, key)| {
-            (
-                name.clone(),
-                view.labels.get(*key).map_or("", String::as_str),
-            )
-        })
-        .collect();
-    for (name, value) in FIXED_LABELS.into_iter().zip([
-        view.namespace.as_str(),
-        view.name.as_str(),
-        view.image_name.as_str(),
-        view.image_digest.as_str(),
-        view.image_tag.as_str(),
-    ]) {
-        labels.push((name.to_owned(), value));
-    }
-    labels
+/// One metric family being written: the `# HELP`/`# TYPE` header goes out with the first
+/// series, so families without series are left out.
+struct Family<'o> {
+    out: &'o mut String,
+    name: &'static str,
+    help: &'static str,
+    started: bool,
 }
 
-/// The `{…}` part of one series, label names sorted.
-fn series(common: &[(String, &str)], extra: Option<(&str, &str)>) -> String {
-    let mut labels: Vec<(&str, &str)> = common.iter().map(|(n, v)| (n.as_str(), *v)).collect();
-    labels.extend(extra);
-    labels.sort_unstable();
-    let mut out = String::from("{");
-    for (i, (name, value)) in labels.into_iter().enumerate() {
-        if i > 0 {
-            out.push(',');
+impl<'o> Family<'o> {
+    fn new(out: &'o mut String, name: &'static str, help: &'static str) -> Self {
+        Family {
+            out,
+            name,
+            help,
+            started: false,
         }
-        let _ = write!(out, "{name}=\"{}\"", escape_label_value(value));
     }
-    out.push('}');
-    out
-}
 
-fn family(out: &mut String, name: &str, help: &str, series: &[(String, i64)]) {
-    if series.is_empty() {
-        return;
-    }
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} gauge");
-    for (labels, value) in series {
-        let _ = writeln!(out, "{name}{labels} {value}");
+    /// Writes `name{labels} value`, label names sorted.
+    fn series(
+        &mut self,
+        view: &CisMetricView,
+        keys: &[(String, &str)],
+        extra: Option<(&str, &str)>,
+        value: i64,
+    ) {
+        let (name, help) = (self.name, self.help);
+        if !self.started {
+            self.started = true;
+            let _ = writeln!(self.out, "# HELP {name} {help}");
+            let _ = writeln!(self.out, "# TYPE {name} gauge");
+        }
+        let mut labels: Vec<(&str, &str)> = keys
+            .iter()
+            .map(|(label, key)| {
+                (
+                    label.as_str(),
+                    view.labels.get(*key).map_or("", String::as_str),
+                )
+            })
+            .collect();
+        labels.extend(FIXED_LABELS.into_iter().zip([
+            view.namespace.as_str(),
+            view.name.as_str(),
+            view.image_name.as_str(),
+            view.image_digest.as_str(),
+            view.image_tag.as_str(),
+        ]));
+        labels.extend(extra);
+        labels.sort_unstable();
+        self.out.push_str(name);
+        self.out.push('{');
+        for (i, (label, value)) in labels.into_iter().enumerate() {
+            if i > 0 {
+                self.out.push(',');
+            }
+            let _ = write!(self.out, "{label}=\"{}\"", escape_label_value(value));
+        }
+        let _ = writeln!(self.out, "}} {value}");
     }
 }
 

@@ -112,7 +112,7 @@ pub fn render_metrics(
         .cis_views()
         .map(metrics_model::CisMetricView::from_view)
         .collect();
-    out.push_str(&metrics_model::render(&views, metric_labels));
+    metrics_model::render_into(&mut out, &views, metric_labels);
 
     let stats = engine.stats();
     counter_header(
