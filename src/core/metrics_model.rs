@@ -158,25 +158,29 @@ pub fn render_into(out: &mut String, views: &[CisMetricView], label_keys: &[Stri
 
     let mut fam = Family::new(out, SCAN_SUCCESS, SCAN_SUCCESS_HELP);
     for view in &sorted {
-        fam.series(view, &keys, None, i64::from(!view.stalled));
+        let common = common_labels(view, &keys);
+        fam.series(&common, None, i64::from(!view.stalled));
     }
     let mut fam = Family::new(out, ISSUES, ISSUES_HELP);
     for (view, summary) in summaries() {
+        let common = common_labels(view, &keys);
         for (severity, count) in summary.severity_count.iter().flatten() {
-            fam.series(view, &keys, Some(("severity", severity)), i64::from(*count));
+            fam.series(&common, Some(("severity", severity)), i64::from(*count));
         }
     }
     let mut fam = Family::new(out, PATCH_STATUS, PATCH_STATUS_HELP);
     for (view, summary) in summaries() {
+        let common = common_labels(view, &keys);
         let fixed = i64::from(summary.fixed_count);
         let unfixed = i64::from(summary.unfixed_count);
-        fam.series(view, &keys, Some(("condition", "fixed")), fixed);
-        fam.series(view, &keys, Some(("condition", "unfixed")), unfixed);
+        fam.series(&common, Some(("condition", "fixed")), fixed);
+        fam.series(&common, Some(("condition", "unfixed")), unfixed);
     }
     let mut fam = Family::new(out, FIXABLE_ISSUES, FIXABLE_ISSUES_HELP);
     for (view, summary) in summaries() {
+        let common = common_labels(view, &keys);
         for (severity, count) in summary.fixed_severity_count.iter().flatten() {
-            fam.series(view, &keys, Some(("severity", severity)), i64::from(*count));
+            fam.series(&common, Some(("severity", severity)), i64::from(*count));
         }
     }
 }
@@ -196,6 +200,30 @@ fn usable_keys(label_keys: &[String]) -> Vec<(String, &str)> {
         keys.push((name, key.as_str()));
     }
     keys
+}
+
+/// (label name, value) of every label a CIS's series carry besides `severity`/`condition`.
+fn common_labels<'a>(
+    view: &'a CisMetricView,
+    keys: &'a [(String, &str)],
+) -> Vec<(&'a str, &'a str)> {
+    let mut labels: Vec<(&str, &str)> = keys
+        .iter()
+        .map(|(label, key)| {
+            (
+                label.as_str(),
+                view.labels.get(*key).map_or("", String::as_str),
+            )
+        })
+        .collect();
+    labels.extend(FIXED_LABELS.into_iter().zip([
+        view.namespace.as_str(),
+        view.name.as_str(),
+        view.image_name.as_str(),
+        view.image_digest.as_str(),
+        view.image_tag.as_str(),
+    ]));
+    labels
 }
 
 /// One metric family being written: the `# HELP`/`# TYPE` header goes out with the first
@@ -218,35 +246,14 @@ impl<'o> Family<'o> {
     }
 
     /// Writes `name{labels} value`, label names sorted.
-    fn series(
-        &mut self,
-        view: &CisMetricView,
-        keys: &[(String, &str)],
-        extra: Option<(&str, &str)>,
-        value: i64,
-    ) {
+    fn series(&mut self, common: &[(&str, &str)], extra: Option<(&str, &str)>, value: i64) {
         let (name, help) = (self.name, self.help);
         if !self.started {
             self.started = true;
             let _ = writeln!(self.out, "# HELP {name} {help}");
             let _ = writeln!(self.out, "# TYPE {name} gauge");
         }
-        let mut labels: Vec<(&str, &str)> = keys
-            .iter()
-            .map(|(label, key)| {
-                (
-                    label.as_str(),
-                    view.labels.get(*key).map_or("", String::as_str),
-                )
-            })
-            .collect();
-        labels.extend(FIXED_LABELS.into_iter().zip([
-            view.namespace.as_str(),
-            view.name.as_str(),
-            view.image_name.as_str(),
-            view.image_digest.as_str(),
-            view.image_tag.as_str(),
-        ]));
+        let mut labels = common.to_vec();
         labels.extend(extra);
         labels.sort_unstable();
         self.out.push_str(name);
