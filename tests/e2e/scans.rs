@@ -240,11 +240,10 @@ async fn bad_results_stall_the_cis_with_a_bounded_reason() {
                 .into_iter()
                 .find(|c| c.spec.digest == digest)?;
             let c = conditions(&cis);
-            (c.len() == 1 && c[0].0 == "Stalled" && c[0].1 == "True").then_some((
-                cis.clone(),
-                c[0].2.clone(),
-                c[0].3.clone(),
-            ))
+            // `then`, not `then_some`: the tuple indexes `c[0]`, which must only be evaluated
+            // once the condition holds (a CIS is listed before its first status write).
+            (c.len() == 1 && c[0].0 == "Stalled" && c[0].1 == "True")
+                .then(|| (cis.clone(), c[0].2.clone(), c[0].3.clone()))
         }
     };
     // Complete Job, invalid JSON (§17.1 #15).
