@@ -9,6 +9,9 @@ use image_scanner::config::{Cli, Command};
 // mimalloc instead of the C library's allocator: glibc's per-thread arenas kept about 3.5x the
 // live heap resident at 10,000 pods (docs/performance.md), and musl's allocator (the static
 // image) is slow under contention. mimalloc returns freed pages and behaves the same on both.
+// `--features system-allocator` keeps the C library's allocator, so that heap profilers that
+// hook malloc (heaptrack) see every allocation.
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
