@@ -207,6 +207,16 @@ pub struct OperatorArgs {
         value_name = "BYTES"
     )]
     pub scan_log_max_bytes: String,
+    /// Memory budget for parsed scan reports kept to give later CIS of an already scanned digest
+    /// their details; beyond it the least recently used are dropped and re-read from the scan
+    /// Job's log when needed (0 disables the cache).
+    #[arg(
+        long,
+        env = "REPORT_CACHE_MAX_BYTES",
+        default_value = "4194304",
+        value_name = "BYTES"
+    )]
+    pub report_cache_max_bytes: String,
     /// Seconds a scan Job may run before Kubernetes stops it.
     #[arg(
         long,
@@ -364,6 +374,8 @@ pub struct OperatorConfig {
     pub status_details_max_bytes: usize,
     /// Cap on bytes read from one scan log.
     pub scan_log_max_bytes: usize,
+    /// Budget of the parsed-report cache.
+    pub report_cache_max_bytes: usize,
     /// Scan container resources (`None`: upstream defaults).
     pub scan_job_resources: Option<ResourceRequirements>,
     /// Scan pod tolerations.
@@ -590,6 +602,11 @@ impl OperatorArgs {
                 "must be at least 1024",
             ));
         }
+        let report_cache_max_bytes: usize = parse_number(
+            &self.report_cache_max_bytes,
+            "report-cache-max-bytes",
+            "REPORT_CACHE_MAX_BYTES",
+        )?;
         let mut skip_reasons: Vec<String> = IMAGE_PULL_WAITING_REASONS
             .iter()
             .map(|s| s.to_string())
@@ -649,6 +666,7 @@ impl OperatorArgs {
             feature_gates: FeatureGates::parse(&self.feature_gates)?,
             status_details_max_bytes,
             scan_log_max_bytes,
+            report_cache_max_bytes,
             scan_job_resources: parse_json_flag(
                 &self.scan_job_resources,
                 "scan-job-resources",

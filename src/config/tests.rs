@@ -110,6 +110,7 @@ fn defaults_validate_to_upstream_values() {
     assert!(!c.feature_gates.no_cis_status_vulnerabilities);
     assert_eq!(c.status_details_max_bytes, 262_144);
     assert_eq!(c.scan_log_max_bytes, 64 * 1024 * 1024);
+    assert_eq!(c.report_cache_max_bytes, 4 * 1024 * 1024);
     assert!(c.scan_job_resources.is_none());
     assert!(c.scan_job_tolerations.is_empty());
     assert!(c.scan_job_priority_class_name.is_none());
@@ -286,6 +287,7 @@ fn other_bad_values_name_their_flag() {
             "STATUS_DETAILS_MAX_BYTES",
         ),
         ("--scan-log-max-bytes=10", "SCAN_LOG_MAX_BYTES"),
+        ("--report-cache-max-bytes=-1", "REPORT_CACHE_MAX_BYTES"),
         ("--scan-job-tolerations=[{", "SCAN_JOB_TOLERATIONS"),
         (
             "--scan-job-active-deadline-seconds=0",

@@ -69,7 +69,7 @@ pub fn engine_config(
         write_reports,
         report_max_bytes: crate::core::openreports::DEFAULT_REPORT_BUDGET,
         log_max_bytes: config.scan_log_max_bytes,
-        report_cache_bytes: 16 * 1024 * 1024,
+        report_cache_bytes: config.report_cache_max_bytes,
         max_inflight: MAX_INFLIGHT,
         failed_scan_retry: Duration::from_secs(300),
         api_retry_base: Duration::from_secs(1),
