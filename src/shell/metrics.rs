@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::core::engine::Engine;
 use crate::core::metrics_model;
@@ -100,6 +101,11 @@ fn process_metrics(out: &mut String) {
     }
 }
 
+/// Length of the last exposition. At 10,000 pods it is about 17 MB; growing a `String` to that
+/// by doubling holds the old and the new buffer at once (up to 3x the text) on every scrape, so
+/// the next one starts at about the size the last one ended.
+static LAST_EXPOSITION_LEN: AtomicUsize = AtomicUsize::new(0);
+
 /// Renders the whole exposition.
 pub fn render_metrics(
     engine: &Engine,
@@ -107,7 +113,8 @@ pub fn render_metrics(
     metric_labels: &[String],
     now: Timestamp,
 ) -> String {
-    let mut out = String::new();
+    let hint = LAST_EXPOSITION_LEN.load(Ordering::Relaxed);
+    let mut out = String::with_capacity(hint + hint / 16);
     let views: Vec<metrics_model::CisMetricView> = engine
         .cis_views()
         .map(metrics_model::CisMetricView::from_view)
@@ -259,5 +266,6 @@ pub fn render_metrics(
     );
     let _ = writeln!(out, "certwatcher_read_certificate_errors_total 0");
     process_metrics(&mut out);
+    LAST_EXPOSITION_LEN.store(out.len(), Ordering::Relaxed);
     out
 }
