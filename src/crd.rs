@@ -174,7 +174,9 @@ pub struct Vulnerability {
 }
 
 /// Counts of vulnerabilities.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema, Default)]
+#[derive(
+    Serialize, Deserialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, JsonSchema, Default,
+)]
 #[serde(rename_all = "camelCase")]
 pub struct VulnerabilitySummary {
     /// Number of vulnerabilities per severity (`UNKNOWN`, `LOW`, `MEDIUM`, `HIGH`, `CRITICAL`).

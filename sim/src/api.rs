@@ -146,7 +146,7 @@ impl Sim {
                                 changed = true;
                             }
                         }
-                        for (k, v) in &labels {
+                        for (k, v) in labels.iter() {
                             if c.labels.get(k) != Some(v) {
                                 c.labels.insert(k.clone(), v.clone());
                                 changed = true;
@@ -190,7 +190,7 @@ impl Sim {
                             name: name.clone(),
                             uid,
                             generation: 1,
-                            labels: labels.clone(),
+                            labels: (*labels).clone(),
                             our_labels: labels.keys().cloned().collect(),
                             owners: owners.clone(),
                             deleting: false,

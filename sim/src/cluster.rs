@@ -531,7 +531,7 @@ impl Cluster {
 
     /// The view of a workload pod.
     pub fn pod_view(&self, p: &SimPod) -> PodView {
-        let containers = p
+        let containers: Vec<_> = p
             .containers
             .iter()
             .map(|c| {
@@ -560,15 +560,15 @@ impl Cluster {
             name: p.name.clone(),
             uid: p.uid.clone(),
             resource_version: None,
-            labels: p.labels.clone(),
-            controller: p.controller.clone(),
+            labels: p.labels.clone().into(),
+            controller: p.controller.clone().map(Into::into),
             created: p.created,
             deleting: p.deleting,
             node_name: p.node.clone(),
             phase: p.phase.map(str::to_string),
             ready: p.ready,
             start_time: p.start_time,
-            containers,
+            containers: containers.into(),
             ignore_unfixed: p.ignore_unfixed,
         }
     }
@@ -588,7 +588,7 @@ pub fn cis_view(c: &SimCis) -> CisView {
         uid: c.uid.clone(),
         resource_version: Some(c.rv),
         generation: c.generation,
-        labels: c.labels.clone(),
+        labels: c.labels.clone().into(),
         owners: c.owners.clone(),
         deleting: c.deleting,
         spec: c.spec.clone(),
@@ -602,7 +602,7 @@ pub fn cis_view(c: &SimCis) -> CisView {
                 .and_then(|s| s.last_successful_scan_time.as_ref())
                 .map(Timestamp::from_k8s),
             conditions: s.and_then(|s| s.conditions.clone()).unwrap_or_default(),
-            summary: s.and_then(|s| s.vulnerability_summary.clone()),
+            summary: s.and_then(|s| s.vulnerability_summary.clone().map(Into::into)),
         },
     }
 }

@@ -27,7 +27,7 @@ fn base(cis: &CisView) -> ContainerImageScanStatus {
         last_successful_scan_time: s.last_successful_scan_time.map(Timestamp::to_k8s),
         conditions: None,
         vulnerabilities: None,
-        vulnerability_summary: s.summary.clone(),
+        vulnerability_summary: s.summary.as_deref().cloned(),
         vulnerabilities_truncated: None,
     }
 }

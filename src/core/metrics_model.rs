@@ -24,8 +24,8 @@
 //! or an earlier key, is left out (duplicate label names would make the exposition
 //! invalid); a name starting with a digit gets a leading `_`.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use crate::crd::{ContainerImageScan, VulnerabilitySummary};
 
@@ -62,7 +62,7 @@ pub struct CisMetricView {
     /// `metadata.name`.
     pub name: String,
     /// The CIS's labels (at least those named in `CIS_METRICS_LABELS`).
-    pub labels: BTreeMap<String, String>,
+    pub labels: Arc<crate::core::port::Labels>,
     /// `spec.name`.
     pub image_name: String,
     /// `spec.digest`.
@@ -72,7 +72,7 @@ pub struct CisMetricView {
     /// Whether the CIS has condition `Stalled=True`.
     pub stalled: bool,
     /// `status.vulnerabilitySummary`.
-    pub summary: Option<VulnerabilitySummary>,
+    pub summary: Option<Arc<VulnerabilitySummary>>,
 }
 
 impl CisMetricView {
@@ -100,7 +100,7 @@ impl CisMetricView {
         CisMetricView {
             namespace: cis.metadata.namespace.clone().unwrap_or_default(),
             name: cis.metadata.name.clone().unwrap_or_default(),
-            labels: cis.metadata.labels.clone().unwrap_or_default(),
+            labels: Arc::new(cis.metadata.labels.clone().unwrap_or_default()),
             image_name: cis.spec.name.clone(),
             image_digest: cis.spec.digest.clone(),
             image_tag: cis.spec.tag.clone().unwrap_or_default(),
@@ -110,7 +110,7 @@ impl CisMetricView {
                     cs.iter()
                         .any(|c| c.type_ == "Stalled" && c.status == "True")
                 }),
-            summary: status.and_then(|s| s.vulnerability_summary.clone()),
+            summary: status.and_then(|s| s.vulnerability_summary.clone().map(Arc::new)),
         }
     }
 }
@@ -284,6 +284,8 @@ pub fn escape_label_value(value: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
 
     fn keys() -> Vec<String> {
@@ -307,7 +309,8 @@ mod tests {
             labels: BTreeMap::from([
                 ("system.statnett.no/name".to_owned(), system.to_owned()),
                 ("app.kubernetes.io/name".to_owned(), app.to_owned()),
-            ]),
+            ])
+            .into(),
             image_name: image.into(),
             image_digest: digest.into(),
             image_tag: tag.into(),
@@ -334,12 +337,12 @@ mod tests {
             "sha256:aa5f8d668258d929ee42f000b71318379a86b56e72e301ced34df8887ccbc76a",
             "latest",
         );
-        bad.summary = Some(VulnerabilitySummary {
+        bad.summary = Some(Arc::new(VulnerabilitySummary {
             severity_count: Some(BTreeMap::from([("CRITICAL".into(), 1), ("HIGH".into(), 5)])),
             fixed_count: 4,
             unfixed_count: 2,
             fixed_severity_count: None,
-        });
+        }));
         let mut failed = view(
             "scan-failure-111111",
             "light-side",
@@ -375,7 +378,7 @@ image_scanner_container_image_patch_status{app_kubernetes_io_name="bad-app",cond
     #[test]
     fn fixable_issues_follow_the_summary_extension() {
         let mut v = view("a", "", "", "img", "sha256:1", "");
-        v.summary = Some(VulnerabilitySummary {
+        v.summary = Some(Arc::new(VulnerabilitySummary {
             severity_count: Some(BTreeMap::from([("CRITICAL".into(), 3), ("HIGH".into(), 1)])),
             fixed_count: 2,
             unfixed_count: 2,
@@ -383,7 +386,7 @@ image_scanner_container_image_patch_status{app_kubernetes_io_name="bad-app",cond
                 ("CRITICAL".into(), 2),
                 ("HIGH".into(), 0),
             ])),
-        });
+        }));
         let text = render(&[v], &[]);
         assert!(text.contains("# TYPE image_scanner_container_image_fixable_issues gauge"));
         assert!(text.contains(
@@ -395,12 +398,12 @@ image_scanner_container_image_patch_status{app_kubernetes_io_name="bad-app",cond
     #[test]
     fn zero_buckets_and_unknown_are_exported() {
         let mut v = view("a", "", "", "img", "sha256:1", "");
-        v.summary = Some(VulnerabilitySummary {
+        v.summary = Some(Arc::new(VulnerabilitySummary {
             severity_count: Some(BTreeMap::from([("UNKNOWN".into(), 0), ("LOW".into(), 2)])),
             fixed_count: 0,
             unfixed_count: 2,
             fixed_severity_count: None,
-        });
+        }));
         let text = render(&[v], &[]);
         assert!(
             text.contains(r#"image_tag="",name="a",namespace="default",severity="UNKNOWN"} 0"#)

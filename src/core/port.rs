@@ -6,6 +6,7 @@
 //! objects by the shell (e.g. no managed fields, no vulnerability details).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
@@ -64,8 +65,11 @@ pub enum ContainerKind {
     Ephemeral,
 }
 
+/// Labels of an object.
+pub type Labels = BTreeMap<String, String>;
+
 /// One container of a workload pod: its spec image and what the runtime reports.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ContainerView {
     /// Spec list the container belongs to.
     pub kind: ContainerKind,
@@ -92,10 +96,11 @@ pub struct PodView {
     pub uid: String,
     /// `metadata.resourceVersion` when it is numeric (used only to ignore stale re-deliveries).
     pub resource_version: Option<u64>,
-    /// Labels (copied to the CIS).
-    pub labels: BTreeMap<String, String>,
-    /// The owner reference with `controller: true`.
-    pub controller: Option<OwnerRef>,
+    /// Labels (copied to the CIS). Shared: replicas of a workload have the same (the engine
+    /// interns them).
+    pub labels: Arc<Labels>,
+    /// The owner reference with `controller: true` (shared like `labels`).
+    pub controller: Option<Arc<OwnerRef>>,
     /// `metadata.creationTimestamp`.
     pub created: Timestamp,
     /// Whether `metadata.deletionTimestamp` is set.
@@ -108,8 +113,9 @@ pub struct PodView {
     pub ready: bool,
     /// `status.startTime`.
     pub start_time: Option<Timestamp>,
-    /// Containers with a status, init first, then regular, then ephemeral.
-    pub containers: Vec<ContainerView>,
+    /// Containers with a status, init first, then regular, then ephemeral (shared like
+    /// `labels`).
+    pub containers: Arc<[ContainerView]>,
     /// Whether the pod carries the annotation `image-scanner.statnett.no/ignore-unfixed: "true"`
     /// (honoured on the pod as well as on the workload: fixes upstream quirk §19.1).
     pub ignore_unfixed: bool,
@@ -149,8 +155,8 @@ pub struct CisStatusView {
     pub last_successful_scan_time: Option<Timestamp>,
     /// `status.conditions` (small: at most one in practice).
     pub conditions: Vec<Condition>,
-    /// `status.vulnerabilitySummary`.
-    pub summary: Option<VulnerabilitySummary>,
+    /// `status.vulnerabilitySummary` (shared: the engine interns equal summaries).
+    pub summary: Option<Arc<VulnerabilitySummary>>,
 }
 
 /// A ContainerImageScan, without the vulnerability details.
@@ -166,8 +172,8 @@ pub struct CisView {
     pub resource_version: Option<u64>,
     /// `metadata.generation`.
     pub generation: i64,
-    /// Labels.
-    pub labels: BTreeMap<String, String>,
+    /// Labels (shared with the pods they were copied from: the engine interns them).
+    pub labels: Arc<Labels>,
     /// Owner references (pods).
     pub owners: Vec<OwnerRef>,
     /// Whether `metadata.deletionTimestamp` is set.
@@ -359,7 +365,7 @@ pub enum Action {
         /// Name.
         name: String,
         /// Labels we own.
-        labels: BTreeMap<String, String>,
+        labels: Arc<Labels>,
         /// Owner references (pods, non-controller).
         owners: Vec<OwnerRef>,
         /// Spec we own (`minSeverity` is never sent).

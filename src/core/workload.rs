@@ -122,7 +122,7 @@ pub fn resolve_workload(
     configured: &BTreeSet<(String, String)>,
     workloads: &dyn WorkloadSource,
 ) -> Resolution {
-    let Some(first) = &pod.controller else {
+    let Some(first) = pod.controller.as_deref() else {
         return Resolution::Resolved(ResolvedWorkload {
             api_version: "v1".to_string(),
             group: String::new(),
@@ -243,7 +243,7 @@ pub fn pod_targets(
 ) -> (Vec<PodTarget>, Vec<ContainerProblem>) {
     let mut targets = Vec::new();
     let mut problems = Vec::new();
-    for c in &pod.containers {
+    for c in pod.containers.iter() {
         if c.status_image.is_empty() || c.status_image_id.is_empty() {
             continue;
         }
@@ -308,8 +308,8 @@ mod tests {
             name: "p".into(),
             uid: "pod-uid".into(),
             resource_version: None,
-            labels: BTreeMap::new(),
-            controller,
+            labels: Default::default(),
+            controller: controller.map(std::sync::Arc::new),
             created: Timestamp::from_secs(100),
             deleting: false,
             node_name: Some("n".into()),
@@ -320,7 +320,8 @@ mod tests {
                 ContainerKind::Regular,
                 "app",
                 &format!("reg.example/app@{A}"),
-            )],
+            )]
+            .into(),
             ignore_unfixed: false,
         }
     }
@@ -492,13 +493,15 @@ mod tests {
             Settledness::Settled
         );
         let mut looping = not_ready.clone();
-        looping.containers[0].waiting_reason = Some("CrashLoopBackOff".into());
+        std::sync::Arc::make_mut(&mut looping.containers)[0].waiting_reason =
+            Some("CrashLoopBackOff".into());
         assert_eq!(
             settledness(&looping, &skip, timeout, Timestamp::from_secs(9999)),
             Settledness::Unsettled
         );
         let mut pulling = pod(None);
-        pulling.containers[0].waiting_reason = Some("ImagePullBackOff".into());
+        std::sync::Arc::make_mut(&mut pulling.containers)[0].waiting_reason =
+            Some("ImagePullBackOff".into());
         assert_eq!(
             settledness(&pulling, &skip, timeout, now),
             Settledness::Unsettled
@@ -553,7 +556,8 @@ mod tests {
                 "shim",
                 "docker-pullable://reg.example/shim@sha256:zz",
             ),
-        ];
+        ]
+        .into();
         let w = resolved(resolve_workload(&p, &kinds(&[]), &BTreeMap::new()));
         let (targets, problems) = pod_targets(&p, &w);
         let names: Vec<&str> = targets.iter().map(|t| t.cis_name.as_str()).collect();

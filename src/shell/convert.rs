@@ -1,6 +1,8 @@
 //! Kubernetes objects → the core's compact views. Pure functions; everything the core does not
 //! need is dropped here, right after a watch event is decoded, so no full object is retained.
 
+use std::sync::Arc;
+
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
@@ -119,8 +121,8 @@ pub fn pod_view(pod: &Pod) -> Option<PodView> {
         name: meta.name.clone()?,
         uid: meta.uid.clone()?,
         resource_version: resource_version(meta),
-        labels: meta.labels.clone().unwrap_or_default(),
-        controller: controller_of(meta),
+        labels: Arc::new(meta.labels.clone().unwrap_or_default()),
+        controller: controller_of(meta).map(Arc::new),
         created: created(meta),
         deleting: meta.deletion_timestamp.is_some(),
         node_name: spec.and_then(|s| s.node_name.clone()),
@@ -131,7 +133,7 @@ pub fn pod_view(pod: &Pod) -> Option<PodView> {
         start_time: status
             .and_then(|s| s.start_time.as_ref())
             .map(Timestamp::from_k8s),
-        containers,
+        containers: containers.into(),
         ignore_unfixed: ignore_unfixed(meta),
     })
 }
@@ -166,7 +168,7 @@ pub fn cis_view(cis: &ContainerImageScan) -> Option<CisView> {
         uid: meta.uid.clone()?,
         resource_version: resource_version(meta),
         generation: meta.generation.unwrap_or(0),
-        labels: meta.labels.clone().unwrap_or_default(),
+        labels: Arc::new(meta.labels.clone().unwrap_or_default()),
         owners: meta.owner_references.iter().flatten().map(owner).collect(),
         deleting: meta.deletion_timestamp.is_some(),
         spec: cis.spec.clone(),
@@ -182,7 +184,7 @@ pub fn cis_view(cis: &ContainerImageScan) -> Option<CisView> {
             conditions: status
                 .and_then(|s| s.conditions.clone())
                 .unwrap_or_default(),
-            summary: status.and_then(|s| s.vulnerability_summary.clone()),
+            summary: status.and_then(|s| s.vulnerability_summary.clone().map(Arc::new)),
         },
     })
 }

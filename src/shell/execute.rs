@@ -91,7 +91,7 @@ impl Executor {
                     "metadata": {
                         "name": name,
                         "namespace": namespace,
-                        "labels": labels,
+                        "labels": *labels,
                         "ownerReferences": owners,
                     },
                     "spec": spec,

@@ -7,12 +7,14 @@
 //! whose owner pods still exist but no longer run its image is deleted (§5.2 step 7); a CIS whose
 //! owners are all gone is left to Kubernetes' garbage collector.
 
-use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use super::index::{CisKey, ObjectKind, PodKey, Tracked};
 use super::timers::TimerKey;
 use super::{Engine, Target};
-use crate::core::port::{Action, CisView, Command, Outcome, OwnerRef, StreamId, WatchEvent};
+use crate::core::port::{
+    Action, CisView, Command, Labels, Outcome, OwnerRef, StreamId, WatchEvent,
+};
 use crate::core::time::Timestamp;
 use crate::core::workload::PodTarget;
 use crate::crd::{ContainerImageScanSpec, Workload};
@@ -20,7 +22,7 @@ use crate::crd::{ContainerImageScanSpec, Workload};
 /// What a CIS should look like according to its member pods.
 #[derive(Clone, Debug, PartialEq)]
 pub(super) struct DesiredCis {
-    pub labels: BTreeMap<String, String>,
+    pub labels: Arc<Labels>,
     pub owners: Vec<OwnerRef>,
     pub spec: ContainerImageScanSpec,
 }
@@ -68,7 +70,8 @@ impl Engine {
     }
 
     /// Stores a CIS as observed (from a watch or from the response to our own write).
-    pub(super) fn upsert_cis(&mut self, tracked: Tracked<CisView>) {
+    pub(super) fn upsert_cis(&mut self, mut tracked: Tracked<CisView>) {
+        tracked.view = self.index.shared.cis(tracked.view);
         let key = CisKey::new(&tracked.view.namespace, &tracked.view.name);
         let old = self.index.cis.get(&key);
         if let Some(old) = old
@@ -90,7 +93,7 @@ impl Engine {
         self.learn_result_from_status(&tracked.view);
         self.dirty_digests.insert(new_digest);
         self.dirty_cis.insert(key.clone());
-        self.index.cis.insert(key, tracked);
+        self.index.cis.insert(key, Box::new(tracked));
     }
 
     pub(super) fn remove_cis(&mut self, key: &CisKey) {
@@ -194,7 +197,7 @@ impl Engine {
                 && self
                     .index
                     .pods
-                    .get(&(key.namespace.clone(), o.name.clone()))
+                    .get(&super::index::pod_key(&key.namespace, &o.name))
                     .is_some_and(|p| p.tracked.view.uid == o.uid && !p.tracked.view.deleting)
         });
         live_owner && !self.index.members.contains_key(key)

@@ -5,8 +5,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use crate::core::port::{CisView, JobView, PodView, ScanPodView, StreamId, WorkloadView};
+use super::intern::Interner;
+use super::vec_set::VecSet;
+use crate::core::port::{
+    CisView, ContainerView, JobView, Labels, OwnerRef, PodView, ScanPodView, StreamId, WorkloadView,
+};
 use crate::core::workload::{PodTarget, WorkloadKey};
+use crate::crd::VulnerabilitySummary;
 
 /// Namespace and name of a CIS.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -33,8 +38,14 @@ impl std::fmt::Display for CisKey {
     }
 }
 
-/// Namespace and name of a pod.
-pub type PodKey = (String, String);
+/// Namespace and name of a pod. Shared strings: the key is held by the pod map and by every
+/// reverse index the pod is in.
+pub type PodKey = (Arc<str>, Arc<str>);
+
+/// The key of a pod.
+pub fn pod_key(namespace: &str, name: &str) -> PodKey {
+    (namespace.into(), name.into())
+}
 
 /// An observed object with the watch stream that delivered it and the relist epoch it was last
 /// seen in.
@@ -54,23 +65,26 @@ pub struct PodEntry {
     /// The pod.
     pub tracked: Tracked<PodView>,
     /// CIS this pod is a member of (one per container with a digest). Shared: the replicas of a
-    /// workload have the same list (see [`Index::intern_targets`]).
+    /// workload have the same list (see [`Shared`]).
     pub targets: Arc<[PodTarget]>,
     /// Whether the pod is settled (may cause CIS creation).
     pub settled: bool,
-    /// Workload object the owner chain is waiting for.
-    pub waiting_on: Option<WorkloadKey>,
+    /// Workload object the owner chain is waiting for (boxed: rarely set).
+    pub waiting_on: Option<Box<WorkloadKey>>,
 }
 
 /// The index.
 #[derive(Debug, Default)]
 pub struct Index {
+    // The large per-object values are boxed: a B-tree node holds eleven entries inline and is
+    // often half empty, so unboxed 300-500 byte values cost about twice their size
+    // (docs/performance.md).
     /// Workload pods in scanned namespaces.
-    pub pods: BTreeMap<PodKey, PodEntry>,
+    pub pods: BTreeMap<PodKey, Box<PodEntry>>,
     /// Metadata of workload objects.
-    pub workloads: BTreeMap<WorkloadKey, Tracked<WorkloadView>>,
+    pub workloads: BTreeMap<WorkloadKey, Box<Tracked<WorkloadView>>>,
     /// CIS objects.
-    pub cis: BTreeMap<CisKey, Tracked<CisView>>,
+    pub cis: BTreeMap<CisKey, Box<Tracked<CisView>>>,
     /// Our scan Jobs by name.
     pub jobs: BTreeMap<String, Tracked<JobView>>,
     /// Pods of our scan Jobs by name.
@@ -78,23 +92,64 @@ pub struct Index {
     /// Current relist epoch per stream (bumped at `InitStarted`).
     pub epochs: BTreeMap<(ObjectKind, StreamId), u64>,
     /// Pods that map to each CIS name.
-    pub members: BTreeMap<CisKey, BTreeSet<PodKey>>,
+    pub members: BTreeMap<CisKey, VecSet<PodKey>>,
     /// Pods whose owner chain waits for a workload object.
-    pub waiting_on: BTreeMap<WorkloadKey, BTreeSet<PodKey>>,
+    pub waiting_on: BTreeMap<WorkloadKey, VecSet<PodKey>>,
     /// Pods by the UID of their controller.
-    pub pods_by_controller: BTreeMap<String, BTreeSet<PodKey>>,
+    pub pods_by_controller: BTreeMap<String, VecSet<PodKey>>,
     /// Workload objects by the UID of their controller.
-    pub workloads_by_controller: BTreeMap<String, BTreeSet<WorkloadKey>>,
+    pub workloads_by_controller: BTreeMap<String, VecSet<WorkloadKey>>,
     /// CIS by `spec.digest`.
-    pub cis_by_digest: BTreeMap<String, BTreeSet<CisKey>>,
+    pub cis_by_digest: BTreeMap<String, VecSet<CisKey>>,
     /// Streams that deliver each kind.
     pub kind_streams: BTreeMap<ObjectKind, BTreeSet<StreamId>>,
     /// Per kind and namespace, the stream that last delivered an object there.
     pub ns_streams: BTreeMap<(ObjectKind, String), StreamId>,
-    /// Distinct target lists of pods, shared between the pods that have them.
-    pub target_lists: BTreeSet<Arc<[PodTarget]>>,
-    /// Size of `target_lists` at which unused lists are swept out.
-    pub target_lists_sweep_at: usize,
+    /// Values many stored objects carry identically.
+    pub shared: Shared,
+}
+
+/// Interners for what replicas of one workload (and the CIS copied from them) have in common.
+/// At 10,000 pods this keeps one copy per workload instead of one per pod (docs/performance.md).
+#[derive(Debug, Default)]
+pub struct Shared {
+    /// Target lists of pods.
+    pub targets: Interner<[PodTarget]>,
+    /// Labels of pods and CIS.
+    pub labels: Interner<Labels>,
+    /// Container lists of pods.
+    pub containers: Interner<[ContainerView]>,
+    /// Controller references of pods.
+    pub controllers: Interner<OwnerRef>,
+    /// Vulnerability summaries of CIS (every CIS of a digest has the same).
+    pub summaries: Interner<VulnerabilitySummary>,
+    /// Namespace names, for the keys of pods.
+    pub namespaces: Interner<str>,
+}
+
+impl Shared {
+    /// A pod whose shared parts are the interned copies.
+    pub fn pod(&mut self, mut pod: PodView) -> PodView {
+        pod.labels = self.labels.share(pod.labels);
+        pod.containers = self.containers.share(pod.containers);
+        pod.controller = pod.controller.map(|c| self.controllers.share(c));
+        pod
+    }
+
+    /// The key of a pod, its namespace shared.
+    pub fn pod_key(&mut self, pod: &PodView) -> PodKey {
+        (
+            self.namespaces.share(pod.namespace.as_str().into()),
+            pod.name.as_str().into(),
+        )
+    }
+
+    /// A CIS whose labels and summary are the interned copies.
+    pub fn cis(&mut self, mut cis: CisView) -> CisView {
+        cis.labels = self.labels.share(cis.labels);
+        cis.status.summary = cis.status.summary.map(|s| self.summaries.share(s));
+        cis
+    }
 }
 
 /// Kinds of watched objects, for relist bookkeeping.
@@ -113,24 +168,6 @@ pub enum ObjectKind {
 }
 
 impl Index {
-    /// The shared copy of a pod's target list. Replicas of one workload map to the same CIS, so
-    /// at 10,000 pods this keeps one list per workload instead of one per pod (about 12 MiB;
-    /// docs/performance.md). Lists no pod uses any more are swept out when the set has doubled
-    /// since the last sweep, so the cost stays amortised O(log n) per call.
-    pub fn intern_targets(&mut self, targets: Vec<PodTarget>) -> Arc<[PodTarget]> {
-        if let Some(shared) = self.target_lists.get(targets.as_slice()) {
-            return shared.clone();
-        }
-        if self.target_lists.len() >= self.target_lists_sweep_at {
-            // Only the set holds a list nobody else references.
-            self.target_lists.retain(|list| Arc::strong_count(list) > 1);
-            self.target_lists_sweep_at = (self.target_lists.len() * 2).max(1024);
-        }
-        let shared: Arc<[PodTarget]> = targets.into();
-        self.target_lists.insert(shared.clone());
-        shared
-    }
-
     /// Starts a relist of `stream`: objects not delivered again before `InitDone` are gone.
     pub fn begin_relist(&mut self, kind: ObjectKind, stream: StreamId) -> u64 {
         self.kind_streams.entry(kind).or_default().insert(stream);
@@ -282,20 +319,59 @@ mod tests {
         }
     }
 
+    fn pod(name: &str, labels: &[(&str, &str)]) -> PodView {
+        PodView {
+            namespace: "ns".into(),
+            name: name.into(),
+            uid: format!("uid-{name}"),
+            resource_version: Some(1),
+            labels: Arc::new(
+                labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+            controller: Some(Arc::new(OwnerRef {
+                api_version: "apps/v1".into(),
+                kind: "ReplicaSet".into(),
+                name: "web-1".into(),
+                uid: "rs-uid".into(),
+            })),
+            created: crate::core::time::Timestamp::from_secs(0),
+            deleting: false,
+            node_name: None,
+            phase: Some("Running".into()),
+            ready: true,
+            start_time: None,
+            containers: vec![ContainerView {
+                kind: ContainerKind::Regular,
+                name: "app".into(),
+                spec_image: Some("nginx:1".into()),
+                status_image: "nginx:1".into(),
+                status_image_id: "docker.io/library/nginx@sha256:00".into(),
+                waiting_reason: None,
+            }]
+            .into(),
+            ignore_unfixed: false,
+        }
+    }
+
     #[test]
-    fn equal_target_lists_are_shared_and_unused_ones_swept() {
-        let mut index = Index::default();
-        let a = index.intern_targets(vec![target("web-app")]);
-        let b = index.intern_targets(vec![target("web-app")]);
-        assert!(Arc::ptr_eq(&a, &b));
-        assert_eq!(index.target_lists.len(), 1);
-        drop((a, b));
-        // Fill up to the sweep threshold with lists still in use; the unused one goes.
-        let kept: Vec<_> = (0..1024)
-            .map(|i| index.intern_targets(vec![target(&format!("cis-{i}"))]))
-            .collect();
-        assert_eq!(index.target_lists.len(), 1024);
-        assert!(!index.target_lists.contains([target("web-app")].as_slice()));
-        assert_eq!(kept.len(), 1024);
+    fn replicas_share_labels_containers_controller_and_targets() {
+        let mut shared = Shared::default();
+        let a = shared.pod(pod("web-1-a", &[("app", "web")]));
+        let b = shared.pod(pod("web-1-b", &[("app", "web")]));
+        let other = shared.pod(pod("db-0", &[("app", "db")]));
+        assert!(Arc::ptr_eq(&a.labels, &b.labels));
+        assert!(Arc::ptr_eq(&a.containers, &b.containers));
+        assert!(Arc::ptr_eq(
+            a.controller.as_ref().unwrap(),
+            b.controller.as_ref().unwrap()
+        ));
+        assert!(!Arc::ptr_eq(&a.labels, &other.labels));
+        assert_eq!(*other.labels.get("app").unwrap(), "db");
+        let t1 = shared.targets.share_vec(vec![target("web-app")]);
+        let t2 = shared.targets.share_vec(vec![target("web-app")]);
+        assert!(Arc::ptr_eq(&t1, &t2));
     }
 }

@@ -129,7 +129,7 @@ fn status_view(s: &ContainerImageScanStatus) -> CisStatusView {
             .as_ref()
             .map(Timestamp::from_k8s),
         conditions: s.conditions.clone().unwrap_or_default(),
-        summary: s.vulnerability_summary.clone(),
+        summary: s.vulnerability_summary.clone().map(std::sync::Arc::new),
     }
 }
 
@@ -296,7 +296,7 @@ impl World {
             name: format!("app-{uid}"),
             uid,
             resource_version: rv,
-            labels: BTreeMap::new(),
+            labels: Default::default(),
             controller: None,
             created: self.now,
             deleting: false,
@@ -311,7 +311,8 @@ impl World {
                 status_image: image.clone(),
                 status_image_id: image,
                 waiting_reason: None,
-            }],
+            }]
+            .into(),
             ignore_unfixed: false,
         };
         self.events.push(Observation::Pod {
@@ -426,7 +427,7 @@ impl World {
                             uid,
                             resource_version: rv,
                             generation: 1,
-                            labels: BTreeMap::new(),
+                            labels: Default::default(),
                             owners: Vec::new(),
                             deleting: false,
                             spec: spec.clone(),

@@ -15,9 +15,11 @@ mod cis_sync;
 mod config;
 mod coverage;
 mod index;
+mod intern;
 mod pods;
 mod scans;
 mod timers;
+mod vec_set;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 

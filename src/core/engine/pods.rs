@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use super::Engine;
-use super::index::{CisKey, ObjectKind, PodEntry, PodKey, Tracked};
+use super::index::{CisKey, ObjectKind, PodEntry, PodKey, Tracked, pod_key};
 use super::timers::TimerKey;
 use crate::core::port::{PodView, StreamId, WatchEvent, WorkloadView};
 use crate::core::time::Timestamp;
@@ -24,6 +24,7 @@ impl Engine {
         match event {
             WatchEvent::Apply(pod) | WatchEvent::InitApply(pod) => {
                 let epoch = self.index.epoch(ObjectKind::Pod, stream);
+                let pod = self.index.shared.pod(pod);
                 self.upsert_pod(
                     Tracked {
                         view: pod,
@@ -34,7 +35,7 @@ impl Engine {
                 );
             }
             WatchEvent::Delete(pod) => {
-                self.remove_pod(&(pod.namespace.clone(), pod.name.clone()), Some(&pod.uid));
+                self.remove_pod(&pod_key(&pod.namespace, &pod.name), Some(&pod.uid));
             }
             WatchEvent::InitStarted => {
                 self.index.begin_relist(ObjectKind::Pod, stream);
@@ -82,11 +83,11 @@ impl Engine {
                 }
                 self.index.workloads.insert(
                     key.clone(),
-                    Tracked {
+                    Box::new(Tracked {
                         view: w,
                         stream,
                         epoch,
-                    },
+                    }),
                 );
                 if changed {
                     self.reresolve(&key, &uid, now);
@@ -138,7 +139,13 @@ impl Engine {
 
     /// Re-evaluates every pod whose owner chain passes through the workload `key`/`uid`.
     fn reresolve(&mut self, key: &WorkloadKey, uid: &str, now: Timestamp) {
-        let mut pods: BTreeSet<PodKey> = self.index.waiting_on.remove(key).unwrap_or_default();
+        let mut pods: BTreeSet<PodKey> = self
+            .index
+            .waiting_on
+            .remove(key)
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
         let mut uids = vec![uid.to_string()];
         let mut seen = BTreeSet::new();
         while let Some(u) = uids.pop() {
@@ -166,7 +173,7 @@ impl Engine {
 
     /// A settle deadline passed: look at the pod again.
     pub(super) fn recheck_pod(&mut self, namespace: &str, name: &str, now: Timestamp) {
-        let key = (namespace.to_string(), name.to_string());
+        let key = pod_key(namespace, name);
         if let Some(entry) = self.index.pods.get(&key) {
             let tracked = entry.tracked.clone();
             self.upsert_pod(tracked, now);
@@ -175,7 +182,7 @@ impl Engine {
 
     fn upsert_pod(&mut self, tracked: Tracked<PodView>, now: Timestamp) {
         let pod = &tracked.view;
-        let key: PodKey = (pod.namespace.clone(), pod.name.clone());
+        let key: PodKey = self.index.shared.pod_key(pod);
         if !self.cfg.namespace_allowed(&pod.namespace) || is_managed_by_us(&pod.labels) {
             self.remove_pod(&key, None);
             return;
@@ -199,7 +206,7 @@ impl Engine {
             match resolve_workload(pod, &self.cfg.workload_kinds, &self.workload_views()) {
                 Resolution::Resolved(workload) => {
                     let (targets, _problems) = pod_targets(pod, &workload);
-                    let targets = self.index.intern_targets(targets);
+                    let targets = self.index.shared.targets.share_vec(targets);
                     let settled = match settledness(
                         pod,
                         &self.cfg.skip_waiting_reasons,
@@ -209,7 +216,7 @@ impl Engine {
                         Settledness::Settled => true,
                         Settledness::RecheckAt(at) => {
                             self.timers
-                                .arm(TimerKey::Pod(key.0.clone(), key.1.clone()), at);
+                                .arm(TimerKey::Pod(key.0.to_string(), key.1.to_string()), at);
                             false
                         }
                         Settledness::Unsettled => false,
@@ -292,12 +299,12 @@ impl Engine {
         self.dirty_cis.extend(old_keys.union(&new_keys).cloned());
         self.index.pods.insert(
             key,
-            PodEntry {
+            Box::new(PodEntry {
                 tracked,
                 targets,
                 settled,
-                waiting_on,
-            },
+                waiting_on: waiting_on.map(Box::new),
+            }),
         );
     }
 
@@ -312,7 +319,7 @@ impl Engine {
             return;
         };
         self.timers
-            .disarm(&TimerKey::Pod(key.0.clone(), key.1.clone()));
+            .disarm(&TimerKey::Pod(key.0.to_string(), key.1.to_string()));
         if let Some(c) = &entry.tracked.view.controller
             && let Some(set) = self.index.pods_by_controller.get_mut(&c.uid)
         {
@@ -348,7 +355,9 @@ impl Engine {
 }
 
 /// Read-only view of the workload index by key.
-pub struct WorkloadLookup<'a>(&'a std::collections::BTreeMap<WorkloadKey, Tracked<WorkloadView>>);
+pub struct WorkloadLookup<'a>(
+    &'a std::collections::BTreeMap<WorkloadKey, Box<Tracked<WorkloadView>>>,
+);
 
 impl crate::core::workload::WorkloadSource for WorkloadLookup<'_> {
     fn workload(&self, key: &WorkloadKey) -> Option<&WorkloadView> {

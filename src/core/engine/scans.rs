@@ -936,7 +936,7 @@ impl Engine {
                 let before = cis
                     .status
                     .last_successful_scan_time
-                    .map(|_| critical(cis.status.summary.as_ref()));
+                    .map(|_| critical(cis.status.summary.as_deref()));
                 let after = critical(new_status.vulnerability_summary.as_ref());
                 match before {
                     Some(b) if after > b => vec![EventNote {

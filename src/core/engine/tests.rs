@@ -1,7 +1,5 @@
 //! Engine regression tests: each pins a bug the simulator (`sim/`) found.
 
-use std::collections::BTreeMap;
-
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
 use super::*;
@@ -35,7 +33,7 @@ fn cis(name: &str, uid: &str, digest: &str, status: CisStatusView) -> CisView {
         uid: uid.into(),
         resource_version: Some(1),
         generation: 1,
-        labels: BTreeMap::new(),
+        labels: Default::default(),
         owners: Vec::new(),
         deleting: false,
         spec: ContainerImageScanSpec {
@@ -131,7 +129,7 @@ fn pod_with(digest: &str) -> PodView {
         name: "p".into(),
         uid: "pod-uid".into(),
         resource_version: Some(1),
-        labels: BTreeMap::new(),
+        labels: Default::default(),
         controller: None,
         created: T,
         deleting: false,
@@ -146,7 +144,8 @@ fn pod_with(digest: &str) -> PodView {
             status_image: "nginx:1".into(),
             status_image_id: format!("docker.io/library/nginx@{digest}"),
             waiting_reason: None,
-        }],
+        }]
+        .into(),
         ignore_unfixed: false,
     }
 }

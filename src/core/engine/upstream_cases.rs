@@ -64,12 +64,14 @@ fn pod(
         name: name.into(),
         uid: format!("uid-{name}"),
         resource_version: None,
-        labels: BTreeMap::from([("app".to_string(), "my-app".to_string())]),
-        controller: controller.map(|w| OwnerRef {
-            api_version: w.api_version.clone(),
-            kind: w.kind.clone(),
-            name: w.name.clone(),
-            uid: w.uid.clone(),
+        labels: BTreeMap::from([("app".to_string(), "my-app".to_string())]).into(),
+        controller: controller.map(|w| {
+            std::sync::Arc::new(OwnerRef {
+                api_version: w.api_version.clone(),
+                kind: w.kind.clone(),
+                name: w.name.clone(),
+                uid: w.uid.clone(),
+            })
         }),
         created: now(),
         deleting: false,
@@ -278,7 +280,9 @@ fn a_changed_digest_deletes_the_obsolete_cis_and_a_new_one_is_scanned() {
     assert!(job_name.len() <= 63);
 
     // The runtime now reports another digest for the same pod.
-    p.containers[0].status_image_id = format!("my.registry/repository/app@{SHA_B}");
+    let mut containers = p.containers.to_vec();
+    containers[0].status_image_id = format!("my.registry/repository/app@{SHA_B}");
+    p.containers = containers.into();
     e.observe(
         Observation::Pod {
             stream: StreamId(1),
