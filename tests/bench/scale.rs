@@ -111,6 +111,10 @@ enum Cmd {
     Baseline {
         #[arg(long, default_value_t = OPERATOR_INFLIGHT)]
         concurrency: usize,
+        /// Also time the scan Jobs alone, this many in flight (0: skip; about 2 minutes at
+        /// 1,000 Jobs here).
+        #[arg(long, default_value_t = 0)]
+        jobs_in_flight: usize,
     },
     Report {
         /// Exit non-zero when a performance target is missed too (correctness always counts).
@@ -150,7 +154,10 @@ async fn main() -> Result<()> {
             )
             .await
         }
-        Cmd::Baseline { concurrency } => baseline(&cli.out, concurrency).await,
+        Cmd::Baseline {
+            concurrency,
+            jobs_in_flight,
+        } => baseline(&cli.out, concurrency, jobs_in_flight).await,
         Cmd::Report { strict } => report(&cli.out, strict),
     }
 }
@@ -1267,7 +1274,7 @@ where
     (t.elapsed().as_secs_f64(), errors.len())
 }
 
-async fn baseline(out: &Path, concurrency: usize) -> Result<()> {
+async fn baseline(out: &Path, concurrency: usize, jobs_in_flight: usize) -> Result<()> {
     let client = client().await?;
     let ar = cis_resource();
     let all: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
@@ -1395,6 +1402,24 @@ async fn baseline(out: &Path, concurrency: usize) -> Result<()> {
         .buffer_unordered(8)
         .collect::<Vec<()>>()
         .await;
+
+    // 4. the scan Jobs alone (optional).
+    let (jobs_n, jobs_s, jobs_err) = if jobs_in_flight > 0 {
+        match baseline_jobs(&client, jobs_in_flight).await {
+            Ok((n, s, e)) => {
+                log(format!(
+                    "scan Jobs alone: {n} Jobs, {jobs_in_flight} in flight, {s:.1} s ({e} errors)"
+                ));
+                (Some(n), Some(s), e)
+            }
+            Err(e) => {
+                log(format!("scan Jobs baseline skipped: {e:#}"));
+                (None, None, 0)
+            }
+        }
+    } else {
+        (None, None, 0)
+    };
     write_json(
         &out.join("baseline.json"),
         &json!({
@@ -1403,9 +1428,147 @@ async fn baseline(out: &Path, concurrency: usize) -> Result<()> {
             "api_baseline_s": full_s,
             "api_baseline_create_only_s": create_s,
             "api_baseline_ssa_s": ssa_s,
-            "errors": create_err + full_err + ssa_err,
+            "api_baseline_jobs": jobs_n,
+            "api_baseline_jobs_in_flight": (jobs_in_flight > 0).then_some(jobs_in_flight),
+            "api_baseline_jobs_s": jobs_s,
+            "errors": create_err + full_err + ssa_err + jobs_err,
         }),
     )
+}
+
+/// The scan pipeline's physical bound: copies of the operator's scan Jobs, created by a plain
+/// client with the operator's job limit in flight, each waited for until Complete and its scan
+/// log read (as the operator does). Returns (jobs, seconds, errors).
+async fn baseline_jobs(client: &Client, job_limit: usize) -> Result<(usize, f64, usize)> {
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::LogParams;
+    use kube::runtime::watcher;
+
+    const PREFIX: &str = "blj-";
+    const LABEL_KEY: &str = "bench-baseline";
+    let jobs: Api<Job> = Api::namespaced(client.clone(), SCAN_NAMESPACE);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), SCAN_NAMESPACE);
+    let templates: Vec<Job> = list_all(&jobs, &ListParams::default())
+        .await?
+        .into_iter()
+        .filter(|j| !j.name_any().starts_with(PREFIX))
+        .collect();
+    let n = templates.len();
+    if n == 0 {
+        bail!("no scan Job to copy: run the operator first");
+    }
+    // Jobs the API server generated fields for (selector, controller-uid labels) are copied
+    // without them; the pod template (images, so kwok's stages and replayed logs) is kept.
+    let copy = |t: &Job, i: usize| -> Result<Job> {
+        let mut spec = t.spec.clone().context("Job without spec")?;
+        spec.selector = None;
+        spec.manual_selector = None;
+        if let Some(meta) = spec.template.metadata.as_mut()
+            && let Some(labels) = meta.labels.as_mut()
+        {
+            labels.retain(|k, _| !k.contains("controller-uid") && !k.contains("job-name"));
+            labels.insert(LABEL_KEY.to_string(), "true".to_string());
+        }
+        Ok(Job {
+            metadata: kube::api::ObjectMeta {
+                name: Some(format!("{PREFIX}{i}")),
+                namespace: Some(SCAN_NAMESPACE.to_string()),
+                labels: Some([(LABEL_KEY.to_string(), "true".to_string())].into()),
+                annotations: t.metadata.annotations.clone(),
+                ..Default::default()
+            },
+            spec: Some(spec),
+            status: None,
+        })
+    };
+    let copies: Vec<Job> = templates
+        .iter()
+        .enumerate()
+        .map(|(i, t)| copy(t, i))
+        .collect::<Result<_>>()?;
+
+    // One watch tells each waiter when its Job is Complete or Failed.
+    type Waiters = Arc<Mutex<BTreeMap<String, tokio::sync::oneshot::Sender<bool>>>>;
+    let waiters: Waiters = Arc::default();
+    let finished = |j: &Job| -> Option<bool> {
+        j.status
+            .as_ref()?
+            .conditions
+            .as_ref()?
+            .iter()
+            .find_map(|c| {
+                (c.status == "True" && (c.type_ == "Complete" || c.type_ == "Failed"))
+                    .then_some(c.type_ == "Complete")
+            })
+    };
+    let watch = {
+        let waiters = waiters.clone();
+        let cfg = watcher::Config::default().labels(&format!("{LABEL_KEY}=true"));
+        tokio::spawn(watcher(jobs.clone(), cfg).for_each(move |event| {
+            let waiters = waiters.clone();
+            async move {
+                let job = match event {
+                    Ok(watcher::Event::Apply(j) | watcher::Event::InitApply(j)) => j,
+                    _ => return,
+                };
+                if let Some(ok) = finished(&job)
+                    && let Some(tx) = waiters.lock().unwrap().remove(&job.name_any())
+                {
+                    let _ = tx.send(ok);
+                }
+            }
+        }))
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let t = Instant::now();
+    let results: Vec<Result<()>> = futures::stream::iter(copies)
+        .map(|job| {
+            let (jobs, pods, waiters) = (jobs.clone(), pods.clone(), waiters.clone());
+            async move {
+                let name = job.name_any();
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                waiters.lock().unwrap().insert(name.clone(), tx);
+                jobs.create(&PostParams::default(), &job).await?;
+                let ok = tokio::time::timeout(Duration::from_secs(600), rx)
+                    .await
+                    .map_err(|_| anyhow!("{name}: not finished after 600 s"))??;
+                if !ok {
+                    bail!("{name} failed");
+                }
+                let lp = ListParams::default().labels(&format!("job-name={name}"));
+                let pod = pods
+                    .list(&lp)
+                    .await?
+                    .items
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| anyhow!("{name}: no pod"))?;
+                let lp = LogParams {
+                    container: Some(image_scanner::core::scan_job::SCAN_CONTAINER.to_string()),
+                    ..LogParams::default()
+                };
+                pods.logs(&pod.name_any(), &lp).await?;
+                Ok(())
+            }
+        })
+        .buffer_unordered(job_limit)
+        .collect()
+        .await;
+    let seconds = t.elapsed().as_secs_f64();
+    watch.abort();
+    let errors: Vec<&anyhow::Error> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    if let Some(e) = errors.first() {
+        log(format!("{} errors, first: {e}", errors.len()));
+    }
+    let dp = kube::api::DeleteParams::background();
+    let _ = jobs
+        .delete_collection(
+            &dp,
+            &ListParams::default().labels(&format!("{LABEL_KEY}=true")),
+        )
+        .await;
+    Ok((n, seconds, errors.len()))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1449,6 +1612,9 @@ fn report(out: &Path, strict: bool) -> Result<()> {
         "api_baseline_create_only_s": base["api_baseline_create_only_s"],
         "api_baseline_ssa_s": base["api_baseline_ssa_s"],
         "api_baseline_objects": base["objects"],
+        "api_baseline_jobs": base["api_baseline_jobs"],
+        "api_baseline_jobs_in_flight": base["api_baseline_jobs_in_flight"],
+        "api_baseline_jobs_s": base["api_baseline_jobs_s"],
         "coverage_to_baseline_ratio": ratio,
         "etcd_bytes_per_cis_median": run["etcd_bytes_per_cis_median"],
         "etcd_bytes_per_cis_p90": run["etcd_bytes_per_cis_p90"],
@@ -1560,6 +1726,18 @@ fn report(out: &Path, strict: bool) -> Result<()> {
         "",
         false,
     );
+    if let Some(jobs_s) = f(&base["api_baseline_jobs_s"]) {
+        check(
+            "API baseline: scan Jobs alone (Jobs / in flight)",
+            format!(
+                "{jobs_s:.1} s ({} / {})",
+                base["api_baseline_jobs"], base["api_baseline_jobs_in_flight"]
+            ),
+            None,
+            "",
+            false,
+        );
+    }
     check(
         "coverage / baseline",
         ratio.map_or("-".into(), |r| format!("{r:.2}x")),

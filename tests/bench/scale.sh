@@ -17,6 +17,8 @@
 #      --active-scan-job-limit, 100) NODES (default: enough for the pods and the scan pods at
 #      NODE_MAX_PODS=1000 per node) KEEP_CLUSTER=1 (leave the benchmark cluster running)
 #      STRICT=1 (fail when a performance target is missed; correctness checks always fail the run)
+#      JOBS_BASELINE=1 (also time copies of the operator's scan Jobs run alone, JOB_LIMIT in
+#      flight: the scan pipeline's physical bound; adds about 2 minutes at 1,000 digests)
 #      OPERATOR_FLAGS (extra operator flags, space-separated) BENCH_OUT (target/bench)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -80,7 +82,9 @@ extra=()
 for f in ${OPERATOR_FLAGS:-}; do extra+=(--extra="$f"); done
 "$BIN/bench-scale" --out "$OUT" run --operator "$BIN/image-scanner-operator" --quiet "$QUIET" \
   --job-limit "$JOB_LIMIT" --state "$CLUSTER_STATE" "${extra[@]}"
-"$BIN/bench-scale" --out "$OUT" baseline
+jobs_in_flight=0
+[[ "${JOBS_BASELINE:-0}" == 1 ]] && jobs_in_flight="$JOB_LIMIT"
+"$BIN/bench-scale" --out "$OUT" baseline --jobs-in-flight "$jobs_in_flight"
 strict=()
 [[ "${STRICT:-0}" == 1 ]] && strict=(--strict)
 "$BIN/bench-scale" --out "$OUT" report "${strict[@]}"
