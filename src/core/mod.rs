@@ -2,8 +2,9 @@
 //!
 //! What may live here: plain data types, parsing, naming, scheduling and the CIS lifecycle state
 //! machines. What may not: a Kubernetes client, an async runtime, reading the wall or monotonic
-//! clock, random numbers, and iteration over hash-ordered collections (use `BTreeMap`/`BTreeSet`). `clippy.toml` bans those methods and types for the whole crate and
-//! the shell opts out explicitly; `tests/purity.rs` fails if this module imports them.
+//! clock, random numbers, and iteration over hash-ordered collections (use `BTreeMap`/`BTreeSet`).
+//! `clippy.toml` bans those methods and types for the whole crate and the shell opts out
+//! explicitly; `tests/purity.rs` fails if this module imports them.
 
 pub mod cis_status;
 pub mod engine;

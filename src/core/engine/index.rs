@@ -136,14 +136,6 @@ impl Shared {
         pod
     }
 
-    /// The key of a pod, its namespace shared.
-    pub fn pod_key(&mut self, pod: &PodView) -> PodKey {
-        (
-            self.namespaces.share(pod.namespace.as_str().into()),
-            pod.name.as_str().into(),
-        )
-    }
-
     /// A CIS whose labels and summary are the interned copies.
     pub fn cis(&mut self, mut cis: CisView) -> CisView {
         cis.labels = self.labels.share(cis.labels);
@@ -168,6 +160,17 @@ pub enum ObjectKind {
 }
 
 impl Index {
+    /// The key of `pod`: the one already stored when the pod is known, so that the pod map and
+    /// the reverse indexes keep sharing one copy of the strings across updates; else a new one
+    /// with the namespace shared.
+    pub fn pod_key(&mut self, pod: &PodView) -> PodKey {
+        let probe = pod_key(&pod.namespace, &pod.name);
+        if let Some((stored, _)) = self.pods.get_key_value(&probe) {
+            return stored.clone();
+        }
+        (self.shared.namespaces.share(probe.0), probe.1)
+    }
+
     /// Starts a relist of `stream`: objects not delivered again before `InitDone` are gone.
     pub fn begin_relist(&mut self, kind: ObjectKind, stream: StreamId) -> u64 {
         self.kind_streams.entry(kind).or_default().insert(stream);

@@ -211,7 +211,7 @@ impl Engine {
     pub fn poll(&mut self, now: Timestamp) -> Vec<Command> {
         for key in self.timers.take_due(now) {
             match key {
-                TimerKey::Pod(ns, name) => self.recheck_pod(&ns, &name, now),
+                TimerKey::Pod(pod) => self.recheck_pod(&pod, now),
                 TimerKey::Cis(ns, name) => {
                     self.dirty_cis.insert(CisKey::new(&ns, &name));
                 }

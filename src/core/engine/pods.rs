@@ -172,9 +172,8 @@ impl Engine {
     }
 
     /// A settle deadline passed: look at the pod again.
-    pub(super) fn recheck_pod(&mut self, namespace: &str, name: &str, now: Timestamp) {
-        let key = pod_key(namespace, name);
-        if let Some(entry) = self.index.pods.get(&key) {
+    pub(super) fn recheck_pod(&mut self, key: &PodKey, now: Timestamp) {
+        if let Some(entry) = self.index.pods.get(key) {
             let tracked = entry.tracked.clone();
             self.upsert_pod(tracked, now);
         }
@@ -182,7 +181,7 @@ impl Engine {
 
     fn upsert_pod(&mut self, tracked: Tracked<PodView>, now: Timestamp) {
         let pod = &tracked.view;
-        let key: PodKey = self.index.shared.pod_key(pod);
+        let key: PodKey = self.index.pod_key(pod);
         if !self.cfg.namespace_allowed(&pod.namespace) || is_managed_by_us(&pod.labels) {
             self.remove_pod(&key, None);
             return;
@@ -215,8 +214,7 @@ impl Engine {
                     ) {
                         Settledness::Settled => true,
                         Settledness::RecheckAt(at) => {
-                            self.timers
-                                .arm(TimerKey::Pod(key.0.to_string(), key.1.to_string()), at);
+                            self.timers.arm(TimerKey::Pod(key.clone()), at);
                             false
                         }
                         Settledness::Unsettled => false,
@@ -318,8 +316,7 @@ impl Engine {
         let Some(entry) = self.index.pods.remove(key) else {
             return;
         };
-        self.timers
-            .disarm(&TimerKey::Pod(key.0.to_string(), key.1.to_string()));
+        self.timers.disarm(&TimerKey::Pod(key.clone()));
         if let Some(c) = &entry.tracked.view.controller
             && let Some(set) = self.index.pods_by_controller.get_mut(&c.uid)
         {

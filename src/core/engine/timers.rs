@@ -2,13 +2,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::index::PodKey;
 use crate::core::time::Timestamp;
 
 /// What a timer re-evaluates when it fires.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum TimerKey {
     /// Re-check a pod's settledness.
-    Pod(String, String),
+    Pod(PodKey),
     /// Re-sync a CIS's metadata and spec.
     Cis(String, String),
     /// Re-evaluate the scans of a digest.
