@@ -35,6 +35,7 @@ use kube::api::{
 use kube::{Client, Resource};
 use serde_json::{Value, json};
 
+use image_scanner::core::time::Timestamp;
 use image_scanner::crd::ContainerImageScan;
 
 const SCAN_NAMESPACE: &str = "image-scanner";
@@ -1490,16 +1491,10 @@ async fn baseline_jobs(client: &Client, job_limit: usize) -> Result<(usize, f64,
     // One watch tells each waiter when its Job is Complete or Failed.
     type Waiters = Arc<Mutex<BTreeMap<String, tokio::sync::oneshot::Sender<bool>>>>;
     let waiters: Waiters = Arc::default();
+    // The operator's own rule for a finished Job (Complete/Failed only).
     let finished = |j: &Job| -> Option<bool> {
-        j.status
-            .as_ref()?
-            .conditions
-            .as_ref()?
-            .iter()
-            .find_map(|c| {
-                (c.status == "True" && (c.type_ == "Complete" || c.type_ == "Failed"))
-                    .then_some(c.type_ == "Complete")
-            })
+        let view = image_scanner::shell::convert::job_view(j, Timestamp::from_secs(0))?;
+        view.finished.map(|f| f.succeeded)
     };
     let watch = {
         let waiters = waiters.clone();
