@@ -4,9 +4,10 @@
 use std::net::SocketAddr;
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
@@ -14,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::errors::ShellError;
 use super::runtime::EngineQuery;
+use crate::core::metrics_model::ExpositionCursor;
 
 /// Readiness source for `/readyz`.
 #[derive(Clone)]
@@ -38,30 +40,58 @@ pub async fn bind(address: SocketAddr) -> Result<TcpListener, ShellError> {
         })
 }
 
-async fn metrics(State(queries): State<mpsc::Sender<EngineQuery>>) -> impl IntoResponse {
+/// Asks the engine task for the chunk of `/metrics` at `cursor`; `None` when it has stopped.
+async fn metrics_chunk(
+    queries: &mpsc::Sender<EngineQuery>,
+    cursor: ExpositionCursor,
+) -> Option<(String, Option<ExpositionCursor>)> {
     let (reply, answer) = oneshot::channel();
-    if queries.send(EngineQuery::Metrics(reply)).await.is_err() {
+    queries
+        .send(EngineQuery::MetricsChunk { cursor, reply })
+        .await
+        .ok()?;
+    answer.await.ok()
+}
+
+/// `/metrics`, streamed: each chunk is rendered by the engine task when the previous one has
+/// been taken, so a scrape holds one chunk, not the whole exposition. The first chunk is
+/// fetched before the status line, so a stopped engine still answers 503.
+async fn metrics(State(queries): State<mpsc::Sender<EngineQuery>>) -> Response {
+    let Some((first, next)) = metrics_chunk(&queries, ExpositionCursor::default()).await else {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             String::from("engine stopped\n"),
         )
             .into_response();
-    }
-    match answer.await {
-        Ok(text) => (
-            [(
-                axum::http::header::CONTENT_TYPE,
-                "text/plain; version=0.0.4; charset=utf-8",
-            )],
-            text,
-        )
-            .into_response(),
-        Err(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            String::from("engine stopped\n"),
-        )
-            .into_response(),
-    }
+    };
+    let chunks = futures::stream::unfold(
+        (Some(first), next, queries),
+        |(pending, next, queries)| async move {
+            if let Some(text) = pending {
+                return Some((Ok(text), (None, next, queries)));
+            }
+            let (text, next) = match metrics_chunk(&queries, next?).await {
+                Some(chunk) => chunk,
+                // Cut the body short: the client sees an incomplete response, not a partial
+                // exposition that looks whole.
+                None => {
+                    return Some((
+                        Err(std::io::Error::other("engine stopped")),
+                        (None, None, queries),
+                    ));
+                }
+            };
+            Some((Ok(text), (None, next, queries)))
+        },
+    );
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        Body::from_stream(chunks),
+    )
+        .into_response()
 }
 
 /// Serves `/metrics` until cancelled.

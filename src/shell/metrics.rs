@@ -4,10 +4,9 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::core::engine::Engine;
-use crate::core::metrics_model;
+use crate::core::engine::{CisKey, Engine};
+use crate::core::metrics_model::{self, ExpositionCursor};
 use crate::core::port::Outcome;
 use crate::core::time::Timestamp;
 
@@ -101,29 +100,49 @@ fn process_metrics(out: &mut String) {
     }
 }
 
-/// Length of the last exposition. At 10,000 pods it is about 17 MB; growing a `String` to that
-/// by doubling holds the old and the new buffer at once (up to 3x the text) on every scrape, so
-/// the next one starts at about the size the last one ended.
-static LAST_EXPOSITION_LEN: AtomicUsize = AtomicUsize::new(0);
+/// Size a `/metrics` chunk reaches before it is sent: big enough that a scrape at 10,000 pods
+/// (~17 MB) takes a few hundred engine turns, small enough to be noise in the operator's memory.
+pub const METRICS_CHUNK_BYTES: usize = 64 * 1024;
 
-/// Renders the whole exposition.
-pub fn render_metrics(
+/// Renders the next chunk of `/metrics` from `cursor`: CIS series (see
+/// [`metrics_model::render_chunk`]) until the chunk holds `chunk_bytes`, then, in the last
+/// chunk, the operational metrics. Returns the text and where the next chunk starts (`None`
+/// after the last).
+pub fn render_metrics_chunk(
     engine: &Engine,
     counters: &RequestCounters,
     metric_labels: &[String],
     now: Timestamp,
-) -> String {
-    let hint = LAST_EXPOSITION_LEN.load(Ordering::Relaxed);
-    let mut out = String::with_capacity(hint + hint / 16);
-    let views: Vec<metrics_model::CisMetricView> = engine
-        .cis_views()
-        .map(metrics_model::CisMetricView::from_view)
-        .collect();
-    metrics_model::render_into(&mut out, &views, metric_labels);
+    mut cursor: ExpositionCursor,
+    chunk_bytes: usize,
+) -> (String, Option<ExpositionCursor>) {
+    let mut out = String::with_capacity(chunk_bytes + chunk_bytes / 4);
+    while !cursor.is_done() && out.len() < chunk_bytes {
+        let after = cursor
+            .after()
+            .map(|(namespace, name)| CisKey::new(namespace, name));
+        let views = engine
+            .cis_views_after(after.as_ref())
+            .map(metrics_model::CisMetricView::from_view);
+        metrics_model::render_chunk(&mut out, &mut cursor, views, metric_labels, chunk_bytes);
+    }
+    if !cursor.is_done() {
+        return (out, Some(cursor));
+    }
+    render_operational(&mut out, engine, counters, now);
+    (out, None)
+}
 
+/// This process's own metrics: requests, scans, queue, coverage, leadership, resources.
+fn render_operational(
+    out: &mut String,
+    engine: &Engine,
+    counters: &RequestCounters,
+    now: Timestamp,
+) {
     let stats = engine.stats();
     counter_header(
-        &mut out,
+        out,
         "image_scanner_api_requests_total",
         "API requests made by the operator, by verb and result.",
     );
@@ -134,7 +153,7 @@ pub fn render_metrics(
         );
     }
     counter_header(
-        &mut out,
+        out,
         "image_scanner_scan_jobs_created_total",
         "Scan Jobs created.",
     );
@@ -144,7 +163,7 @@ pub fn render_metrics(
         stats.jobs_created
     );
     counter_header(
-        &mut out,
+        out,
         "image_scanner_scans_total",
         "Finished scans of image digests, by outcome.",
     );
@@ -159,7 +178,7 @@ pub fn render_metrics(
         stats.scans_failed
     );
     counter_header(
-        &mut out,
+        out,
         "image_scanner_reports_skipped_total",
         "OpenReports Reports that could not be written (the CIS status still got the result).",
     );
@@ -169,7 +188,7 @@ pub fn render_metrics(
         stats.reports_skipped
     );
     counter_header(
-        &mut out,
+        out,
         "image_scanner_status_writes_total",
         "CIS status writes.",
     );
@@ -179,50 +198,50 @@ pub fn render_metrics(
         stats.status_writes
     );
     counter_header(
-        &mut out,
+        out,
         "image_scanner_spec_writes_total",
         "CIS metadata/spec applies and deletes.",
     );
     let _ = writeln!(out, "image_scanner_spec_writes_total {}", stats.spec_writes);
     gauge(
-        &mut out,
+        out,
         "image_scanner_active_scan_jobs",
         "Scan Jobs running now.",
         engine.active_jobs(),
     );
     gauge(
-        &mut out,
+        out,
         "image_scanner_queue_depth",
         "Keys waiting for a decision or a scan slot.",
         engine.queue_depth(),
     );
     gauge(
-        &mut out,
+        out,
         "image_scanner_report_cache_bytes",
         "Bytes of parsed scan reports kept to serve later CIS of the same digest.",
         engine.report_cache_bytes(),
     );
     gauge(
-        &mut out,
+        out,
         "image_scanner_commands_in_flight",
         "API commands in flight.",
         engine.inflight(),
     );
     let coverage = engine.coverage(now);
     gauge(
-        &mut out,
+        out,
         "image_scanner_running_containers",
         "Containers with a resolved image digest in scanned namespaces.",
         coverage.containers,
     );
     gauge(
-        &mut out,
+        out,
         "image_scanner_coverage_ratio",
         "Share of running containers whose CIS shows a successful scan of their digest.",
         coverage.ratio(),
     );
     gauge(
-        &mut out,
+        out,
         "image_scanner_oldest_unscanned_image_age_seconds",
         "Age of the oldest image digest seen running that has no scan result yet.",
         coverage.oldest_unscanned.map_or(0, |d| d.as_secs()),
@@ -247,25 +266,105 @@ pub fn render_metrics(
         .filter_map(|c| c.status.last_successful_scan_time)
         .max();
     gauge(
-        &mut out,
+        out,
         "image_scanner_last_successful_scan_timestamp_seconds",
         "Unix time of the newest successful scan shown by any CIS (0 when none).",
         last_success.map_or(0, |t| t.as_secs()),
     );
     gauge(
-        &mut out,
+        out,
         "image_scanner_leader",
         "1 when this replica holds the lease.",
         u8::from(engine.is_leading()),
     );
     // The Go operator's e2e test probes this controller-runtime series; keep it for compatibility.
     counter_header(
-        &mut out,
+        out,
         "certwatcher_read_certificate_errors_total",
         "Total number of certificate read errors (kept for compatibility; no certificates are watched).",
     );
     let _ = writeln!(out, "certwatcher_read_certificate_errors_total 0");
-    process_metrics(&mut out);
-    LAST_EXPOSITION_LEN.store(out.len(), Ordering::Relaxed);
-    out
+    process_metrics(out);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::engine::EngineConfig;
+    use crate::core::port::{CisStatusView, CisView, Observation, StreamId, WatchEvent};
+    use crate::crd::{ContainerImageScanSpec, VulnerabilitySummary};
+
+    fn cis(i: usize) -> CisView {
+        let summary = (!i.is_multiple_of(3)).then(|| {
+            std::sync::Arc::new(VulnerabilitySummary {
+                severity_count: Some([("HIGH".to_owned(), i32::try_from(i).unwrap_or(0))].into()),
+                fixed_count: 1,
+                unfixed_count: 2,
+                fixed_severity_count: None,
+            })
+        });
+        CisView {
+            namespace: format!("ns{}", i % 4),
+            name: format!("cis-{i:03}"),
+            uid: format!("uid-{i}"),
+            resource_version: Some(1),
+            generation: 1,
+            labels: Default::default(),
+            owners: Vec::new(),
+            deleting: false,
+            spec: ContainerImageScanSpec {
+                name: "docker.io/library/nginx".into(),
+                digest: format!("sha256:{i:064}"),
+                ..Default::default()
+            },
+            status: CisStatusView {
+                summary,
+                ..Default::default()
+            },
+        }
+    }
+
+    /// The chunks of `/metrics` add up to the pure exposition of the engine's CIS followed by
+    /// the operational metrics, and each stays near the chunk size.
+    #[test]
+    fn chunks_add_up_to_the_exposition() {
+        let now = Timestamp(1_700_000_000_000);
+        let mut engine = Engine::new(EngineConfig::for_tests("scans"));
+        for i in 0..60 {
+            engine.observe(
+                Observation::Cis {
+                    stream: StreamId(2),
+                    event: WatchEvent::Apply(cis(i)),
+                },
+                now,
+            );
+        }
+        let counters = RequestCounters::default();
+        let views: Vec<metrics_model::CisMetricView> = engine
+            .cis_views()
+            .map(metrics_model::CisMetricView::from_view)
+            .collect();
+        let expected = metrics_model::render(&views, &[]);
+        assert_eq!(views.len(), 60);
+
+        let chunk_bytes = 2000;
+        let mut text = String::new();
+        let mut chunks = 0;
+        let mut cursor = Some(ExpositionCursor::default());
+        while let Some(at) = cursor {
+            let (chunk, next) = render_metrics_chunk(&engine, &counters, &[], now, at, chunk_bytes);
+            if next.is_some() {
+                assert!(chunk.len() < chunk_bytes + 1000, "{}", chunk.len());
+            }
+            text.push_str(&chunk);
+            cursor = next;
+            chunks += 1;
+            assert!(chunks < 1000, "the cursor does not move");
+        }
+        assert!(chunks > 5, "{chunks} chunks");
+        let (cis_part, operational) = text.split_at(expected.len());
+        assert_eq!(cis_part, expected);
+        assert!(operational.starts_with("# HELP image_scanner_api_requests_total"));
+        assert!(operational.contains("image_scanner_leader 0"));
+    }
 }

@@ -15,10 +15,11 @@ use super::errors::ShellError;
 use super::execute::{Executor, now};
 use super::http::{self, Health};
 use super::leader;
-use super::metrics::{RequestCounters, render_metrics};
+use super::metrics::{METRICS_CHUNK_BYTES, RequestCounters, render_metrics_chunk};
 use super::watch::{SyncGate, WatchPlan, run_watches};
 use crate::config::{GateSetting, OperatorConfig};
 use crate::core::engine::{Engine, EngineConfig};
+use crate::core::metrics_model::ExpositionCursor;
 use crate::core::port::{Action, Command, Observation, Outcome};
 use crate::core::scan_job::ScanJobSettings;
 
@@ -80,8 +81,14 @@ pub fn engine_config(
 
 /// Requests the HTTP server sends to the engine task.
 pub enum EngineQuery {
-    /// Render `/metrics`.
-    Metrics(oneshot::Sender<String>),
+    /// Render the chunk of `/metrics` that starts at the cursor; the answer carries where the
+    /// next one starts (`None` after the last).
+    MetricsChunk {
+        /// Where the chunk starts.
+        cursor: ExpositionCursor,
+        /// Where the chunk goes.
+        reply: oneshot::Sender<(String, Option<ExpositionCursor>)>,
+    },
 }
 
 /// Runs the operator until a termination signal.
@@ -269,8 +276,15 @@ async fn drive(
             }
             Some(query) = queries.recv() => {
                 match query {
-                    EngineQuery::Metrics(reply) => {
-                        let _ = reply.send(render_metrics(&engine, &counters, &metric_labels, now()));
+                    EngineQuery::MetricsChunk { cursor, reply } => {
+                        let _ = reply.send(render_metrics_chunk(
+                            &engine,
+                            &counters,
+                            &metric_labels,
+                            now(),
+                            cursor,
+                            METRICS_CHUNK_BYTES,
+                        ));
                     }
                 }
                 continue;

@@ -259,6 +259,17 @@ impl Engine {
         self.index.cis.values().map(|t| &t.view)
     }
 
+    /// The CIS views after (namespace, name) `after` (all when `None`), in (namespace, name)
+    /// order: where a chunk of `/metrics` resumes.
+    pub fn cis_views_after(&self, after: Option<&CisKey>) -> impl Iterator<Item = &CisView> {
+        use std::ops::Bound;
+        let start = after.map_or(Bound::Unbounded, Bound::Excluded);
+        self.index
+            .cis
+            .range((start, Bound::Unbounded))
+            .map(|(_, t)| &t.view)
+    }
+
     /// Number of scan Jobs that are neither finished nor being deleted.
     pub fn active_jobs(&self) -> usize {
         self.index.active_job_count()
