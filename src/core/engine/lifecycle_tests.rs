@@ -95,6 +95,10 @@ pub struct World {
     newest_result: BTreeMap<String, (String, bool)>,
     /// Highest `lastScanTime` seen per CIS UID.
     seen_scan_time: BTreeMap<String, Timestamp>,
+    /// Jobs created and successful scan logs served since the engine last (re)started: what
+    /// its operational counters must show.
+    jobs_created_since_start: u64,
+    reports_served_since_start: u64,
     events: Vec<Observation>,
 }
 
@@ -148,10 +152,22 @@ impl World {
             job_digests: BTreeMap::new(),
             newest_result: BTreeMap::new(),
             seen_scan_time: BTreeMap::new(),
+            jobs_created_since_start: 0,
+            reports_served_since_start: 0,
             events: Vec::new(),
         };
         w.relist();
         w
+    }
+
+    /// The operator restarts: its memory and undelivered events are lost, everything is
+    /// relisted.
+    fn restart(&mut self) {
+        self.engine = Engine::new(config());
+        self.jobs_created_since_start = 0;
+        self.reports_served_since_start = 0;
+        self.events.clear();
+        self.relist();
     }
 
     fn next_uid(&mut self, prefix: &str) -> String {
@@ -505,6 +521,7 @@ impl World {
                     .and_then(|a| a.get(ANNOTATION_DIGEST))
                     .cloned();
                 let uid = self.next_uid("job");
+                self.jobs_created_since_start += 1;
                 if let Some(d) = &digest {
                     self.job_digests.insert(uid.clone(), d.clone());
                 }
@@ -555,7 +572,10 @@ impl World {
                 None => Self::fail(ApiErrorKind::NotFound),
             },
             Action::FetchLog { pod_name, .. } => match self.scan_pods.get(&pod_name) {
-                Some(p) if p.scan.exit_code == Some(0) => Outcome::Log(report()),
+                Some(p) if p.scan.exit_code == Some(0) => {
+                    self.reports_served_since_start += 1;
+                    Outcome::Log(report())
+                }
                 Some(_) => Outcome::Log(b"FATAL scan failed".to_vec()),
                 None => Self::fail(ApiErrorKind::NotFound),
             },
@@ -601,6 +621,19 @@ impl World {
     }
 
     fn check(&mut self) {
+        // The operational gauges of a settled engine: synced, leading, nothing in flight or
+        // waiting, every Job it created counted, a parsed report kept once one was read.
+        let e = &self.engine;
+        assert!(e.is_synced() && e.is_leading());
+        assert_eq!((e.inflight(), e.queue_depth()), (0, 0), "settled");
+        assert_eq!(e.stats().jobs_created, self.jobs_created_since_start);
+        assert_eq!(
+            e.report_cache_bytes() > 0,
+            self.reports_served_since_start > 0,
+            "report cache holds {} bytes after {} reports",
+            e.report_cache_bytes(),
+            self.reports_served_since_start
+        );
         // At most one running Job per digest.
         let mut running: BTreeMap<&str, usize> = BTreeMap::new();
         for j in self
@@ -707,11 +740,7 @@ impl StateMachineTest for Lifecycle {
                 world.check();
                 return world;
             }
-            Op::Restart => {
-                world.engine = Engine::new(config());
-                world.events.clear();
-                world.relist();
-            }
+            Op::Restart => world.restart(),
         }
         world.settle();
         // Invariants are checked here rather than in check_invariants: the monotonicity check
@@ -772,8 +801,7 @@ fn owners_and_results_survive_a_restart_without_a_second_job() {
     w.run_digest(0);
     w.settle();
     let jobs_before = w.job_digests.len();
-    w.engine = Engine::new(config());
-    w.relist();
+    w.restart();
     w.settle();
     assert_eq!(
         w.job_digests.len(),
@@ -783,8 +811,7 @@ fn owners_and_results_survive_a_restart_without_a_second_job() {
     w.finish_jobs(true);
     w.settle();
     w.check();
-    w.engine = Engine::new(config());
-    w.relist();
+    w.restart();
     w.settle();
     assert_eq!(
         w.job_digests.len(),

@@ -468,3 +468,39 @@ fn objects_learned_from_outcomes_are_forgotten_by_a_relist_that_lacks_them() {
     }
     assert_eq!(e.active_jobs(), 0, "the relist forgets the Job");
 }
+
+/// The values `/metrics` exports as operational gauges follow the engine's state: not synced
+/// or leading until told, commands in flight, and work waiting counted once per dirty CIS,
+/// dirty digest and digest queued for a scan slot.
+#[test]
+fn operational_gauges_follow_the_engine_state() {
+    let mut cfg = EngineConfig::for_tests("scans");
+    cfg.active_job_limit = 1;
+    let mut e = Engine::new(cfg);
+    assert!(!e.is_synced() && !e.is_leading());
+    for (name, digest) in [("a", D1), ("b", D2), ("c", D2)] {
+        let view = cis(
+            name,
+            &format!("uid-{name}"),
+            digest,
+            CisStatusView::default(),
+        );
+        apply_cis(&mut e, view, T);
+    }
+    // Three dirty CIS and two dirty digests; nothing decided before the caches are synced.
+    assert_eq!((e.queue_depth(), e.inflight()), (5, 0));
+    e.observe(Observation::CachesSynced, T);
+    assert!(e.is_synced() && !e.is_leading());
+    assert!(e.poll(at(1)).is_empty(), "no writes before leading");
+    e.observe(Observation::Leadership { leading: true }, T);
+    assert!(e.is_synced() && e.is_leading());
+    let cmds = e.poll(at(1));
+    // One Job (the job limit), the other digest queued for a slot.
+    assert_eq!(verbs(&cmds), ["create_job"]);
+    assert_eq!((e.queue_depth(), e.inflight()), (1, 1));
+    reply(&mut e, cmds[0].id, failed(ApiErrorKind::Throttled), at(2));
+    assert_eq!(e.inflight(), 0);
+    assert_eq!(e.stats().jobs_created, 0);
+    e.observe(Observation::Leadership { leading: false }, at(3));
+    assert!(!e.is_leading());
+}
