@@ -261,19 +261,10 @@ async fn drive(
         tokio::select! {
             biased;
             _ = cancel.cancelled() => break,
-            Some((id, outcome)) = running.next(), if !running.is_empty() => {
-                engine.observe(Observation::Outcome { id, outcome }, now());
-            }
-            Some(obs) = rx.recv() => {
-                engine.observe(obs, now());
-                // Take whatever else is queued before deciding, so a burst costs one pass.
-                for _ in 0..OBSERVATION_BUFFER {
-                    match rx.try_recv() {
-                        Ok(obs) => engine.observe(obs, now()),
-                        Err(_) => break,
-                    }
-                }
-            }
+            // Before observations: a scrape at 10,000 pods is a few hundred small chunks, each
+            // asked for only after the previous one was sent, so serving them first never
+            // starves the watches, while queueing each behind a burst of events could push the
+            // scrape past Prometheus's timeout.
             Some(query) = queries.recv() => {
                 match query {
                     EngineQuery::MetricsChunk { cursor, reply } => {
@@ -288,6 +279,19 @@ async fn drive(
                     }
                 }
                 continue;
+            }
+            Some((id, outcome)) = running.next(), if !running.is_empty() => {
+                engine.observe(Observation::Outcome { id, outcome }, now());
+            }
+            Some(obs) = rx.recv() => {
+                engine.observe(obs, now());
+                // Take whatever else is queued before deciding, so a burst costs one pass.
+                for _ in 0..OBSERVATION_BUFFER {
+                    match rx.try_recv() {
+                        Ok(obs) => engine.observe(obs, now()),
+                        Err(_) => break,
+                    }
+                }
             }
             _ = sleep_until(wake) => {}
         }
