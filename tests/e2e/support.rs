@@ -497,13 +497,23 @@ pub async fn apply(client: &Client, namespace: Option<&str>, manifest: serde_jso
     let obj: DynamicObject = serde_json::from_value(manifest).expect("manifest");
     let types = obj.types.clone().expect("apiVersion and kind");
     let gvk = kube::api::GroupVersionKind::try_from(&types).expect("gvk");
-    let discovery = Discovery::new(client.clone())
-        .run()
-        .await
-        .expect("discovery");
-    let (ar, caps) = discovery
-        .resolve_gvk(&gvk)
-        .unwrap_or_else(|| panic!("unknown kind {gvk:?}"));
+    // Discovery lists every group; one whose CRD was just created (or removed) can answer 404
+    // for a moment while the API server's discovery catches up, so retry for a bounded time.
+    let mut attempts = 0;
+    let (ar, caps) = loop {
+        attempts += 1;
+        let found = match Discovery::new(client.clone()).run().await {
+            Ok(discovery) => discovery
+                .resolve_gvk(&gvk)
+                .ok_or_else(|| "unknown kind".to_owned()),
+            Err(e) => Err(e.to_string()),
+        };
+        match found {
+            Ok(resolved) => break resolved,
+            Err(e) if attempts >= 30 => panic!("discovery of {gvk:?}: {e}"),
+            Err(_) => tokio::time::sleep(std::time::Duration::from_secs(1)).await,
+        }
+    };
     let api: Api<DynamicObject> = match (caps.scope, namespace) {
         (Scope::Namespaced, Some(ns)) => Api::namespaced_with(client.clone(), ns, &ar),
         _ => Api::all_with(client.clone(), &ar),
