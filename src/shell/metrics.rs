@@ -292,7 +292,7 @@ mod tests {
     use super::*;
     use crate::core::engine::EngineConfig;
     use crate::core::port::{CisStatusView, CisView, Observation, StreamId, WatchEvent};
-    use crate::crd::{ContainerImageScanSpec, VulnerabilitySummary};
+    use crate::crd::VulnerabilitySummary;
 
     fn cis(i: usize) -> CisView {
         let summary = (!i.is_multiple_of(3)).then(|| {
@@ -303,25 +303,17 @@ mod tests {
                 fixed_severity_count: None,
             })
         });
-        CisView {
-            namespace: format!("ns{}", i % 4),
-            name: format!("cis-{i:03}"),
-            uid: format!("uid-{i}"),
-            resource_version: Some(1),
-            generation: 1,
-            labels: Default::default(),
-            owners: Vec::new(),
-            deleting: false,
-            spec: ContainerImageScanSpec {
-                name: "docker.io/library/nginx".into(),
-                digest: format!("sha256:{i:064}"),
-                ..Default::default()
-            },
-            status: CisStatusView {
+        let mut view = crate::core::engine::tests::cis(
+            &format!("cis-{i:03}"),
+            &format!("uid-{i}"),
+            &format!("sha256:{i:064}"),
+            CisStatusView {
                 summary,
                 ..Default::default()
             },
-        }
+        );
+        view.namespace = format!("ns{}", i % 4);
+        view
     }
 
     /// The chunks of `/metrics` add up to the pure exposition of the engine's CIS followed by

@@ -433,6 +433,6 @@ impl Engine {
 #[cfg(test)]
 mod lifecycle_tests;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 #[cfg(test)]
 mod upstream_cases;

@@ -26,7 +26,8 @@ fn engine() -> Engine {
     e
 }
 
-fn cis(name: &str, uid: &str, digest: &str, status: CisStatusView) -> CisView {
+/// A CIS in namespace `ns` of a bare pod's container `app` (also used by the shell's tests).
+pub(crate) fn cis(name: &str, uid: &str, digest: &str, status: CisStatusView) -> CisView {
     CisView {
         namespace: "ns".into(),
         name: name.into(),
