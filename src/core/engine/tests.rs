@@ -502,6 +502,14 @@ fn operational_gauges_follow_the_engine_state() {
     reply(&mut e, cmds[0].id, failed(ApiErrorKind::Throttled), at(2));
     assert_eq!(e.inflight(), 0);
     assert_eq!(e.stats().jobs_created, 0);
+    assert_eq!(
+        e.stats().command_errors.get(&ApiErrorKind::Throttled),
+        Some(&1)
+    );
     e.observe(Observation::Leadership { leading: false }, at(3));
     assert!(!e.is_leading());
+    assert_eq!(e.queue_depth(), 2, "both digests still wait for a Job");
+    // A new term starts from everything: three CIS and two digests dirty, one digest queued.
+    e.observe(Observation::Leadership { leading: true }, at(4));
+    assert_eq!(e.queue_depth(), 6);
 }
