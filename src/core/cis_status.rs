@@ -125,3 +125,55 @@ pub fn failure_status(
 pub fn bounded_message(text: &str, limit: usize) -> String {
     bound_message(text, limit)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::port::CisStatusView;
+
+    /// Announcing a Job keeps what the status showed (generation, last scan) and replaces the
+    /// conditions by `Reconciling/ScanJobCreated` naming the Job.
+    #[test]
+    fn scan_job_created_keeps_the_last_result() {
+        let last = Timestamp::from_secs(1_700_000_000);
+        let mut cis = crate::core::engine::tests::cis(
+            "a",
+            "uid-a",
+            "sha256:1",
+            CisStatusView {
+                last_scan_job_uid: Some("job-1".into()),
+                last_scan_time: Some(last),
+                ..Default::default()
+            },
+        );
+        cis.generation = 3;
+        let status = scan_job_created_status(
+            &cis,
+            "scan-a",
+            last.plus(std::time::Duration::from_secs(60)),
+        );
+        assert_eq!(status.observed_generation, Some(3));
+        assert_eq!(status.last_scan_job_uid.as_deref(), Some("job-1"));
+        assert_eq!(status.last_scan_time, Some(last.to_k8s()));
+        let conditions = status.conditions.unwrap_or_default();
+        assert_eq!(conditions.len(), 1);
+        let c = &conditions[0];
+        assert_eq!(
+            (c.type_.as_str(), c.status.as_str()),
+            ("Reconciling", "True")
+        );
+        assert_eq!(c.reason, status::REASON_SCAN_JOB_CREATED);
+        assert_eq!(c.message, "Job 'scan-a' created to scan image.");
+    }
+
+    #[test]
+    fn bounded_message_strips_and_bounds() {
+        assert_eq!(bounded_message("\u{1b}[31mfailed\u{1b}[0m", 100), "failed");
+        let long = "x".repeat(1000);
+        let bounded = bounded_message(&long, 100);
+        assert!(
+            bounded.len() <= 100 && bounded.starts_with("xxx"),
+            "{bounded}"
+        );
+    }
+}

@@ -499,6 +499,53 @@ mod tests {
         (name.to_string(), digest.to_string(), tag.to_string())
     }
 
+    /// Digest algorithms and lengths, bracketed IPv6 registries and the name length limit at
+    /// their boundaries.
+    #[test]
+    fn digests_registries_and_lengths_at_their_boundaries() {
+        let sha384 = format!("sha384:{}", "a".repeat(96));
+        let sha512 = format!("sha512:{}", "b".repeat(128));
+        assert_eq!(
+            parse(&format!("img@{sha384}")).digest.as_deref(),
+            Some(sha384.as_str())
+        );
+        assert_eq!(
+            parse(&format!("img@{sha512}")).digest.as_deref(),
+            Some(sha512.as_str())
+        );
+        for (digest, want) in [
+            (
+                format!("sha256:{}", "a".repeat(96)),
+                ImageRefProblem::InvalidDigest,
+            ),
+            (
+                format!("md5:{}", "c".repeat(32)),
+                ImageRefProblem::UnsupportedDigestAlgorithm,
+            ),
+            (
+                format!("1md5:{}", "c".repeat(32)),
+                ImageRefProblem::InvalidDigest,
+            ),
+            ("md5:abc".to_owned(), ImageRefProblem::InvalidDigest),
+            (
+                format!("md5:{}", "z".repeat(32)),
+                ImageRefProblem::InvalidDigest,
+            ),
+        ] {
+            assert_eq!(problem(&format!("img@{digest}")), want, "{digest}");
+        }
+        assert_eq!(parse("[::1]/img:1").name, "[::1]/img");
+        assert_eq!(parse("[::1]:5000/img").name, "[::1]:5000/img");
+        assert_eq!(problem("[zz]:5000/img"), ImageRefProblem::InvalidDomain);
+        assert_eq!(problem("[]:5000/img"), ImageRefProblem::InvalidDomain);
+        let longest = format!("r.io/{}", "a".repeat(250));
+        assert_eq!(parse(&longest).name, longest);
+        assert_eq!(
+            problem(&format!("{longest}a")),
+            ImageRefProblem::NameTooLong
+        );
+    }
+
     // The table of spec §5.3 ("ImageReference – Creating from pod"), one test per row.
 
     #[test]
