@@ -24,6 +24,7 @@
 //! or an earlier key, is left out (duplicate label names would make the exposition
 //! invalid); a name starting with a digit gets a leading `_`.
 
+use std::borrow::Borrow;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
@@ -138,24 +139,21 @@ pub fn sanitize_label_name(key: &str) -> String {
 /// The text exposition of the three gauges for `views`, with one label per usable entry
 /// of `label_keys` (see the module doc). Families without series are left out.
 pub fn render(views: &[CisMetricView], label_keys: &[String]) -> String {
-    let mut out = String::new();
-    render_into(&mut out, views, label_keys);
-    out
-}
-
-/// [`render`], appending to `out`: the chunks of [`render_chunk`] for `views` sorted by
-/// namespace and name, without a size limit.
-pub fn render_into(out: &mut String, views: &[CisMetricView], label_keys: &[String]) {
     let mut sorted: Vec<&CisMetricView> = views.iter().collect();
     sorted.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    let mut out = String::new();
     let mut cursor = ExpositionCursor::default();
+    // Without a size limit every call writes one whole family.
     while !cursor.is_done() {
-        let start = cursor.after().map_or(0, |after| {
-            sorted.partition_point(|v| (v.namespace.as_str(), v.name.as_str()) <= after)
-        });
-        let rest = sorted[start..].iter().map(|v| (*v).clone());
-        render_chunk(out, &mut cursor, rest, label_keys, usize::MAX);
+        render_chunk(
+            &mut out,
+            &mut cursor,
+            sorted.iter().copied(),
+            label_keys,
+            usize::MAX,
+        );
     }
+    out
 }
 
 /// Number of CIS metric families ([`SCAN_SUCCESS`], [`ISSUES`], [`PATCH_STATUS`],
@@ -194,10 +192,10 @@ impl ExpositionCursor {
 /// [`ExpositionCursor::after`], sorted by namespace and name — until `out` holds at least
 /// `min_bytes` or the family ends (the cursor then moves to the next family). Call again with
 /// a fresh `views` until [`ExpositionCursor::is_done`].
-pub fn render_chunk(
+pub fn render_chunk<V: Borrow<CisMetricView>>(
     out: &mut String,
     cursor: &mut ExpositionCursor,
-    views: impl Iterator<Item = CisMetricView>,
+    views: impl Iterator<Item = V>,
     label_keys: &[String],
     min_bytes: usize,
 ) {
@@ -212,10 +210,11 @@ pub fn render_chunk(
         started: cursor.started,
     };
     for view in views {
-        write_series(&mut fam, &view, &keys);
+        let view = view.borrow();
+        write_series(&mut fam, view, &keys);
         if fam.out.len() >= min_bytes {
             cursor.started = fam.started;
-            cursor.after = Some((view.namespace, view.name));
+            cursor.after = Some((view.namespace.clone(), view.name.clone()));
             return;
         }
     }

@@ -9,6 +9,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use futures::StreamExt as _;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -64,26 +65,18 @@ async fn metrics(State(queries): State<mpsc::Sender<EngineQuery>>) -> Response {
         )
             .into_response();
     };
-    let chunks = futures::stream::unfold(
-        (Some(first), next, queries),
-        |(pending, next, queries)| async move {
-            if let Some(text) = pending {
-                return Some((Ok(text), (None, next, queries)));
-            }
-            let (text, next) = match metrics_chunk(&queries, next?).await {
-                Some(chunk) => chunk,
-                // Cut the body short: the client sees an incomplete response, not a partial
-                // exposition that looks whole.
-                None => {
-                    return Some((
-                        Err(std::io::Error::other("engine stopped")),
-                        (None, None, queries),
-                    ));
-                }
-            };
-            Some((Ok(text), (None, next, queries)))
-        },
-    );
+    let rest = futures::stream::unfold((next, queries), |(next, queries)| async move {
+        match metrics_chunk(&queries, next?).await {
+            Some((text, next)) => Some((Ok(text), (next, queries))),
+            // Cut the body short: the client sees an incomplete response, not a partial
+            // exposition that looks whole.
+            None => Some((
+                Err(std::io::Error::other("engine stopped")),
+                (None, queries),
+            )),
+        }
+    });
+    let chunks = futures::stream::once(async { Ok(first) }).chain(rest);
     (
         [(
             axum::http::header::CONTENT_TYPE,
