@@ -603,31 +603,59 @@ image_scanner_container_image_patch_status{app_kubernetes_io_name="bad-app",cond
     }
 
     #[test]
-    fn view_from_cis_reads_stalled_and_summary() {
+    fn views_are_stalled_only_by_a_true_stalled_condition() {
         use crate::crd::{ContainerImageScanSpec, ContainerImageScanStatus};
         use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-        let mut cis = ContainerImageScan::new(
-            "x",
-            ContainerImageScanSpec {
-                name: "img".into(),
-                digest: "sha256:1".into(),
+        let condition = |type_: &str, status: &str| Condition {
+            last_transition_time: Time(jiff::Timestamp::UNIX_EPOCH),
+            message: String::new(),
+            observed_generation: None,
+            reason: "Error".into(),
+            status: status.into(),
+            type_: type_.into(),
+        };
+        let cases: [(&[(&str, &str)], bool); 5] = [
+            (&[], false),
+            (&[("Stalled", "True")], true),
+            (&[("Stalled", "False")], false),
+            (&[("Ready", "True")], false),
+            (&[("Ready", "False"), ("Stalled", "True")], true),
+        ];
+        for (conditions, stalled) in cases {
+            let conditions: Vec<Condition> =
+                conditions.iter().map(|(t, s)| condition(t, s)).collect();
+            let mut cis = ContainerImageScan::new(
+                "x",
+                ContainerImageScanSpec {
+                    name: "img".into(),
+                    digest: "sha256:1".into(),
+                    ..Default::default()
+                },
+            );
+            cis.status = Some(ContainerImageScanStatus {
+                conditions: Some(conditions.clone()),
                 ..Default::default()
-            },
-        );
-        cis.status = Some(ContainerImageScanStatus {
-            conditions: Some(vec![Condition {
-                last_transition_time: Time(jiff::Timestamp::UNIX_EPOCH),
-                message: String::new(),
-                observed_generation: None,
-                reason: "Error".into(),
-                status: "True".into(),
-                type_: "Stalled".into(),
-            }]),
-            ..Default::default()
-        });
-        let v = CisMetricView::from_cis(&cis);
-        assert!(v.stalled);
-        assert_eq!((v.name.as_str(), v.image_tag.as_str()), ("x", ""));
+            });
+            let v = CisMetricView::from_cis(&cis);
+            assert_eq!(v.stalled, stalled, "from_cis {conditions:?}");
+            assert_eq!((v.name.as_str(), v.image_tag.as_str()), ("x", ""));
+
+            let view = crate::core::engine::tests::cis(
+                "x",
+                "u",
+                "sha256:1",
+                crate::core::port::CisStatusView {
+                    conditions: conditions.clone(),
+                    ..Default::default()
+                },
+            );
+            let v = CisMetricView::from_view(&view);
+            assert_eq!(v.stalled, stalled, "from_view {conditions:?}");
+            assert_eq!(v.image_tag, "1");
+        }
+        let mut cis = ContainerImageScan::new("x", ContainerImageScanSpec::default());
+        cis.status = None;
+        assert!(!CisMetricView::from_cis(&cis).stalled);
     }
 
     /// Lints the reference exposition with `promtool check metrics` when it is installed.

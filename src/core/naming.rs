@@ -435,6 +435,19 @@ mod tests {
     }
 
     #[test]
+    fn cis_name_exactly_at_the_limit_is_not_cut() {
+        // kind + workload + container fill the 247 bytes before `-<hash5>` exactly: nothing is
+        // cut, so the workload keeps its trailing dot and only sanitising mends the `.-`.
+        let workload = format!("{}.", "x".repeat(240));
+        let name = cis_name("Pod", &workload, "c", "img-name", "img-digest");
+        assert_eq!(name, format!("pod-{}.c-88c48", "x".repeat(240)));
+        // One byte more and the workload is cut by one, dropping the dot instead.
+        let workload = format!("{}.", "x".repeat(241));
+        let name = cis_name("Pod", &workload, "c", "img-name", "img-digest");
+        assert_eq!(name, format!("pod-{}-c-88c48", "x".repeat(241)));
+    }
+
+    #[test]
     fn cis_name_survives_a_container_name_longer_than_the_limit() {
         let name = application("workload", &"c".repeat(400), "img-name", "img-digest");
         assert!(is_dns1123_subdomain(&name), "{name}");

@@ -5,7 +5,7 @@
 //! digest: a Job's result never lands on a CIS of another digest, even when the CIS was deleted
 //! and re-created under the same name while the Job ran.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use proptest::prelude::*;
@@ -43,11 +43,13 @@ pub enum Op {
     Restart,
 }
 
-/// The reference model: which digest runs and how many ops happened (the invariants are
-/// checked on the system itself; the model only steers generation).
-#[derive(Clone, Debug, Default)]
+/// The reference model: which digest runs and the engine's flow-control window (the
+/// invariants are checked on the system itself; the model only steers generation).
+#[derive(Clone, Debug)]
 pub struct Model {
     digest: Option<usize>,
+    /// `max_inflight`: a window of one or two makes most work wait for a free slot.
+    window: usize,
 }
 
 impl ReferenceStateMachine for Model {
@@ -55,7 +57,12 @@ impl ReferenceStateMachine for Model {
     type Transition = Op;
 
     fn init_state() -> BoxedStrategy<Model> {
-        Just(Model::default()).boxed()
+        prop_oneof![Just(1usize), Just(2), Just(32)]
+            .prop_map(|window| Model {
+                digest: None,
+                window,
+            })
+            .boxed()
     }
 
     fn transitions(_: &Model) -> BoxedStrategy<Op> {
@@ -80,6 +87,8 @@ impl ReferenceStateMachine for Model {
 /// A tiny API server holding one pod, its CIS objects, scan Jobs and scan pods.
 pub struct World {
     engine: Engine,
+    /// The engine's `max_inflight`.
+    window: usize,
     now: Timestamp,
     rv: u64,
     uid: u64,
@@ -100,6 +109,8 @@ pub struct World {
     jobs_created_since_start: u64,
     reports_served_since_start: u64,
     events: Vec<Observation>,
+    /// UIDs of the CIS objects a `ScanFailed` Event was recorded for.
+    scan_failed_events: BTreeSet<String>,
 }
 
 fn report() -> Vec<u8> {
@@ -116,8 +127,9 @@ fn report() -> Vec<u8> {
     serde_json::to_vec(&vulns).unwrap_or_default()
 }
 
-fn config() -> EngineConfig {
+fn config(window: usize) -> EngineConfig {
     let mut cfg = EngineConfig::for_tests("scans");
+    cfg.max_inflight = window;
     cfg.owner_update_delay = Duration::ZERO;
     cfg.write_reports = true;
     cfg
@@ -138,9 +150,10 @@ fn status_view(s: &ContainerImageScanStatus) -> CisStatusView {
 }
 
 impl World {
-    fn new() -> World {
+    fn new(window: usize) -> World {
         let mut w = World {
-            engine: Engine::new(config()),
+            engine: Engine::new(config(window)),
+            window,
             now: Timestamp::from_secs(1_800_000_000),
             rv: 1,
             uid: 0,
@@ -155,6 +168,7 @@ impl World {
             jobs_created_since_start: 0,
             reports_served_since_start: 0,
             events: Vec::new(),
+            scan_failed_events: BTreeSet::new(),
         };
         w.relist();
         w
@@ -163,7 +177,7 @@ impl World {
     /// The operator restarts: its memory and undelivered events are lost, everything is
     /// relisted.
     fn restart(&mut self) {
-        self.engine = Engine::new(config());
+        self.engine = Engine::new(config(self.window));
         self.jobs_created_since_start = 0;
         self.reports_served_since_start = 0;
         self.events.clear();
@@ -586,7 +600,12 @@ impl World {
                 }
                 Outcome::Done
             }
-            Action::RecordEvent { .. } => Outcome::Done,
+            Action::RecordEvent { uid, event, .. } => {
+                if event.reason == "ScanFailed" {
+                    self.scan_failed_events.insert(uid);
+                }
+                Outcome::Done
+            }
         }
     }
 
@@ -597,6 +616,12 @@ impl World {
                 self.engine.observe(ev, self.now);
             }
             let commands = self.engine.poll(self.now);
+            assert!(
+                commands.len() <= self.window,
+                "{} commands from a window of {}",
+                commands.len(),
+                self.window
+            );
             if commands.is_empty() && self.events.is_empty() {
                 return;
             }
@@ -702,6 +727,13 @@ impl World {
                     .flatten()
                     .any(|c| c.type_ == "Stalled");
                 assert_eq!(stalled, !succeeded, "Stalled exactly when the scan failed");
+                if stalled {
+                    assert!(
+                        self.scan_failed_events.contains(&view.uid),
+                        "no ScanFailed Event for CIS {}",
+                        view.name
+                    );
+                }
                 if succeeded {
                     assert_eq!(full.last_successful_scan_time, full.last_scan_time);
                     let report = self
@@ -726,8 +758,8 @@ impl StateMachineTest for Lifecycle {
     type SystemUnderTest = World;
     type Reference = Model;
 
-    fn init_test(_: &Model) -> World {
-        World::new()
+    fn init_test(model: &Model) -> World {
+        World::new(model.window)
     }
 
     fn apply(mut world: World, _: &Model, op: Op) -> World {
@@ -760,7 +792,7 @@ prop_state_machine! {
 /// re-created under the same name lands only if the new CIS has the Job's digest.
 #[test]
 fn a_result_for_a_recreated_cis_is_matched_by_digest() {
-    let mut w = World::new();
+    let mut w = World::new(32);
     w.run_digest(0);
     w.settle();
     assert_eq!(w.jobs.len(), 1, "a Job for digest 0");
@@ -777,7 +809,7 @@ fn a_result_for_a_recreated_cis_is_matched_by_digest() {
         }
     }
     // Same digest: the re-created CIS legitimately gets the scan of its image.
-    let mut w = World::new();
+    let mut w = World::new(32);
     w.run_digest(2);
     w.settle();
     w.recreate_cis();
@@ -797,7 +829,7 @@ fn a_result_for_a_recreated_cis_is_matched_by_digest() {
 
 #[test]
 fn owners_and_results_survive_a_restart_without_a_second_job() {
-    let mut w = World::new();
+    let mut w = World::new(32);
     w.run_digest(0);
     w.settle();
     let jobs_before = w.job_digests.len();

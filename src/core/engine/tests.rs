@@ -318,9 +318,10 @@ fn a_permanent_write_failure_backs_off_instead_of_being_reissued_at_once() {
         );
         let later = e.next_wakeup().expect("a retry is scheduled");
         assert!(later > at(1));
+        // Retried exactly when the back-off ends: the timer fires at its deadline.
         assert!(
-            e.poll(at(10)).iter().any(is_b),
-            "{kind:?}: retried after the back-off"
+            e.poll(later).iter().any(is_b),
+            "{kind:?}: retried when the back-off ends"
         );
     }
 }
@@ -512,4 +513,71 @@ fn operational_gauges_follow_the_engine_state() {
     // A new term starts from everything: three CIS and two digests dirty, one digest queued.
     e.observe(Observation::Leadership { leading: true }, at(4));
     assert_eq!(e.queue_depth(), 6);
+}
+
+/// The flow-control window: with one command allowed in flight, the work that did not fit
+/// stays queued and is issued once the slot frees, without any new watch event.
+#[test]
+fn work_that_does_not_fit_the_window_waits_for_a_free_slot() {
+    let mut cfg = EngineConfig::for_tests("scans");
+    cfg.max_inflight = 1;
+    let mut e = Engine::new(cfg);
+    e.observe(Observation::CachesSynced, T);
+    e.observe(Observation::Leadership { leading: true }, T);
+    for (name, digest) in [("p1", D1), ("p2", D2)] {
+        let mut pod = pod_with(digest);
+        pod.name = name.into();
+        pod.uid = format!("{name}-uid");
+        e.observe(
+            Observation::Pod {
+                stream: StreamId(0),
+                event: WatchEvent::Apply(pod),
+            },
+            T,
+        );
+    }
+    let mut applied = Vec::new();
+    for round in 0..10 {
+        let cmds = e.poll(at(1));
+        assert!(cmds.len() <= 1, "round {round}: {:?}", verbs(&cmds));
+        let Some(cmd) = cmds.into_iter().next() else {
+            break;
+        };
+        assert_eq!(e.inflight(), 1);
+        assert!(e.poll(at(1)).is_empty(), "the window is full");
+        // Answered without the watch events that would follow: only the freed slot brings
+        // the waiting work back.
+        let outcome = match &cmd.action {
+            Action::ApplyCis {
+                name,
+                labels,
+                owners,
+                spec,
+                ..
+            } => {
+                applied.push(name.clone());
+                let mut view = cis(
+                    name,
+                    &format!("uid-{name}"),
+                    &spec.digest,
+                    Default::default(),
+                );
+                view.labels = labels.clone();
+                view.owners = owners.clone();
+                view.spec = spec.clone();
+                Outcome::CisApplied(Box::new(view))
+            }
+            _ => Outcome::Failed(ApiError {
+                kind: ApiErrorKind::Throttled,
+                message: "not part of this test".into(),
+            }),
+        };
+        reply(&mut e, cmd.id, outcome, at(1));
+    }
+    assert_eq!(
+        applied.len(),
+        2,
+        "both CIS applied one after the other: {applied:?}"
+    );
+    assert_ne!(applied[0], applied[1]);
 }
