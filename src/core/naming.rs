@@ -487,6 +487,40 @@ mod tests {
             upstream_scan_job_name(&format!("bar{}", "a.".repeat(64)), "foo", &empty_spec());
         assert_eq!(dotted, format!("bar{}a-5e09e", "a.".repeat(26)));
         assert_eq!(dotted.len(), 62);
+
+        // Only a cut strips edge dots: a name that fits is kept as it is.
+        let fits = upstream_scan_job_name(&format!(".{}.", "a".repeat(55)), "foo", &empty_spec());
+        assert_eq!(fits, format!(".{}.-5e09e", "a".repeat(55)));
+        assert_eq!(fits.len(), 63);
+    }
+
+    #[test]
+    fn upstream_job_name_tells_every_ignore_unfixed_value_apart() {
+        // Go's hashstructure hashes the pointee of `*bool` (one byte) and a nil pointer as the
+        // zero int: unset, false and true are three different specs.
+        let names: Vec<String> = [None, Some(false), Some(true)]
+            .into_iter()
+            .map(|ignore_unfixed| {
+                let spec = ContainerImageScanSpec {
+                    ignore_unfixed,
+                    ..empty_spec()
+                };
+                upstream_scan_job_name("bar", "foo", &spec)
+            })
+            .collect();
+        assert_eq!(names[0], "bar-5e09e");
+        assert!(
+            names[0] != names[1] && names[1] != names[2] && names[0] != names[2],
+            "{names:?}"
+        );
+    }
+
+    #[test]
+    fn truncate_backs_off_to_a_character_boundary() {
+        assert_eq!(truncate("aé", 2), "a");
+        assert_eq!(truncate("éé", 3), "é");
+        assert_eq!(truncate("é", 1), "");
+        assert_eq!(truncate("abc", 5), "abc");
     }
 
     #[test]

@@ -533,3 +533,52 @@ pub enum Outcome {
     /// The request failed.
     Failed(ApiError),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retryable_errors_are_the_transient_ones() {
+        use ApiErrorKind::*;
+        let retryable = [Conflict, Gone, Throttled, ServerError, Unknown, Forbidden];
+        let terminal = [
+            NotFound,
+            AlreadyExists,
+            TooLarge,
+            Invalid,
+            NamespaceTerminating,
+            LogTooLarge,
+        ];
+        assert!(retryable.iter().all(|k| k.is_retryable()));
+        assert!(!terminal.iter().any(|k| k.is_retryable()));
+    }
+
+    #[test]
+    fn only_reading_a_log_is_not_a_write() {
+        let read = Action::FetchLog {
+            pod_name: "p".into(),
+            container: "c".into(),
+            limit_bytes: 1,
+            previous: false,
+        };
+        assert!(!read.is_write());
+        let delete = Action::DeleteCis {
+            namespace: "ns".into(),
+            name: "n".into(),
+            uid: "u".into(),
+        };
+        assert!(delete.is_write());
+        let event = Action::RecordEvent {
+            namespace: "ns".into(),
+            name: "n".into(),
+            uid: "u".into(),
+            event: EventNote {
+                warning: false,
+                reason: "r".into(),
+                note: "n".into(),
+            },
+        };
+        assert!(event.is_write());
+    }
+}

@@ -457,30 +457,31 @@ pub fn excerpt(bytes: &[u8], at: usize) -> String {
     let budget = EXCERPT_MAX_BYTES - MARKER.len() - 2 * ELLIPSIS.len();
     let before_budget = budget / 3;
     let window_start = at.saturating_sub(before_budget);
-    let before = escape_bounded(
+    let (before, before_whole) = escape_bounded(
         bytes.get(window_start..at).unwrap_or_default(),
         before_budget,
         true,
     );
     let after_budget = budget - before.len();
-    let after = escape_bounded(bytes.get(at..).unwrap_or_default(), after_budget, false);
+    let (after, after_whole) =
+        escape_bounded(bytes.get(at..).unwrap_or_default(), after_budget, false);
     let mut out = String::with_capacity(EXCERPT_MAX_BYTES);
-    if window_start > 0 || before.len() < at - window_start {
+    if window_start > 0 || !before_whole {
         out.push_str(ELLIPSIS);
     }
     out.push_str(&before);
     out.push_str(MARKER);
-    let after_complete = after.len() >= bytes.len() - at;
     out.push_str(&after);
-    if !after_complete && bytes.len() > at {
+    if !after_whole {
         out.push_str(ELLIPSIS);
     }
     out
 }
 
 /// Escapes `bytes` (lossy UTF-8) into at most `max` bytes, keeping the end when
-/// `keep_end`, the start otherwise. Always cut on whole escaped characters.
-fn escape_bounded(bytes: &[u8], max: usize, keep_end: bool) -> String {
+/// `keep_end`, the start otherwise. Always cut on whole escaped characters. The flag says
+/// whether all of `bytes` is shown (escaping can make a short input too long to show whole).
+fn escape_bounded(bytes: &[u8], max: usize, keep_end: bool) -> (String, bool) {
     // The raw window is at most `max` bytes on the kept side, so this stays O(max).
     let window = if keep_end {
         bytes
@@ -489,6 +490,7 @@ fn escape_bounded(bytes: &[u8], max: usize, keep_end: bool) -> String {
     } else {
         bytes.get(..max.min(bytes.len())).unwrap_or(bytes)
     };
+    let mut whole = window.len() == bytes.len();
     let text = String::from_utf8_lossy(window);
     let pieces: Vec<String> = text
         .chars()
@@ -509,6 +511,7 @@ fn escape_bounded(bytes: &[u8], max: usize, keep_end: bool) -> String {
     };
     for piece in ordered {
         if used + piece.len() > max {
+            whole = false;
             break;
         }
         used += piece.len();
@@ -517,7 +520,7 @@ fn escape_bounded(bytes: &[u8], max: usize, keep_end: bool) -> String {
     if keep_end {
         kept.reverse();
     }
-    kept.concat()
+    (kept.concat(), whole)
 }
 
 #[cfg(test)]
@@ -651,6 +654,127 @@ mod tests {
         // Invalid UTF-8 is shown lossily and stays bounded.
         let bad = vec![0xffu8; 5000];
         assert!(excerpt(&bad, 2500).len() <= EXCERPT_MAX_BYTES);
+    }
+
+    #[test]
+    fn excerpts_mark_the_position_and_every_cut() {
+        assert_eq!(excerpt(b"abc", 0), "<<HERE>>abc");
+        assert_eq!(excerpt(b"abc", 1), "a<<HERE>>bc");
+        assert_eq!(excerpt(b"abc", 3), "abc<<HERE>>");
+        assert_eq!(excerpt(b"abc", 9), "abc<<HERE>>");
+        assert_eq!(excerpt(b"a\n\x1bb", 2), "a\\n<<HERE>>\\u{1b}b");
+        // A third of the budget before, the rest after, an ellipsis for each cut side: the
+        // excerpt then uses the whole budget.
+        let long = "x".repeat(3000);
+        let budget = EXCERPT_MAX_BYTES - "<<HERE>>".len() - 2 * "…".len();
+        let before = budget / 3;
+        let e = excerpt(long.as_bytes(), 1500);
+        assert_eq!(
+            e,
+            format!(
+                "…{}<<HERE>>{}…",
+                "x".repeat(before),
+                "x".repeat(budget - before)
+            )
+        );
+        assert_eq!(e.len(), EXCERPT_MAX_BYTES);
+        assert_eq!(
+            excerpt(long.as_bytes(), 2990),
+            format!("…{}<<HERE>>{}", "x".repeat(before), "x".repeat(10))
+        );
+        assert_eq!(
+            excerpt(long.as_bytes(), 10),
+            format!("{}<<HERE>>{}…", "x".repeat(10), "x".repeat(budget - 10))
+        );
+        // Escaping can make a short side too long to show whole: still marked as cut.
+        let controls = "\u{1}".repeat(300);
+        let e = excerpt(controls.as_bytes(), 300);
+        assert!(e.starts_with("…\\u{1}") && e.ends_with("<<HERE>>"), "{e}");
+        let e = excerpt(controls.as_bytes(), 0);
+        assert!(e.starts_with("<<HERE>>\\u{1}") && e.ends_with("…"), "{e}");
+        // 400 invalid bytes show as 400 U+FFFD (1,200 bytes): more than the budget.
+        let invalid = vec![0xffu8; 400];
+        assert!(excerpt(&invalid, 0).ends_with('…'));
+    }
+
+    #[test]
+    fn json_errors_carry_kind_message_and_position_of_the_whole_input() {
+        let cases: [(&str, ErrorKind, &str, usize, usize); 3] = [
+            ("noise\n[\n  x]", ErrorKind::Syntax, "expected value", 3, 3),
+            (
+                "[",
+                ErrorKind::UnexpectedEnd,
+                "EOF while parsing a list",
+                1,
+                1,
+            ),
+            (
+                "[{\"vulnerabilityID\": 7}]",
+                ErrorKind::Data,
+                "invalid type: integer `7`, expected a string",
+                1,
+                22,
+            ),
+        ];
+        for (input, kind, message, line, column) in cases {
+            let err = parse_report(input.as_bytes(), ReportFormat::Auto).unwrap_err();
+            let ReportError::Json {
+                kind: k,
+                message: m,
+                line: l,
+                column: c,
+                ..
+            } = &err
+            else {
+                panic!("{input:?}: unexpected {err:?}");
+            };
+            assert_eq!(
+                (*k, m.as_str(), *l, *c),
+                (kind, message, line, column),
+                "{input:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_candidate_that_got_furthest_gives_the_error() {
+        // Line 1 fails at once within its line, line 2 later: line 2's error is reported.
+        let input = "{x\n[{\"vulnerabilityID\": \"a\", \"severity\": 7}]";
+        let err = parse_report(input.as_bytes(), ReportFormat::Auto).unwrap_err();
+        assert!(matches!(err, ReportError::Json { line: 2, .. }), "{err:?}");
+    }
+
+    #[test]
+    fn an_unrecognised_value_over_several_lines_ends_the_search() {
+        // The object decoded (it is JSON) but is no report; what follows it is not taken as
+        // the report instead.
+        let input = "{\n\"a\": 1\n}\n[]";
+        let err = parse_report(input.as_bytes(), ReportFormat::Auto).unwrap_err();
+        assert!(
+            matches!(err, ReportError::Unrecognised { line: 1, .. }),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn detected_formats_and_the_top_level_expectation_are_named() {
+        let names: Vec<String> = [
+            DetectedFormat::Template,
+            DetectedFormat::Trivy,
+            DetectedFormat::Grype,
+        ]
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+        assert_eq!(names, ["template", "trivy", "grype"]);
+        let err = serde_json::from_str::<AutoReport>("1")
+            .err()
+            .map(|e| e.to_string());
+        assert!(
+            err.as_deref()
+                .is_some_and(|e| e.contains("a JSON array (template report) or object")),
+            "{err:?}"
+        );
     }
 
     #[test]
