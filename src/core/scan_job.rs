@@ -827,6 +827,9 @@ mod tests {
     fn trivy_command_parses_only_known_values() {
         assert_eq!("rootfs".parse(), Ok(TrivyCommand::Rootfs));
         assert_eq!("filesystem".parse(), Ok(TrivyCommand::Filesystem));
+        for command in [TrivyCommand::Rootfs, TrivyCommand::Filesystem] {
+            assert_eq!(command.to_string().parse(), Ok(command));
+        }
         let err = "image".parse::<TrivyCommand>().unwrap_err();
         assert_eq!(
             err.to_string(),

@@ -640,7 +640,10 @@ mod tests {
             .filter(|v| v.severity >= Severity::High)
             .cloned()
             .collect();
-        let budget = list_size(&high_up) + 5;
+        // Room for one more MEDIUM item, but not for all of them: the whole group goes.
+        let next_medium = &list[list.len() - high_up.len() - 1];
+        assert_eq!(next_medium.severity, Severity::Medium);
+        let budget = list_size(&high_up) + item_size(next_medium) + 1;
         let fitted = fit_details(list, budget);
         assert_eq!(fitted.kept, high_up);
         assert!(list_size(&fitted.kept) <= budget);
@@ -792,6 +795,24 @@ mod tests {
             "abcdef"
         );
         assert_eq!(strip_control("trailing \u{1b}"), "trailing ");
+        // A backslash inside an OSC does not end it; only ESC \ (or BEL) does.
+        assert_eq!(strip_control("\u{1b}]0;a\\b\u{7}x"), "x");
+        assert_eq!(strip_control("\u{1b}]0;a\\b\u{1b}\\x"), "x");
+    }
+
+    #[test]
+    fn filters_come_from_the_spec() {
+        let spec = ContainerImageScanSpec {
+            min_severity: Some(Severity::High),
+            ignore_unfixed: Some(true),
+            ..Default::default()
+        };
+        let filter = ScanFilter::from_spec(&spec);
+        assert_eq!(filter.min_severity, Some(Severity::High));
+        assert!(filter.ignore_unfixed);
+        let unset = ScanFilter::from_spec(&ContainerImageScanSpec::default());
+        assert_eq!(unset.min_severity, None);
+        assert!(!unset.ignore_unfixed);
     }
 
     #[test]
