@@ -74,6 +74,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn durations_between_timestamps_are_never_negative() {
+        let t = Timestamp(1_758_008_410_123);
+        assert_eq!(
+            t.plus(Duration::from_millis(1500)).since(t),
+            Duration::from_millis(1500)
+        );
+        assert_eq!(t.since(t.plus(Duration::from_secs(1))), Duration::ZERO);
+        assert_eq!(t.to_string(), "2025-09-16T07:40:10.123Z");
+        assert_eq!(Timestamp(i64::MAX).to_string(), format!("{}ms", i64::MAX));
+    }
+
+    #[test]
     fn round_trips_through_kubernetes_time_at_second_precision() {
         let t = Timestamp(1_758_008_410_123);
         let back = Timestamp::from_k8s(&t.to_k8s());

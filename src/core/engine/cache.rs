@@ -167,6 +167,44 @@ mod tests {
     }
 
     #[test]
+    fn every_string_byte_counts() {
+        let base = approximate_bytes(&report(1));
+        let longer: [fn(&mut Vulnerability); 7] = [
+            |v| v.vulnerability_id.push_str("abc"),
+            |v| v.pkg_name.push_str("abc"),
+            |v| v.installed_version.push_str("abc"),
+            |v| v.pkg_path.push_str("abc"),
+            |v| v.fixed_version.push_str("abc"),
+            |v| v.title.push_str("abc"),
+            |v| v.primary_url.push_str("abc"),
+        ];
+        for (field, lengthen) in longer.iter().enumerate() {
+            let mut v = report(1)[0].clone();
+            lengthen(&mut v);
+            assert_eq!(approximate_bytes(&[v]), base + 3, "field {field}");
+        }
+        assert_eq!(approximate_bytes(&report(3)), 3 * base);
+        // The cache accounts exactly what it holds, also across replacement and removal.
+        let mut cache = ReportCache::new(1 << 20);
+        cache.insert("a", "j1", report(2));
+        cache.insert("b", "j2", report(1));
+        assert_eq!(cache.used_bytes(), 3 * base);
+        cache.insert("a", "j3", report(1));
+        assert_eq!(cache.used_bytes(), 2 * base);
+        cache.remove("b");
+        assert_eq!(cache.used_bytes(), base);
+    }
+
+    #[test]
+    fn a_report_exactly_the_budget_is_kept() {
+        let one = approximate_bytes(&report(2));
+        let mut cache = ReportCache::new(one);
+        cache.insert("a", "j", report(2));
+        assert!(cache.contains("a", "j"));
+        assert_eq!(cache.used_bytes(), one);
+    }
+
+    #[test]
     fn oversized_reports_are_not_kept() {
         let mut cache = ReportCache::new(10);
         cache.insert("a", "j", report(5));

@@ -581,3 +581,65 @@ fn work_that_does_not_fit_the_window_waits_for_a_free_slot() {
     );
     assert_ne!(applied[0], applied[1]);
 }
+
+/// Coverage (exported as a gauge): a container is covered when its CIS shows a successful,
+/// not stalled, scan of the digest it runs; the time to the first result is accumulated.
+#[test]
+fn coverage_counts_containers_with_a_successful_scan_of_their_digest() {
+    assert_eq!(Coverage::default().ratio(), 1.0);
+    let quarter = Coverage {
+        containers: 4,
+        covered: 1,
+        oldest_unscanned: None,
+    };
+    assert_eq!(quarter.ratio(), 0.25);
+
+    let mut e = engine();
+    e.observe(
+        Observation::Pod {
+            stream: StreamId(0),
+            event: WatchEvent::Apply(pod_with(D1)),
+        },
+        T,
+    );
+    let name = e
+        .poll(T)
+        .iter()
+        .find_map(|c| match &c.action {
+            Action::ApplyCis { name, .. } => Some(name.clone()),
+            _ => None,
+        })
+        .expect("the CIS is applied");
+    let unscanned = e.coverage(at(10));
+    assert_eq!((unscanned.containers, unscanned.covered), (1, 0));
+    assert_eq!(
+        unscanned.oldest_unscanned,
+        Some(std::time::Duration::from_secs(10))
+    );
+    assert_eq!(unscanned.ratio(), 0.0);
+
+    let success = CisStatusView {
+        observed_generation: Some(1),
+        last_scan_job_uid: Some("job-1".into()),
+        last_scan_time: Some(at(20)),
+        last_successful_scan_time: Some(at(20)),
+        ..Default::default()
+    };
+    // A success of another digest does not cover the container.
+    apply_cis(&mut e, cis(&name, "uid", D2, success.clone()), at(20));
+    assert_eq!(e.coverage(at(20)).covered, 0);
+    apply_cis(&mut e, cis(&name, "uid", D1, success.clone()), at(20));
+    let covered = e.coverage(at(30));
+    assert_eq!((covered.containers, covered.covered), (1, 1));
+    // A later failure (Stalled) uncovers it even though an older success is kept.
+    let mut stalled = failed_status("job-2", at(40));
+    stalled.last_successful_scan_time = Some(at(20));
+    apply_cis(&mut e, cis(&name, "uid", D1, stalled), at(40));
+    assert_eq!(e.coverage(at(40)).covered, 0);
+    // A condition other than Stalled=True does not.
+    let mut ready = success;
+    ready.conditions = failed_status("job-1", at(20)).conditions;
+    ready.conditions[0].status = "False".into();
+    apply_cis(&mut e, cis(&name, "uid", D1, ready), at(50));
+    assert_eq!(e.coverage(at(50)).covered, 1);
+}
