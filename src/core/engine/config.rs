@@ -110,3 +110,21 @@ fn constant_regex(pattern: &str) -> Regex {
     #[allow(clippy::expect_used)]
     Regex::new(pattern).expect("constant patterns compile")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_namespace_is_scanned_when_included_and_not_excluded() {
+        let mut cfg = EngineConfig::for_tests("scans");
+        assert!(cfg.namespace_allowed("team"));
+        assert!(!cfg.namespace_allowed("kube-system"));
+        cfg.include_namespaces = constant_regex("^team-");
+        assert!(cfg.namespace_allowed("team-a"));
+        assert!(!cfg.namespace_allowed("other"));
+        cfg.exclude_namespaces = constant_regex("^team-b$");
+        assert!(!cfg.namespace_allowed("team-b"));
+        assert!(cfg.namespace_allowed("team-a"));
+    }
+}

@@ -297,6 +297,16 @@ impl Index {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_an_older_resource_version_is_stale() {
+        assert!(Index::is_stale(Some(5), Some(4)));
+        assert!(!Index::is_stale(Some(5), Some(5)));
+        assert!(!Index::is_stale(Some(5), Some(6)));
+        assert!(!Index::is_stale(None, Some(1)));
+        assert!(!Index::is_stale(Some(5), None));
+        assert_eq!(CisKey::new("ns", "name").to_string(), "ns/name");
+    }
     use crate::core::image_ref::ContainerImage;
     use crate::core::port::ContainerKind;
     use crate::core::workload::ResolvedWorkload;
