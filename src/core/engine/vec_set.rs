@@ -90,6 +90,25 @@ mod tests {
 
     use super::*;
 
+    #[test]
+    fn shrinking_gives_memory_back_but_keeps_room_to_grow() {
+        let mut set = VecSet::default();
+        for i in 0..64u32 {
+            set.insert(i);
+        }
+        let full = set.0.capacity();
+        for i in 0..48u32 {
+            assert!(set.remove(&i));
+        }
+        assert_eq!(set.len(), 16);
+        let capacity = set.0.capacity();
+        assert!(
+            capacity < full && capacity >= 2 * set.len(),
+            "capacity {capacity} (was {full}) for {} values",
+            set.len()
+        );
+    }
+
     proptest! {
         /// Any sequence of inserts and removes leaves the same members, in the same order, as
         /// a `BTreeSet`, with the same answers along the way.
