@@ -778,6 +778,55 @@ mod tests {
     }
 
     #[test]
+    fn malformed_reports_say_what_was_expected() {
+        let cases: [(ReportFormat, &str, &str); 6] = [
+            (
+                ReportFormat::Grype,
+                r#"{"matches": 5}"#,
+                "an array of Grype matches",
+            ),
+            (
+                ReportFormat::Grype,
+                r#"{"matches": [{"vulnerability": {"id": "x", "urls": 5}}]}"#,
+                "expected an array",
+            ),
+            (
+                ReportFormat::Grype,
+                r#"{"matches": [{"vulnerability": {"id": "x", "fix": {"versions": 5}}}]}"#,
+                "an array of version strings",
+            ),
+            (
+                ReportFormat::Template,
+                "{}",
+                "a JSON array of vulnerabilities or null",
+            ),
+            (ReportFormat::Trivy, "null", "a Trivy JSON report object"),
+            (
+                ReportFormat::Trivy,
+                r#"{"Results": 5}"#,
+                "an array of Trivy results",
+            ),
+        ];
+        for (format, input, expected) in cases {
+            let err = parse_report(input.as_bytes(), format)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(expected), "{format:?} {input}: {err}");
+        }
+    }
+
+    #[test]
+    fn an_empty_grype_data_source_falls_back_to_the_first_url() {
+        let input = r#"{"matches": [{"vulnerability": {"id": "x", "dataSource": "", "urls": ["u1", "u2"]}}]}"#;
+        let report = parse_report(input.as_bytes(), ReportFormat::Grype).expect("parses");
+        assert_eq!(report.vulnerabilities[0].primary_url, "u1");
+        let input =
+            r#"{"matches": [{"vulnerability": {"id": "x", "dataSource": "d", "urls": ["u1"]}}]}"#;
+        let report = parse_report(input.as_bytes(), ReportFormat::Grype).expect("parses");
+        assert_eq!(report.vulnerabilities[0].primary_url, "d");
+    }
+
+    #[test]
     fn format_names_parse() {
         assert_eq!("grype".parse::<ReportFormat>(), Ok(ReportFormat::Grype));
         assert!("xml".parse::<ReportFormat>().is_err());
