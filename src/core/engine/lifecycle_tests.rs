@@ -108,6 +108,9 @@ pub struct World {
     /// its operational counters must show.
     jobs_created_since_start: u64,
     reports_served_since_start: u64,
+    /// Spec writes (applied CIS, done deletes) and applied statuses since the engine started.
+    spec_writes_since_start: u64,
+    status_writes_since_start: u64,
     events: Vec<Observation>,
     /// UIDs of the CIS objects a `ScanFailed` Event was recorded for.
     scan_failed_events: BTreeSet<String>,
@@ -167,6 +170,8 @@ impl World {
             seen_scan_time: BTreeMap::new(),
             jobs_created_since_start: 0,
             reports_served_since_start: 0,
+            spec_writes_since_start: 0,
+            status_writes_since_start: 0,
             events: Vec::new(),
             scan_failed_events: BTreeSet::new(),
         };
@@ -180,6 +185,8 @@ impl World {
         self.engine = Engine::new(config(self.window));
         self.jobs_created_since_start = 0;
         self.reports_served_since_start = 0;
+        self.spec_writes_since_start = 0;
+        self.status_writes_since_start = 0;
         self.events.clear();
         self.relist();
     }
@@ -626,7 +633,17 @@ impl World {
                 return;
             }
             for c in commands {
+                let verb = c.action.verb();
                 let outcome = self.execute(c.action);
+                match (verb, &outcome) {
+                    ("apply_cis", Outcome::CisApplied(_)) | ("delete_cis", Outcome::Done) => {
+                        self.spec_writes_since_start += 1;
+                    }
+                    ("apply_cis_status", Outcome::CisApplied(_)) => {
+                        self.status_writes_since_start += 1;
+                    }
+                    _ => {}
+                }
                 self.engine
                     .observe(Observation::Outcome { id: c.id, outcome }, self.now);
             }
@@ -652,6 +669,11 @@ impl World {
         assert!(e.is_synced() && e.is_leading());
         assert_eq!((e.inflight(), e.queue_depth()), (0, 0), "settled");
         assert_eq!(e.stats().jobs_created, self.jobs_created_since_start);
+        assert_eq!(
+            (e.stats().spec_writes, e.stats().status_writes),
+            (self.spec_writes_since_start, self.status_writes_since_start),
+            "spec and status writes"
+        );
         assert_eq!(
             e.report_cache_bytes() > 0,
             self.reports_served_since_start > 0,
