@@ -20,7 +20,12 @@ fn at(secs: i64) -> Timestamp {
 }
 
 fn engine() -> Engine {
-    let mut e = Engine::new(EngineConfig::for_tests("scans"));
+    leading_engine(EngineConfig::for_tests("scans"))
+}
+
+/// An engine with `cfg`, synced and leading.
+fn leading_engine(cfg: EngineConfig) -> Engine {
+    let mut e = Engine::new(cfg);
     e.observe(Observation::CachesSynced, T);
     e.observe(Observation::Leadership { leading: true }, T);
     e
@@ -332,9 +337,7 @@ fn a_job_creation_with_unknown_result_counts_against_the_job_limit() {
     // counted, so the next digest got a Job at once and the limit was exceeded.
     let mut cfg = EngineConfig::for_tests("scans");
     cfg.active_job_limit = 1;
-    let mut e = Engine::new(cfg);
-    e.observe(Observation::CachesSynced, T);
-    e.observe(Observation::Leadership { leading: true }, T);
+    let mut e = leading_engine(cfg);
     apply_cis(&mut e, cis("a", "uid-a", D1, CisStatusView::default()), T);
     apply_cis(&mut e, cis("b", "uid-b", D2, CisStatusView::default()), T);
     let creates = |cmds: &[Command]| {
@@ -521,9 +524,7 @@ fn operational_gauges_follow_the_engine_state() {
 fn work_that_does_not_fit_the_window_waits_for_a_free_slot() {
     let mut cfg = EngineConfig::for_tests("scans");
     cfg.max_inflight = 1;
-    let mut e = Engine::new(cfg);
-    e.observe(Observation::CachesSynced, T);
-    e.observe(Observation::Leadership { leading: true }, T);
+    let mut e = leading_engine(cfg);
     for (name, digest) in [("p1", D1), ("p2", D2)] {
         let mut pod = pod_with(digest);
         pod.name = name.into();
