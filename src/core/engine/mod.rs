@@ -433,6 +433,8 @@ impl Engine {
 #[cfg(test)]
 mod lifecycle_tests;
 #[cfg(test)]
+mod scan_stage_tests;
+#[cfg(test)]
 pub(crate) mod tests;
 #[cfg(test)]
 mod upstream_cases;

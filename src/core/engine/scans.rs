@@ -171,6 +171,13 @@ impl Engine {
     fn remove_job(&mut self, name: &str) {
         if let Some(old) = self.index.jobs.remove(name) {
             self.failure_logs.remove(&old.view.uid);
+            for target in [
+                Target::Log(old.view.uid.clone()),
+                Target::FailureLog(old.view.uid.clone()),
+            ] {
+                self.attempts.remove(&target);
+                self.retry_at.remove(&target);
+            }
             if let Some(d) = old.view.digest {
                 self.dirty_digests.insert(d);
             }
@@ -413,7 +420,9 @@ impl Engine {
                 }) {
                     match self.harvest(digest, job, true, now, out) {
                         Harvested::Blocked => return false,
-                        Harvested::Pending | Harvested::Recorded => need_details = false,
+                        Harvested::Pending => need_details = false,
+                        // The log cannot be read again: a new scan gets the details.
+                        Harvested::Recorded => {}
                     }
                 }
             }
@@ -576,8 +585,10 @@ impl Engine {
             return Harvested::Recorded;
         }
         if attempts >= MAX_LOG_ATTEMPTS {
-            self.attempts.remove(&target);
+            // A refetch keeps its count (dropped with the Job), so the next sync starts a new
+            // scan instead of another round of reads.
             if !refetch {
+                self.attempts.remove(&target);
                 let message = format!(
                     "the log of scan pod {} could not be read after {attempts} attempts",
                     pod.name
@@ -694,7 +705,13 @@ impl Engine {
                         now,
                     );
                 }
-                Err(_) => {}
+                // Read before, unreadable now: reading it again will not help. The attempts
+                // are spent, so the next sync starts a new scan for the details (re-reading
+                // at once would read the log once per round trip).
+                Err(_) => {
+                    self.attempts
+                        .insert(Target::Log(job_uid.to_string()), MAX_LOG_ATTEMPTS);
+                }
             },
             Outcome::Log(bytes) => {
                 let text = String::from_utf8_lossy(&bytes);

@@ -9,11 +9,13 @@ use crate::core::port::{
 };
 use crate::crd::{ContainerImageScanSpec, Workload};
 
-const D1: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
-const D2: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
-const T: Timestamp = Timestamp(1_700_000_000_000);
+pub(super) const D1: &str =
+    "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+pub(super) const D2: &str =
+    "sha256:2222222222222222222222222222222222222222222222222222222222222222";
+pub(super) const T: Timestamp = Timestamp(1_700_000_000_000);
 
-fn at(secs: i64) -> Timestamp {
+pub(super) fn at(secs: i64) -> Timestamp {
     T.plus(std::time::Duration::from_secs(
         u64::try_from(secs).unwrap_or(0),
     ))
@@ -24,7 +26,7 @@ fn engine() -> Engine {
 }
 
 /// An engine with `cfg`, synced and leading.
-fn leading_engine(cfg: EngineConfig) -> Engine {
+pub(super) fn leading_engine(cfg: EngineConfig) -> Engine {
     let mut e = Engine::new(cfg);
     e.observe(Observation::CachesSynced, T);
     e.observe(Observation::Leadership { leading: true }, T);
@@ -61,7 +63,7 @@ pub(crate) fn cis(name: &str, uid: &str, digest: &str, status: CisStatusView) ->
     }
 }
 
-fn failed_status(job_uid: &str, at: Timestamp) -> CisStatusView {
+pub(super) fn failed_status(job_uid: &str, at: Timestamp) -> CisStatusView {
     CisStatusView {
         observed_generation: Some(1),
         last_scan_job_uid: Some(job_uid.into()),
@@ -79,7 +81,7 @@ fn failed_status(job_uid: &str, at: Timestamp) -> CisStatusView {
     }
 }
 
-fn apply_cis(e: &mut Engine, view: CisView, now: Timestamp) {
+pub(super) fn apply_cis(e: &mut Engine, view: CisView, now: Timestamp) {
     e.observe(
         Observation::Cis {
             stream: StreamId(2),
@@ -89,7 +91,7 @@ fn apply_cis(e: &mut Engine, view: CisView, now: Timestamp) {
     );
 }
 
-fn failed(kind: ApiErrorKind) -> Outcome {
+pub(super) fn failed(kind: ApiErrorKind) -> Outcome {
     Outcome::Failed(ApiError {
         kind,
         message: "injected".into(),
@@ -100,7 +102,7 @@ fn reply(e: &mut Engine, id: CommandId, outcome: Outcome, now: Timestamp) {
     e.observe(Observation::Outcome { id, outcome }, now);
 }
 
-fn verbs(cmds: &[Command]) -> Vec<&'static str> {
+pub(super) fn verbs(cmds: &[Command]) -> Vec<&'static str> {
     cmds.iter().map(|c| c.action.verb()).collect()
 }
 
@@ -222,7 +224,7 @@ fn a_deleted_obsolete_cis_is_not_deleted_again_before_the_watch_says_so() {
     assert!(e2.cis_views().all(|c| c.name != "pod-p-app-old"));
 }
 
-fn job(name: &str, uid: &str, digest: &str) -> JobView {
+pub(super) fn job(name: &str, uid: &str, digest: &str) -> JobView {
     JobView {
         name: name.into(),
         uid: uid.into(),

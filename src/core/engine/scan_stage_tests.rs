@@ -1,0 +1,1121 @@
+//! Scenario tests of the scan stage (`scans.rs`): a Job is driven to its end and the test checks
+//! what the engine writes, and when. One branch of harvest, log reading, fan-out, Reports and
+//! Events per test. The simulator's invariants are eventual (every CIS ends with a result of
+//! its digest); these pin what the result says and that it is written at once, not later.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+use super::scans::jitter;
+use super::tests::{D1, T, at, cis, failed, job, leading_engine};
+use super::*;
+use crate::core::cis_status as status;
+use crate::core::port::{
+    CisStatusView, EventNote, JobFinish, JobView, ScanContainerState, ScanPodView, StreamId,
+    WatchEvent,
+};
+use crate::core::scan_job::{ANNOTATION_DIGEST, SCAN_CONTAINER};
+use crate::crd::{ContainerImageScanStatus, Severity, Vulnerability};
+
+const CIS_STREAM: StreamId = StreamId(2);
+const JOB_STREAM: StreamId = StreamId(10);
+const POD_STREAM: StreamId = StreamId(11);
+/// What the engine reads of a failed scan's log (`FAILED_LOG_BYTES`).
+const FAILED_LOG_LIMIT: usize = 64 * 1024;
+
+/// An API server for the CIS objects of namespace `ns`, the scan Jobs and their pods. It
+/// answers status writes, Reports, Events, Job creations and deletions as the server would
+/// (or with the failures queued by the test) and keeps what was written; log reads are left
+/// to the test.
+struct Api {
+    e: Engine,
+    now: Timestamp,
+    rv: u64,
+    cis: BTreeMap<String, CisView>,
+    jobs: BTreeMap<String, JobView>,
+    pods: BTreeMap<String, ScanPodView>,
+    /// Every status write the engine asked for, answered or not: (CIS name, status).
+    status_requests: Vec<(String, ContainerImageScanStatus)>,
+    /// Status writes the server applied.
+    statuses_applied: u64,
+    /// Serialized size of every Report the engine asked to apply.
+    report_requests: Vec<usize>,
+    events: Vec<EventNote>,
+    /// Answers for the next status writes, Reports and Job creations (front first); success
+    /// when empty.
+    status_answers: VecDeque<Outcome>,
+    report_answers: VecDeque<Outcome>,
+    create_answers: VecDeque<Outcome>,
+}
+
+impl Api {
+    fn new(cfg: EngineConfig) -> Api {
+        Api {
+            e: leading_engine(cfg),
+            now: at(1),
+            rv: 100,
+            cis: BTreeMap::new(),
+            jobs: BTreeMap::new(),
+            pods: BTreeMap::new(),
+            status_requests: Vec::new(),
+            statuses_applied: 0,
+            report_requests: Vec::new(),
+            events: Vec::new(),
+            status_answers: VecDeque::new(),
+            report_answers: VecDeque::new(),
+            create_answers: VecDeque::new(),
+        }
+    }
+
+    fn next_rv(&mut self) -> Option<u64> {
+        self.rv += 1;
+        Some(self.rv)
+    }
+
+    /// Creates (or replaces) CIS `name` of digest D1 with `status`.
+    fn put_cis(&mut self, name: &str, status: CisStatusView) {
+        let mut view = cis(name, &format!("uid-{name}"), D1, status);
+        view.resource_version = self.next_rv();
+        self.apply_cis(view);
+    }
+
+    fn apply_cis(&mut self, view: CisView) {
+        self.cis.insert(view.name.clone(), view.clone());
+        self.e.observe(
+            Observation::Cis {
+                stream: CIS_STREAM,
+                event: WatchEvent::Apply(view),
+            },
+            self.now,
+        );
+    }
+
+    /// A Job of D1 that exists already (created before a restart of the engine).
+    fn put_job(&mut self, view: JobView) {
+        self.jobs.insert(view.name.clone(), view.clone());
+        self.e.observe(
+            Observation::Job {
+                stream: JOB_STREAM,
+                event: WatchEvent::Apply(view),
+            },
+            self.now,
+        );
+    }
+
+    fn put_pod(&mut self, view: ScanPodView) {
+        self.pods.insert(view.name.clone(), view.clone());
+        self.e.observe(
+            Observation::ScanPod {
+                stream: POD_STREAM,
+                event: WatchEvent::Apply(view),
+            },
+            self.now,
+        );
+    }
+
+    fn delete_pod(&mut self, name: &str) {
+        if let Some(view) = self.pods.remove(name) {
+            self.e.observe(
+                Observation::ScanPod {
+                    stream: POD_STREAM,
+                    event: WatchEvent::Delete(view),
+                },
+                self.now,
+            );
+        }
+    }
+
+    /// The newest Job.
+    fn job(&self) -> JobView {
+        self.jobs
+            .values()
+            .max_by_key(|j| (j.created, j.name.clone()))
+            .cloned()
+            .expect("a Job exists")
+    }
+
+    /// A pod of the newest Job whose scan container is in state `scan`.
+    fn pod(&self, suffix: &str, scan: ScanContainerState) -> ScanPodView {
+        let job = self.job();
+        ScanPodView {
+            name: format!("{}-{suffix}", job.name),
+            uid: format!("{}-{suffix}", job.uid),
+            resource_version: Some(self.rv + 1),
+            job_uid: Some(job.uid.clone()),
+            job_name: Some(job.name.clone()),
+            created: self.now,
+            phase: Some("Running".into()),
+            evicted: false,
+            init: ScanContainerState {
+                exit_code: Some(0),
+                started: true,
+                ..ScanContainerState::default()
+            },
+            scan,
+        }
+    }
+
+    /// The newest Job finishes now.
+    fn finish(&mut self, succeeded: bool, reason: &str, message: &str) {
+        let mut view = self.job();
+        view.finished = Some(JobFinish {
+            succeeded,
+            at: self.now,
+            reason: reason.into(),
+            message: message.into(),
+        });
+        view.resource_version = self.next_rv();
+        self.put_job(view);
+    }
+
+    /// Answers one command as the server would; `None` for log reads (and anything else the
+    /// test answers itself).
+    fn answer(&mut self, action: &Action) -> Option<Outcome> {
+        match action {
+            Action::ApplyCisStatus { name, status, .. } => {
+                self.status_requests
+                    .push((name.clone(), (**status).clone()));
+                if let Some(answer) = self.status_answers.pop_front() {
+                    return Some(answer);
+                }
+                let rv = self.next_rv();
+                let view = self.cis.get_mut(name)?;
+                view.status = status_view(status);
+                view.resource_version = rv;
+                self.statuses_applied += 1;
+                Some(Outcome::CisApplied(Box::new(view.clone())))
+            }
+            Action::ApplyReport { report, .. } => {
+                self.report_requests
+                    .push(serde_json::to_vec(report).map_or(0, |b| b.len()));
+                Some(self.report_answers.pop_front().unwrap_or(Outcome::Done))
+            }
+            Action::RecordEvent { event, .. } => {
+                self.events.push(event.clone());
+                Some(Outcome::Done)
+            }
+            Action::CreateJob { job: spec } => {
+                if let Some(answer) = self.create_answers.pop_front() {
+                    return Some(answer);
+                }
+                let name = spec.metadata.name.clone().unwrap_or_default();
+                let digest = spec
+                    .metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(ANNOTATION_DIGEST))
+                    .cloned()
+                    .unwrap_or_default();
+                let mut view = job(&name, &format!("job-{}", self.rv), &digest);
+                view.created = self.now;
+                view.resource_version = self.next_rv();
+                self.jobs.insert(name, view.clone());
+                Some(Outcome::JobCreated(Box::new(view)))
+            }
+            Action::DeleteJob { .. } => Some(Outcome::Done),
+            _ => None,
+        }
+    }
+
+    /// Polls and answers until the engine has nothing more to do now; returns the commands
+    /// left to the test.
+    fn run(&mut self) -> Vec<Command> {
+        let mut left = Vec::new();
+        for _ in 0..50 {
+            let cmds = self.e.poll(self.now);
+            if cmds.is_empty() {
+                return left;
+            }
+            for c in cmds {
+                match self.answer(&c.action) {
+                    Some(outcome) => {
+                        self.e
+                            .observe(Observation::Outcome { id: c.id, outcome }, self.now);
+                        if let Action::DeleteJob { name, .. } = &c.action {
+                            self.job_deleted(name);
+                        }
+                    }
+                    None => left.push(c),
+                }
+            }
+        }
+        panic!("the engine keeps issuing commands at {:?}", self.now);
+    }
+
+    /// The watch reports a deleted Job and its pods.
+    fn job_deleted(&mut self, name: &str) {
+        let Some(view) = self.jobs.remove(name) else {
+            return;
+        };
+        let pods: Vec<String> = self
+            .pods
+            .values()
+            .filter(|p| p.job_uid.as_deref() == Some(view.uid.as_str()))
+            .map(|p| p.name.clone())
+            .collect();
+        for p in pods {
+            self.delete_pod(&p);
+        }
+        self.e.observe(
+            Observation::Job {
+                stream: JOB_STREAM,
+                event: WatchEvent::Delete(view),
+            },
+            self.now,
+        );
+    }
+
+    fn reply(&mut self, id: CommandId, outcome: Outcome) {
+        self.e
+            .observe(Observation::Outcome { id, outcome }, self.now);
+    }
+
+    /// Time passes until the engine's next timer.
+    fn wait_for_timer(&mut self) {
+        let next = self.e.next_wakeup().expect("a timer is armed");
+        assert!(next > self.now, "timer {next:?} is not in the future");
+        self.now = next;
+    }
+
+    /// Runs until the engine has created a new Job (waiting for timers as needed).
+    fn until_job_created(&mut self) -> JobView {
+        let before = self.jobs.len();
+        let created =
+            |api: &Api| api.jobs.len() > before || api.jobs.values().any(|j| j.created == api.now);
+        for _ in 0..10 {
+            let left = self.run();
+            assert!(
+                left.is_empty(),
+                "unexpected {:?}",
+                super::tests::verbs(&left)
+            );
+            if created(self) {
+                return self.job();
+            }
+            self.wait_for_timer();
+        }
+        panic!("no Job was created");
+    }
+
+    /// The one log read the engine asks for now: (command, pod, limit, previous run).
+    fn log_read(&mut self) -> (CommandId, String, usize, bool) {
+        let left = self.run();
+        match left.as_slice() {
+            [
+                Command {
+                    id,
+                    action:
+                        Action::FetchLog {
+                            pod_name,
+                            container,
+                            limit_bytes,
+                            previous,
+                        },
+                },
+            ] => {
+                assert_eq!(container, SCAN_CONTAINER);
+                (*id, pod_name.clone(), *limit_bytes, *previous)
+            }
+            other => panic!(
+                "expected one log read, got {:?}",
+                super::tests::verbs(other)
+            ),
+        }
+    }
+
+    /// A whole successful scan whose log is `log`.
+    fn scan(&mut self, log: Vec<u8>) {
+        self.until_job_created();
+        let pod = self.pod("ok", exited(0));
+        self.put_pod(pod);
+        self.finish(true, "Complete", "");
+        let (id, _, _, _) = self.log_read();
+        self.reply(id, Outcome::Log(log));
+        assert!(self.run().is_empty());
+    }
+
+    /// The last status written to CIS `name`.
+    fn status(&self, name: &str) -> &CisStatusView {
+        &self.cis.get(name).expect("the CIS exists").status
+    }
+
+    /// `(reason, message)` of the `Stalled=True` condition CIS `name` shows.
+    fn stalled(&self, name: &str) -> Option<(String, String)> {
+        self.status(name)
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Stalled" && c.status == "True")
+            .map(|c| (c.reason.clone(), c.message.clone()))
+    }
+
+    fn critical_count(&self, name: &str) -> Option<i32> {
+        self.status(name)
+            .summary
+            .as_ref()
+            .and_then(|s| s.severity_count.as_ref())
+            .and_then(|m| m.get("CRITICAL"))
+            .copied()
+    }
+
+    /// Serialized size of the details of the status writes requested for `name`.
+    fn detail_sizes(&self, name: &str) -> Vec<usize> {
+        self.status_requests
+            .iter()
+            .filter(|(n, s)| n == name && s.vulnerabilities.is_some())
+            .map(|(_, s)| serde_json::to_vec(&s.vulnerabilities).map_or(0, |b| b.len()))
+            .collect()
+    }
+}
+
+fn status_view(s: &ContainerImageScanStatus) -> CisStatusView {
+    CisStatusView {
+        observed_generation: s.observed_generation,
+        last_scan_job_uid: s.last_scan_job_uid.clone(),
+        last_scan_time: s.last_scan_time.as_ref().map(Timestamp::from_k8s),
+        last_successful_scan_time: s
+            .last_successful_scan_time
+            .as_ref()
+            .map(Timestamp::from_k8s),
+        conditions: s.conditions.clone().unwrap_or_default(),
+        summary: s.vulnerability_summary.clone().map(std::sync::Arc::new),
+    }
+}
+
+fn exited(code: i32) -> ScanContainerState {
+    ScanContainerState {
+        exit_code: Some(code),
+        started: true,
+        ..ScanContainerState::default()
+    }
+}
+
+fn waiting(reason: &str, message: &str) -> ScanContainerState {
+    ScanContainerState {
+        waiting_reason: Some(reason.into()),
+        waiting_message: Some(message.into()),
+        ..ScanContainerState::default()
+    }
+}
+
+/// A scan report (the JSON array the trivy template writes) with `critical` CRITICAL and
+/// `low` LOW vulnerabilities.
+fn report(critical: usize, low: usize) -> Vec<u8> {
+    let vuln = |i: usize, severity: Severity| Vulnerability {
+        vulnerability_id: format!("CVE-2026-{i:05}"),
+        pkg_name: format!("package-with-a-long-name-{i}"),
+        installed_version: "1.0.0-r1".into(),
+        severity,
+        pkg_path: String::new(),
+        fixed_version: "1.0.1-r0".into(),
+        title: format!("a title long enough to weigh something in the details, number {i}"),
+        primary_url: format!("https://avd.aquasec.com/nvd/cve-2026-{i:05}"),
+    };
+    let vulns: Vec<Vulnerability> = (0..critical)
+        .map(|i| vuln(i, Severity::Critical))
+        .chain((0..low).map(|i| vuln(critical + i, Severity::Low)))
+        .collect();
+    serde_json::to_vec(&vulns).unwrap_or_default()
+}
+
+/// An API with CIS `a` (no result yet) whose first poll creates a Job.
+fn api_with_job(cfg: EngineConfig) -> Api {
+    let mut api = Api::new(cfg);
+    api.put_cis("a", CisStatusView::default());
+    api.until_job_created();
+    api
+}
+
+fn config() -> EngineConfig {
+    EngineConfig::for_tests("scans")
+}
+
+#[test]
+fn a_succeeded_job_is_read_from_the_pod_that_exited_zero() {
+    let cfg = config();
+    let log_max_bytes = cfg.log_max_bytes;
+    let mut api = api_with_job(cfg);
+    let first = api.pod("1", exited(1));
+    api.put_pod(first);
+    api.now = at(2);
+    let second = api.pod("2", exited(0));
+    api.put_pod(second.clone());
+    api.finish(true, "Complete", "");
+    let (id, pod, limit, previous) = api.log_read();
+    assert_eq!(
+        (pod.as_str(), limit, previous),
+        (second.name.as_str(), log_max_bytes, false)
+    );
+    api.reply(id, Outcome::Log(report(1, 2)));
+    assert!(api.run().is_empty());
+    assert_eq!(
+        api.status("a").last_scan_job_uid.as_deref(),
+        Some(api.job().uid.as_str())
+    );
+    assert_eq!(api.critical_count("a"), Some(1));
+    assert_eq!(api.stalled("a"), None);
+    assert_eq!(api.e.stats().scans_succeeded, 1);
+    assert_eq!(api.e.stats().scans_failed, 0);
+    assert_eq!(api.e.stats().status_writes, api.statuses_applied);
+}
+
+#[test]
+fn the_log_of_a_failed_attempt_read_while_the_job_runs_explains_the_failure() {
+    // (current exit code, previous exit code) of the failed attempt: a pod that has not
+    // restarted yet, and one that did (its log is in the previous run).
+    for (current, last, previous) in [(Some(1), None, false), (None, Some(2), true)] {
+        let mut api = api_with_job(config());
+        let pod = api.pod(
+            "1",
+            ScanContainerState {
+                exit_code: current,
+                last_exit_code: last,
+                started: true,
+                ..ScanContainerState::default()
+            },
+        );
+        api.put_pod(pod.clone());
+        let (id, name, limit, prev) = api.log_read();
+        assert_eq!(
+            (name.as_str(), limit, prev),
+            (pod.name.as_str(), FAILED_LOG_LIMIT, previous)
+        );
+        api.reply(id, Outcome::Log(b"FATAL: no space left on device".to_vec()));
+        assert!(api.run().is_empty(), "the log is read once");
+        assert_eq!(api.stalled("a"), None, "the Job still runs");
+        // The Job fails; Kubernetes deletes its pod.
+        api.now = at(30);
+        api.delete_pod(&pod.name);
+        api.finish(
+            false,
+            "BackoffLimitExceeded",
+            "Job has reached the specified backoff limit",
+        );
+        assert!(api.run().is_empty(), "no pod left to read");
+        assert_eq!(
+            api.stalled("a"),
+            Some(("Error".into(), "FATAL: no space left on device".into())),
+            "previous run: {previous}"
+        );
+        assert_eq!(api.e.stats().scans_failed, 1);
+        assert_eq!(api.e.stats().scans_succeeded, 0);
+    }
+}
+
+#[test]
+fn a_failed_job_is_explained_by_its_log_or_its_condition() {
+    let limit_message = "Job has reached the specified backoff limit";
+    // (scan container of the only pod, restarted, log, expected message)
+    let cases: [(ScanContainerState, &str, &str); 3] = [
+        (exited(1), "boom", "boom"),
+        (
+            ScanContainerState {
+                last_exit_code: Some(1),
+                started: true,
+                ..ScanContainerState::default()
+            },
+            "boom again",
+            "boom again",
+        ),
+        (
+            exited(1),
+            " \n",
+            "scan Job 'JOB' failed: Job has reached the specified backoff limit",
+        ),
+    ];
+    for (scan, log, expected) in cases {
+        let mut api = api_with_job(config());
+        // Finished before its pod is seen: no failed attempt was read while it ran.
+        api.finish(false, "BackoffLimitExceeded", limit_message);
+        let restarted = scan.exit_code.is_none();
+        let pod = api.pod("1", scan);
+        api.put_pod(pod.clone());
+        let (id, name, limit, previous) = api.log_read();
+        assert_eq!(
+            (name.as_str(), limit, previous),
+            (pod.name.as_str(), FAILED_LOG_LIMIT, restarted)
+        );
+        api.reply(id, Outcome::Log(log.as_bytes().to_vec()));
+        assert!(api.run().is_empty());
+        let expected = expected.replace("JOB", &api.job().name);
+        assert_eq!(api.stalled("a"), Some(("Error".into(), expected)));
+    }
+}
+
+#[test]
+fn a_scan_that_never_started_is_explained_by_the_waiting_message_or_the_job_condition() {
+    for (message, job_message, expected) in [
+        ("secret \"pull\" not found", "", "secret \"pull\" not found"),
+        ("", "", "scan Job 'JOB' failed: DeadlineExceeded"),
+        (
+            "",
+            "Job was active longer than specified deadline",
+            "scan Job 'JOB' failed: Job was active longer than specified deadline",
+        ),
+    ] {
+        let mut api = api_with_job(config());
+        let pod = api.pod("1", waiting("CreateContainerConfigError", message));
+        api.put_pod(pod);
+        api.finish(false, "DeadlineExceeded", job_message);
+        assert!(api.run().is_empty(), "nothing to read");
+        let expected = expected.replace("JOB", &api.job().name);
+        assert_eq!(api.stalled("a"), Some(("Error".into(), expected)));
+    }
+}
+
+#[test]
+fn a_finished_job_without_pods_waits_for_the_pod_cache_before_it_counts_as_failed() {
+    for (succeeded, expected) in [
+        (true, "no pods found for job \"JOB\""),
+        (false, "scan Job 'JOB' failed: DeadlineExceeded"),
+    ] {
+        let mut api = api_with_job(config());
+        api.now = at(20);
+        api.finish(succeeded, "DeadlineExceeded", "");
+        api.now = at(21);
+        assert!(api.run().is_empty());
+        assert_eq!(api.stalled("a"), None, "the pod may still show up");
+        assert_eq!(
+            api.e.next_wakeup(),
+            Some(at(30)),
+            "the cache gets ten seconds"
+        );
+        api.wait_for_timer();
+        assert!(api.run().is_empty());
+        let expected = expected.replace("JOB", &api.job().name);
+        assert_eq!(api.stalled("a"), Some(("Error".into(), expected)));
+    }
+}
+
+#[test]
+fn a_log_that_cannot_be_read_ends_in_a_failure_that_says_why() {
+    let cases = [
+        (
+            true,
+            ApiErrorKind::LogTooLarge,
+            "larger than 67108864 bytes (--scan-log-max-bytes)",
+        ),
+        (
+            true,
+            ApiErrorKind::NotFound,
+            "scan result of job 'JOB' lost: its log could not be read: injected",
+        ),
+        (
+            false,
+            ApiErrorKind::NotFound,
+            "scan Job 'JOB' failed: BackoffLimitExceeded",
+        ),
+    ];
+    for (succeeded, kind, expected) in cases {
+        let mut api = api_with_job(config());
+        let pod = api.pod("1", exited(if succeeded { 0 } else { 1 }));
+        api.put_pod(pod);
+        api.finish(succeeded, "BackoffLimitExceeded", "");
+        let (id, ..) = api.log_read();
+        api.reply(id, failed(kind));
+        assert!(api.run().is_empty(), "{kind:?} is not retried");
+        let expected = expected.replace("JOB", &api.job().name);
+        let (reason, message) = api.stalled("a").expect("a failure is written at once");
+        assert_eq!(reason, "Error");
+        assert!(message.contains(&expected), "{kind:?}: {message}");
+    }
+}
+
+#[test]
+fn a_log_read_that_keeps_failing_is_retried_five_times_then_counts_as_failed() {
+    let mut api = api_with_job(config());
+    let pod = api.pod("1", exited(0));
+    api.put_pod(pod.clone());
+    api.finish(true, "Complete", "");
+    for attempt in 1..=4 {
+        let (id, ..) = api.log_read();
+        api.reply(id, failed(ApiErrorKind::ServerError));
+        assert!(
+            api.run().is_empty(),
+            "attempt {attempt}: not re-read at once"
+        );
+        assert_eq!(
+            api.stalled("a"),
+            None,
+            "attempt {attempt}: tried again later"
+        );
+        api.wait_for_timer();
+    }
+    let (id, ..) = api.log_read();
+    api.reply(id, failed(ApiErrorKind::ServerError));
+    assert!(api.run().is_empty());
+    let expected = format!(
+        "the log of scan pod {} could not be read after 5 attempts",
+        pod.name
+    );
+    assert_eq!(api.stalled("a"), Some(("Error".into(), expected)));
+}
+
+#[test]
+fn a_report_that_is_not_json_is_a_decode_error() {
+    let mut api = api_with_job(config());
+    let pod = api.pod("1", exited(0));
+    api.put_pod(pod);
+    api.finish(true, "Complete", "");
+    let (id, ..) = api.log_read();
+    api.reply(id, Outcome::Log(b"panic: runtime error".to_vec()));
+    assert!(api.run().is_empty());
+    let (reason, message) = api.stalled("a").expect("failed");
+    assert_eq!(reason, "ScanReportDecodeError");
+    assert!(
+        message.starts_with(&format!(
+            "error decoding scan report JSON from job '{}': ",
+            api.job().name
+        )),
+        "{message}"
+    );
+}
+
+/// After a restart: CIS `a` shows the success of finished Job `job-1`, CIS `b` (same digest)
+/// is new. The details are not in memory, so the engine reads the Job's log again.
+fn restarted_with_details_lost() -> (Api, CommandId) {
+    let mut api = Api::new(config());
+    let mut job1 = job("a-1111", "job-1", D1);
+    job1.finished = Some(JobFinish {
+        succeeded: true,
+        at: T,
+        reason: "Complete".into(),
+        message: String::new(),
+    });
+    api.put_job(job1);
+    let pod = api.pod("1", exited(0));
+    api.put_pod(pod.clone());
+    api.put_cis(
+        "a",
+        CisStatusView {
+            observed_generation: Some(1),
+            last_scan_job_uid: Some("job-1".into()),
+            last_scan_time: Some(T),
+            last_successful_scan_time: Some(T),
+            conditions: Vec::new(),
+            summary: None,
+        },
+    );
+    api.put_cis("b", CisStatusView::default());
+    let (id, name, ..) = api.log_read();
+    assert_eq!(name, pod.name);
+    (api, id)
+}
+
+#[test]
+fn details_read_again_are_written_to_the_cis_that_lacks_them() {
+    let (mut api, id) = restarted_with_details_lost();
+    api.reply(id, Outcome::Log(report(2, 0)));
+    assert!(api.run().is_empty());
+    assert_eq!(api.status("b").last_scan_job_uid.as_deref(), Some("job-1"));
+    assert_eq!(api.critical_count("b"), Some(2));
+    assert_eq!(api.jobs.len(), 1, "no new scan");
+}
+
+#[test]
+fn details_that_cannot_be_read_again_never_turn_a_success_into_a_failure() {
+    for answer in [
+        Outcome::Log(b"truncated {".to_vec()),
+        failed(ApiErrorKind::LogTooLarge),
+        failed(ApiErrorKind::NotFound),
+    ] {
+        let (mut api, mut id) = restarted_with_details_lost();
+        // Every answer is a failure to get the details: read again after a back-off (not at
+        // once), then, after the last attempt, a new scan gets them.
+        let mut reads = 1;
+        loop {
+            api.reply(id, answer.clone());
+            let left = api.run();
+            assert!(
+                api.stalled("a").is_none() && api.stalled("b").is_none(),
+                "{answer:?}: a success never turns into a failure"
+            );
+            if api.jobs.len() > 1 {
+                break;
+            }
+            assert!(
+                left.is_empty(),
+                "{answer:?}: read {reads} is not repeated at once"
+            );
+            api.wait_for_timer();
+            let left = api.run();
+            if api.jobs.len() > 1 {
+                break;
+            }
+            id = match left.as_slice() {
+                [
+                    Command {
+                        id,
+                        action: Action::FetchLog { .. },
+                    },
+                ] => *id,
+                other => panic!("{answer:?}: {:?}", super::tests::verbs(other)),
+            };
+            reads += 1;
+            assert!(reads <= 5, "{answer:?}: read {reads} times");
+        }
+        assert_eq!(api.status("a").last_scan_job_uid.as_deref(), Some("job-1"));
+    }
+}
+
+#[test]
+fn results_are_learned_from_the_statuses_a_restart_finds() {
+    let success = |at: Timestamp, job: &str| CisStatusView {
+        observed_generation: Some(1),
+        last_scan_job_uid: Some(job.into()),
+        last_scan_time: Some(at),
+        last_successful_scan_time: Some(at),
+        conditions: Vec::new(),
+        summary: None,
+    };
+    let failure = |at: Timestamp, job: &str| CisStatusView {
+        last_successful_scan_time: None,
+        conditions: super::tests::failed_status(job, at).conditions,
+        ..success(at, job)
+    };
+    let creates = |cmds: &[Command]| {
+        cmds.iter()
+            .filter(|c| matches!(c.action, Action::CreateJob { .. }))
+            .count()
+    };
+    let now = at(3600);
+
+    // A success an hour old, while the announcement of a rescan was still shown: not due.
+    let mut e = leading_engine(config());
+    let mut status = success(at(0), "job-1");
+    status.conditions = status::scan_job_created_status(
+        &cis("a", "uid-a", D1, CisStatusView::default()),
+        "a-1111",
+        at(0),
+    )
+    .conditions
+    .unwrap_or_default();
+    super::tests::apply_cis(&mut e, cis("a", "uid-a", D1, status), now);
+    assert_eq!(
+        creates(&e.poll(now)),
+        0,
+        "a success is not rescanned before the interval"
+    );
+
+    // The last scan is not the last successful one, and no condition says why: unknown.
+    let mut e = leading_engine(config());
+    let mut status = success(at(60), "job-1");
+    status.last_successful_scan_time = Some(at(0));
+    super::tests::apply_cis(&mut e, cis("a", "uid-a", D1, status), now);
+    assert_eq!(
+        creates(&e.poll(now)),
+        1,
+        "an unknown result is scanned at once"
+    );
+
+    // Two CIS of a digest show different failures: the newest counts (it is not due yet),
+    // and the other CIS is brought up to it.
+    let mut e = leading_engine(config());
+    super::tests::apply_cis(
+        &mut e,
+        cis("b", "uid-b", D1, failure(at(0), "job-old")),
+        now,
+    );
+    super::tests::apply_cis(
+        &mut e,
+        cis("a", "uid-a", D1, failure(at(3540), "job-new")),
+        now,
+    );
+    let cmds = e.poll(now);
+    assert_eq!(
+        creates(&cmds),
+        0,
+        "the newest failure is not due for a retry yet"
+    );
+    assert!(cmds.iter().any(|c| matches!(&c.action,
+        Action::ApplyCisStatus { name, status, .. }
+            if name == "b" && status.last_scan_job_uid.as_deref() == Some("job-new"))));
+
+    // Two failures of the same second: the other CIS is brought in line with the one learned.
+    let mut e = leading_engine(config());
+    super::tests::apply_cis(
+        &mut e,
+        cis("a", "uid-a", D1, failure(at(3540), "job-2")),
+        now,
+    );
+    super::tests::apply_cis(
+        &mut e,
+        cis("b", "uid-b", D1, failure(at(3540), "job-1")),
+        now,
+    );
+    let cmds = e.poll(now);
+    assert!(
+        cmds.iter().any(|c| matches!(&c.action,
+        Action::ApplyCisStatus { name, status, .. }
+            if name == "b" && status.last_scan_job_uid.as_deref() == Some("job-2"))),
+        "{:?}",
+        super::tests::verbs(&cmds)
+    );
+}
+
+#[test]
+fn a_finished_job_no_newer_than_the_known_result_is_not_read() {
+    // CIS `a` shows job-2's success at T; job-1 (another CIS's name) finished at T too.
+    let mut api = Api::new(config());
+    let mut job1 = job("b-1111", "job-1", D1);
+    job1.finished = Some(JobFinish {
+        succeeded: true,
+        at: T,
+        reason: "Complete".into(),
+        message: String::new(),
+    });
+    api.put_job(job1);
+    let pod = api.pod("1", exited(0));
+    api.put_pod(pod);
+    api.put_cis(
+        "a",
+        CisStatusView {
+            observed_generation: Some(1),
+            last_scan_job_uid: Some("job-2".into()),
+            last_scan_time: Some(T),
+            last_successful_scan_time: Some(T),
+            conditions: Vec::new(),
+            summary: None,
+        },
+    );
+    let left = api.run();
+    assert!(left.is_empty(), "{:?}", super::tests::verbs(&left));
+    assert_eq!(api.status_requests.len(), 0);
+}
+
+#[test]
+fn an_image_that_cannot_be_pulled_deletes_the_job_and_shows_why_at_once() {
+    let cases = [
+        (
+            false,
+            "Back-off pulling image \"x\"",
+            "Back-off pulling image \"x\"",
+        ),
+        (
+            true,
+            "rpc error: not found",
+            "trivy init container: rpc error: not found",
+        ),
+        (false, "", "scan-image of pod POD cannot pull its image"),
+    ];
+    for (init, message, expected) in cases {
+        let mut api = api_with_job(config());
+        let mut pod = api.pod("1", ScanContainerState::default());
+        let state = waiting("ImagePullBackOff", message);
+        if init {
+            pod.init = state;
+        } else {
+            pod.scan = state;
+        }
+        api.put_pod(pod.clone());
+        // One poll: the Job is deleted and the failure written together.
+        let cmds = api.e.poll(api.now);
+        let delete = cmds
+            .iter()
+            .find(|c| matches!(c.action, Action::DeleteJob { .. }))
+            .expect("the Job is deleted");
+        assert!(
+            cmds.iter()
+                .any(|c| matches!(&c.action, Action::ApplyCisStatus { name, .. } if name == "a")),
+            "{:?}",
+            super::tests::verbs(&cmds)
+        );
+        // While the delete is in flight the pod changes again: no second delete.
+        let delete_id = delete.id;
+        let others: Vec<Command> = cmds.into_iter().filter(|c| c.id != delete_id).collect();
+        for c in others {
+            if let Some(outcome) = api.answer(&c.action) {
+                api.reply(c.id, outcome);
+            }
+        }
+        pod.resource_version = api.next_rv();
+        api.put_pod(pod.clone());
+        let again = api.e.poll(api.now);
+        assert!(
+            !again
+                .iter()
+                .any(|c| matches!(c.action, Action::DeleteJob { .. })),
+            "{:?}",
+            super::tests::verbs(&again)
+        );
+        api.reply(delete_id, Outcome::Done);
+        let name = api.job().name;
+        api.job_deleted(&name);
+        assert!(api.run().is_empty());
+        let expected = expected.replace("POD", &pod.name);
+        assert_eq!(api.stalled("a"), Some(("Error".into(), expected)));
+        assert_eq!(api.e.stats().scans_failed, 1, "recorded once");
+    }
+}
+
+#[test]
+fn a_job_the_api_rejects_is_a_failure_users_see() {
+    let mut api = Api::new(config());
+    api.create_answers.push_back(failed(ApiErrorKind::Invalid));
+    api.put_cis("a", CisStatusView::default());
+    assert!(api.run().is_empty());
+    assert!(api.jobs.is_empty());
+    assert_eq!(
+        api.stalled("a"),
+        Some((
+            "Error".into(),
+            "scan Job could not be created: injected".into()
+        ))
+    );
+}
+
+#[test]
+fn more_critical_vulnerabilities_than_the_last_scan_raise_an_event() {
+    let mut api = api_with_job(config());
+    let new_critical = |api: &Api| {
+        api.events
+            .iter()
+            .filter(|e| e.reason == "NewCriticalVulnerabilities")
+            .map(|e| e.note.clone())
+            .collect::<Vec<_>>()
+    };
+    let pod = api.pod("1", exited(0));
+    api.put_pod(pod);
+    api.finish(true, "Complete", "");
+    let (id, ..) = api.log_read();
+    api.reply(id, Outcome::Log(report(1, 0)));
+    assert!(api.run().is_empty());
+    assert_eq!(new_critical(&api), Vec::<String>::new(), "no previous scan");
+
+    api.now = api.now.plus(Duration::from_secs(14 * 3600));
+    api.scan(report(2, 0));
+    assert_eq!(api.critical_count("a"), Some(2));
+    assert_eq!(
+        new_critical(&api),
+        vec![format!(
+            "a new scan of docker.io/library/nginx@{D1} found 2 CRITICAL vulnerabilities (previous scan: 1)"
+        )]
+    );
+
+    api.now = api.now.plus(Duration::from_secs(14 * 3600));
+    api.scan(report(2, 3));
+    assert_eq!(
+        new_critical(&api).len(),
+        1,
+        "as many as before: no new event"
+    );
+}
+
+#[test]
+fn a_spec_change_rewrites_the_status_for_the_new_generation() {
+    let mut api = api_with_job(config());
+    let pod = api.pod("1", exited(0));
+    api.put_pod(pod);
+    api.finish(true, "Complete", "");
+    let (id, ..) = api.log_read();
+    api.reply(id, Outcome::Log(report(1, 0)));
+    assert!(api.run().is_empty());
+    let mut view = api.cis.get("a").cloned().expect("a");
+    view.generation = 2;
+    view.spec.ignore_unfixed = Some(true);
+    view.resource_version = api.next_rv();
+    api.apply_cis(view);
+    assert!(api.run().is_empty());
+    assert_eq!(api.status("a").observed_generation, Some(2));
+    assert_eq!(
+        api.jobs.len(),
+        1,
+        "the result is filtered again, not rescanned"
+    );
+}
+
+/// A Job whose report is large: 300 vulnerabilities, far more than the budgets below.
+fn large_scan(cfg: EngineConfig, api_setup: impl FnOnce(&mut Api)) -> Api {
+    let mut api = api_with_job(cfg);
+    api_setup(&mut api);
+    let pod = api.pod("1", exited(0));
+    api.put_pod(pod);
+    api.finish(true, "Complete", "");
+    let (id, ..) = api.log_read();
+    api.reply(id, Outcome::Log(report(100, 200)));
+    api
+}
+
+fn small_budgets() -> EngineConfig {
+    let mut cfg = config();
+    cfg.write_reports = true;
+    cfg.report_max_bytes = 16 * 1024;
+    cfg.details_max_bytes = 16 * 1024;
+    cfg
+}
+
+/// Runs, waiting for timers, until CIS `a` shows a result.
+fn until_result(api: &mut Api) {
+    for _ in 0..10 {
+        assert!(api.run().is_empty());
+        if api.status("a").last_scan_time.is_some() {
+            return;
+        }
+        api.wait_for_timer();
+    }
+    panic!("no result written");
+}
+
+#[test]
+fn a_report_or_status_the_api_finds_too_large_is_retried_at_half_the_size() {
+    for (kind, halved) in [
+        (ApiErrorKind::TooLarge, true),
+        (ApiErrorKind::ServerError, false),
+    ] {
+        let mut api = large_scan(small_budgets(), |api| {
+            api.report_answers.push_back(failed(kind));
+            api.status_answers.push_back(failed(kind));
+        });
+        until_result(&mut api);
+        let reports = api.report_requests.clone();
+        assert_eq!(reports.len(), 2, "{kind:?}: {reports:?}");
+        let details = api.detail_sizes("a");
+        assert_eq!(details.len(), 2, "{kind:?}: {details:?}");
+        for (what, sizes) in [("Report", reports), ("details", details)] {
+            let (first, retry) = (sizes[0], sizes[1]);
+            // The budget counts the vulnerabilities, not the envelope around them.
+            assert!(first > 12 * 1024 && first <= 24 * 1024, "{what}: {first}");
+            if halved {
+                assert!(
+                    retry < first * 3 / 4 && retry > first / 4,
+                    "{what}: {sizes:?}"
+                );
+            } else {
+                assert_eq!(retry, first, "{what}: {kind:?} keeps the size");
+            }
+        }
+        assert_eq!(api.e.stats().reports_skipped, 0);
+    }
+}
+
+#[test]
+fn a_report_that_cannot_be_written_does_not_hold_back_the_status() {
+    // (answers to the Report writes, Reports asked for, skipped)
+    let cases = [
+        (vec![failed(ApiErrorKind::Invalid)], 1, 1),
+        (vec![failed(ApiErrorKind::ServerError); 3], 3, 1),
+        (vec![failed(ApiErrorKind::ServerError)], 2, 0),
+    ];
+    for (answers, requests, skipped) in cases {
+        let mut api = large_scan(small_budgets(), |api| {
+            api.report_answers.extend(answers.iter().cloned());
+        });
+        until_result(&mut api);
+        assert!(
+            api.status("a").summary.is_some(),
+            "{answers:?}: the result is written"
+        );
+        assert_eq!(api.report_requests.len(), requests, "{answers:?}");
+        assert_eq!(api.e.stats().reports_skipped, skipped, "{answers:?}");
+    }
+}
+
+#[test]
+fn jitter_spreads_digests_over_a_tenth_of_the_interval() {
+    let interval = Duration::from_secs(24 * 3600);
+    let values: std::collections::BTreeSet<Duration> = (0..200)
+        .map(|i| jitter(&format!("sha256:{i:064x}"), interval))
+        .collect();
+    assert!(values.iter().all(|j| *j < interval / 10), "{values:?}");
+    assert!(values.len() > 150, "only {} distinct values", values.len());
+    assert!(values.iter().any(|j| *j > interval / 20));
+}
