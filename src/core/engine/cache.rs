@@ -159,6 +159,18 @@ mod tests {
     }
 
     #[test]
+    fn among_reports_never_read_the_oldest_insert_goes_first() {
+        let one = approximate_bytes(&report(10));
+        let mut cache = ReportCache::new(one * 2);
+        cache.insert("b", "jb", report(10));
+        cache.insert("a", "ja", report(10));
+        cache.insert("c", "jc", report(10));
+        assert!(!cache.contains("b", "jb"), "b was inserted first");
+        assert!(cache.contains("a", "ja"));
+        assert!(cache.contains("c", "jc"));
+    }
+
+    #[test]
     fn a_result_of_another_job_is_a_miss() {
         let mut cache = ReportCache::new(1 << 20);
         cache.insert("a", "job-1", report(1));

@@ -91,4 +91,24 @@ mod tests {
         assert_eq!(interner.len(), 2);
         assert!(Arc::ptr_eq(&kept, &interner.share_vec(vec![0])));
     }
+
+    #[test]
+    fn after_a_sweep_the_next_one_waits_until_the_set_has_doubled() {
+        let mut interner: Interner<[u32]> = Interner::default();
+        // 600 values stay in use, 424 do not: the first sweep happens at MIN_SWEEP.
+        let kept: Vec<Arc<[u32]>> = (0..600).map(|i| interner.share_vec(vec![i])).collect();
+        for i in 600..MIN_SWEEP as u32 {
+            interner.share_vec(vec![i]);
+        }
+        interner.share_vec(vec![u32::MAX]);
+        assert_eq!(interner.len(), 601, "the 600 in use and the new one");
+        // Unused again: no sweep before 1,200 values (twice what the sweep kept).
+        for i in 0..(1200 - 601) as u32 {
+            interner.share_vec(vec![1_000_000 + i]);
+        }
+        assert_eq!(interner.len(), 1200);
+        interner.share_vec(vec![2_000_000]);
+        assert_eq!(interner.len(), 601);
+        assert_eq!(kept.len(), 600);
+    }
 }

@@ -431,6 +431,8 @@ impl Engine {
 }
 
 #[cfg(test)]
+mod cis_stage_tests;
+#[cfg(test)]
 mod lifecycle_tests;
 #[cfg(test)]
 mod scan_stage_tests;

@@ -213,6 +213,29 @@ impl Api {
                 Some(Outcome::JobCreated(Box::new(view)))
             }
             Action::DeleteJob { .. } => Some(Outcome::Done),
+            Action::ApplyCis {
+                namespace,
+                name,
+                labels,
+                owners,
+                spec,
+            } => {
+                let rv = self.next_rv();
+                let view = CisView {
+                    namespace: namespace.clone(),
+                    name: name.clone(),
+                    uid: format!("uid-{name}"),
+                    resource_version: rv,
+                    generation: 1,
+                    labels: labels.clone(),
+                    owners: owners.clone(),
+                    deleting: false,
+                    spec: spec.clone(),
+                    status: CisStatusView::default(),
+                };
+                self.cis.insert(name.clone(), view.clone());
+                Some(Outcome::CisApplied(Box::new(view)))
+            }
             _ => None,
         }
     }
@@ -1118,4 +1141,31 @@ fn jitter_spreads_digests_over_a_tenth_of_the_interval() {
     assert!(values.iter().all(|j| *j < interval / 10), "{values:?}");
     assert!(values.len() > 150, "only {} distinct values", values.len());
     assert!(values.iter().any(|j| *j > interval / 20));
+}
+
+#[test]
+fn the_time_to_a_first_result_runs_from_the_first_sight_of_the_digest() {
+    let mut api = Api::new(config());
+    api.e.observe(
+        Observation::Pod {
+            stream: StreamId(0),
+            event: WatchEvent::Apply(super::tests::pod_with(D1)),
+        },
+        api.now,
+    );
+    api.until_job_created();
+    api.now = at(31);
+    let pod = api.pod("1", exited(0));
+    api.put_pod(pod);
+    api.finish(true, "Complete", "");
+    let (id, ..) = api.log_read();
+    api.reply(id, Outcome::Log(report(0, 1)));
+    assert!(api.run().is_empty());
+    let latency = api.e.first_result_latency();
+    assert_eq!((latency.sum_secs, latency.count), (30.0, 1));
+    // A rescan is not a first result.
+    api.now = api.now.plus(Duration::from_secs(14 * 3600));
+    api.scan(report(0, 1));
+    assert_eq!(api.e.stats().scans_succeeded, 2);
+    assert_eq!(api.e.first_result_latency().count, 1);
 }

@@ -107,6 +107,19 @@ pub(super) fn verbs(cmds: &[Command]) -> Vec<&'static str> {
 }
 
 #[test]
+fn a_renewed_leadership_does_not_sync_everything_again() {
+    let mut e = engine();
+    apply_cis(&mut e, cis("a", "uid-a", D1, failed_status("job-1", T)), T);
+    assert!(e.poll(at(1)).is_empty(), "nothing to do until the retry");
+    assert_eq!(e.queue_depth(), 0);
+    e.observe(Observation::Leadership { leading: true }, at(2));
+    assert_eq!(e.queue_depth(), 0, "a renewal changes nothing");
+    e.observe(Observation::Leadership { leading: false }, at(3));
+    e.observe(Observation::Leadership { leading: true }, at(4));
+    assert!(e.queue_depth() > 0, "a new term looks at everything again");
+}
+
+#[test]
 fn a_status_write_answered_not_found_forgets_the_cis_instead_of_rewriting_it() {
     // Found by the simulator: the CIS was deleted, the watch had not said so yet, and the
     // engine rewrote its status (plus a ScanFailed Event) once per round trip.
@@ -131,7 +144,7 @@ fn a_status_write_answered_not_found_forgets_the_cis_instead_of_rewriting_it() {
     assert!(e.cis_views().all(|c| c.name != "b"));
 }
 
-fn pod_with(digest: &str) -> PodView {
+pub(super) fn pod_with(digest: &str) -> PodView {
     PodView {
         namespace: "ns".into(),
         name: "p".into(),

@@ -11,10 +11,12 @@ use crate::core::port::{
 };
 use crate::core::time::Timestamp;
 
-const SHA_A: &str = "sha256:4b59f7dacd37c688968756d176139715df69d89eb0be1802e059316f9d58d9ef";
-const SHA_B: &str = "sha256:1645798310a56491acb75d750ed6a4693a35506c9860503d21a877cc54d95191";
+pub(super) const SHA_A: &str =
+    "sha256:4b59f7dacd37c688968756d176139715df69d89eb0be1802e059316f9d58d9ef";
+pub(super) const SHA_B: &str =
+    "sha256:1645798310a56491acb75d750ed6a4693a35506c9860503d21a877cc54d95191";
 
-fn now() -> Timestamp {
+pub(super) fn now() -> Timestamp {
     Timestamp::from_secs(1_800_000_000)
 }
 
@@ -41,7 +43,7 @@ fn engine(kinds: &[(&str, &str)]) -> Engine {
     e
 }
 
-fn rs(name: &str, uid: &str) -> WorkloadView {
+pub(super) fn rs(name: &str, uid: &str) -> WorkloadView {
     WorkloadView {
         group: "apps".into(),
         api_version: "apps/v1".into(),
@@ -54,7 +56,7 @@ fn rs(name: &str, uid: &str) -> WorkloadView {
     }
 }
 
-fn pod(
+pub(super) fn pod(
     name: &str,
     controller: Option<&WorkloadView>,
     containers: &[(&str, &str, &str)],
@@ -95,7 +97,7 @@ fn pod(
 }
 
 /// Every CIS apply the engine asks for, by name.
-fn applies(cmds: &[Command]) -> BTreeMap<String, &Action> {
+pub(super) fn applies(cmds: &[Command]) -> BTreeMap<String, &Action> {
     cmds.iter()
         .filter_map(|c| match &c.action {
             a @ Action::ApplyCis { name, .. } => Some((name.clone(), a)),
@@ -104,7 +106,7 @@ fn applies(cmds: &[Command]) -> BTreeMap<String, &Action> {
         .collect()
 }
 
-fn owner_uids(action: &Action) -> Vec<String> {
+pub(super) fn owner_uids(action: &Action) -> Vec<String> {
     match action {
         Action::ApplyCis { owners, .. } => {
             let mut v: Vec<String> = owners.iter().map(|o| o.uid.clone()).collect();

@@ -109,6 +109,30 @@ mod tests {
         );
     }
 
+    #[test]
+    fn capacity_is_kept_until_the_set_is_down_to_a_quarter() {
+        let mut set = VecSet::default();
+        for i in 0..64u32 {
+            set.insert(i);
+        }
+        let full = set.0.capacity();
+        for i in 0..64u32 {
+            set.remove(&i);
+            if set.len() * 4 > full {
+                assert_eq!(set.0.capacity(), full, "shrunk at {} values", set.len());
+            }
+        }
+    }
+
+    #[test]
+    fn an_owned_set_iterates_in_order() {
+        let mut set = VecSet::default();
+        for v in [3u8, 1, 2] {
+            set.insert(v);
+        }
+        assert_eq!(set.into_iter().collect::<Vec<_>>(), vec![1, 2, 3]);
+    }
+
     proptest! {
         /// Any sequence of inserts and removes leaves the same members, in the same order, as
         /// a `BTreeSet`, with the same answers along the way.

@@ -528,6 +528,16 @@ mod tests {
     use super::*;
     use crate::crd::Severity;
 
+    #[test]
+    fn an_escaped_character_longer_than_the_bound_is_left_out() {
+        for keep_end in [false, true] {
+            let (text, whole) = escape_bounded(b"\x1b", 3, keep_end);
+            assert_eq!((text.as_str(), whole), ("", false), "keep_end {keep_end}");
+            let (text, whole) = escape_bounded(b"ab\x1b", 6, keep_end);
+            assert!(text.len() <= 6 && !whole, "{text:?}");
+        }
+    }
+
     fn vuln_json(id: &str) -> String {
         format!(
             r#"{{"vulnerabilityID":"{id}","pkgName":"p","installedVersion":"1","severity":"LOW"}}"#

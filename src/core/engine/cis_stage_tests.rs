@@ -1,0 +1,207 @@
+//! Scenario tests of the CIS stage (`cis_sync.rs`): when a CIS is written, deleted or left to
+//! Kubernetes' garbage collector, checked poll by poll (the simulator's invariants only see
+//! the eventual set of CIS objects).
+
+use std::time::Duration;
+
+use super::upstream_cases::{SHA_A, SHA_B, applies, now, owner_uids, pod, rs};
+use super::*;
+use crate::core::port::{ApiError, CisStatusView, OwnerRef, PodView, StreamId, WatchEvent};
+
+const IMAGE: &str = "my.registry/repository/app";
+
+/// An engine watching ReplicaSets with an owner-update delay of ten seconds, and ReplicaSet
+/// `rs-1`.
+fn engine() -> Engine {
+    let mut cfg = EngineConfig::for_tests("image-scanner");
+    cfg.workload_kinds = [("apps".to_string(), "ReplicaSet".to_string())]
+        .into_iter()
+        .collect();
+    cfg.owner_update_delay = Duration::from_secs(10);
+    let mut e = Engine::new(cfg);
+    e.observe(Observation::CachesSynced, now());
+    e.observe(Observation::Leadership { leading: true }, now());
+    e.observe(
+        Observation::Workload {
+            stream: StreamId(2),
+            event: WatchEvent::Apply(rs("rs-1", "rs-1")),
+        },
+        now(),
+    );
+    e
+}
+
+fn later(secs: u64) -> Timestamp {
+    now().plus(Duration::from_secs(secs))
+}
+
+fn put_pod(e: &mut Engine, pod: PodView, at: Timestamp) {
+    e.observe(
+        Observation::Pod {
+            stream: StreamId(1),
+            event: WatchEvent::Apply(pod),
+        },
+        at,
+    );
+}
+
+fn app_pod(name: &str, digest: &str) -> PodView {
+    let owner = rs("rs-1", "rs-1");
+    pod(name, Some(&owner), &[("app", IMAGE, digest)])
+}
+
+/// Answers every CIS apply with the object the server would return; returns the CIS.
+fn apply_all(e: &mut Engine, cmds: &[Command], at: Timestamp) -> Vec<CisView> {
+    let mut applied = Vec::new();
+    for c in cmds {
+        if let Action::ApplyCis {
+            namespace,
+            name,
+            labels,
+            owners,
+            spec,
+        } = &c.action
+        {
+            let view = CisView {
+                namespace: namespace.clone(),
+                name: name.clone(),
+                uid: format!("uid-{name}"),
+                resource_version: Some(2),
+                generation: 1,
+                labels: labels.clone(),
+                owners: owners.clone(),
+                deleting: false,
+                spec: spec.clone(),
+                status: CisStatusView::default(),
+            };
+            e.observe(
+                Observation::Outcome {
+                    id: c.id,
+                    outcome: Outcome::CisApplied(Box::new(view.clone())),
+                },
+                at,
+            );
+            applied.push(view);
+        }
+    }
+    applied
+}
+
+#[test]
+fn owners_joining_a_cis_are_written_once_the_owner_delay_has_passed() {
+    let mut e = engine();
+    put_pod(&mut e, app_pod("pod-1", SHA_A), now());
+    let first = e.poll(now());
+    assert_eq!(apply_all(&mut e, &first, now()).len(), 1);
+
+    // A second replica starts: an owner-only change waits, so replicas starting together
+    // cost one write.
+    put_pod(&mut e, app_pod("pod-2", SHA_A), now());
+    assert!(applies(&e.poll(now())).is_empty(), "written at once");
+    let mut pod2 = app_pod("pod-2", SHA_A);
+    pod2.resource_version = Some(7);
+    put_pod(&mut e, pod2, later(5));
+    assert!(
+        applies(&e.poll(later(5))).is_empty(),
+        "written before the delay passed"
+    );
+    assert_eq!(e.next_wakeup(), Some(later(10)));
+    let cmds = e.poll(later(10));
+    let written = applies(&cmds);
+    let owners: Vec<Vec<String>> = written.values().map(|a| owner_uids(a)).collect();
+    assert_eq!(owners, vec![vec!["uid-pod-1", "uid-pod-2"]]);
+}
+
+#[test]
+fn a_cis_is_deleted_only_while_an_owner_pod_still_runs() {
+    let deletes = |cmds: &[Command]| {
+        cmds.iter()
+            .filter(|c| matches!(c.action, Action::DeleteCis { .. }))
+            .count()
+    };
+    // A CIS whose owner pod is gone: Kubernetes' garbage collector removes it.
+    let mut e = engine();
+    let orphan = CisView {
+        namespace: "replica-set".into(),
+        name: "orphan".into(),
+        uid: "uid-orphan".into(),
+        resource_version: Some(3),
+        generation: 1,
+        labels: Default::default(),
+        owners: vec![OwnerRef {
+            api_version: "v1".into(),
+            kind: "Pod".into(),
+            name: "pod-9".into(),
+            uid: "uid-pod-9".into(),
+        }],
+        deleting: false,
+        spec: crate::core::engine::tests::cis("orphan", "uid-orphan", SHA_A, Default::default())
+            .spec,
+        status: CisStatusView::default(),
+    };
+    e.observe(
+        Observation::Cis {
+            stream: StreamId(3),
+            event: WatchEvent::Apply(orphan),
+        },
+        now(),
+    );
+    assert_eq!(deletes(&e.poll(now())), 0, "left to the garbage collector");
+
+    // The owner pod now runs another image: its old CIS is deleted, and a failed delete is
+    // retried after a back-off, not forgotten.
+    let mut e = engine();
+    put_pod(&mut e, app_pod("pod-1", SHA_A), now());
+    let first = e.poll(now());
+    let old = apply_all(&mut e, &first, now());
+    assert_eq!(old.len(), 1);
+    let mut moved = app_pod("pod-1", SHA_B);
+    moved.resource_version = Some(9);
+    put_pod(&mut e, moved, later(1));
+    let cmds = e.poll(later(1));
+    let delete = cmds
+        .iter()
+        .find(|c| matches!(&c.action, Action::DeleteCis { name, .. } if *name == old[0].name))
+        .expect("the old CIS is deleted");
+    e.observe(
+        Observation::Outcome {
+            id: delete.id,
+            outcome: Outcome::Failed(ApiError {
+                kind: ApiErrorKind::ServerError,
+                message: "injected".into(),
+            }),
+        },
+        later(1),
+    );
+    assert!(e.cis_views().any(|c| c.name == old[0].name), "forgotten");
+    let retry_at = e.next_wakeup().expect("a retry is scheduled");
+    assert_eq!(deletes(&e.poll(retry_at)), 1, "retried");
+}
+
+#[test]
+fn the_pod_or_its_workload_turns_on_ignore_unfixed() {
+    for (on_workload, on_pod) in [(false, false), (true, false), (false, true)] {
+        let mut e = engine();
+        let mut owner = rs("rs-1", "rs-1");
+        owner.ignore_unfixed = on_workload;
+        e.observe(
+            Observation::Workload {
+                stream: StreamId(2),
+                event: WatchEvent::Apply(owner.clone()),
+            },
+            now(),
+        );
+        let mut p = pod("pod-1", Some(&owner), &[("app", IMAGE, SHA_A)]);
+        p.ignore_unfixed = on_pod;
+        put_pod(&mut e, p, now());
+        let cmds = e.poll(now());
+        let specs: Vec<Option<bool>> = cmds
+            .iter()
+            .filter_map(|c| match &c.action {
+                Action::ApplyCis { spec, .. } => Some(spec.ignore_unfixed),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(specs, vec![Some(on_workload || on_pod)]);
+    }
+}
