@@ -205,3 +205,47 @@ fn the_pod_or_its_workload_turns_on_ignore_unfixed() {
         assert_eq!(specs, vec![Some(on_workload || on_pod)]);
     }
 }
+
+#[test]
+fn pods_of_excluded_namespaces_and_our_own_scan_pods_get_no_cis() {
+    use crate::core::workload::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+    let mut excluded = app_pod("pod-1", SHA_A);
+    excluded.namespace = "kube-system".into();
+    let mut scan_pod = app_pod("pod-2", SHA_A);
+    let mut labels = (*scan_pod.labels).clone();
+    labels.insert(MANAGED_BY_LABEL.into(), MANAGED_BY_VALUE.into());
+    scan_pod.labels = labels.into();
+    for p in [excluded, scan_pod] {
+        let mut e = engine();
+        put_pod(&mut e, p.clone(), now());
+        assert!(
+            applies(&e.poll(now())).is_empty(),
+            "{} {}",
+            p.namespace,
+            p.name
+        );
+    }
+}
+
+#[test]
+fn a_stale_pod_update_is_ignored() {
+    let mut e = engine();
+    let mut current = app_pod("pod-1", SHA_B);
+    current.resource_version = Some(5);
+    put_pod(&mut e, current, now());
+    let first = e.poll(now());
+    let applied = apply_all(&mut e, &first, now());
+    assert_eq!(applied.len(), 1);
+    let mut stale = app_pod("pod-1", SHA_A);
+    stale.resource_version = Some(4);
+    put_pod(&mut e, stale, later(1));
+    let cmds = e.poll(later(1));
+    assert!(
+        cmds.iter().all(|c| !matches!(
+            &c.action,
+            Action::ApplyCis { spec, .. } if spec.digest == SHA_A
+        )),
+        "{:?}",
+        crate::core::engine::tests::verbs(&cmds)
+    );
+}
