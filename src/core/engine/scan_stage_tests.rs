@@ -697,6 +697,17 @@ fn a_report_that_is_not_json_is_a_decode_error() {
 /// is new. The details are not in memory, so the engine reads the Job's log again.
 fn restarted_with_details_lost() -> (Api, CommandId) {
     let mut api = Api::new(config());
+    // An older successful Job of the digest, still there: not the one to read.
+    let mut job0 = job("a-0000", "job-0", D1);
+    job0.finished = Some(JobFinish {
+        succeeded: true,
+        at: T,
+        reason: "Complete".into(),
+        message: String::new(),
+    });
+    api.put_job(job0);
+    let pod0 = api.pod("0", exited(0));
+    api.put_pod(pod0);
     let mut job1 = job("a-1111", "job-1", D1);
     job1.finished = Some(JobFinish {
         succeeded: true,
@@ -731,7 +742,7 @@ fn details_read_again_are_written_to_the_cis_that_lacks_them() {
     assert!(api.run().is_empty());
     assert_eq!(api.status("b").last_scan_job_uid.as_deref(), Some("job-1"));
     assert_eq!(api.critical_count("b"), Some(2));
-    assert_eq!(api.jobs.len(), 1, "no new scan");
+    assert_eq!(api.jobs.len(), 2, "no new scan");
 }
 
 #[test]
@@ -752,7 +763,7 @@ fn details_that_cannot_be_read_again_never_turn_a_success_into_a_failure() {
                 api.stalled("a").is_none() && api.stalled("b").is_none(),
                 "{answer:?}: a success never turns into a failure"
             );
-            if api.jobs.len() > 1 {
+            if api.jobs.len() > 2 {
                 break;
             }
             assert!(
@@ -761,7 +772,7 @@ fn details_that_cannot_be_read_again_never_turn_a_success_into_a_failure() {
             );
             api.wait_for_timer();
             let left = api.run();
-            if api.jobs.len() > 1 {
+            if api.jobs.len() > 2 {
                 break;
             }
             id = match left.as_slice() {
@@ -1043,6 +1054,70 @@ fn a_spec_change_rewrites_the_status_for_the_new_generation() {
         api.jobs.len(),
         1,
         "the result is filtered again, not rescanned"
+    );
+}
+
+#[test]
+fn a_job_whose_retry_succeeded_after_a_failed_attempt_is_a_success() {
+    let mut api = api_with_job(config());
+    let first = api.pod("1", exited(1));
+    api.put_pod(first);
+    let (id, ..) = api.log_read();
+    api.reply(id, Outcome::Log(b"attempt 1: connection refused".to_vec()));
+    assert!(api.run().is_empty());
+    api.now = at(5);
+    let second = api.pod("2", exited(0));
+    api.put_pod(second.clone());
+    api.finish(true, "Complete", "");
+    let (id, pod, ..) = api.log_read();
+    assert_eq!(pod, second.name);
+    api.reply(id, Outcome::Log(report(1, 0)));
+    assert!(api.run().is_empty());
+    assert_eq!(api.stalled("a"), None);
+    assert_eq!(api.critical_count("a"), Some(1));
+}
+
+#[test]
+fn a_decode_error_learned_from_one_cis_is_shown_with_its_reason_on_another() {
+    let mut e = leading_engine(config());
+    let mut status = super::tests::failed_status("job-1", at(3540));
+    status.conditions[0].reason = "ScanReportDecodeError".into();
+    super::tests::apply_cis(&mut e, cis("a", "uid-a", D1, status), at(3600));
+    super::tests::apply_cis(&mut e, cis("b", "uid-b", D1, Default::default()), at(3600));
+    let cmds = e.poll(at(3600));
+    let reasons: Vec<String> = cmds
+        .iter()
+        .filter_map(|c| match &c.action {
+            Action::ApplyCisStatus { name, status, .. } if name == "b" => Some(
+                status
+                    .conditions
+                    .iter()
+                    .flatten()
+                    .map(|c| c.reason.clone())
+                    .collect::<String>(),
+            ),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reasons, vec!["ScanReportDecodeError".to_string()]);
+}
+
+#[test]
+fn a_log_read_in_flight_for_one_digest_does_not_hold_back_another() {
+    let mut api = api_with_job(config());
+    let pod = api.pod("1", exited(0));
+    api.put_pod(pod);
+    api.finish(true, "Complete", "");
+    let _in_flight = api.log_read();
+    let mut other = cis("c", "uid-c", super::tests::D2, Default::default());
+    other.resource_version = api.next_rv();
+    api.apply_cis(other);
+    assert!(api.run().is_empty());
+    assert!(
+        api.jobs
+            .values()
+            .any(|j| j.digest.as_deref() == Some(super::tests::D2)),
+        "the other digest's Job is created at once"
     );
 }
 
