@@ -113,6 +113,20 @@ impl Api {
         );
     }
 
+    /// The scan pod watch relists: pods that are gone without a Delete event are forgotten.
+    fn relist_pods(&mut self) {
+        let event = |event| Observation::ScanPod {
+            stream: POD_STREAM,
+            event,
+        };
+        self.e.observe(event(WatchEvent::InitStarted), self.now);
+        for p in self.pods.values() {
+            self.e
+                .observe(event(WatchEvent::InitApply(p.clone())), self.now);
+        }
+        self.e.observe(event(WatchEvent::InitDone), self.now);
+    }
+
     fn delete_pod(&mut self, name: &str) {
         if let Some(view) = self.pods.remove(name) {
             self.e.observe(
@@ -1243,4 +1257,52 @@ fn the_time_to_a_first_result_runs_from_the_first_sight_of_the_digest() {
     api.scan(report(0, 1));
     assert_eq!(api.e.stats().scans_succeeded, 2);
     assert_eq!(api.e.first_result_latency().count, 1);
+}
+
+#[test]
+fn scan_pods_that_are_gone_are_not_read() {
+    // Deleted with an event, or gone while the watch was down (the relist forgets it).
+    for relist in [false, true] {
+        let mut api = api_with_job(config());
+        let pod = api.pod("1", exited(0));
+        api.put_pod(pod.clone());
+        if relist {
+            api.pods.remove(&pod.name);
+            api.relist_pods();
+        } else {
+            api.delete_pod(&pod.name);
+        }
+        api.now = at(20);
+        api.finish(true, "Complete", "");
+        api.now = at(21);
+        let left = api.run();
+        assert!(
+            left.is_empty(),
+            "relist {relist}: {:?}",
+            super::tests::verbs(&left)
+        );
+        api.now = at(30);
+        assert!(api.run().is_empty());
+        let expected = format!("no pods found for job \"{}\"", api.job().name);
+        assert_eq!(api.stalled("a"), Some(("Error".into(), expected)));
+    }
+}
+
+#[test]
+fn a_stale_job_update_does_not_undo_its_end() {
+    let mut api = api_with_job(config());
+    let pod = api.pod("1", exited(0));
+    api.put_pod(pod);
+    let running = api.job();
+    api.finish(true, "Complete", "");
+    // The watch delivers an older version after the newer one.
+    api.e.observe(
+        Observation::Job {
+            stream: JOB_STREAM,
+            event: WatchEvent::Apply(running),
+        },
+        api.now,
+    );
+    let (_, pod, ..) = api.log_read();
+    assert!(pod.ends_with("-1"), "{pod}");
 }
