@@ -132,7 +132,7 @@ fn a_cis_is_deleted_only_while_an_owner_pod_still_runs() {
             api_version: "v1".into(),
             kind: "Pod".into(),
             name: "pod-9".into(),
-            uid: "uid-pod-9".into(),
+            uid: "uid-pod-9-before".into(),
         }],
         deleting: false,
         spec: crate::core::engine::tests::cis("orphan", "uid-orphan", SHA_A, Default::default())
@@ -142,11 +142,22 @@ fn a_cis_is_deleted_only_while_an_owner_pod_still_runs() {
     e.observe(
         Observation::Cis {
             stream: StreamId(3),
-            event: WatchEvent::Apply(orphan),
+            event: WatchEvent::Apply(orphan.clone()),
         },
         now(),
     );
     assert_eq!(deletes(&e.poll(now())), 0, "left to the garbage collector");
+    // A new pod under the owner's name (a re-created StatefulSet pod) is not that owner.
+    let mut e = engine();
+    put_pod(&mut e, app_pod("pod-9", SHA_B), now());
+    e.observe(
+        Observation::Cis {
+            stream: StreamId(3),
+            event: WatchEvent::Apply(orphan),
+        },
+        now(),
+    );
+    assert_eq!(deletes(&e.poll(now())), 0, "the owner pod is still gone");
 
     // The owner pod now runs another image: its old CIS is deleted, and a failed delete is
     // retried after a back-off, not forgotten.
@@ -175,7 +186,26 @@ fn a_cis_is_deleted_only_while_an_owner_pod_still_runs() {
     );
     assert!(e.cis_views().any(|c| c.name == old[0].name), "forgotten");
     let retry_at = e.next_wakeup().expect("a retry is scheduled");
-    assert_eq!(deletes(&e.poll(retry_at)), 1, "retried");
+    let retry = e.poll(retry_at);
+    assert_eq!(deletes(&retry), 1, "retried");
+    let spec_writes = e.stats().spec_writes;
+    for c in retry
+        .iter()
+        .filter(|c| matches!(c.action, Action::DeleteCis { .. }))
+    {
+        e.observe(
+            Observation::Outcome {
+                id: c.id,
+                outcome: Outcome::Done,
+            },
+            retry_at,
+        );
+    }
+    assert_eq!(
+        e.stats().spec_writes,
+        spec_writes + 1,
+        "a delete is a spec write"
+    );
 }
 
 #[test]
