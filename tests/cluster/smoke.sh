@@ -261,7 +261,8 @@ apiVersion: smoke.image-scanner.test/v1
 kind: Widget
 metadata: {name: owner}
 EOY
-uid="$(jp widget/owner '{.metadata.uid}')"
+# Fully qualified: the e2e tests install a Widget kind of another group in the same cluster.
+uid="$(jp widgets.smoke.image-scanner.test/owner '{.metadata.uid}')"
 kc apply -n "$NS" -f - >/dev/null <<EOY
 apiVersion: v1
 kind: ConfigMap
@@ -271,7 +272,7 @@ metadata:
   - {apiVersion: smoke.image-scanner.test/v1, kind: Widget, name: owner, uid: "$uid"}
 data: {k: v}
 EOY
-kc delete widget -n "$NS" owner --wait=false >/dev/null
+kc delete widgets.smoke.image-scanner.test -n "$NS" owner --wait=false >/dev/null
 cm_gone() { ! kc get configmap -n "$NS" owned-by-widget; }
 if wait_until 90 cm_gone; then
   pass "deleting custom resource Widget/owner garbage-collected ConfigMap owned-by-widget after ${WAITED}s"
