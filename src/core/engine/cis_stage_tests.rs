@@ -54,26 +54,7 @@ fn app_pod(name: &str, digest: &str) -> PodView {
 fn apply_all(e: &mut Engine, cmds: &[Command], at: Timestamp) -> Vec<CisView> {
     let mut applied = Vec::new();
     for c in cmds {
-        if let Action::ApplyCis {
-            namespace,
-            name,
-            labels,
-            owners,
-            spec,
-        } = &c.action
-        {
-            let view = CisView {
-                namespace: namespace.clone(),
-                name: name.clone(),
-                uid: format!("uid-{name}"),
-                resource_version: Some(2),
-                generation: 1,
-                labels: labels.clone(),
-                owners: owners.clone(),
-                deleting: false,
-                spec: spec.clone(),
-                status: CisStatusView::default(),
-            };
+        if let Some(view) = crate::core::engine::tests::created_cis(&c.action, Some(2)) {
             e.observe(
                 Observation::Outcome {
                     id: c.id,

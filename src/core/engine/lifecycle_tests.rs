@@ -138,7 +138,7 @@ fn config(window: usize) -> EngineConfig {
     cfg
 }
 
-fn status_view(s: &ContainerImageScanStatus) -> CisStatusView {
+pub(super) fn status_view(s: &ContainerImageScanStatus) -> CisStatusView {
     CisStatusView {
         observed_generation: s.observed_generation,
         last_scan_job_uid: s.last_scan_job_uid.clone(),

@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
+use super::lifecycle_tests::status_view;
 use super::scans::jitter;
 use super::tests::{D1, T, at, cis, failed, job, leading_engine};
 use super::*;
@@ -227,27 +228,10 @@ impl Api {
                 Some(Outcome::JobCreated(Box::new(view)))
             }
             Action::DeleteJob { .. } => Some(Outcome::Done),
-            Action::ApplyCis {
-                namespace,
-                name,
-                labels,
-                owners,
-                spec,
-            } => {
+            Action::ApplyCis { .. } => {
                 let rv = self.next_rv();
-                let view = CisView {
-                    namespace: namespace.clone(),
-                    name: name.clone(),
-                    uid: format!("uid-{name}"),
-                    resource_version: rv,
-                    generation: 1,
-                    labels: labels.clone(),
-                    owners: owners.clone(),
-                    deleting: false,
-                    spec: spec.clone(),
-                    status: CisStatusView::default(),
-                };
-                self.cis.insert(name.clone(), view.clone());
+                let view = super::tests::created_cis(action, rv)?;
+                self.cis.insert(view.name.clone(), view.clone());
                 Some(Outcome::CisApplied(Box::new(view)))
             }
             _ => None,
@@ -401,20 +385,6 @@ impl Api {
             .filter(|(n, s)| n == name && s.vulnerabilities.is_some())
             .map(|(_, s)| serde_json::to_vec(&s.vulnerabilities).map_or(0, |b| b.len()))
             .collect()
-    }
-}
-
-fn status_view(s: &ContainerImageScanStatus) -> CisStatusView {
-    CisStatusView {
-        observed_generation: s.observed_generation,
-        last_scan_job_uid: s.last_scan_job_uid.clone(),
-        last_scan_time: s.last_scan_time.as_ref().map(Timestamp::from_k8s),
-        last_successful_scan_time: s
-            .last_successful_scan_time
-            .as_ref()
-            .map(Timestamp::from_k8s),
-        conditions: s.conditions.clone().unwrap_or_default(),
-        summary: s.vulnerability_summary.clone().map(std::sync::Arc::new),
     }
 }
 

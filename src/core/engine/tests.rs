@@ -63,6 +63,33 @@ pub(crate) fn cis(name: &str, uid: &str, digest: &str, status: CisStatusView) ->
     }
 }
 
+/// The CIS the server returns for an `ApplyCis` that creates it (UID `uid-<name>`, generation
+/// 1, no status); `None` for any other action.
+pub(super) fn created_cis(action: &Action, resource_version: Option<u64>) -> Option<CisView> {
+    let Action::ApplyCis {
+        namespace,
+        name,
+        labels,
+        owners,
+        spec,
+    } = action
+    else {
+        return None;
+    };
+    Some(CisView {
+        namespace: namespace.clone(),
+        name: name.clone(),
+        uid: format!("uid-{name}"),
+        resource_version,
+        generation: 1,
+        labels: labels.clone(),
+        owners: owners.clone(),
+        deleting: false,
+        spec: spec.clone(),
+        status: CisStatusView::default(),
+    })
+}
+
 pub(super) fn failed_status(job_uid: &str, at: Timestamp) -> CisStatusView {
     CisStatusView {
         observed_generation: Some(1),
