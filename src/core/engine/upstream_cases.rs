@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use super::{Engine, EngineConfig};
 use crate::core::port::{
-    Action, CisStatusView, CisView, Command, ContainerKind, ContainerView, Observation, Outcome,
-    OwnerRef, PodView, StreamId, WatchEvent, WorkloadView,
+    Action, Command, ContainerKind, ContainerView, Observation, Outcome, OwnerRef, PodView,
+    StreamId, WatchEvent, WorkloadView,
 };
 use crate::core::time::Timestamp;
 
@@ -202,31 +202,6 @@ fn all_pods_of_the_same_workload_with_the_same_image_are_owners() {
     assert_eq!(spec.workload.kind, "ReplicaSet");
 }
 
-fn applied(action: &Action, uid: &str) -> CisView {
-    let Action::ApplyCis {
-        namespace,
-        name,
-        labels,
-        owners,
-        spec,
-    } = action
-    else {
-        panic!("not an apply: {action:?}")
-    };
-    CisView {
-        namespace: namespace.clone(),
-        name: name.clone(),
-        uid: uid.into(),
-        resource_version: Some(10),
-        generation: 1,
-        labels: labels.clone(),
-        owners: owners.clone(),
-        deleting: false,
-        spec: spec.clone(),
-        status: CisStatusView::default(),
-    }
-}
-
 /// §17.1 #6 and #8: a changed digest deletes the obsolete CIS; a new CIS gets a scan Job and
 /// the `Reconciling/ScanJobCreated` status.
 #[test]
@@ -257,7 +232,9 @@ fn a_changed_digest_deletes_the_obsolete_cis_and_a_new_one_is_scanned() {
         unreachable!()
     };
     assert_eq!(spec.ignore_unfixed, Some(true));
-    let view = applied(action, "cis-old");
+    let mut view =
+        super::tests::created_cis(action, Some(10)).expect("an ApplyCis creates the CIS");
+    view.uid = "cis-old".into();
     let id = cmds
         .iter()
         .find(|c| matches!(c.action, Action::ApplyCis { .. }))
