@@ -826,9 +826,9 @@ impl Engine {
                 true
             }
             super::Issued::Deferred => true,
-            super::Issued::Blocked => {
-                !self.busy.contains(&Target::CisStatus(key.clone())) && self.capacity_left()
-            }
+            // Blocked means a write in flight for this CIS or a full window: the digest stays
+            // dirty until that outcome or a free slot.
+            super::Issued::Blocked => false,
         }
     }
 
