@@ -297,6 +297,9 @@ impl Index {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::image_ref::ContainerImage;
+    use crate::core::port::ContainerKind;
+    use crate::core::workload::ResolvedWorkload;
 
     #[test]
     fn only_an_older_resource_version_is_stale() {
@@ -307,9 +310,6 @@ mod tests {
         assert!(!Index::is_stale(Some(5), None));
         assert_eq!(CisKey::new("ns", "name").to_string(), "ns/name");
     }
-    use crate::core::image_ref::ContainerImage;
-    use crate::core::port::ContainerKind;
-    use crate::core::workload::ResolvedWorkload;
 
     fn target(cis_name: &str) -> PodTarget {
         PodTarget {

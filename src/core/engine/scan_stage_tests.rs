@@ -47,6 +47,8 @@ struct Api {
     status_answers: VecDeque<Outcome>,
     report_answers: VecDeque<Outcome>,
     create_answers: VecDeque<Outcome>,
+    /// Jobs created so far.
+    jobs_created: usize,
 }
 
 impl Api {
@@ -65,7 +67,13 @@ impl Api {
             status_answers: VecDeque::new(),
             report_answers: VecDeque::new(),
             create_answers: VecDeque::new(),
+            jobs_created: 0,
         }
+    }
+
+    /// The engine observes `observation` now.
+    fn observe(&mut self, observation: Observation) {
+        self.e.observe(observation, self.now);
     }
 
     fn next_rv(&mut self) -> Option<u64> {
@@ -82,36 +90,27 @@ impl Api {
 
     fn apply_cis(&mut self, view: CisView) {
         self.cis.insert(view.name.clone(), view.clone());
-        self.e.observe(
-            Observation::Cis {
-                stream: CIS_STREAM,
-                event: WatchEvent::Apply(view),
-            },
-            self.now,
-        );
+        self.observe(Observation::Cis {
+            stream: CIS_STREAM,
+            event: WatchEvent::Apply(view),
+        });
     }
 
     /// A Job of D1 that exists already (created before a restart of the engine).
     fn put_job(&mut self, view: JobView) {
         self.jobs.insert(view.name.clone(), view.clone());
-        self.e.observe(
-            Observation::Job {
-                stream: JOB_STREAM,
-                event: WatchEvent::Apply(view),
-            },
-            self.now,
-        );
+        self.observe(Observation::Job {
+            stream: JOB_STREAM,
+            event: WatchEvent::Apply(view),
+        });
     }
 
     fn put_pod(&mut self, view: ScanPodView) {
         self.pods.insert(view.name.clone(), view.clone());
-        self.e.observe(
-            Observation::ScanPod {
-                stream: POD_STREAM,
-                event: WatchEvent::Apply(view),
-            },
-            self.now,
-        );
+        self.observe(Observation::ScanPod {
+            stream: POD_STREAM,
+            event: WatchEvent::Apply(view),
+        });
     }
 
     /// The scan pod watch relists: pods that are gone without a Delete event are forgotten.
@@ -120,23 +119,20 @@ impl Api {
             stream: POD_STREAM,
             event,
         };
-        self.e.observe(event(WatchEvent::InitStarted), self.now);
-        for p in self.pods.values() {
-            self.e
-                .observe(event(WatchEvent::InitApply(p.clone())), self.now);
+        self.observe(event(WatchEvent::InitStarted));
+        let pods: Vec<ScanPodView> = self.pods.values().cloned().collect();
+        for p in pods {
+            self.observe(event(WatchEvent::InitApply(p)));
         }
-        self.e.observe(event(WatchEvent::InitDone), self.now);
+        self.observe(event(WatchEvent::InitDone));
     }
 
     fn delete_pod(&mut self, name: &str) {
         if let Some(view) = self.pods.remove(name) {
-            self.e.observe(
-                Observation::ScanPod {
-                    stream: POD_STREAM,
-                    event: WatchEvent::Delete(view),
-                },
-                self.now,
-            );
+            self.observe(Observation::ScanPod {
+                stream: POD_STREAM,
+                event: WatchEvent::Delete(view),
+            });
         }
     }
 
@@ -225,6 +221,7 @@ impl Api {
                 view.created = self.now;
                 view.resource_version = self.next_rv();
                 self.jobs.insert(name, view.clone());
+                self.jobs_created += 1;
                 Some(Outcome::JobCreated(Box::new(view)))
             }
             Action::DeleteJob { .. } => Some(Outcome::Done),
@@ -250,8 +247,7 @@ impl Api {
             for c in cmds {
                 match self.answer(&c.action) {
                     Some(outcome) => {
-                        self.e
-                            .observe(Observation::Outcome { id: c.id, outcome }, self.now);
+                        self.observe(Observation::Outcome { id: c.id, outcome });
                         if let Action::DeleteJob { name, .. } = &c.action {
                             self.job_deleted(name);
                         }
@@ -277,18 +273,14 @@ impl Api {
         for p in pods {
             self.delete_pod(&p);
         }
-        self.e.observe(
-            Observation::Job {
-                stream: JOB_STREAM,
-                event: WatchEvent::Delete(view),
-            },
-            self.now,
-        );
+        self.observe(Observation::Job {
+            stream: JOB_STREAM,
+            event: WatchEvent::Delete(view),
+        });
     }
 
     fn reply(&mut self, id: CommandId, outcome: Outcome) {
-        self.e
-            .observe(Observation::Outcome { id, outcome }, self.now);
+        self.observe(Observation::Outcome { id, outcome });
     }
 
     /// Time passes until the engine's next timer.
@@ -300,9 +292,7 @@ impl Api {
 
     /// Runs until the engine has created a new Job (waiting for timers as needed).
     fn until_job_created(&mut self) -> JobView {
-        let before = self.jobs.len();
-        let created =
-            |api: &Api| api.jobs.len() > before || api.jobs.values().any(|j| j.created == api.now);
+        let before = self.jobs_created;
         for _ in 0..10 {
             let left = self.run();
             assert!(
@@ -310,7 +300,7 @@ impl Api {
                 "unexpected {:?}",
                 super::tests::verbs(&left)
             );
-            if created(self) {
+            if self.jobs_created > before {
                 return self.job();
             }
             self.wait_for_timer();
@@ -1205,13 +1195,10 @@ fn jitter_spreads_digests_over_a_tenth_of_the_interval() {
 #[test]
 fn the_time_to_a_first_result_runs_from_the_first_sight_of_the_digest() {
     let mut api = Api::new(config());
-    api.e.observe(
-        Observation::Pod {
-            stream: StreamId(0),
-            event: WatchEvent::Apply(super::tests::pod_with(D1)),
-        },
-        api.now,
-    );
+    api.observe(Observation::Pod {
+        stream: StreamId(0),
+        event: WatchEvent::Apply(super::tests::pod_with(D1)),
+    });
     api.until_job_created();
     api.now = at(31);
     let pod = api.pod("1", exited(0));
@@ -1266,13 +1253,10 @@ fn a_stale_job_update_does_not_undo_its_end() {
     let running = api.job();
     api.finish(true, "Complete", "");
     // The watch delivers an older version after the newer one.
-    api.e.observe(
-        Observation::Job {
-            stream: JOB_STREAM,
-            event: WatchEvent::Apply(running),
-        },
-        api.now,
-    );
+    api.observe(Observation::Job {
+        stream: JOB_STREAM,
+        event: WatchEvent::Apply(running),
+    });
     let (_, pod, ..) = api.log_read();
     assert!(pod.ends_with("-1"), "{pod}");
 }
