@@ -786,9 +786,23 @@ fn results_are_learned_from_the_statuses_a_restart_finds() {
             .count()
     };
     let now = at(3600);
+    // The first poll of an engine that finds these CIS of D1, in this order.
+    let first_poll = |found: Vec<(&str, CisStatusView)>| {
+        let mut e = leading_engine(config());
+        for (name, status) in found {
+            let view = cis(name, &format!("uid-{name}"), D1, status);
+            super::tests::apply_cis(&mut e, view, now);
+        }
+        e.poll(now)
+    };
+    let writes_b = |cmds: &[Command], job: &str| {
+        cmds.iter().any(|c| {
+            matches!(&c.action, Action::ApplyCisStatus { name, status, .. }
+                if name == "b" && status.last_scan_job_uid.as_deref() == Some(job))
+        })
+    };
 
     // A success an hour old, while the announcement of a rescan was still shown: not due.
-    let mut e = leading_engine(config());
     let mut status = success(at(0), "job-1");
     status.conditions = status::scan_job_created_status(
         &cis("a", "uid-a", D1, CisStatusView::default()),
@@ -797,67 +811,44 @@ fn results_are_learned_from_the_statuses_a_restart_finds() {
     )
     .conditions
     .unwrap_or_default();
-    super::tests::apply_cis(&mut e, cis("a", "uid-a", D1, status), now);
     assert_eq!(
-        creates(&e.poll(now)),
+        creates(&first_poll(vec![("a", status)])),
         0,
         "a success is not rescanned before the interval"
     );
 
     // The last scan is not the last successful one, and no condition says why: unknown.
-    let mut e = leading_engine(config());
     let mut status = success(at(60), "job-1");
     status.last_successful_scan_time = Some(at(0));
-    super::tests::apply_cis(&mut e, cis("a", "uid-a", D1, status), now);
     assert_eq!(
-        creates(&e.poll(now)),
+        creates(&first_poll(vec![("a", status)])),
         1,
         "an unknown result is scanned at once"
     );
 
     // Two CIS of a digest show different failures: the newest counts (it is not due yet),
     // and the other CIS is brought up to it.
-    let mut e = leading_engine(config());
-    super::tests::apply_cis(
-        &mut e,
-        cis("b", "uid-b", D1, failure(at(0), "job-old")),
-        now,
-    );
-    super::tests::apply_cis(
-        &mut e,
-        cis("a", "uid-a", D1, failure(at(3540), "job-new")),
-        now,
-    );
-    let cmds = e.poll(now);
+    let cmds = first_poll(vec![
+        ("b", failure(at(0), "job-old")),
+        ("a", failure(at(3540), "job-new")),
+    ]);
     assert_eq!(
         creates(&cmds),
         0,
         "the newest failure is not due for a retry yet"
     );
-    assert!(cmds.iter().any(|c| matches!(&c.action,
-        Action::ApplyCisStatus { name, status, .. }
-            if name == "b" && status.last_scan_job_uid.as_deref() == Some("job-new"))));
-
-    // Two failures of the same second: the other CIS is brought in line with the one learned.
-    let mut e = leading_engine(config());
-    super::tests::apply_cis(
-        &mut e,
-        cis("a", "uid-a", D1, failure(at(3540), "job-2")),
-        now,
-    );
-    super::tests::apply_cis(
-        &mut e,
-        cis("b", "uid-b", D1, failure(at(3540), "job-1")),
-        now,
-    );
-    let cmds = e.poll(now);
     assert!(
-        cmds.iter().any(|c| matches!(&c.action,
-        Action::ApplyCisStatus { name, status, .. }
-            if name == "b" && status.last_scan_job_uid.as_deref() == Some("job-2"))),
+        writes_b(&cmds, "job-new"),
         "{:?}",
         super::tests::verbs(&cmds)
     );
+
+    // Two failures of the same second: the other CIS is brought in line with the one learned.
+    let cmds = first_poll(vec![
+        ("a", failure(at(3540), "job-2")),
+        ("b", failure(at(3540), "job-1")),
+    ]);
+    assert!(writes_b(&cmds, "job-2"), "{:?}", super::tests::verbs(&cmds));
 }
 
 #[test]
