@@ -667,29 +667,27 @@ fn a_report_that_is_not_json_is_a_decode_error() {
     );
 }
 
+/// A Job of D1 that completed at `T`.
+fn completed_job(name: &str, uid: &str) -> JobView {
+    let mut view = job(name, uid, D1);
+    view.finished = Some(JobFinish {
+        succeeded: true,
+        at: T,
+        reason: "Complete".into(),
+        message: String::new(),
+    });
+    view
+}
+
 /// After a restart: CIS `a` shows the success of finished Job `job-1`, CIS `b` (same digest)
 /// is new. The details are not in memory, so the engine reads the Job's log again.
 fn restarted_with_details_lost() -> (Api, CommandId) {
     let mut api = Api::new(config());
     // An older successful Job of the digest, still there: not the one to read.
-    let mut job0 = job("a-0000", "job-0", D1);
-    job0.finished = Some(JobFinish {
-        succeeded: true,
-        at: T,
-        reason: "Complete".into(),
-        message: String::new(),
-    });
-    api.put_job(job0);
+    api.put_job(completed_job("a-0000", "job-0"));
     let pod0 = api.pod("0", exited(0));
     api.put_pod(pod0);
-    let mut job1 = job("a-1111", "job-1", D1);
-    job1.finished = Some(JobFinish {
-        succeeded: true,
-        at: T,
-        reason: "Complete".into(),
-        message: String::new(),
-    });
-    api.put_job(job1);
+    api.put_job(completed_job("a-1111", "job-1"));
     let pod = api.pod("1", exited(0));
     api.put_pod(pod.clone());
     api.put_cis(
@@ -855,14 +853,7 @@ fn results_are_learned_from_the_statuses_a_restart_finds() {
 fn a_finished_job_no_newer_than_the_known_result_is_not_read() {
     // CIS `a` shows job-2's success at T; job-1 (another CIS's name) finished at T too.
     let mut api = Api::new(config());
-    let mut job1 = job("b-1111", "job-1", D1);
-    job1.finished = Some(JobFinish {
-        succeeded: true,
-        at: T,
-        reason: "Complete".into(),
-        message: String::new(),
-    });
-    api.put_job(job1);
+    api.put_job(completed_job("b-1111", "job-1"));
     let pod = api.pod("1", exited(0));
     api.put_pod(pod);
     api.put_cis(
