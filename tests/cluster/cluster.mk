@@ -18,3 +18,4 @@ cluster-status:
 
 cluster-smoke: cluster-up
 	$(CLUSTER_DIR)/smoke.sh
+	tests/realnode/smoke.sh

@@ -37,6 +37,8 @@ stop() { # stop NAME...: SIGTERM the live ones, wait, SIGKILL what is left
     done
   done
 }
+# The real node first: the kubelet deletes its pods through the API server while that runs.
+"$REPO_ROOT/tests/realnode/down.sh"
 stop kwok kube-scheduler kube-controller-manager
 stop kube-apiserver
 stop etcd

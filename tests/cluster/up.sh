@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Start the local control plane: etcd, kube-apiserver, kube-controller-manager,
 # kube-scheduler and kwok (playing the kubelet of $NODES fake nodes), all on
-# 127.0.0.1 with free ports. Admin kubeconfig: target/cluster/kubeconfig.
+# 127.0.0.1 with free ports, then a real node where the machine allows it
+# (tests/realnode/up.sh; REAL_NODE=0 for kwok only). Admin kubeconfig: target/cluster/kubeconfig.
 #
 #   up.sh            start (or return at once if a healthy cluster is running)
 #   up.sh --status   report whether the cluster is running and healthy
@@ -15,6 +16,8 @@
 set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source=../realnode/lib.sh
+source "$REPO_ROOT/tests/realnode/lib.sh"
 
 NODES="${NODES:-3}"
 TIMEOUT="${CLUSTER_TIMEOUT:-120}"
@@ -39,13 +42,20 @@ healthy() {
   local ready
   ready="$(kc get nodes -l type=kwok -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' 2>/dev/null | grep -c '^True$' || true)"
   [[ "$ready" -eq "$NODES" ]] || return 1
+  # The real node: recorded as impossible, not wanted (unless it is wanted now), or running.
+  if [[ -f "$RN_DISABLED" ]]; then
+    [[ "$(cat "$RN_DISABLED")" != REAL_NODE=0 || "${REAL_NODE:-1}" == 0 ]]
+    return
+  fi
+  for c in "${RN_COMPONENTS[@]}"; do pid_alive "$c" || return 1; done
 }
 
 if [[ "${1:-}" == "--status" ]]; then
   KUBECTL="$(readlink -f "$STATE/bin" 2>/dev/null)/kubectl" || true
-  for c in "${COMPONENTS[@]}"; do
+  for c in "${COMPONENTS[@]}" "${RN_COMPONENTS[@]}"; do
     if pid_alive "$c"; then echo "$c: running (pid $(cat "$PIDS/$c.pid"))"; else echo "$c: not running"; fi
   done
+  [[ -f "$RN_DISABLED" ]] && echo "real node: not started ($(cat "$RN_DISABLED"))"
   if healthy; then echo "cluster: healthy ($NODES nodes), KUBECONFIG=$KUBECONFIG_FILE"; exit 0; fi
   echo "cluster: not healthy"; exit 1
 fi
@@ -76,7 +86,7 @@ port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 free_port() { # free_port VAR
   local p i
   for ((i = 0; i < 500; i++)); do
-    p=$((20000 + RANDOM % 30000))
+    p=$((10300 + RANDOM % 9600))
     [[ -n "${TAKEN[$p]:-}" ]] && continue
     port_in_use "$p" && continue
     TAKEN[$p]=1
@@ -168,7 +178,7 @@ apiVersion: config.kwok.x-k8s.io/v1alpha1
 kind: KwokConfiguration
 options:
   cidr: 10.244.0.0/16
-  manageAllNodes: true
+  manageNodesWithAnnotationSelector: kwok.x-k8s.io/node=fake
   enableDebuggingHandlers: true
   enableContentionProfiling: false
   enableProfilingHandler: true
@@ -231,7 +241,7 @@ start kube-apiserver "$BIN/kube-apiserver" \
   --service-account-key-file="$PKI/sa.pub" --service-account-signing-key-file="$PKI/sa.key" \
   --service-cluster-ip-range=10.0.0.0/24 \
   --authorization-mode=Node,RBAC --allow-privileged=true \
-  --kubelet-preferred-address-types=InternalIP \
+  --kubelet-preferred-address-types=Hostname,InternalIP \
   --kubelet-certificate-authority="$PKI/ca.crt" \
   --kubelet-client-certificate="$PKI/apiserver-kubelet-client.crt" --kubelet-client-key="$PKI/apiserver-kubelet-client.key" \
   --profiling=false
@@ -281,7 +291,7 @@ EON
 
 start kwok "$BIN/kwok" \
   --kubeconfig="$KUBECONFIG_FILE" --config="$STATE/kwok.yaml" \
-  --manage-all-nodes=true --enable-crds=Logs \
+  --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake --enable-crds=Logs \
   --node-ip=127.0.0.1 --node-port="$KWOK_PORT" --server-address="127.0.0.1:$KWOK_PORT" \
   --tls-cert-file="$PKI/kwok.crt" --tls-private-key-file="$PKI/kwok.key" \
   --cidr=10.244.0.0/16 --node-lease-duration-seconds=40
@@ -297,5 +307,8 @@ nodes_ready() {
 }
 wait_for kwok "$NODES nodes Ready without taints" nodes_ready
 wait_for kube-controller-manager "service-account controller (default/default SA)" kc get serviceaccount default -n default
+
+# --- the real node (containerd + kubelet + registry + trivy server), where the machine allows ------
+"$REPO_ROOT/tests/realnode/up.sh"
 
 log "cluster up in $((SECONDS - t0)) s: export KUBECONFIG=$KUBECONFIG_FILE (kubectl: $STATE/bin/kubectl)"

@@ -1,0 +1,383 @@
+#!/usr/bin/env bash
+# Add a real node to the running local control plane (tests/cluster/up.sh calls this): a TLS +
+# htpasswd registry with the test images, containerd + runc + a CNI bridge, a kubelet built from
+# the control plane's own Kubernetes module, and a trivy server with an offline vulnerability DB
+# made by trivy-db's own code. Every process binds to 127.0.0.1 (the trivy server to the pods'
+# bridge address, which only the node's pods reach), is recorded by PID and stopped by down.sh.
+#
+# Where the machine cannot run containers (not root, no overlayfs, no cgroups), it writes the
+# reason to $STATE/realnode.disabled and exits 0: the cluster stays kwok-only. REAL_NODE=0 asks
+# for that explicitly.
+#
+# Env: REAL_NODE (1 default, 0 = kwok only), CLUSTER_TIMEOUT (seconds per wait, default 120).
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=../cluster/lib.sh
+source "$here/../cluster/lib.sh"
+# shellcheck source=lib.sh
+source "$here/lib.sh"
+
+TIMEOUT="${CLUSTER_TIMEOUT:-120}"
+t0=$SECONDS
+rlog() { log "[real node] $*"; }
+
+disable() { # disable REASON: leave a kwok-only cluster, say why
+  printf '%s\n' "$1" > "$RN_DISABLED"
+  rlog "NOT STARTED: $1"
+  rlog "the cluster runs kwok nodes only; tests that need the real node will fail (REAL_NODE=0 skips them)"
+  exit 0
+}
+
+if [[ "${REAL_NODE:-1}" == 0 ]]; then
+  printf 'REAL_NODE=0\n' > "$RN_DISABLED"
+  rlog "REAL_NODE=0: kwok nodes only"
+  exit 0
+fi
+rm -f "$RN_DISABLED"
+
+# --- can this machine run containers? -------------------------------------------------------
+[[ "$(id -u)" == 0 ]] || disable "containerd and the kubelet need root (uid $(id -u))"
+grep -qw overlay /proc/filesystems || modprobe overlay 2>/dev/null || disable "no overlayfs in this kernel"
+[[ -d /sys/fs/cgroup/memory || -f /sys/fs/cgroup/cgroup.controllers ]] || disable "no memory cgroup"
+debs=(containerd runc containernetworking-plugins docker-registry apache2-utils skopeo umoci busybox-static iproute2)
+missing=()
+for cmd in containerd:containerd runc:runc /usr/lib/cni/bridge:containernetworking-plugins \
+  docker-registry:docker-registry htpasswd:apache2-utils skopeo:skopeo umoci:umoci \
+  /bin/busybox:busybox-static ip:iproute2; do
+  [[ "${cmd%%:*}" == /* ]] && { [[ -x "${cmd%%:*}" ]] || missing+=("${cmd#*:}"); continue; }
+  command -v "${cmd%%:*}" >/dev/null || missing+=("${cmd#*:}")
+done
+if ((${#missing[@]})); then
+  rlog "installing Debian packages: ${missing[*]}"
+  "$REPO_ROOT/tests/install/apt-install.sh" "${debs[@]}" || disable "could not install ${missing[*]}"
+fi
+
+# --- build (cached) ---------------------------------------------------------------------------
+KUBECTL="$STATE/bin/kubectl"
+KUBELET="$STATE/bin/kubelet"
+[[ -x "$KUBELET" ]] || die "no kubelet in $STATE/bin (tests/cluster/build.sh builds it)"
+rlog "building trivy, its offline DB tool and the test images (cached after the first run)"
+TRIVY_BIN="$("$here/build-trivy.sh" | tail -1)"
+PAUSE_BIN="$("$here/build-pause.sh" | tail -1)"
+
+mkdir -p "$RN"/{pki,registry/data,containerd/certs.d,cni/net.d,cni/ipam,kubelet/root,pod-logs,images,trivy}
+for d in "${RN_HOST_DIRS[@]}"; do [[ -e "$d" ]] || printf '%s\n' "$d" >> "$RN/created-host-dirs"; done
+for s in "${RN_SYSCTLS[@]}"; do printf '%s=%s\n' "$s" "$(sysctl -n "$s")"; done > "$RN/sysctls.orig"
+
+# --- ports: 10300-19899, below this machine's ephemeral range (32768-60999) -----------------------
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+declare -A TAKEN=()
+free_port() { # free_port VAR
+  local p i
+  for ((i = 0; i < 500; i++)); do
+    p=$((10300 + RANDOM % 9600))
+    [[ -n "${TAKEN[$p]:-}" ]] && continue
+    port_in_use "$p" && continue
+    TAKEN[$p]=1
+    printf -v "$1" '%s' "$p"
+    return 0
+  done
+  die "could not find a free port on 127.0.0.1"
+}
+free_port REGISTRY_PORT; free_port KUBELET_PORT; free_port KUBELET_HEALTHZ_PORT; free_port TRIVY_PORT
+
+# The apiserver reaches kubelets by their Hostname address (tests/cluster/up.sh): the node's
+# name must resolve to 127.0.0.1 (the kubelet refuses a loopback node IP, so its InternalIP is
+# the machine's own address, which nothing here dials).
+NODE_NAME="$(hostname)"
+if ! getent hosts "$NODE_NAME" | awk '{print $1}' | grep -qx '127\.[0-9.]*'; then
+  NODE_NAME=localhost
+fi
+NODE_NAME="${NODE_NAME,,}"
+
+# --- certificates, signed by the cluster CA ----------------------------------------------------
+(
+  cd "$RN/pki"
+  umask 077
+  exec 2>"$RN/pki/openssl.log"
+  leaf() { # leaf NAME SUBJECT EXTENSIONS
+    openssl req -newkey rsa:2048 -nodes -keyout "$1.key" -out "$1.csr" -subj "$2" >/dev/null
+    printf '%s\n' "$3" > "$1.ext"
+    openssl x509 -req -in "$1.csr" -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" -CAcreateserial -days 30 \
+      -sha256 -extfile "$1.ext" -out "$1.crt" >/dev/null
+  }
+  leaf kubelet-client "/O=system:nodes/CN=system:node:$NODE_NAME" "keyUsage=critical,digitalSignature,keyEncipherment
+extendedKeyUsage=clientAuth"
+  leaf kubelet-serving "/CN=$NODE_NAME" "keyUsage=critical,digitalSignature,keyEncipherment
+extendedKeyUsage=serverAuth
+subjectAltName=DNS:$NODE_NAME,IP:127.0.0.1"
+  leaf registry "/CN=image-scanner-test-registry" "keyUsage=critical,digitalSignature,keyEncipherment
+extendedKeyUsage=serverAuth
+subjectAltName=IP:127.0.0.1,DNS:localhost"
+  rm -f ./*.csr ./*.ext
+) || die "certificate generation failed; see $RN/pki/openssl.log"
+
+start() { # start NAME BINARY ARGS...
+  local name="$1"; shift
+  setsid "$@" >"$CLOGS/$name.log" 2>&1 </dev/null &
+  echo $! > "$PIDS/$name.pid"
+}
+wait_for() { # wait_for NAME DESCRIPTION COMMAND...
+  local name="$1" what="$2" deadline=$((SECONDS + TIMEOUT)); shift 2
+  until "$@" >/dev/null 2>&1; do
+    if ! pid_alive "$name"; then
+      rlog "$name exited while waiting for: $what; last lines of $CLOGS/$name.log:"
+      tail -n 30 "$CLOGS/$name.log" >&2 || true
+      exit 1
+    fi
+    if ((SECONDS >= deadline)); then
+      rlog "timed out after ${TIMEOUT}s waiting for: $what; last lines of $CLOGS/$name.log:"
+      tail -n 30 "$CLOGS/$name.log" >&2 || true
+      exit 1
+    fi
+    sleep 0.2
+  done
+  rlog "ready: $what ($((SECONDS - t0)) s)"
+}
+
+# --- registry: TLS + htpasswd (bcrypt, as distribution requires) ---------------------------------
+REGISTRY="127.0.0.1:$REGISTRY_PORT"
+REGISTRY_USER=image-scanner-test
+REGISTRY_PASSWORD="$(openssl rand -hex 16)"
+htpasswd -Bbc "$RN/registry/htpasswd" "$REGISTRY_USER" "$REGISTRY_PASSWORD" 2>/dev/null
+cat > "$RN/registry/config.yml" <<EOF
+version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: $RN/registry/data
+http:
+  addr: $REGISTRY
+  secret: $(openssl rand -hex 16)
+  tls:
+    certificate: $RN/pki/registry.crt
+    key: $RN/pki/registry.key
+auth:
+  htpasswd:
+    realm: image-scanner-test
+    path: $RN/registry/htpasswd
+EOF
+start registry docker-registry serve "$RN/registry/config.yml"
+registry_up() { [[ "$(curl -s -o /dev/null -w '%{http_code}' --cacert "$PKI/ca.crt" "https://$REGISTRY/v2/")" == 401 ]]; }
+wait_for registry "registry on $REGISTRY (401 without credentials)" registry_up
+
+# --- images: the test images go to the registry (private), the node's own images are preloaded ----
+rlog "building the test images"
+"$here/make-images.sh" "$RN/images" >&2
+mkdir -p "$RN/images/certs"
+cp "$PKI/ca.crt" "$RN/images/certs/ca.crt"
+push() { # push TAG REPOSITORY
+  skopeo copy --quiet --dest-cert-dir "$RN/images/certs" --dest-creds "$REGISTRY_USER:$REGISTRY_PASSWORD" \
+    "oci:$RN/images/oci:$1" "docker://$REGISTRY/$2"
+}
+digest_of() { # digest_of REPOSITORY: the manifest digest as the registry serves it
+  skopeo inspect --cert-dir "$RN/images/certs" --creds "$REGISTRY_USER:$REGISTRY_PASSWORD" \
+    --format '{{.Digest}}' "docker://$REGISTRY/$1"
+}
+push app:1 test/app:1
+push clean:1 test/clean:1
+# Never pulled with credentials by anything: proves the registry's auth (tests/realnode/smoke.sh).
+push clean:1 test/never-pulled:1
+APP_DIGEST="$(digest_of test/app:1)"
+CLEAN_DIGEST="$(digest_of test/clean:1)"
+
+# The pause image and the scan Job's trivy image (trivy at /usr/local/bin/trivy and busybox for
+# the init container's `cp`), built from files like the test images.
+node_image() { # node_image TAG FILE:PATH... (rootfs = busybox + the files)
+  local tag="$1" root; shift
+  umoci new --image "$RN/images/oci:$tag"
+  root="$(mktemp -d "$RN/images/bundle.XXXXXX")"
+  umoci unpack --image "$RN/images/oci:$tag" "$root/b" >/dev/null
+  mkdir -p "$root/b/rootfs/bin" "$root/b/rootfs/usr/local/bin" "$root/b/rootfs/tmp"
+  cp /bin/busybox "$root/b/rootfs/bin/busybox"
+  for l in sh cp cat ls sleep; do ln -sf busybox "$root/b/rootfs/bin/$l"; done
+  local f
+  for f in "$@"; do install -D -m 0755 "${f%%:*}" "$root/b/rootfs${f#*:}"; done
+  umoci repack --image "$RN/images/oci:$tag" "$root/b" >/dev/null
+  rm -rf "$root"
+}
+node_image pause:1 "$PAUSE_BIN/pause:/pause"
+umoci config --image "$RN/images/oci:pause:1" --config.entrypoint /pause
+node_image trivy:0.74.0 "$TRIVY_BIN/trivy:/usr/local/bin/trivy"
+umoci config --image "$RN/images/oci:trivy:0.74.0" --config.entrypoint /usr/local/bin/trivy
+PAUSE_IMAGE=localhost/image-scanner/pause:1
+TRIVY_IMAGE=localhost/image-scanner/trivy:0.74.0
+
+# --- containerd (CRI), runc, CNI bridge ------------------------------------------------------------
+mkdir -p "$RN/containerd/certs.d/$REGISTRY"
+cat > "$RN/containerd/certs.d/$REGISTRY/hosts.toml" <<EOF
+server = "https://$REGISTRY"
+[host."https://$REGISTRY"]
+  capabilities = ["pull", "resolve"]
+  ca = "$PKI/ca.crt"
+EOF
+cat > "$RN/containerd/config.toml" <<EOF
+version = 2
+root = "$RN/containerd/root"
+state = "$RN/containerd/state"
+disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs", "io.containerd.tracing.processor.v1.otlp"]
+
+[grpc]
+  address = "$RN/containerd/containerd.sock"
+[ttrpc]
+  address = "$RN/containerd/containerd.sock.ttrpc"
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = "$RN/containerd/opt"
+
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "$PAUSE_IMAGE"
+  # This machine's root lacks CAP_SYS_RESOURCE: runc cannot lower oom_score_adj (the kubelet
+  # asks -998 for sandboxes) and fails with "can't get final child's PID from pipe".
+  restrict_oom_score_adj = true
+  netns_mounts_under_state_dir = true
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  enable_tls_streaming = false
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        SystemdCgroup = false
+        Root = "$RN/containerd/runc"
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "$RN/cni/net.d"
+    max_conf_num = 1
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "$RN/containerd/certs.d"
+EOF
+# One isolated L2 segment: no gateway route and no masquerading in the pods, so nothing leaves
+# the machine; the host side of the bridge (made here, so the trivy server can bind to it before
+# the first pod) is the only host address a pod can reach.
+ip link add "$RN_BRIDGE" type bridge
+ip addr add "$RN_HOST_IP/24" dev "$RN_BRIDGE"
+ip link set "$RN_BRIDGE" up
+cat > "$RN/cni/net.d/10-image-scanner.conflist" <<EOF
+{
+  "cniVersion": "1.0.0",
+  "name": "image-scanner-real-node",
+  "plugins": [
+    {
+      "type": "bridge",
+      "bridge": "$RN_BRIDGE",
+      "isGateway": false,
+      "ipMasq": false,
+      "hairpinMode": true,
+      "ipam": {
+        "type": "host-local",
+        "dataDir": "$RN/cni/ipam",
+        "ranges": [[{ "subnet": "$RN_POD_SUBNET", "rangeStart": "10.88.0.10" }]]
+      }
+    }
+  ]
+}
+EOF
+start containerd containerd --config "$RN/containerd/config.toml"
+wait_for containerd "containerd socket" ctr_rn version
+
+for tag in pause:1 trivy:0.74.0; do
+  skopeo copy --quiet "oci:$RN/images/oci:$tag" "docker-archive:$RN/images/${tag%%:*}.tar:localhost/image-scanner/$tag"
+  ctr_rn images import "$RN/images/${tag%%:*}.tar" >/dev/null
+  rm -f "$RN/images/${tag%%:*}.tar"
+done
+
+# --- trivy server with the offline DB (tests/realnode/trivydb) -------------------------------------
+TRIVY_SERVER="http://$RN_HOST_IP:$TRIVY_PORT"
+cat > "$RN_ENV" <<EOF
+NODE_NAME=$NODE_NAME
+REGISTRY=$REGISTRY
+REGISTRY_USER=$REGISTRY_USER
+REGISTRY_PASSWORD=$REGISTRY_PASSWORD
+REGISTRY_CA=$PKI/ca.crt
+APP_IMAGE=$REGISTRY/test/app:1
+APP_DIGEST=$APP_DIGEST
+CLEAN_IMAGE=$REGISTRY/test/clean:1
+CLEAN_DIGEST=$CLEAN_DIGEST
+NEVER_PULLED_IMAGE=$REGISTRY/test/never-pulled:1
+TRIVY_IMAGE=$TRIVY_IMAGE
+TRIVY_SERVER=$TRIVY_SERVER
+TRIVY_BIN=$TRIVY_BIN/trivy
+TRIVYDB_BIN=$TRIVY_BIN/trivydb
+TAINT_KEY=$RN_TAINT_KEY
+EOF
+"$here/trivy-server.sh" start base
+rlog "ready: trivy server on $TRIVY_SERVER ($((SECONDS - t0)) s)"
+
+# --- kubelet ------------------------------------------------------------------------------------------
+b64() { base64 -w0 < "$1"; }
+cat > "$RN/kubelet/kubeconfig" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: local
+  cluster:
+    server: $(awk '/server:/ {print $2; exit}' "$KUBECONFIG_FILE")
+    certificate-authority-data: $(b64 "$PKI/ca.crt")
+users:
+- name: kubelet
+  user:
+    client-certificate-data: $(b64 "$RN/pki/kubelet-client.crt")
+    client-key-data: $(b64 "$RN/pki/kubelet-client.key")
+contexts:
+- name: local
+  context: {cluster: local, user: kubelet}
+current-context: local
+EOF
+cat > "$RN/kubelet/config.yaml" <<EOF
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+address: 127.0.0.1
+port: $KUBELET_PORT
+readOnlyPort: 0
+healthzBindAddress: 127.0.0.1
+healthzPort: $KUBELET_HEALTHZ_PORT
+authentication:
+  anonymous: {enabled: false}
+  webhook: {enabled: true}
+  x509: {clientCAFile: $PKI/ca.crt}
+authorization: {mode: Webhook}
+tlsCertFile: $RN/pki/kubelet-serving.crt
+tlsPrivateKeyFile: $RN/pki/kubelet-serving.key
+containerRuntimeEndpoint: unix://$RN/containerd/containerd.sock
+podLogsDir: $RN/pod-logs
+# This machine has cgroup v1 (hybrid), which kubelet 1.36 refuses unless told otherwise.
+cgroupDriver: cgroupfs
+failCgroupV1: false
+failSwapOn: false
+# Issue 15 tests the old behaviour (kubernetes/kubernetes#18787: an image on the node is used
+# without credentials); the default (KEP-2535) is the next issue's subject.
+featureGates:
+  KubeletEnsureSecretPulledImages: false
+registerWithTaints:
+- key: $RN_TAINT_KEY
+  value: "true"
+  effect: NoSchedule
+# The test images must stay on the node, and nothing may be evicted on a busy CI machine.
+imageGCHighThresholdPercent: 100
+imageGCLowThresholdPercent: 99
+evictionHard: {memory.available: "100Mi", nodefs.available: "1%", imagefs.available: "1%"}
+maxPods: 30
+serializeImagePulls: false
+EOF
+# What the kubelet adds to the host, recorded so that down.sh removes only that: its cgroups
+# (cgroupfs driver) and its iptables chains (pkg/kubelet/kubelet_network_linux.go).
+for h in /sys/fs/cgroup/*/; do [[ -d "${h}kubepods" ]] || echo "${h}kubepods"; done > "$RN/created-cgroups"
+for ipt in iptables ip6tables; do
+  command -v "$ipt" >/dev/null || continue
+  for tc in "${RN_KUBELET_CHAINS[@]}"; do
+    "$ipt" -w -t "${tc%%:*}" -S "${tc#*:}" >/dev/null 2>&1 || echo "$ipt:$tc"
+  done
+done > "$RN/created-iptables-chains"
+start kubelet "$KUBELET" --config="$RN/kubelet/config.yaml" --kubeconfig="$RN/kubelet/kubeconfig" \
+  --root-dir="$RN/kubelet/root" --hostname-override="$NODE_NAME" \
+  --node-labels="image-scanner.test/node=real" --v=1
+node_ready() {
+  [[ "$(kc get node "$NODE_NAME" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" == True ]]
+}
+wait_for kubelet "node $NODE_NAME Ready" node_ready
+
+rlog "real node $NODE_NAME up in $((SECONDS - t0)) s (registry $REGISTRY, trivy server $TRIVY_SERVER); settings in $RN_ENV"
