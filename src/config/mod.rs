@@ -162,7 +162,9 @@ pub struct OperatorArgs {
         value_name = "LIST"
     )]
     pub skip_scan_pod_waiting_reasons: String,
-    /// Trivy subcommand used to scan: `rootfs` or `filesystem`.
+    /// Trivy subcommand used to scan: `rootfs` (installed packages and binaries, as `trivy
+    /// image` reports them) or `filesystem` (lock files instead: misses Go binaries, JARs and
+    /// node_modules).
     #[arg(long, env = "TRIVY_COMMAND", default_value = "rootfs")]
     pub trivy_command: String,
     /// Image providing /usr/local/bin/trivy, copied into each scan pod (pin it by digest).

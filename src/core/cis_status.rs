@@ -4,13 +4,13 @@
 
 use super::port::CisView;
 use super::status::{
-    self, DetailsMode, ScanFilter, SuccessParams, bound_message, decode_error, scan_error,
-    scan_job_created,
+    self, DetailsMode, ScanFilter, SuccessParams, bound_message, decode_error, no_registry_digest,
+    scan_error, scan_job_created,
 };
 use super::time::Timestamp;
 use crate::crd::{ContainerImageScanStatus, Vulnerability};
 
-pub use super::status::{REASON_DECODE_ERROR, REASON_ERROR};
+pub use super::status::{REASON_DECODE_ERROR, REASON_ERROR, REASON_NO_REGISTRY_DIGEST};
 
 fn jiff(t: Timestamp) -> jiff::Timestamp {
     t.truncate_to_secs().to_k8s().0
@@ -119,6 +119,25 @@ pub fn failure_status(
     status.last_scan_time = Some(at.truncate_to_secs().to_k8s());
     status.conditions = Some(vec![condition]);
     status
+}
+
+/// `Stalled/NoRegistryDigest` on top of the current status, for a CIS whose digest is a local
+/// image ID: no scan runs, the previous fields stay (there is no new result to record).
+pub fn no_registry_digest_status(cis: &CisView, now: Timestamp) -> ContainerImageScanStatus {
+    let mut status = base(cis);
+    status.conditions = Some(vec![no_registry_digest(
+        &cis.spec.name,
+        &cis.spec.digest,
+        &cis.status.conditions,
+        jiff(now),
+    )]);
+    status
+}
+
+/// Whether the CIS shows `status`'s conditions for its current generation already.
+pub fn shows_conditions(cis: &CisView, status: &ContainerImageScanStatus) -> bool {
+    cis.status.observed_generation == Some(cis.generation)
+        && status.conditions.as_deref() == Some(cis.status.conditions.as_slice())
 }
 
 /// A message bounded to `limit` bytes (ANSI codes removed).

@@ -61,8 +61,8 @@ pub enum ImageRefProblem {
     /// The digest algorithm is well-formed but not sha256, sha384 or sha512.
     #[error("has an unsupported digest algorithm")]
     UnsupportedDigestAlgorithm,
-    /// Neither the container's image nor its image ID names a repository.
-    #[error("names no repository (neither the image nor the image ID does)")]
+    /// Neither the container's image ID, its image nor its pod spec image names a repository.
+    #[error("names no repository (neither the image ID, the image nor the pod spec does)")]
     NoName,
     /// Neither the container's image nor its image ID carries a digest.
     #[error("carries no digest (neither the image nor the image ID does)")]
@@ -202,18 +202,44 @@ pub struct ContainerImage {
     /// Tag as written in the pod spec; `""` when the spec pins a digest (or is unknown),
     /// `latest` when the spec gives neither tag nor digest.
     pub tag: String,
+    /// Whether `name@digest` can run this image again, i.e. whether it can be scanned.
+    pub digest_kind: DigestKind,
+}
+
+/// What the digest of a [`ContainerImage`] is, which decides whether a scan Job can run it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum DigestKind {
+    /// A registry (manifest) digest, from a `name@digest` reference the runtime reported:
+    /// `name@digest` is the image, on a node that has it or in the registry.
+    Registry,
+    /// The runtime's local image ID, the digest of the image's configuration, which containerd
+    /// (k3s included) reports as a bare `sha256:<hex>` image ID when the node knows no registry
+    /// digest for the image: imported with `ctr images import` or from a k3s air-gap archive,
+    /// built on the node. No registry serves a manifest under that digest and the runtime does
+    /// not resolve `name@<image ID>`, so a scan Job by digest could never start.
+    LocalImageId,
 }
 
 /// Extracts name, digest and tag of one container (spec §5.3).
 ///
 /// * `status_image` / `status_image_id`: `status.containerStatuses[].image` / `.imageID`. Both
 ///   must parse; the caller skips statuses where either is still empty (image not pulled yet).
-/// * name: from the image ID when it is a named reference, else from the image (k3s reports
-///   imported images with a bare digest as the image ID).
-/// * digest: from the image ID when it has one, else from the image (k3s reports the image as a
-///   bare digest and the image ID as `name@digest`).
+/// * name and digest come from one `name@digest` reference when the runtime reported one, the
+///   image ID first: the scan Job runs `name@digest`, and a pair the runtime reported is one it
+///   resolves locally (an image known under several repositories has a digest per repository).
+///   containerd reports the image ID as the first repository digest of the image whenever it
+///   has one, and the image as its first tag or, after a pull by digest only, as the bare
+///   image configuration digest (`sha256:<hex>`), which is never a name.
+/// * Without such a reference the digest is a bare one, the runtime's local image ID
+///   ([`DigestKind::LocalImageId`]; k3s and `ctr` report imported images so): the image ID's,
+///   else the image's. Its name is the first repository among image ID, image and `spec_image`
+///   (the pod spec's image); a digest is never taken for a name.
 /// * tag: from `spec_image`, the matching `spec.containers[].image`. `None` (no spec container
 ///   of that name) gives `""`: the tag is unknown, and we never invent one.
+///
+/// Deviation from the Go operator: it took the image ID's digest whenever there was one, also a
+/// bare image ID over a `name@digest` image, and scanned `name@<image ID>`, a reference nothing
+/// resolves. Both rules give the same name and digest for every form the real runtimes report.
 pub fn container_image(
     spec_image: Option<&str>,
     status_image: &str,
@@ -221,22 +247,33 @@ pub fn container_image(
 ) -> Result<ContainerImage, ImageRefError> {
     let image = AnyRef::parse(status_image)?;
     let image_id = AnyRef::parse(status_image_id)?;
-    let name = image_id
-        .name()
-        .or(image.name())
-        .ok_or_else(|| ImageRefError::new(status_image_id, ImageRefProblem::NoName))?;
-    let digest = image_id
-        .digest()
-        .or(image.digest())
-        .ok_or_else(|| ImageRefError::new(status_image_id, ImageRefProblem::NoDigest))?;
-    let tag = match spec_image {
-        None => String::new(),
-        Some(spec_image) => spec_tag(&AnyRef::parse(spec_image)?),
+    let spec = spec_image.map(AnyRef::parse).transpose()?;
+    let registry = [&image_id, &image]
+        .into_iter()
+        .find_map(|reference| match reference {
+            AnyRef::Named(named) => named.digest().map(|digest| (named.name(), digest)),
+            AnyRef::DigestOnly(_) => None,
+        });
+    let (name, digest, digest_kind) = match registry {
+        Some((name, digest)) => (name, digest, DigestKind::Registry),
+        None => {
+            let name = image_id
+                .name()
+                .or(image.name())
+                .or(spec.as_ref().and_then(AnyRef::name))
+                .ok_or_else(|| ImageRefError::new(status_image_id, ImageRefProblem::NoName))?;
+            let digest = image_id
+                .digest()
+                .or(image.digest())
+                .ok_or_else(|| ImageRefError::new(status_image_id, ImageRefProblem::NoDigest))?;
+            (name, digest, DigestKind::LocalImageId)
+        }
     };
     Ok(ContainerImage {
         name: name.to_string(),
         digest: digest.to_string(),
-        tag,
+        tag: spec.as_ref().map(spec_tag).unwrap_or_default(),
+        digest_kind,
     })
 }
 
@@ -499,6 +536,11 @@ mod tests {
         (name.to_string(), digest.to_string(), tag.to_string())
     }
 
+    fn kind(spec: Option<&str>, image: &str, image_id: &str) -> DigestKind {
+        let c = container_image(spec, image, image_id).unwrap_or_else(|e| panic!("{e}"));
+        c.digest_kind
+    }
+
     /// Digest algorithms and lengths, bracketed IPv6 registries and the name length limit at
     /// their boundaries.
     #[test]
@@ -556,6 +598,7 @@ mod tests {
             extract(Some(image), image, &image_id),
             expected("my.registry/repository/app", SHA_A, "f54a333e")
         );
+        assert_eq!(kind(Some(image), image, &image_id), DigestKind::Registry);
     }
 
     #[test]
@@ -578,16 +621,19 @@ mod tests {
         );
     }
 
+    /// Name and digest as upstream (so the CIS keeps its name), but the digest is the local
+    /// image ID: no scan Job can run `name@<image ID>`.
     #[test]
     fn row_k3s_imported_image_has_a_bare_digest_as_image_id() {
+        let (spec, image) = (
+            "application-operator/controller:latest",
+            "docker.io/application-operator/controller:latest",
+        );
         assert_eq!(
-            extract(
-                Some("application-operator/controller:latest"),
-                "docker.io/application-operator/controller:latest",
-                SHA_C
-            ),
+            extract(Some(spec), image, SHA_C),
             expected("docker.io/application-operator/controller", SHA_C, "latest")
         );
+        assert_eq!(kind(Some(spec), image, SHA_C), DigestKind::LocalImageId);
     }
 
     #[test]
@@ -603,21 +649,110 @@ mod tests {
         );
     }
 
+    /// A bare image ID is the local image ID; a registry digest the runtime reports as the
+    /// image wins over it (the Go operator took the image ID and scanned a reference that
+    /// cannot resolve).
     #[test]
-    fn digest_only_image_id_wins_over_a_digested_named_image() {
+    fn registry_digest_of_the_image_wins_over_a_bare_image_id() {
         let image = format!("docker.io/library/nginx:1.2@{SHA_A}");
         assert_eq!(
             extract(Some("nginx:1.2"), &image, SHA_C),
-            expected("docker.io/library/nginx", SHA_C, "1.2")
+            expected("docker.io/library/nginx", SHA_A, "1.2")
         );
+        assert_eq!(kind(Some("nginx:1.2"), &image, SHA_C), DigestKind::Registry);
     }
 
     #[test]
-    fn bare_hex_image_id_is_a_sha256_digest() {
+    fn bare_hex_image_id_is_a_sha256_local_image_id() {
         let hex = SHA_C.trim_start_matches("sha256:");
         assert_eq!(
             extract(Some("nginx"), "nginx", hex),
             expected("docker.io/library/nginx", SHA_C, "latest")
+        );
+        assert_eq!(kind(Some("nginx"), "nginx", hex), DigestKind::LocalImageId);
+    }
+
+    // The forms a real kubelet 1.36 with containerd 1.6.20 and 2.2.9 reports
+    // (/work/shared/docs/real-node-notes.md); kwok fakes only the first.
+    const PULLED: &str = "sha256:7e04c8b0e1d1f1aa1a6d1b2c3d4e5f60718293a4b5c6d7e8f9012345a6b7c8d9";
+    const OTHER: &str = "sha256:37a0f1e2d3c4b5a69788796a5b4c3d2e1f00112233445566778899aabbccddee";
+    const OTHER_CONFIG: &str =
+        "sha256:1509614a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6";
+    const PRELOADED_CONFIG: &str =
+        "sha256:3558993a4b5c6d7e8f9012345a6b7c8d9e0f1a2b3c4d5e6f708192a3b4c5d6e7";
+
+    #[test]
+    fn real_containerd_pulled_by_tag() {
+        let image = "127.0.0.1:5443/test/busybox:1";
+        let image_id = format!("127.0.0.1:5443/test/busybox@{PULLED}");
+        assert_eq!(
+            extract(Some(image), image, &image_id),
+            expected("127.0.0.1:5443/test/busybox", PULLED, "1")
+        );
+        assert_eq!(kind(Some(image), image, &image_id), DigestKind::Registry);
+    }
+
+    /// containerd reports the tag it already had, not the pod's digest reference.
+    #[test]
+    fn real_containerd_by_digest_already_present_by_tag() {
+        let spec = format!("127.0.0.1:5443/test/busybox@{PULLED}");
+        let image = "127.0.0.1:5443/test/busybox:1";
+        let image_id = format!("127.0.0.1:5443/test/busybox@{PULLED}");
+        assert_eq!(
+            extract(Some(&spec), image, &image_id),
+            expected("127.0.0.1:5443/test/busybox", PULLED, "")
+        );
+        assert_eq!(kind(Some(&spec), image, &image_id), DigestKind::Registry);
+    }
+
+    /// The image is the configuration digest, which is neither the name (never `sha256`) nor
+    /// the digest to scan: both come from the image ID.
+    #[test]
+    fn real_containerd_fresh_pull_by_digest_reports_the_config_id_as_image() {
+        let spec = format!("127.0.0.1:5443/test/other@{OTHER}");
+        let image_id = format!("127.0.0.1:5443/test/other@{OTHER}");
+        assert_eq!(
+            extract(Some(&spec), OTHER_CONFIG, &image_id),
+            expected("127.0.0.1:5443/test/other", OTHER, "")
+        );
+        assert_eq!(
+            kind(Some(&spec), OTHER_CONFIG, &image_id),
+            DigestKind::Registry
+        );
+        // The same without a spec container (ephemeral or renamed): still a real name.
+        assert_eq!(
+            extract(None, OTHER_CONFIG, &image_id),
+            expected("127.0.0.1:5443/test/other", OTHER, "")
+        );
+    }
+
+    /// An image imported with `ctr` has no repository digest: the image ID is its
+    /// configuration digest, which names the CIS but can never be pulled or resolved as
+    /// `name@digest`.
+    #[test]
+    fn real_containerd_ctr_imported_image_has_only_a_local_image_id() {
+        let image = "localhost/test/preloaded:1";
+        assert_eq!(
+            extract(Some(image), image, PRELOADED_CONFIG),
+            expected("localhost/test/preloaded", PRELOADED_CONFIG, "1")
+        );
+        assert_eq!(
+            kind(Some(image), image, PRELOADED_CONFIG),
+            DigestKind::LocalImageId
+        );
+    }
+
+    /// When neither status field is a name, the pod spec's image names the repository.
+    #[test]
+    fn name_comes_from_the_spec_when_both_status_fields_are_digests() {
+        let spec = "localhost/test/preloaded:1";
+        assert_eq!(
+            extract(Some(spec), PRELOADED_CONFIG, PRELOADED_CONFIG),
+            expected("localhost/test/preloaded", PRELOADED_CONFIG, "1")
+        );
+        assert_eq!(
+            kind(Some(spec), PRELOADED_CONFIG, PRELOADED_CONFIG),
+            DigestKind::LocalImageId
         );
     }
 

@@ -14,8 +14,13 @@
 //! * Label values are always valid ([`label_value`]).
 //! * Hardening: `drop: [ALL]` (upper-case, as Pod Security Standards compare it), pod-level
 //!   `seccompProfile: RuntimeDefault`, a locked-down init container, `enableServiceLinks: false`.
-//!   The scan container keeps `runAsUser: 0`, the one exception to the restricted profile: it
-//!   must read every file of the image, whose ownership we do not control.
+//!   The scan container must read every file of the image, whose ownership and modes we do not
+//!   control, so it runs as `runAsUser: 0` with one capability back, `DAC_OVERRIDE` (see
+//!   [`SCAN_CAPABILITY`]): uid 0 alone reads nothing a mode such as `0700`/`0600` keeps from
+//!   root once the capabilities are dropped, and trivy skips what it cannot read without a
+//!   word. These two are the exceptions to the restricted profile; both are Baseline.
+//! * The scan skips what the Job itself put into the container, whatever `trivy-job-config`
+//!   says: `--skip-dirs` names the trivy binary's directory and `/tmp` (see [`SKIP_DIRS`]).
 //! * Preferred nodes are de-duplicated, sorted and capped.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -78,6 +83,65 @@ const TMP_VOLUME: &str = "tmp";
 const TMP_MOUNT: &str = "/tmp";
 const PREFERRED_NODE_WEIGHT: i32 = 100;
 
+/// The one capability the scan container gets back after `drop: [ALL]`.
+///
+/// Without it uid 0 is an ordinary user to the kernel's permission checks: a directory of
+/// another owner with mode `0700`, or a file with `0600`, cannot be read, and trivy skips it
+/// silently (exit code 0, nothing on stderr even without `--quiet`), so the packages in it are
+/// missing from the result. Measured with trivy 0.74.0 in an emulated scan container: a
+/// `node_modules` under a `0700` home directory and a Go binary with mode `0700`, both of uid
+/// 1000, were reported only once a DAC capability was kept; uid 0 holding nothing but
+/// `CAP_DAC_OVERRIDE` lists and reads both (the kernel's `generic_permission` lets it override
+/// read and search checks on directories and read checks on files, like `CAP_DAC_READ_SEARCH`).
+///
+/// `CAP_DAC_READ_SEARCH` (read and search only) would be the narrower grant, but:
+/// * it is not in the Baseline Pod Security Standard's allowed list, and the installed scan
+///   namespace `image-scanner` enforces Baseline (`kustomize/base/namespace.yaml`): every scan
+///   pod would be rejected unless the whole namespace, operator and trivy server included, were
+///   lowered to `privileged`;
+/// * it is the capability that allows `open_by_handle_at(2)` (the container runtimes' default
+///   seccomp profile opens that system call to exactly this capability): a process holding it
+///   can open files by handle on any filesystem it has a mount of, such as the node filesystem
+///   behind an `emptyDir`, which is the classic container breakout.
+///
+/// `CAP_DAC_OVERRIDE` is Baseline-allowed and in the runtimes' default capability set. It reads
+/// and searches everything just the same; what it adds, writing regardless of permission bits,
+/// finds nothing to write to here: the root filesystem is read-only and the two `emptyDir`
+/// volumes are the pod's own (`/proc/sys` and `/sys` are read-only mounts in an unprivileged
+/// container). `allowPrivilegeEscalation: false` and `privileged: false` stay.
+pub const SCAN_CAPABILITY: &str = "DAC_OVERRIDE";
+
+/// Directories the scan never reports: what the Job itself mounted into the scanned image.
+///
+/// * [`SHARED_MOUNT`] holds the trivy binary copied in by the init container. Scanned, it adds
+///   trivy's own Go standard library and module findings to every image's result, and the
+///   template's entries carry no file path to tell them apart (measured: 7 entries instead of
+///   6 for one Go advisory).
+/// * [`TMP_MOUNT`] is the pod's `emptyDir` (the image's own `/tmp` is hidden behind it), where
+///   trivy writes its temporary files and, for images with JARs, downloads the Java DB.
+///
+/// The upstream operator excluded the binary only through `SKIP_FILES` in the `trivy-job-config`
+/// ConfigMap, so an overlay that replaced that key, or the ConfigMap, silently put trivy's own
+/// vulnerabilities into every report. Here the exclusion is an argument of the Job, and the
+/// ConfigMap keeps its meaning:
+/// * `SKIP_FILES` (`TRIVY_SKIP_FILES`) is untouched: the Job passes no `--skip-files`.
+/// * `SKIP_DIRS` (`TRIVY_SKIP_DIRS`) is merged: in trivy a flag replaces the environment
+///   variable of the same option (viper: flag > env > config file, no merging of lists), so the
+///   argument is `<these>,$(TRIVY_SKIP_DIRS)`, which the kubelet expands from the container's
+///   environment, `envFrom` included, before starting trivy. trivy splits the flag's value at
+///   commas, so comma-separated `SKIP_DIRS` lists work as before (a list separated by spaces
+///   only would now be one pattern). Without the key the kubelet leaves `$(TRIVY_SKIP_DIRS)` as
+///   it is; trivy resolves that relative pattern against the working directory `/tmp`, which is
+///   skipped anyway, so it matches nothing.
+///
+/// Putting the binary where trivy never looks (its walker always skips `/proc`, `/sys`, `/dev`
+/// and `.git` directories) was the alternative; an executable under `/dev` is what runtime
+/// security tools flag as malware, and it would depend on an undocumented trivy default.
+pub const SKIP_DIRS: [&str; 2] = [SHARED_MOUNT, TMP_MOUNT];
+
+/// The environment variable a `SKIP_DIRS` key of `trivy-job-config` becomes.
+const USER_SKIP_DIRS: &str = "TRIVY_SKIP_DIRS";
+
 /// Trivy output template (Go `text/template` with sprig, applied to trivy's `Results`).
 ///
 /// Prints the flat JSON array the result reader expects (spec §9): one object per vulnerability
@@ -99,12 +163,23 @@ pub const TRIVY_TEMPLATE: &str = r#"{{- $found := list -}}
 {{- toJson $found -}}"#;
 
 /// The trivy sub-command that scans the container's own filesystem.
+///
+/// The two look at different files for language packages, and neither finds everything the
+/// other does (trivy 0.74.0, `pkg/commands/artifact/run.go`: `rootfs` disables the lock-file
+/// analyzers, `filesystem` the installed-package ones).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub enum TrivyCommand {
-    /// `trivy rootfs /`: the default, meant for a root filesystem.
+    /// `trivy rootfs /`: the default, what `trivy image` reports for the image: OS packages
+    /// and the language packages actually installed (`node_modules/*/package.json`, Python
+    /// `site-packages`, gemspecs, composer `vendor`), Go and Rust binaries and JAR/WAR/EAR
+    /// files. Lock files are ignored.
     #[default]
     Rootfs,
-    /// `trivy filesystem /`: also reports language lock files.
+    /// `trivy filesystem /`: meant for source trees: OS packages and the dependencies that
+    /// language lock and manifest files declare (`package-lock.json`, `yarn.lock`, `go.mod`,
+    /// `pom.xml`, `Pipfile.lock`, `Gemfile.lock`, …), but none of the installed packages and
+    /// binaries `rootfs` reports: a container's Go binaries, JARs and `node_modules` go
+    /// unscanned. Not a superset of `rootfs`.
     Filesystem,
 }
 
@@ -375,7 +450,7 @@ fn scan_container(params: &ScanJobParams, settings: &ScanJobSettings) -> Contain
         // without credentials (kubernetes/kubernetes#18787), so no pull secret is needed.
         image_pull_policy: Some("IfNotPresent".to_string()),
         command: Some(strings(&[TRIVY_BINARY])),
-        args: Some(strings(&[settings.trivy_command.as_str(), "/"])),
+        args: Some(scan_args(settings.trivy_command)),
         working_dir: Some(TMP_MOUNT.to_string()),
         env: Some(vec![
             env("HOME", TMP_MOUNT),
@@ -395,9 +470,16 @@ fn scan_container(params: &ScanJobParams, settings: &ScanJobSettings) -> Contain
             ..EnvFromSource::default()
         }]),
         resources: Some(settings.scan_resources.clone()),
-        // Root, to read every file of the image whatever its owner (the exception to the
-        // restricted Pod Security Standard); everything else is locked down.
-        security_context: Some(locked_down(Some(0))),
+        // Root plus SCAN_CAPABILITY, to read every file of the image whatever its owner and
+        // mode (the exceptions to the restricted Pod Security Standard, both within Baseline);
+        // everything else is locked down.
+        security_context: Some(SecurityContext {
+            capabilities: Some(Capabilities {
+                add: Some(strings(&[SCAN_CAPABILITY])),
+                drop: Some(strings(&["ALL"])),
+            }),
+            ..locked_down(Some(0))
+        }),
         termination_message_policy: Some("FallbackToLogsOnError".to_string()),
         volume_mounts: Some(vec![
             mount(SHARED_VOLUME, SHARED_MOUNT),
@@ -405,6 +487,17 @@ fn scan_container(params: &ScanJobParams, settings: &ScanJobSettings) -> Contain
         ]),
         ..Container::default()
     }
+}
+
+/// `<command> --skip-dirs <SKIP_DIRS>,$(TRIVY_SKIP_DIRS) /` (see [`SKIP_DIRS`]).
+fn scan_args(command: TrivyCommand) -> Vec<String> {
+    let skip_dirs = format!("{},$({USER_SKIP_DIRS})", SKIP_DIRS.join(","));
+    vec![
+        command.as_str().to_string(),
+        "--skip-dirs".to_string(),
+        skip_dirs,
+        "/".to_string(),
+    ]
 }
 
 fn locked_down(run_as_user: Option<i64>) -> SecurityContext {
@@ -532,8 +625,9 @@ mod tests {
     /// 3. Our deliberate differences are applied (each one asserted again below):
     ///    no severity/ignore-unfixed env (the fixture has none either: upstream case #20 is
     ///    replaced by the unfiltered scan), the digest label and the digest/image annotations on
-    ///    Job and pod template, `drop: [ALL]` upper-case, a hardened init container,
-    ///    `seccompProfile: RuntimeDefault`, `enableServiceLinks: false`.
+    ///    Job and pod template, `drop: [ALL]` upper-case with `add: [DAC_OVERRIDE]`, the
+    ///    `--skip-dirs` argument, a hardened init container, `seccompProfile: RuntimeDefault`,
+    ///    `enableServiceLinks: false`.
     fn expected_job(params: &ScanJobParams) -> Value {
         let job: Job =
             serde_saphyr::from_str(&fixture("expected-scan-job.yaml")).expect("expected job");
@@ -610,6 +704,23 @@ mod tests {
         );
         set(
             &mut expected,
+            "/spec/template/spec/containers/0/securityContext/capabilities",
+            "add",
+            json!(["DAC_OVERRIDE"]),
+        );
+        set(
+            &mut expected,
+            "/spec/template/spec/containers/0",
+            "args",
+            json!([
+                "rootfs",
+                "--skip-dirs",
+                "/run/image-scanner,/tmp,$(TRIVY_SKIP_DIRS)",
+                "/"
+            ]),
+        );
+        set(
+            &mut expected,
             pod,
             "securityContext",
             json!({"seccompProfile": {"type": "RuntimeDefault"}}),
@@ -672,8 +783,8 @@ mod tests {
             ]
         );
         assert_eq!(
-            scan["securityContext"]["capabilities"]["drop"],
-            json!(["ALL"])
+            scan["securityContext"]["capabilities"],
+            json!({"add": ["DAC_OVERRIDE"], "drop": ["ALL"]})
         );
         assert_eq!(scan["securityContext"]["runAsUser"], json!(0));
         let pod = &json["spec"]["template"]["spec"];
@@ -726,7 +837,123 @@ mod tests {
         assert_eq!(pod.tolerations, Some(vec![toleration]));
         assert_eq!(pod.priority_class_name.as_deref(), Some("low"));
         let args = pod.containers.first().and_then(|c| c.args.clone());
-        assert_eq!(args, Some(strings(&["filesystem", "/"])));
+        assert_eq!(
+            args,
+            Some(strings(&[
+                "filesystem",
+                "--skip-dirs",
+                "/run/image-scanner,/tmp,$(TRIVY_SKIP_DIRS)",
+                "/"
+            ]))
+        );
+    }
+
+    fn scan_container_of(job: &Job) -> Container {
+        job.spec
+            .as_ref()
+            .and_then(|spec| spec.template.spec.as_ref())
+            .and_then(|pod| pod.containers.first().cloned())
+            .expect("scan container")
+    }
+
+    /// With `drop: [ALL]` alone uid 0 cannot read a `0700` directory or a `0600` file of another
+    /// owner, and trivy skips them silently (false negatives). The scan container gets exactly
+    /// one capability back, the one that reads everything and is allowed by the Baseline Pod
+    /// Security Standard the scan namespace enforces; the rest of the lock-down stays.
+    #[test]
+    fn scan_container_reads_every_file_with_only_dac_override_added() {
+        let job = build_scan_job(&fixture_params(), &fixture_settings());
+        let context = scan_container_of(&job).security_context.expect("context");
+        assert_eq!(
+            context.capabilities,
+            Some(Capabilities {
+                add: Some(strings(&["DAC_OVERRIDE"])),
+                drop: Some(strings(&["ALL"])),
+            })
+        );
+        assert_eq!(context.run_as_user, Some(0));
+        assert_eq!(context.read_only_root_filesystem, Some(true));
+        assert_eq!(context.allow_privilege_escalation, Some(false));
+        assert_eq!(context.privileged, Some(false));
+        // Baseline allows these additions and no others (Pod Security Standards, v1.25+).
+        let baseline = [
+            "AUDIT_WRITE",
+            "CHOWN",
+            "DAC_OVERRIDE",
+            "FOWNER",
+            "FSETID",
+            "KILL",
+            "MKNOD",
+            "NET_BIND_SERVICE",
+            "SETFCAP",
+            "SETGID",
+            "SETPCAP",
+            "SETUID",
+            "SYS_CHROOT",
+        ];
+        assert!(baseline.contains(&SCAN_CAPABILITY));
+        let init = job
+            .spec
+            .and_then(|spec| spec.template.spec)
+            .and_then(|pod| pod.init_containers)
+            .and_then(|init| init.first().cloned())
+            .and_then(|init| init.security_context)
+            .and_then(|context| context.capabilities);
+        assert_eq!(
+            init.and_then(|caps| caps.add),
+            None,
+            "the init container only copies a file: no capability"
+        );
+    }
+
+    /// The Job excludes what it mounted itself (trivy's binary, the `/tmp` volume) by an
+    /// argument, so no ConfigMap content can make trivy report its own vulnerabilities, and a
+    /// `SKIP_DIRS` of `trivy-job-config` is merged into that argument (a flag would otherwise
+    /// replace `TRIVY_SKIP_DIRS`); `SKIP_FILES` is left to the ConfigMap alone.
+    #[test]
+    fn scan_skips_what_the_job_injected_whatever_the_config_map_says() {
+        for command in [TrivyCommand::Rootfs, TrivyCommand::Filesystem] {
+            let settings = ScanJobSettings {
+                trivy_command: command,
+                ..fixture_settings()
+            };
+            let scan = scan_container_of(&build_scan_job(&fixture_params(), &settings));
+            let args = scan.args.clone().unwrap_or_default();
+            assert_eq!(args.first().map(String::as_str), Some(command.as_str()));
+            assert_eq!(args.last().map(String::as_str), Some("/"), "scans the root");
+            let at = args
+                .iter()
+                .position(|a| a == "--skip-dirs")
+                .expect("skip-dirs");
+            let dirs: Vec<&str> = args[at + 1].split(',').collect();
+            assert_eq!(dirs, ["/run/image-scanner", "/tmp", "$(TRIVY_SKIP_DIRS)"]);
+            // The binary and the scratch volume are under the skipped directories.
+            let command = scan.command.clone().unwrap_or_default();
+            assert!(command[0].starts_with("/run/image-scanner/"));
+            let mounts: Vec<String> = scan
+                .volume_mounts
+                .iter()
+                .flatten()
+                .map(|m| m.mount_path.clone())
+                .collect();
+            assert!(mounts.iter().all(|m| dirs.contains(&m.as_str())));
+            assert!(
+                !args.iter().any(|a| a.starts_with("--skip-files")),
+                "SKIP_FILES stays the ConfigMap's"
+            );
+            // `$(VAR)` expands only for a variable the container defines: the ConfigMap's
+            // SKIP_DIRS key arrives as TRIVY_SKIP_DIRS through the envFrom prefix, and no
+            // explicit env entry shadows it.
+            let from = scan.env_from.clone().unwrap_or_default();
+            assert_eq!(from[0].prefix.as_deref(), Some("TRIVY_"));
+            assert!(
+                !scan
+                    .env
+                    .iter()
+                    .flatten()
+                    .any(|e| e.name == "TRIVY_SKIP_DIRS" || e.name == "TRIVY_SKIP_FILES")
+            );
+        }
     }
 
     #[test]

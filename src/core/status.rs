@@ -43,6 +43,8 @@ pub const REASON_SCAN_JOB_CREATED: &str = "ScanJobCreated";
 pub const REASON_DECODE_ERROR: &str = "ScanReportDecodeError";
 /// Reason: the scan failed.
 pub const REASON_ERROR: &str = "Error";
+/// Reason: the image runs from a local image ID, which no scan Job can run (not upstream).
+pub const REASON_NO_REGISTRY_DIGEST: &str = "NoRegistryDigest";
 
 /// The CIS's result filters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -371,6 +373,29 @@ pub fn scan_error(text: &[u8], previous: &[Condition], now: Timestamp) -> Condit
         TYPE_STALLED,
         REASON_ERROR,
         &String::from_utf8_lossy(text),
+        previous,
+        now,
+    )
+}
+
+/// `Stalled/True/NoRegistryDigest`: the container runs `image` from the local image ID
+/// `digest` (no registry digest), so it is not scanned, and what to do about it.
+pub fn no_registry_digest(
+    image: &str,
+    digest: &str,
+    previous: &[Condition],
+    now: Timestamp,
+) -> Condition {
+    condition(
+        TYPE_STALLED,
+        REASON_NO_REGISTRY_DIGEST,
+        &format!(
+            "not scanned: the container runs {image} from the local image ID {digest}, which \
+             has no registry digest on its node (the image was imported or preloaded, e.g. with \
+             'ctr images import' or from a k3s air-gap archive, or built there). Scan \
+             Jobs run the image by registry digest, and a local image ID can neither be pulled \
+             nor resolved as one. Run the image from a registry to have it scanned."
+        ),
         previous,
         now,
     )

@@ -118,7 +118,14 @@ async fn a_scan_job_is_built_like_upstream_and_its_result_lands_in_the_status() 
     );
     assert_eq!(
         scan.args.as_deref(),
-        Some(&["rootfs".to_string(), "/".to_string()][..])
+        Some(
+            &[
+                "rootfs".to_string(),
+                "--skip-dirs".to_string(),
+                "/run/image-scanner,/tmp,$(TRIVY_SKIP_DIRS)".to_string(),
+                "/".to_string()
+            ][..]
+        )
     );
     let env: Vec<&str> = scan.env.iter().flatten().map(|e| e.name.as_str()).collect();
     assert!(

@@ -297,7 +297,7 @@ impl Index {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::image_ref::ContainerImage;
+    use crate::core::image_ref::{ContainerImage, DigestKind};
     use crate::core::port::ContainerKind;
     use crate::core::workload::ResolvedWorkload;
 
@@ -328,6 +328,7 @@ mod tests {
                 name: "docker.io/library/nginx".into(),
                 digest: "sha256:00".into(),
                 tag: "1".into(),
+                digest_kind: DigestKind::Registry,
             },
         }
     }

@@ -12,6 +12,7 @@ use proptest::prelude::*;
 use proptest_state_machine::{ReferenceStateMachine, StateMachineTest, prop_state_machine};
 
 use super::{Engine, EngineConfig};
+use crate::core::image_ref::{DigestKind, container_image};
 use crate::core::port::{
     Action, ApiError, ApiErrorKind, CisStatusView, CisView, ContainerKind, ContainerView,
     JobFinish, JobView, Observation, Outcome, PodView, ScanContainerState, ScanPodView, StreamId,
@@ -114,6 +115,10 @@ pub struct World {
     events: Vec<Observation>,
     /// UIDs of the CIS objects a `ScanFailed` Event was recorded for.
     scan_failed_events: BTreeSet<String>,
+    /// Every Event recorded: (reason, CIS UID).
+    recorded_events: Vec<(String, String)>,
+    /// The scan container image of every Job created, in order.
+    job_images: Vec<String>,
 }
 
 fn report() -> Vec<u8> {
@@ -174,6 +179,8 @@ impl World {
             status_writes_since_start: 0,
             events: Vec::new(),
             scan_failed_events: BTreeSet::new(),
+            recorded_events: Vec::new(),
+            job_images: Vec::new(),
         };
         w.relist();
         w
@@ -303,6 +310,13 @@ impl World {
     }
 
     fn run_digest(&mut self, d: usize) {
+        let image = format!("registry.test/app@{}", DIGESTS[d]);
+        self.run_container(&image, &image, &image);
+    }
+
+    /// The workload pod is replaced by one whose container has these spec image, status image
+    /// and status image ID.
+    fn run_container(&mut self, spec_image: &str, status_image: &str, status_image_id: &str) {
         if let Some(old) = self.pod.take() {
             self.events.push(Observation::Pod {
                 stream: StreamId(1),
@@ -327,7 +341,6 @@ impl World {
         }
         let uid = self.next_uid("pod");
         let rv = self.next_rv();
-        let image = format!("registry.test/app@{}", DIGESTS[d]);
         let pod = PodView {
             namespace: NS.into(),
             name: format!("app-{uid}"),
@@ -344,9 +357,9 @@ impl World {
             containers: vec![ContainerView {
                 kind: ContainerKind::Regular,
                 name: "app".into(),
-                spec_image: Some(image.clone()),
-                status_image: image.clone(),
-                status_image_id: image,
+                spec_image: Some(spec_image.into()),
+                status_image: status_image.into(),
+                status_image_id: status_image_id.into(),
                 waiting_reason: None,
             }]
             .into(),
@@ -543,6 +556,13 @@ impl World {
                     .cloned();
                 let uid = self.next_uid("job");
                 self.jobs_created_since_start += 1;
+                let scan_image = job
+                    .spec
+                    .as_ref()
+                    .and_then(|spec| spec.template.spec.as_ref())
+                    .and_then(|pod| pod.containers.first())
+                    .and_then(|c| c.image.clone());
+                self.job_images.push(scan_image.unwrap_or_default());
                 if let Some(d) = &digest {
                     self.job_digests.insert(uid.clone(), d.clone());
                 }
@@ -609,8 +629,9 @@ impl World {
             }
             Action::RecordEvent { uid, event, .. } => {
                 if event.reason == "ScanFailed" {
-                    self.scan_failed_events.insert(uid);
+                    self.scan_failed_events.insert(uid.clone());
                 }
+                self.recorded_events.push((event.reason, uid));
                 Outcome::Done
             }
         }
@@ -717,11 +738,11 @@ impl World {
         // Liveness within a settle: the running image's CIS exists and shows the newest
         // finished Job of its digest, or a Job for it is running.
         if let Some(pod) = &self.pod {
-            let digest = pod.containers[0]
-                .status_image_id
-                .split('@')
-                .nth(1)
-                .unwrap_or_default();
+            let c = &pod.containers[0];
+            let image =
+                container_image(c.spec_image.as_deref(), &c.status_image, &c.status_image_id)
+                    .expect("the test's container images parse");
+            let digest = image.digest.as_str();
             let cis: Vec<&(CisView, ContainerImageScanStatus)> = self
                 .cis
                 .values()
@@ -730,7 +751,17 @@ impl World {
             assert_eq!(cis.len(), 1, "one CIS for the running container");
             let running = running.contains_key(digest);
             let (view, full) = cis[0];
-            if !running {
+            if image.digest_kind == DigestKind::LocalImageId {
+                // Never scanned; the CIS says why.
+                assert!(!running, "a Job for the local image ID {digest}");
+                let reasons: Vec<&str> = full
+                    .conditions
+                    .iter()
+                    .flatten()
+                    .map(|c| c.reason.as_str())
+                    .collect();
+                assert_eq!(reasons, ["NoRegistryDigest"], "CIS {}", view.name);
+            } else if !running {
                 let newest = self.newest_result.get(digest);
                 assert!(
                     newest.is_some(),
@@ -878,4 +909,133 @@ fn owners_and_results_survive_a_restart_without_a_second_job() {
         jobs_before + 1,
         "due after the interval"
     );
+}
+
+// The container status forms a real kubelet 1.36 with containerd reports
+// (/work/shared/docs/real-node-notes.md), through the whole engine.
+const REAL_PULLED: &str = "sha256:7e04c8b0e1d1f1aa1a6d1b2c3d4e5f60718293a4b5c6d7e8f9012345a6b7c8d9";
+const REAL_OTHER: &str = "sha256:37a0f1e2d3c4b5a69788796a5b4c3d2e1f00112233445566778899aabbccddee";
+const REAL_OTHER_CONFIG: &str =
+    "sha256:1509614a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6";
+const REAL_PRELOADED_CONFIG: &str =
+    "sha256:3558993a4b5c6d7e8f9012345a6b7c8d9e0f1a2b3c4d5e6f708192a3b4c5d6e7";
+
+/// Pulled by tag; by digest while present by tag (containerd reports the tag); a fresh pull by
+/// digest (containerd reports the image configuration digest as the image): each is scanned as
+/// `<repository>@<manifest digest>`, a reference the node resolves, under a real name.
+#[test]
+fn real_containerd_forms_with_a_registry_digest_are_scanned_by_it() {
+    let busybox = "127.0.0.1:5443/test/busybox";
+    let by_digest = format!("{busybox}@{REAL_PULLED}");
+    let other = format!("127.0.0.1:5443/test/other@{REAL_OTHER}");
+    let rows = [
+        (
+            format!("{busybox}:1"),
+            format!("{busybox}:1"),
+            by_digest.clone(),
+            by_digest.clone(),
+        ),
+        (
+            by_digest.clone(),
+            format!("{busybox}:1"),
+            by_digest.clone(),
+            by_digest.clone(),
+        ),
+        (
+            other.clone(),
+            REAL_OTHER_CONFIG.to_string(),
+            other.clone(),
+            other.clone(),
+        ),
+    ];
+    for (spec, image, image_id, scanned) in rows {
+        let mut w = World::new(32);
+        w.run_container(&spec, &image, &image_id);
+        w.settle();
+        w.check();
+        assert_eq!(
+            w.job_images,
+            std::slice::from_ref(&scanned),
+            "{image} / {image_id}"
+        );
+        let (c, _) = w.cis.values().next().expect("a CIS");
+        assert_eq!(
+            format!("{}@{}", c.spec.name, c.spec.digest),
+            scanned,
+            "CIS name and digest"
+        );
+        assert!(!c.spec.name.contains("sha256"), "{}", c.spec.name);
+        w.finish_jobs(true);
+        w.settle();
+        w.check();
+    }
+}
+
+/// An image imported with `ctr` has only a local image ID (its configuration digest) as image
+/// ID. Nothing resolves `name@<that>`: no Job is created for it, ever, and its CIS says so
+/// (Stalled/NoRegistryDigest, one Warning Event) and is not rewritten afterwards, neither as
+/// time passes nor after a restart.
+#[test]
+fn real_containerd_imported_image_is_not_scanned_by_its_local_image_id() {
+    let mut w = World::new(32);
+    let image = "localhost/test/preloaded:1";
+    w.run_container(image, image, REAL_PRELOADED_CONFIG);
+    w.settle();
+    w.check();
+    assert!(w.job_images.is_empty(), "Jobs: {:?}", w.job_images);
+    let (c, full) = w.cis.values().next().cloned().expect("a CIS");
+    assert_eq!(
+        (
+            c.spec.name.as_str(),
+            c.spec.digest.as_str(),
+            c.spec.tag.as_deref()
+        ),
+        ("localhost/test/preloaded", REAL_PRELOADED_CONFIG, Some("1"))
+    );
+    let conditions = full.conditions.clone().unwrap_or_default();
+    assert_eq!(conditions.len(), 1);
+    let condition = &conditions[0];
+    assert_eq!(
+        (
+            condition.type_.as_str(),
+            condition.status.as_str(),
+            condition.reason.as_str()
+        ),
+        ("Stalled", "True", "NoRegistryDigest")
+    );
+    assert!(
+        condition.message.contains(REAL_PRELOADED_CONFIG)
+            && condition.message.contains("localhost/test/preloaded"),
+        "{}",
+        condition.message
+    );
+    assert_eq!(full.last_scan_job_uid, None, "no scan ran");
+    assert_eq!(
+        w.recorded_events,
+        [("NoRegistryDigest".to_string(), c.uid.clone())]
+    );
+    assert_eq!(
+        w.engine.coverage(w.now).oldest_unscanned,
+        None,
+        "not waiting for a scan"
+    );
+    let writes = w.status_writes_since_start;
+    w.advance(13 * 3600);
+    assert!(
+        w.job_images.is_empty(),
+        "no Job after the scan interval either"
+    );
+    assert_eq!(
+        w.status_writes_since_start, writes,
+        "the status is written once"
+    );
+    w.restart();
+    w.settle();
+    w.check();
+    assert!(w.job_images.is_empty(), "no Job after a restart");
+    assert_eq!(
+        w.status_writes_since_start, 0,
+        "nothing rewritten after a restart"
+    );
+    assert_eq!(w.recorded_events.len(), 1);
 }

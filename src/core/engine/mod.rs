@@ -136,6 +136,10 @@ pub struct Engine {
     owner_delay: BTreeMap<CisKey, Timestamp>,
     /// When each digest without a result was first seen running.
     first_seen: BTreeMap<String, Timestamp>,
+    /// Digests seen as a runtime's local image ID (no registry digest): never scanned, their
+    /// CIS say why. Only grows, by the distinct local images that ever ran: an image
+    /// configuration digest never becomes a registry (manifest) digest.
+    local_image_ids: BTreeSet<String>,
     /// Time from first sight to first result, accumulated.
     first_result: coverage::Latency,
     next_id: u64,
@@ -169,6 +173,7 @@ impl Engine {
             uncertain_jobs: BTreeMap::new(),
             owner_delay: BTreeMap::new(),
             first_seen: BTreeMap::new(),
+            local_image_ids: BTreeSet::new(),
             first_result: coverage::Latency::default(),
             next_id: 1,
             leading: false,

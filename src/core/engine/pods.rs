@@ -7,6 +7,7 @@ use std::sync::Arc;
 use super::Engine;
 use super::index::{CisKey, ObjectKind, PodEntry, PodKey, Tracked, pod_key};
 use super::timers::TimerKey;
+use crate::core::image_ref::DigestKind;
 use crate::core::port::{PodView, StreamId, WatchEvent, WorkloadView};
 use crate::core::time::Timestamp;
 use crate::core::workload::{
@@ -292,7 +293,15 @@ impl Engine {
                 .insert(key.clone());
         }
         for t in targets.iter() {
-            self.saw_digest(&t.image.digest, now);
+            match t.image.digest_kind {
+                DigestKind::Registry => self.saw_digest(&t.image.digest, now),
+                // Not waiting for a scan: the scan stage explains at once why there is none.
+                DigestKind::LocalImageId => {
+                    if self.local_image_ids.insert(t.image.digest.clone()) {
+                        self.dirty_digests.insert(t.image.digest.clone());
+                    }
+                }
+            }
         }
         self.dirty_cis.extend(old_keys.union(&new_keys).cloned());
         self.index.pods.insert(

@@ -366,6 +366,23 @@ impl Engine {
             }
         }
 
+        // 1a. A local image ID is no registry digest: a Job could never run
+        // `name@<image ID>` (nothing pulls or resolves it), so there is none, and every CIS of
+        // the digest says why instead. A Job of it from before (the Go operator scanned such
+        // digests) ends by its pull back-off above or its deadline.
+        if self.local_image_ids.contains(digest) {
+            if let Some(scan) = self.digests.get_mut(digest) {
+                scan.queued = None;
+                scan.announce = None;
+            }
+            for key in &cis_keys {
+                if !self.explain_local_image(key, now, out) {
+                    return false;
+                }
+            }
+            return true;
+        }
+
         // 1b. A failed attempt of the running Job: keep its log for the condition message,
         // because Kubernetes deletes the pod when the Job finally fails.
         if let Some(job) = &active
@@ -832,6 +849,53 @@ impl Engine {
         }
     }
 
+    /// Writes `Stalled/NoRegistryDigest` to one CIS of a local image ID unless it shows it
+    /// (with a Warning Event once written); false when blocked.
+    fn explain_local_image(
+        &mut self,
+        key: &CisKey,
+        now: Timestamp,
+        out: &mut Vec<Command>,
+    ) -> bool {
+        let Some(cis) = self.index.cis.get(key).map(|t| t.view.clone()) else {
+            return true;
+        };
+        let new_status = status::no_registry_digest_status(&cis, now);
+        if status::shows_conditions(&cis, &new_status) {
+            return true;
+        }
+        let note = new_status
+            .conditions
+            .iter()
+            .flatten()
+            .map(|c| status::bounded_message(&c.message, 1024))
+            .next()
+            .unwrap_or_default();
+        let target = Target::CisStatus(key.clone());
+        let action = Action::ApplyCisStatus {
+            namespace: key.namespace.clone(),
+            name: key.name.clone(),
+            uid: cis.uid.clone(),
+            resource_version: cis.resource_version,
+            status: Box::new(new_status),
+            keep_details: true,
+        };
+        match self.issue(target, action, now, out) {
+            super::Issued::Yes => {
+                let event = EventNote {
+                    warning: true,
+                    reason: status::REASON_NO_REGISTRY_DIGEST.to_string(),
+                    note,
+                };
+                self.pending_events
+                    .push_back((key.clone(), cis.uid.clone(), event));
+                true
+            }
+            super::Issued::Deferred => true,
+            super::Issued::Blocked => false,
+        }
+    }
+
     /// Writes the newest result to one CIS if its status does not show it yet.
     fn fan_out(
         &mut self,
@@ -1063,6 +1127,12 @@ impl Engine {
     }
 
     fn create_job(&mut self, digest: &str, now: Timestamp, out: &mut Vec<Command>) {
+        if self.local_image_ids.contains(digest) {
+            if let Some(scan) = self.digests.get_mut(digest) {
+                scan.queued = None;
+            }
+            return;
+        }
         let cis_keys = self.live_cis_of(digest);
         // The CIS that asks: one without any result first, then by name.
         let Some(primary) = cis_keys
