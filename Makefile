@@ -1,6 +1,7 @@
 # image-scanner — build, test and run.
-#   make test   runs every check CI runs (format, lints, unit/sim/fuzz-regression tests, the local
-#               control plane smoke tests and the end-to-end tests against it)
+#   make test   runs every check CI runs (format, lints, unit/sim/fuzz-regression tests, real
+#               trivy on the test images, the local cluster's smoke tests and the end-to-end
+#               tests against it, kwok nodes and the real node)
 #   make run    runs the operator against the local control plane (started if KUBECONFIG is unset)
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -41,5 +42,5 @@ run:
 # bench-scale-small: the CI-sized scale benchmark (500 pods) on a cluster of its own, so the
 # script cannot rot; its correctness checks (a result for every CIS, one Job per digest, no quiet
 # writes) fail the run, its timing targets are reported only (make bench-scale STRICT=1 enforces).
-test: fmt-check clippy unit-test install-check image-binary-check cluster-smoke e2e bench-scale-small
+test: fmt-check clippy unit-test install-check image-binary-check cluster-smoke scanner-check e2e bench-scale-small
 	@echo "make test: all checks passed"

@@ -29,8 +29,18 @@ if [[ "${1:-}" == "--print-dir" ]]; then
   exit 0
 fi
 
-if [[ -f "$bin_dir/.build-key" && "$(cat "$bin_dir/.build-key")" == "$key" ]]; then
+up_to_date() { [[ -f "$bin_dir/.build-key" && "$(cat "$bin_dir/.build-key")" == "$key" ]]; }
+if up_to_date; then
   touch "$bin_dir/.build-key" 2>/dev/null || true   # "last used", for pruning below
+  echo "$bin_dir"
+  exit 0
+fi
+# One build per key at a time: a second caller (CI's early background build and make test's
+# cluster-up) waits for the first, then finds its result.
+mkdir -p "$(dirname "$bin_dir")"
+exec {lock_fd}> "$bin_dir.lock"
+flock "$lock_fd"
+if up_to_date; then
   echo "$bin_dir"
   exit 0
 fi

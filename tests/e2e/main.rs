@@ -1,5 +1,6 @@
 //! End-to-end tests: the operator binary against the local control plane (real kube-apiserver,
-//! controller-manager, scheduler and etcd; kwok as the kubelet). Run with `make e2e` (part of
+//! controller-manager, scheduler and etcd; kwok as the kubelet of most nodes, and one real node
+//! with real trivy for `realnode`). Run with `make e2e` (part of
 //! `make test`), which starts the control plane and installs the e2e overlay first; the tests
 //! are `#[ignore]`d so that a plain `cargo test` without a cluster does not run them.
 //!
@@ -10,6 +11,7 @@
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 mod operations;
+mod realnode;
 mod scans;
 mod support;
 mod workloads;

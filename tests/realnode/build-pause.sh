@@ -9,7 +9,9 @@ key="$( { go version; cat go.mod main.go "$here/build-pause.sh"; } | sha256sum |
 dir="${XDG_CACHE_HOME:-$HOME/.cache}/image-scanner/pause-$key"
 if [[ ! -x "$dir/pause" ]]; then
   mkdir -p "$dir"
-  GOWORK=off CGO_ENABLED=0 GOFLAGS=-buildvcs=false go build -trimpath -ldflags "-s -w" -o "$dir/pause.tmp" .
-  mv "$dir/pause.tmp" "$dir/pause"
+  # A private name, then a rename: a concurrent build never sees or leaves half a binary.
+  tmp="$(mktemp "$dir/.pause.XXXXXX")"
+  GOWORK=off CGO_ENABLED=0 GOFLAGS=-buildvcs=false go build -trimpath -ldflags "-s -w" -o "$tmp" .
+  mv -f "$tmp" "$dir/pause"
 fi
 echo "$dir"

@@ -253,8 +253,8 @@ EOF
 # One isolated L2 segment: no gateway route and no masquerading in the pods, so nothing leaves
 # the machine; the host side of the bridge (made here, so the trivy server can bind to it before
 # the first pod) is the only host address a pod can reach.
-ip link add "$RN_BRIDGE" type bridge
-ip addr add "$RN_HOST_IP/24" dev "$RN_BRIDGE"
+ip link show "$RN_BRIDGE" >/dev/null 2>&1 || ip link add "$RN_BRIDGE" type bridge
+ip addr replace "$RN_HOST_IP/24" dev "$RN_BRIDGE"
 ip link set "$RN_BRIDGE" up
 cat > "$RN/cni/net.d/10-image-scanner.conflist" <<EOF
 {

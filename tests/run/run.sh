@@ -2,7 +2,9 @@
 # `make run`: the operator in the foreground against a cluster.
 #  * KUBECONFIG unset: starts the local control plane (tests/cluster), installs the CRD and the
 #    scan namespace, deploys sample workloads (one per kind) and replays their scan logs from
-#    tests/fixtures/ (kwok runs nothing, so there is no real trivy).
+#    tests/fixtures/ (kwok runs nothing, so there is no real trivy). Where the machine allows
+#    the real node (tests/realnode), it also deploys private test images there (namespace
+#    real-demo), which real trivy scans against the node's trivy server.
 #  * KUBECONFIG set: uses that cluster as it is; installs only the CRD and the scan namespace.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -18,8 +20,8 @@ if [[ -z "${KUBECONFIG:-}" ]]; then
 fi
 command -v kubectl >/dev/null || { echo "kubectl is required" >&2; exit 1; }
 
-log "building the operator"
-cargo build --quiet --bin image-scanner-operator
+log "building the operator (first time: a few minutes)"
+cargo build --bin image-scanner-operator
 BIN=${CARGO_TARGET_DIR:-$ROOT/target}/debug/image-scanner-operator
 
 log "installing the CRD and the scan namespace"
@@ -45,6 +47,27 @@ if $LOCAL; then
     upstream/internal/controller/stas/testdata/scan-job-successful-long/scan-job-pod.log.json
 fi
 
+REAL_ARGS=()
+RN_ENV=$ROOT/target/cluster/realnode/realnode.env
+if $LOCAL && [[ -f $RN_ENV ]]; then
+  # shellcheck disable=SC1090
+  source "$RN_ENV"
+  log "real node $NODE_NAME: deploying private test images into namespace real-demo"
+  kubectl create namespace real-demo --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+  kubectl -n real-demo create secret docker-registry registry-credentials --docker-server="$REGISTRY" \
+    --docker-username="$REGISTRY_USER" --docker-password="$REGISTRY_PASSWORD" \
+    --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+  for app in app clean; do
+    image_var="${app^^}_IMAGE"
+    sed -e "s|@NAME@|$app|g" -e "s|@IMAGE@|${!image_var}|g" -e "s|@TAINT@|$TAINT_KEY|g" \
+      tests/run/real-samples.yaml | kubectl apply -f - >/dev/null
+  done
+  kubectl -n image-scanner create configmap trivy-job-config --from-literal=SERVER="$TRIVY_SERVER" \
+    --from-literal=TIMEOUT=30m --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+  REAL_ARGS=(--trivy-image="$TRIVY_IMAGE"
+    --scan-job-tolerations="[{\"key\":\"$TAINT_KEY\",\"operator\":\"Exists\",\"effect\":\"NoSchedule\"}]")
+fi
+
 cat >&2 <<MSG
 
   The operator runs in the foreground (Ctrl-C stops it). In another terminal:
@@ -57,7 +80,12 @@ cat >&2 <<MSG
 
 MSG
 if $LOCAL; then
-  echo "  (local control plane: scanner output is replayed from tests/fixtures/, not produced by trivy)" >&2
+  if ((${#REAL_ARGS[@]})); then
+    echo "  Real scans: kubectl get cis -n real-demo (trivy 0.74 on the real node $NODE_NAME)." >&2
+    echo "  Namespace demo runs on kwok nodes: its scanner output is replayed from tests/fixtures/." >&2
+  else
+    echo "  (kwok only: scanner output is replayed from tests/fixtures/, not produced by trivy)" >&2
+  fi
   echo >&2
 fi
 
@@ -70,4 +98,5 @@ exec "$BIN" \
   --metrics-bind-address="${METRICS_BIND_ADDRESS:-127.0.0.1:8080}" \
   --health-probe-bind-address="${HEALTH_PROBE_BIND_ADDRESS:-127.0.0.1:8081}" \
   --log-format="${LOG_FORMAT:-console}" \
+  "${REAL_ARGS[@]}" \
   "$@"

@@ -1,0 +1,350 @@
+//! The operator on the real node (tests/realnode): real kubelet, containerd and runc, a private
+//! registry with authentication, and real trivy 0.74 against an offline DB whose advisories we
+//! chose (tests/realnode/trivydb). The results are exact: what the DB says about the test
+//! image's packages (tests/realnode/expected), nothing replayed.
+//!
+//! The real node is tainted: only these tests' pods (and the scan Jobs of the operator they
+//! start) tolerate it, so the kwok tests never land there.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use serde_json::json;
+
+use crate::support::*;
+
+/// A real scan: image pull by the scan pod (none: the image is on the node), trivy start and a
+/// round trip to the trivy server take seconds; the rest is the operator's own pacing.
+const WAIT: Duration = Duration::from_secs(180);
+
+/// `tests/realnode/up.sh`'s settings (`target/cluster/realnode/realnode.env`), or why the
+/// cluster has no real node.
+struct RealNode(BTreeMap<String, String>);
+
+impl RealNode {
+    /// The running real node's settings. Panics when it is missing, unless `REAL_NODE=0` asked
+    /// for a kwok-only cluster (then the caller skips the test, saying so).
+    fn get() -> Option<RealNode> {
+        let state = repo_root().join("target/cluster");
+        if let Ok(reason) = std::fs::read_to_string(state.join("realnode.disabled")) {
+            if reason.trim() == "REAL_NODE=0" {
+                eprintln!("SKIPPED: the cluster was started with REAL_NODE=0 (kwok only)");
+                return None;
+            }
+            panic!("the local cluster has no real node: {}", reason.trim());
+        }
+        let env = std::fs::read_to_string(state.join("realnode/realnode.env"))
+            .expect("target/cluster/realnode/realnode.env (make cluster-up starts the real node)");
+        Some(RealNode(
+            env.lines()
+                .filter_map(|l| l.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        ))
+    }
+
+    fn var(&self, key: &str) -> &str {
+        self.0
+            .get(key)
+            .unwrap_or_else(|| panic!("{key} missing in realnode.env"))
+    }
+
+    fn toleration(&self) -> serde_json::Value {
+        json!({"key": self.var("TAINT_KEY"), "operator": "Exists", "effect": "NoSchedule"})
+    }
+
+    /// The operator, scanning on the real node: the trivy image preloaded there, scan pods that
+    /// tolerate its taint.
+    fn operator(&self, name: &str, prefix: &str, extra: &[&str]) -> Operator {
+        let tolerations = serde_json::to_string(&[self.toleration()]).expect("json");
+        let trivy_image = format!("--trivy-image={}", self.var("TRIVY_IMAGE"));
+        let tolerations = format!("--scan-job-tolerations={tolerations}");
+        let mut args = vec![trivy_image.as_str(), tolerations.as_str()];
+        args.extend_from_slice(extra);
+        Operator::start(name, prefix, &args)
+    }
+
+    /// The scan namespace's trivy-job-config points at the node's trivy server.
+    async fn use_trivy_server(&self, client: &kube::Client) {
+        let cms: Api<ConfigMap> = Api::namespaced(client.clone(), SCAN_NAMESPACE);
+        let patch = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "trivy-job-config"},
+            "data": {"SERVER": self.var("TRIVY_SERVER")}});
+        cms.patch(
+            "trivy-job-config",
+            &PatchParams::apply("e2e-real-node").force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+        .expect("trivy-job-config points at the real node's trivy server");
+    }
+
+    /// A Deployment of a private image on the real node, pulled with an imagePullSecret.
+    async fn deploy_private(&self, client: &kube::Client, ns: &str, name: &str, image: &str) {
+        let auth = format!(
+            "{}:{}",
+            self.var("REGISTRY_USER"),
+            self.var("REGISTRY_PASSWORD")
+        );
+        let docker_config = json!({"auths": {self.var("REGISTRY"): {"auth": base64(&auth)}}});
+        apply(
+            client,
+            Some(ns),
+            json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
+                "metadata": {"name": "registry-credentials"},
+                "stringData": {".dockerconfigjson": docker_config.to_string()}}),
+        )
+        .await;
+        apply(
+            client,
+            Some(ns),
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+                "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
+                  "template": {"metadata": {"labels": {"app": name}}, "spec": {
+                    "imagePullSecrets": [{"name": "registry-credentials"}],
+                    "nodeSelector": {"image-scanner.test/node": "real"},
+                    "tolerations": [self.toleration()],
+                    "terminationGracePeriodSeconds": 1,
+                    "containers": [{"name": "app", "image": image,
+                        "command": ["/bin/sleep", "3600"]}]}}}}),
+        )
+        .await;
+    }
+}
+
+/// The node's trivy server (tests/realnode/trivy-server.sh), stopped or on another DB for a
+/// test; dropping this starts it again on the base DB, so a failing test leaves it as found.
+struct TrivyServer;
+
+impl TrivyServer {
+    fn control(args: &[&str]) {
+        let script = repo_root().join("tests/realnode/trivy-server.sh");
+        let status = std::process::Command::new(&script)
+            .args(args)
+            .status()
+            .unwrap_or_else(|e| panic!("{script:?}: {e}"));
+        assert!(status.success(), "trivy-server.sh {args:?}: {status}");
+    }
+
+    fn stop() -> TrivyServer {
+        Self::control(&["stop"]);
+        TrivyServer
+    }
+
+    fn start(&self, db: &str) {
+        Self::control(&["start", db]);
+    }
+}
+
+impl Drop for TrivyServer {
+    fn drop(&mut self) {
+        Self::control(&["start", "base"]);
+    }
+}
+
+fn base64(text: &str) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let bytes = text.as_bytes();
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// The status fragment `image-scanner-operator report` gives for the real scanner's output on
+/// the image's files: tests/realnode/expected, with the Go version of the image's binary filled
+/// in by make-images.sh (tests/realnode/check-scanner.sh proves the files against trivy itself).
+fn expected(name: &str) -> serde_json::Value {
+    let path = repo_root()
+        .join("target/cluster/realnode/images/expected")
+        .join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path:?}: {e}"))
+}
+
+fn status_json(cis: &image_scanner::crd::ContainerImageScan) -> serde_json::Value {
+    serde_json::to_value(cis.status.as_ref().expect("status")).expect("status json")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the local control plane with its real node: make e2e"]
+async fn a_private_image_is_scanned_by_real_trivy_on_the_node_that_has_it() {
+    let Some(node) = RealNode::get() else { return };
+    let client = client().await;
+    prepare_scan_namespace(&client).await;
+    node.use_trivy_server(&client).await;
+    let ns = TestNamespaces::create(&client, &["e2e-real-private"]).await;
+    let op = node.operator("real-private", "e2e-real-private", &[]);
+    node.deploy_private(&client, "e2e-real-private", "app", node.var("APP_IMAGE"))
+        .await;
+
+    let cis = eventually(
+        WAIT,
+        "CIS with a successful real scan",
+        Some(&op),
+        || async {
+            list_cis(&client, "e2e-real-private")
+                .await
+                .into_iter()
+                .find(scanned)
+        },
+    )
+    .await;
+    // The digest is the manifest digest the registry serves, not the image config ID the
+    // kubelet reports in status.image after a pull by digest.
+    assert_eq!(cis.spec.digest, node.var("APP_DIGEST"));
+    let registry = node.var("REGISTRY");
+    assert_eq!(cis.spec.name, format!("{registry}/test/app"));
+
+    let status = status_json(&cis);
+    let want = expected("app.json");
+    assert_eq!(
+        status["vulnerabilities"], want["vulnerabilities"],
+        "vulnerabilities of the real scan (left) differ from tests/realnode/expected/app.json"
+    );
+    assert_eq!(
+        status["vulnerabilitySummary"], want["vulnerabilitySummary"],
+        "summary of the real scan (left) differs from tests/realnode/expected/app.json"
+    );
+
+    // The scan ran the image itself, by digest, on the real node, without pull secrets.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), SCAN_NAMESPACE);
+    let scan_pods = pods
+        .list(&ListParams::default().labels("app.kubernetes.io/managed-by=image-scanner"))
+        .await
+        .expect("scan pods");
+    let scan_pod = scan_pods
+        .items
+        .iter()
+        .find(|p| {
+            p.spec.as_ref().is_some_and(|s| {
+                s.containers
+                    .iter()
+                    .any(|c| c.image.as_deref().is_some_and(|i| i.contains("/test/app@")))
+            })
+        })
+        .expect("the scan pod of the app image (kept until the Job's TTL)");
+    let spec = scan_pod.spec.as_ref().expect("spec");
+    assert_eq!(spec.node_name.as_deref(), Some(node.var("NODE_NAME")));
+    assert!(spec.image_pull_secrets.is_none());
+    assert_eq!(
+        spec.containers[0].image.as_deref(),
+        Some(format!("{registry}/test/app@{}", node.var("APP_DIGEST")).as_str())
+    );
+
+    // ignore-unfixed on the workload: the unfixed finding goes at once, from the same result.
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(client.clone(), "e2e-real-private");
+    deployments
+        .patch(
+            "app",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {
+                "image-scanner.statnett.no/ignore-unfixed": "true"}}})),
+        )
+        .await
+        .expect("annotate");
+    let fixed_only: Vec<serde_json::Value> = want["vulnerabilities"]
+        .as_array()
+        .expect("expected vulnerabilities")
+        .iter()
+        .filter(|v| v.get("fixedVersion").is_some())
+        .cloned()
+        .collect();
+    assert!(fixed_only.len() < want["vulnerabilities"].as_array().map_or(0, Vec::len));
+    eventually(
+        WAIT,
+        "ignore-unfixed applied to the real result",
+        Some(&op),
+        || async {
+            let cis = list_cis(&client, "e2e-real-private")
+                .await
+                .into_iter()
+                .next()?;
+            let status = status_json(&cis);
+            (status["vulnerabilities"] == serde_json::Value::from(fixed_only.clone())
+                && status["vulnerabilitySummary"]["unfixedCount"] == 0
+                && status["vulnerabilitySummary"]["fixedCount"]
+                    == want["vulnerabilitySummary"]["fixedCount"])
+                .then_some(())
+        },
+    )
+    .await;
+    ns.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the local control plane with its real node: make e2e"]
+async fn a_scanner_failure_stalls_with_trivys_message_and_a_new_db_is_seen_on_rescan() {
+    let Some(node) = RealNode::get() else { return };
+    let client = client().await;
+    prepare_scan_namespace(&client).await;
+    node.use_trivy_server(&client).await;
+    let server = TrivyServer::stop();
+    let ns = TestNamespaces::create(&client, &["e2e-real-db"]).await;
+    // A short interval: it caps the retry delay after a failed scan and paces the rescan.
+    let op = node.operator("real-db", "e2e-real-db", &["--scan-interval=30s"]);
+    node.deploy_private(&client, "e2e-real-db", "clean", node.var("CLEAN_IMAGE"))
+        .await;
+
+    // trivy's own error reaches the CIS; nothing is reported as clean.
+    let (cis, message) = eventually(WAIT, "Stalled with trivy's error", Some(&op), || async {
+        let cis = list_cis(&client, "e2e-real-db").await.into_iter().next()?;
+        let stalled = conditions(&cis)
+            .into_iter()
+            .find(|c| c.0 == "Stalled" && c.1 == "True")?;
+        Some((cis, stalled.3))
+    })
+    .await;
+    assert!(
+        message.contains("connection refused"),
+        "Stalled message without trivy's cause: {message}"
+    );
+    let status = status_json(&cis);
+    assert!(
+        status["lastSuccessfulScanTime"].is_null() && status["vulnerabilitySummary"].is_null(),
+        "a failed scan must not look like a clean one: {status}"
+    );
+
+    // The server back: the retry succeeds, and the clean image has no findings in the base DB.
+    server.start("base");
+    let want = expected("clean.json");
+    eventually(WAIT, "recovered: a successful scan", Some(&op), || async {
+        let cis = list_cis(&client, "e2e-real-db").await.into_iter().next()?;
+        let status = status_json(&cis);
+        (scanned(&cis)
+            && conditions(&cis)
+                .iter()
+                .all(|c| c.0 != "Stalled" || c.1 != "True")
+            && status["vulnerabilitySummary"] == want["vulnerabilitySummary"])
+            .then_some(())
+    })
+    .await;
+
+    // A new advisory in the DB appears at the next rescan, without any change to the workload.
+    server.start("updated");
+    let want = expected("clean-updated.json");
+    eventually(WAIT, "rescan finds the new advisory", Some(&op), || async {
+        let cis = list_cis(&client, "e2e-real-db").await.into_iter().next()?;
+        let status = status_json(&cis);
+        (status["vulnerabilities"] == want["vulnerabilities"]
+            && status["vulnerabilitySummary"] == want["vulnerabilitySummary"])
+            .then_some(())
+    })
+    .await;
+    drop(server);
+    ns.cleanup().await;
+}
