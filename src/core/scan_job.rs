@@ -149,11 +149,17 @@ const USER_SKIP_DIRS: &str = "TRIVY_SKIP_DIRS";
 /// and `pkgPath`, `fixedVersion`, `title`, `primaryURL` only when non-empty; `[]` when nothing
 /// was found. Compact `toJson` rather than pretty-printing: the pod log of a large image holds
 /// several megabytes, and the reader does not care about layout.
+///
+/// `pkgPath` says which file a language package was found in: trivy's `PkgPath` where it has
+/// one (installed `package.json`, JARs), else the result's `Target` for language results
+/// (`lang-pkgs`: a Go or Rust binary, a lock file), whose vulnerabilities carry no path. So the
+/// same module in two binaries is two findings that say where each is, not two identical
+/// entries (the upstream template's). OS packages keep none: one package database.
 pub const TRIVY_TEMPLATE: &str = r#"{{- $found := list -}}
 {{- range $result := . -}}
   {{- range $vuln := $result.Vulnerabilities -}}
     {{- $entry := dict "vulnerabilityID" $vuln.VulnerabilityID "pkgName" $vuln.PkgName "installedVersion" $vuln.InstalledVersion "severity" $vuln.Severity -}}
-    {{- with $vuln.PkgPath }}{{ $_ := set $entry "pkgPath" . }}{{ end -}}
+    {{- if $vuln.PkgPath }}{{ $_ := set $entry "pkgPath" $vuln.PkgPath }}{{ else if and $result.Target (eq (toString $result.Class) "lang-pkgs") }}{{ $_ := set $entry "pkgPath" $result.Target }}{{ end -}}
     {{- with $vuln.FixedVersion }}{{ $_ := set $entry "fixedVersion" . }}{{ end -}}
     {{- with $vuln.Title }}{{ $_ := set $entry "title" . }}{{ end -}}
     {{- with $vuln.PrimaryURL }}{{ $_ := set $entry "primaryURL" . }}{{ end -}}
@@ -1079,5 +1085,8 @@ mod tests {
             assert!(TRIVY_TEMPLATE.contains(&format!("\"{key}\"")), "{key}");
         }
         assert!(!TRIVY_TEMPLATE.contains("toPrettyJson"));
+        // Language findings without a PkgPath are located by their result's Target.
+        assert!(TRIVY_TEMPLATE.contains(r#"set $entry "pkgPath" $result.Target"#));
+        assert!(TRIVY_TEMPLATE.contains(r#""lang-pkgs""#));
     }
 }

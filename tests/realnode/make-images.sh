@@ -11,7 +11,8 @@
 # app:1, the "vulnerable app": a Debian-12-looking rootfs (os-release, debian_version, a dpkg
 # status with openssl, libssl3, zlib1g, bash), busybox as /bin/busybox with /bin/sh and
 # /bin/sleep (the workload runs `sleep infinity`), an npm package in /usr/lib/node_modules,
-# the Go binary /usr/local/bin/hello (golang.org/x/text v0.3.7), and /home/app (uid 1000,
+# the Go binary /usr/local/bin/hello (golang.org/x/text v0.3.7) and a copy at /opt/tools/hello,
+# and /home/app (uid 1000,
 # mode 0700) holding another npm package: only a reader that bypasses permissions (root
 # with CAP_DAC_READ_SEARCH or CAP_DAC_OVERRIDE) finds it.
 # clean:1: busybox, Debian 12 os-release and a dpkg status with just bash.
@@ -154,6 +155,9 @@ EOF
 }
 EOF
   install -D -m 0755 "$hello" "$r/usr/local/bin/hello"
+  # The same binary again elsewhere: its findings must say which file each is in, not be two
+  # identical entries (the scan template locates language findings by their file).
+  install -D -m 0755 "$hello" "$r/opt/tools/hello"
   # Readable by its owner only: a scanner running as root WITHOUT capabilities (the scan
   # Job's `drop: [ALL]`) cannot enter it.
   put "$r/home/app/node_modules/minimist/package.json" 0644 <<'EOF'

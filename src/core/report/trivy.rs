@@ -7,7 +7,8 @@
 //!
 //! | Trivy | [`Vulnerability`] |
 //! |---|---|
-//! | `VulnerabilityID`, `PkgName`, `InstalledVersion`, `PkgPath`, `Title`, `PrimaryURL` | same field |
+//! | `VulnerabilityID`, `PkgName`, `InstalledVersion`, `Title`, `PrimaryURL` | same field |
+//! | `PkgPath`; without one, the result's `Target` when its `Class` is `lang-pkgs` (a Go binary, a lock file) | `pkgPath`, as [`TRIVY_TEMPLATE`](crate::core::scan_job::TRIVY_TEMPLATE) does |
 //! | `FixedVersion` (may list several versions, `"6.0.3.1, 5.2.4.3"`) | `fixedVersion`, kept verbatim |
 //! | `Severity` (`UNKNOWN`…`CRITICAL`; missing or another name → `UNKNOWN`) | `severity` |
 //!
@@ -82,8 +83,15 @@ impl<'de> Visitor<'de> for ResultsVisitor {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Results, A::Error> {
         let mut all = Vec::new();
         while let Some(result) = seq.next_element::<TrivyResult>()? {
+            let location = result.language_file().map(str::to_string);
             for v in result.vulnerabilities.unwrap_or_default() {
-                all.push(super::require_id(v.into())?);
+                let mut v: Vulnerability = v.into();
+                if v.pkg_path.is_empty()
+                    && let Some(file) = &location
+                {
+                    v.pkg_path.clone_from(file);
+                }
+                all.push(super::require_id(v)?);
             }
         }
         Ok(Results(all))
@@ -98,8 +106,23 @@ impl<'de> Deserialize<'de> for Results {
 
 #[derive(Deserialize)]
 struct TrivyResult {
+    #[serde(rename = "Target", default)]
+    target: Option<String>,
+    #[serde(rename = "Class", default)]
+    class: Option<String>,
     #[serde(rename = "Vulnerabilities", default)]
     vulnerabilities: Option<Vec<TrivyVulnerability>>,
+}
+
+impl TrivyResult {
+    /// The file a language result was read from (a Go binary, a lock file), which its
+    /// vulnerabilities do not repeat: two binaries with one module are two findings.
+    fn language_file(&self) -> Option<&str> {
+        (self.class.as_deref() == Some("lang-pkgs"))
+            .then_some(self.target.as_deref())
+            .flatten()
+            .filter(|t| !t.is_empty())
+    }
 }
 
 #[derive(Deserialize)]
@@ -169,6 +192,36 @@ mod tests {
         assert_eq!(r.vulnerabilities[0].severity, Severity::Unknown);
         let no_id = br#"{"Results":[{"Vulnerabilities":[{}]}]}"#;
         assert!(parse_report(no_id, ReportFormat::Trivy).is_err());
+    }
+
+    #[test]
+    fn language_findings_without_a_path_are_located_by_their_target() {
+        let input = br#"{"Results": [
+            {"Target": "debian 12", "Class": "os-pkgs",
+             "Vulnerabilities": [{"VulnerabilityID": "CVE-1", "PkgName": "zlib1g"}]},
+            {"Target": "usr/local/bin/a", "Class": "lang-pkgs",
+             "Vulnerabilities": [{"VulnerabilityID": "CVE-2", "PkgName": "golang.org/x/text"}]},
+            {"Target": "usr/local/bin/b", "Class": "lang-pkgs",
+             "Vulnerabilities": [{"VulnerabilityID": "CVE-2", "PkgName": "golang.org/x/text"}]},
+            {"Target": "Node.js", "Class": "lang-pkgs",
+             "Vulnerabilities": [{"VulnerabilityID": "GHSA-1", "PkgName": "lodash",
+               "PkgPath": "usr/lib/node_modules/lodash/package.json"}]}
+        ]}"#;
+        let r = parse_report(input, ReportFormat::Auto).unwrap();
+        let paths: Vec<&str> = r
+            .vulnerabilities
+            .iter()
+            .map(|v| v.pkg_path.as_str())
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                "",
+                "usr/local/bin/a",
+                "usr/local/bin/b",
+                "usr/lib/node_modules/lodash/package.json"
+            ]
+        );
     }
 
     #[test]
