@@ -31,3 +31,21 @@ pid_alive() {
 }
 
 kc() { "$KUBECTL" --kubeconfig "$KUBECONFIG_FILE" "$@"; }
+
+# free_port VAR: a free port on 127.0.0.1, not handed out before by this script, in VAR.
+# 10300-19899: below this machine's ephemeral range (32768-60999), so an outgoing connection
+# cannot take the port between this check and the bind.
+declare -A TAKEN=()
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+free_port() {
+  local p i
+  for ((i = 0; i < 500; i++)); do
+    p=$((10300 + RANDOM % 9600))
+    [[ -n "${TAKEN[$p]:-}" ]] && continue
+    port_in_use "$p" && continue
+    TAKEN[$p]=1
+    printf -v "$1" '%s' "$p"
+    return 0
+  done
+  die "could not find a free port on 127.0.0.1"
+}

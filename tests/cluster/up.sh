@@ -81,20 +81,6 @@ mkdir -p "$STATE" "$PKI" "$PIDS" "$CLOGS" "$LOGS_DIR" "$STATE/pull-fail"
 ln -sfn "$BIN" "$STATE/bin"
 
 # --- ports -------------------------------------------------------------------
-declare -A TAKEN=()
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-free_port() { # free_port VAR
-  local p i
-  for ((i = 0; i < 500; i++)); do
-    p=$((10300 + RANDOM % 9600))
-    [[ -n "${TAKEN[$p]:-}" ]] && continue
-    port_in_use "$p" && continue
-    TAKEN[$p]=1
-    printf -v "$1" '%s' "$p"
-    return 0
-  done
-  die "could not find a free port on 127.0.0.1"
-}
 free_port ETCD_PORT; free_port ETCD_PEER_PORT; free_port API_PORT
 free_port KCM_PORT; free_port SCHED_PORT; free_port KWOK_PORT
 cat > "$STATE/ports.env" <<EOV

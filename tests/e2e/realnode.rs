@@ -83,12 +83,9 @@ impl RealNode {
 
     /// A Deployment of a private image on the real node, pulled with an imagePullSecret.
     async fn deploy_private(&self, client: &kube::Client, ns: &str, name: &str, image: &str) {
-        let auth = format!(
-            "{}:{}",
-            self.var("REGISTRY_USER"),
-            self.var("REGISTRY_PASSWORD")
-        );
-        let docker_config = json!({"auths": {self.var("REGISTRY"): {"auth": base64(&auth)}}});
+        // The kubelet takes username and password as well as the base64 `auth` of docker login.
+        let docker_config = json!({"auths": {self.var("REGISTRY"): {
+            "username": self.var("REGISTRY_USER"), "password": self.var("REGISTRY_PASSWORD")}}});
         apply(
             client,
             Some(ns),
@@ -142,26 +139,6 @@ impl Drop for TrivyServer {
     fn drop(&mut self) {
         Self::control(&["start", "base"]);
     }
-}
-
-fn base64(text: &str) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let bytes = text.as_bytes();
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 /// The status fragment `image-scanner-operator report` gives for the real scanner's output on

@@ -64,21 +64,7 @@ mkdir -p "$RN"/{pki,registry/data,containerd/certs.d,cni/net.d,cni/ipam,kubelet/
 for d in "${RN_HOST_DIRS[@]}"; do [[ -e "$d" ]] || printf '%s\n' "$d" >> "$RN/created-host-dirs"; done
 for s in "${RN_SYSCTLS[@]}"; do printf '%s=%s\n' "$s" "$(sysctl -n "$s")"; done > "$RN/sysctls.orig"
 
-# --- ports: 10300-19899, below this machine's ephemeral range (32768-60999) -----------------------
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-declare -A TAKEN=()
-free_port() { # free_port VAR
-  local p i
-  for ((i = 0; i < 500; i++)); do
-    p=$((10300 + RANDOM % 9600))
-    [[ -n "${TAKEN[$p]:-}" ]] && continue
-    port_in_use "$p" && continue
-    TAKEN[$p]=1
-    printf -v "$1" '%s' "$p"
-    return 0
-  done
-  die "could not find a free port on 127.0.0.1"
-}
+# --- ports (free_port: tests/cluster/lib.sh) ----------------------------------------------------
 free_port REGISTRY_PORT; free_port KUBELET_PORT; free_port KUBELET_HEALTHZ_PORT; free_port TRIVY_PORT
 
 # The apiserver reaches kubelets by their Hostname address (tests/cluster/up.sh): the node's
