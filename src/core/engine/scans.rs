@@ -827,14 +827,7 @@ impl Engine {
         };
         let target = Target::CisStatus(key.clone());
         let status = status::scan_job_created_status(&cis, job_name, now);
-        let action = Action::ApplyCisStatus {
-            namespace: key.namespace.clone(),
-            name: key.name.clone(),
-            uid: cis.uid.clone(),
-            resource_version: cis.resource_version,
-            status: Box::new(status),
-            keep_details: true,
-        };
+        let action = status_write(key, &cis, status, true);
         match self.issue(target, action, now, out) {
             super::Issued::Yes => {
                 if let Some(s) = self.digests.get_mut(digest) {
@@ -872,14 +865,7 @@ impl Engine {
             .next()
             .unwrap_or_default();
         let target = Target::CisStatus(key.clone());
-        let action = Action::ApplyCisStatus {
-            namespace: key.namespace.clone(),
-            name: key.name.clone(),
-            uid: cis.uid.clone(),
-            resource_version: cis.resource_version,
-            status: Box::new(new_status),
-            keep_details: true,
-        };
+        let action = status_write(key, &cis, new_status, true);
         match self.issue(target, action, now, out) {
             super::Issued::Yes => {
                 let event = EventNote {
@@ -973,14 +959,7 @@ impl Engine {
         };
         let keep_details = matches!(latest.outcome, ScanOutcome::Failed { .. });
         let events = self.events_for(&cis, &latest.outcome, &new_status);
-        let action = Action::ApplyCisStatus {
-            namespace: key.namespace.clone(),
-            name: key.name.clone(),
-            uid: cis.uid.clone(),
-            resource_version: cis.resource_version,
-            status: Box::new(new_status),
-            keep_details,
-        };
+        let action = status_write(key, &cis, new_status, keep_details);
         match self.issue(target, action, now, out) {
             super::Issued::Yes => {
                 for e in events {
@@ -1344,5 +1323,22 @@ impl Engine {
         if let Some(d) = digest {
             self.dirty_digests.insert(d);
         }
+    }
+}
+
+/// The status write of one CIS, conditioned on the UID and resourceVersion it was decided on.
+fn status_write(
+    key: &CisKey,
+    cis: &CisView,
+    status: crate::crd::ContainerImageScanStatus,
+    keep_details: bool,
+) -> Action {
+    Action::ApplyCisStatus {
+        namespace: key.namespace.clone(),
+        name: key.name.clone(),
+        uid: cis.uid.clone(),
+        resource_version: cis.resource_version,
+        status: Box::new(status),
+        keep_details,
     }
 }
