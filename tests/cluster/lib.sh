@@ -49,3 +49,30 @@ free_port() {
   done
   die "could not find a free port on 127.0.0.1"
 }
+
+# start NAME BINARY ARGS...: a component in the background, its PID in $PIDS/NAME.pid, its
+# output appended to $CLOGS/NAME.log (a restarted component keeps its earlier lines).
+start() {
+  local name="$1"; shift
+  # setsid: own session, so signals to the caller's process group do not reach it.
+  setsid "$@" >>"$CLOGS/$name.log" 2>&1 </dev/null &
+  echo $! > "$PIDS/$name.pid"
+}
+
+# stop_pid NAME: SIGTERM the component if it runs, SIGKILL after 15 s.
+stop_pid() {
+  local name="$1" pid deadline=$((SECONDS + 15))
+  pid_alive "$name" || return 0
+  pid="$(cat "$PIDS/$name.pid")"
+  log "stopping $name (pid $pid)"
+  kill -TERM "$pid" 2>/dev/null || true
+  while pid_alive "$name"; do
+    if ((SECONDS >= deadline)); then
+      log "$name did not stop after SIGTERM; sending SIGKILL"
+      kill -KILL "$pid" 2>/dev/null || true
+      sleep 0.5
+      break
+    fi
+    sleep 0.1
+  done
+}

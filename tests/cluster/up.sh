@@ -178,12 +178,6 @@ EOC
 fi
 
 # --- process helpers ---------------------------------------------------------------
-start() { # start NAME BINARY ARGS...
-  local name="$1"; shift
-  # setsid: own session, so signals to the caller's process group do not reach it.
-  setsid "$@" >"$CLOGS/$name.log" 2>&1 </dev/null &
-  echo $! > "$PIDS/$name.pid"
-}
 fail_with_log() { # fail_with_log NAME MESSAGE
   log "$2"
   if [[ -f "$CLOGS/$1.log" ]]; then

@@ -13,23 +13,6 @@ rlog() { log "[real node] $*"; }
 
 [[ -d "$RN" ]] || exit 0
 
-stop_pid() { # stop_pid NAME: SIGTERM, then SIGKILL after 15 s
-  local name="$1" pid deadline=$((SECONDS + 15))
-  pid_alive "$name" || return 0
-  pid="$(cat "$PIDS/$name.pid")"
-  rlog "stopping $name (pid $pid)"
-  kill -TERM "$pid" 2>/dev/null || true
-  while pid_alive "$name"; do
-    if ((SECONDS >= deadline)); then
-      rlog "$name did not stop after SIGTERM; sending SIGKILL"
-      kill -KILL "$pid" 2>/dev/null || true
-      sleep 0.5
-      break
-    fi
-    sleep 0.1
-  done
-}
-
 # 1. While the kubelet still runs, let it stop the pods itself (CNI DEL, volume teardown).
 KUBECTL="$(readlink -f "$STATE/bin" 2>/dev/null)/kubectl"
 if pid_alive kubelet && [[ -f "$RN_ENV" ]] && kc get --raw /readyz >/dev/null 2>&1; then

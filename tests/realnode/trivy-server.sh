@@ -18,26 +18,13 @@ TRIVYDB_BIN="$(sed -n 's/^TRIVYDB_BIN=//p' "$RN_ENV")"
 CACHE="$RN/trivy/cache"
 listen="${TRIVY_SERVER#http://}"
 
-stop() {
-  local pid deadline=$((SECONDS + 15))
-  pid_alive trivy-server || return 0
-  pid="$(cat "$PIDS/trivy-server.pid")"
-  kill -TERM "$pid" 2>/dev/null || true
-  while pid_alive trivy-server; do
-    if ((SECONDS >= deadline)); then kill -KILL "$pid" 2>/dev/null || true; sleep 0.5; break; fi
-    sleep 0.1
-  done
-}
-
 case "${1:-}" in
   start)
     variant="${2:-base}"
-    stop
+    stop_pid trivy-server
     rm -rf "$CACHE"
     "$TRIVYDB_BIN" --variant "$variant" "$CACHE" >/dev/null 2>>"$CLOGS/trivy-server.log"
-    setsid "$TRIVY_BIN" server --listen "$listen" --cache-dir "$CACHE" --skip-db-update \
-      >>"$CLOGS/trivy-server.log" 2>&1 </dev/null &
-    echo $! > "$PIDS/trivy-server.pid"
+    start trivy-server "$TRIVY_BIN" server --listen "$listen" --cache-dir "$CACHE" --skip-db-update
     deadline=$((SECONDS + ${CLUSTER_TIMEOUT:-120}))
     until curl -fs --max-time 2 "$TRIVY_SERVER/healthz" >/dev/null 2>&1; do
       pid_alive trivy-server || { tail -n 20 "$CLOGS/trivy-server.log" >&2; die "trivy server exited"; }
@@ -46,6 +33,6 @@ case "${1:-}" in
     done
     printf '%s\n' "$variant" > "$RN/trivy/variant"
     ;;
-  stop) stop ;;
+  stop) stop_pid trivy-server ;;
   *) echo "usage: trivy-server.sh start [base|updated] | stop" >&2; exit 2 ;;
 esac

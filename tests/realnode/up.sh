@@ -98,11 +98,6 @@ subjectAltName=IP:127.0.0.1,DNS:localhost"
   rm -f ./*.csr ./*.ext
 ) || die "certificate generation failed; see $RN/pki/openssl.log"
 
-start() { # start NAME BINARY ARGS...
-  local name="$1"; shift
-  setsid "$@" >"$CLOGS/$name.log" 2>&1 </dev/null &
-  echo $! > "$PIDS/$name.pid"
-}
 wait_for() { # wait_for NAME DESCRIPTION COMMAND...
   local name="$1" what="$2" deadline=$((SECONDS + TIMEOUT)); shift 2
   until "$@" >/dev/null 2>&1; do
