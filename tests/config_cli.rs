@@ -47,6 +47,11 @@ const ENV: &[(&str, &str, &str)] = &[
         "registry.example/trivy@sha256:abc",
         "registry.example/trivy@sha256:abc",
     ),
+    (
+        "TRIVY_JAVA_DB_IMAGE",
+        "registry.example/trivy-java-db:1@sha256:abc",
+        "\"registry.example/trivy-java-db:1@sha256:abc\"",
+    ),
     ("ACTIVE_SCAN_JOB_LIMIT", "3", "active_scan_job_limit: 3"),
     ("REUSE_SCAN_RESULTS", "true", "scan_job_namespace"),
 ];

@@ -170,6 +170,11 @@ pub struct OperatorArgs {
     /// Image providing /usr/local/bin/trivy, copied into each scan pod (pin it by digest).
     #[arg(long, env = "TRIVY_IMAGE", default_value = "")]
     pub trivy_image: String,
+    /// Image with trivy's Java DB in /java-db (trivy-java.db, metadata.json) and a `cp`,
+    /// copied into each scan pod so that images with JARs scan without downloading the Java
+    /// DB (docs/install.md); empty: trivy downloads it in every scan pod that finds a JAR.
+    #[arg(long, env = "TRIVY_JAVA_DB_IMAGE", default_value = "")]
+    pub trivy_java_db_image: String,
     /// Maximum number of active scan Jobs; 0 means no limit.
     #[arg(
         long,
@@ -368,6 +373,8 @@ pub struct OperatorConfig {
     pub trivy_command: TrivyCommand,
     /// Trivy image for the init container.
     pub trivy_image: String,
+    /// Java DB image for the second init container, if any.
+    pub trivy_java_db_image: Option<String>,
     /// Active scan Job limit; 0 = unlimited.
     pub active_scan_job_limit: u32,
     /// Feature gates.
@@ -660,6 +667,9 @@ impl OperatorArgs {
             skip_scan_pod_waiting_reasons: skip_reasons,
             trivy_command,
             trivy_image: self.trivy_image.trim().to_string(),
+            trivy_java_db_image: Some(self.trivy_java_db_image.trim())
+                .filter(|image| !image.is_empty())
+                .map(str::to_string),
             active_scan_job_limit: parse_number(
                 &self.active_scan_job_limit,
                 "active-scan-job-limit",

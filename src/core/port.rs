@@ -257,7 +257,7 @@ pub struct ScanPodView {
     pub phase: Option<String>,
     /// `status.reason == "Evicted"`.
     pub evicted: bool,
-    /// The trivy init container.
+    /// The init containers: the first waiting one, else the trivy one.
     pub init: ScanContainerState,
     /// The `scan-image` container.
     pub scan: ScanContainerState,

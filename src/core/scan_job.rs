@@ -22,6 +22,8 @@
 //! * The scan skips what the Job itself put into the container, whatever `trivy-job-config`
 //!   says: `--skip-dirs` names the trivy binary's directory and `/tmp` (see [`SKIP_DIRS`]).
 //! * Preferred nodes are de-duplicated, sorted and capped.
+//! * With a Java DB image configured, a second init container copies trivy's Java DB into the
+//!   pod and the scan never downloads it (see [`ScanJobSettings::java_db_image`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -68,6 +70,8 @@ pub const ANNOTATION_IMAGE: &str = "image-scanner.statnett.no/image";
 pub const SCAN_CONTAINER: &str = "scan-image";
 /// Name of the init container that provides the trivy binary.
 pub const TRIVY_INIT_CONTAINER: &str = "trivy";
+/// Name of the init container that provides the Java DB, when a Java DB image is configured.
+pub const JAVA_DB_INIT_CONTAINER: &str = "java-db";
 /// ConfigMap in the scan namespace whose keys become `TRIVY_*` environment variables.
 pub const TRIVY_JOB_CONFIG_MAP: &str = "trivy-job-config";
 /// At most this many preferred nodes; more terms only slow the scheduler down.
@@ -81,6 +85,10 @@ const TRIVY_BINARY: &str = "/run/image-scanner/trivy";
 const TRIVY_IN_IMAGE: &str = "/usr/local/bin/trivy";
 const TMP_VOLUME: &str = "tmp";
 const TMP_MOUNT: &str = "/tmp";
+/// Where a Java DB image keeps the DB: `trivy-java.db` and `metadata.json`.
+const JAVA_DB_IN_IMAGE: &str = "/java-db";
+/// Where trivy looks for the Java DB: `java-db` under its cache directory, [`TMP_MOUNT`].
+const JAVA_DB_IN_SCAN: &str = "/tmp/java-db";
 const PREFERRED_NODE_WEIGHT: i32 = 100;
 
 /// The one capability the scan container gets back after `drop: [ALL]`.
@@ -235,6 +243,16 @@ pub struct ScanJobSettings {
     pub backoff_limit: i32,
     /// Image providing `/usr/local/bin/trivy`, e.g. `ghcr.io/aquasecurity/trivy:0.74.0`.
     pub trivy_image: String,
+    /// Image providing trivy's Java DB in `/java-db` and a `cp` (see [`JAVA_DB_INIT_CONTAINER`]).
+    ///
+    /// trivy identifies the packages in JAR, WAR and EAR files with its Java DB, and opens it
+    /// in the client, i.e. in the scan pod, even in client/server mode. Without this image
+    /// each scan pod that meets a JAR downloads the whole DB (hundreds of MB) from
+    /// `JAVA_DB_REPOSITORY` into its `emptyDir`, and fails where that registry is out of reach.
+    /// With it, a second init container copies the DB from the node's image store into the
+    /// pod (a local copy of an image pulled once per node) and the scan runs with
+    /// `TRIVY_SKIP_JAVA_DB_UPDATE=true`: no download, ever.
+    pub java_db_image: Option<String>,
     /// `rootfs` or `filesystem`.
     pub trivy_command: TrivyCommand,
     /// Resources of the scan container.
@@ -256,6 +274,7 @@ impl Default for ScanJobSettings {
             active_deadline_seconds: 3600,
             backoff_limit: 3,
             trivy_image: String::new(),
+            java_db_image: None,
             trivy_command: TrivyCommand::Rootfs,
             scan_resources: default_scan_resources(),
             init_resources: default_init_resources(),
@@ -371,7 +390,16 @@ pub fn build_scan_job(params: &ScanJobParams, settings: &ScanJobSettings) -> Job
         }),
         tolerations: (!settings.tolerations.is_empty()).then(|| settings.tolerations.clone()),
         priority_class_name: settings.priority_class_name.clone(),
-        init_containers: Some(vec![trivy_init_container(settings)]),
+        init_containers: Some(
+            std::iter::once(trivy_init_container(settings))
+                .chain(
+                    settings
+                        .java_db_image
+                        .as_deref()
+                        .map(|image| java_db_init_container(image, settings)),
+                )
+                .collect(),
+        ),
         containers: vec![scan_container(params, settings)],
         volumes: Some(vec![empty_dir(SHARED_VOLUME), empty_dir(TMP_VOLUME)]),
         ..PodSpec::default()
@@ -448,6 +476,21 @@ fn trivy_init_container(settings: &ScanJobSettings) -> Container {
     }
 }
 
+/// Copies the Java DB into the scan pod's `/tmp`, where the scan container's trivy finds it.
+fn java_db_init_container(image: &str, settings: &ScanJobSettings) -> Container {
+    Container {
+        name: JAVA_DB_INIT_CONTAINER.to_string(),
+        image: Some(image.to_string()),
+        image_pull_policy: Some("IfNotPresent".to_string()),
+        command: Some(strings(&["cp", "-R", JAVA_DB_IN_IMAGE, JAVA_DB_IN_SCAN])),
+        termination_message_policy: Some("FallbackToLogsOnError".to_string()),
+        resources: Some(settings.init_resources.clone()),
+        security_context: Some(locked_down(None)),
+        volume_mounts: Some(vec![mount(TMP_VOLUME, TMP_MOUNT)]),
+        ..Container::default()
+    }
+}
+
 fn scan_container(params: &ScanJobParams, settings: &ScanJobSettings) -> Container {
     Container {
         name: SCAN_CONTAINER.to_string(),
@@ -458,15 +501,27 @@ fn scan_container(params: &ScanJobParams, settings: &ScanJobSettings) -> Contain
         command: Some(strings(&[TRIVY_BINARY])),
         args: Some(scan_args(settings.trivy_command)),
         working_dir: Some(TMP_MOUNT.to_string()),
-        env: Some(vec![
-            env("HOME", TMP_MOUNT),
-            env("TRIVY_SCANNERS", "vuln"),
-            env("TRIVY_CACHE_DIR", TMP_MOUNT),
-            // The log is the result: nothing but the template output may reach it.
-            env("TRIVY_QUIET", "true"),
-            env("TRIVY_FORMAT", "template"),
-            env("TRIVY_TEMPLATE", TRIVY_TEMPLATE),
-        ]),
+        env: Some(
+            [
+                env("HOME", TMP_MOUNT),
+                env("TRIVY_SCANNERS", "vuln"),
+                env("TRIVY_CACHE_DIR", TMP_MOUNT),
+                // The log is the result: nothing but the template output may reach it.
+                env("TRIVY_QUIET", "true"),
+                env("TRIVY_FORMAT", "template"),
+                env("TRIVY_TEMPLATE", TRIVY_TEMPLATE),
+            ]
+            .into_iter()
+            // The init container put the DB in place: never download it (an `env` entry
+            // wins over the same key from `envFrom`).
+            .chain(
+                settings
+                    .java_db_image
+                    .is_some()
+                    .then(|| env("TRIVY_SKIP_JAVA_DB_UPDATE", "true")),
+            )
+            .collect(),
+        ),
         env_from: Some(vec![EnvFromSource {
             prefix: Some("TRIVY_".to_string()),
             config_map_ref: Some(ConfigMapEnvSource {
@@ -851,6 +906,69 @@ mod tests {
                 "/run/image-scanner,/tmp,$(TRIVY_SKIP_DIRS)",
                 "/"
             ]))
+        );
+    }
+
+    /// With a Java DB image, a second init container copies the DB to where trivy's cache
+    /// directory has it, read-only and capability-free like the trivy one, and the scan never
+    /// downloads it; without one, the Job is the upstream-shaped single init container.
+    #[test]
+    fn a_java_db_image_is_copied_into_the_scan_pod_and_never_downloaded() {
+        let skip_update = |scan: &Container| {
+            scan.env
+                .iter()
+                .flatten()
+                .find(|e| e.name == "TRIVY_SKIP_JAVA_DB_UPDATE")
+                .and_then(|e| e.value.clone())
+        };
+        let init_of = |job: &Job| {
+            job.spec
+                .as_ref()
+                .and_then(|spec| spec.template.spec.as_ref())
+                .and_then(|pod| pod.init_containers.clone())
+                .unwrap_or_default()
+        };
+        let plain = build_scan_job(&fixture_params(), &fixture_settings());
+        assert_eq!(init_of(&plain).len(), 1);
+        assert_eq!(skip_update(&scan_container_of(&plain)), None);
+
+        let settings = ScanJobSettings {
+            java_db_image: Some("registry.example/trivy-java-db:1@sha256:ab".to_string()),
+            ..fixture_settings()
+        };
+        let job = build_scan_job(&fixture_params(), &settings);
+        let init = init_of(&job);
+        assert_eq!(init.len(), 2, "trivy first, then the Java DB");
+        let java = &init[1];
+        assert_eq!(java.name, JAVA_DB_INIT_CONTAINER);
+        assert_eq!(
+            java.image.as_deref(),
+            Some("registry.example/trivy-java-db:1@sha256:ab")
+        );
+        assert_eq!(
+            java.command,
+            Some(strings(&["cp", "-R", "/java-db", "/tmp/java-db"]))
+        );
+        let mounts: Vec<(&str, &str)> = java
+            .volume_mounts
+            .iter()
+            .flatten()
+            .map(|m| (m.name.as_str(), m.mount_path.as_str()))
+            .collect();
+        assert_eq!(mounts, [("tmp", "/tmp")], "the scan container's /tmp");
+        assert_eq!(java.security_context, init[0].security_context);
+        let scan = scan_container_of(&job);
+        assert_eq!(skip_update(&scan).as_deref(), Some("true"));
+        // trivy's cache directory is /tmp: the DB lands in <cache>/java-db.
+        let cache_dir = scan
+            .env
+            .iter()
+            .flatten()
+            .find(|e| e.name == "TRIVY_CACHE_DIR")
+            .and_then(|e| e.value.clone());
+        assert_eq!(
+            cache_dir.map(|dir| format!("{dir}/java-db")).as_deref(),
+            Some(JAVA_DB_IN_SCAN)
         );
     }
 

@@ -270,6 +270,22 @@ fn container_state(statuses: Option<&Vec<ContainerStatus>>, name: &str) -> ScanC
     }
 }
 
+/// The init containers as one: the first one that waits (e.g. cannot pull its image), else
+/// the trivy one. A scan pod has the trivy init container and, with a Java DB image, a second
+/// one; either failing to pull keeps the scan from starting.
+fn init_state(statuses: Option<&Vec<ContainerStatus>>) -> ScanContainerState {
+    let waiting = statuses.into_iter().flatten().find(|c| {
+        c.state
+            .as_ref()
+            .and_then(|s| s.waiting.as_ref())
+            .is_some_and(|w| w.reason.is_some())
+    });
+    match waiting {
+        Some(c) => container_state(statuses, &c.name),
+        None => container_state(statuses, TRIVY_INIT_CONTAINER),
+    }
+}
+
 /// A pod of a scan Job.
 pub fn scan_pod_view(pod: &Pod) -> Option<ScanPodView> {
     let meta = &pod.metadata;
@@ -287,10 +303,7 @@ pub fn scan_pod_view(pod: &Pod) -> Option<ScanPodView> {
         created: created(meta),
         phase: status.and_then(|s| s.phase.clone()),
         evicted: status.and_then(|s| s.reason.as_deref()) == Some("Evicted"),
-        init: container_state(
-            status.and_then(|s| s.init_container_statuses.as_ref()),
-            TRIVY_INIT_CONTAINER,
-        ),
+        init: init_state(status.and_then(|s| s.init_container_statuses.as_ref())),
         scan: container_state(
             status.and_then(|s| s.container_statuses.as_ref()),
             SCAN_CONTAINER,
@@ -423,6 +436,28 @@ mod tests {
         assert!(!v.init.started);
         assert!(v.scan.started);
         assert_eq!((v.scan.exit_code, v.scan.last_exit_code), (None, Some(1)));
+    }
+
+    /// The Java DB init container runs after trivy's: when it cannot pull its image, that is
+    /// what the view shows, not the trivy container that finished.
+    #[test]
+    fn a_scan_pod_shows_the_init_container_that_waits() {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "scan-1", "uid": "su"},
+            "status": {"phase": "Pending",
+                "initContainerStatuses": [
+                    {"name": "trivy", "image": "t", "imageID": "", "ready": false, "restartCount": 0,
+                        "state": {"terminated": {"exitCode": 0}}},
+                    {"name": "java-db", "image": "j", "imageID": "", "ready": false, "restartCount": 0,
+                        "state": {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image \"j\""}}}]}
+        }))
+        .expect("pod");
+        let v = scan_pod_view(&pod).expect("view");
+        assert_eq!(v.init.waiting_reason.as_deref(), Some("ImagePullBackOff"));
+        assert_eq!(
+            v.init.waiting_message.as_deref(),
+            Some("Back-off pulling image \"j\"")
+        );
     }
 
     #[test]

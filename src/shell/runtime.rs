@@ -42,6 +42,7 @@ pub fn engine_config(
         ttl_seconds_after_finished: config.scan_job_ttl_seconds_after_finished,
         active_deadline_seconds: config.scan_job_active_deadline_seconds,
         trivy_image: config.trivy_image.clone(),
+        java_db_image: config.trivy_java_db_image.clone(),
         trivy_command: config.trivy_command,
         scan_resources: config
             .scan_job_resources

@@ -5,6 +5,7 @@
 #            GOEXPERIMENT=jsonv2 (without it: "encoding/json/v2: build constraints exclude
 #            all Go files").
 #   trivydb  trivydb/ : writes the offline vulnerability DB (trivydb --help).
+#   javadb   javadb/ : writes the offline Java DB and the test JARs (javadb/main.go).
 #   hello    images/hello/ : the Go binary of the test image app:1 (make-images.sh).
 #
 # Output directory (printed as the last line of stdout; progress goes to stderr):
@@ -15,7 +16,7 @@
 # images/hello/ rebuilds only that binary and never relinks trivy (a minute or more).
 # A binary whose key matches is reused as is.
 #
-# Usage: build-trivy.sh [--print-dir] [trivy|trivydb|hello ...]   (default: all three)
+# Usage: build-trivy.sh [--print-dir] [trivy|trivydb|javadb|hello ...]   (default: all four)
 #   --print-dir: print the directory, build nothing.
 set -euo pipefail
 
@@ -35,11 +36,11 @@ targets=()
 for arg in "$@"; do
   case "$arg" in
     --print-dir) print_dir=true ;;
-    trivy|trivydb|hello) targets+=("$arg") ;;
-    *) echo "usage: build-trivy.sh [--print-dir] [trivy|trivydb|hello ...]" >&2; exit 2 ;;
+    trivy|trivydb|javadb|hello) targets+=("$arg") ;;
+    *) echo "usage: build-trivy.sh [--print-dir] [trivy|trivydb|javadb|hello ...]" >&2; exit 2 ;;
   esac
 done
-[[ ${#targets[@]} -gt 0 ]] || targets=(trivy trivydb hello)
+[[ ${#targets[@]} -gt 0 ]] || targets=(trivy trivydb javadb hello)
 
 dir_key="$( { go version; cat build-trivy.sh; } | sha256sum | cut -c1-16)"
 bin_dir="${REALNODE_TRIVY_BIN_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/image-scanner/trivy-$dir_key/bin}"
@@ -53,8 +54,8 @@ fi
 key_of() {
   case "$1" in
     trivy) echo "$dir_key" ;;
-    trivydb|hello)
-      local src=trivydb
+    trivydb|javadb|hello)
+      local src="$1"
       [[ "$1" == hello ]] && src=images/hello
       { echo "$dir_key"; find "$src" -type f \( -name '*.go' -o -name go.mod -o -name go.sum \) |
           LC_ALL=C sort | xargs cat; } | sha256sum | cut -c1-16 ;;
@@ -105,6 +106,12 @@ for t in "${targets[@]}"; do
       (cd trivydb &&
         CGO_ENABLED=0 GOEXPERIMENT=jsonv2 GOFLAGS="-mod=readonly -buildvcs=false" nice -n 10 go build -trimpath \
           -ldflags "-s -w" -o "$tmp/trivydb" .)
+      ;;
+    javadb)
+      # Like trivydb: trivy-java-db and the sqlite driver at the versions trivy pins.
+      (cd javadb &&
+        CGO_ENABLED=0 GOEXPERIMENT=jsonv2 GOFLAGS="-mod=readonly -buildvcs=false" nice -n 10 go build -trimpath \
+          -ldflags "-s -w" -o "$tmp/javadb" .)
       ;;
     hello)
       # A plain static build (no GOEXPERIMENT): what an ordinary Go image would contain.

@@ -8,7 +8,9 @@
 #     the init container puts it), working directory /tmp, and environment: HOME,
 #     TRIVY_SCANNERS, TRIVY_CACHE_DIR, TRIVY_QUIET, TRIVY_FORMAT, TRIVY_TEMPLATE (verbatim
 #     from the const TRIVY_TEMPLATE), plus the keys of the ConfigMap trivy-job-config
-#     (kustomize/components/scan-jobs) with TRIVY_SERVER pointed at the local server. It runs
+#     (kustomize/components/scan-jobs) with TRIVY_SERVER pointed at the local server; and the
+#     Java DB where a Job with a Java DB image (TRIVY_JAVA_DB_IMAGE) has its init container
+#     copy it, with TRIVY_SKIP_JAVA_DB_UPDATE=true as that Job sets (never a download). It runs
 #     on the unpacked image without a chroot, so the container's paths are mapped into the
 #     rootfs (see check() below);
 #   * its stdout piped into `image-scanner-operator report -`, compared with the expected
@@ -20,7 +22,8 @@
 # the scan Job only if that keeps a DAC capability (drop: [ALL] alone misses it).
 #
 # Checks: app:1 and clean:1, each against the base DB and the updated DB (base + CVE-2099-1004
-# in bash: a rescan after a DB change must show it).
+# in bash: a rescan after a DB change must show it); java:1 against the base DB (a JAR named by
+# its pom.properties and one named only by the Java DB).
 #
 # Usage: check-scanner.sh [WORK_DIR]
 #   WORK_DIR keeps images, DBs, rootfs, raw outputs and server logs (default: a temporary
@@ -92,7 +95,7 @@ for variant in base updated; do
   "$bin_dir/trivydb" --variant "$variant" "$work/db-$variant" 2> "$work/trivydb-$variant.log" ||
     { cat "$work/trivydb-$variant.log" >&2; die "trivydb --variant $variant failed"; }
 done
-for img in app clean; do
+for img in app clean java; do
   rm -rf "$work/bundle-$img"
   umoci unpack --image "$work/images/oci:$img:1" "$work/bundle-$img"
 done
@@ -147,6 +150,12 @@ job_args=(rootfs --skip-dirs '/run/image-scanner,/tmp,$(TRIVY_SKIP_DIRS)' /)
 grep -qF '"/run/image-scanner,/tmp,$(TRIVY_SKIP_DIRS)"' "$repo/src/core/scan_job.rs" ||
   die "the scan Job's arguments changed in src/core/scan_job.rs: update job_args in check-scanner.sh"
 
+# The Java DB as the Job's second init container leaves it: <TRIVY_CACHE_DIR>/java-db.
+readonly job_java_db=/tmp/java-db
+grep -qF '"TRIVY_SKIP_JAVA_DB_UPDATE", "true"' "$repo/src/core/scan_job.rs" &&
+  grep -qF "const JAVA_DB_IN_SCAN: &str = \"$job_java_db\";" "$repo/src/core/scan_job.rs" ||
+  die "the scan Job's Java DB settings changed in src/core/scan_job.rs: update check-scanner.sh"
+
 # kube_expand STRING: expands $(NAME) from the container environment like the kubelet does;
 # an undefined name stays as it is.
 kube_expand() {
@@ -172,7 +181,7 @@ check() {
   mkdir -p "$out"
   container_env=("${job_config[@]}" "TRIVY_SERVER=http://127.0.0.1:$port"
     "HOME=$rootfs$job_workdir" TRIVY_SCANNERS=vuln "TRIVY_CACHE_DIR=$rootfs$job_workdir"
-    TRIVY_QUIET=true TRIVY_FORMAT=template "TRIVY_TEMPLATE=$template")
+    TRIVY_QUIET=true TRIVY_FORMAT=template "TRIVY_TEMPLATE=$template" TRIVY_SKIP_JAVA_DB_UPDATE=true)
   local prev=""
   for arg in "${job_args[@]}"; do
     arg="$(kube_expand "$arg")"
@@ -191,12 +200,14 @@ check() {
     prev="$arg"
   done
   [[ -z "$(ls -A "$rootfs$job_workdir")" ]] || die "$rootfs$job_workdir is not empty"
+  cp -R "$work/images/java-db" "$rootfs$job_java_db"
   # The init container's copy. Scanned, it would add trivy's own stdlib CVE-2099-3001: the
   # expected files hold that finding once, from /usr/local/bin/hello.
   install -D -m 0755 "$trivy" "$rootfs$job_binary"
   (cd "$rootfs$job_workdir" && env -i PATH=/usr/local/bin:/usr/bin:/bin "${container_env[@]}" \
       "$rootfs$job_binary" "${args[@]}") > "$out/trivy.out" 2> "$out/trivy.err" || rc=$?
   printf '%q ' "$job_binary" "${args[@]}" > "$out/command"
+  rm -rf "$rootfs$job_java_db"
   if [[ -n "$(ls -A "$rootfs$job_workdir")" ]]; then
     log "note $name: the client left files in its /tmp (HOME, cache dir): $(find "$rootfs$job_workdir" -mindepth 1 -maxdepth 1 -printf '%f ')"
     find "$rootfs$job_workdir" -mindepth 1 -delete
@@ -226,6 +237,7 @@ check app-base app "$port_base" app
 check app-updated app "$port_updated" app-updated
 check clean-base clean "$port_base" clean
 check clean-updated clean "$port_updated" clean-updated
+check java-base java "$port_base" java
 log "scans done in $((SECONDS - t)) s (total $((SECONDS - start)) s)"
 
 if [[ $failures -ne 0 ]]; then

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Build the real-scanner test images offline with umoci, as an OCI image layout:
 #
-#   OUT_DIR/oci                 OCI layout with the tags app:1 and clean:1 (one layer each;
-#                               `skopeo copy oci:OUT_DIR/oci:app:1 docker://REGISTRY/app:1`)
-#   OUT_DIR/images.env          APP_DIGEST, CLEAN_DIGEST (manifest digests), GO_STDLIB_VERSION
+#   OUT_DIR/oci                 OCI layout with the tags app:1, clean:1 and java:1 (one layer
+#                               each; `skopeo copy oci:OUT_DIR/oci:app:1 docker://REGISTRY/app:1`)
+#   OUT_DIR/java-db             the offline Java DB that names java:1's vendored JAR (javadb/),
+#                               for the scan pods' Java DB image and check-scanner.sh
+#   OUT_DIR/images.env          APP_DIGEST, CLEAN_DIGEST, JAVA_DIGEST (manifest digests),
+#                               GO_STDLIB_VERSION
 #   OUT_DIR/expected/*.json     tests/realnode/expected/*.json with @GO_STDLIB_VERSION@ filled
 #                               in: the exact `image-scanner-operator report` output expected
 #                               for each image and DB (see expected/README.md)
@@ -16,6 +19,8 @@
 # mode 0700) holding another npm package: only a reader that bypasses permissions (root
 # with CAP_DAC_READ_SEARCH or CAP_DAC_OVERRIDE) finds it.
 # clean:1: busybox, Debian 12 os-release and a dpkg status with just bash.
+# java:1: clean:1 plus two JARs from javadb/: /opt/app/log4j-core-2.14.1.jar (named by its
+# pom.properties) and /opt/app/lib/vendored.jar (named only by the Java DB's SHA-1 index).
 #
 # Must run as root: umoci then records the files' real owners and modes in the layers.
 # Files get a fixed mtime and the configs a fixed creation time, so a rebuild with the same
@@ -40,7 +45,7 @@ if ldd "$busybox" >/dev/null 2>&1; then die "$busybox is dynamically linked; nee
 
 mkdir -p "$1"
 out="$(cd "$1" && pwd)"
-bin_dir="$("$here/build-trivy.sh" hello | tail -n 1)"
+bin_dir="$("$here/build-trivy.sh" hello javadb | tail -n 1)"
 hello="$bin_dir/hello"
 
 # The stdlib "version" trivy reports for a Go binary: its Go version, "v"-prefixed, without
@@ -179,6 +184,13 @@ populate_clean() {
   dpkg_bash | put "$r/var/lib/dpkg/status" 0644
 }
 
+populate_java() {
+  local r="$1"
+  populate_clean "$r"
+  install -D -m 0644 "$work/javadb/jars/log4j-core-2.14.1.jar" "$r/opt/app/log4j-core-2.14.1.jar"
+  install -D -m 0644 "$work/javadb/jars/vendored.jar" "$r/opt/app/lib/vendored.jar"
+}
+
 # build_image TAG POPULATE: one image of one layer, from an empty rootfs.
 build_image() {
   local tag="$1" populate="$2" bundle
@@ -196,10 +208,13 @@ build_image() {
 }
 
 start=$SECONDS
-rm -rf "$out/oci" "$out/expected"
+rm -rf "$out/oci" "$out/expected" "$out/java-db"
+"$bin_dir/javadb" "$work/javadb"
+cp -R "$work/javadb/java-db" "$out/java-db"
 umoci init --layout "$out/oci"
 build_image app:1 populate_app
 build_image clean:1 populate_clean
+build_image java:1 populate_java
 # Drop the intermediate manifests and configs of new/repack/config.
 umoci gc --layout "$out/oci"
 
@@ -207,6 +222,7 @@ digest_of() { jq -r --arg t "$1" '.manifests[] | select(.annotations["org.openco
 {
   echo "APP_DIGEST=$(digest_of app:1)"
   echo "CLEAN_DIGEST=$(digest_of clean:1)"
+  echo "JAVA_DIGEST=$(digest_of java:1)"
   echo "GO_STDLIB_VERSION=$stdlib_version"
 } > "$out/images.env"
 
@@ -215,5 +231,5 @@ for f in "$here"/expected/*.json; do
   sed "s/@GO_STDLIB_VERSION@/$stdlib_version/g" "$f" > "$out/expected/$(basename "$f")"
 done
 
-echo "make-images.sh: app:1 and clean:1 built in $((SECONDS - start)) s into $out/oci" >&2
+echo "make-images.sh: app:1, clean:1 and java:1 built in $((SECONDS - start)) s into $out/oci" >&2
 cat "$out/images.env" >&2

@@ -883,7 +883,7 @@ fn an_image_that_cannot_be_pulled_deletes_the_job_and_shows_why_at_once() {
         (
             true,
             "rpc error: not found",
-            "trivy init container: rpc error: not found",
+            "init container: rpc error: not found",
         ),
         (false, "", "scan-image of pod POD cannot pull its image"),
     ];

@@ -509,11 +509,12 @@ impl Engine {
         })
     }
 
-    /// The waiting message if a pod of `job` cannot pull the scanned (or the trivy) image.
+    /// The waiting message if a pod of `job` cannot pull the scanned image (or an init
+    /// container's: trivy's, the Java DB's).
     fn pull_back_off(&self, job: &JobView) -> Option<String> {
         const PULL: [&str; 2] = ["ErrImagePull", "ImagePullBackOff"];
         self.index.pods_of_job(&job.uid).into_iter().find_map(|p| {
-            for (which, c) in [("trivy init container", &p.init), (SCAN_CONTAINER, &p.scan)] {
+            for (which, c) in [("init container", &p.init), (SCAN_CONTAINER, &p.scan)] {
                 if c.waiting_reason
                     .as_deref()
                     .is_some_and(|r| PULL.contains(&r))

@@ -64,6 +64,11 @@ var (
 		Name: "GitHub Security Advisory npm",
 		URL:  "https://github.com/advisories?query=type%3Areviewed+ecosystem%3Anpm",
 	}
+	ghsaMavenSource = types.DataSource{
+		ID:   vulnerability.GHSA,
+		Name: "GitHub Security Advisory Maven",
+		URL:  "https://github.com/advisories?query=type%3Areviewed+ecosystem%3Amaven",
+	}
 	ghsaGoSource = types.DataSource{
 		ID:   vulnerability.GHSA,
 		Name: "GitHub Security Advisory Go",
@@ -125,6 +130,12 @@ var baseLang = []langAdvisory{
 		vulnerable: "<1.2.6", patched: "1.2.6", title: "minimist: fake prototype pollution", sev: types.SeverityCritical},
 	{id: "CVE-2099-2001", pkg: "golang.org/x/text", src: ghsaGoSource, bucket: bucket.NewGo,
 		vulnerable: "<0.3.8", patched: "0.3.8", title: "golang.org/x/text: fake issue", sev: types.SeverityMedium},
+	// Maven packages are "groupId:artifactId". log4j-core names itself (pom.properties in the
+	// JAR); jackson-databind is known only from the Java DB's SHA-1 index (tests/realnode/javadb).
+	{id: "CVE-2021-44228", pkg: "org.apache.logging.log4j:log4j-core", src: ghsaMavenSource, bucket: bucket.NewMaven,
+		vulnerable: ">=2.0-beta9, <2.15.0", patched: "2.15.0", title: "log4j-core: fake Log4Shell entry", sev: types.SeverityCritical},
+	{id: "CVE-2099-4001", pkg: "com.fasterxml.jackson.core:jackson-databind", src: ghsaMavenSource, bucket: bucket.NewMaven,
+		vulnerable: "<2.9.10", patched: "2.9.10", title: "jackson-databind: fake issue", sev: types.SeverityHigh},
 	{id: "CVE-2099-3001", pkg: "stdlib", src: goVulnDBSource, bucket: bucket.NewGo,
 		vulnerable: "<1.99.0", patched: "1.99.0", title: "stdlib: fake issue in every Go binary", sev: types.SeverityHigh},
 }
