@@ -83,6 +83,22 @@ impl RealNode {
 
     /// A Deployment of a private image on the real node, pulled with an imagePullSecret.
     async fn deploy_private(&self, client: &kube::Client, ns: &str, name: &str, image: &str) {
+        let containers =
+            json!([{"name": "app", "image": image, "command": ["/bin/sleep", "3600"]}]);
+        self.deploy_private_pod(client, ns, name, json!([]), containers)
+            .await;
+    }
+
+    /// A Deployment on the real node whose pod has these init containers and containers, all
+    /// pulled from the private registry with an imagePullSecret.
+    async fn deploy_private_pod(
+        &self,
+        client: &kube::Client,
+        ns: &str,
+        name: &str,
+        init_containers: serde_json::Value,
+        containers: serde_json::Value,
+    ) {
         // The kubelet takes username and password as well as the base64 `auth` of docker login.
         let docker_config = json!({"auths": {self.var("REGISTRY"): {
             "username": self.var("REGISTRY_USER"), "password": self.var("REGISTRY_PASSWORD")}}});
@@ -104,8 +120,8 @@ impl RealNode {
                     "nodeSelector": {"image-scanner.test/node": "real"},
                     "tolerations": [self.toleration()],
                     "terminationGracePeriodSeconds": 1,
-                    "containers": [{"name": "app", "image": image,
-                        "command": ["/bin/sleep", "3600"]}]}}}}),
+                    "initContainers": init_containers,
+                    "containers": containers}}}}),
         )
         .await;
     }
@@ -323,5 +339,52 @@ async fn a_scanner_failure_stalls_with_trivys_message_and_a_new_db_is_seen_on_re
     })
     .await;
     drop(server);
+    ns.cleanup().await;
+}
+
+/// A JAR in an init container's image: init containers get their own CIS, and the scan pod
+/// has the Java DB from the Java DB image (an init container copies it in), so trivy names
+/// both JARs, one of them only through the Java DB, without downloading anything (the node
+/// has no route out).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the local control plane with its real node: make e2e"]
+async fn a_jar_in_an_init_container_is_scanned_with_the_java_db_image() {
+    let Some(node) = RealNode::get() else { return };
+    let client = client().await;
+    prepare_scan_namespace(&client).await;
+    node.use_trivy_server(&client).await;
+    let ns = TestNamespaces::create(&client, &["e2e-real-java"]).await;
+    let java_db = format!("--trivy-java-db-image={}", node.var("JAVA_DB_IMAGE"));
+    let op = node.operator("real-java", "e2e-real-java", &[&java_db]);
+    node.deploy_private_pod(
+        &client,
+        "e2e-real-java",
+        "java",
+        json!([{"name": "unpack", "image": node.var("JAVA_IMAGE"), "command": ["/bin/sh", "-c", "true"]}]),
+        json!([{"name": "app", "image": node.var("CLEAN_IMAGE"), "command": ["/bin/sleep", "3600"]}]),
+    )
+    .await;
+
+    let all = eventually(WAIT, "both CIS scanned", Some(&op), || async {
+        let all = list_cis(&client, "e2e-real-java").await;
+        (all.len() == 2 && all.iter().all(scanned)).then_some(all)
+    })
+    .await;
+    for (container, digest, file) in [
+        ("unpack", "JAVA_DIGEST", "java.json"),
+        ("app", "CLEAN_DIGEST", "clean.json"),
+    ] {
+        let cis = all
+            .iter()
+            .find(|c| c.spec.workload.container_name == container)
+            .unwrap_or_else(|| panic!("no CIS for container {container}"));
+        assert_eq!(cis.spec.digest, node.var(digest), "{container}");
+        let (status, want) = (status_json(cis), expected(file));
+        assert_eq!(
+            (&status["vulnerabilities"], &status["vulnerabilitySummary"]),
+            (&want["vulnerabilities"], &want["vulnerabilitySummary"]),
+            "the real scan of {container} (left) differs from tests/realnode/expected/{file}"
+        );
+    }
     ns.cleanup().await;
 }

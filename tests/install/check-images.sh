@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # check-images.sh [--release] FILE...: every container image in rendered manifests (FILE, or
 # stdin when none) — containers and init containers of every pod template, and the TRIVY_IMAGE
-# of image-scanner-config, which becomes the scan pods' init container — must be pinned by
+# and TRIVY_JAVA_DB_IMAGE of image-scanner-config, which become the scan pods' init
+# containers — must be pinned by
 # digest (`name[:tag]@sha256:<64 hex>`). A `:tag` alone is mutable and fails.
 # Trivy 0.69.4 (compromised release, CVE-2026-33634) fails in any form.
 # --release additionally fails on the all-zero placeholder digest that stands for the operator

@@ -26,8 +26,10 @@ for obj in docs:
         for key in ("initContainers", "containers", "ephemeralContainers"):
             for c in ps.get(key) or []:
                 images.append((f'{where} {key[:-1]} {c.get("name")}', c.get("image", "")))
-    if obj.get("kind") == "ConfigMap" and "TRIVY_IMAGE" in (obj.get("data") or {}):
-        images.append((f"{where} data.TRIVY_IMAGE", obj["data"]["TRIVY_IMAGE"]))
+    if obj.get("kind") == "ConfigMap":
+        for key in ("TRIVY_IMAGE", "TRIVY_JAVA_DB_IMAGE"):
+            if key in (obj.get("data") or {}):
+                images.append((f"{where} data.{key}", obj["data"][key]))
 
 bad = 0
 for where, image in images:

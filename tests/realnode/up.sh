@@ -158,14 +158,17 @@ digest_of() { # digest_of REPOSITORY: the manifest digest as the registry serves
 }
 push app:1 test/app:1
 push clean:1 test/clean:1
+push java:1 test/java:1
 # Never pulled with credentials by anything: proves the registry's auth (tests/realnode/smoke.sh).
 push clean:1 test/never-pulled:1
 APP_DIGEST="$(digest_of test/app:1)"
 CLEAN_DIGEST="$(digest_of test/clean:1)"
+JAVA_DIGEST="$(digest_of test/java:1)"
 
-# The pause image and the scan Job's trivy image (trivy at /usr/local/bin/trivy and busybox for
-# the init container's `cp`), built from files like the test images.
-node_image() { # node_image TAG FILE:PATH... (rootfs = busybox + the files)
+# The pause image, the scan Job's trivy image (trivy at /usr/local/bin/trivy and busybox for
+# the init container's `cp`) and its Java DB image (/java-db and busybox), built from files
+# like the test images.
+node_image() { # node_image TAG FILE:PATH... (rootfs = busybox + the files, modes kept)
   local tag="$1" root; shift
   umoci new --image "$RN/images/oci:$tag"
   root="$(mktemp -d "$RN/images/bundle.XXXXXX")"
@@ -174,7 +177,7 @@ node_image() { # node_image TAG FILE:PATH... (rootfs = busybox + the files)
   cp /bin/busybox "$root/b/rootfs/bin/busybox"
   for l in sh cp cat ls sleep; do ln -sf busybox "$root/b/rootfs/bin/$l"; done
   local f
-  for f in "$@"; do install -D -m 0755 "${f%%:*}" "$root/b/rootfs${f#*:}"; done
+  for f in "$@"; do install -D -m "$(stat -c %a "${f%%:*}")" "${f%%:*}" "$root/b/rootfs${f#*:}"; done
   umoci repack --image "$RN/images/oci:$tag" "$root/b" >/dev/null
   rm -rf "$root"
 }
@@ -182,8 +185,11 @@ node_image pause:1 "$PAUSE_BIN/pause:/pause"
 umoci config --image "$RN/images/oci:pause:1" --config.entrypoint /pause
 node_image trivy:0.74.0 "$TRIVY_BIN/trivy:/usr/local/bin/trivy"
 umoci config --image "$RN/images/oci:trivy:0.74.0" --config.entrypoint /usr/local/bin/trivy
+node_image trivy-java-db:1 "$RN/images/java-db/trivy-java.db:/java-db/trivy-java.db" \
+  "$RN/images/java-db/metadata.json:/java-db/metadata.json"
 PAUSE_IMAGE=localhost/image-scanner/pause:1
 TRIVY_IMAGE=localhost/image-scanner/trivy:0.74.0
+JAVA_DB_IMAGE=localhost/image-scanner/trivy-java-db:1
 
 # --- containerd (CRI), runc, CNI bridge ------------------------------------------------------------
 mkdir -p "$RN/containerd/certs.d/$REGISTRY"
@@ -260,7 +266,7 @@ EOF
 start containerd containerd --config "$RN/containerd/config.toml"
 wait_for containerd "containerd socket" ctr_rn version
 
-for tag in pause:1 trivy:0.74.0; do
+for tag in pause:1 trivy:0.74.0 trivy-java-db:1; do
   skopeo copy --quiet "oci:$RN/images/oci:$tag" "docker-archive:$RN/images/${tag%%:*}.tar:localhost/image-scanner/$tag"
   ctr_rn images import "$RN/images/${tag%%:*}.tar" >/dev/null
   rm -f "$RN/images/${tag%%:*}.tar"
@@ -278,8 +284,11 @@ APP_IMAGE=$REGISTRY/test/app:1
 APP_DIGEST=$APP_DIGEST
 CLEAN_IMAGE=$REGISTRY/test/clean:1
 CLEAN_DIGEST=$CLEAN_DIGEST
+JAVA_IMAGE=$REGISTRY/test/java:1
+JAVA_DIGEST=$JAVA_DIGEST
 NEVER_PULLED_IMAGE=$REGISTRY/test/never-pulled:1
 TRIVY_IMAGE=$TRIVY_IMAGE
+JAVA_DB_IMAGE=$JAVA_DB_IMAGE
 TRIVY_SERVER=$TRIVY_SERVER
 TRIVY_BIN=$TRIVY_BIN/trivy
 TRIVYDB_BIN=$TRIVY_BIN/trivydb
