@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the local control-plane binaries (kube-apiserver, kube-controller-manager,
 # kube-scheduler as one multi-call binary `kube`, plus etcd, kwok, a kubectl of
-# the same version as the server and the real node's kubelet) from the Go module in this directory, and copy
+# the same version as the server and the real node's kubelet and kube-proxy) from the Go module in this directory, and copy
 # kwok's Logs CRD next to them. Everything comes from the Go module proxy.
 #
 # Output directory (printed as the last line of stdout):
@@ -81,6 +81,9 @@ echo "build.sh: kubectl done after $((SECONDS - start)) s" >&2
 # The real node's kubelet (tests/realnode): same module and version as the control plane.
 b -ldflags "$ld" -o "$tmp/kubelet" k8s.io/kubernetes/cmd/kubelet
 echo "build.sh: kubelet done after $((SECONDS - start)) s" >&2
+# ... and its kube-proxy (Services for the pods there).
+b -ldflags "$ld" -o "$tmp/kube-proxy" k8s.io/kubernetes/cmd/kube-proxy
+echo "build.sh: kube-proxy done after $((SECONDS - start)) s" >&2
 kwok_dir="$(go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)"
 mkdir -p "$tmp/crds"
 cp "$kwok_dir/kustomize/crd/bases/kwok.x-k8s.io_logs.yaml" "$tmp/crds/"

@@ -112,7 +112,7 @@ extendedKeyUsage=serverAuth"
   cli="keyUsage=critical,digitalSignature,keyEncipherment
 extendedKeyUsage=clientAuth"
   leaf apiserver "/CN=kube-apiserver" "$srv
-subjectAltName=DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,IP:127.0.0.1,IP:10.0.0.1"
+subjectAltName=DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,IP:127.0.0.1,IP:10.0.0.1,IP:$RN_HOST_IP"
   leaf admin "/O=system:masters/CN=kubernetes-admin" "$cli"
   leaf apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" "$cli"
   # Serving certificate of the fake kubelet (kwok); the apiserver verifies it.
@@ -211,9 +211,13 @@ start etcd "$BIN/etcd" --name=node0 --data-dir="$STATE/etcd" \
 wait_for etcd "etcd /health" sh -c "curl -fs --max-time 2 http://127.0.0.1:$ETCD_PORT/health | grep -q '\"health\":\"true\"'"
 
 # --- kube-apiserver ------------------------------------------------------------------------
+# The advertise address is what the `kubernetes` Service's endpoints say: pods reach the API
+# server there, through kube-proxy and the real node's forwarder on the bridge's host address
+# (tests/realnode/up.sh). It serves nothing itself: the API server binds to 127.0.0.1 only. (A
+# loopback advertise address gives that Service no endpoints at all.)
 start kube-apiserver "$BIN/kube-apiserver" \
   --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
-  --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$API_PORT" \
+  --bind-address=127.0.0.1 --advertise-address="$RN_HOST_IP" --secure-port="$API_PORT" \
   --cert-dir="$STATE/apiserver-certs" \
   --tls-cert-file="$PKI/apiserver.crt" --tls-private-key-file="$PKI/apiserver.key" \
   --client-ca-file="$PKI/ca.crt" \

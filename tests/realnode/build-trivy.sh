@@ -6,6 +6,8 @@
 #            all Go files").
 #   trivydb  trivydb/ : writes the offline vulnerability DB (trivydb --help).
 #   javadb   javadb/ : writes the offline Java DB and the test JARs (javadb/main.go).
+#   coredns  coredns/ : CoreDNS from its module with the cluster DNS plugins only (the real
+#            node's cluster DNS).
 #   hello    images/hello/ : the Go binary of the test image app:1 (make-images.sh).
 #
 # Output directory (printed as the last line of stdout; progress goes to stderr):
@@ -16,7 +18,7 @@
 # images/hello/ rebuilds only that binary and never relinks trivy (a minute or more).
 # A binary whose key matches is reused as is.
 #
-# Usage: build-trivy.sh [--print-dir] [trivy|trivydb|javadb|hello ...]   (default: all four)
+# Usage: build-trivy.sh [--print-dir] [trivy|trivydb|javadb|coredns|hello ...]   (default: all)
 #   --print-dir: print the directory, build nothing.
 set -euo pipefail
 
@@ -36,11 +38,11 @@ targets=()
 for arg in "$@"; do
   case "$arg" in
     --print-dir) print_dir=true ;;
-    trivy|trivydb|javadb|hello) targets+=("$arg") ;;
-    *) echo "usage: build-trivy.sh [--print-dir] [trivy|trivydb|javadb|hello ...]" >&2; exit 2 ;;
+    trivy|trivydb|javadb|coredns|hello) targets+=("$arg") ;;
+    *) echo "usage: build-trivy.sh [--print-dir] [trivy|trivydb|javadb|coredns|hello ...]" >&2; exit 2 ;;
   esac
 done
-[[ ${#targets[@]} -gt 0 ]] || targets=(trivy trivydb javadb hello)
+[[ ${#targets[@]} -gt 0 ]] || targets=(trivy trivydb javadb coredns hello)
 
 dir_key="$( { go version; cat build-trivy.sh; } | sha256sum | cut -c1-16)"
 bin_dir="${REALNODE_TRIVY_BIN_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/image-scanner/trivy-$dir_key/bin}"
@@ -54,7 +56,7 @@ fi
 key_of() {
   case "$1" in
     trivy) echo "$dir_key" ;;
-    trivydb|javadb|hello)
+    trivydb|javadb|coredns|hello)
       local src="$1"
       [[ "$1" == hello ]] && src=images/hello
       { echo "$dir_key"; find "$src" -type f \( -name '*.go' -o -name go.mod -o -name go.sum \) |
@@ -112,6 +114,11 @@ for t in "${targets[@]}"; do
       (cd javadb &&
         CGO_ENABLED=0 GOEXPERIMENT=jsonv2 GOFLAGS="-mod=readonly -buildvcs=false" nice -n 10 go build -trimpath \
           -ldflags "-s -w" -o "$tmp/javadb" .)
+      ;;
+    coredns)
+      (cd coredns &&
+        CGO_ENABLED=0 GOEXPERIMENT='' GOFLAGS="-mod=readonly -buildvcs=false" nice -n 10 go build -trimpath \
+          -ldflags "-s -w" -o "$tmp/coredns" .)
       ;;
     hello)
       # A plain static build (no GOEXPERIMENT): what an ordinary Go image would contain.

@@ -23,7 +23,15 @@ if pid_alive kubelet && [[ -f "$RN_ENV" ]] && kc get --raw /readyz >/dev/null 2>
   while ((SECONDS < deadline)) && [[ -n "$(ctr_rn tasks ls -q 2>/dev/null)" ]]; do sleep 0.5; done
 fi
 stop_pid trivy-server
+stop_pid coredns
+stop_pid kube-proxy
+stop_pid apiserver-forwarder
 stop_pid kubelet
+# kube-proxy's own undo: its iptables (and nftables, IPVS) rules and chains.
+if [[ -x "$STATE/bin/kube-proxy" && -f "$RN/kube-proxy/config.yaml" ]]; then
+  "$STATE/bin/kube-proxy" --cleanup --config="$RN/kube-proxy/config.yaml" >>"$CLOGS/kube-proxy.log" 2>&1 ||
+    rlog "WARNING: kube-proxy --cleanup failed; see $CLOGS/kube-proxy.log"
+fi
 
 # 2. Whatever the kubelet left: kill the tasks, then stop containerd and its shims.
 if pid_alive containerd; then
@@ -59,8 +67,15 @@ if [[ -f "$RN/created-cgroups" ]]; then
   done < "$RN/created-cgroups"
 fi
 
-# 5. Network: the bridge (pod veths went with their namespaces), the kubelet's iptables chains.
+# 5. Network: the bridge (pod veths went with their namespaces), up.sh's FORWARD rules, the
+# kubelet's iptables chains.
 ip link del "$RN_BRIDGE" 2>/dev/null || true
+if command -v iptables >/dev/null; then
+  iptables -w -S FORWARD | { grep -F -- "--comment $RN_FORWARD_COMMENT" || true; } | while read -r rule; do
+    read -ra words <<<"${rule/#-A/-D}"
+    iptables -w "${words[@]}" 2>/dev/null || rlog "WARNING: cannot remove FORWARD rule: $rule"
+  done
+fi
 if [[ -f "$RN/created-iptables-chains" ]]; then
   while IFS=: read -r ipt table chain; do
     "$ipt" -w -t "$table" -S "$chain" >/dev/null 2>&1 || continue

@@ -11,12 +11,16 @@ RN_ENV="$RN/realnode.env"
 # Why the real node is not there (kwok-only cluster), when it is not.
 RN_DISABLED="$STATE/realnode.disabled"
 # Processes of the real node, in start order; down.sh stops them in reverse.
-RN_COMPONENTS=(registry containerd kubelet trivy-server)
-# The pods' bridge and its host-side address: the scan pods reach the trivy server there. No
-# gateway route, no masquerading: pods can talk to each other and to this address, nothing else.
+RN_COMPONENTS=(registry containerd kubelet trivy-server apiserver-forwarder kube-proxy coredns)
+# The pods' bridge and its host-side address, the pods' gateway: the scan pods reach the trivy
+# server there, every pod the API server (a forwarder), cluster DNS and, through kube-proxy,
+# Services. FORWARD rules keep the pods' traffic on the bridge: nothing leaves the machine.
 RN_BRIDGE=isn-real0
 RN_POD_SUBNET=10.88.0.0/24
 RN_HOST_IP=10.88.0.1
+# The comment on the FORWARD rules that keep the pods' traffic on the bridge (down.sh removes
+# exactly the rules with it).
+RN_FORWARD_COMMENT=image-scanner-real-node
 # Only pods that tolerate this taint run on the real node: the kwok tests' fake images must not
 # land there.
 RN_TAINT_KEY=image-scanner.test/real-node

@@ -39,11 +39,12 @@ rm -f "$RN_DISABLED"
 [[ "$(id -u)" == 0 ]] || disable "containerd and the kubelet need root (uid $(id -u))"
 grep -qw overlay /proc/filesystems || modprobe overlay 2>/dev/null || disable "no overlayfs in this kernel"
 [[ -d /sys/fs/cgroup/memory || -f /sys/fs/cgroup/cgroup.controllers ]] || disable "no memory cgroup"
-debs=(containerd runc containernetworking-plugins docker-registry apache2-utils skopeo umoci busybox-static iproute2)
+debs=(containerd runc containernetworking-plugins docker-registry apache2-utils skopeo umoci busybox-static iproute2
+  iptables socat)
 missing=()
 for cmd in containerd:containerd runc:runc /usr/lib/cni/bridge:containernetworking-plugins \
   docker-registry:docker-registry htpasswd:apache2-utils skopeo:skopeo umoci:umoci \
-  /bin/busybox:busybox-static ip:iproute2; do
+  /bin/busybox:busybox-static ip:iproute2 iptables-restore:iptables socat:socat; do
   [[ "${cmd%%:*}" == /* ]] && { [[ -x "${cmd%%:*}" ]] || missing+=("${cmd#*:}"); continue; }
   command -v "${cmd%%:*}" >/dev/null || missing+=("${cmd#*:}")
 done
@@ -66,6 +67,7 @@ for s in "${RN_SYSCTLS[@]}"; do printf '%s=%s\n' "$s" "$(sysctl -n "$s")"; done 
 
 # --- ports (free_port: tests/cluster/lib.sh) ----------------------------------------------------
 free_port REGISTRY_PORT; free_port KUBELET_PORT; free_port KUBELET_HEALTHZ_PORT; free_port TRIVY_PORT
+free_port PROXY_HEALTHZ_PORT; free_port PROXY_METRICS_PORT; free_port DNS_HEALTH_PORT; free_port DNS_READY_PORT
 
 # The apiserver reaches kubelets by their Hostname address (tests/cluster/up.sh): the node's
 # name must resolve to 127.0.0.1 (the kubelet refuses a loopback node IP, so its InternalIP is
@@ -92,6 +94,11 @@ extendedKeyUsage=clientAuth"
   leaf kubelet-serving "/CN=$NODE_NAME" "keyUsage=critical,digitalSignature,keyEncipherment
 extendedKeyUsage=serverAuth
 subjectAltName=DNS:$NODE_NAME,IP:127.0.0.1"
+  # kube-proxy's user is bound to system:node-proxier by the API server's bootstrap RBAC.
+  leaf kube-proxy "/CN=system:kube-proxy" "keyUsage=critical,digitalSignature,keyEncipherment
+extendedKeyUsage=clientAuth"
+  leaf coredns "/CN=image-scanner-test:coredns" "keyUsage=critical,digitalSignature,keyEncipherment
+extendedKeyUsage=clientAuth"
   leaf registry "/CN=image-scanner-test-registry" "keyUsage=critical,digitalSignature,keyEncipherment
 extendedKeyUsage=serverAuth
 subjectAltName=IP:127.0.0.1,DNS:localhost"
@@ -175,7 +182,7 @@ node_image() { # node_image TAG FILE:PATH... (rootfs = busybox + the files, mode
   umoci unpack --image "$RN/images/oci:$tag" "$root/b" >/dev/null
   mkdir -p "$root/b/rootfs/bin" "$root/b/rootfs/usr/local/bin" "$root/b/rootfs/tmp"
   cp /bin/busybox "$root/b/rootfs/bin/busybox"
-  for l in sh cp cat ls sleep; do ln -sf busybox "$root/b/rootfs/bin/$l"; done
+  for l in sh cp cat ls mkdir sleep; do ln -sf busybox "$root/b/rootfs/bin/$l"; done
   local f
   for f in "$@"; do install -D -m "$(stat -c %a "${f%%:*}")" "${f%%:*}" "$root/b/rootfs${f#*:}"; done
   umoci repack --image "$RN/images/oci:$tag" "$root/b" >/dev/null
@@ -187,6 +194,11 @@ node_image trivy:0.74.0 "$TRIVY_BIN/trivy:/usr/local/bin/trivy"
 umoci config --image "$RN/images/oci:trivy:0.74.0" --config.entrypoint /usr/local/bin/trivy
 node_image trivy-java-db:1 "$RN/images/java-db/trivy-java.db:/java-db/trivy-java.db" \
   "$RN/images/java-db/metadata.json:/java-db/metadata.json"
+# The base DB as an image, for the installed trivy server (tests/realnode/install.sh): its init
+# container copies it into the server's cache, as a cluster without egress would seed it.
+"$TRIVY_BIN/trivydb" --variant base "$RN/images/trivy-db" 2> "$RN/images/trivydb.log" ||
+  { cat "$RN/images/trivydb.log" >&2; die "trivydb failed"; }
+node_image trivy-db:1 "$RN/images/trivy-db/db/trivy.db:/db/trivy.db" "$RN/images/trivy-db/db/metadata.json:/db/metadata.json"
 PAUSE_IMAGE=localhost/image-scanner/pause:1
 TRIVY_IMAGE=localhost/image-scanner/trivy:0.74.0
 JAVA_DB_IMAGE=localhost/image-scanner/trivy-java-db:1
@@ -237,9 +249,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
   [plugins."io.containerd.grpc.v1.cri".registry]
     config_path = "$RN/containerd/certs.d"
 EOF
-# One isolated L2 segment: no gateway route and no masquerading in the pods, so nothing leaves
-# the machine; the host side of the bridge (made here, so the trivy server can bind to it before
-# the first pod) is the only host address a pod can reach.
+# One L2 segment whose host side (made here, so the trivy server can bind to it before the first
+# pod) is the pods' gateway: to the host's bridge address and, through kube-proxy, to Services.
+# No masquerading by the plugin, and the FORWARD rules below keep everything on the bridge.
 ip link show "$RN_BRIDGE" >/dev/null 2>&1 || ip link add "$RN_BRIDGE" type bridge
 ip addr replace "$RN_HOST_IP/24" dev "$RN_BRIDGE"
 ip link set "$RN_BRIDGE" up
@@ -251,7 +263,8 @@ cat > "$RN/cni/net.d/10-image-scanner.conflist" <<EOF
     {
       "type": "bridge",
       "bridge": "$RN_BRIDGE",
-      "isGateway": false,
+      "isGateway": true,
+      "isDefaultGateway": true,
       "ipMasq": false,
       "hairpinMode": true,
       "ipam": {
@@ -266,10 +279,19 @@ EOF
 start containerd containerd --config "$RN/containerd/config.toml"
 wait_for containerd "containerd socket" ctr_rn version
 
-for tag in pause:1 trivy:0.74.0 trivy-java-db:1; do
-  skopeo copy --quiet "oci:$RN/images/oci:$tag" "docker-archive:$RN/images/${tag%%:*}.tar:localhost/image-scanner/$tag"
+# Each also under its digest reference, so that a pod spec pinned by digest (the installed
+# manifests are) finds it: an imported image has only its tag. NODE_IMAGE_<NAME> = the pinned
+# reference, for realnode.env.
+for tag in pause:1 trivy:0.74.0 trivy-java-db:1 trivy-db:1; do
+  ref="localhost/image-scanner/$tag"
+  skopeo copy --quiet "oci:$RN/images/oci:$tag" "docker-archive:$RN/images/${tag%%:*}.tar:$ref"
   ctr_rn images import "$RN/images/${tag%%:*}.tar" >/dev/null
   rm -f "$RN/images/${tag%%:*}.tar"
+  digest="$(ctr_rn images ls "name==$ref" | awk 'NR == 2 {print $3}')"
+  [[ "$digest" == sha256:* ]] || die "no digest for the imported $ref"
+  ctr_rn images tag --force "$ref" "${ref%:*}@$digest" >/dev/null
+  var="${tag%%:*}"; var="NODE_IMAGE_${var//-/_}"
+  printf -v "${var^^}" '%s@%s' "$ref" "$digest"
 done
 
 # --- trivy server with the offline DB (tests/realnode/trivydb) -------------------------------------
@@ -289,6 +311,9 @@ JAVA_DIGEST=$JAVA_DIGEST
 NEVER_PULLED_IMAGE=$REGISTRY/test/never-pulled:1
 TRIVY_IMAGE=$TRIVY_IMAGE
 JAVA_DB_IMAGE=$JAVA_DB_IMAGE
+NODE_IMAGE_TRIVY=$NODE_IMAGE_TRIVY
+NODE_IMAGE_TRIVY_JAVA_DB=$NODE_IMAGE_TRIVY_JAVA_DB
+NODE_IMAGE_TRIVY_DB=$NODE_IMAGE_TRIVY_DB
 TRIVY_SERVER=$TRIVY_SERVER
 TRIVY_BIN=$TRIVY_BIN/trivy
 TRIVYDB_BIN=$TRIVY_BIN/trivydb
@@ -352,6 +377,9 @@ imageGCLowThresholdPercent: 99
 evictionHard: {memory.available: "100Mi", nodefs.available: "1%", imagefs.available: "1%"}
 maxPods: 30
 serializeImagePulls: false
+# CoreDNS, started below on the bridge's host address.
+clusterDNS: [$RN_HOST_IP]
+clusterDomain: cluster.local
 EOF
 # What the kubelet adds to the host, recorded so that down.sh removes only that: its cgroups
 # (cgroupfs driver) and its iptables chains (pkg/kubelet/kubelet_network_linux.go).
@@ -369,5 +397,105 @@ node_ready() {
   [[ "$(kc get node "$NODE_NAME" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" == True ]]
 }
 wait_for kubelet "node $NODE_NAME Ready" node_ready
+
+# --- Services and cluster DNS for the pods, as a real cluster has them -------------------------------
+# Pods reach ClusterIPs through kube-proxy (iptables mode) on the host: a default route to the
+# bridge's host address, forwarding on, and every Service connection masqueraded so replies
+# come back through the host's conntrack (no br_netfilter needed). Nothing leaves the machine:
+# forwarding is allowed only from the bridge to the bridge.
+mkdir -p "$RN/kube-proxy" "$RN/coredns"
+sysctl -qw net.ipv4.ip_forward=1
+for rule in "-i $RN_BRIDGE ! -o $RN_BRIDGE" "! -i $RN_BRIDGE -o $RN_BRIDGE"; do
+  # shellcheck disable=SC2086  # several words each
+  iptables -w -I FORWARD $rule -m comment --comment "$RN_FORWARD_COMMENT" -j DROP
+done
+# The `kubernetes` Service's endpoint is the bridge's host address (the API server's advertise
+# address); the API server listens on 127.0.0.1 only, so a forwarder on that address takes the
+# pods' connections there. Bound to the bridge address: nothing outside the machine routes to it.
+api_port="$(sed -n 's/^API_PORT=//p' "$STATE/ports.env")"
+start apiserver-forwarder socat -lf "$CLOGS/apiserver-forwarder.log" "TCP-LISTEN:$api_port,bind=$RN_HOST_IP,reuseaddr,fork" "TCP:127.0.0.1:$api_port"
+forwarder_up() { (exec 3<>"/dev/tcp/$RN_HOST_IP/$api_port") 2>/dev/null; }
+wait_for apiserver-forwarder "API server forwarder on $RN_HOST_IP:$api_port" forwarder_up
+
+client_kubeconfig() { # client_kubeconfig NAME: a kubeconfig for the client certificate NAME
+  cat <<EOK
+apiVersion: v1
+kind: Config
+clusters:
+- name: local
+  cluster:
+    server: https://127.0.0.1:$api_port
+    certificate-authority-data: $(b64 "$PKI/ca.crt")
+users:
+- name: $1
+  user:
+    client-certificate-data: $(b64 "$RN/pki/$1.crt")
+    client-key-data: $(b64 "$RN/pki/$1.key")
+contexts:
+- name: local
+  context: {cluster: local, user: $1}
+current-context: local
+EOK
+}
+client_kubeconfig kube-proxy > "$RN/kube-proxy/kubeconfig"
+# Every host setting kube-proxy would tune stays as it is (0 = leave alone): conntrack table size
+# and timeouts, oom_score_adj; localhost NodePorts would set route_localnet.
+cat > "$RN/kube-proxy/config.yaml" <<EOK
+apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+clientConnection: {kubeconfig: $RN/kube-proxy/kubeconfig}
+hostnameOverride: $NODE_NAME
+healthzBindAddress: 127.0.0.1:$PROXY_HEALTHZ_PORT
+metricsBindAddress: 127.0.0.1:$PROXY_METRICS_PORT
+mode: iptables
+clusterCIDR: $RN_POD_SUBNET
+iptables: {masqueradeAll: true, localhostNodePorts: false}
+nodePortAddresses: ["$RN_HOST_IP/32"]
+oomScoreAdj: 0
+conntrack: {maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
+EOK
+start kube-proxy "$STATE/bin/kube-proxy" --config="$RN/kube-proxy/config.yaml" --v=1
+proxy_synced() {
+  curl -sf "http://127.0.0.1:$PROXY_HEALTHZ_PORT/healthz" >/dev/null &&
+    iptables -w -t nat -S KUBE-SERVICES 2>/dev/null | grep -q 'default/kubernetes:https'
+}
+wait_for kube-proxy "kube-proxy: the kubernetes Service programmed" proxy_synced
+
+# Cluster DNS: CoreDNS (tests/realnode/coredns) on the bridge's host address, the kubelet's
+# clusterDNS, like a node-local DNS cache. It answers cluster.local from the API server and
+# nothing else.
+kc apply -f - >/dev/null <<EOK
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: "image-scanner-test:coredns"}
+rules:
+- {apiGroups: [""], resources: [services, pods, namespaces], verbs: [list, watch]}
+- {apiGroups: [discovery.k8s.io], resources: [endpointslices], verbs: [list, watch]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: "image-scanner-test:coredns"}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "image-scanner-test:coredns"}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: "image-scanner-test:coredns"}]
+EOK
+client_kubeconfig coredns > "$RN/coredns/kubeconfig"
+cat > "$RN/coredns/Corefile" <<EOK
+cluster.local:53 in-addr.arpa:53 {
+  bind $RN_HOST_IP
+  errors
+  health 127.0.0.1:$DNS_HEALTH_PORT
+  ready 127.0.0.1:$DNS_READY_PORT
+  cache 5
+  kubernetes cluster.local in-addr.arpa {
+    kubeconfig $RN/coredns/kubeconfig local
+  }
+}
+.:53 {
+  bind $RN_HOST_IP
+  errors
+}
+EOK
+start coredns "$TRIVY_BIN/coredns" -conf "$RN/coredns/Corefile"
+wait_for coredns "CoreDNS ready on $RN_HOST_IP:53" curl -sf "http://127.0.0.1:$DNS_READY_PORT/ready"
 
 rlog "real node $NODE_NAME up in $((SECONDS - t0)) s (registry $REGISTRY, trivy server $TRIVY_SERVER); settings in $RN_ENV"
