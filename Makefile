@@ -42,5 +42,5 @@ run:
 # bench-scale-small: the CI-sized scale benchmark (500 pods) on a cluster of its own, so the
 # script cannot rot; its correctness checks (a result for every CIS, one Job per digest, no quiet
 # writes) fail the run, its timing targets are reported only (make bench-scale STRICT=1 enforces).
-test: fmt-check clippy unit-test install-check image-binary-check cluster-smoke scanner-check e2e bench-scale-small
+test: fmt-check clippy unit-test install-check image-binary-check cluster-smoke scanner-check e2e real-install-check bench-scale-small
 	@echo "make test: all checks passed"

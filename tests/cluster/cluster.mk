@@ -2,7 +2,7 @@
 # Included from the top-level Makefile.
 CLUSTER_DIR := tests/cluster
 
-.PHONY: cluster-build cluster-up cluster-down cluster-smoke cluster-status scanner-check
+.PHONY: cluster-build cluster-up cluster-down cluster-smoke cluster-status scanner-check real-install-check
 
 cluster-build:
 	$(CLUSTER_DIR)/build.sh
@@ -26,3 +26,9 @@ cluster-smoke: cluster-up
 scanner-check:
 	@if [[ "$${REAL_NODE:-1}" == 0 ]]; then echo "scanner-check: SKIPPED (REAL_NODE=0)"; \
 	else tests/realnode/check-scanner.sh; fi
+
+# The real install on the real node (operator image from the release binary, kubectl apply -k
+# kustomize/overlays/real-node): a real scan by the in-cluster operator, and its pod killed
+# mid-scan without a lost or duplicate result. Removes the install again at the end.
+real-install-check: cluster-up image-binary
+	tests/realnode/install-check.sh

@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
-# `make run`: the operator in the foreground against a cluster.
-#  * KUBECONFIG unset: starts the local control plane (tests/cluster), installs the CRD and the
-#    scan namespace, deploys sample workloads (one per kind) and replays their scan logs from
-#    tests/fixtures/ (kwok runs nothing, so there is no real trivy). Where the machine allows
-#    the real node (tests/realnode), it also deploys private test images there (namespace
-#    real-demo), which real trivy scans against the node's trivy server.
-#  * KUBECONFIG set: uses that cluster as it is; installs only the CRD and the scan namespace.
+# `make run`: the operator on a cluster.
+#  * KUBECONFIG unset: starts the local control plane (tests/cluster). Where the machine allows
+#    the real node (tests/realnode), the operator is installed as users install it: the real
+#    install (tests/realnode/install.sh: the operator image built from the release binary, the
+#    trivy server, `kubectl apply -k kustomize/overlays/real-node`), running as a pod on the
+#    real node; private test images are deployed there (namespace real-demo) and real trivy
+#    scans them. Sample workloads of every kind run on kwok nodes (namespace demo), whose scan
+#    logs are replayed from tests/fixtures/ (kwok runs nothing). The operator's log follows in
+#    the foreground; Ctrl-C stops following, the operator keeps running in the cluster.
+#    Without the real node (or with REAL_NODE=0), the operator runs on this machine in the
+#    foreground, for the kwok samples only.
+#  * KUBECONFIG set: uses that cluster as it is; installs only the CRD and the scan namespace and
+#    runs the operator on this machine in the foreground.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -14,24 +20,32 @@ log() { printf '%s [run] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 LOCAL=false
 if [[ -z "${KUBECONFIG:-}" ]]; then
   LOCAL=true
+  log "starting the local cluster (first time: builds Kubernetes, trivy and CoreDNS from their Go modules, 30-60 min on 2 cores)"
   make --no-print-directory cluster-up
   export KUBECONFIG=$ROOT/target/cluster/kubeconfig
   PATH=$ROOT/target/cluster/bin:$PATH
 fi
 command -v kubectl >/dev/null || { echo "kubectl is required" >&2; exit 1; }
+RN_ENV=$ROOT/target/cluster/realnode/realnode.env
+REAL=false
+if $LOCAL && [[ -f $RN_ENV ]]; then REAL=true; fi
 
-log "building the operator (first time: a few minutes)"
-cargo build --bin image-scanner-operator
-BIN=${CARGO_TARGET_DIR:-$ROOT/target}/debug/image-scanner-operator
-
-log "installing the CRD and the scan namespace"
-kubectl apply --server-side -f crds/containerimagescans.stas.statnett.no.yaml >/dev/null
-kubectl wait --for condition=Established crd/containerimagescans.stas.statnett.no --timeout=60s >/dev/null
-kubectl create namespace image-scanner --dry-run=client -o yaml | kubectl apply -f - >/dev/null
-kubectl -n image-scanner create serviceaccount image-scanner-job --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+if $REAL; then
+  log "the real install on the real node (first time: the release build of the operator, several minutes)"
+  tests/realnode/install.sh
+else
+  log "building the operator (first time: a few minutes)"
+  cargo build --bin image-scanner-operator
+  BIN=${CARGO_TARGET_DIR:-$ROOT/target}/debug/image-scanner-operator
+  log "installing the CRD and the scan namespace"
+  kubectl apply --server-side -f crds/containerimagescans.stas.statnett.no.yaml >/dev/null
+  kubectl wait --for condition=Established crd/containerimagescans.stas.statnett.no --timeout=60s >/dev/null
+  kubectl create namespace image-scanner --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+  kubectl -n image-scanner create serviceaccount image-scanner-job --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+fi
 
 if $LOCAL; then
-  log "deploying sample workloads into namespace demo"
+  log "deploying sample workloads into namespace demo (kwok nodes, replayed scan logs)"
   kubectl apply -f tests/run/samples.yaml >/dev/null
   # Scan logs per image digest. Images without a digest get sha256(<image string>) from kwok.
   serve() { tests/cluster/serve-log.sh "$1" "tests/fixtures/$2" >/dev/null; }
@@ -47,9 +61,7 @@ if $LOCAL; then
     upstream/internal/controller/stas/testdata/scan-job-successful-long/scan-job-pod.log.json
 fi
 
-REAL_ARGS=()
-RN_ENV=$ROOT/target/cluster/realnode/realnode.env
-if $LOCAL && [[ -f $RN_ENV ]]; then
+if $REAL; then
   # shellcheck disable=SC1090
   source "$RN_ENV"
   log "real node $NODE_NAME: deploying private test images into namespace real-demo"
@@ -57,15 +69,30 @@ if $LOCAL && [[ -f $RN_ENV ]]; then
   kubectl -n real-demo create secret docker-registry registry-credentials --docker-server="$REGISTRY" \
     --docker-username="$REGISTRY_USER" --docker-password="$REGISTRY_PASSWORD" \
     --dry-run=client -o yaml | kubectl apply -f - >/dev/null
-  for app in app clean; do
+  for app in app clean java; do
     image_var="${app^^}_IMAGE"
-    sed -e "s|@NAME@|$app|g" -e "s|@IMAGE@|${!image_var}|g" -e "s|@TAINT@|$TAINT_KEY|g" \
+    sed -e "s|@NAME@|$app|g" -e "s|@NAMESPACE@|real-demo|g" -e "s|@IMAGE@|${!image_var}|g" -e "s|@TAINT@|$TAINT_KEY|g" \
       tests/run/real-samples.yaml | kubectl apply -f - >/dev/null
   done
-  kubectl -n image-scanner create configmap trivy-job-config --from-literal=SERVER="$TRIVY_SERVER" \
-    --from-literal=TIMEOUT=30m --dry-run=client -o yaml | kubectl apply -f - >/dev/null
-  REAL_ARGS=(--trivy-image="$TRIVY_IMAGE"
-    --scan-job-tolerations="[{\"key\":\"$TAINT_KEY\",\"operator\":\"Exists\",\"effect\":\"NoSchedule\"}]")
+  cat >&2 <<MSG
+
+  The operator runs as a pod on the real node $NODE_NAME (namespace image-scanner), installed
+  from kustomize/overlays/real-node; its log follows (Ctrl-C stops following, not the operator).
+  In another terminal:
+
+    export KUBECONFIG=$KUBECONFIG
+    kubectl get cis -A                      # names, counts, status
+    kubectl get cis -n real-demo -o wide    # real trivy 0.74 scans of private images
+    kubectl get jobs -n image-scanner       # scan Jobs
+    kubectl -n image-scanner port-forward deploy/image-scanner-controller-manager 8080 &
+    curl -s localhost:8080/metrics | grep image_scanner_
+
+  Namespace real-demo and image-scanner: real scans on the real node. Namespace demo runs on
+  kwok nodes: its scanner output is replayed from tests/fixtures/.
+  Stop everything: make cluster-down
+
+MSG
+  exec kubectl -n image-scanner logs -f deploy/image-scanner-controller-manager
 fi
 
 cat >&2 <<MSG
@@ -80,12 +107,7 @@ cat >&2 <<MSG
 
 MSG
 if $LOCAL; then
-  if ((${#REAL_ARGS[@]})); then
-    echo "  Real scans: kubectl get cis -n real-demo (trivy 0.74 on the real node $NODE_NAME)." >&2
-    echo "  Namespace demo runs on kwok nodes: its scanner output is replayed from tests/fixtures/." >&2
-  else
-    echo "  (kwok only: scanner output is replayed from tests/fixtures/, not produced by trivy)" >&2
-  fi
+  echo "  (kwok only: scanner output is replayed from tests/fixtures/, not produced by trivy)" >&2
   echo >&2
 fi
 
@@ -98,5 +120,4 @@ exec "$BIN" \
   --metrics-bind-address="${METRICS_BIND_ADDRESS:-127.0.0.1:8080}" \
   --health-probe-bind-address="${HEALTH_PROBE_BIND_ADDRESS:-127.0.0.1:8081}" \
   --log-format="${LOG_FORMAT:-console}" \
-  "${REAL_ARGS[@]}" \
   "$@"
