@@ -462,31 +462,44 @@ fn node_affinity(nodes: &[String]) -> Option<Affinity> {
 }
 
 fn trivy_init_container(settings: &ScanJobSettings) -> Container {
-    Container {
-        name: TRIVY_INIT_CONTAINER.to_string(),
-        image: Some(settings.trivy_image.clone()),
-        image_pull_policy: Some("IfNotPresent".to_string()),
-        command: Some(strings(&["cp", "-v", TRIVY_IN_IMAGE, TRIVY_BINARY])),
-        termination_message_policy: Some("FallbackToLogsOnError".to_string()),
-        resources: Some(settings.init_resources.clone()),
-        // The user of an arbitrary trivy image is unknown, so runAsUser/runAsNonRoot stay unset.
-        security_context: Some(locked_down(None)),
-        volume_mounts: Some(vec![mount(SHARED_VOLUME, SHARED_MOUNT)]),
-        ..Container::default()
-    }
+    copy_init_container(
+        TRIVY_INIT_CONTAINER,
+        &settings.trivy_image,
+        &["cp", "-v", TRIVY_IN_IMAGE, TRIVY_BINARY],
+        mount(SHARED_VOLUME, SHARED_MOUNT),
+        settings,
+    )
 }
 
 /// Copies the Java DB into the scan pod's `/tmp`, where the scan container's trivy finds it.
 fn java_db_init_container(image: &str, settings: &ScanJobSettings) -> Container {
+    copy_init_container(
+        JAVA_DB_INIT_CONTAINER,
+        image,
+        &["cp", "-R", JAVA_DB_IN_IMAGE, JAVA_DB_IN_SCAN],
+        mount(TMP_VOLUME, TMP_MOUNT),
+        settings,
+    )
+}
+
+/// An init container that only copies files from its image into one of the pod's volumes.
+fn copy_init_container(
+    name: &str,
+    image: &str,
+    command: &[&str],
+    volume: VolumeMount,
+    settings: &ScanJobSettings,
+) -> Container {
     Container {
-        name: JAVA_DB_INIT_CONTAINER.to_string(),
+        name: name.to_string(),
         image: Some(image.to_string()),
         image_pull_policy: Some("IfNotPresent".to_string()),
-        command: Some(strings(&["cp", "-R", JAVA_DB_IN_IMAGE, JAVA_DB_IN_SCAN])),
+        command: Some(strings(command)),
         termination_message_policy: Some("FallbackToLogsOnError".to_string()),
         resources: Some(settings.init_resources.clone()),
+        // The user of an arbitrary image is unknown, so runAsUser/runAsNonRoot stay unset.
         security_context: Some(locked_down(None)),
-        volume_mounts: Some(vec![mount(TMP_VOLUME, TMP_MOUNT)]),
+        volume_mounts: Some(vec![volume]),
         ..Container::default()
     }
 }

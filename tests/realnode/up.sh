@@ -324,24 +324,28 @@ rlog "ready: trivy server on $TRIVY_SERVER ($((SECONDS - t0)) s)"
 
 # --- kubelet ------------------------------------------------------------------------------------------
 b64() { base64 -w0 < "$1"; }
-cat > "$RN/kubelet/kubeconfig" <<EOF
+api_port="$(sed -n 's/^API_PORT=//p' "$STATE/ports.env")"
+client_kubeconfig() { # client_kubeconfig NAME: a kubeconfig for the client certificate NAME
+  cat <<EOK
 apiVersion: v1
 kind: Config
 clusters:
 - name: local
   cluster:
-    server: $(awk '/server:/ {print $2; exit}' "$KUBECONFIG_FILE")
+    server: https://127.0.0.1:$api_port
     certificate-authority-data: $(b64 "$PKI/ca.crt")
 users:
-- name: kubelet
+- name: $1
   user:
-    client-certificate-data: $(b64 "$RN/pki/kubelet-client.crt")
-    client-key-data: $(b64 "$RN/pki/kubelet-client.key")
+    client-certificate-data: $(b64 "$RN/pki/$1.crt")
+    client-key-data: $(b64 "$RN/pki/$1.key")
 contexts:
 - name: local
-  context: {cluster: local, user: kubelet}
+  context: {cluster: local, user: $1}
 current-context: local
-EOF
+EOK
+}
+client_kubeconfig kubelet-client > "$RN/kubelet/kubeconfig"
 cat > "$RN/kubelet/config.yaml" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
@@ -412,31 +416,10 @@ done
 # The `kubernetes` Service's endpoint is the bridge's host address (the API server's advertise
 # address); the API server listens on 127.0.0.1 only, so a forwarder on that address takes the
 # pods' connections there. Bound to the bridge address: nothing outside the machine routes to it.
-api_port="$(sed -n 's/^API_PORT=//p' "$STATE/ports.env")"
 start apiserver-forwarder socat -lf "$CLOGS/apiserver-forwarder.log" "TCP-LISTEN:$api_port,bind=$RN_HOST_IP,reuseaddr,fork" "TCP:127.0.0.1:$api_port"
 forwarder_up() { (exec 3<>"/dev/tcp/$RN_HOST_IP/$api_port") 2>/dev/null; }
 wait_for apiserver-forwarder "API server forwarder on $RN_HOST_IP:$api_port" forwarder_up
 
-client_kubeconfig() { # client_kubeconfig NAME: a kubeconfig for the client certificate NAME
-  cat <<EOK
-apiVersion: v1
-kind: Config
-clusters:
-- name: local
-  cluster:
-    server: https://127.0.0.1:$api_port
-    certificate-authority-data: $(b64 "$PKI/ca.crt")
-users:
-- name: $1
-  user:
-    client-certificate-data: $(b64 "$RN/pki/$1.crt")
-    client-key-data: $(b64 "$RN/pki/$1.key")
-contexts:
-- name: local
-  context: {cluster: local, user: $1}
-current-context: local
-EOK
-}
 client_kubeconfig kube-proxy > "$RN/kube-proxy/kubeconfig"
 # Every host setting kube-proxy would tune stays as it is (0 = leave alone): conntrack table size
 # and timeouts, oom_score_adj; localhost NodePorts would set route_localnet.
