@@ -344,7 +344,17 @@ pub struct Command {
     pub action: Action,
 }
 
-/// A Kubernetes event to record on a CIS.
+/// The kind of object a recorded Event is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum EventRegarding {
+    /// A ContainerImageScan: what happened to its scan.
+    Cis,
+    /// A workload Pod: a container of it that cannot have a CIS (e.g. an image reference that
+    /// does not parse), so nothing else would show that it goes unscanned.
+    Pod,
+}
+
+/// A Kubernetes event to record on a CIS or a pod.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EventNote {
     /// `Normal` or `Warning`.
@@ -432,13 +442,15 @@ pub enum Action {
         /// The whole Report object (`openreports.io/v1alpha1`).
         report: Box<serde_json::Value>,
     },
-    /// Record a Kubernetes Event regarding a CIS.
+    /// Record a Kubernetes Event regarding a CIS or a pod.
     RecordEvent {
-        /// CIS namespace.
+        /// The kind of the object.
+        regarding: EventRegarding,
+        /// Its namespace.
         namespace: String,
-        /// CIS name.
+        /// Its name.
         name: String,
-        /// CIS UID.
+        /// Its UID.
         uid: String,
         /// The event.
         event: EventNote,
@@ -570,6 +582,7 @@ mod tests {
         };
         assert!(delete.is_write());
         let event = Action::RecordEvent {
+            regarding: EventRegarding::Cis,
             namespace: "ns".into(),
             name: "n".into(),
             uid: "u".into(),

@@ -45,6 +45,8 @@ pub const REASON_DECODE_ERROR: &str = "ScanReportDecodeError";
 pub const REASON_ERROR: &str = "Error";
 /// Reason: the image runs from a local image ID, which no scan Job can run (not upstream).
 pub const REASON_NO_REGISTRY_DIGEST: &str = "NoRegistryDigest";
+/// Reason of the Warning Event on a pod with a container that cannot be scanned at all.
+pub const REASON_UNSCANNABLE_IMAGE: &str = "UnscannableImage";
 
 /// The CIS's result filters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -16,7 +16,7 @@ use serde_json::json;
 
 use super::convert;
 use super::errors::classify;
-use crate::core::port::{Action, ApiError, ApiErrorKind, Outcome};
+use crate::core::port::{Action, ApiError, ApiErrorKind, EventRegarding, Outcome};
 use crate::core::time::Timestamp;
 use crate::crd::ContainerImageScan;
 
@@ -221,14 +221,19 @@ impl Executor {
                 }
             }
             Action::RecordEvent {
+                regarding,
                 namespace,
                 name,
                 uid,
                 event,
             } => {
+                let (api_version, kind) = match regarding {
+                    EventRegarding::Cis => ("stas.statnett.no/v1alpha1", "ContainerImageScan"),
+                    EventRegarding::Pod => ("v1", "Pod"),
+                };
                 let reference = ObjectReference {
-                    api_version: Some("stas.statnett.no/v1alpha1".to_string()),
-                    kind: Some("ContainerImageScan".to_string()),
+                    api_version: Some(api_version.to_string()),
+                    kind: Some(kind.to_string()),
                     name: Some(name),
                     namespace: Some(namespace),
                     uid: Some(uid),

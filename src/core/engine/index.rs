@@ -10,7 +10,7 @@ use super::vec_set::VecSet;
 use crate::core::port::{
     CisView, ContainerView, JobView, Labels, OwnerRef, PodView, ScanPodView, StreamId, WorkloadView,
 };
-use crate::core::workload::{PodTarget, WorkloadKey};
+use crate::core::workload::{ContainerProblem, PodTarget, WorkloadKey};
 use crate::crd::VulnerabilitySummary;
 
 /// Namespace and name of a CIS.
@@ -105,6 +105,9 @@ pub struct Index {
     pub kind_streams: BTreeMap<ObjectKind, BTreeSet<StreamId>>,
     /// Per kind and namespace, the stream that last delivered an object there.
     pub ns_streams: BTreeMap<(ObjectKind, String), StreamId>,
+    /// Pods with containers that cannot have a CIS: the pod's UID and those containers'
+    /// problems, as last reported in an Event (only such pods have an entry).
+    pub unscannable: BTreeMap<PodKey, (String, Vec<ContainerProblem>)>,
     /// Values many stored objects carry identically.
     pub shared: Shared,
 }

@@ -1039,3 +1039,38 @@ fn real_containerd_imported_image_is_not_scanned_by_its_local_image_id() {
     );
     assert_eq!(w.recorded_events.len(), 1);
 }
+
+/// A container whose image ID does not parse as a reference (here the Docker shim's
+/// `docker-pullable://` form) cannot have a CIS. Its pod gets one Warning Event saying which
+/// container goes unscanned and why — once per pod, not on every pod update or as time
+/// passes — and a replacement pod with the same problem gets its own.
+#[test]
+fn a_container_that_cannot_be_scanned_is_reported_once_on_its_pod() {
+    let mut w = World::new(32);
+    let image = "reg.example/shim:1";
+    let unparseable = "docker-pullable://reg.example/shim@sha256:zz";
+    w.run_container(image, image, unparseable);
+    // (Not w.check(): its liveness part expects a container that can have a CIS.)
+    w.settle();
+    assert!(w.cis.is_empty(), "no CIS for it");
+    assert!(w.job_images.is_empty(), "no Job for it");
+    let first = w.pod.as_ref().map(|p| p.uid.clone()).expect("pod");
+    assert_eq!(
+        w.recorded_events,
+        [("UnscannableImage".to_string(), first.clone())]
+    );
+    w.advance(13 * 3600);
+    assert_eq!(w.recorded_events.len(), 1, "{:?}", w.recorded_events);
+
+    w.run_container(image, image, unparseable);
+    w.settle();
+    let second = w.pod.as_ref().map(|p| p.uid.clone()).expect("pod");
+    assert_ne!(first, second);
+    assert_eq!(
+        w.recorded_events,
+        [
+            ("UnscannableImage".to_string(), first),
+            ("UnscannableImage".to_string(), second)
+        ]
+    );
+}

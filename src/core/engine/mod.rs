@@ -31,7 +31,10 @@ use self::cache::ReportCache;
 use self::index::Index;
 use self::scans::{DigestScan, Harvest};
 use self::timers::{TimerKey, Timers};
-use super::port::{Action, ApiErrorKind, CisView, Command, CommandId, Observation, Outcome};
+use super::port::{
+    Action, ApiErrorKind, CisView, Command, CommandId, EventNote, EventRegarding, Observation,
+    Outcome,
+};
 use super::time::Timestamp;
 
 /// What a command in flight is about; at most one command per target runs at a time.
@@ -53,7 +56,7 @@ enum Target {
     /// The OpenReports Report of a CIS for the result of a Job (by UID).
     Report(CisKey, String),
     /// An Event about a CIS.
-    Event(CisKey, u64),
+    Event(u64),
 }
 
 /// Whether [`Engine::issue`] issued the command.
@@ -79,6 +82,28 @@ impl Issued {
 struct InFlight {
     target: Target,
     action: Action,
+}
+
+/// An Event waiting for a free slot in the command window.
+#[derive(Clone, Debug)]
+struct PendingEvent {
+    regarding: EventRegarding,
+    namespace: String,
+    name: String,
+    uid: String,
+    event: EventNote,
+}
+
+impl PendingEvent {
+    fn on_cis(key: &CisKey, uid: &str, event: EventNote) -> PendingEvent {
+        PendingEvent {
+            regarding: EventRegarding::Cis,
+            namespace: key.namespace.clone(),
+            name: key.name.clone(),
+            uid: uid.to_string(),
+            event,
+        }
+    }
 }
 
 /// Counters the shell exports as operational metrics; all monotonic.
@@ -124,7 +149,7 @@ pub struct Engine {
     /// first, so a crash in between re-writes both instead of leaving the Report behind.
     reports_written: BTreeSet<(CisKey, String)>,
     /// Events waiting for capacity.
-    pending_events: VecDeque<(CisKey, String, super::port::EventNote)>,
+    pending_events: VecDeque<PendingEvent>,
     /// Logs being read, by Job UID.
     harvests: BTreeMap<String, Harvest>,
     /// Logs of failed attempts of running Jobs, by Job UID (bounded: one per active Job).
@@ -390,12 +415,12 @@ impl Engine {
         self.retry_at.insert(target.clone(), at);
         let timer = match &target {
             Target::CisSpec(k) => TimerKey::Cis(k.namespace.clone(), k.name.clone()),
-            Target::CisStatus(k) | Target::Event(k, _) | Target::Report(k, _) => {
-                match self.index.cis.get(k) {
-                    Some(t) => TimerKey::Digest(t.view.spec.digest.clone()),
-                    None => return,
-                }
-            }
+            // Events are best effort: a failed one is not retried.
+            Target::Event(_) => return,
+            Target::CisStatus(k) | Target::Report(k, _) => match self.index.cis.get(k) {
+                Some(t) => TimerKey::Digest(t.view.spec.digest.clone()),
+                None => return,
+            },
             Target::CreateJob(d) => TimerKey::Digest(d.clone()),
             Target::DeleteJob(name) => match self
                 .index
@@ -420,15 +445,16 @@ impl Engine {
 
     fn flush_events(&mut self, out: &mut Vec<Command>) {
         while self.capacity_left() {
-            let Some((key, uid, event)) = self.pending_events.pop_front() else {
+            let Some(pending) = self.pending_events.pop_front() else {
                 break;
             };
-            let target = Target::Event(key.clone(), self.next_id);
+            let target = Target::Event(self.next_id);
             let action = Action::RecordEvent {
-                namespace: key.namespace.clone(),
-                name: key.name.clone(),
-                uid,
-                event,
+                regarding: pending.regarding,
+                namespace: pending.namespace,
+                name: pending.name,
+                uid: pending.uid,
+                event: pending.event,
             };
             self.issue(target, action, Timestamp::EPOCH, out);
         }

@@ -8,11 +8,12 @@ use super::Engine;
 use super::index::{CisKey, ObjectKind, PodEntry, PodKey, Tracked, pod_key};
 use super::timers::TimerKey;
 use crate::core::image_ref::DigestKind;
-use crate::core::port::{PodView, StreamId, WatchEvent, WorkloadView};
+use crate::core::port::{EventNote, EventRegarding, PodView, StreamId, WatchEvent, WorkloadView};
+use crate::core::status;
 use crate::core::time::Timestamp;
 use crate::core::workload::{
-    Resolution, Settledness, WorkloadKey, is_managed_by_us, pod_targets, resolve_workload,
-    settledness,
+    ContainerProblem, Resolution, Settledness, WorkloadKey, is_managed_by_us, pod_targets,
+    resolve_workload, settledness,
 };
 
 impl Engine {
@@ -205,7 +206,8 @@ impl Engine {
         } else {
             match resolve_workload(pod, &self.cfg.workload_kinds, &self.workload_views()) {
                 Resolution::Resolved(workload) => {
-                    let (targets, _problems) = pod_targets(pod, &workload);
+                    let (targets, problems) = pod_targets(pod, &workload);
+                    self.note_unscannable(&key, pod, problems);
                     let targets = self.index.shared.targets.share_vec(targets);
                     let settled = match settledness(
                         pod,
@@ -315,6 +317,43 @@ impl Engine {
         );
     }
 
+    /// A container whose image reference cannot be understood gets no CIS; one Warning Event
+    /// on its pod says so, when the pod first shows that problem (again after a restart: the
+    /// event recorder counts repeats), so that it does not go unscanned unnoticed.
+    fn note_unscannable(&mut self, key: &PodKey, pod: &PodView, problems: Vec<ContainerProblem>) {
+        if problems.is_empty() {
+            self.index.unscannable.remove(key);
+            return;
+        }
+        let known = self
+            .index
+            .unscannable
+            .get(key)
+            .filter(|(uid, _)| *uid == pod.uid)
+            .map(|(_, known)| known.as_slice())
+            .unwrap_or_default();
+        for problem in problems.iter().filter(|p| !known.contains(p)) {
+            let note = format!(
+                "container {} is not scanned: {}",
+                problem.container, problem.error
+            );
+            self.pending_events.push_back(super::PendingEvent {
+                regarding: EventRegarding::Pod,
+                namespace: pod.namespace.to_string(),
+                name: pod.name.to_string(),
+                uid: pod.uid.to_string(),
+                event: EventNote {
+                    warning: true,
+                    reason: status::REASON_UNSCANNABLE_IMAGE.to_string(),
+                    note: crate::core::cis_status::bounded_message(&note, 1024),
+                },
+            });
+        }
+        self.index
+            .unscannable
+            .insert(key.clone(), (pod.uid.to_string(), problems));
+    }
+
     fn remove_pod(&mut self, key: &PodKey, uid: Option<&str>) {
         let Some(entry) = self.index.pods.get(key) else {
             return;
@@ -326,6 +365,7 @@ impl Engine {
             return;
         };
         self.timers.disarm(&TimerKey::Pod(key.clone()));
+        self.index.unscannable.remove(key);
         if let Some(c) = &entry.tracked.view.controller
             && let Some(set) = self.index.pods_by_controller.get_mut(&c.uid)
         {

@@ -875,7 +875,7 @@ impl Engine {
                     note,
                 };
                 self.pending_events
-                    .push_back((key.clone(), cis.uid.clone(), event));
+                    .push_back(super::PendingEvent::on_cis(key, &cis.uid, event));
                 true
             }
             super::Issued::Deferred => true,
@@ -965,7 +965,7 @@ impl Engine {
             super::Issued::Yes => {
                 for e in events {
                     self.pending_events
-                        .push_back((key.clone(), cis.uid.clone(), e));
+                        .push_back(super::PendingEvent::on_cis(key, &cis.uid, e));
                 }
                 FanOut::Done
             }
