@@ -246,9 +246,15 @@ pub fn job_view(job: &Job, now: Timestamp) -> Option<JobView> {
 }
 
 fn container_state(statuses: Option<&Vec<ContainerStatus>>, name: &str) -> ScanContainerState {
-    let Some(cs) = statuses.into_iter().flatten().find(|c| c.name == name) else {
-        return ScanContainerState::default();
-    };
+    statuses
+        .into_iter()
+        .flatten()
+        .find(|c| c.name == name)
+        .map(status_state)
+        .unwrap_or_default()
+}
+
+fn status_state(cs: &ContainerStatus) -> ScanContainerState {
     let state = cs.state.as_ref();
     let waiting = state.and_then(|s| s.waiting.as_ref());
     let terminated = state.and_then(|s| s.terminated.as_ref());
@@ -281,7 +287,7 @@ fn init_state(statuses: Option<&Vec<ContainerStatus>>) -> ScanContainerState {
             .is_some_and(|w| w.reason.is_some())
     });
     match waiting {
-        Some(c) => container_state(statuses, &c.name),
+        Some(c) => status_state(c),
         None => container_state(statuses, TRIVY_INIT_CONTAINER),
     }
 }

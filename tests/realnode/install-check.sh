@@ -40,14 +40,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-kc create namespace "$NS" --dry-run=client -o yaml | kc apply -f - >/dev/null
-kc -n "$NS" create secret docker-registry registry-credentials --docker-server="$REGISTRY" \
-  --docker-username="$REGISTRY_USER" --docker-password="$REGISTRY_PASSWORD" \
-  --dry-run=client -o yaml | kc apply -f - >/dev/null
-deploy() { # deploy NAME IMAGE
-  sed -e "s|@NAME@|$1|g" -e "s|@NAMESPACE@|$NS|g" -e "s|@IMAGE@|$2|g" -e "s|@TAINT@|$TAINT_KEY|g" \
-    "$REPO_ROOT/tests/run/real-samples.yaml" | kc -n "$NS" apply -f - >/dev/null
-}
 # cis_of DIGEST: the CIS (JSON) of that digest in $NS, once it has a successful scan.
 cis_of() {
   kc -n "$NS" get cis -o json |
@@ -75,7 +67,7 @@ wait_until() { # wait_until WHAT COMMAND...: retries for $WAIT s; the command's 
 
 # 1. A private image, scanned by the installed operator.
 t=$SECONDS
-deploy app "$APP_IMAGE"
+"$here/deploy-samples.sh" "$NS" app
 cis="$(wait_until "the CIS of app:1 with a successful scan" cis_of "$APP_DIGEST")"
 check_result "app:1" "$cis" "$EXPECTED/app.json"
 clog "app:1 scanned $((SECONDS - t)) s after its Deployment was applied"
@@ -88,7 +80,7 @@ active_job() {
   kc -n image-scanner get jobs -l "$java_label" -o json |
     jq -er '.items[] | select((.status.succeeded // 0) == 0 and (.status.failed // 0) == 0) | .metadata.uid'
 }
-deploy java "$JAVA_IMAGE"
+"$here/deploy-samples.sh" "$NS" java
 job_uid="$(wait_until "the scan Job of java:1" active_job)"
 old_pod="$(kc -n image-scanner get pods -l control-plane=image-scanner -o jsonpath='{.items[0].metadata.name}')"
 kc -n image-scanner delete pod "$old_pod" --force --grace-period=0 >/dev/null 2>&1

@@ -86,9 +86,7 @@ images:
     digest: $(digest "$NODE_IMAGE_TRIVY_DB")
 EOF
 kc create namespace image-scanner --dry-run=client -o yaml | kc apply -f - >/dev/null
-kc -n image-scanner create secret docker-registry registry-credentials --docker-server="$REGISTRY" \
-  --docker-username="$REGISTRY_USER" --docker-password="$REGISTRY_PASSWORD" \
-  --dry-run=client -o yaml | kc apply -f - >/dev/null
+rn_pull_secret image-scanner
 kc apply --server-side --force-conflicts -k "$INSTALL" >/dev/null
 kc -n image-scanner rollout status statefulset/trivy --timeout=120s >/dev/null
 kc -n image-scanner rollout status deployment/image-scanner-controller-manager --timeout=120s >/dev/null

@@ -35,3 +35,12 @@ RN_KUBELET_CHAINS=(filter:KUBE-FIREWALL mangle:KUBE-IPTABLES-HINT mangle:KUBE-KU
 RN_HOST_DIRS=(/run/containerd /var/lib/cni /var/lib/kubelet)
 
 ctr_rn() { ctr --address "$RN/containerd/containerd.sock" --namespace k8s.io "$@"; }
+
+# rn_pull_secret NAMESPACE: the Secret registry-credentials there, the node registry's login
+# (kubernetes.io/dockerconfigjson; the kubelet reads it, the operator never does). Needs kc and
+# realnode.env sourced.
+rn_pull_secret() {
+  kc -n "$1" create secret docker-registry registry-credentials --docker-server="$REGISTRY" \
+    --docker-username="$REGISTRY_USER" --docker-password="$REGISTRY_PASSWORD" \
+    --dry-run=client -o yaml | kc apply -f - >/dev/null
+}

@@ -65,15 +65,7 @@ if $REAL; then
   # shellcheck disable=SC1090
   source "$RN_ENV"
   log "real node $NODE_NAME: deploying private test images into namespace real-demo"
-  kubectl create namespace real-demo --dry-run=client -o yaml | kubectl apply -f - >/dev/null
-  kubectl -n real-demo create secret docker-registry registry-credentials --docker-server="$REGISTRY" \
-    --docker-username="$REGISTRY_USER" --docker-password="$REGISTRY_PASSWORD" \
-    --dry-run=client -o yaml | kubectl apply -f - >/dev/null
-  for app in app clean java; do
-    image_var="${app^^}_IMAGE"
-    sed -e "s|@NAME@|$app|g" -e "s|@NAMESPACE@|real-demo|g" -e "s|@IMAGE@|${!image_var}|g" -e "s|@TAINT@|$TAINT_KEY|g" \
-      tests/run/real-samples.yaml | kubectl apply -f - >/dev/null
-  done
+  tests/realnode/deploy-samples.sh real-demo app clean java
   cat >&2 <<MSG
 
   The operator runs as a pod on the real node $NODE_NAME (namespace image-scanner), installed
