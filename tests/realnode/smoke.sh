@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Smoke tests of the real node (make cluster-smoke runs them after the kwok checks): the node
-# registered with the versions we built, a private image pulled with an imagePullSecret runs,
-# `kubectl logs` and `exec` reach the kubelet, the same image by digest starts without the
-# secret (the old behaviour the scan Job relies on; KubeletEnsureSecretPulledImages is off), a
-# pod without credentials cannot pull an image the node does not have, and the trivy server
-# answers from a pod. PASS/FAIL per check; exit 1 when one failed.
+# registered with the versions we built and runs the kubelet at its defaults, a private image
+# pulled with an imagePullSecret runs, `kubectl logs` and `exec` reach the kubelet, the same image
+# by digest does NOT start without the secret although it is on the node (KEP-2535,
+# KubeletEnsureSecretPulledImages, on by default: the kubelet pulls again without credentials and
+# the registry answers 401) but does with it, a pod without credentials cannot pull an image the
+# node does not have, and the trivy server answers from a pod. PASS/FAIL per check; exit 1 when
+# one failed.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=../cluster/lib.sh
@@ -60,6 +62,9 @@ info="$(kc get node "$NODE_NAME" -o 'jsonpath={.status.nodeInfo.kubeletVersion} 
 expect "kubelet version" "${info%% *}" "$(kc version -o json | awk -F'"' '/"gitVersion"/ {v = $4} END {print v}')"
 if [[ "${info#* }" == containerd://* ]]; then pass "runtime ${info#* }"; else fail "runtime '${info#* }'"; fi
 expect "taint" "$(kc get node "$NODE_NAME" -o 'jsonpath={.spec.taints[*].key}')" "$TAINT_KEY"
+# The checks below expect the kubelet's defaults (tests/realnode/kubelet.sh restart without flags).
+expect "kubelet mode (kubelet.sh)" "$(paste -sd ' ' "$RN_KUBELET_MODE" 2>&1)" "gate=on node-credentials=off"
+expect "kubelet feature gates (/configz)" "$(rn_kubelet_get /configz | jq -c '.kubeletconfig.featureGates // {}')" "{}"
 
 kc create namespace "$NS" >/dev/null
 kc -n "$NS" create secret docker-registry creds --docker-server="$REGISTRY" \
@@ -78,11 +83,21 @@ until_true 20 sh -c "$KUBECTL --kubeconfig $KUBECONFIG_FILE logs -n $NS private 
 expect "kubectl logs (apiserver -> kubelet)" "$(kc logs -n "$NS" private 2>&1)" "hello from 12.8"
 expect "kubectl exec" "$(kc exec -n "$NS" private -- /bin/busybox cat /etc/debian_version 2>&1)" "12.8"
 
+# KEP-2535: the image is on the node, but pulled with a secret this pod does not present, so the
+# kubelet pulls again with the pod's credentials (none) and the registry refuses.
 pod by-digest "$REGISTRY/test/app@$APP_DIGEST"
-if until_true 60 sh -c "[ \"\$($KUBECTL --kubeconfig $KUBECONFIG_FILE get pod -n $NS by-digest -o 'jsonpath={.status.phase}')\" = Running ]"; then
-  pass "same image by digest, no pull secret: Running after ${WAITED} s (image on the node is used)"
+waiting_message() { kc get pod -n "$NS" "$1" -o 'jsonpath={.status.containerStatuses[0].state.waiting.message}'; }
+if until_true 60 sh -c "$KUBECTL --kubeconfig $KUBECONFIG_FILE get pod -n $NS by-digest -o 'jsonpath={.status.containerStatuses[0].state.waiting.reason}' | grep -Eq 'ErrImagePull|ImagePullBackOff'" &&
+  [[ "$(waiting_message by-digest)" == *"401 Unauthorized"* ]]; then
+  pass "same image by digest, no pull secret: $(waiting_reason by-digest) after ${WAITED} s, 401 Unauthorized (KEP-2535: the image on the node is not used)"
 else
-  fail "same image by digest without secret: phase '$(phase by-digest)', waiting '$(waiting_reason by-digest)'"
+  fail "same image by digest without secret: phase '$(phase by-digest)', waiting '$(waiting_reason by-digest)': $(waiting_message by-digest)"
+fi
+pod by-digest-with-secret "$REGISTRY/test/app@$APP_DIGEST" creds
+if until_true 60 sh -c "[ \"\$($KUBECTL --kubeconfig $KUBECONFIG_FILE get pod -n $NS by-digest-with-secret -o 'jsonpath={.status.phase}')\" = Running ]"; then
+  pass "same image by digest with the pull secret: Running after ${WAITED} s"
+else
+  fail "same image by digest with the pull secret: phase '$(phase by-digest-with-secret)', waiting '$(waiting_reason by-digest-with-secret)': $(waiting_message by-digest-with-secret)"
 fi
 
 pod not-on-node "$NEVER_PULLED_IMAGE"

@@ -205,8 +205,13 @@ JAVA_DB_IMAGE=localhost/image-scanner/trivy-java-db:1
 
 # --- containerd (CRI), runc, CNI bridge ------------------------------------------------------------
 mkdir -p "$RN/containerd/certs.d/$REGISTRY"
+# containerd tries the [host] entries, then `server` as a fallback: the fallback needs the CA too,
+# or a manifest the registry does not have (404 from the host) ends in "x509: certificate
+# signed by unknown authority" from the fallback instead of "not found". containerd 1.6 rejects
+# a file without a [host] tree ("invalid `host` tree"), so the host is listed as well.
 cat > "$RN/containerd/certs.d/$REGISTRY/hosts.toml" <<EOF
 server = "https://$REGISTRY"
+ca = "$PKI/ca.crt"
 [host."https://$REGISTRY"]
   capabilities = ["pull", "resolve"]
   ca = "$PKI/ca.crt"
@@ -318,6 +323,8 @@ TRIVY_SERVER=$TRIVY_SERVER
 TRIVY_BIN=$TRIVY_BIN/trivy
 TRIVYDB_BIN=$TRIVY_BIN/trivydb
 TAINT_KEY=$RN_TAINT_KEY
+KUBELET_PORT=$KUBELET_PORT
+KUBELET_HEALTHZ_PORT=$KUBELET_HEALTHZ_PORT
 EOF
 "$here/trivy-server.sh" start base
 rlog "ready: trivy server on $TRIVY_SERVER ($((SECONDS - t0)) s)"
@@ -346,45 +353,6 @@ current-context: local
 EOK
 }
 client_kubeconfig kubelet-client > "$RN/kubelet/kubeconfig"
-cat > "$RN/kubelet/config.yaml" <<EOF
-apiVersion: kubelet.config.k8s.io/v1beta1
-kind: KubeletConfiguration
-address: 127.0.0.1
-port: $KUBELET_PORT
-readOnlyPort: 0
-healthzBindAddress: 127.0.0.1
-healthzPort: $KUBELET_HEALTHZ_PORT
-authentication:
-  anonymous: {enabled: false}
-  webhook: {enabled: true}
-  x509: {clientCAFile: $PKI/ca.crt}
-authorization: {mode: Webhook}
-tlsCertFile: $RN/pki/kubelet-serving.crt
-tlsPrivateKeyFile: $RN/pki/kubelet-serving.key
-containerRuntimeEndpoint: unix://$RN/containerd/containerd.sock
-podLogsDir: $RN/pod-logs
-# This machine has cgroup v1 (hybrid), which kubelet 1.36 refuses unless told otherwise.
-cgroupDriver: cgroupfs
-failCgroupV1: false
-failSwapOn: false
-# Issue 15 tests the old behaviour (kubernetes/kubernetes#18787: an image on the node is used
-# without credentials); the default (KEP-2535) is the next issue's subject.
-featureGates:
-  KubeletEnsureSecretPulledImages: false
-registerWithTaints:
-- key: $RN_TAINT_KEY
-  value: "true"
-  effect: NoSchedule
-# The test images must stay on the node, and nothing may be evicted on a busy CI machine.
-imageGCHighThresholdPercent: 100
-imageGCLowThresholdPercent: 99
-evictionHard: {memory.available: "100Mi", nodefs.available: "1%", imagefs.available: "1%"}
-maxPods: 30
-serializeImagePulls: false
-# CoreDNS, started below on the bridge's host address.
-clusterDNS: [$RN_HOST_IP]
-clusterDomain: cluster.local
-EOF
 # What the kubelet adds to the host, recorded so that down.sh removes only that: its cgroups
 # (cgroupfs driver) and its iptables chains (pkg/kubelet/kubelet_network_linux.go).
 for h in /sys/fs/cgroup/*/; do [[ -d "${h}kubepods" ]] || echo "${h}kubepods"; done > "$RN/created-cgroups"
@@ -394,13 +362,10 @@ for ipt in iptables ip6tables; do
     "$ipt" -w -t "${tc%%:*}" -S "${tc#*:}" >/dev/null 2>&1 || echo "$ipt:$tc"
   done
 done > "$RN/created-iptables-chains"
-start kubelet "$KUBELET" --config="$RN/kubelet/config.yaml" --kubeconfig="$RN/kubelet/kubeconfig" \
-  --root-dir="$RN/kubelet/root" --hostname-override="$NODE_NAME" \
-  --node-labels="image-scanner.test/node=real" --v=1
-node_ready() {
-  [[ "$(kc get node "$NODE_NAME" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" == True ]]
-}
-wait_for kubelet "node $NODE_NAME Ready" node_ready
+# At the kubelet's default settings (KubeletEnsureSecretPulledImages on, no node-level
+# credentials); tests/realnode/kubelet.sh restarts it in another mode (lib.sh: rn_kubelet_start).
+rn_kubelet_start on off
+wait_for kubelet "node $NODE_NAME Ready" rn_node_ready
 
 # --- Services and cluster DNS for the pods, as a real cluster has them -------------------------------
 # Pods reach ClusterIPs through kube-proxy (iptables mode) on the host: a default route to the
