@@ -117,9 +117,16 @@ pub struct OperatorArgs {
         value_name = "NAMESPACE"
     )]
     pub scan_job_namespace: String,
-    /// Service account of scan Job pods.
+    /// Service account of scan Job pods in the scan namespace (in a workload namespace they
+    /// run as the workload pod's).
     #[arg(long, env = "SCAN_JOB_SERVICE_ACCOUNT", default_value = "default")]
     pub scan_job_service_account: String,
+    /// Where scan Jobs run: `auto` (an image the workload pulls with imagePullSecrets is
+    /// scanned in a namespace that runs it, with that pod's imagePullSecrets names and service
+    /// account, as kubelets with KubeletEnsureSecretPulledImages require; others in the scan
+    /// namespace) or `scan-namespace` (always there).
+    #[arg(long, env = "SCAN_JOB_PLACEMENT", default_value = "auto")]
+    pub scan_job_placement: String,
     /// Seconds a finished scan Job is kept (must be > 0 so results can be read).
     #[arg(
         long,
@@ -359,6 +366,8 @@ pub struct OperatorConfig {
     pub scan_job_namespace: String,
     /// Service account of scan pods.
     pub scan_job_service_account: String,
+    /// Whether scan Jobs may run in workload namespaces (`SCAN_JOB_PLACEMENT=auto`).
+    pub scan_job_in_workload_namespaces: bool,
     /// TTL of finished scan Jobs, seconds (> 0).
     pub scan_job_ttl_seconds_after_finished: i32,
     /// Active deadline of scan Jobs, seconds (> 0).
@@ -559,6 +568,17 @@ impl OperatorArgs {
                 format!("must be > 0, got {deadline}"),
             ));
         }
+        let scan_job_in_workload_namespaces = match self.scan_job_placement.trim() {
+            "auto" => true,
+            "scan-namespace" => false,
+            other => {
+                return Err(ConfigError::new(
+                    "scan-job-placement",
+                    "SCAN_JOB_PLACEMENT",
+                    format!("unrecognized placement {other:?} (want auto or scan-namespace)"),
+                ));
+            }
+        };
         let trivy_command = match self.trivy_command.trim() {
             "rootfs" => TrivyCommand::Rootfs,
             "filesystem" => TrivyCommand::Filesystem,
@@ -642,6 +662,7 @@ impl OperatorArgs {
             cis_metrics_labels: parse_list(&self.cis_metrics_labels),
             scan_interval,
             scan_job_service_account: self.scan_job_service_account.trim().to_string(),
+            scan_job_in_workload_namespaces,
             scan_job_namespace,
             scan_job_ttl_seconds_after_finished: ttl,
             scan_job_active_deadline_seconds: deadline,

@@ -10,7 +10,10 @@ use super::status::{
 use super::time::Timestamp;
 use crate::crd::{ContainerImageScanStatus, Vulnerability};
 
-pub use super::status::{REASON_DECODE_ERROR, REASON_ERROR, REASON_NO_REGISTRY_DIGEST};
+pub use super::status::{
+    REASON_DECODE_ERROR, REASON_ERROR, REASON_NO_REGISTRY_DIGEST, REASON_PULL_UNAUTHORIZED,
+    REASON_SCAN_POD_REJECTED,
+};
 
 fn jiff(t: Timestamp) -> jiff::Timestamp {
     t.truncate_to_secs().to_k8s().0
@@ -94,6 +97,8 @@ pub enum FailureKind {
     Error,
     /// `Stalled/ScanReportDecodeError`.
     Decode,
+    /// `Stalled` with this reason.
+    Other(&'static str),
 }
 
 /// The status after a failed scan: the previous result is kept, the condition explains.
@@ -111,6 +116,11 @@ pub fn failure_status(
         FailureKind::Decode => {
             let mut c = decode_error("", &"", previous, jiff(at));
             c.message = bound_message(message, status::DEFAULT_MESSAGE_LIMIT);
+            c
+        }
+        FailureKind::Other(reason) => {
+            let mut c = scan_error(message.as_bytes(), previous, jiff(at));
+            c.reason = reason.to_string();
             c
         }
     };

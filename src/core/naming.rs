@@ -92,6 +92,20 @@ pub fn upstream_scan_job_name(
 /// digest without algorithm is taken as hex; one without any usable hex falls back to an FNV-1
 /// hash of the whole string, so the name stays deterministic.
 pub fn scan_job_name(image_name: &str, image_digest: &str) -> String {
+    prefixed_scan_job_name("", image_name, image_digest)
+}
+
+/// The name of a scan Job in a workload namespace (`engine::placement`): `image-scan-`, then
+/// what [`scan_job_name`] gives, cut to fit. The prefix tells the namespace's users what the
+/// Job is and keeps it apart from their own Jobs.
+pub fn workload_scan_job_name(image_name: &str, image_digest: &str) -> String {
+    prefixed_scan_job_name(WORKLOAD_SCAN_JOB_PREFIX, image_name, image_digest)
+}
+
+/// Prefix of [`workload_scan_job_name`].
+pub const WORKLOAD_SCAN_JOB_PREFIX: &str = "image-scan-";
+
+fn prefixed_scan_job_name(prefix: &str, image_name: &str, image_digest: &str) -> String {
     let digest_hex = image_digest.rsplit(':').next().unwrap_or(image_digest);
     let mut id: String = digest_hex
         .chars()
@@ -104,13 +118,13 @@ pub fn scan_job_name(image_name: &str, image_digest: &str) -> String {
         id.truncate(JOB_NAME_DIGEST_CHARS);
     }
     let segment = image_name.rsplit('/').next().unwrap_or(image_name);
-    let readable = sanitize_label(segment, DNS1123_LABEL_MAX - 1 - id.len());
+    let readable = sanitize_label(segment, DNS1123_LABEL_MAX - prefix.len() - 1 - id.len());
     let readable = if readable.is_empty() {
         FALLBACK_IMAGE_SEGMENT
     } else {
         &readable
     };
-    format!("{readable}-{id}")
+    format!("{prefix}{readable}-{id}")
 }
 
 /// A valid label value for any string: characters outside `[A-Za-z0-9_.-]` become `-`, the

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::PodSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
 use crate::crd::{ContainerImageScanSpec, ContainerImageScanStatus, VulnerabilitySummary};
@@ -119,6 +120,42 @@ pub struct PodView {
     /// Whether the pod carries the annotation `image-scanner.statnett.no/ignore-unfixed: "true"`
     /// (honoured on the pod as well as on the workload: fixes upstream quirk §19.1).
     pub ignore_unfixed: bool,
+    /// The pull credentials the pod names, `None` when it has no `imagePullSecrets` (shared like
+    /// `labels`). A kubelet that checks pull credentials (KEP-2535) lets a scan pod use an
+    /// image only with the credentials it was pulled with: see `engine::placement`.
+    pub pull_credentials: Option<Arc<PullCredentials>>,
+}
+
+/// What a pod presents to the kubelet for its image pulls: the names of its `imagePullSecrets`
+/// (their content is the kubelet's business; the operator never reads a Secret) and its service
+/// account.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PullCredentials {
+    /// `spec.imagePullSecrets[].name`, in the pod's order.
+    pub secrets: Vec<String>,
+    /// `spec.serviceAccountName` (`default` when unset).
+    pub service_account: String,
+}
+
+impl PullCredentials {
+    /// What a pod spec names; `None` without imagePullSecrets.
+    pub fn of(spec: &PodSpec) -> Option<PullCredentials> {
+        let secrets: Vec<String> = spec
+            .image_pull_secrets
+            .iter()
+            .flatten()
+            .map(|s| s.name.clone())
+            .filter(|name| !name.is_empty())
+            .collect();
+        (!secrets.is_empty()).then(|| PullCredentials {
+            secrets,
+            service_account: spec
+                .service_account_name
+                .clone()
+                .filter(|sa| !sa.is_empty())
+                .unwrap_or_else(|| "default".to_string()),
+        })
+    }
 }
 
 /// Metadata of a workload object of a configured kind (e.g. a ReplicaSet or a CronJob).
@@ -200,6 +237,8 @@ pub struct JobFinish {
 /// A scan Job in the scan namespace (only Jobs labelled as ours are observed).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct JobView {
+    /// Namespace: the scan namespace, or a workload namespace (`engine::placement`).
+    pub namespace: String,
     /// Name.
     pub name: String,
     /// UID.
@@ -221,6 +260,9 @@ pub struct JobView {
     pub finished: Option<JobFinish>,
     /// Whether `metadata.deletionTimestamp` is set.
     pub deleting: bool,
+    /// The pull credentials its pod template names (`imagePullSecrets` and service account),
+    /// `None` without imagePullSecrets: with the namespace, the Job's placement.
+    pub pull_credentials: Option<Arc<PullCredentials>>,
 }
 
 /// State of one container of a scan pod.
@@ -241,6 +283,8 @@ pub struct ScanContainerState {
 /// A pod of one of our scan Jobs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ScanPodView {
+    /// Namespace (its Job's).
+    pub namespace: String,
     /// Name.
     pub name: String,
     /// UID.
@@ -316,10 +360,32 @@ pub enum Observation {
     /// Every watch has delivered its first complete list; destructive decisions (deleting an
     /// obsolete CIS, counting active Jobs) are safe from now on.
     CachesSynced,
-    /// A `BackOff` Event regarding a pod in the scan namespace.
+    /// A `BackOff` Event regarding a pod (of ours, if a scan pod has that name).
     BackOffEvent {
+        /// The pod's namespace.
+        namespace: String,
         /// The pod's name.
         pod_name: String,
+    },
+    /// A `FailedCreate` Event of a Job: the Job controller could not create its pod (Pod
+    /// Security admission, a ResourceQuota or LimitRange of the namespace). The Job itself
+    /// shows nothing of it.
+    JobPodRejected {
+        /// The Job's namespace.
+        namespace: String,
+        /// The Job's name.
+        job_name: String,
+        /// The Job's UID (an Event outlives its Job).
+        job_uid: String,
+        /// The Event's message, e.g. `pods "…" is forbidden: violates PodSecurity …`.
+        message: String,
+    },
+    /// The scan namespace's `trivy-job-config` ConfigMap: its data, `None` while it does not
+    /// exist. Scan Jobs in the scan namespace take it by `envFrom`; those in workload
+    /// namespaces get a copy, so only this makes workload placements possible.
+    TrivyJobConfig {
+        /// The ConfigMap's `data`.
+        data: Option<BTreeMap<String, String>>,
     },
     /// Leadership gained or lost.
     Leadership {
@@ -410,13 +476,15 @@ pub enum Action {
         /// were left out.
         keep_details: bool,
     },
-    /// Create a scan Job in the scan namespace.
+    /// Create a scan Job (in the namespace of its metadata).
     CreateJob {
         /// The Job.
         job: Box<Job>,
     },
     /// Delete a scan Job with background propagation, only if it still has this UID.
     DeleteJob {
+        /// Namespace.
+        namespace: String,
         /// Name.
         name: String,
         /// UID precondition.
@@ -424,7 +492,9 @@ pub enum Action {
     },
     /// Read the log of a container of a scan pod, at most `limit_bytes`.
     FetchLog {
-        /// Pod name (scan namespace).
+        /// Pod namespace.
+        namespace: String,
+        /// Pod name.
         pod_name: String,
         /// Container name.
         container: String,
@@ -569,6 +639,7 @@ mod tests {
     #[test]
     fn only_reading_a_log_is_not_a_write() {
         let read = Action::FetchLog {
+            namespace: "ns".into(),
             pod_name: "p".into(),
             container: "c".into(),
             limit_bytes: 1,

@@ -28,18 +28,20 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
     Affinity, Capabilities, ConfigMapEnvSource, Container, EmptyDirVolumeSource, EnvFromSource,
-    EnvVar, NodeAffinity, NodeSelectorRequirement, NodeSelectorTerm, PodSecurityContext, PodSpec,
-    PodTemplateSpec, PreferredSchedulingTerm, ResourceRequirements, SeccompProfile,
-    SecurityContext, Toleration, Volume, VolumeMount,
+    EnvVar, LocalObjectReference, NodeAffinity, NodeSelectorRequirement, NodeSelectorTerm,
+    PodSecurityContext, PodSpec, PodTemplateSpec, PreferredSchedulingTerm, ResourceRequirements,
+    SeccompProfile, SecurityContext, Toleration, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::naming::label_value;
+use super::port::PullCredentials;
 
 /// Label `app.kubernetes.io/name`, value [`APP_NAME_TRIVY`].
 pub const LABEL_APP_NAME: &str = "app.kubernetes.io/name";
@@ -311,8 +313,8 @@ fn resources(requests: (&str, &str), limits: (&str, &str)) -> ResourceRequiremen
 /// What one scan Job scans and on whose behalf.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ScanJobParams {
-    /// Namespace the Job runs in.
-    pub scan_namespace: String,
+    /// Namespace the Job runs in: the scan namespace, or a workload namespace.
+    pub namespace: String,
     /// Name of the Job, e.g. from [`super::naming::scan_job_name`].
     pub job_name: String,
     /// Repository name of the image, e.g. `docker.io/library/nginx`.
@@ -329,6 +331,13 @@ pub struct ScanJobParams {
     pub workload_name: String,
     /// Nodes that run the image (normalised by [`preferred_nodes`]).
     pub preferred_nodes: Vec<String>,
+    /// For a Job in a workload namespace: the imagePullSecrets names and service account of a
+    /// pod there that runs the image (`engine::placement`); `None`: the scan service account.
+    pub pull_credentials: Option<Arc<PullCredentials>>,
+    /// For a Job outside the scan namespace: the data of the scan namespace's
+    /// [`TRIVY_JOB_CONFIG_MAP`], copied into the scan container's `env` (an `envFrom` reaches
+    /// ConfigMaps of the pod's own namespace only). `None`: `envFrom` that ConfigMap.
+    pub job_config: Option<Arc<BTreeMap<String, String>>>,
 }
 
 /// Node names to prefer: non-empty, de-duplicated, sorted (a stable Job for the same pods), at
@@ -373,8 +382,18 @@ pub fn build_scan_job(params: &ScanJobParams, settings: &ScanJobSettings) -> Job
         (ANNOTATION_DIGEST.to_string(), params.image_digest.clone()),
         (ANNOTATION_IMAGE.to_string(), params.image_name.clone()),
     ]);
+    let credentials = params.pull_credentials.as_deref();
     let pod_spec = PodSpec {
-        service_account_name: Some(settings.service_account_name.clone()),
+        service_account_name: Some(credentials.map_or_else(
+            || settings.service_account_name.clone(),
+            |c| c.service_account.clone(),
+        )),
+        image_pull_secrets: credentials.map(|c| {
+            c.secrets
+                .iter()
+                .map(|name| LocalObjectReference { name: name.clone() })
+                .collect()
+        }),
         automount_service_account_token: Some(false),
         enable_service_links: Some(false),
         restart_policy: Some("OnFailure".to_string()),
@@ -407,7 +426,7 @@ pub fn build_scan_job(params: &ScanJobParams, settings: &ScanJobSettings) -> Job
     Job {
         metadata: ObjectMeta {
             name: Some(params.job_name.clone()),
-            namespace: Some(params.scan_namespace.clone()),
+            namespace: Some(params.namespace.clone()),
             labels: Some(labels.clone()),
             annotations: Some(annotations.clone()),
             ..ObjectMeta::default()
@@ -508,8 +527,9 @@ fn scan_container(params: &ScanJobParams, settings: &ScanJobSettings) -> Contain
     Container {
         name: SCAN_CONTAINER.to_string(),
         image: Some(format!("{}@{}", params.image_name, params.image_digest)),
-        // Explicit although it is the default for digest references: a cached image is used
-        // without credentials (kubernetes/kubernetes#18787), so no pull secret is needed.
+        // Explicit although it is the default for digest references: the image is on the node
+        // (the Job prefers the workload's nodes), and the kubelet decides whether this pod may
+        // use it without a pull (KEP-2535; `engine::placement` chooses the credentials).
         image_pull_policy: Some("IfNotPresent".to_string()),
         command: Some(strings(&[TRIVY_BINARY])),
         args: Some(scan_args(settings.trivy_command)),
@@ -533,16 +553,22 @@ fn scan_container(params: &ScanJobParams, settings: &ScanJobSettings) -> Contain
                     .is_some()
                     .then(|| env("TRIVY_SKIP_JAVA_DB_UPDATE", "true")),
             )
-            .collect(),
-        ),
-        env_from: Some(vec![EnvFromSource {
-            prefix: Some("TRIVY_".to_string()),
-            config_map_ref: Some(ConfigMapEnvSource {
-                name: TRIVY_JOB_CONFIG_MAP.to_string(),
-                optional: None,
-            }),
-            ..EnvFromSource::default()
-        }]),
+            .collect::<Vec<_>>(),
+        )
+        .map(|own| match params.job_config.as_deref() {
+            Some(config) => [config_env(config, &own), own].concat(),
+            None => own,
+        }),
+        env_from: params.job_config.is_none().then(|| {
+            vec![EnvFromSource {
+                prefix: Some(CONFIG_ENV_PREFIX.to_string()),
+                config_map_ref: Some(ConfigMapEnvSource {
+                    name: TRIVY_JOB_CONFIG_MAP.to_string(),
+                    optional: None,
+                }),
+                ..EnvFromSource::default()
+            }]
+        }),
         resources: Some(settings.scan_resources.clone()),
         // Root plus SCAN_CAPABILITY, to read every file of the image whatever its owner and
         // mode (the exceptions to the restricted Pod Security Standard, both within Baseline);
@@ -564,6 +590,29 @@ fn scan_container(params: &ScanJobParams, settings: &ScanJobSettings) -> Contain
 }
 
 /// `<command> --skip-dirs <SKIP_DIRS>,$(TRIVY_SKIP_DIRS) /` (see [`SKIP_DIRS`]).
+/// The prefix of the environment variables the keys of [`TRIVY_JOB_CONFIG_MAP`] become.
+const CONFIG_ENV_PREFIX: &str = "TRIVY_";
+
+/// `trivy-job-config`'s data as `env` entries, the same variables its `envFrom` gives in the
+/// scan namespace: `TRIVY_<key>`, the Job's own variables winning (`env` wins over `envFrom`),
+/// keys that make no valid variable name left out (the kubelet skips them in an `envFrom`),
+/// and every `$` doubled: an `env` value expands `$(VAR)` references, an `envFrom` value not.
+fn config_env(config: &BTreeMap<String, String>, own: &[EnvVar]) -> Vec<EnvVar> {
+    config
+        .iter()
+        .map(|(key, value)| (format!("{CONFIG_ENV_PREFIX}{key}"), value))
+        .filter(|(name, _)| is_env_var_name(name) && !own.iter().any(|e| e.name == *name))
+        .map(|(name, value)| env(&name, &value.replace('$', "$$")))
+        .collect()
+}
+
+/// Kubernetes' classic rule for environment variable names (`[-._a-zA-Z][-._a-zA-Z0-9]*`),
+/// which every API server version accepts.
+fn is_env_var_name(name: &str) -> bool {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_');
+    name.chars().next().is_some_and(|c| !c.is_ascii_digit()) && name.chars().all(allowed)
+}
+
 fn scan_args(command: TrivyCommand) -> Vec<String> {
     let skip_dirs = format!("{},$({USER_SKIP_DIRS})", SKIP_DIRS.join(","));
     vec![
@@ -654,7 +703,7 @@ mod tests {
         let cis_namespace = cis.metadata.namespace.clone().unwrap_or_default();
         let node = pod.spec.and_then(|spec| spec.node_name).unwrap_or_default();
         ScanJobParams {
-            scan_namespace: "image-scanner".to_string(),
+            namespace: "image-scanner".to_string(),
             job_name: upstream_scan_job_name(&cis_name, &cis_namespace, &cis.spec),
             image_name: cis.spec.name.clone(),
             image_digest: cis.spec.digest.clone(),
@@ -663,6 +712,8 @@ mod tests {
             workload_kind: cis.spec.workload.kind.clone(),
             workload_name: cis.spec.workload.name.clone(),
             preferred_nodes: vec![node],
+            pull_credentials: None,
+            job_config: None,
         }
     }
 
@@ -1091,6 +1142,64 @@ mod tests {
                     .any(|e| e.name == "TRIVY_SKIP_DIRS" || e.name == "TRIVY_SKIP_FILES")
             );
         }
+    }
+
+    /// Outside the scan namespace the ConfigMap is out of `envFrom`'s reach: its keys arrive as
+    /// the same variables, literally, and the Job's own variables still win.
+    #[test]
+    fn a_job_outside_the_scan_namespace_carries_the_job_config_as_env() {
+        let config = BTreeMap::from(
+            [
+                ("SERVER", "http://trivy.image-scanner.svc:4954"),
+                ("SKIP_DIRS", "/opt/$(HOME)"),
+                ("QUIET", "false"),
+                ("not a name", "x"),
+                ("1ST", "x"),
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
+        let params = ScanJobParams {
+            namespace: "team".to_string(),
+            pull_credentials: Some(Arc::new(PullCredentials {
+                secrets: strings(&["registry"]),
+                service_account: "app".to_string(),
+            })),
+            job_config: Some(Arc::new(config)),
+            ..fixture_params()
+        };
+        let job = build_scan_job(&params, &fixture_settings());
+        let spec = job.spec.and_then(|s| s.template.spec).expect("pod spec");
+        assert_eq!(spec.service_account_name.as_deref(), Some("app"));
+        assert_eq!(spec.automount_service_account_token, Some(false));
+        let names: Vec<_> = spec
+            .image_pull_secrets
+            .iter()
+            .flatten()
+            .map(|s| &s.name)
+            .collect();
+        assert_eq!(names, ["registry"]);
+        let scan = spec.containers.into_iter().next().expect("scan container");
+        assert_eq!(scan.env_from, None);
+        let env: Vec<(String, String)> = scan
+            .env
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| (e.name, e.value.unwrap_or_default()))
+            .collect();
+        let value = |name: &str| -> Vec<&str> {
+            env.iter()
+                .filter(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str())
+                .collect()
+        };
+        assert_eq!(
+            value("TRIVY_SERVER"),
+            ["http://trivy.image-scanner.svc:4954"]
+        );
+        assert_eq!(value("TRIVY_SKIP_DIRS"), ["/opt/$$(HOME)"], "kept literal");
+        assert_eq!(value("TRIVY_QUIET"), ["true"], "the Job's own value, once");
+        assert!(value("TRIVY_not a name").is_empty() && value("TRIVY_1ST").len() == 1);
+        assert!(!is_env_var_name("1ST") && !is_env_var_name("") && is_env_var_name("a.b-c_D"));
     }
 
     #[test]

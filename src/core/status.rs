@@ -43,6 +43,10 @@ pub const REASON_SCAN_JOB_CREATED: &str = "ScanJobCreated";
 pub const REASON_DECODE_ERROR: &str = "ScanReportDecodeError";
 /// Reason: the scan failed.
 pub const REASON_ERROR: &str = "Error";
+/// Reason: the registry refused the scan pod's image pull for credentials (not upstream).
+pub const REASON_PULL_UNAUTHORIZED: &str = "ImagePullUnauthorized";
+/// Reason: the namespace refused the scan pod or its Job (not upstream).
+pub const REASON_SCAN_POD_REJECTED: &str = "ScanPodRejected";
 /// Reason: the image runs from a local image ID, which no scan Job can run (not upstream).
 pub const REASON_NO_REGISTRY_DIGEST: &str = "NoRegistryDigest";
 /// Reason of the Warning Event on a pod with a container that cannot be scanned at all.

@@ -323,6 +323,7 @@ mod tests {
             )]
             .into(),
             ignore_unfixed: false,
+            pull_credentials: None,
         }
     }
 

@@ -10,7 +10,7 @@ use kube::core::{DynamicObject, PartialObjectMeta};
 
 use crate::core::port::{
     CisStatusView, CisView, ContainerKind, ContainerView, JobFinish, JobView, OwnerRef, PodView,
-    ScanContainerState, ScanPodView, WorkloadView,
+    PullCredentials, ScanContainerState, ScanPodView, WorkloadView,
 };
 use crate::core::scan_job::{
     ANNOTATION_DIGEST, ANNOTATION_IMAGE, LABEL_CIS_NAMESPACE, LABEL_CIS_UID, SCAN_CONTAINER,
@@ -135,6 +135,7 @@ pub fn pod_view(pod: &Pod) -> Option<PodView> {
             .map(Timestamp::from_k8s),
         containers: containers.into(),
         ignore_unfixed: ignore_unfixed(meta),
+        pull_credentials: spec.and_then(PullCredentials::of).map(Arc::new),
     })
 }
 
@@ -231,6 +232,7 @@ pub fn job_view(job: &Job, now: Timestamp) -> Option<JobView> {
         .and_then(|s| s.containers.iter().find(|c| c.name == SCAN_CONTAINER))
         .and_then(|c| c.image.clone());
     Some(JobView {
+        namespace: meta.namespace.clone()?,
         name: meta.name.clone()?,
         uid: meta.uid.clone()?,
         resource_version: resource_version(meta),
@@ -242,6 +244,12 @@ pub fn job_view(job: &Job, now: Timestamp) -> Option<JobView> {
         created: created(meta),
         finished,
         deleting: meta.deletion_timestamp.is_some(),
+        pull_credentials: job
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.spec.as_ref())
+            .and_then(PullCredentials::of)
+            .map(Arc::new),
     })
 }
 
@@ -301,6 +309,7 @@ pub fn scan_pod_view(pod: &Pod) -> Option<ScanPodView> {
             .find(|o| o.controller == Some(true) && o.kind == "Job")
     });
     Some(ScanPodView {
+        namespace: meta.namespace.clone()?,
         name: meta.name.clone()?,
         uid: meta.uid.clone()?,
         resource_version: resource_version(meta),
@@ -379,7 +388,7 @@ mod tests {
     fn a_job_is_finished_only_by_complete_or_failed() {
         let job = |conditions: serde_json::Value| -> Job {
             serde_json::from_value(json!({
-                "metadata": {"name": "j", "uid": "ju", "creationTimestamp": "2026-11-27T10:00:00Z",
+                "metadata": {"name": "j", "namespace": "scans", "uid": "ju", "creationTimestamp": "2026-11-27T10:00:00Z",
                     "labels": {"controller.statnett.no/namespace": "team", "controller.statnett.no/uid": "cis-1"},
                     "annotations": {"image-scanner.statnett.no/digest": "sha256:aa", "image-scanner.statnett.no/image": "reg/app"}},
                 "status": {"conditions": conditions}
@@ -421,7 +430,7 @@ mod tests {
     #[test]
     fn a_scan_pod_reports_failed_attempts_and_pull_problems() {
         let pod: Pod = serde_json::from_value(json!({
-            "metadata": {"name": "scan-1", "uid": "su",
+            "metadata": {"name": "scan-1", "namespace": "scans", "uid": "su",
                 "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": "j", "uid": "ju", "controller": true}]},
             "status": {"phase": "Running", "reason": "Evicted",
                 "initContainerStatuses": [{"name": "trivy", "image": "t", "imageID": "", "ready": false, "restartCount": 0,
@@ -449,7 +458,7 @@ mod tests {
     #[test]
     fn a_scan_pod_shows_the_init_container_that_waits() {
         let pod: Pod = serde_json::from_value(json!({
-            "metadata": {"name": "scan-1", "uid": "su"},
+            "metadata": {"name": "scan-1", "namespace": "scans", "uid": "su"},
             "status": {"phase": "Pending",
                 "initContainerStatuses": [
                     {"name": "trivy", "image": "t", "imageID": "", "ready": false, "restartCount": 0,

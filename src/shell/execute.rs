@@ -167,7 +167,12 @@ impl Executor {
                 }
             }
             Action::CreateJob { job } => {
-                let api: Api<Job> = Api::namespaced(self.client.clone(), &self.scan_namespace);
+                let namespace = job
+                    .metadata
+                    .namespace
+                    .clone()
+                    .unwrap_or_else(|| self.scan_namespace.clone());
+                let api: Api<Job> = Api::namespaced(self.client.clone(), &namespace);
                 match api.create(&PostParams::default(), &job).await {
                     Ok(created) => match convert::job_view(&created, now()) {
                         Some(view) => Outcome::JobCreated(Box::new(view)),
@@ -176,8 +181,12 @@ impl Executor {
                     Err(e) => Outcome::Failed(classify(&e)),
                 }
             }
-            Action::DeleteJob { name, uid } => {
-                let api: Api<Job> = Api::namespaced(self.client.clone(), &self.scan_namespace);
+            Action::DeleteJob {
+                namespace,
+                name,
+                uid,
+            } => {
+                let api: Api<Job> = Api::namespaced(self.client.clone(), &namespace);
                 let dp = DeleteParams {
                     propagation_policy: Some(PropagationPolicy::Background),
                     preconditions: Some(Preconditions {
@@ -192,12 +201,13 @@ impl Executor {
                 }
             }
             Action::FetchLog {
+                namespace,
                 pod_name,
                 container,
                 limit_bytes,
                 previous,
             } => {
-                self.fetch_log(&pod_name, &container, limit_bytes, previous)
+                self.fetch_log(&namespace, &pod_name, &container, limit_bytes, previous)
                     .await
             }
             Action::ApplyReport {
@@ -259,8 +269,15 @@ impl Executor {
     }
 
     /// Reads at most `limit` bytes; one byte more than that means the log is too large.
-    async fn fetch_log(&self, pod: &str, container: &str, limit: usize, previous: bool) -> Outcome {
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), &self.scan_namespace);
+    async fn fetch_log(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: &str,
+        limit: usize,
+        previous: bool,
+    ) -> Outcome {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
         let params = LogParams {
             container: Some(container.to_string()),
             limit_bytes: Some(i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1)),

@@ -66,6 +66,7 @@ pub fn engine_config(
         pod_settle_timeout: config.pod_settle_timeout,
         active_job_limit: config.active_scan_job_limit,
         job,
+        workload_placement: config.scan_job_in_workload_namespaces,
         details_max_bytes: config.status_details_max_bytes,
         write_details: !config.feature_gates.no_cis_status_vulnerabilities,
         write_reports,

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Event as CoreEvent, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Event as CoreEvent, Pod};
 use kube::api::{ApiResource, DynamicObject};
 use kube::core::PartialObjectMeta;
 use kube::runtime::WatchStreamExt;
@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use super::convert;
 use super::execute::now;
 use crate::core::port::{Observation, StreamId, WatchEvent};
+use crate::core::scan_job::TRIVY_JOB_CONFIG_MAP;
 use crate::core::workload::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 use crate::crd::ContainerImageScan;
 
@@ -72,8 +73,22 @@ impl WatchPlan {
     /// Number of streams that gate readiness.
     pub fn gated_streams(&self) -> usize {
         let scopes = self.namespaces.as_ref().map_or(1, Vec::len);
-        // pods + cis + workloads per scope, plus jobs and scan pods.
-        scopes * (2 + self.kinds.len()) + 2
+        // pods + cis + workloads per scope, jobs and scan pods per Job scope, trivy-job-config.
+        scopes * (2 + self.kinds.len()) + 2 * self.job_scopes().len() + 1
+    }
+
+    /// Where our Jobs may be: everywhere, or the watched namespaces and the scan namespace.
+    pub fn job_scopes(&self) -> Vec<Option<String>> {
+        match &self.namespaces {
+            None => vec![None],
+            Some(list) => {
+                let mut scopes: Vec<String> = list.clone();
+                scopes.push(self.scan_namespace.clone());
+                scopes.sort();
+                scopes.dedup();
+                scopes.into_iter().map(Some).collect()
+            }
+        }
     }
 }
 
@@ -166,60 +181,152 @@ pub async fn run_watches(
             ));
         }
     }
-    // Our Jobs and their pods, in the scan namespace only.
-    let jobs: Api<Job> = Api::namespaced(client.clone(), &plan.scan_namespace);
-    let id = stream_id();
-    tasks.spawn(forward(
-        watcher::watcher(jobs, watcher::Config::default().labels(&ours))
-            .default_backoff()
-            .boxed(),
-        id,
+    // Our Jobs and their pods, in the scan namespace and in the workload namespaces
+    // (core::engine::placement).
+    for scope in plan.job_scopes() {
+        let ns = scope.as_deref();
+        let jobs: Api<Job> = scoped(&client, ns);
+        let id = stream_id();
+        tasks.spawn(forward(
+            watcher::watcher(jobs, watcher::Config::default().labels(&ours))
+                .default_backoff()
+                .boxed(),
+            id,
+            gate.clone(),
+            tx.clone(),
+            move |event| {
+                map_event(event, |j| convert::job_view(j, now()))
+                    .map(|event| Observation::Job { stream: id, event })
+            },
+        ));
+        let scan_pods: Api<Pod> = scoped(&client, ns);
+        let id = stream_id();
+        tasks.spawn(forward(
+            watcher::watcher(scan_pods, watcher::Config::default().labels(&ours))
+                .default_backoff()
+                .boxed(),
+            id,
+            gate.clone(),
+            tx.clone(),
+            move |event| {
+                map_event(event, convert::scan_pod_view)
+                    .map(|event| Observation::ScanPod { stream: id, event })
+            },
+        ));
+        // BackOff Events of pods and FailedCreate Events of Jobs: only triggers and
+        // explanations (the objects' status is the truth), so not gated.
+        let pod_backoff = watch_events(
+            scoped(&client, ns),
+            "reason=BackOff,involvedObject.kind=Pod",
+            tx.clone(),
+            |e| {
+                Some(Observation::BackOffEvent {
+                    namespace: e.involved_object.namespace.clone()?,
+                    pod_name: e.involved_object.name.clone()?,
+                })
+            },
+        );
+        tasks.spawn(pod_backoff);
+        let job_failed_create = watch_events(
+            scoped(&client, ns),
+            "reason=FailedCreate,involvedObject.kind=Job",
+            tx.clone(),
+            |e| {
+                Some(Observation::JobPodRejected {
+                    namespace: e.involved_object.namespace.clone()?,
+                    job_name: e.involved_object.name.clone()?,
+                    job_uid: e.involved_object.uid.clone()?,
+                    message: e.message.clone().unwrap_or_default(),
+                })
+            },
+        );
+        tasks.spawn(job_failed_create);
+    }
+    tasks.spawn(watch_job_config(
+        scoped(&client, Some(&plan.scan_namespace)),
         gate.clone(),
         tx.clone(),
-        move |event| {
-            map_event(event, |j| convert::job_view(j, now()))
-                .map(|event| Observation::Job { stream: id, event })
-        },
     ));
-    let scan_pods: Api<Pod> = Api::namespaced(client.clone(), &plan.scan_namespace);
-    let id = stream_id();
-    tasks.spawn(forward(
-        watcher::watcher(scan_pods, watcher::Config::default().labels(&ours))
-            .default_backoff()
-            .boxed(),
-        id,
-        gate.clone(),
-        tx.clone(),
-        move |event| {
-            map_event(event, convert::scan_pod_view)
-                .map(|event| Observation::ScanPod { stream: id, event })
-        },
-    ));
-    // BackOff events of scan pods: only a trigger (pod status is the truth), so not gated.
-    let events: Api<CoreEvent> = Api::namespaced(client.clone(), &plan.scan_namespace);
-    let cfg = watcher::Config::default().fields("reason=BackOff,involvedObject.kind=Pod");
-    let tx_events = tx.clone();
-    tasks.spawn(async move {
-        let mut stream = watcher::watcher(events, cfg).default_backoff().boxed();
-        while let Some(item) = stream.next().await {
-            match item {
-                Ok(Event::Apply(e) | Event::InitApply(e)) => {
-                    if let Some(pod_name) = e.involved_object.name
-                        && tx_events
-                            .send(Observation::BackOffEvent { pod_name })
-                            .await
-                            .is_err()
-                    {
-                        return;
-                    }
-                }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "watch of BackOff events failed; retrying"),
-            }
-        }
-    });
     cancel.cancelled().await;
     tasks.abort_all();
+}
+
+/// Watches the scan namespace's `trivy-job-config` (by name: RBAC grants that one ConfigMap),
+/// whose data Jobs in workload namespaces get as a copy. Gated: until it is known, Jobs would
+/// go to the scan namespace only.
+async fn watch_job_config(
+    config_maps: Api<ConfigMap>,
+    gate: SyncGate,
+    tx: mpsc::Sender<Observation>,
+) {
+    let fields = format!("metadata.name={TRIVY_JOB_CONFIG_MAP}");
+    let cfg = watcher::Config::default().fields(&fields);
+    let mut stream = watcher::watcher(config_maps, cfg).default_backoff().boxed();
+    let data = |cm: ConfigMap| Some(cm.data.unwrap_or_default());
+    // What the current (re)list found: the ConfigMap, or nothing when it does not exist.
+    let mut listed = None;
+    let mut synced = false;
+    while let Some(item) = stream.next().await {
+        let observed = match item {
+            Ok(Event::Init) => {
+                listed = None;
+                continue;
+            }
+            Ok(Event::InitApply(cm)) => {
+                listed = data(cm);
+                continue;
+            }
+            Ok(Event::InitDone) => listed.take(),
+            Ok(Event::Apply(cm)) => data(cm),
+            Ok(Event::Delete(_)) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "watch of ConfigMap {TRIVY_JOB_CONFIG_MAP} failed; retrying");
+                continue;
+            }
+        };
+        if observed.is_none() {
+            tracing::warn!(
+                "ConfigMap {TRIVY_JOB_CONFIG_MAP} is missing in the scan namespace: scan Jobs \
+                 run there only, and fail until it exists"
+            );
+        }
+        if tx
+            .send(Observation::TrivyJobConfig { data: observed })
+            .await
+            .is_err()
+        {
+            return;
+        }
+        if !synced {
+            synced = true;
+            gate.done_one(&tx).await;
+        }
+    }
+}
+
+/// Watches core/v1 Events matching `fields`, turning each (re)delivered one into an
+/// observation.
+async fn watch_events(
+    events: Api<CoreEvent>,
+    fields: &'static str,
+    tx: mpsc::Sender<Observation>,
+    to_observation: impl Fn(&CoreEvent) -> Option<Observation>,
+) {
+    let cfg = watcher::Config::default().fields(fields);
+    let mut stream = watcher::watcher(events, cfg).default_backoff().boxed();
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(Event::Apply(e) | Event::InitApply(e)) => {
+                if let Some(observation) = to_observation(&e)
+                    && tx.send(observation).await.is_err()
+                {
+                    return;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, fields, "watch of Events failed; retrying"),
+        }
+    }
 }
 
 /// Converts one watcher event; objects that cannot be converted are skipped with a log line.

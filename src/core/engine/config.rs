@@ -29,6 +29,9 @@ pub struct EngineConfig {
     pub active_job_limit: u32,
     /// How scan Jobs are built.
     pub job: ScanJobSettings,
+    /// Whether a scan Job may run in a workload namespace with a pod's pull credentials
+    /// (`engine::placement`); off: always in the scan namespace.
+    pub workload_placement: bool,
     /// Byte budget of `status.vulnerabilities`.
     pub details_max_bytes: usize,
     /// Whether `status.vulnerabilities` is written at all (gate NoCISStatusVulnerabilities off).
@@ -90,6 +93,7 @@ impl EngineConfig {
                 trivy_image: "ghcr.io/aquasecurity/trivy:0.74.0".to_string(),
                 ..ScanJobSettings::default()
             },
+            workload_placement: true,
             details_max_bytes: 262_144,
             write_details: true,
             write_reports: false,

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use super::intern::Interner;
 use super::vec_set::VecSet;
 use crate::core::port::{
-    CisView, ContainerView, JobView, Labels, OwnerRef, PodView, ScanPodView, StreamId, WorkloadView,
+    CisView, ContainerView, JobView, Labels, OwnerRef, PodView, PullCredentials, ScanPodView,
+    StreamId, WorkloadView,
 };
 use crate::core::workload::{ContainerProblem, PodTarget, WorkloadKey};
 use crate::crd::VulnerabilitySummary;
@@ -85,10 +86,13 @@ pub struct Index {
     pub workloads: BTreeMap<WorkloadKey, Box<Tracked<WorkloadView>>>,
     /// CIS objects.
     pub cis: BTreeMap<CisKey, Box<Tracked<CisView>>>,
-    /// Our scan Jobs by name.
+    /// Our scan Jobs by [`object_key`] (in the scan namespace and in workload namespaces).
     pub jobs: BTreeMap<String, Tracked<JobView>>,
-    /// Pods of our scan Jobs by name.
+    /// Pods of our scan Jobs by [`object_key`].
     pub scan_pods: BTreeMap<String, Tracked<ScanPodView>>,
+    /// Why the Job controller could not create the pod of a Job (its `FailedCreate` Event), by
+    /// Job UID; only for Jobs in `jobs`.
+    pub job_rejections: BTreeMap<String, String>,
     /// Current relist epoch per stream (bumped at `InitStarted`).
     pub epochs: BTreeMap<(ObjectKind, StreamId), u64>,
     /// Pods that map to each CIS name.
@@ -112,6 +116,11 @@ pub struct Index {
     pub shared: Shared,
 }
 
+/// The key of a namespaced object in [`Index::jobs`] and [`Index::scan_pods`].
+pub fn object_key(namespace: &str, name: &str) -> String {
+    format!("{namespace}/{name}")
+}
+
 /// Interners for what replicas of one workload (and the CIS copied from them) have in common.
 /// At 10,000 pods this keeps one copy per workload instead of one per pod (docs/performance.md).
 #[derive(Debug, Default)]
@@ -124,6 +133,8 @@ pub struct Shared {
     pub containers: Interner<[ContainerView]>,
     /// Controller references of pods.
     pub controllers: Interner<OwnerRef>,
+    /// Pull credentials of pods.
+    pub credentials: Interner<PullCredentials>,
     /// Vulnerability summaries of CIS (every CIS of a digest has the same).
     pub summaries: Interner<VulnerabilitySummary>,
     /// Namespace names, for the keys of pods.
@@ -136,6 +147,7 @@ impl Shared {
         pod.labels = self.labels.share(pod.labels);
         pod.containers = self.containers.share(pod.containers);
         pod.controller = pod.controller.map(|c| self.controllers.share(c));
+        pod.pull_credentials = pod.pull_credentials.map(|c| self.credentials.share(c));
         pod
     }
 
@@ -251,6 +263,11 @@ impl Index {
         }
     }
 
+    /// A Job by namespace and name.
+    pub fn job(&self, namespace: &str, name: &str) -> Option<&JobView> {
+        self.jobs.get(&object_key(namespace, name)).map(|t| &t.view)
+    }
+
     /// Jobs that are neither finished nor being deleted.
     pub fn active_job_count(&self) -> usize {
         self.jobs
@@ -280,7 +297,9 @@ impl Index {
             .map(|j| &j.view)
             .filter(|j| j.digest.as_deref() == Some(digest))
             .collect();
-        jobs.sort_by(|a, b| (a.created, &a.name).cmp(&(b.created, &b.name)));
+        jobs.sort_by(|a, b| {
+            (a.created, &a.namespace, &a.name).cmp(&(b.created, &b.namespace, &b.name))
+        });
         jobs
     }
 
@@ -370,6 +389,7 @@ mod tests {
             }]
             .into(),
             ignore_unfixed: false,
+            pull_credentials: None,
         }
     }
 

@@ -364,6 +364,7 @@ impl World {
             }]
             .into(),
             ignore_unfixed: false,
+            pull_credentials: None,
         };
         self.events.push(Observation::Pod {
             stream: StreamId(1),
@@ -402,6 +403,7 @@ impl World {
             }
             let pod_uid = self.next_uid("scanpod");
             let pod = ScanPodView {
+                namespace: job.namespace.clone(),
                 name: format!("{name}-pod"),
                 uid: pod_uid,
                 resource_version: self.next_rv(),
@@ -567,6 +569,7 @@ impl World {
                     self.job_digests.insert(uid.clone(), d.clone());
                 }
                 let view = JobView {
+                    namespace: job.metadata.namespace.clone().unwrap_or_default(),
                     name: name.clone(),
                     uid,
                     resource_version: self.next_rv(),
@@ -577,6 +580,7 @@ impl World {
                     created: self.now,
                     finished: None,
                     deleting: false,
+                    pull_credentials: None,
                 };
                 self.jobs.insert(name, view.clone());
                 self.events.push(Observation::Job {
@@ -585,7 +589,7 @@ impl World {
                 });
                 Outcome::JobCreated(Box::new(view))
             }
-            Action::DeleteJob { name, uid } => match self.jobs.get(&name) {
+            Action::DeleteJob { name, uid, .. } => match self.jobs.get(&name) {
                 Some(j) if j.uid == uid => {
                     if let Some(j) = self.jobs.remove(&name) {
                         let pods: Vec<String> = self

@@ -16,16 +16,19 @@ mod config;
 mod coverage;
 mod index;
 mod intern;
+mod placement;
 mod pods;
 mod scans;
 mod timers;
 mod vec_set;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
 
 pub use config::EngineConfig;
 pub use coverage::{Coverage, Latency};
 pub use index::CisKey;
+pub use placement::{Placement, PullFailure, classify_pull_failure};
 
 use self::cache::ReportCache;
 use self::index::Index;
@@ -46,7 +49,7 @@ enum Target {
     CisStatus(CisKey),
     /// Creating the scan Job of a digest.
     CreateJob(String),
-    /// Deleting a Job by name.
+    /// Deleting a Job by `index::object_key`.
     DeleteJob(String),
     /// Reading the log of a Job (by Job UID).
     Log(String),
@@ -153,7 +156,7 @@ pub struct Engine {
     /// Logs being read, by Job UID.
     harvests: BTreeMap<String, Harvest>,
     /// Logs of failed attempts of running Jobs, by Job UID (bounded: one per active Job).
-    failure_logs: BTreeMap<String, String>,
+    failure_logs: BTreeMap<String, scans::FailureLog>,
     /// Digests whose Job creation had an unknown result (it may exist unseen), held against
     /// the active-Job limit until the watch shows the Job or the time passes.
     uncertain_jobs: BTreeMap<String, Timestamp>,
@@ -165,6 +168,9 @@ pub struct Engine {
     /// CIS say why. Only grows, by the distinct local images that ever ran: an image
     /// configuration digest never becomes a registry (manifest) digest.
     local_image_ids: BTreeSet<String>,
+    /// The data of the scan namespace's `trivy-job-config`, copied into Jobs placed in
+    /// workload namespaces; `None` (not seen, or missing): the scan namespace only.
+    trivy_job_config: Option<Arc<BTreeMap<String, String>>>,
     /// Time from first sight to first result, accumulated.
     first_result: coverage::Latency,
     next_id: u64,
@@ -199,6 +205,7 @@ impl Engine {
             owner_delay: BTreeMap::new(),
             first_seen: BTreeMap::new(),
             local_image_ids: BTreeSet::new(),
+            trivy_job_config: None,
             first_result: coverage::Latency::default(),
             next_id: 1,
             leading: false,
@@ -220,7 +227,17 @@ impl Engine {
             Observation::Cis { stream, event } => self.observe_cis(stream, event),
             Observation::Job { stream, event } => self.observe_job(stream, event),
             Observation::ScanPod { stream, event } => self.observe_scan_pod(stream, event),
-            Observation::BackOffEvent { pod_name } => self.observe_back_off(&pod_name),
+            Observation::BackOffEvent {
+                namespace,
+                pod_name,
+            } => self.observe_back_off(&namespace, &pod_name),
+            Observation::JobPodRejected {
+                namespace,
+                job_name,
+                job_uid,
+                message,
+            } => self.observe_job_pod_rejected(&namespace, &job_name, &job_uid, message),
+            Observation::TrivyJobConfig { data } => self.trivy_job_config = data.map(Arc::new),
             Observation::CachesSynced => {
                 if !self.synced {
                     self.synced = true;
@@ -246,6 +263,12 @@ impl Engine {
                     self.dirty_cis.insert(CisKey::new(&ns, &name));
                 }
                 TimerKey::Digest(d) => {
+                    // An earlier timer of the digest (a retry) replaced the end of its
+                    // uncertain-create hold: keep that wake-up, or a full Job limit may wait
+                    // for nothing.
+                    if let Some(until) = self.uncertain_jobs.get(&d).filter(|u| **u > now) {
+                        self.timers.arm(TimerKey::Digest(d.clone()), *until);
+                    }
                     self.dirty_digests.insert(d);
                 }
             }
@@ -390,7 +413,9 @@ impl Engine {
         match flight.target {
             Target::CisSpec(key) => self.on_cis_spec_outcome(key, &flight.action, outcome, now),
             Target::CisStatus(key) => self.on_cis_status_outcome(key, &flight.action, outcome, now),
-            Target::CreateJob(digest) => self.on_create_job_outcome(&digest, outcome, now),
+            Target::CreateJob(digest) => {
+                self.on_create_job_outcome(&digest, &flight.action, outcome, now)
+            }
             Target::DeleteJob(name) => self.on_delete_job_outcome(&name, &flight.action, outcome),
             Target::Log(job_uid) => self.on_log_outcome(&job_uid, outcome, now),
             Target::FailureLog(job_uid) => self.on_failure_log_outcome(&job_uid, outcome),
@@ -465,6 +490,8 @@ impl Engine {
 mod cis_stage_tests;
 #[cfg(test)]
 mod lifecycle_tests;
+#[cfg(test)]
+mod placement_tests;
 #[cfg(test)]
 mod scan_stage_tests;
 #[cfg(test)]

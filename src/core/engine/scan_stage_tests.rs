@@ -149,6 +149,7 @@ impl Api {
     fn pod(&self, suffix: &str, scan: ScanContainerState) -> ScanPodView {
         let job = self.job();
         ScanPodView {
+            namespace: job.namespace.clone(),
             name: format!("{}-{suffix}", job.name),
             uid: format!("{}-{suffix}", job.uid),
             resource_version: Some(self.rv + 1),
@@ -321,6 +322,7 @@ impl Api {
                             container,
                             limit_bytes,
                             previous,
+                            ..
                         },
                 },
             ] => {
@@ -496,6 +498,41 @@ fn the_log_of_a_failed_attempt_read_while_the_job_runs_explains_the_failure() {
         assert_eq!(api.e.stats().scans_failed, 1);
         assert_eq!(api.e.stats().scans_succeeded, 0);
     }
+}
+
+/// Seen on the real node: the pod status still said "terminated" when the kubelet had
+/// restarted the container, so the read got the new attempt's empty log. An empty log is read
+/// again at the pod's next change (the previous run's), and not in a loop.
+#[test]
+fn an_empty_failed_attempt_log_is_read_again_when_the_pod_changes() {
+    let mut api = api_with_job(config());
+    let pod = api.pod("1", exited(1));
+    api.put_pod(pod.clone());
+    let (id, _, _, previous) = api.log_read();
+    assert!(!previous);
+    api.reply(id, Outcome::Log(Vec::new()));
+    assert!(api.run().is_empty(), "no read loop on an empty log");
+    // The restarted container shows up: its previous run holds the failure.
+    let restarted = api.pod(
+        "1",
+        ScanContainerState {
+            last_exit_code: Some(1),
+            started: true,
+            ..ScanContainerState::default()
+        },
+    );
+    api.put_pod(restarted);
+    let (id, name, _, previous) = api.log_read();
+    assert_eq!((name.as_str(), previous), (pod.name.as_str(), true));
+    api.reply(id, Outcome::Log(b"dial tcp: connection refused".to_vec()));
+    assert!(api.run().is_empty(), "read once it says something");
+    api.delete_pod(&pod.name);
+    api.finish(false, "BackoffLimitExceeded", "backoff limit");
+    assert!(api.run().is_empty());
+    assert_eq!(
+        api.stalled("a"),
+        Some(("Error".into(), "dial tcp: connection refused".into()))
+    );
 }
 
 #[test]

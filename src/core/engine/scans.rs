@@ -15,20 +15,33 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::index::CisKey;
+use super::index::{CisKey, object_key};
+use super::placement::{self, Placement, PullFailure, classify_pull_failure};
 use super::timers::TimerKey;
 use super::{Engine, Target};
 use crate::core::cis_status as status;
-use crate::core::naming::scan_job_name;
+use crate::core::naming::{scan_job_name, workload_scan_job_name};
 use crate::core::port::{
-    Action, ApiErrorKind, CisView, Command, EventNote, JobView, Outcome, ScanPodView, StreamId,
-    WatchEvent,
+    Action, ApiErrorKind, CisView, Command, EventNote, JobView, Outcome, PodView, PullCredentials,
+    ScanPodView, StreamId, WatchEvent,
 };
 use crate::core::report::{ReportFormat, parse_report};
 use crate::core::scan_job::{SCAN_CONTAINER, ScanJobParams, build_scan_job};
 use crate::core::time::Timestamp;
 use crate::crd::{Severity, Vulnerability};
 
+/// Reads of an empty failed-attempt log per Job at most (one per attempt: the backoff limit
+/// of 3 plus the first).
+const FAILURE_LOG_READS: u32 = 4;
+
+/// The log of a failed attempt of a running Job.
+#[derive(Debug, Default)]
+pub(super) struct FailureLog {
+    /// What was read last.
+    text: String,
+    /// How often it was read.
+    reads: u32,
+}
 /// How much of a failed scan's log is read for the condition message.
 const FAILED_LOG_BYTES: usize = 64 * 1024;
 /// A finished Job whose pod is not in the cache yet gets this long before "no pods".
@@ -50,6 +63,36 @@ pub enum FailureReason {
     Error,
     /// `ScanReportDecodeError`: the Job succeeded but its log is not a report.
     ReportDecodeError,
+    /// `ImagePullUnauthorized`: the registry refused the scan pod's pull for credentials in
+    /// every placement tried (`engine::placement`).
+    PullUnauthorized,
+    /// `ScanPodRejected`: the namespace refused the scan pod (Pod Security admission, quota,
+    /// LimitRange) or the operator may not create Jobs there.
+    ScanPodRejected,
+}
+
+impl FailureReason {
+    /// The `Stalled` condition's reason.
+    pub fn condition_reason(&self) -> &'static str {
+        match self {
+            FailureReason::Error => status::REASON_ERROR,
+            FailureReason::ReportDecodeError => status::REASON_DECODE_ERROR,
+            FailureReason::PullUnauthorized => status::REASON_PULL_UNAUTHORIZED,
+            FailureReason::ScanPodRejected => status::REASON_SCAN_POD_REJECTED,
+        }
+    }
+
+    /// The reason a `Stalled` condition names (anything unknown is an `Error`).
+    fn from_condition_reason(reason: &str) -> FailureReason {
+        [
+            FailureReason::ReportDecodeError,
+            FailureReason::PullUnauthorized,
+            FailureReason::ScanPodRejected,
+        ]
+        .into_iter()
+        .find(|r| r.condition_reason() == reason)
+        .unwrap_or(FailureReason::Error)
+    }
 }
 
 /// The outcome of a scan.
@@ -88,6 +131,32 @@ pub struct DigestScan {
     pub announce: Option<(CisKey, String)>,
     /// Queue position while waiting for a free Job slot.
     pub queued: Option<QueueKey>,
+    /// The placements that failed in this round of tries (`engine::placement`), in order.
+    pub round: Vec<PlacementFailure>,
+    /// The placement of the last successful scan: tried first next time.
+    pub worked: Option<Placement>,
+    /// The placement of a Job creation whose result is unknown (it may exist unseen): the
+    /// retry creates the same Job, so that it answers "already exists" instead of a second Job
+    /// starting elsewhere. Cleared when a Job of the digest is seen or created.
+    pub uncertain_create: Option<Placement>,
+    /// The newest `lastScanTime` a CIS of the digest shows, also when its outcome is unknown
+    /// (a newer scan announced since): a finished Job that ended before it is an older
+    /// result, never harvested as the newest (several Jobs of a digest may coexist, in
+    /// different namespaces).
+    pub seen_scan_at: Option<Timestamp>,
+}
+
+/// A placement that failed in a way another placement may fix.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlacementFailure {
+    /// Where the Job was.
+    pub placement: Placement,
+    /// Why it failed.
+    pub reason: FailureReason,
+    /// What the kubelet or the API server said.
+    pub message: String,
+    /// The Job's UID (empty when it could not be created).
+    pub job_uid: String,
 }
 
 /// Order of the scan queue: never-scanned first, then the oldest result, then by digest.
@@ -119,13 +188,14 @@ impl Engine {
                 });
             }
             WatchEvent::Delete(job) => {
+                let key = object_key(&job.namespace, &job.name);
                 if self
                     .index
                     .jobs
-                    .get(&job.name)
+                    .get(&key)
                     .is_some_and(|t| t.view.uid == job.uid)
                 {
-                    self.remove_job(&job.name);
+                    self.remove_job(&key);
                 }
             }
             WatchEvent::InitStarted => {
@@ -140,15 +210,16 @@ impl Engine {
                     .filter(|(_, t)| t.stream == stream && t.epoch != epoch)
                     .map(|(k, _)| k.clone())
                     .collect();
-                for name in gone {
-                    self.remove_job(&name);
+                for key in gone {
+                    self.remove_job(&key);
                 }
             }
         }
     }
 
     fn upsert_job(&mut self, tracked: super::index::Tracked<JobView>) {
-        if let Some(old) = self.index.jobs.get(&tracked.view.name)
+        let key = object_key(&tracked.view.namespace, &tracked.view.name);
+        if let Some(old) = self.index.jobs.get(&key)
             && old.view.uid == tracked.view.uid
             && super::index::Index::is_stale(
                 old.view.resource_version,
@@ -159,18 +230,22 @@ impl Engine {
         }
         if let Some(d) = &tracked.view.digest {
             self.dirty_digests.insert(d.clone());
+            if let Some(scan) = self.digests.get_mut(d) {
+                scan.uncertain_create = None;
+            }
             self.uncertain_jobs.remove(d);
         }
         let freed = tracked.view.finished.is_some() || tracked.view.deleting;
-        self.index.jobs.insert(tracked.view.name.clone(), tracked);
+        self.index.jobs.insert(key, tracked);
         if freed {
             self.wake_queue();
         }
     }
 
-    fn remove_job(&mut self, name: &str) {
-        if let Some(old) = self.index.jobs.remove(name) {
+    fn remove_job(&mut self, key: &str) {
+        if let Some(old) = self.index.jobs.remove(key) {
             self.failure_logs.remove(&old.view.uid);
+            self.index.job_rejections.remove(&old.view.uid);
             for target in [
                 Target::Log(old.view.uid.clone()),
                 Target::FailureLog(old.view.uid.clone()),
@@ -191,7 +266,8 @@ impl Engine {
             WatchEvent::Apply(pod) | WatchEvent::InitApply(pod) => {
                 let epoch = self.index.epoch(ObjectKind::ScanPod, stream);
                 let job = pod.job_uid.clone();
-                let stale = self.index.scan_pods.get(&pod.name).is_some_and(|old| {
+                let key = object_key(&pod.namespace, &pod.name);
+                let stale = self.index.scan_pods.get(&key).is_some_and(|old| {
                     old.view.uid == pod.uid
                         && super::index::Index::is_stale(
                             old.view.resource_version,
@@ -200,7 +276,7 @@ impl Engine {
                 });
                 if !stale {
                     self.index.scan_pods.insert(
-                        pod.name.clone(),
+                        key,
                         Tracked {
                             view: pod,
                             stream,
@@ -211,13 +287,14 @@ impl Engine {
                 job
             }
             WatchEvent::Delete(pod) => {
+                let key = object_key(&pod.namespace, &pod.name);
                 if self
                     .index
                     .scan_pods
-                    .get(&pod.name)
+                    .get(&key)
                     .is_some_and(|t| t.view.uid == pod.uid)
                 {
-                    self.index.scan_pods.remove(&pod.name);
+                    self.index.scan_pods.remove(&key);
                 }
                 pod.job_uid
             }
@@ -240,16 +317,38 @@ impl Engine {
         }
     }
 
-    pub(super) fn observe_back_off(&mut self, pod_name: &str) {
+    pub(super) fn observe_back_off(&mut self, namespace: &str, pod_name: &str) {
         let digest = self
             .index
             .scan_pods
-            .get(pod_name)
+            .get(&object_key(namespace, pod_name))
             .and_then(|p| p.view.job_uid.clone())
             .and_then(|uid| self.index.job_by_uid(&uid).and_then(|j| j.digest.clone()));
         if let Some(d) = digest {
             self.dirty_digests.insert(d);
         }
+    }
+
+    /// Remembers that the Job controller could not create the pod of one of our Jobs.
+    pub(super) fn observe_job_pod_rejected(
+        &mut self,
+        namespace: &str,
+        job_name: &str,
+        job_uid: &str,
+        message: String,
+    ) {
+        let Some(digest) = self
+            .index
+            .job(namespace, job_name)
+            .filter(|j| j.uid == job_uid && j.finished.is_none())
+            .and_then(|j| j.digest.clone())
+        else {
+            return;
+        };
+        self.index
+            .job_rejections
+            .insert(job_uid.to_string(), message);
+        self.dirty_digests.insert(digest);
     }
 
     /// Learns the newest result of a digest from a CIS status written earlier (by us before a
@@ -259,6 +358,12 @@ impl Engine {
         let (Some(job_uid), Some(at)) = (&s.last_scan_job_uid, s.last_scan_time) else {
             return;
         };
+        let seen = &mut self
+            .digests
+            .entry(cis.spec.digest.clone())
+            .or_default()
+            .seen_scan_at;
+        *seen = (*seen).max(Some(at));
         let stalled = s
             .conditions
             .iter()
@@ -266,11 +371,7 @@ impl Engine {
         let outcome = match stalled {
             None if s.last_successful_scan_time == Some(at) => ScanOutcome::Succeeded,
             Some(c) => ScanOutcome::Failed {
-                reason: if c.reason == "ScanReportDecodeError" {
-                    FailureReason::ReportDecodeError
-                } else {
-                    FailureReason::Error
-                },
+                reason: FailureReason::from_condition_reason(&c.reason),
                 message: c.message.clone(),
             },
             None => return,
@@ -348,21 +449,37 @@ impl Engine {
             .find(|j| j.finished.is_none() && !j.deleting)
             .cloned();
 
-        // 1. Image-pull back-off of the running Job.
-        if let Some(job) = &active
-            && let Some(message) = self.pull_back_off(job)
-        {
-            let already = self.latest(digest).is_some_and(|l| l.job_uid == job.uid);
-            if !already {
-                self.record_failure(digest, &job.uid, FailureReason::Error, message, now);
-            }
-            let target = Target::DeleteJob(job.name.clone());
-            let action = Action::DeleteJob {
-                name: job.name.clone(),
-                uid: job.uid.clone(),
+        // 1. Image-pull back-off of the running Job, or a namespace that refuses its pod: when
+        // another placement may do better (credentials, admission), it is tried next.
+        if let Some(job) = &active {
+            let failure = if let Some(message) = self.pull_back_off(job) {
+                Some(match classify_pull_failure(&message) {
+                    PullFailure::Credentials => (FailureReason::PullUnauthorized, message, true),
+                    PullFailure::Other => (FailureReason::Error, message, false),
+                })
+            } else {
+                self.index.job_rejections.get(&job.uid).map(|message| {
+                    let message = format!("the scan pod was not created: {message}");
+                    (FailureReason::ScanPodRejected, message, true)
+                })
             };
-            if !self.issue(target, action, now, out).settled() {
-                return false;
+            if let Some((reason, message, placement_related)) = failure {
+                let already = self.latest(digest).is_some_and(|l| l.job_uid == job.uid);
+                if placement_related {
+                    let placement = self.placement_of(job);
+                    self.placement_failed(digest, placement, &job.uid, reason, message, now);
+                } else if !already {
+                    self.record_failure(digest, &job.uid, reason, message, now);
+                }
+                let target = Target::DeleteJob(object_key(&job.namespace, &job.name));
+                let action = Action::DeleteJob {
+                    namespace: job.namespace.clone(),
+                    name: job.name.clone(),
+                    uid: job.uid.clone(),
+                };
+                if !self.issue(target, action, now, out).settled() {
+                    return false;
+                }
             }
         }
 
@@ -400,10 +517,17 @@ impl Engine {
             .rev()
             .find(|j| j.finished.is_some() && !j.deleting)
         {
+            let seen = self.digests.get(digest).and_then(|s| s.seen_scan_at);
+            let after_seen = job
+                .finished
+                .as_ref()
+                .is_some_and(|f| seen.is_none_or(|at| f.at > at));
             let newer = match self.latest(digest) {
-                None => true,
+                None => after_seen,
                 Some(l) => {
-                    l.job_uid != job.uid && job.finished.as_ref().is_some_and(|f| f.at > l.at)
+                    l.job_uid != job.uid
+                        && job.finished.as_ref().is_some_and(|f| f.at > l.at)
+                        && after_seen
                 }
             };
             if newer {
@@ -558,8 +682,12 @@ impl Engine {
         };
         if !finish.succeeded && !refetch {
             // The log of a failed attempt read while the Job ran says most.
-            if let Some(log) = self.failure_logs.remove(&job.uid) {
-                let message = if log.trim().is_empty() { fallback } else { log };
+            if let Some(FailureLog { text, .. }) = self.failure_logs.remove(&job.uid) {
+                let message = if text.trim().is_empty() {
+                    fallback
+                } else {
+                    text
+                };
                 self.record_failure(digest, &job.uid, FailureReason::Error, message, now);
                 return Harvested::Recorded;
             }
@@ -621,6 +749,7 @@ impl Engine {
             FAILED_LOG_BYTES
         };
         let action = Action::FetchLog {
+            namespace: pod.namespace.clone(),
             pod_name: pod.name.clone(),
             container: SCAN_CONTAINER.to_string(),
             limit_bytes: limit,
@@ -646,13 +775,22 @@ impl Engine {
 
     /// Reads the log of a failed attempt of a running Job once (the Job may retry; the last
     /// failure read is what the condition shows if the Job fails). Returns false when blocked.
+    ///
+    /// An empty log is read again when the pod changes next, up to [`FAILURE_LOG_READS`]
+    /// times: the pod status may say "terminated" while the kubelet has already restarted the
+    /// container (`OnFailure`), and then the current log is the new attempt's, still empty;
+    /// the next read takes the previous run's.
     fn prefetch_failure_log(
         &mut self,
         job: &JobView,
         now: Timestamp,
         out: &mut Vec<Command>,
     ) -> bool {
-        if self.failure_logs.contains_key(&job.uid) {
+        if self
+            .failure_logs
+            .get(&job.uid)
+            .is_some_and(|l| !l.text.trim().is_empty() || l.reads >= FAILURE_LOG_READS)
+        {
             return true;
         }
         let failed_attempt = self
@@ -663,12 +801,13 @@ impl Engine {
             .find_map(|p| {
                 let current = p.scan.exit_code.is_some_and(|c| c != 0);
                 let previous = p.scan.last_exit_code.is_some_and(|c| c != 0);
-                (current || previous).then(|| (p.name.clone(), !current))
+                (current || previous).then(|| (p.namespace.clone(), p.name.clone(), !current))
             });
-        let Some((pod_name, previous)) = failed_attempt else {
+        let Some((namespace, pod_name, previous)) = failed_attempt else {
             return true;
         };
         let action = Action::FetchLog {
+            namespace,
             pod_name,
             container: SCAN_CONTAINER.to_string(),
             limit_bytes: FAILED_LOG_BYTES,
@@ -686,11 +825,13 @@ impl Engine {
                 .job_by_uid(job_uid)
                 .and_then(|j| j.digest.clone())
             {
-                self.failure_logs.insert(
-                    job_uid.to_string(),
-                    String::from_utf8_lossy(&bytes).into_owned(),
-                );
-                self.dirty_digests.insert(d);
+                let log = self.failure_logs.entry(job_uid.to_string()).or_default();
+                log.text = String::from_utf8_lossy(&bytes).into_owned();
+                log.reads += 1;
+                // An empty log waits for the pod's next change (no read loop).
+                if !log.text.trim().is_empty() {
+                    self.dirty_digests.insert(d);
+                }
             }
         }
     }
@@ -779,9 +920,14 @@ impl Engine {
         self.stats.scans_succeeded += 1;
         self.first_result_for(digest, now);
         self.reports.insert(digest, job_uid, vulns);
+        let placement = self.index.job_by_uid(job_uid).map(|j| self.placement_of(j));
         let scan = self.digests.entry(digest.to_string()).or_default();
         scan.failures = 0;
         scan.announce = None;
+        scan.round.clear();
+        if placement.is_some() {
+            scan.worked = placement;
+        }
         scan.latest = Some(ScanResult {
             job_uid: job_uid.to_string(),
             at: now.truncate_to_secs(),
@@ -803,6 +949,7 @@ impl Engine {
         let scan = self.digests.entry(digest.to_string()).or_default();
         scan.failures = scan.failures.saturating_add(1);
         scan.announce = None;
+        scan.round.clear();
         scan.latest = Some(ScanResult {
             job_uid: job_uid.to_string(),
             at: now.truncate_to_secs(),
@@ -954,6 +1101,7 @@ impl Engine {
                 let kind = match reason {
                     FailureReason::Error => status::FailureKind::Error,
                     FailureReason::ReportDecodeError => status::FailureKind::Decode,
+                    other => status::FailureKind::Other(other.condition_reason()),
                 };
                 status::failure_status(&cis, &latest.job_uid, latest.at, kind, message)
             }
@@ -1080,7 +1228,13 @@ impl Engine {
             .values()
             .filter_map(|s| s.queued.clone())
             .collect();
-        queue.sort();
+        self.uncertain_jobs.retain(|_, until| *until > now);
+        // A digest whose last create may have been applied goes first: its own retry does not
+        // count against the limit and settles the uncertainty ("already exists" or created),
+        // while it blocks every other digest when the limit is reached.
+        queue.sort_by_key(|(never, at, digest)| {
+            (!self.uncertain_jobs.contains_key(digest), *never, *at)
+        });
         for (_, _, digest) in queue {
             if !self.capacity_left() {
                 return;
@@ -1114,16 +1268,32 @@ impl Engine {
             return;
         }
         let cis_keys = self.live_cis_of(digest);
-        // The CIS that asks: one without any result first, then by name.
+        let pods: Vec<&PodView> = self.member_pods(&cis_keys);
+        let uncertain = self
+            .digests
+            .get(digest)
+            .and_then(|s| s.uncertain_create.clone());
+        let Some(placement) = uncertain.or_else(|| self.next_placement(digest, &pods)) else {
+            // Every candidate failed in this round (the pods changed since it began).
+            self.end_round(digest, now);
+            return;
+        };
+        let namespace = match &placement {
+            Placement::ScanNamespace => self.cfg.scan_namespace.clone(),
+            Placement::Workload { namespace, .. } => namespace.clone(),
+        };
+        // The CIS that asks: one in the Job's namespace first, one without any result first,
+        // then by name.
         let Some(primary) = cis_keys
             .iter()
             .filter_map(|k| self.index.cis.get(k).map(|t| &t.view))
-            .min_by(|a, b| {
-                (a.status.last_scan_time.is_some(), &a.namespace, &a.name).cmp(&(
-                    b.status.last_scan_time.is_some(),
-                    &b.namespace,
-                    &b.name,
-                ))
+            .min_by_key(|c| {
+                (
+                    c.namespace != namespace,
+                    c.status.last_scan_time.is_some(),
+                    &c.namespace,
+                    &c.name,
+                )
             })
             .cloned()
         else {
@@ -1132,16 +1302,36 @@ impl Engine {
             }
             return;
         };
-        let name = scan_job_name(&primary.spec.name, digest);
-        if let Some(existing) = self.index.jobs.get(&name).map(|t| t.view.clone()) {
+        // Nodes of the pods that run the image with these credentials (any pod's, if none).
+        let node_names = |matching: bool| -> BTreeSet<String> {
+            pods.iter()
+                .filter(|p| !matching || placement.matches(p))
+                .filter_map(|p| p.node_name.clone())
+                .collect()
+        };
+        let mut nodes = node_names(true);
+        if nodes.is_empty() {
+            nodes = node_names(false);
+        }
+        let (name, credentials, job_config) = match &placement {
+            Placement::ScanNamespace => (scan_job_name(&primary.spec.name, digest), None, None),
+            Placement::Workload { credentials, .. } => (
+                workload_scan_job_name(&primary.spec.name, digest),
+                Some(credentials.clone()),
+                self.trivy_job_config.clone(),
+            ),
+        };
+        let key = object_key(&namespace, &name);
+        if let Some(existing) = self.index.jobs.get(&key).map(|t| t.view.clone()) {
             // The name is taken by a finished Job (e.g. kept for its TTL): delete it first,
             // with background propagation so its pod goes too (spec §7.2).
             if existing.finished.is_some() && !existing.deleting {
                 let action = Action::DeleteJob {
+                    namespace: existing.namespace.clone(),
                     name: existing.name.clone(),
                     uid: existing.uid.clone(),
                 };
-                self.issue(Target::DeleteJob(existing.name.clone()), action, now, out);
+                self.issue(Target::DeleteJob(key), action, now, out);
             }
             self.timers.arm(
                 TimerKey::Digest(digest.to_string()),
@@ -1149,15 +1339,8 @@ impl Engine {
             );
             return;
         }
-        let nodes: BTreeSet<String> = cis_keys
-            .iter()
-            .filter_map(|k| self.index.members.get(k))
-            .flatten()
-            .filter_map(|p| self.index.pods.get(p))
-            .filter_map(|e| e.tracked.view.node_name.clone())
-            .collect();
         let params = ScanJobParams {
-            scan_namespace: self.cfg.scan_namespace.clone(),
+            namespace,
             job_name: name.clone(),
             image_name: primary.spec.name.clone(),
             image_digest: digest.to_string(),
@@ -1166,6 +1349,8 @@ impl Engine {
             workload_kind: primary.spec.workload.kind.clone(),
             workload_name: primary.spec.workload.name.clone(),
             preferred_nodes: nodes.into_iter().collect(),
+            pull_credentials: credentials,
+            job_config,
         };
         let job = build_scan_job(&params, &self.cfg.job);
         let target = Target::CreateJob(digest.to_string());
@@ -1178,7 +1363,132 @@ impl Engine {
         }
     }
 
-    pub(super) fn on_create_job_outcome(&mut self, digest: &str, outcome: Outcome, now: Timestamp) {
+    /// The pods that run a digest: the members of its live CIS.
+    fn member_pods(&self, cis_keys: &[CisKey]) -> Vec<&PodView> {
+        cis_keys
+            .iter()
+            .filter_map(|k| self.index.members.get(k))
+            .flatten()
+            .filter_map(|p| self.index.pods.get(p))
+            .map(|e| &e.tracked.view)
+            .collect()
+    }
+
+    /// The first candidate placement not tried in this round.
+    fn next_placement(&self, digest: &str, pods: &[&PodView]) -> Option<Placement> {
+        let scan = self.digests.get(digest);
+        let worked = scan.and_then(|s| s.worked.as_ref());
+        let round = scan.map(|s| s.round.as_slice()).unwrap_or_default();
+        // Without the job config a Job in a workload namespace would scan without the trivy
+        // server's address.
+        let workload_placement = self.cfg.workload_placement && self.trivy_job_config.is_some();
+        placement::candidates(pods.iter().copied(), workload_placement, worked)
+            .into_iter()
+            .find(|c| !round.iter().any(|f| f.placement == *c))
+    }
+
+    /// Where a Job of ours runs: the scan namespace, or a workload namespace with the
+    /// credentials of its pod template.
+    fn placement_of(&self, job: &JobView) -> Placement {
+        // A workload that runs in the scan namespace itself, with pull secrets, has a workload
+        // placement there: the pod's credentials, not the scan service account alone.
+        match &job.pull_credentials {
+            None if job.namespace == self.cfg.scan_namespace => Placement::ScanNamespace,
+            credentials => Placement::Workload {
+                namespace: job.namespace.clone(),
+                credentials: credentials.clone().unwrap_or_default(),
+            },
+        }
+    }
+
+    /// The workload placement of a Job to create; `None` for the scan namespace placement.
+    fn workload_placement_of(&self, action: &Action) -> Option<Placement> {
+        let Action::CreateJob { job } = action else {
+            return None;
+        };
+        let namespace = job.metadata.namespace.clone()?;
+        let spec = job.spec.as_ref()?.template.spec.as_ref()?;
+        let credentials = PullCredentials::of(spec);
+        if namespace == self.cfg.scan_namespace && credentials.is_none() {
+            return None;
+        }
+        Some(Placement::Workload {
+            namespace,
+            credentials: Arc::new(credentials.unwrap_or_default()),
+        })
+    }
+
+    /// A placement failed in a way another may fix: the next one is tried when the Job is
+    /// gone; after the last, the round's failures become the digest's result.
+    fn placement_failed(
+        &mut self,
+        digest: &str,
+        placement: Placement,
+        job_uid: &str,
+        reason: FailureReason,
+        message: String,
+        now: Timestamp,
+    ) {
+        if !job_uid.is_empty() && self.latest(digest).is_some_and(|l| l.job_uid == job_uid) {
+            return;
+        }
+        let scan = self.digests.entry(digest.to_string()).or_default();
+        if !job_uid.is_empty() && scan.round.iter().any(|f| f.job_uid == job_uid) {
+            return;
+        }
+        scan.round.push(PlacementFailure {
+            placement,
+            reason,
+            message,
+            job_uid: job_uid.to_string(),
+        });
+        self.dirty_digests.insert(digest.to_string());
+        let cis_keys = self.live_cis_of(digest);
+        let pods = self.member_pods(&cis_keys);
+        if self.next_placement(digest, &pods).is_none() {
+            self.end_round(digest, now);
+        }
+    }
+
+    /// Records the failures of a round of placements as the digest's failed scan.
+    fn end_round(&mut self, digest: &str, now: Timestamp) {
+        let Some(scan) = self.digests.get_mut(digest) else {
+            return;
+        };
+        scan.queued = None;
+        let round = std::mem::take(&mut scan.round);
+        let Some(first) = round.first() else {
+            return;
+        };
+        let scan_namespace = &self.cfg.scan_namespace;
+        let message = round
+            .iter()
+            .map(|f| format!("{}: {}", f.placement.describe(scan_namespace), f.message))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let message = if round.len() > 1 {
+            format!("no placement of the scan Job worked: {message}")
+        } else {
+            message
+        };
+        // The newest Job of the round that was created (none when every create was refused).
+        let job_uid = round
+            .iter()
+            .rev()
+            .find(|f| !f.job_uid.is_empty())
+            .map(|f| f.job_uid.clone())
+            .unwrap_or_default();
+        let reason = first.reason.clone();
+        self.record_failure(digest, &job_uid, reason, message, now);
+    }
+
+    pub(super) fn on_create_job_outcome(
+        &mut self,
+        digest: &str,
+        action: &Action,
+        outcome: Outcome,
+        now: Timestamp,
+    ) {
         self.dirty_digests.insert(digest.to_string());
         match outcome {
             Outcome::JobCreated(view) => {
@@ -1187,7 +1497,7 @@ impl Engine {
                 let (stream, epoch) = self
                     .index
                     .jobs
-                    .get(&view.name)
+                    .get(&object_key(&view.namespace, &view.name))
                     .map(|t| (t.stream, t.epoch))
                     .unwrap_or_else(|| self.index.home(super::index::ObjectKind::Job, ""));
                 self.upsert_job(super::index::Tracked {
@@ -1199,6 +1509,38 @@ impl Engine {
             Outcome::Failed(err) => {
                 let scan = self.digests.entry(digest.to_string()).or_default();
                 scan.announce = None;
+                // A definite answer settles an uncertain create: the Job exists (the watch
+                // shows it) or that placement does not take it.
+                if !matches!(
+                    err.kind,
+                    ApiErrorKind::Unknown
+                        | ApiErrorKind::Conflict
+                        | ApiErrorKind::Throttled
+                        | ApiErrorKind::ServerError
+                ) {
+                    scan.uncertain_create = None;
+                }
+                // A workload namespace that does not take our Job (RBAC bound per namespace,
+                // a quota on Jobs, a namespace going away): the next placement.
+                if matches!(
+                    err.kind,
+                    ApiErrorKind::Forbidden
+                        | ApiErrorKind::Invalid
+                        | ApiErrorKind::NotFound
+                        | ApiErrorKind::NamespaceTerminating
+                ) && let Some(placement) = self.workload_placement_of(action)
+                {
+                    let message = format!("scan Job not created: {}", err.message);
+                    self.placement_failed(
+                        digest,
+                        placement,
+                        "",
+                        FailureReason::ScanPodRejected,
+                        message,
+                        now,
+                    );
+                    return;
+                }
                 match err.kind {
                     // The Job exists (our earlier attempt, or a finished one): the watch shows
                     // it; look again shortly.
@@ -1212,6 +1554,13 @@ impl Engine {
                     // watch has not shown it yet. It counts against the active-Job limit
                     // until it shows up or the hold expires.
                     ApiErrorKind::Unknown => {
+                        let placement = self
+                            .workload_placement_of(action)
+                            .unwrap_or(Placement::ScanNamespace);
+                        self.digests
+                            .entry(digest.to_string())
+                            .or_default()
+                            .uncertain_create = Some(placement);
                         let until = now.plus(UNCERTAIN_JOB_HOLD);
                         self.uncertain_jobs.insert(digest.to_string(), until);
                         self.timers.arm(TimerKey::Digest(digest.to_string()), until);

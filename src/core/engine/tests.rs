@@ -195,7 +195,17 @@ pub(super) fn pod_with(digest: &str) -> PodView {
         }]
         .into(),
         ignore_unfixed: false,
+        pull_credentials: None,
     }
+}
+
+/// A running pod of `nginx` at [`D1`] in `namespace`, without imagePullSecrets.
+pub(super) fn pod_in(namespace: &str, name: &str) -> PodView {
+    let mut pod = pod_with(D1);
+    pod.namespace = namespace.into();
+    pod.name = name.into();
+    pod.uid = format!("uid-{namespace}-{name}");
+    pod
 }
 
 #[test]
@@ -266,6 +276,7 @@ fn a_deleted_obsolete_cis_is_not_deleted_again_before_the_watch_says_so() {
 
 pub(super) fn job(name: &str, uid: &str, digest: &str) -> JobView {
     JobView {
+        namespace: "scans".into(),
         name: name.into(),
         uid: uid.into(),
         resource_version: Some(5),
@@ -276,11 +287,13 @@ pub(super) fn job(name: &str, uid: &str, digest: &str) -> JobView {
         created: T,
         finished: None,
         deleting: false,
+        pull_credentials: None,
     }
 }
 
 fn backing_off_pod(job_uid: &str) -> ScanPodView {
     ScanPodView {
+        namespace: "scans".into(),
         name: "nginx-111111111111-abcde".into(),
         uid: "scan-pod".into(),
         resource_version: Some(6),

@@ -93,6 +93,7 @@ pub(super) fn pod(
             })
             .collect(),
         ignore_unfixed: false,
+        pull_credentials: None,
     }
 }
 

@@ -1,0 +1,585 @@
+//! Scenario tests of scan Job placement (`placement.rs`): workload pods with and without
+//! imagePullSecrets, a kubelet that refuses the scan pod's pull (KEP-2535) or a namespace that
+//! refuses the scan pod, through the whole engine. The cluster here answers every request as
+//! the API server would; the tests play the kubelet and the Job controller.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::batch::v1::Job;
+
+use super::lifecycle_tests::status_view;
+use super::tests::{at, created_cis, failed, leading_engine, pod_in};
+use super::*;
+use crate::core::port::{
+    JobFinish, JobView, PodView, PullCredentials, ScanContainerState, ScanPodView, StreamId,
+    WatchEvent,
+};
+use crate::core::scan_job::ANNOTATION_DIGEST;
+
+const SCAN_NS: &str = "scans";
+const TRIVY_SERVER: &str = "http://trivy.scans.svc:4954";
+const UNAUTHORIZED: &str = "failed to pull and unpack image \"reg.example/app@sha256:11\": failed to resolve reference \"reg.example/app@sha256:11\": unexpected status from HEAD request to https://reg.example/v2/app/manifests/sha256:11: 401 Unauthorized";
+const NOT_FOUND: &str = "failed to resolve reference \"reg.example/app@sha256:11\": reg.example/app@sha256:11: not found";
+
+type Key = (String, String);
+
+/// The API server, for the CIS, Jobs and scan pods the engine works with.
+struct Cluster {
+    e: Engine,
+    now: Timestamp,
+    rv: u64,
+    cis: BTreeMap<Key, CisView>,
+    jobs: BTreeMap<Key, JobView>,
+    /// Every Job created, in order.
+    created: Vec<Job>,
+    /// Answers for the next Job creations (front first); success when empty.
+    create_answers: VecDeque<Outcome>,
+    /// Deleted Jobs whose Delete event the watch delivers after the round of answers.
+    pending_delete: VecDeque<JobView>,
+}
+
+impl Cluster {
+    fn new(cfg: EngineConfig) -> Cluster {
+        let mut e = leading_engine(cfg);
+        e.observe(
+            Observation::TrivyJobConfig {
+                data: Some(BTreeMap::from([(s("SERVER"), s(TRIVY_SERVER))])),
+            },
+            at(1),
+        );
+        Cluster {
+            e,
+            now: at(1),
+            rv: 100,
+            cis: BTreeMap::new(),
+            jobs: BTreeMap::new(),
+            created: Vec::new(),
+            create_answers: VecDeque::new(),
+            pending_delete: VecDeque::new(),
+        }
+    }
+
+    fn next_rv(&mut self) -> Option<u64> {
+        self.rv += 1;
+        Some(self.rv)
+    }
+
+    fn observe(&mut self, observation: Observation) {
+        self.e.observe(observation, self.now);
+    }
+
+    /// A running workload pod of D1.
+    fn pod(&mut self, pod: PodView) {
+        self.observe(Observation::Pod {
+            stream: StreamId(1),
+            event: WatchEvent::Apply(pod),
+        });
+    }
+
+    fn answer(&mut self, action: &Action) -> Option<Outcome> {
+        match action {
+            Action::ApplyCis { .. } => {
+                let rv = self.next_rv();
+                let view = created_cis(action, rv)?;
+                let key = (view.namespace.clone(), view.name.clone());
+                self.cis.insert(key, view.clone());
+                Some(Outcome::CisApplied(Box::new(view)))
+            }
+            Action::ApplyCisStatus {
+                namespace,
+                name,
+                status,
+                ..
+            } => {
+                let rv = self.next_rv();
+                let view = self.cis.get_mut(&(namespace.clone(), name.clone()))?;
+                view.status = status_view(status);
+                view.resource_version = rv;
+                Some(Outcome::CisApplied(Box::new(view.clone())))
+            }
+            Action::CreateJob { job } => {
+                self.created.push((**job).clone());
+                if let Some(answer) = self.create_answers.pop_front() {
+                    return Some(answer);
+                }
+                let meta = &job.metadata;
+                let view = JobView {
+                    namespace: meta.namespace.clone().unwrap_or_default(),
+                    name: meta.name.clone().unwrap_or_default(),
+                    uid: format!("job-{}", self.created.len()),
+                    resource_version: self.next_rv(),
+                    digest: meta
+                        .annotations
+                        .as_ref()
+                        .and_then(|a| a.get(ANNOTATION_DIGEST))
+                        .cloned(),
+                    image_name: None,
+                    cis_namespace: None,
+                    cis_uid: None,
+                    created: self.now,
+                    finished: None,
+                    deleting: false,
+                    pull_credentials: job
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.template.spec.as_ref())
+                        .and_then(PullCredentials::of)
+                        .map(Arc::new),
+                };
+                self.jobs
+                    .insert((view.namespace.clone(), view.name.clone()), view.clone());
+                Some(Outcome::JobCreated(Box::new(view)))
+            }
+            Action::DeleteJob {
+                namespace, name, ..
+            } => {
+                if let Some(view) = self.jobs.remove(&(namespace.clone(), name.clone())) {
+                    self.pending_delete.push_back(view);
+                }
+                Some(Outcome::Done)
+            }
+            Action::FetchLog { .. } => Some(Outcome::Log(b"[]".to_vec())),
+            Action::RecordEvent { .. } | Action::DeleteCis { .. } => Some(Outcome::Done),
+            Action::ApplyReport { .. } => Some(Outcome::Done),
+        }
+    }
+
+    /// Polls and answers until the engine has nothing more to do now.
+    fn run(&mut self) {
+        for _ in 0..100 {
+            let cmds = self.e.poll(self.now);
+            if cmds.is_empty() {
+                return;
+            }
+            for c in cmds {
+                let outcome = self.answer(&c.action).expect("answered");
+                self.observe(Observation::Outcome { id: c.id, outcome });
+            }
+            while let Some(view) = self.pending_delete.pop_front() {
+                self.observe(Observation::Job {
+                    stream: StreamId(10),
+                    event: WatchEvent::Delete(view),
+                });
+            }
+        }
+        panic!("the engine keeps issuing commands at {:?}", self.now);
+    }
+
+    /// Time passes by `secs`.
+    fn advance(&mut self, secs: u64) {
+        self.now = self.now.plus(Duration::from_secs(secs));
+        self.run();
+    }
+
+    /// The running Job (there is at most one per digest).
+    fn active(&self) -> JobView {
+        let mut active = self.jobs.values().filter(|j| j.finished.is_none());
+        let job = active.next().cloned().expect("a running Job");
+        assert!(active.next().is_none(), "one Job per digest");
+        job
+    }
+
+    /// The kubelet reports the scan container of the running Job's pod waiting.
+    fn scan_pod_waits(&mut self, reason: &str, message: &str) {
+        let job = self.active();
+        let pod = ScanPodView {
+            namespace: job.namespace.clone(),
+            name: format!("{}-pod", job.name),
+            uid: format!("{}-pod", job.uid),
+            resource_version: self.next_rv(),
+            job_uid: Some(job.uid.clone()),
+            job_name: Some(job.name.clone()),
+            created: self.now,
+            phase: Some("Pending".into()),
+            evicted: false,
+            init: ScanContainerState {
+                exit_code: Some(0),
+                started: true,
+                ..ScanContainerState::default()
+            },
+            scan: ScanContainerState {
+                waiting_reason: Some(reason.into()),
+                waiting_message: Some(message.into()),
+                ..ScanContainerState::default()
+            },
+        };
+        self.observe(Observation::ScanPod {
+            stream: StreamId(11),
+            event: WatchEvent::Apply(pod),
+        });
+        self.run();
+    }
+
+    /// The Job controller could not create the running Job's pod.
+    fn scan_pod_rejected(&mut self, message: &str) {
+        let job = self.active();
+        self.observe(Observation::JobPodRejected {
+            namespace: job.namespace.clone(),
+            job_name: job.name.clone(),
+            job_uid: job.uid.clone(),
+            message: message.into(),
+        });
+        self.run();
+    }
+
+    /// The running Job's pod scans and the Job completes.
+    fn scan_succeeds(&mut self) {
+        let mut job = self.active();
+        let pod = ScanPodView {
+            namespace: job.namespace.clone(),
+            name: format!("{}-pod", job.name),
+            uid: format!("{}-pod", job.uid),
+            resource_version: self.next_rv(),
+            job_uid: Some(job.uid.clone()),
+            job_name: Some(job.name.clone()),
+            created: self.now,
+            phase: Some("Succeeded".into()),
+            evicted: false,
+            init: ScanContainerState {
+                exit_code: Some(0),
+                started: true,
+                ..ScanContainerState::default()
+            },
+            scan: ScanContainerState {
+                exit_code: Some(0),
+                started: true,
+                ..ScanContainerState::default()
+            },
+        };
+        self.observe(Observation::ScanPod {
+            stream: StreamId(11),
+            event: WatchEvent::Apply(pod),
+        });
+        job.finished = Some(JobFinish {
+            succeeded: true,
+            at: self.now,
+            reason: "Complete".into(),
+            message: String::new(),
+        });
+        job.resource_version = self.next_rv();
+        self.jobs
+            .insert((job.namespace.clone(), job.name.clone()), job.clone());
+        self.observe(Observation::Job {
+            stream: StreamId(10),
+            event: WatchEvent::Apply(job),
+        });
+        self.run();
+    }
+
+    /// (namespace, imagePullSecrets, service account) of the `n`th Job created.
+    fn placement(&self, n: usize) -> (String, Vec<String>, String) {
+        let job = &self.created[n];
+        let spec = job
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.spec.clone())
+            .expect("pod spec");
+        (
+            job.metadata.namespace.clone().unwrap_or_default(),
+            spec.image_pull_secrets
+                .unwrap_or_default()
+                .into_iter()
+                .map(|s| s.name)
+                .collect(),
+            spec.service_account_name.unwrap_or_default(),
+        )
+    }
+
+    /// (reason, message) of the `Stalled` condition of every CIS, or `None` each.
+    fn stalled(&self) -> Vec<Option<(String, String)>> {
+        self.cis
+            .values()
+            .map(|c| {
+                c.status
+                    .conditions
+                    .iter()
+                    .find(|c| c.type_ == "Stalled" && c.status == "True")
+                    .map(|c| (c.reason.clone(), c.message.clone()))
+            })
+            .collect()
+    }
+
+    /// Whether every CIS shows a successful scan.
+    fn all_scanned(&self) -> bool {
+        !self.cis.is_empty()
+            && self.cis.values().all(|c| {
+                c.status.last_successful_scan_time.is_some()
+                    && c.status.last_successful_scan_time == c.status.last_scan_time
+            })
+    }
+}
+
+fn with_secret(namespace: &str, name: &str, secret: &str, sa: &str) -> PodView {
+    let mut pod = pod_in(namespace, name);
+    pod.pull_credentials = Some(Arc::new(PullCredentials {
+        secrets: vec![secret.to_string()],
+        service_account: sa.to_string(),
+    }));
+    pod
+}
+
+fn cluster() -> Cluster {
+    Cluster::new(EngineConfig::for_tests(SCAN_NS))
+}
+
+fn s(v: &str) -> String {
+    v.to_string()
+}
+
+#[test]
+fn a_private_image_is_scanned_where_its_secret_is_with_that_pods_credentials() {
+    let mut c = cluster();
+    c.pod(with_secret(
+        "team",
+        "app",
+        "registry-credentials",
+        "builder",
+    ));
+    c.run();
+    assert_eq!(c.created.len(), 1);
+    assert_eq!(
+        c.placement(0),
+        (s("team"), vec![s("registry-credentials")], s("builder"))
+    );
+    let job = &c.created[0];
+    let name = job.metadata.name.clone().unwrap_or_default();
+    assert!(name.starts_with("image-scan-nginx-"), "{name}");
+    let pod_spec = job
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .expect("pod spec");
+    // The workload's service account, never its token.
+    assert_eq!(pod_spec.automount_service_account_token, Some(false));
+    // The scan namespace's trivy-job-config, out of envFrom's reach here, comes as env.
+    let scan = &pod_spec.containers[0];
+    assert_eq!(scan.env_from, None);
+    let server = scan.env.iter().flatten().find(|e| e.name == "TRIVY_SERVER");
+    assert_eq!(server.and_then(|e| e.value.as_deref()), Some(TRIVY_SERVER));
+    c.scan_succeeds();
+    assert!(c.all_scanned());
+}
+
+/// Until the trivy-job-config ConfigMap is known (or while it is missing), a Job outside the
+/// scan namespace could not reach the trivy server: every scan runs in the scan namespace.
+#[test]
+fn without_the_job_config_every_scan_runs_in_the_scan_namespace() {
+    let mut c = cluster();
+    c.observe(Observation::TrivyJobConfig { data: None });
+    c.pod(with_secret("team", "app", "creds", "default"));
+    c.run();
+    assert_eq!(c.placement(0), (s(SCAN_NS), vec![], s("default")));
+    let scan = c.created[0]
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .map(|s| s.containers[0].clone())
+        .expect("scan container");
+    assert!(scan.env_from.is_some_and(|from| from.len() == 1));
+    // Once it is there, the next Job goes where the credentials are.
+    c.observe(Observation::TrivyJobConfig {
+        data: Some(BTreeMap::new()),
+    });
+    c.scan_pod_waits("ErrImagePull", UNAUTHORIZED);
+    assert_eq!(c.placement(1).0, "team");
+}
+
+#[test]
+fn an_image_a_pod_runs_without_secrets_is_scanned_in_the_scan_namespace() {
+    let mut c = cluster();
+    c.pod(pod_in("team", "app"));
+    c.pod(with_secret("other", "app", "creds", "default"));
+    c.run();
+    assert_eq!(c.placement(0), (s(SCAN_NS), vec![], s("default")));
+    let name = c.created[0].metadata.name.clone().unwrap_or_default();
+    assert!(name.starts_with("nginx-"), "{name}");
+    c.scan_succeeds();
+    assert!(c.all_scanned());
+}
+
+#[test]
+fn a_digest_in_two_namespaces_with_different_secrets_is_scanned_once() {
+    let mut c = cluster();
+    c.pod(with_secret("team-b", "app", "creds-b", "default"));
+    c.pod(with_secret("team-a", "app", "creds-a", "default"));
+    c.run();
+    assert_eq!(c.created.len(), 1);
+    assert_eq!(
+        c.placement(0),
+        (s("team-a"), vec![s("creds-a")], s("default"))
+    );
+    c.scan_succeeds();
+    assert_eq!(c.cis.len(), 2);
+    assert!(c.all_scanned());
+    assert_eq!(c.created.len(), 1);
+}
+
+#[test]
+fn a_credential_refusal_moves_the_scan_to_the_next_placement_at_once() {
+    let mut c = cluster();
+    c.pod(with_secret("team-a", "app", "creds-a", "default"));
+    c.pod(with_secret("team-b", "app", "creds-b", "default"));
+    c.run();
+    c.scan_pod_waits("ErrImagePull", UNAUTHORIZED);
+    // No failure shown: the next placement runs now, in team-b.
+    assert_eq!(c.created.len(), 2);
+    assert_eq!(
+        c.placement(1),
+        (s("team-b"), vec![s("creds-b")], s("default"))
+    );
+    assert!(c.stalled().iter().all(Option::is_none), "{:?}", c.stalled());
+    c.scan_succeeds();
+    assert!(c.all_scanned());
+    // The rescan starts where the scan worked.
+    c.advance(13 * 3600 + 600);
+    assert_eq!(c.created.len(), 3);
+    assert_eq!(c.placement(2).0, "team-b");
+}
+
+#[test]
+fn when_every_placement_is_refused_the_scan_fails_once_with_every_reason_and_backs_off() {
+    let mut c = cluster();
+    c.pod(with_secret("team", "app", "deleted-secret", "default"));
+    c.run();
+    c.scan_pod_waits("ErrImagePull", UNAUTHORIZED);
+    assert_eq!(c.placement(1).0, SCAN_NS);
+    c.scan_pod_waits("ImagePullBackOff", UNAUTHORIZED);
+    let stalled = c.stalled();
+    let (reason, message) = stalled[0].clone().expect("Stalled");
+    assert_eq!(reason, "ImagePullUnauthorized");
+    assert!(
+        message.contains("namespace 'team' with imagePullSecrets [deleted-secret]: ")
+            && message.contains("scan namespace 'scans': ")
+            && message.contains("401 Unauthorized"),
+        "{message}"
+    );
+    // No hot loop: the next round waits for the failed-scan retry (5 min), then tries each
+    // placement once more.
+    assert_eq!(c.created.len(), 2);
+    c.advance(299);
+    assert_eq!(c.created.len(), 2);
+    c.advance(2);
+    assert_eq!(c.created.len(), 3);
+    assert_eq!(c.placement(2).0, "team");
+}
+
+#[test]
+fn a_missing_image_fails_at_once_without_trying_other_placements() {
+    let mut c = cluster();
+    c.pod(with_secret("team", "app", "creds", "default"));
+    c.run();
+    c.scan_pod_waits("ErrImagePull", NOT_FOUND);
+    assert_eq!(c.created.len(), 1);
+    let (reason, message) = c.stalled()[0].clone().expect("Stalled");
+    assert_eq!((reason.as_str(), message.as_str()), ("Error", NOT_FOUND));
+}
+
+#[test]
+fn a_namespace_that_refuses_the_scan_pod_is_named_in_a_scan_pod_rejected_failure() {
+    const PSA: &str = "pods \"image-scan-nginx-111111111111-x\" is forbidden: violates PodSecurity \"restricted:latest\": unrestricted capabilities (container \"scan-image\" must not include \"DAC_OVERRIDE\" in securityContext.capabilities.add)";
+    let mut c = cluster();
+    c.pod(with_secret("restricted", "app", "creds", "default"));
+    c.run();
+    c.scan_pod_rejected(PSA);
+    // The scan namespace next (a kubelet without the credential check lets it use the image).
+    assert_eq!(c.created.len(), 2);
+    assert_eq!(c.placement(1).0, SCAN_NS);
+    c.scan_pod_waits("ErrImagePull", UNAUTHORIZED);
+    let (reason, message) = c.stalled()[0].clone().expect("Stalled");
+    assert_eq!(
+        reason, "ScanPodRejected",
+        "the preferred placement's reason"
+    );
+    assert!(message.contains("violates PodSecurity"), "{message}");
+    assert!(message.contains("401 Unauthorized"), "{message}");
+}
+
+#[test]
+fn a_namespace_where_the_operator_may_not_create_jobs_falls_back_to_the_scan_namespace() {
+    let mut c = cluster();
+    c.create_answers.push_back(failed(ApiErrorKind::Forbidden));
+    c.pod(with_secret("locked", "app", "creds", "default"));
+    c.run();
+    // Retried after the API back-off (1 s), in the scan namespace.
+    c.advance(2);
+    assert_eq!(c.created.len(), 2);
+    assert_eq!(c.placement(0).0, "locked");
+    assert_eq!(c.placement(1).0, SCAN_NS);
+    c.scan_succeeds();
+    assert!(c.all_scanned());
+}
+
+/// A workload in the scan namespace itself (e.g. the operator's own pods, pulled with a secret):
+/// its placement there is a workload placement, told apart from the scan namespace's by its
+/// credentials, so a refusal moves on instead of repeating it.
+#[test]
+fn a_workload_in_the_scan_namespace_has_a_placement_of_its_own() {
+    let mut c = cluster();
+    c.pod(with_secret(SCAN_NS, "app", "creds", "default"));
+    c.run();
+    assert_eq!(c.placement(0), (s(SCAN_NS), vec![s("creds")], s("default")));
+    let name = c.created[0].metadata.name.clone().unwrap_or_default();
+    assert!(name.starts_with("image-scan-"), "{name}");
+    c.scan_pod_waits("ErrImagePull", UNAUTHORIZED);
+    assert_eq!(c.placement(1), (s(SCAN_NS), vec![], s("default")));
+    c.scan_pod_waits("ErrImagePull", UNAUTHORIZED);
+    assert_eq!(c.created.len(), 2, "one Job per placement");
+    assert_eq!(
+        c.stalled()[0].clone().map(|s| s.0).as_deref(),
+        Some("ImagePullUnauthorized")
+    );
+}
+
+#[test]
+fn with_placement_off_every_scan_runs_in_the_scan_namespace() {
+    let mut cfg = EngineConfig::for_tests(SCAN_NS);
+    cfg.workload_placement = false;
+    let mut c = Cluster::new(cfg);
+    c.pod(with_secret("team", "app", "creds", "default"));
+    c.run();
+    assert_eq!(c.placement(0), (s(SCAN_NS), vec![], s("default")));
+    c.scan_pod_waits("ErrImagePull", UNAUTHORIZED);
+    assert_eq!(c.created.len(), 1);
+    assert_eq!(
+        c.stalled()[0].clone().map(|s| s.0).as_deref(),
+        Some("ImagePullUnauthorized")
+    );
+}
+
+#[test]
+fn a_restarted_engine_knows_the_placement_of_a_running_job_from_the_job() {
+    let mut c = cluster();
+    c.pod(with_secret("team", "app", "creds", "default"));
+    c.run();
+    let job = c.active();
+    assert_eq!(
+        job.pull_credentials.as_deref().map(|p| p.secrets.clone()),
+        Some(vec![s("creds")])
+    );
+    // A new engine sees the pod, the CIS and the running Job, then the refusal.
+    let mut fresh = cluster();
+    fresh.now = c.now;
+    fresh.pod(with_secret("team", "app", "creds", "default"));
+    for view in c.cis.values() {
+        fresh
+            .cis
+            .insert((view.namespace.clone(), view.name.clone()), view.clone());
+        fresh.observe(Observation::Cis {
+            stream: StreamId(2),
+            event: WatchEvent::Apply(view.clone()),
+        });
+    }
+    fresh
+        .jobs
+        .insert((job.namespace.clone(), job.name.clone()), job.clone());
+    fresh.created = c.created.clone();
+    fresh.observe(Observation::Job {
+        stream: StreamId(10),
+        event: WatchEvent::Apply(job),
+    });
+    fresh.run();
+    fresh.scan_pod_waits("ErrImagePull", UNAUTHORIZED);
+    assert_eq!(fresh.placement(fresh.created.len() - 1).0, SCAN_NS);
+}
