@@ -5,8 +5,11 @@
 //! faults (409, 404, 429/5xx, timeouts before or after applying).
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
-use image_scanner::core::port::{Action, ApiError, ApiErrorKind, Command, Outcome};
+use image_scanner::core::port::{
+    Action, ApiError, ApiErrorKind, Command, CommandId, Outcome, PullCredentials,
+};
 use image_scanner::core::scan_job::{
     ANNOTATION_DIGEST, ANNOTATION_IMAGE, LABEL_CIS_NAMESPACE, LABEL_CIS_UID, LABEL_MANAGED_BY,
     MANAGED_BY, SCAN_CONTAINER,
@@ -14,6 +17,7 @@ use image_scanner::core::scan_job::{
 use image_scanner::core::time::Timestamp;
 use image_scanner::crd::ContainerImageScanStatus;
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::PodSpec;
 
 use crate::cluster::{JobRecord, NsState, SCAN_NS, SimCis, SimJob, cis_view, job_view};
 use crate::options::Fault;
@@ -73,7 +77,7 @@ impl Sim {
                     let d = crate::operator::describe(&cmd.action);
                     self.note(|| format!("inst{i} late write lands: {d}"));
                 }
-                let o = self.execute(i, inc, cmd.action, orphan);
+                let o = self.execute(i, inc, id, cmd.action, orphan);
                 if self.fault(Fault::Timeout, 0.5) {
                     fail(
                         ApiErrorKind::Unknown,
@@ -97,7 +101,14 @@ impl Sim {
         self.after(d, Event::Reply(i, inc, id, Box::new(outcome)));
     }
 
-    fn execute(&mut self, i: usize, inc: u32, action: Action, orphan: bool) -> Outcome {
+    fn execute(
+        &mut self,
+        i: usize,
+        inc: u32,
+        id: CommandId,
+        action: Action,
+        orphan: bool,
+    ) -> Outcome {
         let now = Timestamp(self.now);
         match action {
             Action::ApplyCis {
@@ -282,8 +293,14 @@ impl Sim {
                         "server: status {namespace}/{name} from inst{i} orphan={orphan} t={t:?}"
                     )
                 });
-                self.checker
-                    .on_status(self.now, &self.cluster, &key, &new, cfg_budget, {
+                self.checker.on_status(
+                    self.now,
+                    &self.cluster,
+                    &self.kubelet,
+                    &key,
+                    &new,
+                    cfg_budget,
+                    {
                         // A writer whose CIS watch has not delivered the last legit write of
                         // another writer decided on a stale view: without a resourceVersion
                         // precondition such a write cannot be fenced (see docs/testing.md).
@@ -296,7 +313,8 @@ impl Sim {
                                 .is_some_and(|(w, rv)| w != (i, inc) && cursor < rv)
                         });
                         orphan || stale
-                    });
+                    },
+                );
                 self.stats.status_writes += 1;
                 let c = self.cluster.cis.get_mut(&key);
                 let changed = if let Some(c) = c {
@@ -321,28 +339,36 @@ impl Sim {
                     None => fail(ApiErrorKind::NotFound, "gone"),
                 }
             }
-            Action::CreateJob { job } => self.create_job(i, inc, *job, orphan, now),
-            Action::DeleteJob { name, uid } => match self.cluster.jobs.get(&name) {
-                None => fail(
-                    ApiErrorKind::NotFound,
-                    format!("jobs.batch \"{name}\" not found"),
-                ),
-                Some(j) if j.uid != uid => fail(
-                    ApiErrorKind::Conflict,
-                    "Precondition failed: UID in precondition",
-                ),
-                Some(_) => {
-                    self.delete_job_object(&name);
-                    Outcome::Done
+            Action::CreateJob { job } => self.create_job((i, inc, id), *job, orphan, now),
+            Action::DeleteJob {
+                namespace,
+                name,
+                uid,
+            } => {
+                let key = (namespace, name);
+                match self.cluster.jobs.get(&key) {
+                    None => fail(
+                        ApiErrorKind::NotFound,
+                        format!("jobs.batch \"{}\" not found", key.1),
+                    ),
+                    Some(j) if j.uid != uid => fail(
+                        ApiErrorKind::Conflict,
+                        "Precondition failed: UID in precondition",
+                    ),
+                    Some(_) => {
+                        self.delete_job_object(&key);
+                        Outcome::Done
+                    }
                 }
-            },
+            }
             Action::FetchLog {
+                namespace,
                 pod_name,
                 container,
                 limit_bytes,
                 previous: _,
             } => {
-                let Some(p) = self.cluster.scan_pods.get(&pod_name) else {
+                let Some(p) = self.cluster.scan_pods.get(&(namespace, pod_name.clone())) else {
                     return fail(
                         ApiErrorKind::NotFound,
                         format!("pods \"{pod_name}\" not found"),
@@ -386,8 +412,7 @@ impl Sim {
 
     fn create_job(
         &mut self,
-        i: usize,
-        inc: u32,
+        (i, inc, id): (usize, u32, CommandId),
         job: Job,
         orphan: bool,
         now: Timestamp,
@@ -398,21 +423,73 @@ impl Sim {
                 .violation(self.now, "JOB", "Job without a name".to_string());
             return fail(ApiErrorKind::Invalid, "name required");
         };
+        let ns = meta.namespace.clone().unwrap_or_default();
         let labels = meta.labels.clone().unwrap_or_default();
         let ann = meta.annotations.clone().unwrap_or_default();
         let digest = ann.get(ANNOTATION_DIGEST).cloned();
         let image = ann.get(ANNOTATION_IMAGE).cloned();
         let spec = job.spec.clone().unwrap_or_default();
-        let scan_image = spec
-            .template
-            .spec
-            .as_ref()
-            .and_then(|s| s.containers.iter().find(|c| c.name == SCAN_CONTAINER))
+        let pod_spec = spec.template.spec.clone().unwrap_or_default();
+        let scan_image = pod_spec
+            .containers
+            .iter()
+            .find(|c| c.name == SCAN_CONTAINER)
             .and_then(|c| c.image.clone());
-        // The Job the core built must identify itself.
+        let pull = PullCredentials::of(&pod_spec).map(Arc::new);
+        // The Job the core built must identify itself, and run where it may.
         let mut problems = Vec::new();
-        if meta.namespace.as_deref() != Some(SCAN_NS) {
-            problems.push(format!("namespace {:?}", meta.namespace));
+        if ns == SCAN_NS {
+            let sa = pod_spec
+                .service_account_name
+                .as_deref()
+                .unwrap_or("default");
+            if pull.is_some() || sa != self.base_cfg.job.service_account_name {
+                problems.push(format!(
+                    "a Job in the scan namespace with service account {sa} and {pull:?}"
+                ));
+            }
+        } else {
+            if !orphan && !self.instances[i].cfg.namespace_allowed(&ns) {
+                problems.push(format!("placed in namespace {ns}, which is not scanned"));
+            }
+            // A workload placement copies the credentials of a pod that runs the digest there:
+            // the operator never invents or moves credentials.
+            let taken = pull.as_ref().zip(digest.as_ref()).is_some_and(|(c, d)| {
+                self.cluster
+                    .ran_with
+                    .contains(&(d.clone(), ns.clone(), c.clone()))
+            });
+            if !taken {
+                problems.push(format!(
+                    "placed in namespace {ns} with {pull:?}, which no pod there runs the digest with"
+                ));
+            }
+        }
+        // trivy-job-config exists in the scan namespace only: elsewhere its data must come as
+        // a copy (an envFrom of a missing ConfigMap keeps the pod from starting).
+        if let Some(scan) = pod_spec
+            .containers
+            .iter()
+            .find(|c| c.name == SCAN_CONTAINER)
+        {
+            let refs_config = scan
+                .env_from
+                .iter()
+                .flatten()
+                .any(|e| e.config_map_ref.is_some());
+            let env = scan.env.clone().unwrap_or_default();
+            let copied = self.cluster.job_config.iter().all(|(k, v)| {
+                env.iter()
+                    .any(|e| e.name == format!("TRIVY_{k}") && e.value.as_deref() == Some(v))
+            });
+            if ns == SCAN_NS && !refs_config {
+                problems.push("no envFrom of trivy-job-config in the scan namespace".to_string());
+            }
+            if ns != SCAN_NS && (refs_config || !copied) {
+                problems.push(format!(
+                    "trivy-job-config not copied into namespace {ns} (envFrom={refs_config}, copied={copied})"
+                ));
+            }
         }
         if labels.get(LABEL_MANAGED_BY).map(String::as_str) != Some(MANAGED_BY) {
             problems.push("managed-by label missing".to_string());
@@ -422,8 +499,11 @@ impl Sim {
         }
         let (Some(d), Some(img)) = (&digest, &image) else {
             problems.push("digest/image annotations missing".to_string());
-            self.checker
-                .violation(self.now, "JOB", format!("bad Job {name}: {problems:?}"));
+            self.checker.violation(
+                self.now,
+                "JOB",
+                format!("bad Job {ns}/{name}: {problems:?}"),
+            );
             return fail(ApiErrorKind::Invalid, "bad job");
         };
         if scan_image.as_deref() != Some(&format!("{img}@{d}")) {
@@ -438,10 +518,43 @@ impl Sim {
             problems.push(format!("digest {d} was never running"));
         }
         if !problems.is_empty() {
-            self.checker
-                .violation(self.now, "JOB", format!("bad Job {name}: {problems:?}"));
+            self.checker.violation(
+                self.now,
+                "JOB",
+                format!("bad Job {ns}/{name}: {problems:?}"),
+            );
         }
-        if self.cluster.jobs.contains_key(&name) {
+        self.checker
+            .on_job_create_attempt(self.now, (i, inc), d, &format!("{ns}/{name}"));
+        // The API server authorizes first (the operator's RBAC may be bound per namespace),
+        // then the namespace's lifecycle admits, then the name must be free.
+        if ns != SCAN_NS && self.kubelet.opts.setup(&ns).forbidden {
+            return fail(
+                ApiErrorKind::Forbidden,
+                format!(
+                    "jobs.batch is forbidden: User \"system:serviceaccount:{SCAN_NS}:image-scanner\" cannot create resource \"jobs\" in API group \"batch\" in the namespace \"{ns}\""
+                ),
+            );
+        }
+        match self.cluster.namespaces.get(&ns) {
+            None => {
+                return fail(
+                    ApiErrorKind::NotFound,
+                    format!("namespaces \"{ns}\" not found"),
+                );
+            }
+            Some(NsState::Terminating) => {
+                return fail(
+                    ApiErrorKind::NamespaceTerminating,
+                    format!(
+                        "jobs.batch \"{name}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated"
+                    ),
+                );
+            }
+            Some(NsState::Active) => {}
+        }
+        let key = (ns.clone(), name.clone());
+        if self.cluster.jobs.contains_key(&key) {
             return fail(
                 ApiErrorKind::AlreadyExists,
                 format!("jobs.batch \"{name}\" already exists"),
@@ -459,7 +572,9 @@ impl Sim {
             }
             _ => None,
         };
+        let rejection = self.kubelet.pod_rejection(&ns, &pod_spec);
         let sj = SimJob {
+            ns: ns.clone(),
             name: name.clone(),
             uid: uid.clone(),
             created: now.truncate_to_secs(),
@@ -477,17 +592,28 @@ impl Sim {
             orphan,
             creator: (i, inc),
             created_rv: 0,
+            pull,
+            preferred_nodes: preferred_nodes(&pod_spec),
+            rejection,
+            refused: 0,
         };
-        let limit = self.instances[i].cfg.active_job_limit;
-        self.cluster.jobs.insert(name.clone(), sj);
-        self.cluster.publish_job(&name);
+        // A late creation of an earlier incarnation was decided under that incarnation's
+        // configuration, which a restart may have changed: its limit is unknown here.
+        let limit = if self.instances[i].inc == inc {
+            self.instances[i].cfg.active_job_limit
+        } else {
+            0
+        };
+        self.cluster.jobs.insert(key.clone(), sj);
+        self.cluster.publish_job(&key);
         let created_rv = self.cluster.rv;
-        if let Some(j) = self.cluster.jobs.get_mut(&name) {
+        if let Some(j) = self.cluster.jobs.get_mut(&key) {
             j.created_rv = created_rv;
         }
         self.cluster.job_registry.insert(
             uid.clone(),
             JobRecord {
+                ns: ns.clone(),
                 name: name.clone(),
                 digest: digest.clone(),
                 created_rv,
@@ -495,26 +621,33 @@ impl Sim {
                 vulns,
                 succeeded: false,
                 finished: false,
+                pull: self.cluster.jobs.get(&key).and_then(|j| j.pull.clone()),
+                started: None,
             },
         );
         self.stats.jobs += 1;
         let me = (i, inc);
-        let cursor = self.instances[i]
-            .watchers
-            .get(&crate::cluster::Kind::Job)
-            .map_or(0, |w| w.cursor);
+        // What the creator could know of when it decided (its Job watch may have moved on
+        // while the request travelled).
+        let cursor = self.instances[i].job_cursor.remove(&id).unwrap_or_else(|| {
+            self.instances[i]
+                .watchers
+                .get(&crate::cluster::Kind::Job)
+                .map_or(0, |w| w.cursor)
+        });
         self.checker
-            .on_job_created(self.now, &self.cluster, &name, limit, |j| {
+            .on_job_created(self.now, &self.cluster, &key, limit, |j| {
                 j.creator == me || j.created_rv <= cursor
             });
-        let deadline = self.cluster.jobs.get(&name).map_or(600, |j| j.deadline_s);
+        let deadline = self.cluster.jobs.get(&key).map_or(600, |j| j.deadline_s);
         let d = self.r_jobs.between(200, 2_000);
-        self.after(d, Event::Job(name.clone(), uid.clone(), JobStep::CreatePod));
+        let ev = |step| Event::Job(ns.clone(), name.clone(), uid.clone(), step);
+        self.after(d, ev(JobStep::CreatePod));
         self.after(
             u64::try_from(deadline).unwrap_or(600) * 1000,
-            Event::Job(name.clone(), uid, JobStep::Deadline),
+            ev(JobStep::Deadline),
         );
-        let view = self.cluster.jobs.get(&name).map(job_view);
+        let view = self.cluster.jobs.get(&key).map(job_view);
         match view {
             Some(mut v) => {
                 v.resource_version = Some(created_rv);
@@ -523,6 +656,23 @@ impl Sim {
             None => fail(ApiErrorKind::NotFound, "gone"),
         }
     }
+}
+
+/// The nodes a pod spec's preferred node affinity names.
+fn preferred_nodes(spec: &PodSpec) -> Vec<String> {
+    spec.affinity
+        .as_ref()
+        .and_then(|a| a.node_affinity.as_ref())
+        .and_then(|n| {
+            n.preferred_during_scheduling_ignored_during_execution
+                .as_ref()
+        })
+        .into_iter()
+        .flatten()
+        .flat_map(|t| t.preference.match_fields.iter().flatten())
+        .filter(|r| r.key == "metadata.name" && r.operator == "In")
+        .flat_map(|r| r.values.iter().flatten().cloned())
+        .collect()
 }
 
 /// Keys of a set, for messages.

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use image_scanner::core::port::{
     CisStatusView, CisView, ContainerKind, ContainerView, JobFinish, JobView, OwnerRef, PodView,
-    ScanContainerState, ScanPodView, WorkloadView,
+    PullCredentials, ScanContainerState, ScanPodView, WorkloadView,
 };
 use image_scanner::core::time::Timestamp;
 use image_scanner::crd::{ContainerImageScanSpec, ContainerImageScanStatus, Vulnerability};
@@ -218,6 +218,8 @@ pub struct SimPod {
     pub completes: bool,
     /// Never becomes ready (settles after the settle timeout).
     pub never_ready: bool,
+    /// `imagePullSecrets` and service account (fixed at creation, like the pod spec).
+    pub pull: Option<Arc<PullCredentials>>,
 }
 
 /// A workload object.
@@ -323,6 +325,8 @@ pub enum Plan {
 /// Everything the checks need to know about a Job, kept after it is gone.
 #[derive(Clone, Debug)]
 pub struct JobRecord {
+    /// Namespace.
+    pub ns: String,
     /// Name.
     pub name: String,
     /// Digest annotation.
@@ -337,11 +341,17 @@ pub struct JobRecord {
     pub succeeded: bool,
     /// Whether the Job ended at all.
     pub finished: bool,
+    /// The pod template's pull credentials.
+    pub pull: Option<Arc<PullCredentials>>,
+    /// Where and when its scan container last got the scanned image (node, time).
+    pub started: Option<(String, i64)>,
 }
 
 /// A scan Job.
 #[derive(Clone, Debug)]
 pub struct SimJob {
+    /// Namespace: the scan namespace or a workload namespace.
+    pub ns: String,
     /// Name.
     pub name: String,
     /// UID.
@@ -376,11 +386,21 @@ pub struct SimJob {
     pub creator: (usize, u32),
     /// resourceVersion of the creation.
     pub created_rv: u64,
+    /// The pod template's `imagePullSecrets` and service account (`None` without secrets).
+    pub pull: Option<Arc<PullCredentials>>,
+    /// Nodes of the pod template's preferred node affinity.
+    pub preferred_nodes: Vec<String>,
+    /// Why Pod Security Admission refuses its pod, if it does.
+    pub rejection: Option<String>,
+    /// Pod creations refused so far (the Job controller backs off between them).
+    pub refused: u32,
 }
 
 /// A scan pod.
 #[derive(Clone, Debug)]
 pub struct SimScanPod {
+    /// Namespace (its Job's).
+    pub ns: String,
     /// Name.
     pub name: String,
     /// UID.
@@ -401,6 +421,10 @@ pub struct SimScanPod {
     pub log: Arc<Vec<u8>>,
     /// Being deleted.
     pub deleting: bool,
+    /// The node it runs on.
+    pub node: String,
+    /// The last failed pull of the scanned image (repeated in the back-off message).
+    pub pull_error: Option<String>,
 }
 
 /// Namespace state.
@@ -449,14 +473,33 @@ pub struct Cluster {
     pub pods: BTreeMap<(String, String), SimPod>,
     /// CIS by (ns, name).
     pub cis: BTreeMap<(String, String), SimCis>,
-    /// Scan Jobs by name.
-    pub jobs: BTreeMap<String, SimJob>,
-    /// Scan pods by name.
-    pub scan_pods: BTreeMap<String, SimScanPod>,
+    /// Scan Jobs by (ns, name).
+    pub jobs: BTreeMap<(String, String), SimJob>,
+    /// Scan pods by (ns, name).
+    pub scan_pods: BTreeMap<(String, String), SimScanPod>,
+    /// `FailedCreate` Events of Jobs (their pod refused): (ns, Job name, Job UID) → (message,
+    /// last time). An instance that starts lists them (Events live an hour).
+    pub job_events: BTreeMap<(String, String, String), (String, i64)>,
     /// Every Job ever created, by UID.
     pub job_registry: BTreeMap<String, JobRecord>,
+    /// (digest, namespace, credentials) of every workload pod with imagePullSecrets that ran
+    /// a digest: the placements a scan Job may take.
+    pub ran_with: BTreeSet<(String, String, Arc<PullCredentials>)>,
     /// The image catalog.
     pub images: Vec<Image>,
+    /// The scan namespace's `trivy-job-config` ConfigMap (installed with the operator).
+    pub job_config: BTreeMap<String, String>,
+}
+
+/// The data of `trivy-job-config`: what scan pods get as `TRIVY_<key>` variables.
+pub fn job_config() -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (
+            "DB_REPOSITORY".to_string(),
+            "mirror.example.net/aquasecurity/trivy-db:2".to_string(),
+        ),
+        ("OFFLINE_SCAN".to_string(), "true".to_string()),
+    ])
 }
 
 /// Key of a namespaced object in a log.
@@ -506,18 +549,18 @@ impl Cluster {
     }
 
     /// Publishes a Job.
-    pub fn publish_job(&mut self, name: &str) {
-        let view = self.jobs.get(name).map(|j| View::Job(job_view(j)));
-        self.publish(Kind::Job, name.to_string(), view);
+    pub fn publish_job(&mut self, key: &(String, String)) {
+        let view = self.jobs.get(key).map(|j| View::Job(job_view(j)));
+        self.publish(Kind::Job, nk(&key.0, &key.1), view);
     }
 
     /// Publishes a scan pod.
-    pub fn publish_scan_pod(&mut self, name: &str) {
+    pub fn publish_scan_pod(&mut self, key: &(String, String)) {
         let view = self
             .scan_pods
-            .get(name)
+            .get(key)
             .map(|p| View::ScanPod(scan_pod_view(p)));
-        self.publish(Kind::ScanPod, name.to_string(), view);
+        self.publish(Kind::ScanPod, nk(&key.0, &key.1), view);
     }
 
     /// Publishes a workload.
@@ -570,6 +613,7 @@ impl Cluster {
             start_time: p.start_time,
             containers: containers.into(),
             ignore_unfixed: p.ignore_unfixed,
+            pull_credentials: p.pull.clone(),
         }
     }
 
@@ -610,6 +654,7 @@ pub fn cis_view(c: &SimCis) -> CisView {
 /// The view of a Job.
 pub fn job_view(j: &SimJob) -> JobView {
     JobView {
+        namespace: j.ns.clone(),
         name: j.name.clone(),
         uid: j.uid.clone(),
         resource_version: None,
@@ -620,12 +665,14 @@ pub fn job_view(j: &SimJob) -> JobView {
         created: j.created,
         finished: j.finished.clone(),
         deleting: false,
+        pull_credentials: j.pull.clone(),
     }
 }
 
 /// The view of a scan pod.
 pub fn scan_pod_view(p: &SimScanPod) -> ScanPodView {
     ScanPodView {
+        namespace: p.ns.clone(),
         name: p.name.clone(),
         uid: p.uid.clone(),
         resource_version: None,

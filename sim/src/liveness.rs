@@ -10,6 +10,7 @@ use image_scanner::crd::ContainerImageScan;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::checks::expected_summary;
+use crate::oracle::{PULL_UNAUTHORIZED, Reach, SCAN_POD_REJECTED};
 use crate::sim::{Event, Sim};
 
 impl Sim {
@@ -38,6 +39,7 @@ impl Sim {
             );
             self.stop = true;
         } else {
+            self.note(|| format!("not converged: {:?}", problems.first()));
             self.after(60_000, Event::Check);
         }
     }
@@ -100,9 +102,8 @@ impl Sim {
         if let Some(j) = self.cluster.active_jobs().next() {
             return vec![format!("scan Job {} still active", j.name)];
         }
-        let mut expected = self.expected_cis(&cfg);
-        // Created once a member settled, kept while members exist.
-        expected.retain(|k, e| e.settled || self.cluster.cis.get(k).is_some_and(|c| !c.deleting));
+        let expected = self.asked_cis(&cfg);
+        let reaches = self.reaches(&cfg, &expected);
         for ((ns, name), c) in &self.cluster.cis {
             if c.deleting {
                 continue;
@@ -165,36 +166,44 @@ impl Sim {
                 .iter()
                 .flatten()
                 .find(|c| c.type_ == "Stalled" && c.status == "True")
-                .map(|c| c.reason.clone());
-            match truth.class.stalled_reason() {
-                None => {
-                    let job_ok = s
-                        .last_scan_job_uid
-                        .as_deref()
-                        .and_then(|u| self.cluster.job_registry.get(u))
-                        .is_some_and(|r| {
-                            r.succeeded && r.digest.as_deref() == Some(e.digest.as_str())
-                        });
-                    let conditions = s.conditions.as_ref().is_some_and(|c| !c.is_empty());
-                    if s.last_successful_scan_time.is_none() || !job_ok || conditions {
-                        problems.push(format!(
-                            "{ns}/{name}: no successful scan shown (job_ok={job_ok} conditions={:?})",
-                            s.conditions.iter().flatten().map(|c| c.reason.as_str()).collect::<Vec<_>>()
-                        ));
-                    } else if s.vulnerability_summary.as_ref()
-                        != Some(&expected_summary(&truth.vulns, &c.spec))
-                    {
-                        problems.push(format!("{ns}/{name}: summary differs from the report"));
-                    }
+                .map(|c| c.reason.as_str());
+            let job_ok = s
+                .last_scan_job_uid
+                .as_deref()
+                .and_then(|u| self.cluster.job_registry.get(u))
+                .is_some_and(|r| r.succeeded && r.digest.as_deref() == Some(e.digest.as_str()));
+            let conditions = s.conditions.as_ref().is_some_and(|c| !c.is_empty());
+            let success = s.last_successful_scan_time.is_some() && job_ok && !conditions;
+            if success
+                && s.vulnerability_summary.as_ref()
+                    != Some(&expected_summary(&truth.vulns, &c.spec))
+            {
+                problems.push(format!("{ns}/{name}: summary differs from the report"));
+            }
+            let reach = reaches.get(&e.digest).cloned().unwrap_or(Reach::Works);
+            let class = truth.class.stalled_reason();
+            // What a scan of the digest can end with now (`oracle::Reach`); a success from
+            // a time when a placement worked stays until the next rescan.
+            let ok = match &reach {
+                Reach::Works => match class {
+                    None => success,
+                    Some(reason) => stalled == Some(reason),
+                },
+                Reach::Fails(reasons) => success || stalled.is_some_and(|r| reasons.contains(r)),
+                Reach::Mixed => {
+                    success
+                        || stalled.is_some_and(|r| {
+                            Some(r) == class || r == PULL_UNAUTHORIZED || r == SCAN_POD_REJECTED
+                        })
                 }
-                Some(reason) => {
-                    if stalled.as_deref() != Some(reason) {
-                        problems.push(format!(
-                            "{ns}/{name}: expected Stalled/{reason} ({:?}), shows {stalled:?}",
-                            truth.class
-                        ));
-                    }
-                }
+            };
+            if !ok {
+                problems.push(format!(
+                    "{ns}/{name}: digest {} ({:?}, {reach:?}) shows success={success} (job_ok={job_ok}) stalled={stalled:?}, conditions {:?}",
+                    e.digest,
+                    truth.class,
+                    s.conditions.iter().flatten().map(|c| c.reason.as_str()).collect::<Vec<_>>()
+                ));
             }
         }
         problems

@@ -82,10 +82,11 @@ fn main() -> ExitCode {
                     let failed = !report.violations.is_empty();
                     if verbose || failed {
                         eprintln!(
-                            "seed {seed}: {} events={} violations={}",
+                            "seed {seed}: {} events={} violations={} max_job_creates={}",
                             report.options,
                             report.events,
-                            report.violations.len()
+                            report.violations.len(),
+                            report.stats.max_job_creates
                         );
                     }
                     if failed {

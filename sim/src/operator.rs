@@ -1,46 +1,20 @@
 //! Operator instances: an [`Engine`] each, fed exactly as `src/shell/runtime.rs` `drive()` feeds
-//! it (watch events, outcomes, leadership, wake-ups; `poll` after each), with simulated watch
-//! streams (relist on start and after 410, per-stream delays, coalescing, dropped deletes,
-//! duplicates, stale lists), a lease, crashes, pauses, clock skew and config changes.
+//! it (watch events, outcomes, leadership, wake-ups; `poll` after each; the watches are in
+//! `watch.rs`), a lease, crashes, pauses, clock skew and config changes.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use image_scanner::core::engine::{Engine, EngineConfig};
-use image_scanner::core::port::{Action, CommandId, Observation, Outcome, StreamId, WatchEvent};
+use image_scanner::core::port::{Action, CommandId, Observation, Outcome};
 use image_scanner::core::time::Timestamp;
 use regex::Regex;
 
-use crate::cluster::{Kind, View, kind};
+use crate::cluster::Kind;
 use crate::options::{Fault, Options};
 use crate::rng::{Draw, Fnv};
 use crate::sim::{Event, Sim};
-
-/// Every stream an instance watches (the configured kinds' metadata included).
-pub const STREAMS: [Kind; 11] = [
-    Kind::Pod,
-    Kind::Cis,
-    Kind::Workload(0),
-    Kind::Workload(1),
-    Kind::Workload(2),
-    Kind::Workload(3),
-    Kind::Workload(4),
-    Kind::Workload(5),
-    Kind::Workload(6),
-    Kind::Job,
-    Kind::ScanPod,
-];
-
-/// The shell's stream numbering: per scope pods, CIS, each kind; then Jobs and scan pods.
-fn stream_id(k: Kind) -> StreamId {
-    StreamId(match k {
-        Kind::Pod => 1,
-        Kind::Cis => 2,
-        Kind::Workload(i) => 3 + u32::from(i),
-        Kind::Job => 3 + u32::from(kind::CONFIGURED),
-        Kind::ScanPod => 4 + u32::from(kind::CONFIGURED),
-    })
-}
+use crate::watch::{EVENT_TTL_MS, Rejection, STREAMS, Watcher};
 
 /// Lease duration and renew period (kube-lease-manager settings of the shell).
 const LEASE_MS: i64 = 15_000;
@@ -54,21 +28,6 @@ pub struct Lease {
     pub holder: Option<(usize, u32)>,
     /// Expiry.
     pub expires: i64,
-}
-
-/// One watch of one instance.
-#[derive(Clone, Debug, Default)]
-pub struct Watcher {
-    /// Last resourceVersion delivered.
-    pub cursor: u64,
-    /// Connected (a disconnected watcher reconnects, possibly into a 410).
-    pub connected: bool,
-    /// Delivered its first complete list.
-    pub listed: bool,
-    /// A delivery is scheduled.
-    pub scheduled: bool,
-    /// The next reconnect must relist (a lost delete).
-    pub must_relist: bool,
 }
 
 /// An operator process.
@@ -85,6 +44,9 @@ pub struct Instance {
     pub watchers: BTreeMap<Kind, Watcher>,
     /// `CachesSynced` delivered.
     pub synced: bool,
+    /// The scan namespace's `trivy-job-config` ConfigMap was listed (one of the watches the
+    /// shell waits for before `CachesSynced`).
+    pub config_listed: bool,
     /// Told it leads.
     pub leading: bool,
     /// Paused (stop-the-world).
@@ -103,6 +65,9 @@ pub struct Instance {
     pub second: (i64, u32),
     /// Commands in flight (issued, no reply observed).
     pub inflight: VecDeque<CommandId>,
+    /// Per CreateJob in flight: how far its Job watch had got when it was decided (what the
+    /// Job limit was checked against).
+    pub job_cursor: BTreeMap<CommandId, u64>,
 }
 
 /// The engine configuration of a run.
@@ -121,6 +86,7 @@ pub fn engine_config(opts: &Options) -> EngineConfig {
     cfg.job.ttl_seconds_after_finished = 900;
     cfg.job.active_deadline_seconds = 600;
     cfg.job.backoff_limit = 2;
+    cfg.workload_placement = opts.kep.placement;
     cfg
 }
 
@@ -175,6 +141,7 @@ impl Sim {
             cfg,
             watchers: STREAMS.iter().map(|k| (*k, Watcher::default())).collect(),
             synced: false,
+            config_listed: false,
             leading: false,
             paused: false,
             paused_until: 0,
@@ -184,6 +151,7 @@ impl Sim {
             repeats: BTreeMap::new(),
             second: (0, 0),
             inflight: VecDeque::new(),
+            job_cursor: BTreeMap::new(),
         };
         if id < self.instances.len() {
             self.instances[id] = inst;
@@ -194,8 +162,30 @@ impl Sim {
             let d = self.r_delivery.between(1, 200);
             self.after(d, Event::Relist(id, inc, k));
         }
+        let d = self.r_delivery.between(1, 200);
+        self.after(d, Event::ListJobConfig(id, inc));
         let d = self.r_delivery.between(1, 500);
         self.after(d, Event::LeaseTick(id, inc));
+        // The Event watch starts with a list: FailedCreate Events of the last hour.
+        let now = self.now;
+        self.cluster
+            .job_events
+            .retain(|_, (_, at)| now - *at < EVENT_TTL_MS);
+        let events: Vec<Rejection> = self
+            .cluster
+            .job_events
+            .iter()
+            .map(|((ns, name, uid), (message, _))| Rejection {
+                namespace: ns.clone(),
+                job_name: name.clone(),
+                job_uid: uid.clone(),
+                message: message.clone(),
+            })
+            .collect();
+        for r in events {
+            let d = self.r_delivery.between(1, 500);
+            self.after(d, Event::JobRejected(id, inc, Box::new(r)));
+        }
         self.note(|| format!("inst{id} start inc={inc}"));
     }
 
@@ -209,7 +199,7 @@ impl Sim {
         self.instances.get(i).map(|x| x.cfg.clone())
     }
 
-    fn live(&self, i: usize, inc: u32) -> bool {
+    pub(crate) fn live(&self, i: usize, inc: u32) -> bool {
         self.instances
             .get(i)
             .is_some_and(|x| x.inc == inc && x.engine.is_some())
@@ -221,7 +211,7 @@ impl Sim {
     }
 
     /// Postpones an event of a paused instance; true if postponed.
-    fn postpone_if_paused(&mut self, i: usize, ev: Event) -> bool {
+    pub(crate) fn postpone_if_paused(&mut self, i: usize, ev: Event) -> bool {
         if self.instances[i].paused {
             let until = self.instances[i].paused_until;
             let d = self.r_delivery.between(1, 50) as i64;
@@ -232,287 +222,11 @@ impl Sim {
         }
     }
 
-    fn delay(&mut self) -> u64 {
-        let max = self.opts.max_delay_ms;
-        if self.healing {
-            self.r_delivery.between(1, 20)
-        } else if max > 20 && self.r_delivery.chance(0.3) {
-            self.r_delivery.between(1, max)
-        } else {
-            self.r_delivery.between(1, 20)
-        }
-    }
-
-    /// Schedules a delivery of `k` to every connected watcher that has something new.
-    pub fn schedule_deliveries(&mut self, k: Kind) {
-        for i in 0..self.instances.len() {
-            let inc = self.instances[i].inc;
-            if self.instances[i].engine.is_none() {
-                continue;
-            }
-            let Some(w) = self.instances[i].watchers.get(&k) else {
-                continue;
-            };
-            if !w.connected || w.scheduled || !w.listed {
-                continue;
-            }
-            let d = self.delay();
-            if let Some(w) = self.instances[i].watchers.get_mut(&k) {
-                w.scheduled = true;
-            }
-            self.after(d, Event::Deliver(i, inc, k));
-        }
-    }
-
-    /// Compacts a log up to what every connected watcher has seen, within the window.
-    pub fn compact(&mut self, k: Kind) {
-        let mut upto = u64::MAX;
-        for inst in &self.instances {
-            if inst.engine.is_none() {
-                continue;
-            }
-            if let Some(w) = inst.watchers.get(&k)
-                && w.connected
-            {
-                upto = upto.min(w.cursor);
-            }
-        }
-        let window = self.opts.compaction_window;
-        if let Some(log) = self.cluster.logs.get_mut(&k) {
-            if upto == u64::MAX {
-                upto = log.head();
-            }
-            // Keep some history for stale lists even when everyone has seen it.
-            let keep_min = 8.min(window);
-            let floor_target = if log.changes.len() > keep_min {
-                upto
-            } else {
-                0
-            };
-            log.compact(floor_target, window.max(keep_min));
-        }
-    }
-
-    fn observe(&mut self, i: usize, obs: Observation) {
+    pub(crate) fn observe(&mut self, i: usize, obs: Observation) {
         let now = self.clock(i);
         if let Some(e) = self.instances[i].engine.as_mut() {
             e.observe(obs, now);
         }
-    }
-
-    /// Watch delivery.
-    pub fn deliver(&mut self, i: usize, inc: u32, k: Kind) {
-        if !self.live(i, inc) {
-            return;
-        }
-        if self.postpone_if_paused(i, Event::Deliver(i, inc, k)) {
-            return;
-        }
-        let Some(w) = self.instances[i].watchers.get(&k).cloned() else {
-            return;
-        };
-        if let Some(w) = self.instances[i].watchers.get_mut(&k) {
-            w.scheduled = false;
-        }
-        if !w.connected {
-            return;
-        }
-        let (floor, changes) = {
-            let Some(log) = self.cluster.logs.get(&k) else {
-                return;
-            };
-            let changes: Vec<crate::cluster::Change> = log
-                .changes
-                .iter()
-                .filter(|c| c.rv > w.cursor)
-                .cloned()
-                .collect();
-            (log.floor, changes)
-        };
-        if w.cursor < floor {
-            // Too old a resourceVersion: 410, relist.
-            self.stats.relists += 1;
-            self.note(|| format!("inst{i} {k:?} 410 (cursor {} < floor {floor})", w.cursor));
-            if let Some(w) = self.instances[i].watchers.get_mut(&k) {
-                w.connected = false;
-            }
-            let d = self.r_delivery.between(10, 1_000);
-            self.after(d, Event::Relist(i, inc, k));
-            return;
-        }
-        if changes.is_empty() {
-            return;
-        }
-        // Deliver a chunk; the rest follows in a later delivery (interleaving streams).
-        let chunk = if self.opts.has(Fault::Delay) && !self.healing {
-            self.r_delivery.between(1, 8) as usize
-        } else {
-            changes.len()
-        };
-        let batch = &changes[..chunk.min(changes.len())];
-        let last_rv = batch.last().map_or(w.cursor, |c| c.rv);
-        let mut events = Vec::new();
-        for (n, c) in batch.iter().enumerate() {
-            let superseded = batch[n + 1..].iter().any(|l| l.key == c.key);
-            if superseded && self.fault(Fault::Coalesce, 5.0) {
-                self.note(|| format!("inst{i} {k:?} coalesce rv={}", c.rv));
-                continue;
-            }
-            match (&c.after, &c.before) {
-                (Some(v), _) => events.push(WatchEvent::Apply(v.clone())),
-                (None, Some(v)) => {
-                    if self.fault(Fault::DropDelete, 3.0) {
-                        self.note(|| format!("inst{i} {k:?} drop delete {}", c.key));
-                        if let Some(w) = self.instances[i].watchers.get_mut(&k) {
-                            w.must_relist = true;
-                        }
-                        let d = self.r_faults.between(1_000, 60_000);
-                        self.after(d, Event::Disconnect(i, inc, k));
-                        continue;
-                    }
-                    let mut v = v.clone();
-                    set_view_rv(&mut v, c.rv);
-                    events.push(WatchEvent::Delete(v));
-                }
-                (None, None) => {}
-            }
-        }
-        if let Some(w) = self.instances[i].watchers.get_mut(&k) {
-            w.cursor = last_rv;
-        }
-        let n = events.len();
-        self.note(|| format!("inst{i} deliver {k:?} n={n} upto_rv={last_rv}"));
-        for ev in events {
-            let obs = observation(k, ev);
-            self.observe(i, obs);
-        }
-        self.poll(i);
-        if changes.len() > chunk {
-            if let Some(w) = self.instances[i].watchers.get_mut(&k) {
-                w.scheduled = true;
-            }
-            let d = self.delay();
-            self.after(d, Event::Deliver(i, inc, k));
-        }
-    }
-
-    /// A full (re)list: InitStarted, InitApply…, InitDone.
-    pub fn relist(&mut self, i: usize, inc: u32, k: Kind) {
-        if !self.live(i, inc) {
-            return;
-        }
-        if self.postpone_if_paused(i, Event::Relist(i, inc, k)) {
-            return;
-        }
-        let (head, floor) = self
-            .cluster
-            .logs
-            .get(&k)
-            .map_or((self.cluster.rv, 0), |l| (l.head(), l.floor));
-        let stale_ok = !matches!(k, Kind::Cis | Kind::Job) || self.opts.has(Fault::StaleCis);
-        let at = if stale_ok && self.fault(Fault::StaleList, 10.0) {
-            self.r_faults.between(floor, head)
-        } else {
-            head
-        };
-        let snapshot = self
-            .cluster
-            .logs
-            .get(&k)
-            .map(|l| l.snapshot_at(at))
-            .unwrap_or_default();
-        let n = snapshot.len();
-        self.note(|| format!("inst{i} relist {k:?} at rv={at} (head {head}) n={n}"));
-        self.observe(i, observation(k, WatchEvent::InitStarted));
-        for (_, v) in snapshot {
-            self.observe(i, observation(k, WatchEvent::InitApply(v)));
-        }
-        self.observe(i, observation(k, WatchEvent::InitDone));
-        if let Some(w) = self.instances[i].watchers.get_mut(&k) {
-            w.cursor = at;
-            w.connected = true;
-            w.listed = true;
-            w.must_relist = false;
-            w.scheduled = false;
-        }
-        if !self.instances[i].synced && self.instances[i].watchers.values().all(|w| w.listed) {
-            self.instances[i].synced = true;
-            self.observe(i, Observation::CachesSynced);
-        }
-        self.poll(i);
-        if head > at || self.cluster.logs.get(&k).is_some_and(|l| l.head() > at) {
-            self.schedule_deliveries(k);
-        }
-    }
-
-    /// A watch connection drops.
-    pub fn disconnect(&mut self, i: usize, inc: u32, k: Kind) {
-        let Some(x) = self.instances.get(i) else {
-            return;
-        };
-        let inc = if inc == u32::MAX { x.inc } else { inc };
-        if !self.live(i, inc) {
-            return;
-        }
-        if let Some(w) = self.instances[i].watchers.get_mut(&k) {
-            if !w.connected {
-                return;
-            }
-            w.connected = false;
-        }
-        self.note(|| format!("inst{i} {k:?} disconnect"));
-        let d = self.r_delivery.between(200, 5_000);
-        self.after(d, Event::Reconnect(i, inc, k));
-    }
-
-    /// Reconnect: resume, or 410 and relist when the cursor was compacted away.
-    pub fn reconnect(&mut self, i: usize, inc: u32, k: Kind) {
-        if !self.live(i, inc) {
-            return;
-        }
-        let floor = self.cluster.logs.get(&k).map_or(0, |l| l.floor);
-        let Some(w) = self.instances[i].watchers.get(&k).cloned() else {
-            return;
-        };
-        if w.must_relist || w.cursor < floor {
-            self.stats.relists += 1;
-            self.note(|| format!("inst{i} {k:?} reconnect: 410"));
-            self.relist(i, inc, k);
-            return;
-        }
-        let mut cursor = w.cursor;
-        if self.fault(Fault::Duplicate, 10.0) {
-            let back = self.r_faults.between(1, 10);
-            cursor = cursor.saturating_sub(back).max(floor);
-            self.note(|| format!("inst{i} {k:?} reconnect re-delivers from rv={cursor}"));
-        }
-        if let Some(w) = self.instances[i].watchers.get_mut(&k) {
-            w.connected = true;
-            w.cursor = cursor;
-            w.scheduled = false;
-        }
-        self.schedule_deliveries(k);
-    }
-
-    /// A BackOff event of a scan pod reaches every live instance (after a watch delay).
-    pub fn broadcast_back_off(&mut self, pod: &str) {
-        for i in 0..self.instances.len() {
-            if self.instances[i].engine.is_none() {
-                continue;
-            }
-            let inc = self.instances[i].inc;
-            let d = self.delay();
-            self.after(d, Event::BackOff(i, inc, pod.to_string()));
-        }
-    }
-
-    /// Delivers a BackOff event.
-    pub fn back_off_event(&mut self, i: usize, inc: u32, pod: String) {
-        if !self.live(i, inc) || self.postpone_if_paused(i, Event::BackOff(i, inc, pod.clone())) {
-            return;
-        }
-        self.observe(i, Observation::BackOffEvent { pod_name: pod });
-        self.poll(i);
     }
 
     /// Polls the engine and sends its commands.
@@ -593,6 +307,13 @@ impl Sim {
             }
             self.hot_loop_check(i, &cmd.action);
             let id = cmd.id;
+            if matches!(cmd.action, Action::CreateJob { .. }) {
+                let cursor = self.instances[i]
+                    .watchers
+                    .get(&Kind::Job)
+                    .map_or(0, |w| w.cursor);
+                self.instances[i].job_cursor.insert(id, cursor);
+            }
             let verb = cmd.action.verb();
             self.note(|| format!("inst{i} cmd#{} {verb} {}", id.0, describe(&cmd.action)));
             self.instances[i].inflight.push_back(id);
@@ -788,54 +509,6 @@ impl Sim {
     }
 }
 
-fn set_view_rv(v: &mut View, rv: u64) {
-    match v {
-        View::Pod(x) => x.resource_version = Some(rv),
-        View::Cis(x) => x.resource_version = Some(rv),
-        View::Job(x) => x.resource_version = Some(rv),
-        View::ScanPod(x) => x.resource_version = Some(rv),
-        View::Workload(_) => {}
-    }
-}
-
-fn observation(k: Kind, ev: WatchEvent<View>) -> Observation {
-    let stream = stream_id(k);
-    fn map<T>(ev: WatchEvent<View>, f: impl Fn(View) -> Option<T>) -> Option<WatchEvent<T>> {
-        Some(match ev {
-            WatchEvent::Apply(v) => WatchEvent::Apply(f(v)?),
-            WatchEvent::Delete(v) => WatchEvent::Delete(f(v)?),
-            WatchEvent::InitApply(v) => WatchEvent::InitApply(f(v)?),
-            WatchEvent::InitStarted => WatchEvent::InitStarted,
-            WatchEvent::InitDone => WatchEvent::InitDone,
-        })
-    }
-    let none = || Observation::CachesSynced;
-    match k {
-        Kind::Pod => map(ev, |v| if let View::Pod(p) = v { Some(p) } else { None })
-            .map_or_else(none, |event| Observation::Pod { stream, event }),
-        Kind::Cis => map(ev, |v| if let View::Cis(p) = v { Some(p) } else { None })
-            .map_or_else(none, |event| Observation::Cis { stream, event }),
-        Kind::Job => map(ev, |v| if let View::Job(p) = v { Some(p) } else { None })
-            .map_or_else(none, |event| Observation::Job { stream, event }),
-        Kind::ScanPod => map(ev, |v| {
-            if let View::ScanPod(p) = v {
-                Some(p)
-            } else {
-                None
-            }
-        })
-        .map_or_else(none, |event| Observation::ScanPod { stream, event }),
-        Kind::Workload(_) => map(ev, |v| {
-            if let View::Workload(p) = v {
-                Some(p)
-            } else {
-                None
-            }
-        })
-        .map_or_else(none, |event| Observation::Workload { stream, event }),
-    }
-}
-
 /// A short description of an action for traces and messages.
 pub fn describe(a: &Action) -> String {
     match a {
@@ -884,16 +557,41 @@ pub fn describe(a: &Action) -> String {
                 .as_ref()
                 .map(|s| (s.fixed_count, s.unfixed_count)),
         ),
-        Action::CreateJob { job } => format!(
-            "create_job {}",
-            job.metadata.name.clone().unwrap_or_default()
-        ),
-        Action::DeleteJob { name, uid } => format!("delete_job {name} uid={}", short(uid)),
+        Action::CreateJob { job } => {
+            let secrets: Vec<String> = job
+                .spec
+                .as_ref()
+                .and_then(|s| s.template.spec.as_ref())
+                .and_then(|s| s.image_pull_secrets.clone())
+                .unwrap_or_default()
+                .into_iter()
+                .map(|s| s.name)
+                .collect();
+            let digest = job
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(image_scanner::core::scan_job::ANNOTATION_DIGEST))
+                .cloned()
+                .unwrap_or_default();
+            format!(
+                "create_job {}/{} digest={} secrets={secrets:?}",
+                job.metadata.namespace.clone().unwrap_or_default(),
+                job.metadata.name.clone().unwrap_or_default(),
+                short(&digest)
+            )
+        }
+        Action::DeleteJob {
+            namespace,
+            name,
+            uid,
+        } => format!("delete_job {namespace}/{name} uid={}", short(uid)),
         Action::FetchLog {
+            namespace,
             pod_name,
             limit_bytes,
             ..
-        } => format!("fetch_log {pod_name} limit={limit_bytes}"),
+        } => format!("fetch_log {namespace}/{pod_name} limit={limit_bytes}"),
         Action::ApplyReport {
             namespace, name, ..
         } => format!("apply_report {namespace}/{name}"),
@@ -908,13 +606,20 @@ pub fn describe(a: &Action) -> String {
 
 fn short(s: &str) -> &str {
     let s = s.strip_prefix("sha256:").unwrap_or(s);
-    &s[..s.len().min(8)]
+    &s[..s.len().min(16)]
 }
 
 fn outcome_str(o: &Outcome) -> String {
     match o {
         Outcome::CisApplied(v) => format!("cis_applied rv={:?}", v.resource_version),
-        Outcome::JobCreated(v) => format!("job_created {} uid={}", v.name, short(&v.uid)),
+        Outcome::JobCreated(v) => {
+            format!(
+                "job_created {}/{} uid={}",
+                v.namespace,
+                v.name,
+                short(&v.uid)
+            )
+        }
         Outcome::Done => "done".to_string(),
         Outcome::Log(b) => format!("log {} bytes", b.len()),
         Outcome::Failed(e) => format!(

@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::time::Duration;
 
+use crate::kubelet::KepOptions;
 use crate::rng::{Concern, Draw, stream};
 
 /// Every fault the simulator can inject.
@@ -213,6 +214,8 @@ pub struct Options {
     pub compaction_window: usize,
     /// Whether to run the fault-free reference run and compare (L3).
     pub differential: bool,
+    /// Pull credentials, the kubelet's feature gate, namespaces' admission (KEP-2535).
+    pub kep: KepOptions,
 }
 
 impl Options {
@@ -249,6 +252,8 @@ impl Options {
         } else {
             100_000
         };
+        let nodes = r.between(1, 3) as usize;
+        let kep = KepOptions::draw(seed, nodes, namespaces, fault_phase.as_millis() as u64);
         Options {
             seed,
             faults,
@@ -259,7 +264,7 @@ impl Options {
             images,
             fault_phase,
             heal_limit: scan_interval * 3,
-            nodes: r.between(1, 3) as usize,
+            nodes,
             scan_interval,
             job_limit,
             max_inflight,
@@ -268,6 +273,7 @@ impl Options {
             max_delay_ms,
             compaction_window,
             differential: true,
+            kep,
         }
     }
 
@@ -292,7 +298,7 @@ impl fmt::Display for Options {
         let faults: Vec<&str> = self.faults.iter().map(|x| x.name()).collect();
         write!(
             f,
-            "seed={} faults=[{}] rate={} ns={} workloads={} ops={} images={} nodes={} fault_phase={}s heal_limit={}s interval={}s job_limit={} inflight={} details={} request_limit={} max_delay={}ms window={}",
+            "seed={} faults=[{}] rate={} ns={} workloads={} ops={} images={} nodes={} fault_phase={}s heal_limit={}s interval={}s job_limit={} inflight={} details={} request_limit={} max_delay={}ms window={} {}",
             self.seed,
             faults.join(","),
             self.rate,
@@ -314,6 +320,7 @@ impl fmt::Display for Options {
             },
             self.max_delay_ms,
             self.compaction_window,
+            self.kep,
         )
     }
 }

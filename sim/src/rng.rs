@@ -24,6 +24,11 @@ pub enum Concern {
     Uids = 6,
     /// Scan Job controller timings.
     Jobs = 7,
+    /// The KEP-2535 setup of the seed (feature gate per node, namespaces' secrets and
+    /// admission): drawn from its own stream so the older options keep their values.
+    Kubelet = 8,
+    /// Which digests need credentials and which nodes have them preloaded.
+    Registry = 9,
 }
 
 /// SplitMix64 finaliser: spreads seeds that differ in one bit.

@@ -4,13 +4,16 @@
 //! world must converge (liveness), then a quiet window in which nothing may be written.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Write as _;
 
 use image_scanner::core::engine::EngineConfig;
 use image_scanner::core::port::{Command, CommandId, Outcome};
 
+use image_scanner::core::scan_job::{ScanJobParams, build_scan_job};
+use k8s_openapi::api::core::v1::PodSpec;
+
 use crate::checks::Checker;
 use crate::cluster::{Cluster, Kind, T0};
+use crate::kubelet::Kubelet;
 use crate::operator::{Instance, Lease};
 use crate::options::{Fault, Options};
 use crate::rng::{Concern, Draw, Fnv, Rng, stream};
@@ -72,20 +75,24 @@ pub enum Event {
     Finalize(String, String),
     /// Namespace deletion completes when empty.
     NsFinalize(String),
-    /// Scan Job controller (job name, job uid).
-    Job(String, String, JobStep),
-    /// Scan pod removal after graceful deletion (name, uid).
-    ScanPodRemove(String, String),
+    /// Scan Job controller (job namespace, name, uid).
+    Job(String, String, String, JobStep),
+    /// Scan pod removal after graceful deletion (namespace, name, uid).
+    ScanPodRemove(String, String, String),
     /// Deliver watch events to an instance.
     Deliver(usize, u32, Kind),
     /// (Re)list a stream of an instance.
     Relist(usize, u32, Kind),
+    /// The instance lists the `trivy-job-config` ConfigMap.
+    ListJobConfig(usize, u32),
     /// Watch connection drops.
     Disconnect(usize, u32, Kind),
     /// Watch reconnects.
     Reconnect(usize, u32, Kind),
-    /// A BackOff event about a scan pod reaches an instance.
-    BackOff(usize, u32, String),
+    /// A BackOff event about a scan pod (namespace, name) reaches an instance.
+    BackOff(usize, u32, String, String),
+    /// A FailedCreate event of a scan Job reaches an instance.
+    JobRejected(usize, u32, Box<crate::watch::Rejection>),
     /// A request reaches the API server.
     Arrive(usize, u32, Box<Command>),
     /// A reply reaches the instance.
@@ -139,6 +146,8 @@ pub struct Stats {
     pub faults: u64,
     /// Simulated time until convergence in the heal phase (ms).
     pub converge_ms: Option<i64>,
+    /// The most Job creations of one digest within the S9 window.
+    pub max_job_creates: usize,
 }
 
 /// Trace: always a cheap hash; the text only when asked for.
@@ -163,10 +172,27 @@ pub struct RunResult {
     pub trace_hash: u64,
     /// Trace lines (when enabled).
     pub trace: Vec<String>,
-    /// Final CIS summary for the differential check: key → description.
-    pub final_cis: BTreeMap<String, String>,
+    /// Final CIS summary for the differential check.
+    pub final_cis: BTreeMap<String, FinalCis>,
     /// Namespaces the final configuration scans.
     pub final_config: Option<EngineConfig>,
+}
+
+/// A final CIS as the differential check (L3) compares it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FinalCis {
+    /// Spec and owner count.
+    pub spec: String,
+    /// Status class and summary (empty without status).
+    pub status: String,
+    /// The status depends on when the scans ran (no placement always works): not compared.
+    pub history: bool,
+}
+
+impl std::fmt::Display for FinalCis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.spec, self.status)
+    }
 }
 
 /// The simulator.
@@ -226,6 +252,10 @@ pub struct Sim {
     pub crons_suspended: bool,
     /// Reserved names of scan pods.
     pub used_names: BTreeSet<String>,
+    /// Images and credentials on the nodes (KEP-2535).
+    pub kubelet: Kubelet,
+    /// The pod spec of a scan Job as the engine builds it (for the oracle's admission check).
+    pub scan_template: PodSpec,
 }
 
 impl Sim {
@@ -243,8 +273,21 @@ impl Sim {
             opts.fault_phase.as_millis() as u64,
         );
         let base_cfg = base_cfg.unwrap_or_else(|| crate::operator::engine_config(&opts));
+        let kubelet = Kubelet::new(seed, &opts.kep, &scanner);
+        let scan_template = build_scan_job(
+            &ScanJobParams {
+                namespace: "ns-0".to_string(),
+                job_name: "template".to_string(),
+                ..ScanJobParams::default()
+            },
+            &base_cfg.job,
+        )
+        .spec
+        .and_then(|s| s.template.spec)
+        .unwrap_or_default();
         let mut cluster = Cluster {
             images: scanner.images.clone(),
+            job_config: crate::cluster::job_config(),
             ..Cluster::default()
         };
         cluster.namespaces.insert(
@@ -282,6 +325,8 @@ impl Sim {
             stop: false,
             crons_suspended: false,
             used_names: BTreeSet::new(),
+            kubelet,
+            scan_template,
             opts,
         };
         for (i, (t, _)) in sim.script.clone().into_iter().enumerate() {
@@ -370,8 +415,7 @@ impl Sim {
             for _ in 0..n {
                 let t = T0 + self.r_faults.between(10_000, span) as i64;
                 let i = self.r_faults.index(n_inst);
-                let k =
-                    crate::operator::STREAMS[self.r_faults.index(crate::operator::STREAMS.len())];
+                let k = crate::watch::STREAMS[self.r_faults.index(crate::watch::STREAMS.len())];
                 self.at(t, Event::Disconnect(i, u32::MAX, k));
             }
         }
@@ -413,6 +457,7 @@ impl Sim {
                 .violation(self.now, "L1", format!("never converged: {d}"));
         }
         self.checker.sweep(&self.cluster, self.now);
+        self.stats.max_job_creates = self.checker.max_job_creates;
         let final_cis = self.final_cis();
         let final_config = self.leader_config();
         RunResult {
@@ -439,13 +484,15 @@ impl Sim {
             Event::GcCis(ns, name) => self.gc_cis(&ns, &name),
             Event::Finalize(ns, name) => self.finalize_cis(&ns, &name),
             Event::NsFinalize(ns) => self.ns_finalize(&ns),
-            Event::Job(name, uid, step) => self.job_step(&name, &uid, step),
-            Event::ScanPodRemove(name, uid) => self.scan_pod_remove(&name, &uid),
+            Event::Job(ns, name, uid, step) => self.job_step(&(ns, name), &uid, step),
+            Event::ScanPodRemove(ns, name, uid) => self.scan_pod_remove(&(ns, name), &uid),
             Event::Deliver(i, inc, k) => self.deliver(i, inc, k),
             Event::Relist(i, inc, k) => self.relist(i, inc, k),
+            Event::ListJobConfig(i, inc) => self.list_job_config(i, inc),
             Event::Disconnect(i, inc, k) => self.disconnect(i, inc, k),
             Event::Reconnect(i, inc, k) => self.reconnect(i, inc, k),
-            Event::BackOff(i, inc, pod) => self.back_off_event(i, inc, pod),
+            Event::BackOff(i, inc, ns, pod) => self.back_off_event(i, inc, ns, pod),
+            Event::JobRejected(i, inc, r) => self.job_rejected_event(i, inc, *r),
             Event::Arrive(i, inc, cmd) => self.arrive(i, inc, *cmd),
             Event::Reply(i, inc, id, outcome) => self.reply(i, inc, id, *outcome),
             Event::Wake(i, inc) => self.wake(i, inc),
@@ -509,11 +556,15 @@ impl Sim {
     }
 
     /// A compact description of the final CIS in namespaces the final configuration scans.
-    fn final_cis(&self) -> BTreeMap<String, String> {
+    fn final_cis(&self) -> BTreeMap<String, FinalCis> {
         let cfg = self
             .leader_config()
             .unwrap_or_else(|| self.base_cfg.clone());
         let expected = self.expected_cis(&cfg);
+        // Where no placement always works, the result depends on when the scans ran: by the
+        // pods of the CIS that exist (what the core chooses from) or of all that run the digest.
+        let mut reaches = vec![self.reaches(&cfg, &expected)];
+        reaches.push(self.reaches(&cfg, &self.asked_cis(&cfg)));
         let mut out = BTreeMap::new();
         for ((ns, name), c) in &self.cluster.cis {
             if !cfg.namespace_allowed(ns) {
@@ -527,8 +578,7 @@ impl Sim {
             {
                 continue;
             }
-            let s = c.status.as_ref();
-            let mut d = format!(
+            let spec = format!(
                 "digest={} image={} wl={}/{} c={} iu={:?} min={:?} owners={}",
                 c.spec.digest,
                 c.spec.name,
@@ -539,23 +589,33 @@ impl Sim {
                 c.spec.min_severity,
                 c.owners.len()
             );
-            if let Some(s) = s {
+            let status = c.status.as_ref().map(|s| {
                 let cond: Vec<String> = s
                     .conditions
                     .iter()
                     .flatten()
                     .map(|c| format!("{}/{}", c.type_, c.reason))
                     .collect();
-                let _ = write!(
-                    d,
-                    " scanned={} ok={} cond={:?} summary={:?}",
+                format!(
+                    "scanned={} ok={} cond={:?} summary={:?}",
                     s.last_scan_time.is_some(),
                     s.last_successful_scan_time.is_some(),
                     cond,
                     s.vulnerability_summary
-                );
-            }
-            out.insert(format!("{ns}/{name}"), d);
+                )
+            });
+            let history = reaches.iter().any(|r| {
+                r.get(&c.spec.digest)
+                    .is_some_and(|r| *r != crate::oracle::Reach::Works)
+            });
+            out.insert(
+                format!("{ns}/{name}"),
+                FinalCis {
+                    spec,
+                    status: status.unwrap_or_default(),
+                    history,
+                },
+            );
         }
         out
     }
