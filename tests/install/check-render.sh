@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Static checks of the kustomizations (no cluster needed):
-#  * kubectl kustomize renders the default installation, kustomize/base, the e2e overlay, every
-#    component (each in a throw-away kustomization of its own) and the fixtures
-#    (tests/install/fixtures: the upstream README's override examples, all optional components);
-#  * every image of every rendering is pinned by digest (check-images.sh);
+#  * kubectl kustomize renders the default installation, kustomize/base, the e2e and real-node
+#    overlays, every component (each in a throw-away kustomization of its own) and the fixtures
+#    (tests/install/fixtures: the upstream README's override examples, all optional components,
+#    the scan Job placement variants of docs/install.md);
+#  * every image of every rendering but the real-node overlay's is pinned by digest
+#    (check-images.sh);
 #  * the CRD copy in kustomize/components/crd equals crds/containerimagescans.stas.statnett.no.yaml;
 #  * the contract of check_render.py: objects and names, ConfigMap keys (upstream §13.5),
 #    Deployment shape, restricted pod security, NetworkPolicy, exact RBAC rules, the README's
@@ -36,6 +38,16 @@ render e2e "$KUSTOMIZE_DIR/overlays/e2e"
 render readme "$INSTALL_SRC/fixtures/readme-overlay"
 render readme-trivy "$INSTALL_SRC/fixtures/readme-trivy-job-config"
 render components "$INSTALL_SRC/fixtures/components"
+render workload-scan-per-namespace "$INSTALL_SRC/fixtures/workload-scan-per-namespace"
+render scan-namespace-only "$INSTALL_SRC/fixtures/scan-namespace-only"
+# The real-node overlay names the node's local images by tag: tests/realnode/install.sh pins
+# them by digest in a kustomization of its own, so only its objects are checked here.
+if "$KUBECTL" kustomize "$KUSTOMIZE_DIR/overlays/real-node" >"$OUT/real-node.yaml" 2>"$OUT/real-node.err"; then
+  pass "kubectl kustomize kustomize/overlays/real-node ($(grep -c '^kind:' "$OUT/real-node.yaml") objects; images pinned by tests/realnode/install.sh)"
+else
+  fail "kubectl kustomize kustomize/overlays/real-node: $(cat "$OUT/real-node.err")"
+  : >"$OUT/real-node.yaml"
+fi
 # Each component alone, in a kustomization that sets the namespace as kustomize/base does.
 for dir in "$KUSTOMIZE_DIR"/components/*/; do
   name="$(basename "$dir")"

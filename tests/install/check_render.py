@@ -67,6 +67,8 @@ BASE_OBJECTS = {
     "ClusterRole/image-scanner-containerimagescan-viewer-role",
     "ClusterRole/image-scanner-containerimagescan-editor-role",
     "ClusterRoleBinding/image-scanner-manager-rolebinding",
+    "ClusterRole/image-scanner-workload-scan-role",
+    "ClusterRoleBinding/image-scanner-workload-scan-rolebinding",
     "Role/image-scanner-manager-role",
     "Role/image-scanner-leader-election-role",
     "RoleBinding/image-scanner-manager-rolebinding",
@@ -88,6 +90,7 @@ DEFAULT_OBJECTS = BASE_OBJECTS | {
 WORKLOADS = [("apps", "deployments,replicasets,statefulsets,daemonsets"), ("batch", "cronjobs,jobs")]
 CLUSTER_RULES = {
     ("", "pods", "list,watch", ""),
+    ("", "events", "list,watch", ""),
     ("apps", "daemonsets,deployments,replicasets,statefulsets", "list,watch", ""),
     ("batch", "cronjobs,jobs", "list,watch", ""),
     ("stas.statnett.no", "containerimagescans", "create,delete,get,list,patch,watch", ""),
@@ -99,6 +102,13 @@ SCAN_NS_RULES = {
     ("batch", "jobs", "create,delete,list,watch", ""),
     ("", "pods/log", "get", ""),
     ("", "events", "list,watch", ""),
+    ("", "configmaps", "get,list,watch", "trivy-job-config"),
+}
+# Scan Jobs in workload namespaces (component workload-scan-jobs): bound cluster-wide by default,
+# per namespace in the least-privilege variant.
+WORKLOAD_SCAN_RULES = {
+    ("batch", "jobs", "create,delete", ""),
+    ("", "pods/log", "get", ""),
 }
 LEADER_RULES = {
     ("coordination.k8s.io", "leases", "create", ""),
@@ -226,10 +236,12 @@ np = find(docs, "NetworkPolicy", "trivy")
 check(np["spec"]["podSelector"] == {"matchLabels": sts["spec"]["selector"]["matchLabels"]}
       and np["spec"]["policyTypes"] == ["Ingress"]
       and np["spec"]["ingress"] == [{
-          "from": [{"podSelector": {"matchLabels": {"app.kubernetes.io/managed-by": "image-scanner",
+          "from": [{"namespaceSelector": {},
+                    "podSelector": {"matchLabels": {"app.kubernetes.io/managed-by": "image-scanner",
                                                      "app.kubernetes.io/name": "trivy"}}}],
           "ports": [{"port": 4954, "protocol": "TCP"}]}],
-      "NetworkPolicy trivy admits only scan pods, on TCP 4954", np["spec"])
+      "NetworkPolicy trivy admits only scan pods (of any namespace: workload placement), on TCP 4954",
+      np["spec"])
 svc = find(docs, "Service", "trivy")
 check(svc["spec"]["selector"] == sts["spec"]["selector"]["matchLabels"], "Service trivy selects the trivy server")
 
@@ -243,11 +255,42 @@ check(rules(role) == SCAN_NS_RULES and role["metadata"]["namespace"] == "image-s
 le = find(docs, "Role", "image-scanner-leader-election-role")
 check(rules(le) == LEADER_RULES, "Role image-scanner-leader-election-role: Leases only, by name where possible",
       f"extra {rules(le) - LEADER_RULES}, missing {LEADER_RULES - rules(le)}")
-for d in (cr, role, le):
+wl = find(docs, "ClusterRole", "image-scanner-workload-scan-role") or {"metadata": {"name": "?"}, "rules": []}
+check(rules(wl) == WORKLOAD_SCAN_RULES,
+      "ClusterRole image-scanner-workload-scan-role: create/delete Jobs, read pod logs, nothing else",
+      f"extra {rules(wl) - WORKLOAD_SCAN_RULES}, missing {WORKLOAD_SCAN_RULES - rules(wl)}")
+tjc_rule = [r for r in role.get("rules", []) if "configmaps" in r.get("resources", [])]
+check(tjc_rule and all(r.get("resourceNames") == [tjc.get("metadata", {}).get("name")] for r in tjc_rule),
+      "scan namespace Role: configmaps only by the name of the rendered trivy-job-config", tjc_rule)
+for d in (cr, role, le, wl):
     flat = json.dumps(d["rules"])
     check("secrets" not in flat and '"*"' not in flat, f'{d["kind"]}/{d["metadata"]["name"]}: no secrets, no wildcards')
 sa = {"kind": "ServiceAccount", "name": "image-scanner-controller-manager", "namespace": NS}
+OPERATOR_BINDINGS = {  # (binding kind, binding namespace, role kind, role name)
+    ("ClusterRoleBinding", None, "ClusterRole", "image-scanner-manager-role"),
+    ("ClusterRoleBinding", None, "ClusterRole", "image-scanner-workload-scan-role"),
+    ("RoleBinding", NS, "Role", "image-scanner-manager-role"),
+    ("RoleBinding", NS, "Role", "image-scanner-leader-election-role"),
+}
+
+
+def operator_bindings(docs):
+    """What the operator's ServiceAccount is bound to in a rendering, and bindings with other subjects."""
+    bound, shared = set(), []
+    for b in docs:
+        if b["kind"] in ("ClusterRoleBinding", "RoleBinding") and sa in b.get("subjects", []):
+            bound.add((b["kind"], b["metadata"].get("namespace"), b["roleRef"]["kind"], b["roleRef"]["name"]))
+            if b["subjects"] != [sa]:
+                shared.append(key(b))
+    return bound, shared
+
+
+bound, shared = operator_bindings(docs)
+check(bound == OPERATOR_BINDINGS and not shared,
+      "the operator SA is bound to exactly the manager, workload scan, scan namespace and leader-election roles",
+      f"extra {bound - OPERATOR_BINDINGS}, missing {OPERATOR_BINDINGS - bound}, shared subjects {shared}")
 for kind, name, ref in (("ClusterRoleBinding", "image-scanner-manager-rolebinding", "image-scanner-manager-role"),
+                        ("ClusterRoleBinding", "image-scanner-workload-scan-rolebinding", "image-scanner-workload-scan-role"),
                         ("RoleBinding", "image-scanner-manager-rolebinding", "image-scanner-manager-role"),
                         ("RoleBinding", "image-scanner-leader-election-rolebinding", "image-scanner-leader-election-role")):
     b = find(docs, kind, name)
@@ -279,6 +322,12 @@ check({key(d) for d in e2e} == BASE_OBJECTS, "e2e overlay: no PodMonitor/Prometh
 ecm = find(e2e, "ConfigMap", prefix="image-scanner-config")
 check(ecm["data"].get("SCAN_NAMESPACE_INCLUDE_REGEXP") == "^e2e-.*" and ecm["data"].get("SCAN_INTERVAL") == "2m",
       "e2e overlay: SCAN_NAMESPACE_INCLUDE_REGEXP=^e2e-.*, SCAN_INTERVAL=2m", ecm["data"])
+check(operator_bindings(e2e) == (OPERATOR_BINDINGS, []),
+      "e2e overlay: the operator SA has the default bindings (workload scan Jobs cluster-wide included)")
+rn = load("real-node.yaml")
+check({key(d) for d in rn} == BASE_OBJECTS and operator_bindings(rn) == (OPERATOR_BINDINGS, []),
+      "real-node overlay: the base objects, the operator SA with the default bindings",
+      sorted({key(d) for d in rn} ^ BASE_OBJECTS))
 ests = find(e2e, "StatefulSet", "trivy")
 vols = {v["name"]: v for v in ests["spec"]["template"]["spec"]["volumes"]}
 check(not ests["spec"].get("volumeClaimTemplates") and "emptyDir" in vols.get("data", {}),
@@ -307,6 +356,27 @@ rts = find(rt, "StatefulSet", "trivy")
 rimg = rts["spec"]["template"]["spec"]["containers"][0]["image"]
 check(rimg.startswith("registry.example.com/aquasecurity/trivy:0.74.0@sha256:") and rtc["data"]["TRIVY_IMAGE"] == rimg,
       "images: override of ghcr.io/aquasecurity/trivy moves the server and TRIVY_IMAGE together", (rimg, rtc["data"]["TRIVY_IMAGE"]))
+
+# --- scan Job placement variants (docs/install.md, "Scan Job placement") ---------------------------
+WL_CRB = "ClusterRoleBinding/image-scanner-workload-scan-rolebinding"
+pn = load("workload-scan-per-namespace.yaml")
+per_ns = {("RoleBinding", n, "ClusterRole", "image-scanner-workload-scan-role") for n in ("team-a", "team-b")}
+expect_bound = {b for b in OPERATOR_BINDINGS if b[3] != "image-scanner-workload-scan-role"} | per_ns
+check(operator_bindings(pn) == (expect_bound, []),
+      "least privilege: workload scan role bound per namespace (team-a, team-b), not cluster-wide",
+      operator_bindings(pn))
+pn_expect = (DEFAULT_OBJECTS - {WL_CRB}) | {"RoleBinding/image-scanner-workload-scan"}
+pn_rules = rules(find(pn, "ClusterRole", "image-scanner-workload-scan-role") or {})
+check({key(d) for d in pn} == pn_expect and pn_rules == WORKLOAD_SCAN_RULES,
+      "least privilege: the default minus the cluster-wide binding, the ClusterRole kept for RoleBindings",
+      f"objects not as expected {sorted({key(d) for d in pn} ^ pn_expect)}, role rules {sorted(pn_rules)}")
+so = load("scan-namespace-only.yaml")
+socm = find(so, "ConfigMap", prefix="image-scanner-config") or {"data": {}}
+check({key(d) for d in so} == DEFAULT_OBJECTS - {WL_CRB}
+      and operator_bindings(so)[0] == {b for b in OPERATOR_BINDINGS if b[3] != "image-scanner-workload-scan-role"}
+      and socm["data"].get("SCAN_JOB_PLACEMENT") == "scan-namespace",
+      "scan namespace only: SCAN_JOB_PLACEMENT=scan-namespace, no cluster-wide workload scan binding",
+      (sorted({key(d) for d in so} ^ (DEFAULT_OBJECTS - {WL_CRB})), socm["data"].get("SCAN_JOB_PLACEMENT")))
 
 # --- optional components ----------------------------------------------------------------------------
 comp = load("components.yaml")

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs kustomize/overlays/e2e on the local control plane (make cluster-up first) and proves
 # the operator's RBAC is what docs/install.md says: `kubectl auth can-i` as the operator's
-# ServiceAccount, positive (everything the operator does) and negative (Secrets, pods, writes
-# outside the scan namespace, ...). Writes target/e2e/operator.kubeconfig (a 2 h token of that
-# ServiceAccount) and target/e2e/operator.env (the installed image-scanner-config as KEY=VALUE
+# ServiceAccount, positive (everything the operator does, scan Jobs in workload namespaces
+# included) and negative (Secrets, pods, other ConfigMaps, other writes, ...). Writes
+# target/e2e/operator.kubeconfig (a 2 h token of that ServiceAccount) and
+# target/e2e/operator.env (the installed image-scanner-config as KEY=VALUE
 # lines, plus POD_NAMESPACE) for the e2e suite, which runs the operator on the host with exactly
 # the installed permissions. Prints PASS/FAIL lines; exit 1 when anything failed.
 set -euo pipefail
@@ -55,7 +56,8 @@ for w in deployment/image-scanner-controller-manager statefulset/trivy; do
     fail "$w did not roll out within 90 s: $(kc -n "$NS" get "$w" -o wide 2>&1 | tail -1)"
   fi
 done
-for obj in configmap/trivy-job-config serviceaccount/image-scanner-job networkpolicy/trivy service/trivy; do
+for obj in configmap/trivy-job-config serviceaccount/image-scanner-job networkpolicy/trivy service/trivy \
+           clusterrolebinding/image-scanner-workload-scan-rolebinding; do
   kc -n "$NS" get "$obj" >/dev/null 2>&1 && pass "$obj exists" || fail "$obj missing"
 done
 
@@ -120,9 +122,11 @@ can() {
     fail "can-i $* -> '${got:-error}', want $want"
   fi
 }
-# Cluster-wide reads.
+# Cluster-wide reads (pods, Jobs and core Events also: scan Jobs, their pods, BackOff and
+# FailedCreate Events wherever a scan Job runs).
 for v in list watch; do
   can yes "$v" pods -A
+  can yes "$v" events -A
   for r in deployments.apps replicasets.apps statefulsets.apps daemonsets.apps cronjobs.batch jobs.batch; do
     can yes "$v" "$r" -A
   done
@@ -139,6 +143,15 @@ for v in create delete list watch; do can yes "$v" jobs.batch -n "$NS"; done
 can yes get pods --subresource=log -n "$NS"
 can yes list events -n "$NS"
 can yes watch events -n "$NS"
+# trivy-job-config, by name only (copied into scan Jobs in workload namespaces).
+for v in get list watch; do can yes "$v" configmaps/trivy-job-config -n "$NS"; done
+# Workload namespaces (ClusterRoleBinding image-scanner-workload-scan-rolebinding): scan Jobs
+# with a workload's pull secrets, their logs. Every namespace, kube-system included: the cost
+# of the cluster-wide binding (docs/install.md, "Scan Job placement").
+for ns in default e2e-workload kube-system; do
+  for v in create delete; do can yes "$v" jobs.batch -n "$ns"; done
+  can yes get pods --subresource=log -n "$ns"
+done
 # Leader election.
 can yes create leases.coordination.k8s.io -n "$NS"
 can yes get "leases.coordination.k8s.io/$LEASE" -n "$NS"
@@ -148,23 +161,38 @@ can yes patch "leases.coordination.k8s.io/$LEASE" -n "$NS"
 for v in get list watch; do
   can no "$v" secrets -A
   can no "$v" secrets -n "$NS"
+  can no "$v" secrets -n default
   can no "$v" secrets -n kube-system
 done
+# ConfigMaps: trivy-job-config in the scan namespace only, by name, read only.
 can no get configmaps -n kube-system
-can no create pods -n "$NS"
-can no create pods -n default
-can no create pods --subresource=exec -n "$NS"
-can no get pods --subresource=log -n default
-can no delete pods -n "$NS"
+for v in get list watch; do
+  can no "$v" configmaps -n "$NS"
+  can no "$v" configmaps/kube-root-ca.crt -n "$NS"
+  can no "$v" configmaps/trivy-job-config -n default
+done
+for v in create patch update delete; do can no "$v" configmaps/trivy-job-config -n "$NS"; done
+for ns in "$NS" default; do
+  can no create pods -n "$ns"
+  can no delete pods -n "$ns"
+  can no get pods -n "$ns"
+  can no create pods --subresource=exec -n "$ns"
+  can no get pods --subresource=exec -n "$ns"
+  can no create pods --subresource=attach -n "$ns"
+  can no create pods --subresource=portforward -n "$ns"
+done
 for r in deployments.apps statefulsets.apps daemonsets.apps replicasets.apps; do
   can no delete "$r" -n default
   can no patch "$r" -A
 done
-for v in create delete patch update; do
+# Jobs: create and delete only (scan Jobs are never changed); no CronJobs.
+for v in patch update; do
   can no "$v" jobs.batch -n default
+  can no "$v" jobs.batch -n "$NS"
   can no "$v" jobs.batch -n kube-system
-  can no "$v" cronjobs.batch -n default
 done
+can no update jobs.batch --subresource=status -n default
+for v in create delete patch update; do can no "$v" cronjobs.batch -n default; done
 can no update "$CRD" -A
 can no update "$CRD" --subresource=status -n default
 can no delete "customresourcedefinitions.apiextensions.k8s.io/$CRD"
@@ -182,7 +210,8 @@ can no create clusterrolebindings.rbac.authorization.k8s.io
 can no bind clusterroles.rbac.authorization.k8s.io
 can no escalate roles.rbac.authorization.k8s.io -n "$NS"
 can no impersonate serviceaccounts -A
-can no create serviceaccounts/token -n "$NS"
+can no create serviceaccounts --subresource=token -n "$NS"
+can no create serviceaccounts --subresource=token -n default
 can no get nodes
 can no patch configmaps -n "$NS"
 
