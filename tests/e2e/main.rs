@@ -12,6 +12,7 @@
 
 mod operations;
 mod realnode;
+mod realnode_credentials;
 mod scans;
 mod support;
 mod workloads;

@@ -17,16 +17,16 @@ use crate::support::*;
 
 /// A real scan: image pull by the scan pod (none: the image is on the node), trivy start and a
 /// round trip to the trivy server take seconds; the rest is the operator's own pacing.
-const WAIT: Duration = Duration::from_secs(180);
+pub(crate) const WAIT: Duration = Duration::from_secs(180);
 
 /// `tests/realnode/up.sh`'s settings (`target/cluster/realnode/realnode.env`), or why the
 /// cluster has no real node.
-struct RealNode(BTreeMap<String, String>);
+pub(crate) struct RealNode(BTreeMap<String, String>);
 
 impl RealNode {
     /// The running real node's settings. Panics when it is missing, unless `REAL_NODE=0` asked
     /// for a kwok-only cluster (then the caller skips the test, saying so).
-    fn get() -> Option<RealNode> {
+    pub(crate) fn get() -> Option<RealNode> {
         let state = repo_root().join("target/cluster");
         if let Ok(reason) = std::fs::read_to_string(state.join("realnode.disabled")) {
             if reason.trim() == "REAL_NODE=0" {
@@ -45,7 +45,7 @@ impl RealNode {
         ))
     }
 
-    fn var(&self, key: &str) -> &str {
+    pub(crate) fn var(&self, key: &str) -> &str {
         self.0
             .get(key)
             .unwrap_or_else(|| panic!("{key} missing in realnode.env"))
@@ -57,7 +57,7 @@ impl RealNode {
 
     /// The operator, scanning on the real node: the trivy image preloaded there, scan pods that
     /// tolerate its taint.
-    fn operator(&self, name: &str, prefix: &str, extra: &[&str]) -> Operator {
+    pub(crate) fn operator(&self, name: &str, prefix: &str, extra: &[&str]) -> Operator {
         let tolerations = serde_json::to_string(&[self.toleration()]).expect("json");
         let trivy_image = format!("--trivy-image={}", self.var("TRIVY_IMAGE"));
         let tolerations = format!("--scan-job-tolerations={tolerations}");
@@ -67,7 +67,7 @@ impl RealNode {
     }
 
     /// The scan namespace's trivy-job-config points at the node's trivy server.
-    async fn use_trivy_server(&self, client: &kube::Client) {
+    pub(crate) async fn use_trivy_server(&self, client: &kube::Client) {
         let cms: Api<ConfigMap> = Api::namespaced(client.clone(), SCAN_NAMESPACE);
         let patch = json!({"apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"name": "trivy-job-config"},
@@ -90,7 +90,7 @@ impl RealNode {
     }
 
     /// A Deployment on the real node whose pod has these init containers and containers, all
-    /// pulled from the private registry with an imagePullSecret.
+    /// pulled from the private registry with the imagePullSecret `registry-credentials`.
     async fn deploy_private_pod(
         &self,
         client: &kube::Client,
@@ -99,29 +99,56 @@ impl RealNode {
         init_containers: serde_json::Value,
         containers: serde_json::Value,
     ) {
-        // The kubelet takes username and password as well as the base64 `auth` of docker login.
+        self.pull_secret(client, ns, "registry-credentials").await;
+        self.deploy(
+            client,
+            ns,
+            name,
+            json!({"imagePullSecrets": [{"name": "registry-credentials"}],
+                "initContainers": init_containers, "containers": containers}),
+        )
+        .await;
+    }
+
+    /// The Secret `name` in `ns` with the registry's login, as `kubectl create secret
+    /// docker-registry` makes it (the kubelet takes username and password as well as the
+    /// base64 `auth` of docker login).
+    pub(crate) async fn pull_secret(&self, client: &kube::Client, ns: &str, name: &str) {
         let docker_config = json!({"auths": {self.var("REGISTRY"): {
             "username": self.var("REGISTRY_USER"), "password": self.var("REGISTRY_PASSWORD")}}});
         apply(
             client,
             Some(ns),
             json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
-                "metadata": {"name": "registry-credentials"},
+                "metadata": {"name": name},
                 "stringData": {".dockerconfigjson": docker_config.to_string()}}),
         )
         .await;
+    }
+
+    /// A one-replica Deployment on the real node; `pod` holds the pod spec's fields besides
+    /// the placement on the node (containers, imagePullSecrets, securityContext, ...).
+    pub(crate) async fn deploy(
+        &self,
+        client: &kube::Client,
+        ns: &str,
+        name: &str,
+        pod: serde_json::Value,
+    ) {
+        let mut spec = json!({
+            "nodeSelector": {"image-scanner.test/node": "real"},
+            "tolerations": [self.toleration()],
+            "terminationGracePeriodSeconds": 1});
+        let (Some(spec_fields), Some(pod_fields)) = (spec.as_object_mut(), pod.as_object()) else {
+            panic!("a pod spec is an object: {pod}");
+        };
+        spec_fields.extend(pod_fields.clone());
         apply(
             client,
             Some(ns),
             json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
                 "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
-                  "template": {"metadata": {"labels": {"app": name}}, "spec": {
-                    "imagePullSecrets": [{"name": "registry-credentials"}],
-                    "nodeSelector": {"image-scanner.test/node": "real"},
-                    "tolerations": [self.toleration()],
-                    "terminationGracePeriodSeconds": 1,
-                    "initContainers": init_containers,
-                    "containers": containers}}}}),
+                  "template": {"metadata": {"labels": {"app": name}}, "spec": spec}}}),
         )
         .await;
     }
@@ -160,7 +187,7 @@ impl Drop for TrivyServer {
 /// The status fragment `image-scanner-operator report` gives for the real scanner's output on
 /// the image's files: tests/realnode/expected, with the Go version of the image's binary filled
 /// in by make-images.sh (tests/realnode/check-scanner.sh proves the files against trivy itself).
-fn expected(name: &str) -> serde_json::Value {
+pub(crate) fn expected(name: &str) -> serde_json::Value {
     let path = repo_root()
         .join("target/cluster/realnode/images/expected")
         .join(name);
@@ -168,7 +195,7 @@ fn expected(name: &str) -> serde_json::Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path:?}: {e}"))
 }
 
-fn status_json(cis: &image_scanner::crd::ContainerImageScan) -> serde_json::Value {
+pub(crate) fn status_json(cis: &image_scanner::crd::ContainerImageScan) -> serde_json::Value {
     serde_json::to_value(cis.status.as_ref().expect("status")).expect("status json")
 }
 
@@ -213,8 +240,10 @@ async fn a_private_image_is_scanned_by_real_trivy_on_the_node_that_has_it() {
         "summary of the real scan (left) differs from tests/realnode/expected/app.json"
     );
 
-    // The scan ran the image itself, by digest, on the real node, without pull secrets.
-    let pods: Api<Pod> = Api::namespaced(client.clone(), SCAN_NAMESPACE);
+    // The scan ran the image itself, by digest, on the real node, in the workload's namespace
+    // with its pull secret and service account: the kubelet (KEP-2535 at its defaults) lets a
+    // pod use an image pulled with a secret only with matching credentials.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "e2e-real-private");
     let scan_pods = pods
         .list(&ListParams::default().labels("app.kubernetes.io/managed-by=image-scanner"))
         .await
@@ -230,9 +259,22 @@ async fn a_private_image_is_scanned_by_real_trivy_on_the_node_that_has_it() {
             })
         })
         .expect("the scan pod of the app image (kept until the Job's TTL)");
+    let scan_pod_name = scan_pod.metadata.name.as_deref().unwrap_or_default();
+    assert!(
+        scan_pod_name.starts_with("image-scan-app-"),
+        "{scan_pod_name}"
+    );
     let spec = scan_pod.spec.as_ref().expect("spec");
     assert_eq!(spec.node_name.as_deref(), Some(node.var("NODE_NAME")));
-    assert!(spec.image_pull_secrets.is_none());
+    let secrets: Vec<&str> = spec
+        .image_pull_secrets
+        .iter()
+        .flatten()
+        .map(|s| s.name.as_str())
+        .collect();
+    assert_eq!(secrets, ["registry-credentials"]);
+    assert_eq!(spec.service_account_name.as_deref(), Some("default"));
+    assert_eq!(spec.automount_service_account_token, Some(false));
     assert_eq!(
         spec.containers[0].image.as_deref(),
         Some(format!("{registry}/test/app@{}", node.var("APP_DIGEST")).as_str())

@@ -3,7 +3,8 @@
 # the operator and the trivy server on the real node as pods; then
 #  1. a Deployment of the private image app:1 (imagePullSecret) gets exactly the findings of
 #     tests/realnode/expected/app.json, scanned by the in-cluster operator through the trivy
-#     Service (cluster DNS, kube-proxy);
+#     Service (cluster DNS, kube-proxy), from a scan Job in the workload's namespace with its
+#     pull secret (the kubelet checks pull credentials: KEP-2535);
 #  2. the operator pod is deleted with --force --grace-period=0 while the scan Job of a second
 #     private image (java:1, whose JARs need the Java DB image) runs: its replacement takes the
 #     Job over, and the CIS gets exactly tests/realnode/expected/java.json from that one Job
@@ -71,13 +72,19 @@ t=$SECONDS
 cis="$(wait_until "the CIS of app:1 with a successful scan" cis_of "$APP_DIGEST")"
 check_result "app:1" "$cis" "$EXPECTED/app.json"
 clog "app:1 scanned $((SECONDS - t)) s after its Deployment was applied"
+where="$(kc get jobs -A -l app.kubernetes.io/managed-by=image-scanner -o json | jq -r --arg d "$APP_DIGEST" \
+  '.items[] | select(.metadata.annotations["image-scanner.statnett.no/digest"] == $d) |
+   "\(.metadata.namespace) \(.spec.template.spec.imagePullSecrets // [] | map(.name) | join(","))"' | sort -u)"
+[[ "$where" == "$NS registry-credentials" ]] ||
+  fail "the scan Job of app:1 ran in '$where', not in $NS with its pull secret registry-credentials"
 
 # 2. The operator pod killed while a scan Job runs.
 # The digest label holds the hex cut to a label value's 63 characters.
 java_hex="${JAVA_DIGEST#sha256:}"
 java_label="image-scanner.statnett.no/digest=${java_hex:0:63}"
+# In the samples' namespace, with their pull secret (scan Job placement), or anywhere else.
 active_job() {
-  kc -n image-scanner get jobs -l "$java_label" -o json |
+  kc get jobs -A -l "$java_label" -o json |
     jq -er '.items[] | select((.status.succeeded // 0) == 0 and (.status.failed // 0) == 0) | .metadata.uid'
 }
 "$here/deploy-samples.sh" "$NS" java
@@ -91,7 +98,7 @@ kc -n image-scanner delete pod "$old_pod" --force --grace-period=0 >/dev/null 2>
 clog "operator pod $old_pod force-deleted while scan Job $job_uid ran"
 cis="$(wait_until "the CIS of java:1 with a successful scan after the operator's restart" cis_of "$JAVA_DIGEST")"
 check_result "java:1" "$cis" "$EXPECTED/java.json"
-jobs="$(kc -n image-scanner get jobs -l "$java_label" -o json | jq -r '[.items[].metadata.uid] | join(" ")')"
+jobs="$(kc get jobs -A -l "$java_label" -o json | jq -r '[.items[].metadata.uid] | join(" ")')"
 [[ "$jobs" == "$job_uid" ]] || fail "scan Jobs of java:1: '$jobs' (expected exactly the one running at the kill, $job_uid)"
 [[ "$(jq -r '.status.lastScanJobUID' <<<"$cis")" == "$job_uid" ]] ||
   fail "the CIS's lastScanJobUID is $(jq -r '.status.lastScanJobUID' <<<"$cis"), not the Job $job_uid"
