@@ -92,6 +92,50 @@ impl Drop for KubeletMode {
     }
 }
 
+/// A test's start: the real node, an admin client, the scan namespace with the node's trivy
+/// server, the test's namespaces (new), and a fresh copy of the `clean` image.
+struct Case {
+    node: RealNode,
+    client: kube::Client,
+    namespaces: TestNamespaces,
+    image: FreshImage,
+}
+
+impl Case {
+    async fn start(namespaces: &[&str]) -> Option<Case> {
+        let node = RealNode::get()?;
+        let client = client().await;
+        prepare_scan_namespace(&client).await;
+        node.use_trivy_server(&client).await;
+        let namespaces = TestNamespaces::create(&client, namespaces).await;
+        let image = FreshImage::of("clean");
+        Some(Case {
+            node,
+            client,
+            namespaces,
+            image,
+        })
+    }
+}
+
+/// The Deployment `app` in `ns` running `image` (unless `pod` names its containers), pulled
+/// with the registry's login in the Secret `secret` (created here); `pod` adds pod spec fields.
+async fn deploy_with_secret(
+    node: &RealNode,
+    client: &kube::Client,
+    image: &FreshImage,
+    ns: &str,
+    secret: &str,
+    mut pod: serde_json::Value,
+) {
+    node.pull_secret(client, ns, secret).await;
+    pod["imagePullSecrets"] = json!([{ "name": secret }]);
+    if pod.get("containers").is_none() {
+        pod["containers"] = image.container();
+    }
+    node.deploy(client, ns, "app", pod).await;
+}
+
 /// Our scan Jobs or pods (`K`) of a digest, in every namespace.
 async fn ours_of<K>(client: &kube::Client, image: &FreshImage) -> Vec<K>
 where
@@ -184,22 +228,18 @@ async fn stalled(client: &kube::Client, op: &Operator, ns: &str) -> (String, Str
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the local control plane with its real node: make e2e"]
 async fn a_private_image_in_two_namespaces_with_different_secrets_is_scanned_once() {
-    let Some(node) = RealNode::get() else { return };
-    let client = client().await;
-    prepare_scan_namespace(&client).await;
-    node.use_trivy_server(&client).await;
     let (a, b) = ("e2e-real-two-a", "e2e-real-two-b");
-    let ns = TestNamespaces::create(&client, &[a, b]).await;
-    let image = FreshImage::of("clean");
+    let Some(Case {
+        node,
+        client,
+        namespaces: ns,
+        image,
+    }) = Case::start(&[a, b]).await
+    else {
+        return;
+    };
     for (namespace, secret) in [(a, "creds-a"), (b, "creds-b")] {
-        node.pull_secret(&client, namespace, secret).await;
-        node.deploy(
-            &client,
-            namespace,
-            "app",
-            json!({"imagePullSecrets": [{"name": secret}], "containers": image.container()}),
-        )
-        .await;
+        deploy_with_secret(&node, &client, &image, namespace, secret, json!({})).await;
     }
     let op = node.operator("real-two", "e2e-real-two-", &[]);
     clean_result(&client, &op, a).await;
@@ -234,21 +274,23 @@ async fn a_private_image_in_two_namespaces_with_different_secrets_is_scanned_onc
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the local control plane with its real node: make e2e"]
 async fn a_private_image_whose_secret_was_deleted_stalls_once_with_the_reason() {
-    let Some(node) = RealNode::get() else { return };
-    let client = client().await;
-    prepare_scan_namespace(&client).await;
-    node.use_trivy_server(&client).await;
     let name = "e2e-real-deleted";
-    let ns = TestNamespaces::create(&client, &[name]).await;
-    let image = FreshImage::of("clean");
-    node.pull_secret(&client, name, "registry-credentials")
-        .await;
-    node.deploy(
+    let Some(Case {
+        node,
+        client,
+        namespaces: ns,
+        image,
+    }) = Case::start(&[name]).await
+    else {
+        return;
+    };
+    deploy_with_secret(
+        &node,
         &client,
+        &image,
         name,
-        "app",
-        json!({"imagePullSecrets": [{"name": "registry-credentials"}],
-            "containers": image.container()}),
+        "registry-credentials",
+        json!({}),
     )
     .await;
     // The kubelet pulled it with the secret; then the secret goes.
@@ -304,12 +346,16 @@ async fn a_private_image_whose_secret_was_deleted_stalls_once_with_the_reason() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the local control plane with its real node: make e2e"]
 async fn a_namespace_that_refuses_the_scan_pod_gives_a_clear_stalled_reason() {
-    let Some(node) = RealNode::get() else { return };
-    let client = client().await;
-    prepare_scan_namespace(&client).await;
-    node.use_trivy_server(&client).await;
     let name = "e2e-real-restricted";
-    let ns = TestNamespaces::create(&client, &[name]).await;
+    let Some(Case {
+        node,
+        client,
+        namespaces: ns,
+        image,
+    }) = Case::start(&[name]).await
+    else {
+        return;
+    };
     apply(
         &client,
         None,
@@ -317,23 +363,14 @@ async fn a_namespace_that_refuses_the_scan_pod_gives_a_clear_stalled_reason() {
             "labels": {"pod-security.kubernetes.io/enforce": "restricted"}}}),
     )
     .await;
-    let image = FreshImage::of("clean");
-    node.pull_secret(&client, name, "registry-credentials")
-        .await;
     let restricted = json!({"allowPrivilegeEscalation": false,
         "capabilities": {"drop": ["ALL"]}});
     let mut containers = image.container();
     containers[0]["securityContext"] = restricted;
-    node.deploy(
-        &client,
-        name,
-        "app",
-        json!({"imagePullSecrets": [{"name": "registry-credentials"}],
-            "securityContext": {"runAsNonRoot": true, "runAsUser": 1000,
-                "seccompProfile": {"type": "RuntimeDefault"}},
-            "containers": containers}),
-    )
-    .await;
+    let pod = json!({"securityContext": {"runAsNonRoot": true, "runAsUser": 1000,
+            "seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": containers});
+    deploy_with_secret(&node, &client, &image, name, "registry-credentials", pod).await;
     let op = node.operator("real-restricted", name, &[]);
     let (reason, message) = stalled(&client, &op, name).await;
     assert_eq!(reason, "ScanPodRejected", "{message}");
@@ -352,21 +389,23 @@ async fn a_namespace_that_refuses_the_scan_pod_gives_a_clear_stalled_reason() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the local control plane with its real node: make e2e"]
 async fn the_scan_namespace_placement_works_with_the_gate_off_only() {
-    let Some(node) = RealNode::get() else { return };
-    let client = client().await;
-    prepare_scan_namespace(&client).await;
-    node.use_trivy_server(&client).await;
     let name = "e2e-real-gate";
-    let ns = TestNamespaces::create(&client, &[name]).await;
-    let image = FreshImage::of("clean");
-    node.pull_secret(&client, name, "registry-credentials")
-        .await;
-    node.deploy(
+    let Some(Case {
+        node,
+        client,
+        namespaces: ns,
+        image,
+    }) = Case::start(&[name]).await
+    else {
+        return;
+    };
+    deploy_with_secret(
+        &node,
         &client,
+        &image,
         name,
-        "app",
-        json!({"imagePullSecrets": [{"name": "registry-credentials"}],
-            "containers": image.container()}),
+        "registry-credentials",
+        json!({}),
     )
     .await;
     // A short interval: it caps the retry delay after the failed scan.
@@ -403,14 +442,17 @@ async fn the_scan_namespace_placement_works_with_the_gate_off_only() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the local control plane with its real node: make e2e"]
 async fn an_image_pulled_with_node_credentials_is_scanned_in_the_scan_namespace() {
-    let Some(node) = RealNode::get() else { return };
-    let client = client().await;
-    prepare_scan_namespace(&client).await;
-    node.use_trivy_server(&client).await;
     let name = "e2e-real-node-creds";
-    let ns = TestNamespaces::create(&client, &[name]).await;
+    let Some(Case {
+        node,
+        client,
+        namespaces: ns,
+        image,
+    }) = Case::start(&[name]).await
+    else {
+        return;
+    };
     let node_credentials = KubeletMode::set(&["--node-credentials=on"]);
-    let image = FreshImage::of("clean");
     node.deploy(
         &client,
         name,
