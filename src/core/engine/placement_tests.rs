@@ -181,10 +181,9 @@ impl Cluster {
         job
     }
 
-    /// The kubelet reports the scan container of the running Job's pod waiting.
-    fn scan_pod_waits(&mut self, reason: &str, message: &str) {
-        let job = self.active();
-        let pod = ScanPodView {
+    /// The pod of `job` in `phase`, its init container done, its scan container `scan`.
+    fn scan_pod(&mut self, job: &JobView, phase: &str, scan: ScanContainerState) -> ScanPodView {
+        ScanPodView {
             namespace: job.namespace.clone(),
             name: format!("{}-pod", job.name),
             uid: format!("{}-pod", job.uid),
@@ -192,19 +191,22 @@ impl Cluster {
             job_uid: Some(job.uid.clone()),
             job_name: Some(job.name.clone()),
             created: self.now,
-            phase: Some("Pending".into()),
+            phase: Some(phase.into()),
             evicted: false,
-            init: ScanContainerState {
-                exit_code: Some(0),
-                started: true,
-                ..ScanContainerState::default()
-            },
-            scan: ScanContainerState {
-                waiting_reason: Some(reason.into()),
-                waiting_message: Some(message.into()),
-                ..ScanContainerState::default()
-            },
+            init: exited_ok(),
+            scan,
+        }
+    }
+
+    /// The kubelet reports the scan container of the running Job's pod waiting.
+    fn scan_pod_waits(&mut self, reason: &str, message: &str) {
+        let job = self.active();
+        let waiting = ScanContainerState {
+            waiting_reason: Some(reason.into()),
+            waiting_message: Some(message.into()),
+            ..ScanContainerState::default()
         };
+        let pod = self.scan_pod(&job, "Pending", waiting);
         self.observe(Observation::ScanPod {
             stream: StreamId(11),
             event: WatchEvent::Apply(pod),
@@ -227,27 +229,7 @@ impl Cluster {
     /// The running Job's pod scans and the Job completes.
     fn scan_succeeds(&mut self) {
         let mut job = self.active();
-        let pod = ScanPodView {
-            namespace: job.namespace.clone(),
-            name: format!("{}-pod", job.name),
-            uid: format!("{}-pod", job.uid),
-            resource_version: self.next_rv(),
-            job_uid: Some(job.uid.clone()),
-            job_name: Some(job.name.clone()),
-            created: self.now,
-            phase: Some("Succeeded".into()),
-            evicted: false,
-            init: ScanContainerState {
-                exit_code: Some(0),
-                started: true,
-                ..ScanContainerState::default()
-            },
-            scan: ScanContainerState {
-                exit_code: Some(0),
-                started: true,
-                ..ScanContainerState::default()
-            },
-        };
+        let pod = self.scan_pod(&job, "Succeeded", exited_ok());
         self.observe(Observation::ScanPod {
             stream: StreamId(11),
             event: WatchEvent::Apply(pod),
@@ -308,6 +290,15 @@ impl Cluster {
                 c.status.last_successful_scan_time.is_some()
                     && c.status.last_successful_scan_time == c.status.last_scan_time
             })
+    }
+}
+
+/// A container that ran and exited 0.
+fn exited_ok() -> ScanContainerState {
+    ScanContainerState {
+        exit_code: Some(0),
+        started: true,
+        ..ScanContainerState::default()
     }
 }
 
