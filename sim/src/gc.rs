@@ -1,6 +1,8 @@
 //! Namespace deletion (everything in it goes, then the namespace), CIS deletion as the API
 //! server does it (finalizers), and the garbage collector of CIS whose owner pods are gone.
 
+use std::collections::BTreeMap;
+
 use crate::cluster::NsState;
 use crate::rng::Draw;
 use crate::sim::{Event, Sim};
@@ -24,37 +26,11 @@ impl Sim {
         for w in workloads {
             self.delete_workload(&w);
         }
-        let pods: Vec<(String, String)> = self
-            .cluster
-            .pods
-            .keys()
-            .filter(|(n, _)| n == ns)
-            .cloned()
-            .collect();
-        for (pns, pname) in pods {
+        for (pns, pname) in keys_in(&self.cluster.pods, ns) {
             self.delete_pod(&pns, &pname);
         }
-        let cis: Vec<(String, String)> = self
-            .cluster
-            .cis
-            .keys()
-            .filter(|(n, _)| n == ns)
-            .cloned()
-            .collect();
-        for (cns, cname) in cis {
-            self.delete_cis_object(&cns, &cname);
-        }
         // Scan Jobs placed here go with the namespace, and so do its Events.
-        let jobs: Vec<(String, String)> = self
-            .cluster
-            .jobs
-            .keys()
-            .filter(|(n, _)| n == ns)
-            .cloned()
-            .collect();
-        for key in jobs {
-            self.delete_job_object(&key);
-        }
+        self.delete_cis_and_jobs_in(ns);
         self.cluster.job_events.retain(|(n, _, _), _| n != ns);
         self.after(5_000, Event::NsFinalize(ns.to_string()));
     }
@@ -70,29 +46,20 @@ impl Sim {
             || self.cluster.scan_pods.keys().any(|(n, _)| n == ns);
         if busy {
             // Objects created meanwhile (e.g. a CIS apply that raced) are deleted too.
-            let cis: Vec<(String, String)> = self
-                .cluster
-                .cis
-                .keys()
-                .filter(|(n, _)| n == ns)
-                .cloned()
-                .collect();
-            for (cns, cname) in cis {
-                self.delete_cis_object(&cns, &cname);
-            }
-            let jobs: Vec<(String, String)> = self
-                .cluster
-                .jobs
-                .keys()
-                .filter(|(n, _)| n == ns)
-                .cloned()
-                .collect();
-            for key in jobs {
-                self.delete_job_object(&key);
-            }
+            self.delete_cis_and_jobs_in(ns);
             self.after(5_000, Event::NsFinalize(ns.to_string()));
         } else {
             self.cluster.namespaces.remove(ns);
+        }
+    }
+
+    /// Deletes the CIS and scan Jobs of a terminating namespace.
+    fn delete_cis_and_jobs_in(&mut self, ns: &str) {
+        for (cns, cname) in keys_in(&self.cluster.cis, ns) {
+            self.delete_cis_object(&cns, &cname);
+        }
+        for key in keys_in(&self.cluster.jobs, ns) {
+            self.delete_job_object(&key);
         }
     }
 
@@ -149,4 +116,9 @@ impl Sim {
             self.delete_cis_object(ns, name);
         }
     }
+}
+
+/// The (namespace, name) keys of `objects` in `ns`.
+fn keys_in<V>(objects: &BTreeMap<(String, String), V>, ns: &str) -> Vec<(String, String)> {
+    objects.keys().filter(|(n, _)| n == ns).cloned().collect()
 }
