@@ -1390,32 +1390,34 @@ impl Engine {
     /// Where a Job of ours runs: the scan namespace, or a workload namespace with the
     /// credentials of its pod template.
     fn placement_of(&self, job: &JobView) -> Placement {
-        // A workload that runs in the scan namespace itself, with pull secrets, has a workload
-        // placement there: the pod's credentials, not the scan service account alone.
-        match &job.pull_credentials {
-            None if job.namespace == self.cfg.scan_namespace => Placement::ScanNamespace,
-            credentials => Placement::Workload {
-                namespace: job.namespace.clone(),
-                credentials: credentials.clone().unwrap_or_default(),
-            },
-        }
+        self.placement_in(&job.namespace, job.pull_credentials.clone())
     }
 
-    /// The workload placement of a Job to create; `None` for the scan namespace placement.
-    fn workload_placement_of(&self, action: &Action) -> Option<Placement> {
+    /// Where the Job of a `CreateJob` would run.
+    fn placement_of_create(&self, action: &Action) -> Option<Placement> {
         let Action::CreateJob { job } = action else {
             return None;
         };
-        let namespace = job.metadata.namespace.clone()?;
         let spec = job.spec.as_ref()?.template.spec.as_ref()?;
-        let credentials = PullCredentials::of(spec);
-        if namespace == self.cfg.scan_namespace && credentials.is_none() {
-            return None;
+        let credentials = PullCredentials::of(spec).map(Arc::new);
+        Some(self.placement_in(job.metadata.namespace.as_deref()?, credentials))
+    }
+
+    /// The placement of a Job in `namespace` with these pod credentials. A workload that runs
+    /// in the scan namespace itself, with pull secrets, has a workload placement there: the
+    /// pod's credentials, not the scan service account alone.
+    fn placement_in(
+        &self,
+        namespace: &str,
+        credentials: Option<Arc<PullCredentials>>,
+    ) -> Placement {
+        match credentials {
+            None if namespace == self.cfg.scan_namespace => Placement::ScanNamespace,
+            credentials => Placement::Workload {
+                namespace: namespace.to_string(),
+                credentials: credentials.unwrap_or_default(),
+            },
         }
-        Some(Placement::Workload {
-            namespace,
-            credentials: Arc::new(credentials.unwrap_or_default()),
-        })
     }
 
     /// A placement failed in a way another may fix: the next one is tried when the Job is
@@ -1528,7 +1530,9 @@ impl Engine {
                         | ApiErrorKind::Invalid
                         | ApiErrorKind::NotFound
                         | ApiErrorKind::NamespaceTerminating
-                ) && let Some(placement) = self.workload_placement_of(action)
+                ) && let Some(placement) = self
+                    .placement_of_create(action)
+                    .filter(|p| *p != Placement::ScanNamespace)
                 {
                     let message = format!("scan Job not created: {}", err.message);
                     self.placement_failed(
@@ -1555,7 +1559,7 @@ impl Engine {
                     // until it shows up or the hold expires.
                     ApiErrorKind::Unknown => {
                         let placement = self
-                            .workload_placement_of(action)
+                            .placement_of_create(action)
                             .unwrap_or(Placement::ScanNamespace);
                         self.digests
                             .entry(digest.to_string())
