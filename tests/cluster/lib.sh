@@ -56,7 +56,17 @@ start() {
   local name="$1"; shift
   # setsid: own session, so signals to the caller's process group do not reach it.
   setsid "$@" >>"$CLOGS/$name.log" 2>&1 </dev/null &
-  echo $! > "$PIDS/$name.pid"
+  local pid=$! i
+  echo "$pid" > "$PIDS/$name.pid"
+  # Until it execs, the child is a fork of this shell with this shell's command line, which
+  # pid_alive would take for an exited component (CI saw it: a forwarder "exited" at once, its
+  # log empty). Wait for the exec, or for the child to be gone, up to 10 s.
+  for ((i = 0; i < 500; i++)); do
+    pid_alive "$name" && break
+    # Gone, or a zombie (empty command line): it exited already.
+    [[ -n "$(tr -d '\0' < "/proc/$pid/cmdline" 2>/dev/null)" ]] || break
+    sleep 0.02
+  done
 }
 
 # stop_pid NAME: SIGTERM the component if it runs, SIGKILL after 15 s.
