@@ -6,6 +6,8 @@
 #    the scan Job placement variants of docs/install.md);
 #  * every image of every rendering but the real-node overlay's is pinned by digest
 #    (check-images.sh);
+#  * the release pin (tests/install/operator-image.sh pin, as the release workflow runs it) on a
+#    copy of kustomize/: the release gate fails on the placeholder digest and passes once pinned;
 #  * the CRD copy in kustomize/components/crd equals crds/containerimagescans.stas.statnett.no.yaml;
 #  * the contract of check_render.py: objects and names, ConfigMap keys (upstream §13.5),
 #    Deployment shape, restricted pod security, NetworkPolicy, exact RBAC rules, the README's
@@ -61,6 +63,32 @@ for dir in "$KUSTOMIZE_DIR"/components/*/; do
     fail "kubectl kustomize components/$name (alone): $(cat "$OUT/component-$name.err")"
   fi
 done
+
+# The release workflow's pin step on a copy of kustomize/: with the placeholder digest the
+# release gate (check-images.sh --release, make install-release-check) fails; after
+# `operator-image.sh pin` it passes and the Deployment runs exactly name@digest.
+pin_copy="$OUT/release-pin"
+mkdir -p "$pin_copy" && cp -r "$KUSTOMIZE_DIR" "$pin_copy/"
+pin_k="$pin_copy/kustomize/components/operator/kustomization.yaml"
+zeros="sha256:$(printf '0%.0s' {1..64})"
+fake="sha256:$(printf '%s' release-pin-check | sha256sum | cut -c1-64)"
+if KUSTOMIZATION="$pin_k" "$INSTALL_SRC/operator-image.sh" pin "$zeros" >/dev/null \
+   && "$KUBECTL" kustomize "$pin_copy/kustomize" >"$OUT/release-unpinned.yaml" 2>&1 \
+   && ! "$INSTALL_SRC/check-images.sh" --release "$OUT/release-unpinned.yaml" >"$OUT/release-unpinned.images" 2>&1 \
+   && grep -q '^FAIL .*placeholder digest' "$OUT/release-unpinned.images"; then
+  pass "release gate: check-images.sh --release fails on the placeholder digest"
+else
+  fail "release gate: check-images.sh --release does not fail on the placeholder digest: $(tail -3 "$OUT/release-unpinned.images" 2>/dev/null)"
+fi
+if ref="$(KUSTOMIZATION="$pin_k" "$INSTALL_SRC/operator-image.sh" pin "$fake")" \
+   && "$KUBECTL" kustomize "$pin_copy/kustomize" >"$OUT/release-pinned.yaml" 2>&1 \
+   && "$INSTALL_SRC/check-images.sh" --release "$OUT/release-pinned.yaml" >"$OUT/release-pinned.images" 2>&1 \
+   && grep -qx "        image: $ref" "$OUT/release-pinned.yaml" \
+   && diff <(sed "s/${zeros#sha256:}/${fake#sha256:}/" "$OUT/release-unpinned.yaml") "$OUT/release-pinned.yaml" >/dev/null; then
+  pass "release pin: operator-image.sh pin makes the release gate pass; the Deployment runs $ref, nothing else changed"
+else
+  fail "release pin: after operator-image.sh pin: $(grep -v '^PASS' "$OUT/release-pinned.images" 2>/dev/null | head -3)"
+fi
 
 if cmp -s "$REPO_ROOT/crds/containerimagescans.stas.statnett.no.yaml" \
           "$KUSTOMIZE_DIR/components/crd/containerimagescans.stas.statnett.no.yaml"; then

@@ -218,8 +218,15 @@ check(mgr.get("resources") == {"requests": {"cpu": "50m", "memory": "64Mi"}, "li
 check(pod.get("serviceAccountName") == "image-scanner-controller-manager", "Deployment runs as SA image-scanner-controller-manager")
 check(dep["spec"]["selector"] == {"matchLabels": {"control-plane": "image-scanner"}},
       "Deployment selector is the Go operator's (control-plane: image-scanner)", dep["spec"]["selector"])
-check(re.match(r"ghcr\.io/statnett/image-scanner-operator@sha256:[0-9a-f]{64}$", mgr["image"]),
-      "operator image ghcr.io/statnett/image-scanner-operator pinned by digest", mgr["image"])
+# The operator image is named in one place: the images: entry of the operator component.
+op_img = yaml.safe_load(open(os.path.join(repo, "kustomize/components/operator/kustomization.yaml")))["images"][0]
+check(mgr["image"] == f'{op_img["newName"]}@{op_img["digest"]}',
+      "operator image is the operator component's images: entry (newName@digest)", (mgr["image"], op_img))
+# GHCR links a package to the repository of the same name: github.com/statnett/image-scanner
+# publishes ghcr.io/statnett/image-scanner (ghcr.io/statnett/image-scanner-operator is the Go
+# operator's package).
+check(op_img["newName"] == "ghcr.io/statnett/image-scanner",
+      "operator image name is ghcr.io/statnett/image-scanner (this repository's package)", op_img["newName"])
 probs = restricted_problems(pod)
 check(not probs, "operator pod meets the restricted Pod Security Standard", probs)
 psc = pod.get("securityContext", {})
