@@ -18,22 +18,34 @@ pub enum GateSetting {
 pub struct FeatureGates {
     /// Write an OpenReports `Report` per CIS. Default `Auto`: when `reports.openreports.io` exists.
     pub policy_report: GateSetting,
-    /// Leave `status.vulnerabilities` empty (details only in the Report). Default off: the CIS
-    /// status carries bounded details, which is what `kubectl get cis -o yaml` users expect.
-    pub no_cis_status_vulnerabilities: bool,
+    /// Leave `status.vulnerabilities` empty. Default `Auto`: empty exactly when the details are
+    /// in the CIS's Report, so they are stored once (in the status on clusters without
+    /// OpenReports). On is the Go operator's default; off writes them to both.
+    pub no_cis_status_vulnerabilities: GateSetting,
 }
 
 impl Default for FeatureGates {
     fn default() -> Self {
         FeatureGates {
             policy_report: GateSetting::Auto,
-            no_cis_status_vulnerabilities: false,
+            no_cis_status_vulnerabilities: GateSetting::Auto,
         }
     }
 }
 
 fn error(problem: String) -> ConfigError {
     ConfigError::new("feature-gates", "FEATURE_GATES", problem)
+}
+
+fn parse_setting(name: &str, value: &str) -> Result<GateSetting, ConfigError> {
+    if value.trim().eq_ignore_ascii_case("auto") {
+        return Ok(GateSetting::Auto);
+    }
+    Ok(if parse_value(name, value)? {
+        GateSetting::On
+    } else {
+        GateSetting::Off
+    })
 }
 
 fn parse_value(name: &str, value: &str) -> Result<bool, ConfigError> {
@@ -53,29 +65,21 @@ impl FeatureGates {
                 return Err(error(format!("{entry:?} is not Name=value")));
             };
             match name.trim() {
-                "PolicyReport" => {
-                    gates.policy_report = if setting.trim().eq_ignore_ascii_case("auto") {
-                        GateSetting::Auto
-                    } else if parse_value(name, setting)? {
-                        GateSetting::On
-                    } else {
-                        GateSetting::Off
-                    };
-                }
+                "PolicyReport" => gates.policy_report = parse_setting(name, setting)?,
                 "NoCISStatusVulnerabilities" => {
-                    gates.no_cis_status_vulnerabilities = parse_value(name, setting)?;
+                    gates.no_cis_status_vulnerabilities = parse_setting(name, setting)?;
                 }
                 // Kubernetes components accept these; both our gates are Beta.
                 "AllAlpha" => {
                     parse_value(name, setting)?;
                 }
                 "AllBeta" => {
-                    let on = parse_value(name, setting)?;
-                    gates.policy_report = if on {
+                    let on = if parse_value(name, setting)? {
                         GateSetting::On
                     } else {
                         GateSetting::Off
                     };
+                    gates.policy_report = on;
                     gates.no_cis_status_vulnerabilities = on;
                 }
                 other => {

@@ -201,8 +201,8 @@ pub struct OperatorArgs {
         default_missing_value = "true"
     )]
     pub reuse_scan_results: String,
-    /// Feature gates, `Name=bool,...`: PolicyReport (true|false|auto, default auto),
-    /// NoCISStatusVulnerabilities (default false).
+    /// Feature gates, `Name=value,...`: PolicyReport (true|false|auto, default auto),
+    /// NoCISStatusVulnerabilities (true|false|auto, default auto).
     #[arg(long, env = "FEATURE_GATES", default_value = "", value_name = "GATES")]
     pub feature_gates: String,
     /// Byte budget for `status.vulnerabilities` of one CIS; lowest severities are dropped first.

@@ -107,7 +107,10 @@ fn defaults_validate_to_upstream_values() {
     assert_eq!(c.active_scan_job_limit, 8);
     assert_eq!(c.feature_gates, FeatureGates::default());
     assert_eq!(c.feature_gates.policy_report, GateSetting::Auto);
-    assert!(!c.feature_gates.no_cis_status_vulnerabilities);
+    assert_eq!(
+        c.feature_gates.no_cis_status_vulnerabilities,
+        GateSetting::Auto
+    );
     assert_eq!(c.status_details_max_bytes, 262_144);
     assert_eq!(c.scan_log_max_bytes, 64 * 1024 * 1024);
     assert_eq!(c.report_cache_max_bytes, 4 * 1024 * 1024);
@@ -170,7 +173,10 @@ fn lists_durations_and_kinds_parse() {
     assert!(c.namespace_filter.allows("team-a"));
     assert!(!c.namespace_filter.exclude.is_match("kube-system"));
     assert_eq!(c.feature_gates.policy_report, GateSetting::Off);
-    assert!(c.feature_gates.no_cis_status_vulnerabilities);
+    assert_eq!(
+        c.feature_gates.no_cis_status_vulnerabilities,
+        GateSetting::On
+    );
     assert_eq!(c.scan_job_tolerations.len(), 1);
     assert!(
         c.scan_job_resources
@@ -279,7 +285,7 @@ fn other_bad_values_name_their_flag() {
         ("--feature-gates=Foo=true", "FEATURE_GATES"),
         ("--feature-gates=PolicyReport", "FEATURE_GATES"),
         (
-            "--feature-gates=NoCISStatusVulnerabilities=auto",
+            "--feature-gates=NoCISStatusVulnerabilities=maybe",
             "FEATURE_GATES",
         ),
         (
@@ -344,4 +350,25 @@ fn zap_settings_are_honoured_and_ours_win() {
     assert_eq!(c.log.filter, "image_scanner=debug,kube=info");
     let e = error_of(&["--scan-job-namespace=x", "--zap-log-level=chatty"]);
     assert_eq!(e.env, "ZAP_LOG_LEVEL");
+}
+
+#[test]
+fn both_gates_take_true_false_or_auto_and_all_beta_forces_them() {
+    use GateSetting::{Auto, Off, On};
+    let cases = [
+        ("", (Auto, Auto)),
+        ("NoCISStatusVulnerabilities=false", (Auto, Off)),
+        ("NoCISStatusVulnerabilities=TRUE", (Auto, On)),
+        ("PolicyReport=false,NoCISStatusVulnerabilities=auto", (Off, Auto)),
+        ("AllBeta=false", (Off, Off)),
+        ("AllBeta=true,NoCISStatusVulnerabilities=auto", (On, Auto)),
+    ];
+    for (value, (policy_report, no_details)) in cases {
+        let gates = FeatureGates::parse(value).unwrap();
+        assert_eq!(
+            (gates.policy_report, gates.no_cis_status_vulnerabilities),
+            (policy_report, no_details),
+            "{value:?}"
+        );
+    }
 }

@@ -87,7 +87,7 @@ pub fn report_for(
     let summary = status::summary_from(&filtered, filter.min());
     status::sort_details(&mut filtered);
     let fitted = status::fit_details(filtered, budget);
-    super::openreports::report(cis, &fitted.kept, &summary)
+    super::openreports::report(cis, &fitted.kept, &summary, fitted.truncated.as_ref())
 }
 
 /// Which failure condition to write.

@@ -4,15 +4,15 @@
 use serde_json::{Map, Value, json};
 
 use super::port::CisView;
-use crate::crd::{Severity, Vulnerability, VulnerabilitySummary};
+use crate::crd::{Severity, VulnerabilitiesTruncated, Vulnerability, VulnerabilitySummary};
 
 /// `apiVersion` of the Report.
 pub const API_VERSION: &str = "openreports.io/v1alpha1";
 /// Kind of the Report.
 pub const KIND: &str = "Report";
-/// Bytes of vulnerability JSON a Report holds at most; a Report result is about 1.5 times the
-/// size of its vulnerability, which keeps a full Report well under etcd's 1.5 MiB.
-pub const DEFAULT_REPORT_BUDGET: usize = 700_000;
+/// Annotation of a Report whose `results` leave vulnerabilities of its summary out: the same
+/// record as a CIS's `status.vulnerabilitiesTruncated`, as compact JSON.
+pub const TRUNCATED_ANNOTATION: &str = "image-scanner.statnett.no/vulnerabilities-truncated";
 
 /// OpenReports result of a severity: `skip` for UNKNOWN, `warn` for LOW/MEDIUM, `fail` above.
 pub fn result_of(severity: Severity) -> &'static str {
@@ -70,9 +70,14 @@ fn result(v: &Vulnerability) -> Value {
     Value::Object(r)
 }
 
-/// The Report for `cis`, with `results` (already filtered, sorted and fitted) and the summary of
-/// all filtered vulnerabilities.
-pub fn report(cis: &CisView, results: &[Vulnerability], summary: &VulnerabilitySummary) -> Value {
+/// The Report for `cis`, with `results` (already filtered, sorted and fitted), the summary of
+/// all filtered vulnerabilities and what the fitting left out.
+pub fn report(
+    cis: &CisView,
+    results: &[Vulnerability],
+    summary: &VulnerabilitySummary,
+    truncated: Option<&VulnerabilitiesTruncated>,
+) -> Value {
     let w = &cis.spec.workload;
     let mut scope = Map::new();
     if let Some(v) = &w.api_version {
@@ -83,6 +88,10 @@ pub fn report(cis: &CisView, results: &[Vulnerability], summary: &VulnerabilityS
     if let Some(uid) = &w.uid {
         scope.insert("uid".into(), json!(uid));
     }
+    let mut annotations = Map::new();
+    if let Some(record) = truncated.and_then(|t| serde_json::to_string(t).ok()) {
+        annotations.insert(TRUNCATED_ANNOTATION.into(), Value::String(record));
+    }
     json!({
         "apiVersion": API_VERSION,
         "kind": KIND,
@@ -90,6 +99,7 @@ pub fn report(cis: &CisView, results: &[Vulnerability], summary: &VulnerabilityS
             "name": cis.name,
             "namespace": cis.namespace,
             "labels": {"app.kubernetes.io/managed-by": "image-scanner"},
+            "annotations": Value::Object(annotations),
             "ownerReferences": [{
                 "apiVersion": "stas.statnett.no/v1alpha1",
                 "kind": "ContainerImageScan",
@@ -160,7 +170,7 @@ mod tests {
             .vulnerabilities;
         sort_details(&mut vulns);
         let summary = summary_from(&vulns, Severity::Unknown);
-        let r = report(&cis(), &vulns, &summary);
+        let r = report(&cis(), &vulns, &summary, None);
         assert_eq!(r["summary"], json!({"skip": 0, "warn": 0, "fail": 19}));
         let results = r["results"].as_array().expect("results");
         assert_eq!(results.len(), 19);
@@ -178,6 +188,7 @@ mod tests {
             r["metadata"]["labels"]["app.kubernetes.io/managed-by"],
             "image-scanner"
         );
+        assert_eq!(r["metadata"]["annotations"], json!({}));
         let owner = &r["metadata"]["ownerReferences"][0];
         assert_eq!(
             (

@@ -18,7 +18,7 @@ use super::leader;
 use super::metrics::{METRICS_CHUNK_BYTES, RequestCounters, render_metrics_chunk};
 use super::watch::{SyncGate, WatchPlan, run_watches};
 use crate::config::{GateSetting, OperatorConfig};
-use crate::core::engine::{Engine, EngineConfig};
+use crate::core::engine::{Engine, EngineConfig, StatusDetails};
 use crate::core::metrics_model::ExpositionCursor;
 use crate::core::port::{Action, Command, Observation, Outcome};
 use crate::core::scan_job::ScanJobSettings;
@@ -68,9 +68,15 @@ pub fn engine_config(
         job,
         workload_placement: config.scan_job_in_workload_namespaces,
         details_max_bytes: config.status_details_max_bytes,
-        write_details: !config.feature_gates.no_cis_status_vulnerabilities,
+        status_details: match config.feature_gates.no_cis_status_vulnerabilities {
+            GateSetting::On => StatusDetails::Never,
+            GateSetting::Off => StatusDetails::Always,
+            GateSetting::Auto => StatusDetails::UnlessInReport,
+        },
         write_reports,
-        report_max_bytes: crate::core::openreports::DEFAULT_REPORT_BUDGET,
+        // The same budget, so moving the details between the status and the Report changes
+        // where they are, not how many.
+        report_max_bytes: config.status_details_max_bytes,
         log_max_bytes: config.scan_log_max_bytes,
         report_cache_bytes: config.report_cache_max_bytes,
         max_inflight: MAX_INFLIGHT,

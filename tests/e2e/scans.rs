@@ -439,6 +439,12 @@ async fn an_openreports_report_accompanies_the_result_when_the_crd_exists() {
     })
     .await;
     let name = cis.metadata.name.clone().expect("name");
+    // The details are stored once (NoCISStatusVulnerabilities=auto): in the Report, which is
+    // written before the status.
+    let status = cis.status.clone().expect("status");
+    assert_eq!(status.vulnerabilities, None);
+    let summary = status.vulnerability_summary.expect("summary");
+    assert_eq!(summary.fixed_count + summary.unfixed_count, 19);
     let resource = ApiResource {
         group: "openreports.io".into(),
         version: "v1alpha1".into(),

@@ -8,6 +8,18 @@ use regex::Regex;
 
 use crate::core::scan_job::ScanJobSettings;
 
+/// Whether a result's vulnerability details are written to `status.vulnerabilities`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatusDetails {
+    /// Always, also when the Report holds them (gate NoCISStatusVulnerabilities=false).
+    Always,
+    /// Never; without a Report they are stored nowhere (=true, the Go operator's default).
+    Never,
+    /// When the CIS's Report for that result was not written (no Reports, or this one could not
+    /// be written): the details are stored once (=auto, the default).
+    UnlessInReport,
+}
+
 /// Everything the engine's decisions depend on besides observations and time.
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
@@ -34,8 +46,9 @@ pub struct EngineConfig {
     pub workload_placement: bool,
     /// Byte budget of `status.vulnerabilities`.
     pub details_max_bytes: usize,
-    /// Whether `status.vulnerabilities` is written at all (gate NoCISStatusVulnerabilities off).
-    pub write_details: bool,
+    /// Where the vulnerability details of a result go besides the Report (gate
+    /// NoCISStatusVulnerabilities).
+    pub status_details: StatusDetails,
     /// Whether an OpenReports `Report` is written with each successful result (gate
     /// PolicyReport, on when the `reports.openreports.io` CRD exists).
     pub write_reports: bool,
@@ -95,9 +108,9 @@ impl EngineConfig {
             },
             workload_placement: true,
             details_max_bytes: 262_144,
-            write_details: true,
+            status_details: StatusDetails::UnlessInReport,
             write_reports: false,
-            report_max_bytes: crate::core::openreports::DEFAULT_REPORT_BUDGET,
+            report_max_bytes: 262_144,
             log_max_bytes: 64 * 1024 * 1024,
             report_cache_bytes: 16 * 1024 * 1024,
             max_inflight: 32,

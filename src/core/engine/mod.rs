@@ -25,14 +25,14 @@ mod vec_set;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
-pub use config::EngineConfig;
+pub use config::{EngineConfig, StatusDetails};
 pub use coverage::{Coverage, Latency};
 pub use index::CisKey;
 pub use placement::{Placement, PullFailure, classify_pull_failure};
 
 use self::cache::ReportCache;
 use self::index::Index;
-use self::scans::{DigestScan, Harvest};
+use self::scans::{DigestScan, Harvest, ReportFate};
 use self::timers::{TimerKey, Timers};
 use super::port::{
     Action, ApiErrorKind, CisView, Command, CommandId, EventNote, EventRegarding, Observation,
@@ -150,7 +150,7 @@ pub struct Engine {
     report_budget_override: BTreeMap<CisKey, usize>,
     /// Reports written for (CIS, Job UID) whose status write is still to come: the Report goes
     /// first, so a crash in between re-writes both instead of leaving the Report behind.
-    reports_written: BTreeSet<(CisKey, String)>,
+    reports_written: BTreeMap<(CisKey, String), ReportFate>,
     /// Events waiting for capacity.
     pending_events: VecDeque<PendingEvent>,
     /// Logs being read, by Job UID.
@@ -197,7 +197,7 @@ impl Engine {
             retry_at: BTreeMap::new(),
             budget_override: BTreeMap::new(),
             report_budget_override: BTreeMap::new(),
-            reports_written: BTreeSet::new(),
+            reports_written: BTreeMap::new(),
             pending_events: VecDeque::new(),
             harvests: BTreeMap::new(),
             failure_logs: BTreeMap::new(),

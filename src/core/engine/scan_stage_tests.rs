@@ -39,8 +39,8 @@ struct Api {
     status_requests: Vec<(String, ContainerImageScanStatus)>,
     /// Status writes the server applied.
     statuses_applied: u64,
-    /// Serialized size of every Report the engine asked to apply.
-    report_requests: Vec<usize>,
+    /// Every Report the engine asked to apply.
+    report_requests: Vec<serde_json::Value>,
     events: Vec<EventNote>,
     /// Answers for the next status writes, Reports and Job creations (front first); success
     /// when empty.
@@ -198,8 +198,7 @@ impl Api {
                 Some(Outcome::CisApplied(Box::new(view.clone())))
             }
             Action::ApplyReport { report, .. } => {
-                self.report_requests
-                    .push(serde_json::to_vec(report).map_or(0, |b| b.len()));
+                self.report_requests.push((**report).clone());
                 Some(self.report_answers.pop_front().unwrap_or(Outcome::Done))
             }
             Action::RecordEvent { event, .. } => {
@@ -371,6 +370,14 @@ impl Api {
     }
 
     /// Serialized size of the details of the status writes requested for `name`.
+    /// Serialized sizes of the Reports the engine asked to apply.
+    fn report_sizes(&self) -> Vec<usize> {
+        self.report_requests
+            .iter()
+            .map(|r| serde_json::to_vec(r).map_or(0, |b| b.len()))
+            .collect()
+    }
+
     fn detail_sizes(&self, name: &str) -> Vec<usize> {
         self.status_requests
             .iter()
@@ -1129,6 +1136,7 @@ fn large_scan(cfg: EngineConfig, api_setup: impl FnOnce(&mut Api)) -> Api {
 fn small_budgets() -> EngineConfig {
     let mut cfg = config();
     cfg.write_reports = true;
+    cfg.status_details = StatusDetails::Always;
     cfg.report_max_bytes = 16 * 1024;
     cfg.details_max_bytes = 16 * 1024;
     cfg
@@ -1157,7 +1165,7 @@ fn a_report_or_status_the_api_finds_too_large_is_retried_at_half_the_size() {
             api.status_answers.push_back(failed(kind));
         });
         until_result(&mut api);
-        let reports = api.report_requests.clone();
+        let reports = api.report_sizes();
         assert_eq!(reports.len(), 2, "{kind:?}: {reports:?}");
         let details = api.detail_sizes("a");
         assert_eq!(details.len(), 2, "{kind:?}: {details:?}");
@@ -1278,4 +1286,57 @@ fn a_stale_job_update_does_not_undo_its_end() {
     });
     let (_, pod, ..) = api.log_read();
     assert!(pod.ends_with("-1"), "{pod}");
+}
+
+#[test]
+fn details_are_stored_once_by_default_in_the_report_else_in_the_status() {
+    // (where details go, Reports on, answer to the Report write) -> (details in the status,
+    // Reports asked for)
+    let invalid = || vec![failed(ApiErrorKind::Invalid)];
+    let cases = [
+        (StatusDetails::UnlessInReport, true, vec![], false, 1),
+        (StatusDetails::UnlessInReport, true, invalid(), true, 1),
+        (StatusDetails::UnlessInReport, false, vec![], true, 0),
+        (StatusDetails::Always, true, vec![], true, 1),
+        (StatusDetails::Never, true, vec![], false, 1),
+        (StatusDetails::Never, true, invalid(), false, 1),
+        (StatusDetails::Never, false, vec![], false, 0),
+    ];
+    for (status_details, write_reports, answers, in_status, reports) in cases {
+        let case = format!("{status_details:?}, reports {write_reports}, {answers:?}");
+        let mut cfg = small_budgets();
+        cfg.status_details = status_details;
+        cfg.write_reports = write_reports;
+        let mut api = large_scan(cfg, |api| api.report_answers.extend(answers.clone()));
+        until_result(&mut api);
+        assert!(api.status("a").summary.is_some(), "{case}: the summary");
+        assert_eq!(!api.detail_sizes("a").is_empty(), in_status, "{case}");
+        assert_eq!(api.report_requests.len(), reports, "{case}");
+    }
+}
+
+#[test]
+fn a_truncated_report_records_what_it_left_out_like_the_status() {
+    let mut cfg = small_budgets();
+    cfg.status_details = StatusDetails::Never;
+    let mut api = large_scan(cfg, |_| {});
+    until_result(&mut api);
+    let report = api.report_requests.last().expect("a Report").clone();
+    let record = report["metadata"]["annotations"]
+        [crate::core::openreports::TRUNCATED_ANNOTATION]
+        .as_str()
+        .expect("truncation annotation");
+    let record: crate::crd::VulnerabilitiesTruncated =
+        serde_json::from_str(record).expect("the status's record format");
+    assert_eq!(record.budget_bytes, 16 * 1024);
+    assert!(record.dropped_count > 0 && !record.dropped_severities.is_empty());
+    let results = report["results"].as_array().expect("results").len();
+    let summary: i64 = ["skip", "warn", "fail"]
+        .iter()
+        .map(|k| report["summary"][k].as_i64().unwrap_or(0))
+        .sum();
+    assert_eq!(
+        i64::try_from(results).unwrap_or(0) + i64::from(record.dropped_count),
+        summary
+    );
 }

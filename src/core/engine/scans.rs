@@ -18,7 +18,7 @@ use std::time::Duration;
 use super::index::{CisKey, object_key};
 use super::placement::{self, Placement, PullFailure, classify_pull_failure};
 use super::timers::TimerKey;
-use super::{Engine, Target};
+use super::{Engine, StatusDetails, Target};
 use crate::core::cis_status as status;
 use crate::core::naming::{scan_job_name, workload_scan_job_name};
 use crate::core::port::{
@@ -29,6 +29,15 @@ use crate::core::report::{ReportFormat, parse_report};
 use crate::core::scan_job::{SCAN_CONTAINER, ScanJobParams, build_scan_job};
 use crate::core::time::Timestamp;
 use crate::crd::{Severity, Vulnerability};
+
+/// What became of a result's Report, until the status write that follows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum ReportFate {
+    /// The API stored it: it holds the details.
+    Written,
+    /// Given up on (not permitted, CRD gone, repeated errors): the status must hold them.
+    Skipped,
+}
 
 /// Reads of an empty failed-attempt log per Job at most (one per attempt: the backoff limit
 /// of 3 plus the first).
@@ -1066,7 +1075,7 @@ impl Engine {
                     return FanOut::NeedDetails;
                 };
                 let report_key = (key.clone(), latest.job_uid.clone());
-                if self.cfg.write_reports && !self.reports_written.contains(&report_key) {
+                if self.cfg.write_reports && !self.reports_written.contains_key(&report_key) {
                     let budget = self
                         .report_budget_override
                         .get(key)
@@ -1088,13 +1097,20 @@ impl Engine {
                     .get(key)
                     .copied()
                     .unwrap_or(self.cfg.details_max_bytes);
+                let in_report =
+                    self.reports_written.get(&report_key) == Some(&ReportFate::Written);
+                let write_details = match self.cfg.status_details {
+                    StatusDetails::Always => true,
+                    StatusDetails::Never => false,
+                    StatusDetails::UnlessInReport => !in_report,
+                };
                 status::success_status(
                     &cis,
                     &vulns,
                     &latest.job_uid,
                     latest.at,
                     budget,
-                    self.cfg.write_details,
+                    write_details,
                 )
             }
             ScanOutcome::Failed { reason, message } => {
@@ -1650,7 +1666,8 @@ impl Engine {
         match outcome {
             // The status write that follows names the Job; remember which Report is done.
             Outcome::Done => {
-                self.reports_written.insert((key.clone(), job_uid));
+                self.reports_written
+                    .insert((key.clone(), job_uid), ReportFate::Written);
             }
             Outcome::Failed(err) if err.kind == ApiErrorKind::TooLarge => {
                 let current = self
@@ -1669,7 +1686,8 @@ impl Engine {
                     self.attempts.remove(&target);
                     self.retry_at.remove(&target);
                     self.stats.reports_skipped += 1;
-                    self.reports_written.insert((key.clone(), job_uid));
+                    self.reports_written
+                        .insert((key.clone(), job_uid), ReportFate::Skipped);
                 }
             }
             _ => {}
