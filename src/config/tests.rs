@@ -359,7 +359,10 @@ fn both_gates_take_true_false_or_auto_and_all_beta_forces_them() {
         ("", (Auto, Auto)),
         ("NoCISStatusVulnerabilities=false", (Auto, Off)),
         ("NoCISStatusVulnerabilities=TRUE", (Auto, On)),
-        ("PolicyReport=false,NoCISStatusVulnerabilities=auto", (Off, Auto)),
+        (
+            "PolicyReport=false,NoCISStatusVulnerabilities=auto",
+            (Off, Auto),
+        ),
         ("AllBeta=false", (Off, Off)),
         ("AllBeta=true,NoCISStatusVulnerabilities=auto", (On, Auto)),
     ];

@@ -1322,8 +1322,7 @@ fn a_truncated_report_records_what_it_left_out_like_the_status() {
     let mut api = large_scan(cfg, |_| {});
     until_result(&mut api);
     let report = api.report_requests.last().expect("a Report").clone();
-    let record = report["metadata"]["annotations"]
-        [crate::core::openreports::TRUNCATED_ANNOTATION]
+    let record = report["metadata"]["annotations"][crate::core::openreports::TRUNCATED_ANNOTATION]
         .as_str()
         .expect("truncation annotation");
     let record: crate::crd::VulnerabilitiesTruncated =

@@ -1097,8 +1097,7 @@ impl Engine {
                     .get(key)
                     .copied()
                     .unwrap_or(self.cfg.details_max_bytes);
-                let in_report =
-                    self.reports_written.get(&report_key) == Some(&ReportFate::Written);
+                let in_report = self.reports_written.get(&report_key) == Some(&ReportFate::Written);
                 let write_details = match self.cfg.status_details {
                     StatusDetails::Always => true,
                     StatusDetails::Never => false,
