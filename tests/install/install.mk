@@ -3,10 +3,11 @@
 INSTALL_DIR := tests/install
 
 .PHONY: install-check install-render install-metrics install-rules install-e2e install-rbac-smoke \
-        install-sync-crd image-binary image-binary-check install-release-check
+        install-sync-crd image-binary image-binary-check install-release-check workflow-lint
 
-# Static checks, no cluster: renders, pinning, contract, README examples, metric names, rules.
-install-check: install-render install-metrics install-rules
+# Static checks, no cluster: renders, pinning, contract, README examples, metric names, rules,
+# the GitHub Actions workflows.
+install-check: install-render install-metrics install-rules workflow-lint
 
 # kubectl kustomize of the default, base, e2e overlay, every component and the fixtures; images
 # pinned by digest; CRD copy in sync; objects/ConfigMap keys/Deployment/RBAC/pod security.
@@ -45,6 +46,12 @@ image-binary:
 image-binary-check: image-binary
 	$(INSTALL_DIR)/check-binary.sh
 
-# For release automation, after pinning the operator digest: no placeholder digest remains.
+# actionlint (built once from its Go module) on .github/workflows, shellcheck on their run: blocks
+# when installed; every action pinned by commit SHA. CI here cannot run GitHub Actions.
+workflow-lint:
+	$(INSTALL_DIR)/actionlint.sh
+
+# The release gate (.github/workflows/release.yml runs it after pinning the operator digest):
+# fails while the placeholder digest remains, as it does on main.
 install-release-check:
 	$${KUBECTL:-kubectl} kustomize kustomize | $(INSTALL_DIR)/check-images.sh --release
