@@ -144,7 +144,7 @@ fn render_operational(
     counter_header(
         out,
         "image_scanner_api_requests_total",
-        "API requests made by the operator, by verb and result.",
+        "API requests made by the operator, by verb and result (replaces the Go operator's client-go rest_client_requests_total).",
     );
     for ((verb, result), n) in counters.snapshot() {
         let _ = writeln!(
@@ -155,7 +155,7 @@ fn render_operational(
     counter_header(
         out,
         "image_scanner_scan_jobs_created_total",
-        "Scan Jobs created.",
+        "Scan Jobs created (the Go operator had no equivalent; its Jobs showed only in controller_runtime_reconcile_total).",
     );
     let _ = writeln!(
         out,
@@ -165,7 +165,7 @@ fn render_operational(
     counter_header(
         out,
         "image_scanner_scans_total",
-        "Finished scans of image digests, by outcome.",
+        "Finished scans of image digests, by outcome (replaces the Go operator's controller_runtime_reconcile_total{controller=\"job\"}).",
     );
     let _ = writeln!(
         out,
@@ -180,7 +180,7 @@ fn render_operational(
     counter_header(
         out,
         "image_scanner_reports_skipped_total",
-        "OpenReports Reports that could not be written (the CIS status still got the result).",
+        "OpenReports Reports that could not be written; the CIS status got the result and details instead (the Go operator counted them in controller_runtime_reconcile_errors_total).",
     );
     let _ = writeln!(
         out,
@@ -190,7 +190,7 @@ fn render_operational(
     counter_header(
         out,
         "image_scanner_status_writes_total",
-        "CIS status writes.",
+        "CIS status writes (with image_scanner_spec_writes_total, replaces the Go operator's controller_runtime_reconcile_total{controller=\"containerimagescan\"}).",
     );
     let _ = writeln!(
         out,
@@ -200,19 +200,19 @@ fn render_operational(
     counter_header(
         out,
         "image_scanner_spec_writes_total",
-        "CIS metadata/spec applies and deletes.",
+        "CIS metadata/spec applies and deletes (replaces the Go operator's controller_runtime_reconcile_total{controller=\"pod\"}).",
     );
     let _ = writeln!(out, "image_scanner_spec_writes_total {}", stats.spec_writes);
     gauge(
         out,
         "image_scanner_active_scan_jobs",
-        "Scan Jobs running now.",
+        "Scan Jobs running now (counted against ACTIVE_SCAN_JOB_LIMIT; no Go operator equivalent).",
         engine.active_jobs(),
     );
     gauge(
         out,
         "image_scanner_queue_depth",
-        "Keys waiting for a decision or a scan slot.",
+        "Keys waiting for a decision or a scan slot (replaces controller-runtime's workqueue_depth).",
         engine.queue_depth(),
     );
     gauge(
@@ -224,7 +224,7 @@ fn render_operational(
     gauge(
         out,
         "image_scanner_commands_in_flight",
-        "API commands in flight.",
+        "API commands in flight (replaces controller-runtime's controller_runtime_active_workers).",
         engine.inflight(),
     );
     let coverage = engine.coverage(now);
@@ -274,14 +274,15 @@ fn render_operational(
     gauge(
         out,
         "image_scanner_leader",
-        "1 when this replica holds the lease.",
+        "1 when this replica holds the lease (replaces controller-runtime's leader_election_master_status).",
         u8::from(engine.is_leading()),
     );
-    // The Go operator's e2e test probes this controller-runtime series; keep it for compatibility.
+    // The Go operator's e2e test probes this controller-runtime series (spec §14): a constant
+    // that says what it is, instead of a lookalike of a certificate watcher we do not have.
     counter_header(
         out,
         "certwatcher_read_certificate_errors_total",
-        "Total number of certificate read errors (kept for compatibility; no certificates are watched).",
+        "Always 0: this operator serves /metrics without TLS and watches no certificate; the series is kept because the Go operator's e2e tests and dashboards probe it to see that the endpoint is up.",
     );
     let _ = writeln!(out, "certwatcher_read_certificate_errors_total 0");
     process_metrics(out);
