@@ -181,3 +181,23 @@ fn bad_configuration_exits_2_with_one_line_naming_flag_and_variable() {
         );
     }
 }
+
+#[test]
+fn kubeconfig_flag_wins_over_the_variable_and_a_bad_one_stops_start_up_clearly() {
+    let out = run(
+        &[
+            "--scan-job-namespace=x",
+            "--metrics-bind-address=0",
+            "--health-probe-bind-address=0",
+            "--kubeconfig=/nonexistent/flag-kubeconfig",
+        ],
+        &[("KUBECONFIG", "/nonexistent/env-kubeconfig")],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("--kubeconfig /nonexistent/flag-kubeconfig")
+            && !stderr.contains("env-kubeconfig"),
+        "{stderr}"
+    );
+}

@@ -288,6 +288,10 @@ pub struct OperatorArgs {
     /// Accepted for compatibility; ignored.
     #[arg(long, env = "ZAP_STACKTRACE_LEVEL", hide = true)]
     pub zap_stacktrace_level: Option<String>,
+    /// Kubeconfig file to use out of cluster, as controller-runtime's flag: it wins over
+    /// `KUBECONFIG`, which wins over the in-cluster service account, then `~/.kube/config`.
+    #[arg(long, value_name = "PATH")]
+    pub kubeconfig: Option<std::path::PathBuf>,
 }
 
 /// A bad configuration value: renders as one line naming the flag and its env var.
@@ -404,6 +408,8 @@ pub struct OperatorConfig {
     pub pod_settle_timeout: Duration,
     /// Logging.
     pub log: LogConfig,
+    /// `--kubeconfig`, when given (it must name a readable file).
+    pub kubeconfig: Option<std::path::PathBuf>,
 }
 
 /// Waiting reasons that always make a pod skipped.
@@ -715,6 +721,10 @@ impl OperatorArgs {
                 .then(|| priority_class.to_string()),
             pod_settle_timeout,
             log: LogConfig::from_args(self)?,
+            kubeconfig: self
+                .kubeconfig
+                .clone()
+                .filter(|p| !p.as_os_str().is_empty()),
         })
         .and_then(|config| {
             // Booleans that are accepted for compatibility still have to be booleans.

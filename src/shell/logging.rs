@@ -14,7 +14,10 @@ pub fn init(config: &LogConfig) {
         .with_writer(std::io::stderr);
     let result = match config.format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Console => builder.try_init(),
+        // Colours only on a terminal: `kubectl logs` and log shippers would store the escapes.
+        LogFormat::Console => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
     };
     drop(result);
 }

@@ -99,11 +99,31 @@ pub enum EngineQuery {
     },
 }
 
+/// The client configuration in controller-runtime's order: `--kubeconfig`, `KUBECONFIG`, the
+/// in-cluster service account, `~/.kube/config` (kube's own `infer` tries the last before
+/// the in-cluster one).
+async fn client_config(kubeconfig: Option<&std::path::Path>) -> Result<kube::Config, ShellError> {
+    let failed = |what: String| ShellError::ClientConfig(what);
+    if let Some(path) = kubeconfig {
+        let file = kube::config::Kubeconfig::read_from(path)
+            .map_err(|e| failed(format!("--kubeconfig {}: {e}", path.display())))?;
+        return kube::Config::from_custom_kubeconfig(file, &Default::default())
+            .await
+            .map_err(|e| failed(format!("--kubeconfig {}: {e}", path.display())));
+    }
+    if std::env::var_os("KUBECONFIG").is_none()
+        && let Ok(in_cluster) = kube::Config::incluster()
+    {
+        return Ok(in_cluster);
+    }
+    kube::Config::infer()
+        .await
+        .map_err(|e| failed(e.to_string()))
+}
+
 /// Runs the operator until a termination signal.
 pub async fn run(config: OperatorConfig) -> Result<(), ShellError> {
-    let mut kube_config = kube::Config::infer()
-        .await
-        .map_err(|e| ShellError::ClientConfig(e.to_string()))?;
+    let mut kube_config = client_config(config.kubeconfig.as_deref()).await?;
     // The engine decides about retries (with growing back-off); the client must not hold a
     // command for minutes retrying on its own.
     kube_config.default_retry = false;
@@ -366,7 +386,11 @@ fn log_outcome(verb: &'static str, what: &str, outcome: &Outcome) {
             tracing::warn!(verb, object = %what, kind = ?e.kind, error = %e.message, "request failed");
         }
         Outcome::JobCreated(job) => {
-            tracing::info!(job = %job.name, digest = ?job.digest, "scan Job created")
+            tracing::info!(
+                job = %format_args!("{}/{}", job.namespace, job.name),
+                digest = job.digest.as_deref().unwrap_or("(none)"),
+                "scan Job created"
+            )
         }
         Outcome::Log(bytes) => tracing::info!(object = %what, bytes = bytes.len(), "scan log read"),
         Outcome::CisApplied(_) | Outcome::Done => tracing::debug!(verb, object = %what, "done"),

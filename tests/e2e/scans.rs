@@ -39,6 +39,22 @@ async fn a_scan_job_is_built_like_upstream_and_its_result_lands_in_the_status() 
         scan_jobs(&client).await.into_iter().next()
     })
     .await;
+    let created_line = format!(
+        "job=image-scanner/{} digest={digest}",
+        job.metadata.name.as_deref().unwrap_or_default()
+    );
+    eventually(
+        WAIT,
+        "the operator logs the Job with its digest",
+        Some(&op),
+        || async {
+            let log = std::fs::read_to_string(&op.log).ok()?;
+            log.lines()
+                .any(|l| l.contains("scan Job created") && l.contains(&created_line))
+                .then_some(())
+        },
+    )
+    .await;
     let cis = eventually(
         WAIT,
         "CIS Reconciling/ScanJobCreated while the Job runs",

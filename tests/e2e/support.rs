@@ -197,7 +197,10 @@ impl Operator {
                 "--health-probe-bind-address=127.0.0.1:{}",
                 self.health_port
             ))
-            .env("KUBECONFIG", operator_kubeconfig())
+            // The flag wins over KUBECONFIG as controller-runtime's does: a variable naming
+            // no file proves the operator used the flag.
+            .arg(format!("--kubeconfig={}", operator_kubeconfig().display()))
+            .env("KUBECONFIG", "/nonexistent/kubeconfig")
             .env("POD_NAMESPACE", SCAN_NAMESPACE)
             .env("POD_NAME", format!("e2e-{}", self.name))
             .env_remove("RUST_LOG")
