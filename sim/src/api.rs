@@ -517,6 +517,20 @@ impl Sim {
         if !self.scanner.truth.contains_key(d) {
             problems.push(format!("digest {d} was never running"));
         }
+        // P1: the scan runs on the architecture of the nodes that run the image (those it
+        // prefers); an unlabelled node requires nothing.
+        let archs_of_preferred: BTreeSet<String> = preferred_nodes(&pod_spec)
+            .iter()
+            .filter_map(|n| n.strip_prefix("node-")?.parse::<usize>().ok())
+            .filter_map(|n| *self.opts.node_archs.get(n)?)
+            .map(str::to_string)
+            .collect();
+        let required: BTreeSet<String> = required_archs(&pod_spec).into_iter().collect();
+        if required != archs_of_preferred {
+            problems.push(format!(
+                "[P1] required architectures {required:?} != those of its preferred nodes {archs_of_preferred:?}"
+            ));
+        }
         if !problems.is_empty() {
             self.checker.violation(
                 self.now,
@@ -594,6 +608,7 @@ impl Sim {
             created_rv: 0,
             pull,
             preferred_nodes: preferred_nodes(&pod_spec),
+            required_archs: required_archs(&pod_spec),
             rejection,
             refused: 0,
         };
@@ -656,6 +671,23 @@ impl Sim {
             None => fail(ApiErrorKind::NotFound, "gone"),
         }
     }
+}
+
+/// The `kubernetes.io/arch` values a pod spec's required node affinity allows.
+fn required_archs(spec: &PodSpec) -> Vec<String> {
+    spec.affinity
+        .as_ref()
+        .and_then(|a| a.node_affinity.as_ref())
+        .and_then(|n| {
+            n.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        })
+        .into_iter()
+        .flat_map(|r| r.node_selector_terms.iter())
+        .flat_map(|t| t.match_expressions.iter().flatten())
+        .filter(|e| e.key == "kubernetes.io/arch" && e.operator == "In")
+        .flat_map(|e| e.values.iter().flatten().cloned())
+        .collect()
 }
 
 /// The nodes a pod spec's preferred node affinity names.

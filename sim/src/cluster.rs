@@ -390,6 +390,8 @@ pub struct SimJob {
     pub pull: Option<Arc<PullCredentials>>,
     /// Nodes of the pod template's preferred node affinity.
     pub preferred_nodes: Vec<String>,
+    /// `kubernetes.io/arch` values its required node affinity allows (empty: any node).
+    pub required_archs: Vec<String>,
     /// Why Pod Security Admission refuses its pod, if it does.
     pub rejection: Option<String>,
     /// Pod creations refused so far (the Job controller backs off between them).

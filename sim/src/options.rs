@@ -216,6 +216,9 @@ pub struct Options {
     pub differential: bool,
     /// Pull credentials, the kubelet's feature gate, namespaces' admission (KEP-2535).
     pub kep: KepOptions,
+    /// `kubernetes.io/arch` of `node-{i}` (`None`: unlabelled): half the seeds mix amd64 and
+    /// arm64 nodes.
+    pub node_archs: Vec<Option<&'static str>>,
 }
 
 impl Options {
@@ -254,6 +257,7 @@ impl Options {
         };
         let nodes = r.between(1, 3) as usize;
         let kep = KepOptions::draw(seed, nodes, namespaces, fault_phase.as_millis() as u64);
+        let node_archs = draw_node_archs(seed, nodes);
         Options {
             seed,
             faults,
@@ -274,6 +278,7 @@ impl Options {
             compaction_window,
             differential: true,
             kep,
+            node_archs,
         }
     }
 
@@ -293,12 +298,29 @@ impl Options {
     }
 }
 
+/// The nodes' architectures, from their own stream (the older options keep their values).
+fn draw_node_archs(seed: u64, nodes: usize) -> Vec<Option<&'static str>> {
+    let mut r = stream(seed, Concern::Platforms);
+    let mixed = r.chance(0.5);
+    (0..nodes)
+        .map(|_| {
+            if r.chance(0.1) {
+                None
+            } else if mixed && r.chance(0.5) {
+                Some("arm64")
+            } else {
+                Some("amd64")
+            }
+        })
+        .collect()
+}
+
 impl fmt::Display for Options {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let faults: Vec<&str> = self.faults.iter().map(|x| x.name()).collect();
         write!(
             f,
-            "seed={} faults=[{}] rate={} ns={} workloads={} ops={} images={} nodes={} fault_phase={}s heal_limit={}s interval={}s job_limit={} inflight={} details={} request_limit={} max_delay={}ms window={} {}",
+            "seed={} faults=[{}] rate={} ns={} workloads={} ops={} images={} nodes={} fault_phase={}s heal_limit={}s interval={}s job_limit={} inflight={} details={} request_limit={} max_delay={}ms window={} {} archs=[{}]",
             self.seed,
             faults.join(","),
             self.rate,
@@ -321,6 +343,11 @@ impl fmt::Display for Options {
             self.max_delay_ms,
             self.compaction_window,
             self.kep,
+            self.node_archs
+                .iter()
+                .map(|a| a.unwrap_or("-"))
+                .collect::<Vec<_>>()
+                .join(","),
         )
     }
 }

@@ -29,6 +29,8 @@ pub enum Concern {
     Kubelet = 8,
     /// Which digests need credentials and which nodes have them preloaded.
     Registry = 9,
+    /// The nodes' `kubernetes.io/arch` labels.
+    Platforms = 10,
 }
 
 /// SplitMix64 finaliser: spreads seeds that differ in one bit.

@@ -66,9 +66,29 @@ impl Sim {
                     return;
                 }
                 // The scheduler honours the preferred node affinity (the nodes that run the
-                // image); any node otherwise.
+                // image); otherwise any node the required one (the image's architecture)
+                // allows.
                 let node = if job.preferred_nodes.is_empty() {
-                    format!("node-{}", self.r_jobs.index(self.opts.nodes))
+                    let allowed: Vec<usize> = (0..self.opts.nodes)
+                        .filter(|n| {
+                            job.required_archs.is_empty()
+                                || self.opts.node_archs[*n]
+                                    .is_some_and(|a| job.required_archs.iter().any(|r| r == a))
+                        })
+                        .collect();
+                    if allowed.is_empty() {
+                        self.checker.violation(
+                            self.now,
+                            "P1",
+                            format!(
+                                "job {ns}/{name}: no node has an architecture of {:?}",
+                                job.required_archs
+                            ),
+                        );
+                        format!("node-{}", self.r_jobs.index(self.opts.nodes))
+                    } else {
+                        format!("node-{}", allowed[self.r_jobs.index(allowed.len())])
+                    }
                 } else {
                     job.preferred_nodes[self.r_jobs.index(job.preferred_nodes.len())].clone()
                 };

@@ -5,7 +5,7 @@
 //! Events the engine reacts to (BackOff of scan pods, FailedCreate of scan Jobs), which a
 //! starting instance lists again.
 
-use image_scanner::core::port::{Observation, StreamId, WatchEvent};
+use image_scanner::core::port::{NodePlatform, Observation, StreamId, WatchEvent};
 
 use crate::cluster::{Kind, View, kind};
 use crate::options::Fault;
@@ -286,6 +286,20 @@ impl Sim {
     pub fn list_job_config(&mut self, i: usize, inc: u32) {
         if !self.live(i, inc) || self.postpone_if_paused(i, Event::ListJobConfig(i, inc)) {
             return;
+        }
+        // The node watch lists with it (nodes and their labels never change here).
+        for (n, arch) in self.opts.node_archs.clone().into_iter().enumerate() {
+            let platform = NodePlatform {
+                os: Some("linux".to_string()),
+                arch: arch.map(str::to_string),
+            };
+            self.observe(
+                i,
+                Observation::NodePlatform {
+                    node: format!("node-{n}"),
+                    platform: Some(platform),
+                },
+            );
         }
         let data = Some(self.cluster.job_config.clone());
         self.observe(i, Observation::TrivyJobConfig { data });

@@ -86,6 +86,16 @@ pub struct ContainerView {
     pub waiting_reason: Option<String>,
 }
 
+/// What a node runs, from its well-known labels `kubernetes.io/os` and `kubernetes.io/arch`
+/// (`None`: label missing).
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct NodePlatform {
+    /// `kubernetes.io/os`, e.g. `linux`.
+    pub os: Option<String>,
+    /// `kubernetes.io/arch`, e.g. `amd64`, `arm64`.
+    pub arch: Option<String>,
+}
+
 /// A workload pod, reduced to what CIS decisions need.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PodView {
@@ -386,6 +396,15 @@ pub enum Observation {
     TrivyJobConfig {
         /// The ConfigMap's `data`.
         data: Option<BTreeMap<String, String>>,
+    },
+    /// A node's platform changed, or the node is gone (`None`). The shell sends only changes
+    /// (and, after a relist, `None` for nodes that vanished), so the core holds one small
+    /// entry per node: scan Jobs must run on the platform of the nodes that run the image.
+    NodePlatform {
+        /// The node's name.
+        node: String,
+        /// Its platform; `None` when the node was deleted.
+        platform: Option<NodePlatform>,
     },
     /// Leadership gained or lost.
     Leadership {

@@ -33,9 +33,9 @@ use std::sync::Arc;
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
     Affinity, Capabilities, ConfigMapEnvSource, Container, EmptyDirVolumeSource, EnvFromSource,
-    EnvVar, LocalObjectReference, NodeAffinity, NodeSelectorRequirement, NodeSelectorTerm,
-    PodSecurityContext, PodSpec, PodTemplateSpec, PreferredSchedulingTerm, ResourceRequirements,
-    SeccompProfile, SecurityContext, Toleration, Volume, VolumeMount,
+    EnvVar, LocalObjectReference, NodeAffinity, NodeSelector, NodeSelectorRequirement,
+    NodeSelectorTerm, PodSecurityContext, PodSpec, PodTemplateSpec, PreferredSchedulingTerm,
+    ResourceRequirements, SeccompProfile, SecurityContext, Toleration, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -331,6 +331,9 @@ pub struct ScanJobParams {
     pub workload_name: String,
     /// Nodes that run the image (normalised by [`preferred_nodes`]).
     pub preferred_nodes: Vec<String>,
+    /// Operating systems and architectures of the nodes that run the image: the scan pod must
+    /// run on one of them, preferred node or not.
+    pub required_platform: RequiredPlatform,
     /// For a Job in a workload namespace: the imagePullSecrets names and service account of a
     /// pod there that runs the image (`engine::placement`); `None`: the scan service account.
     pub pull_credentials: Option<Arc<PullCredentials>>,
@@ -339,6 +342,23 @@ pub struct ScanJobParams {
     /// ConfigMaps of the pod's own namespace only). `None`: `envFrom` that ConfigMap.
     pub job_config: Option<Arc<BTreeMap<String, String>>>,
 }
+
+/// Values of `kubernetes.io/os` and `kubernetes.io/arch` a scan pod's node must have; an empty
+/// set requires nothing (unknown). In a mixed amd64/arm64 cluster an image that runs only on
+/// arm64 nodes cannot start on amd64, and a multi-arch image's other variant is other content:
+/// the scan must see what the workload runs.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RequiredPlatform {
+    /// Allowed `kubernetes.io/os` values.
+    pub os: BTreeSet<String>,
+    /// Allowed `kubernetes.io/arch` values.
+    pub arch: BTreeSet<String>,
+}
+
+/// Node label holding the operating system.
+pub const LABEL_OS: &str = "kubernetes.io/os";
+/// Node label holding the CPU architecture.
+pub const LABEL_ARCH: &str = "kubernetes.io/arch";
 
 /// Node names to prefer: non-empty, de-duplicated, sorted (a stable Job for the same pods), at
 /// most [`MAX_PREFERRED_NODES`].
@@ -397,9 +417,10 @@ pub fn build_scan_job(params: &ScanJobParams, settings: &ScanJobSettings) -> Job
         automount_service_account_token: Some(false),
         enable_service_links: Some(false),
         restart_policy: Some("OnFailure".to_string()),
-        affinity: node_affinity(&preferred_nodes(
-            params.preferred_nodes.iter().map(String::as_str),
-        )),
+        affinity: node_affinity(
+            &preferred_nodes(params.preferred_nodes.iter().map(String::as_str)),
+            &params.required_platform,
+        ),
         security_context: Some(PodSecurityContext {
             seccomp_profile: Some(SeccompProfile {
                 type_: "RuntimeDefault".to_string(),
@@ -452,12 +473,28 @@ pub fn build_scan_job(params: &ScanJobParams, settings: &ScanJobSettings) -> Job
 }
 
 /// One preferred (not required) term per node: a node without the image can still run the scan
-/// if it can pull the image itself.
-fn node_affinity(nodes: &[String]) -> Option<Affinity> {
-    if nodes.is_empty() {
+/// if it can pull the image itself; but only a node of the image's platform.
+fn node_affinity(nodes: &[String], platform: &RequiredPlatform) -> Option<Affinity> {
+    let requirements: Vec<NodeSelectorRequirement> =
+        [(LABEL_OS, &platform.os), (LABEL_ARCH, &platform.arch)]
+            .into_iter()
+            .filter(|(_, values)| !values.is_empty())
+            .map(|(key, values)| NodeSelectorRequirement {
+                key: key.to_string(),
+                operator: "In".to_string(),
+                values: Some(values.iter().cloned().collect()),
+            })
+            .collect();
+    if nodes.is_empty() && requirements.is_empty() {
         return None;
     }
-    let terms = nodes
+    let required = (!requirements.is_empty()).then(|| NodeSelector {
+        node_selector_terms: vec![NodeSelectorTerm {
+            match_expressions: Some(requirements),
+            ..NodeSelectorTerm::default()
+        }],
+    });
+    let terms: Vec<PreferredSchedulingTerm> = nodes
         .iter()
         .map(|node| PreferredSchedulingTerm {
             weight: PREFERRED_NODE_WEIGHT,
@@ -473,8 +510,9 @@ fn node_affinity(nodes: &[String]) -> Option<Affinity> {
         .collect();
     Some(Affinity {
         node_affinity: Some(NodeAffinity {
-            preferred_during_scheduling_ignored_during_execution: Some(terms),
-            ..NodeAffinity::default()
+            preferred_during_scheduling_ignored_during_execution: (!terms.is_empty())
+                .then_some(terms),
+            required_during_scheduling_ignored_during_execution: required,
         }),
         ..Affinity::default()
     })
@@ -712,6 +750,7 @@ mod tests {
             workload_kind: cis.spec.workload.kind.clone(),
             workload_name: cis.spec.workload.name.clone(),
             preferred_nodes: vec![node],
+            required_platform: RequiredPlatform::default(),
             pull_credentials: None,
             job_config: None,
         }
@@ -1294,6 +1333,67 @@ mod tests {
             .and_then(|s| s.template.spec)
             .and_then(|p| p.affinity);
         assert_eq!(affinity, None);
+    }
+
+    #[test]
+    fn the_platform_of_the_nodes_that_run_the_image_is_required() {
+        let set = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+        let affinity = |nodes: &[&str], os: &[&str], arch: &[&str]| {
+            let params = ScanJobParams {
+                preferred_nodes: strings(nodes),
+                required_platform: RequiredPlatform {
+                    os: set(os),
+                    arch: set(arch),
+                },
+                ..fixture_params()
+            };
+            build_scan_job(&params, &fixture_settings())
+                .spec
+                .and_then(|s| s.template.spec)
+                .and_then(|p| p.affinity)
+                .and_then(|a| a.node_affinity)
+        };
+        let expression = |key: &str, values: &[&str]| NodeSelectorRequirement {
+            key: key.to_string(),
+            operator: "In".to_string(),
+            values: Some(strings(values)),
+        };
+        let both = affinity(&["n1"], &["linux"], &["arm64", "amd64"]).expect("affinity");
+        let required = both
+            .required_during_scheduling_ignored_during_execution
+            .expect("required");
+        assert_eq!(
+            required.node_selector_terms,
+            [NodeSelectorTerm {
+                match_expressions: Some(vec![
+                    expression("kubernetes.io/os", &["linux"]),
+                    expression("kubernetes.io/arch", &["amd64", "arm64"]),
+                ]),
+                ..NodeSelectorTerm::default()
+            }]
+        );
+        assert_eq!(
+            both.preferred_during_scheduling_ignored_during_execution
+                .map(|t| t.len()),
+            Some(1)
+        );
+        // Without preferred nodes (pods gone) the platform still holds; unknown: no requirement.
+        let only_arch = affinity(&[], &[], &["arm64"]).expect("affinity");
+        assert_eq!(
+            only_arch
+                .required_during_scheduling_ignored_during_execution
+                .map(|r| r.node_selector_terms[0].match_expressions.clone()),
+            Some(Some(vec![expression("kubernetes.io/arch", &["arm64"])]))
+        );
+        assert_eq!(
+            only_arch.preferred_during_scheduling_ignored_during_execution,
+            None
+        );
+        let unknown = affinity(&["n1"], &[], &[]).expect("affinity");
+        assert_eq!(
+            unknown.required_during_scheduling_ignored_during_execution,
+            None
+        );
     }
 
     #[test]

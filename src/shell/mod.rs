@@ -15,5 +15,6 @@ pub mod http;
 pub mod leader;
 pub mod logging;
 pub mod metrics;
+pub mod nodes;
 pub mod runtime;
 pub mod watch;

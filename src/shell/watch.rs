@@ -51,7 +51,7 @@ impl SyncGate {
         )
     }
 
-    async fn done_one(&self, tx: &mpsc::Sender<Observation>) {
+    pub(super) async fn done_one(&self, tx: &mpsc::Sender<Observation>) {
         if self.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
             let _ = tx.send(Observation::CachesSynced).await;
             let _ = self.ready.send(true);
@@ -73,8 +73,9 @@ impl WatchPlan {
     /// Number of streams that gate readiness.
     pub fn gated_streams(&self) -> usize {
         let scopes = self.namespaces.as_ref().map_or(1, Vec::len);
-        // pods + cis + workloads per scope, jobs and scan pods per Job scope, trivy-job-config.
-        scopes * (2 + self.kinds.len()) + 2 * self.job_scopes().len() + 1
+        // pods + cis + workloads per scope, jobs and scan pods per Job scope, trivy-job-config,
+        // node platforms.
+        scopes * (2 + self.kinds.len()) + 2 * self.job_scopes().len() + 2
     }
 
     /// Where our Jobs may be: everywhere, or the watched namespaces and the scan namespace.
@@ -244,6 +245,11 @@ pub async fn run_watches(
     }
     tasks.spawn(watch_job_config(
         scoped(&client, Some(&plan.scan_namespace)),
+        gate.clone(),
+        tx.clone(),
+    ));
+    tasks.spawn(super::nodes::watch_node_platforms(
+        client.clone(),
         gate.clone(),
         tx.clone(),
     ));

@@ -122,6 +122,14 @@ async fn a_scan_job_is_built_like_upstream_and_its_result_lands_in_the_status() 
         json!(workload_node),
         "prefers the node that runs the image"
     );
+    assert_eq!(
+        affinity["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"],
+        json!({"nodeSelectorTerms": [{"matchExpressions": [
+            {"key": "kubernetes.io/os", "operator": "In", "values": ["linux"]},
+            {"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]}
+        ]}]}),
+        "requires the platform of the node that runs the image"
+    );
     let scan = &pod_spec.containers[0];
     assert_eq!(scan.name, "scan-image");
     assert_eq!(
@@ -546,4 +554,96 @@ async fn an_openreports_report_accompanies_the_result_when_the_crd_exists() {
             .and_then(|c| c.is_none().then_some(()))
     })
     .await;
+}
+
+/// A mixed amd64/arm64 cluster: an image that runs on an arm64 node is scanned on an arm64 node,
+/// by the real scheduler (the other nodes are amd64).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the local control plane: make e2e"]
+async fn an_image_is_scanned_on_the_architecture_of_the_nodes_that_run_it() {
+    use k8s_openapi::api::core::v1::{Node, Pod};
+    use kube::api::DeleteParams;
+    const ARM_NODE: &str = "kwok-node-arm64";
+    let client = client().await;
+    prepare_scan_namespace(&client).await;
+    let nodes: Api<Node> = Api::all(client.clone());
+    let _ = nodes.delete(ARM_NODE, &DeleteParams::default()).await;
+    apply(&client, None, json!({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {
+            "name": ARM_NODE,
+            "labels": {"kubernetes.io/hostname": ARM_NODE, "kubernetes.io/os": "linux", "kubernetes.io/arch": "arm64"},
+            "annotations": {"node.alpha.kubernetes.io/ttl": "0", "kwok.x-k8s.io/node": "fake"}
+        }
+    }))
+    .await;
+    eventually(
+        WAIT,
+        "the arm64 node Ready without taints",
+        None,
+        || async {
+            let node = nodes.get_opt(ARM_NODE).await.ok().flatten()?;
+            let ready = node
+                .status?
+                .conditions?
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True");
+            let untainted = node
+                .spec
+                .and_then(|s| s.taints)
+                .is_none_or(|t| t.is_empty());
+            (ready && untainted).then_some(())
+        },
+    )
+    .await;
+    let digest = digest_for("arm64-only");
+    serve_log(&digest, &fixture(SMALL_LOG));
+    let ns = TestNamespaces::create(&client, &["e2e-arch"]).await;
+    let op = Operator::start("arch", "e2e-arch", &[]);
+    let mut pod = bare_pod("arm", &format!("registry.e2e/arch/app@{digest}"));
+    pod["spec"]["nodeName"] = json!(ARM_NODE);
+    apply(&client, Some("e2e-arch"), pod).await;
+
+    let job = eventually(WAIT, "scan Job created", Some(&op), || async {
+        scan_jobs(&client).await.into_iter().find(|j| {
+            j.metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get("image-scanner.statnett.no/digest"))
+                == Some(&digest)
+        })
+    })
+    .await;
+    let affinity = serde_json::to_value(
+        job.spec
+            .and_then(|s| s.template.spec)
+            .and_then(|p| p.affinity),
+    )
+    .expect("affinity");
+    assert_eq!(
+        affinity["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+            [0]["matchExpressions"][1],
+        json!({"key": "kubernetes.io/arch", "operator": "In", "values": ["arm64"]})
+    );
+    let job_name = job.metadata.name.clone().expect("name");
+    let scan_pods: Api<Pod> = Api::namespaced(client.clone(), SCAN_NAMESPACE);
+    let node = eventually(WAIT, "the scan pod scheduled", Some(&op), || async {
+        let list = scan_pods
+            .list(&ListParams::default().labels(&format!("job-name={job_name}")))
+            .await
+            .ok()?;
+        list.items.into_iter().find_map(|p| p.spec?.node_name)
+    })
+    .await;
+    assert_eq!(node, ARM_NODE, "the only node of the image's architecture");
+    eventually(WAIT, "CIS scanned", Some(&op), || async {
+        list_cis(&client, "e2e-arch")
+            .await
+            .into_iter()
+            .find(scanned)
+    })
+    .await;
+    drop(op);
+    ns.cleanup().await;
+    let _ = nodes.delete(ARM_NODE, &DeleteParams::default()).await;
 }

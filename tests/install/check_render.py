@@ -91,6 +91,7 @@ WORKLOADS = [("apps", "deployments,replicasets,statefulsets,daemonsets"), ("batc
 CLUSTER_RULES = {
     ("", "pods", "list,watch", ""),
     ("", "events", "list,watch", ""),
+    ("", "nodes", "list,watch", ""),
     ("apps", "daemonsets,deployments,replicasets,statefulsets", "list,watch", ""),
     ("batch", "cronjobs,jobs", "list,watch", ""),
     ("stas.statnett.no", "containerimagescans", "create,delete,get,list,patch,watch", ""),

@@ -127,6 +127,7 @@ can() {
 for v in list watch; do
   can yes "$v" pods -A
   can yes "$v" events -A
+  can yes "$v" nodes
   for r in deployments.apps replicasets.apps statefulsets.apps daemonsets.apps cronjobs.batch jobs.batch; do
     can yes "$v" "$r" -A
   done
@@ -213,6 +214,7 @@ can no impersonate serviceaccounts -A
 can no create serviceaccounts --subresource=token -n "$NS"
 can no create serviceaccounts --subresource=token -n default
 can no get nodes
+can no patch nodes
 can no patch configmaps -n "$NS"
 
 finish install-e2e

@@ -35,8 +35,8 @@ use self::index::Index;
 use self::scans::{DigestScan, Harvest, ReportFate};
 use self::timers::{TimerKey, Timers};
 use super::port::{
-    Action, ApiErrorKind, CisView, Command, CommandId, EventNote, EventRegarding, Observation,
-    Outcome,
+    Action, ApiErrorKind, CisView, Command, CommandId, EventNote, EventRegarding, NodePlatform,
+    Observation, Outcome,
 };
 use super::time::Timestamp;
 
@@ -171,6 +171,8 @@ pub struct Engine {
     /// The data of the scan namespace's `trivy-job-config`, copied into Jobs placed in
     /// workload namespaces; `None` (not seen, or missing): the scan namespace only.
     trivy_job_config: Option<Arc<BTreeMap<String, String>>>,
+    /// Platform of each node the shell reported (see [`Observation::NodePlatform`]).
+    node_platforms: BTreeMap<String, NodePlatform>,
     /// Time from first sight to first result, accumulated.
     first_result: coverage::Latency,
     next_id: u64,
@@ -206,6 +208,7 @@ impl Engine {
             first_seen: BTreeMap::new(),
             local_image_ids: BTreeSet::new(),
             trivy_job_config: None,
+            node_platforms: BTreeMap::new(),
             first_result: coverage::Latency::default(),
             next_id: 1,
             leading: false,
@@ -238,6 +241,14 @@ impl Engine {
                 message,
             } => self.observe_job_pod_rejected(&namespace, &job_name, &job_uid, message),
             Observation::TrivyJobConfig { data } => self.trivy_job_config = data.map(Arc::new),
+            Observation::NodePlatform { node, platform } => match platform {
+                Some(platform) => {
+                    self.node_platforms.insert(node, platform);
+                }
+                None => {
+                    self.node_platforms.remove(&node);
+                }
+            },
             Observation::CachesSynced => {
                 if !self.synced {
                     self.synced = true;

@@ -13,8 +13,8 @@ use super::lifecycle_tests::status_view;
 use super::tests::{at, created_cis, failed, leading_engine, pod_in};
 use super::*;
 use crate::core::port::{
-    JobFinish, JobView, PodView, PullCredentials, ScanContainerState, ScanPodView, StreamId,
-    WatchEvent,
+    JobFinish, JobView, NodePlatform, PodView, PullCredentials, ScanContainerState, ScanPodView,
+    StreamId, WatchEvent,
 };
 use crate::core::scan_job::ANNOTATION_DIGEST;
 
@@ -573,4 +573,64 @@ fn a_restarted_engine_knows_the_placement_of_a_running_job_from_the_job() {
     fresh.run();
     fresh.scan_pod_waits("ErrImagePull", UNAUTHORIZED);
     assert_eq!(fresh.placement(fresh.created.len() - 1).0, SCAN_NS);
+}
+
+#[test]
+fn a_scan_job_requires_the_platform_of_the_nodes_that_run_the_image() {
+    let required = |job: &Job| {
+        job.spec
+            .as_ref()
+            .and_then(|s| s.template.spec.as_ref())
+            .and_then(|p| p.affinity.as_ref())
+            .and_then(|a| a.node_affinity.as_ref())
+            .and_then(|n| {
+                n.required_during_scheduling_ignored_during_execution
+                    .clone()
+            })
+            .map(|r| {
+                r.node_selector_terms[0]
+                    .match_expressions
+                    .iter()
+                    .flatten()
+                    .map(|e| (e.key.clone(), e.values.clone().unwrap_or_default()))
+                    .collect::<Vec<_>>()
+            })
+    };
+    let platform = |arch: &str| {
+        Some(NodePlatform {
+            os: Some(s("linux")),
+            arch: Some(s(arch)),
+        })
+    };
+    let mut c = cluster();
+    for (node, arch) in [("n1", "arm64"), ("n2", "amd64")] {
+        c.observe(Observation::NodePlatform {
+            node: s(node),
+            platform: platform(arch),
+        });
+    }
+    // The only pod of the image runs on the arm64 node: the amd64 one must not take the scan.
+    c.pod(pod_in("team", "app"));
+    c.run();
+    assert_eq!(
+        required(&c.created[0]),
+        Some(vec![
+            (s("kubernetes.io/os"), vec![s("linux")]),
+            (s("kubernetes.io/arch"), vec![s("arm64")]),
+        ])
+    );
+
+    // A node the shell knows nothing of (deleted, or no labels) requires nothing.
+    let mut c = cluster();
+    c.observe(Observation::NodePlatform {
+        node: s("n1"),
+        platform: platform("arm64"),
+    });
+    c.observe(Observation::NodePlatform {
+        node: s("n1"),
+        platform: None,
+    });
+    c.pod(pod_in("team", "app"));
+    c.run();
+    assert_eq!(required(&c.created[0]), None);
 }

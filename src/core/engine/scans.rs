@@ -26,7 +26,7 @@ use crate::core::port::{
     ScanPodView, StreamId, WatchEvent,
 };
 use crate::core::report::{ReportFormat, parse_report};
-use crate::core::scan_job::{SCAN_CONTAINER, ScanJobParams, build_scan_job};
+use crate::core::scan_job::{RequiredPlatform, SCAN_CONTAINER, ScanJobParams, build_scan_job};
 use crate::core::time::Timestamp;
 use crate::crd::{Severity, Vulnerability};
 
@@ -1363,6 +1363,7 @@ impl Engine {
             cis_uid: primary.uid.clone(),
             workload_kind: primary.spec.workload.kind.clone(),
             workload_name: primary.spec.workload.name.clone(),
+            required_platform: self.platform_of(&nodes),
             preferred_nodes: nodes.into_iter().collect(),
             pull_credentials: credentials,
             job_config,
@@ -1711,5 +1712,17 @@ fn status_write(
         resource_version: cis.resource_version,
         status: Box::new(status),
         keep_details,
+    }
+}
+
+impl Engine {
+    /// The platforms of `nodes` that the shell reported; nodes not (yet) known add nothing.
+    fn platform_of(&self, nodes: &BTreeSet<String>) -> RequiredPlatform {
+        let mut required = RequiredPlatform::default();
+        for platform in nodes.iter().filter_map(|n| self.node_platforms.get(n)) {
+            required.os.extend(platform.os.clone());
+            required.arch.extend(platform.arch.clone());
+        }
+        required
     }
 }
