@@ -10,6 +10,9 @@ ARG RUST_IMAGE=rust:1.95@sha256:f49565f188ee00bc2a18dd418183f2c5f23ef7d6e6918905
 ARG RUNTIME_IMAGE=gcr.io/distroless/static-debian13:nonroot@sha256:1c2c046bc09ed40fad370b599a0b1ae7987f55b01e247cf27a7c27cd97e5bbc7
 
 FROM ${RUST_IMAGE} AS builder
+# BuildKit's SBOM (docker buildx build --sbom=true, the release workflow) scans only the final
+# stage unless told otherwise; this stage holds the Rust crates the binary is made of.
+ARG BUILDKIT_SBOM_SCAN_STAGE=true
 # musl target and its C compiler (ring compiles C): a fully static binary without glibc's NSS.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends musl-tools \
