@@ -388,7 +388,7 @@ fn log_outcome(verb: &'static str, what: &str, outcome: &Outcome) {
         Outcome::JobCreated(job) => {
             tracing::info!(
                 job = %format_args!("{}/{}", job.namespace, job.name),
-                digest = job.digest.as_deref().unwrap_or("(none)"),
+                digest = %job.digest.as_deref().unwrap_or("(none)"),
                 "scan Job created"
             )
         }

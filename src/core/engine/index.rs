@@ -2,7 +2,7 @@
 //!
 //! Every map is a `BTreeMap` so iteration order, and thus every decision, is deterministic.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
 use super::intern::Interner;
@@ -74,6 +74,39 @@ pub struct PodEntry {
     pub waiting_on: Option<Box<WorkloadKey>>,
 }
 
+/// The most recent UIDs of deleted objects, at most [`RecentUids::KEPT`]: the answer to a create
+/// can arrive after the watch delivered the object's deletion (a Job whose pod Pod Security
+/// refused, deleted by us within milliseconds), and must not bring the object back. Only the
+/// time a request is in flight matters, so a few hundred suffice.
+#[derive(Debug, Default)]
+pub struct RecentUids {
+    order: VecDeque<String>,
+    uids: BTreeSet<String>,
+}
+
+impl RecentUids {
+    /// How many are kept.
+    pub const KEPT: usize = 256;
+
+    /// Remembers `uid`, forgetting the oldest beyond [`Self::KEPT`].
+    pub fn insert(&mut self, uid: &str) {
+        if uid.is_empty() || !self.uids.insert(uid.to_string()) {
+            return;
+        }
+        self.order.push_back(uid.to_string());
+        while self.order.len() > Self::KEPT {
+            if let Some(old) = self.order.pop_front() {
+                self.uids.remove(&old);
+            }
+        }
+    }
+
+    /// Whether `uid` was seen deleted recently.
+    pub fn contains(&self, uid: &str) -> bool {
+        self.uids.contains(uid)
+    }
+}
+
 /// The index.
 #[derive(Debug, Default)]
 pub struct Index {
@@ -93,6 +126,8 @@ pub struct Index {
     /// Why the Job controller could not create the pod of a Job (its `FailedCreate` Event), by
     /// Job UID; only for Jobs in `jobs`.
     pub job_rejections: BTreeMap<String, String>,
+    /// Jobs seen deleted, by UID (see [`RecentUids`]).
+    pub deleted_jobs: RecentUids,
     /// Current relist epoch per stream (bumped at `InitStarted`).
     pub epochs: BTreeMap<(ObjectKind, StreamId), u64>,
     /// Pods that map to each CIS name.

@@ -634,3 +634,65 @@ fn a_scan_job_requires_the_platform_of_the_nodes_that_run_the_image() {
     c.run();
     assert_eq!(required(&c.created[0]), None);
 }
+
+/// Seen on the real node: Pod Security refused the scan pod so fast that the watch delivered
+/// the Job, the `FailedCreate` Event and (after our delete) the Job's deletion before the
+/// answer to the create; that answer brought the deleted Job back as running, and the digest
+/// waited for it until its deadline.
+#[test]
+fn a_create_answer_after_the_watch_saw_the_job_deleted_does_not_bring_it_back() {
+    const PSA: &str = "pods \"x\" is forbidden: violates PodSecurity \"restricted:latest\"";
+    let mut c = cluster();
+    c.pod(with_secret("restricted", "app", "creds", "default"));
+    // Answer everything but the Job's creation.
+    let mut create = None;
+    for _ in 0..10 {
+        for cmd in c.e.poll(c.now) {
+            if matches!(cmd.action, Action::CreateJob { .. }) {
+                create = Some(cmd);
+                continue;
+            }
+            let outcome = c.answer(&cmd.action).expect("answered");
+            c.observe(Observation::Outcome {
+                id: cmd.id,
+                outcome,
+            });
+        }
+    }
+    let create = create.expect("a Job");
+    // The server created it; its answer is still on the way.
+    let held = c.answer(&create.action).expect("answered");
+    let job = c.active();
+    c.observe(Observation::Job {
+        stream: StreamId(10),
+        event: WatchEvent::Apply(job.clone()),
+    });
+    c.observe(Observation::JobPodRejected {
+        namespace: job.namespace.clone(),
+        job_name: job.name.clone(),
+        job_uid: job.uid.clone(),
+        message: PSA.into(),
+    });
+    let delete =
+        c.e.poll(c.now)
+            .into_iter()
+            .find(|cmd| matches!(cmd.action, Action::DeleteJob { .. }))
+            .expect("the refused Job is deleted");
+    let done = c.answer(&delete.action).expect("answered");
+    c.observe(Observation::Outcome {
+        id: delete.id,
+        outcome: done,
+    });
+    c.observe(Observation::Job {
+        stream: StreamId(10),
+        event: WatchEvent::Delete(job),
+    });
+    c.pending_delete.clear();
+    c.observe(Observation::Outcome {
+        id: create.id,
+        outcome: held,
+    });
+    c.run();
+    assert_eq!(c.created.len(), 2, "the next placement at once");
+    assert_eq!(c.placement(1).0, SCAN_NS);
+}

@@ -197,6 +197,7 @@ impl Engine {
                 });
             }
             WatchEvent::Delete(job) => {
+                self.index.deleted_jobs.insert(&job.uid);
                 let key = object_key(&job.namespace, &job.name);
                 if self
                     .index
@@ -1512,6 +1513,15 @@ impl Engine {
             Outcome::JobCreated(view) => {
                 self.stats.jobs_created += 1;
                 self.uncertain_jobs.remove(digest);
+                if self.index.deleted_jobs.contains(&view.uid) {
+                    // Created, then deleted (the watch was faster than this answer): it is
+                    // not running, and the create is settled.
+                    if let Some(scan) = self.digests.get_mut(digest) {
+                        scan.uncertain_create = None;
+                    }
+                    self.wake_queue();
+                    return;
+                }
                 let (stream, epoch) = self
                     .index
                     .jobs
@@ -1625,6 +1635,7 @@ impl Engine {
                 self.wake_queue();
             }
             Outcome::Failed(err) if ours && err.kind == ApiErrorKind::NotFound => {
+                self.index.deleted_jobs.insert(uid);
                 self.remove_job(name);
             }
             _ => {}
