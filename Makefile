@@ -12,7 +12,7 @@ include tests/cluster/cluster.mk
 include tests/install/install.mk
 include tests/bench/bench.mk
 
-.PHONY: help test fmt-check clippy unit-test run e2e
+.PHONY: help test fmt-check clippy core-deps-check unit-test run e2e
 
 help:
 	@echo "make run    - run the operator on the local control plane (see README.md)"
@@ -24,6 +24,15 @@ fmt-check:
 
 clippy:
 	$(CARGO) clippy --workspace --all-targets --all-features --locked -- -D warnings
+
+# The crate graph is the purity wall: the core and the API types build without a Kubernetes
+# client, an async runtime, TLS, HTTP or randomness (clippy's bans cover what they call).
+CORE_FORBIDDEN := tokio|kube-client|kube-runtime|hyper|hyper-util|rustls|ring|axum|tower|mimalloc|rand|getrandom|tracing-subscriber|reqwest
+core-deps-check:
+	@deps="$$($(CARGO) tree --locked -e normal --prefix none -p image-scanner-core -p image-scanner-api | sed 's/ .*//' | sort -u)"; \
+	bad="$$(grep -xE '$(CORE_FORBIDDEN)' <<<"$$deps" || true)"; \
+	if [[ -n "$$bad" ]]; then echo "core-deps-check: the core depends on:" $$bad; exit 1; fi; \
+	echo "core-deps-check: image-scanner-core and image-scanner-api: $$(wc -l <<<"$$deps") crates, none of: $(CORE_FORBIDDEN)"
 
 # Unit, property, integration and fuzz-regression tests; the simulator's 2,000+ seeds run in
 # release mode (docs/testing.md).
@@ -42,5 +51,5 @@ run:
 # bench-scale-small: the CI-sized scale benchmark (500 pods) on a cluster of its own, so the
 # script cannot rot; its correctness checks (a result for every CIS, one Job per digest, no quiet
 # writes) fail the run, its timing targets are reported only (make bench-scale STRICT=1 enforces).
-test: fmt-check clippy unit-test install-check image-binary-check cluster-smoke scanner-check e2e real-install-check bench-scale-small
+test: fmt-check clippy core-deps-check unit-test install-check image-binary-check cluster-smoke scanner-check e2e real-install-check bench-scale-small
 	@echo "make test: all checks passed"

@@ -115,8 +115,8 @@ pub fn restricted_violations(spec: &PodSpec) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
-    use image_scanner::core::engine::EngineConfig;
-    use image_scanner::core::scan_job::{ScanJobParams, build_scan_job};
+    use image_scanner_core::engine::EngineConfig;
+    use image_scanner_core::scan_job::{ScanJobParams, build_scan_job};
 
     use super::*;
     use crate::cluster::SCAN_NS;

@@ -7,15 +7,15 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use image_scanner::core::port::{
+use image_scanner_api::ContainerImageScanStatus;
+use image_scanner_core::port::{
     Action, ApiError, ApiErrorKind, Command, CommandId, Outcome, PullCredentials,
 };
-use image_scanner::core::scan_job::{
+use image_scanner_core::scan_job::{
     ANNOTATION_DIGEST, ANNOTATION_IMAGE, LABEL_CIS_NAMESPACE, LABEL_CIS_UID, LABEL_MANAGED_BY,
     MANAGED_BY, SCAN_CONTAINER,
 };
-use image_scanner::core::time::Timestamp;
-use image_scanner::crd::ContainerImageScanStatus;
+use image_scanner_core::time::Timestamp;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::PodSpec;
 
@@ -494,7 +494,7 @@ impl Sim {
         if labels.get(LABEL_MANAGED_BY).map(String::as_str) != Some(MANAGED_BY) {
             problems.push("managed-by label missing".to_string());
         }
-        if !image_scanner::core::naming::is_dns1123_label(&name) {
+        if !image_scanner_core::naming::is_dns1123_label(&name) {
             problems.push(format!("name {name} is not a DNS-1123 label"));
         }
         let (Some(d), Some(img)) = (&digest, &image) else {

@@ -5,10 +5,10 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use image_scanner::core::port::OwnerRef;
-use image_scanner::crd::{
+use image_scanner_api::{
     ContainerImageScanSpec, ContainerImageScanStatus, Severity, Vulnerability, VulnerabilitySummary,
 };
+use image_scanner_core::port::OwnerRef;
 
 use crate::cluster::{Cluster, Plan};
 use crate::kubelet::{Access, Kubelet};
@@ -141,7 +141,7 @@ impl Checker {
         spec: &ContainerImageScanSpec,
     ) {
         let w = &spec.workload;
-        let expected = image_scanner::core::naming::cis_name(
+        let expected = image_scanner_core::naming::cis_name(
             &w.kind,
             &w.name,
             &w.container_name,

@@ -8,12 +8,12 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
-use image_scanner::core::port::{
+use image_scanner_api::{ContainerImageScanSpec, ContainerImageScanStatus, Vulnerability};
+use image_scanner_core::port::{
     CisStatusView, CisView, ContainerKind, ContainerView, JobFinish, JobView, OwnerRef, PodView,
     PullCredentials, ScanContainerState, ScanPodView, WorkloadView,
 };
-use image_scanner::core::time::Timestamp;
-use image_scanner::crd::{ContainerImageScanSpec, ContainerImageScanStatus, Vulnerability};
+use image_scanner_core::time::Timestamp;
 
 /// Namespace of scan Jobs.
 pub const SCAN_NS: &str = "image-scanner";

@@ -24,8 +24,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use image_scanner::core::port::{ContainerKind, PullCredentials};
-use image_scanner::core::time::Timestamp;
+use image_scanner_core::port::{ContainerKind, PullCredentials};
+use image_scanner_core::time::Timestamp;
 use k8s_openapi::api::core::v1::PodSpec;
 
 use crate::cluster::{CState, SCAN_NS, T0, kind};

@@ -5,7 +5,7 @@
 //! (`world.rs`: workload controllers, garbage collector; `kubelet.rs`: images and pull
 //! credentials on the nodes, KEP-2535; `scanjobs.rs`: the scan Job controller), and one
 //! or two operator instances (`operator.rs`), each an unmodified
-//! [`image_scanner::core::engine::Engine`] fed the way the kube-rs shell feeds it. Faults are
+//! [`image_scanner_core::engine::Engine`] fed the way the kube-rs shell feeds it. Faults are
 //! injected swarm-style (a random subset per seed, see [`options::Fault`]); safety invariants are
 //! checked whenever the server accepts a write (`checks.rs`), liveness after a heal phase
 //! (`liveness.rs`), and the final state is compared with a fault-free run of the same script.

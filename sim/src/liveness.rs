@@ -5,8 +5,8 @@
 
 use std::collections::BTreeSet;
 
-use image_scanner::core::metrics_model::{CisMetricView, render};
-use image_scanner::crd::ContainerImageScan;
+use image_scanner_api::ContainerImageScan;
+use image_scanner_core::metrics_model::{CisMetricView, render};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::checks::expected_summary;

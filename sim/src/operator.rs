@@ -5,9 +5,9 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
-use image_scanner::core::engine::{Engine, EngineConfig};
-use image_scanner::core::port::{Action, CommandId, Observation, Outcome};
-use image_scanner::core::time::Timestamp;
+use image_scanner_core::engine::{Engine, EngineConfig};
+use image_scanner_core::port::{Action, CommandId, Observation, Outcome};
+use image_scanner_core::time::Timestamp;
 use regex::Regex;
 
 use crate::cluster::Kind;
@@ -571,7 +571,7 @@ pub fn describe(a: &Action) -> String {
                 .metadata
                 .annotations
                 .as_ref()
-                .and_then(|a| a.get(image_scanner::core::scan_job::ANNOTATION_DIGEST))
+                .and_then(|a| a.get(image_scanner_core::scan_job::ANNOTATION_DIGEST))
                 .cloned()
                 .unwrap_or_default();
             format!(

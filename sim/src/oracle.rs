@@ -4,8 +4,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use image_scanner::core::engine::EngineConfig;
-use image_scanner::core::port::PullCredentials;
+use image_scanner_core::engine::EngineConfig;
+use image_scanner_core::port::PullCredentials;
 
 use crate::cluster::{CState, NsState, SCAN_NS, SimPod, kind};
 use crate::kubelet::Access;
@@ -107,7 +107,7 @@ impl Sim {
     /// name, workload uid, container, owner pod uids, settled).
     pub fn expected_cis(
         &self,
-        cfg: &image_scanner::core::engine::EngineConfig,
+        cfg: &image_scanner_core::engine::EngineConfig,
     ) -> BTreeMap<(String, String), Expected> {
         let timeout = cfg.pod_settle_timeout.as_millis() as i64;
         let mut out: BTreeMap<(String, String), Expected> = BTreeMap::new();
@@ -124,7 +124,7 @@ impl Sim {
                     continue;
                 }
                 let img = &self.cluster.images[c.running_image];
-                let name = image_scanner::core::naming::cis_name(
+                let name = image_scanner_core::naming::cis_name(
                     &k,
                     &wname,
                     &c.name,

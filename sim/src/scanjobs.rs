@@ -7,8 +7,8 @@
 
 use std::sync::Arc;
 
-use image_scanner::core::port::{JobFinish, ScanContainerState};
-use image_scanner::core::time::Timestamp;
+use image_scanner_core::port::{JobFinish, ScanContainerState};
+use image_scanner_core::time::Timestamp;
 
 use crate::cluster::{Plan, SimScanPod};
 use crate::kubelet::Access;

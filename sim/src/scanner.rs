@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use image_scanner::crd::{Severity, Vulnerability};
+use image_scanner_api::{Severity, Vulnerability};
 
 use crate::cluster::{Image, Plan};
 use crate::rng::{Draw, Rng};

@@ -5,10 +5,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use image_scanner::core::engine::EngineConfig;
-use image_scanner::core::port::{Command, CommandId, Outcome};
+use image_scanner_core::engine::EngineConfig;
+use image_scanner_core::port::{Command, CommandId, Outcome};
 
-use image_scanner::core::scan_job::{ScanJobParams, build_scan_job};
+use image_scanner_core::scan_job::{ScanJobParams, build_scan_job};
 use k8s_openapi::api::core::v1::PodSpec;
 
 use crate::checks::Checker;
@@ -241,7 +241,7 @@ pub struct Sim {
     /// Engine configuration every instance starts from.
     pub base_cfg: EngineConfig,
     /// minSeverity policy per namespace (a webhook sets it on new CIS).
-    pub min_severity_policy: BTreeMap<String, image_scanner::crd::Severity>,
+    pub min_severity_policy: BTreeMap<String, image_scanner_api::Severity>,
     /// Writes issued since the quiet window began.
     pub quiet_writes: Vec<String>,
     /// Last time a fault was allowed.

@@ -5,7 +5,7 @@
 //! Events the engine reacts to (BackOff of scan pods, FailedCreate of scan Jobs), which a
 //! starting instance lists again.
 
-use image_scanner::core::port::{NodePlatform, Observation, StreamId, WatchEvent};
+use image_scanner_core::port::{NodePlatform, Observation, StreamId, WatchEvent};
 
 use crate::cluster::{Kind, View, kind};
 use crate::options::Fault;

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use image_scanner::crd::Severity;
+use image_scanner_api::Severity;
 
 use crate::cluster::{Template, kind};
 use crate::rng::{Draw, Rng};

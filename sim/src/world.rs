@@ -3,8 +3,8 @@
 //! cascade. The kubelet of workload pods is in `kubelet.rs`, the scan Job controller in
 //! `scanjobs.rs`, namespace deletion and the CIS garbage collector in `gc.rs`.
 
-use image_scanner::core::port::{ContainerKind, OwnerRef};
-use image_scanner::core::time::Timestamp;
+use image_scanner_core::port::{ContainerKind, OwnerRef};
+use image_scanner_core::time::Timestamp;
 
 use crate::cluster::{
     CState, NsState, SimContainer, SimPod, SimWorkload, Template, kind, owner_ref,
@@ -235,7 +235,7 @@ impl Sim {
     pub fn set_min_severity(
         &mut self,
         key: &(String, String),
-        severity: Option<image_scanner::crd::Severity>,
+        severity: Option<image_scanner_api::Severity>,
     ) {
         if let Some(c) = self.cluster.cis.get_mut(key)
             && c.spec.min_severity != severity

@@ -23,8 +23,7 @@ pub use logging::{LogConfig, LogFormat};
 /// A pattern no string matches (an empty exclude pattern means "exclude nothing").
 const NEVER_MATCHES: &str = r"[^\s\S]";
 
-/// Default of `--scan-namespace-exclude-regexp`.
-pub const DEFAULT_EXCLUDE_REGEXP: &str = "^(kube-|openshift-).*";
+pub use crate::core::engine::DEFAULT_EXCLUDE_REGEXP;
 
 /// The command line of `image-scanner-operator`.
 #[derive(Debug, Parser)]

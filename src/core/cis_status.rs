@@ -158,14 +158,14 @@ pub fn bounded_message(text: &str, limit: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::port::CisStatusView;
+    use crate::port::CisStatusView;
 
     /// Announcing a Job keeps what the status showed (generation, last scan) and replaces the
     /// conditions by `Reconciling/ScanJobCreated` naming the Job.
     #[test]
     fn scan_job_created_keeps_the_last_result() {
         let last = Timestamp::from_secs(1_700_000_000);
-        let mut cis = crate::core::engine::tests::cis(
+        let mut cis = crate::engine::tests::cis(
             "a",
             "uid-a",
             "sha256:1",

@@ -65,7 +65,7 @@ pub struct CisMetricView {
     /// `metadata.name`.
     pub name: String,
     /// The CIS's labels (at least those named in `CIS_METRICS_LABELS`).
-    pub labels: Arc<crate::core::port::Labels>,
+    pub labels: Arc<crate::port::Labels>,
     /// `spec.name`.
     pub image_name: String,
     /// `spec.digest`.
@@ -80,7 +80,7 @@ pub struct CisMetricView {
 
 impl CisMetricView {
     /// The view of the engine's compact CIS.
-    pub fn from_view(cis: &crate::core::port::CisView) -> Self {
+    pub fn from_view(cis: &crate::port::CisView) -> Self {
         CisMetricView {
             namespace: cis.namespace.clone(),
             name: cis.name.clone(),
@@ -657,11 +657,11 @@ image_scanner_container_image_patch_status{app_kubernetes_io_name="bad-app",cond
             assert_eq!(v.stalled, stalled, "from_cis {conditions:?}");
             assert_eq!((v.name.as_str(), v.image_tag.as_str()), ("x", ""));
 
-            let view = crate::core::engine::tests::cis(
+            let view = crate::engine::tests::cis(
                 "x",
                 "u",
                 "sha256:1",
-                crate::core::port::CisStatusView {
+                crate::port::CisStatusView {
                     conditions: conditions.clone(),
                     ..Default::default()
                 },

@@ -3,8 +3,15 @@
 //! What may live here: plain data types, parsing, naming, scheduling and the CIS lifecycle state
 //! machines. What may not: a Kubernetes client, an async runtime, reading the wall or monotonic
 //! clock, random numbers, and iteration over hash-ordered collections (use `BTreeMap`/`BTreeSet`).
-//! `clippy.toml` bans those methods and types for the whole crate and the shell opts out
-//! explicitly; `tests/purity.rs` fails if this module imports them.
+//! It is its own crate, depending on the API types (`image-scanner-api`) and plain-data
+//! libraries only: `cargo tree -p image-scanner-core` shows no client, runtime or TLS (`make
+//! core-deps-check`). `clippy.toml` bans the impure methods and types; `tests/purity.rs` fails
+//! if a source here imports them.
+
+#![deny(clippy::disallowed_methods, clippy::disallowed_types)]
+
+/// The ContainerImageScan resource, under the path the core's modules have always used.
+pub use image_scanner_api as crd;
 
 pub mod cis_status;
 pub mod engine;
@@ -17,5 +24,7 @@ pub mod port;
 pub mod report;
 pub mod scan_job;
 pub mod status;
+#[cfg(any(test, feature = "test-kit"))]
+pub mod test_kit;
 pub mod time;
 pub mod workload;

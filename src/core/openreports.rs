@@ -122,10 +122,10 @@ pub fn report(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::port::CisStatusView;
-    use crate::core::report::{ReportFormat, parse_report};
-    use crate::core::status::{sort_details, summary_from};
     use crate::crd::{ContainerImageScanSpec, Workload};
+    use crate::port::CisStatusView;
+    use crate::report::{ReportFormat, parse_report};
+    use crate::status::{sort_details, summary_from};
 
     fn cis() -> CisView {
         CisView {
@@ -163,7 +163,7 @@ mod tests {
     fn the_small_upstream_log_gives_the_upstream_report() {
         let log = include_bytes!(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/upstream/internal/controller/stas/testdata/scan-job-successful/successful-scan-job-pod.log.json"
+            "/../../tests/fixtures/upstream/internal/controller/stas/testdata/scan-job-successful/successful-scan-job-pod.log.json"
         ));
         let mut vulns = parse_report(log, ReportFormat::Auto)
             .expect("parses")

@@ -706,8 +706,8 @@ fn empty_dir(name: &str) -> Volume {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::naming::{is_label_value, upstream_scan_job_name};
     use crate::crd::ContainerImageScan;
+    use crate::naming::{is_label_value, upstream_scan_job_name};
     use k8s_openapi::api::core::v1::Pod;
     use serde_json::{Value, json};
 
@@ -719,7 +719,7 @@ mod tests {
             ($name:literal) => {
                 include_str!(concat!(
                     env!("CARGO_MANIFEST_DIR"),
-                    "/tests/fixtures/upstream/internal/controller/stas/testdata/scan-job/",
+                    "/../../tests/fixtures/upstream/internal/controller/stas/testdata/scan-job/",
                     $name
                 ))
             };

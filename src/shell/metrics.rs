@@ -304,7 +304,7 @@ mod tests {
                 fixed_severity_count: None,
             })
         });
-        let mut view = crate::core::engine::tests::cis(
+        let mut view = crate::core::test_kit::cis(
             &format!("cis-{i:03}"),
             &format!("uid-{i}"),
             &format!("sha256:{i:064}"),

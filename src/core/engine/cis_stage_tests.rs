@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::upstream_cases::{SHA_A, SHA_B, applies, now, owner_uids, pod, rs};
 use super::*;
-use crate::core::port::{ApiError, CisStatusView, OwnerRef, PodView, StreamId, WatchEvent};
+use crate::port::{ApiError, CisStatusView, OwnerRef, PodView, StreamId, WatchEvent};
 
 const IMAGE: &str = "my.registry/repository/app";
 
@@ -54,7 +54,7 @@ fn app_pod(name: &str, digest: &str) -> PodView {
 fn apply_all(e: &mut Engine, cmds: &[Command], at: Timestamp) -> Vec<CisView> {
     let mut applied = Vec::new();
     for c in cmds {
-        if let Some(view) = crate::core::engine::tests::created_cis(&c.action, Some(2)) {
+        if let Some(view) = crate::engine::tests::created_cis(&c.action, Some(2)) {
             e.observe(
                 Observation::Outcome {
                     id: c.id,
@@ -116,8 +116,7 @@ fn a_cis_is_deleted_only_while_an_owner_pod_still_runs() {
             uid: "uid-pod-9-before".into(),
         }],
         deleting: false,
-        spec: crate::core::engine::tests::cis("orphan", "uid-orphan", SHA_A, Default::default())
-            .spec,
+        spec: crate::engine::tests::cis("orphan", "uid-orphan", SHA_A, Default::default()).spec,
         status: CisStatusView::default(),
     };
     e.observe(
@@ -219,7 +218,7 @@ fn the_pod_or_its_workload_turns_on_ignore_unfixed() {
 
 #[test]
 fn pods_of_excluded_namespaces_and_our_own_scan_pods_get_no_cis() {
-    use crate::core::workload::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+    use crate::workload::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
     let mut excluded = app_pod("pod-1", SHA_A);
     excluded.namespace = "kube-system".into();
     let mut scan_pod = app_pod("pod-2", SHA_A);
@@ -257,6 +256,6 @@ fn a_stale_pod_update_is_ignored() {
             Action::ApplyCis { spec, .. } if spec.digest == SHA_A
         )),
         "{:?}",
-        crate::core::engine::tests::verbs(&cmds)
+        crate::engine::tests::verbs(&cmds)
     );
 }

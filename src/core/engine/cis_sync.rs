@@ -12,12 +12,10 @@ use std::sync::Arc;
 use super::index::{CisKey, ObjectKind, PodKey, Tracked};
 use super::timers::TimerKey;
 use super::{Engine, Target};
-use crate::core::port::{
-    Action, CisView, Command, Labels, Outcome, OwnerRef, StreamId, WatchEvent,
-};
-use crate::core::time::Timestamp;
-use crate::core::workload::PodTarget;
 use crate::crd::{ContainerImageScanSpec, Workload};
+use crate::port::{Action, CisView, Command, Labels, Outcome, OwnerRef, StreamId, WatchEvent};
+use crate::time::Timestamp;
+use crate::workload::PodTarget;
 
 /// What a CIS should look like according to its member pods.
 #[derive(Clone, Debug, PartialEq)]
@@ -306,7 +304,7 @@ impl Engine {
                     }
                 }
             }
-            Outcome::Failed(err) if err.kind == crate::core::port::ApiErrorKind::NotFound => {
+            Outcome::Failed(err) if err.kind == crate::port::ApiErrorKind::NotFound => {
                 if let Action::DeleteCis { uid, .. } = action
                     && self.index.cis.get(&key).is_some_and(|t| t.view.uid == *uid)
                 {

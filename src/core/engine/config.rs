@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use regex::Regex;
 
-use crate::core::scan_job::ScanJobSettings;
+use crate::scan_job::ScanJobSettings;
+
+/// Default of `--scan-namespace-exclude-regexp` (the Go operator's): system namespaces.
+pub const DEFAULT_EXCLUDE_REGEXP: &str = "^(kube-|openshift-).*";
 
 /// Whether a result's vulnerability details are written to `status.vulnerabilities`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,7 +85,7 @@ impl EngineConfig {
     pub fn for_tests(scan_namespace: &str) -> EngineConfig {
         EngineConfig {
             scan_namespace: scan_namespace.to_string(),
-            exclude_namespaces: constant_regex(crate::config::DEFAULT_EXCLUDE_REGEXP),
+            exclude_namespaces: constant_regex(DEFAULT_EXCLUDE_REGEXP),
             include_namespaces: constant_regex(""),
             workload_kinds: [
                 ("apps", "ReplicaSet"),

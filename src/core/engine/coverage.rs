@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::Engine;
 use super::index::CisKey;
-use crate::core::time::Timestamp;
+use crate::time::Timestamp;
 
 /// Coverage of running containers by successful scans.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -7,12 +7,12 @@ use std::sync::Arc;
 
 use super::intern::Interner;
 use super::vec_set::VecSet;
-use crate::core::port::{
+use crate::crd::VulnerabilitySummary;
+use crate::port::{
     CisView, ContainerView, JobView, Labels, OwnerRef, PodView, PullCredentials, ScanPodView,
     StreamId, WorkloadView,
 };
-use crate::core::workload::{ContainerProblem, PodTarget, WorkloadKey};
-use crate::crd::VulnerabilitySummary;
+use crate::workload::{ContainerProblem, PodTarget, WorkloadKey};
 
 /// Namespace and name of a CIS.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -354,9 +354,9 @@ impl Index {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::image_ref::{ContainerImage, DigestKind};
-    use crate::core::port::ContainerKind;
-    use crate::core::workload::ResolvedWorkload;
+    use crate::image_ref::{ContainerImage, DigestKind};
+    use crate::port::ContainerKind;
+    use crate::workload::ResolvedWorkload;
 
     #[test]
     fn only_an_older_resource_version_is_stale() {
@@ -408,7 +408,7 @@ mod tests {
                 name: "web-1".into(),
                 uid: "rs-uid".into(),
             })),
-            created: crate::core::time::Timestamp::from_secs(0),
+            created: crate::time::Timestamp::from_secs(0),
             deleting: false,
             node_name: None,
             phase: Some("Running".into()),

@@ -12,15 +12,15 @@ use proptest::prelude::*;
 use proptest_state_machine::{ReferenceStateMachine, StateMachineTest, prop_state_machine};
 
 use super::{Engine, EngineConfig};
-use crate::core::image_ref::{DigestKind, container_image};
-use crate::core::port::{
+use crate::crd::{ContainerImageScanStatus, Severity, Vulnerability};
+use crate::image_ref::{DigestKind, container_image};
+use crate::port::{
     Action, ApiError, ApiErrorKind, CisStatusView, CisView, ContainerKind, ContainerView,
     JobFinish, JobView, Observation, Outcome, PodView, ScanContainerState, ScanPodView, StreamId,
     WatchEvent,
 };
-use crate::core::scan_job::ANNOTATION_DIGEST;
-use crate::core::time::Timestamp;
-use crate::crd::{ContainerImageScanStatus, Severity, Vulnerability};
+use crate::scan_job::ANNOTATION_DIGEST;
+use crate::time::Timestamp;
 
 const NS: &str = "team";
 const DIGESTS: [&str; 3] = [

@@ -25,7 +25,7 @@ mod vec_set;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
-pub use config::{EngineConfig, StatusDetails};
+pub use config::{DEFAULT_EXCLUDE_REGEXP, EngineConfig, StatusDetails};
 pub use coverage::{Coverage, Latency};
 pub use index::CisKey;
 pub use placement::{Placement, PullFailure, classify_pull_failure};

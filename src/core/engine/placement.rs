@@ -34,7 +34,7 @@
 
 use std::sync::Arc;
 
-use crate::core::port::{PodView, PullCredentials};
+use crate::port::{PodView, PullCredentials};
 
 /// Workload placements tried per round at most: each costs a Job when it fails.
 pub const MAX_WORKLOAD_PLACEMENTS: usize = 3;
@@ -161,7 +161,7 @@ pub fn classify_pull_failure(message: &str) -> PullFailure {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::engine::tests::pod_in;
+    use crate::engine::tests::pod_in;
 
     fn with_secrets(mut pod: PodView, secrets: &[&str], sa: &str) -> PodView {
         pod.pull_credentials = Some(Arc::new(PullCredentials {

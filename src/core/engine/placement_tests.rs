@@ -12,11 +12,11 @@ use k8s_openapi::api::batch::v1::Job;
 use super::lifecycle_tests::status_view;
 use super::tests::{at, created_cis, failed, leading_engine, pod_in};
 use super::*;
-use crate::core::port::{
+use crate::port::{
     JobFinish, JobView, NodePlatform, PodView, PullCredentials, ScanContainerState, ScanPodView,
     StreamId, WatchEvent,
 };
-use crate::core::scan_job::ANNOTATION_DIGEST;
+use crate::scan_job::ANNOTATION_DIGEST;
 
 const SCAN_NS: &str = "scans";
 const TRIVY_SERVER: &str = "http://trivy.scans.svc:4954";

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use super::Engine;
 use super::index::{CisKey, ObjectKind, PodEntry, PodKey, Tracked, pod_key};
 use super::timers::TimerKey;
-use crate::core::image_ref::DigestKind;
-use crate::core::port::{EventNote, EventRegarding, PodView, StreamId, WatchEvent, WorkloadView};
-use crate::core::status;
-use crate::core::time::Timestamp;
-use crate::core::workload::{
+use crate::image_ref::DigestKind;
+use crate::port::{EventNote, EventRegarding, PodView, StreamId, WatchEvent, WorkloadView};
+use crate::status;
+use crate::time::Timestamp;
+use crate::workload::{
     ContainerProblem, Resolution, Settledness, WorkloadKey, is_managed_by_us, pod_targets,
     resolve_workload, settledness,
 };
@@ -345,7 +345,7 @@ impl Engine {
                 event: EventNote {
                     warning: true,
                     reason: status::REASON_UNSCANNABLE_IMAGE.to_string(),
-                    note: crate::core::cis_status::bounded_message(&note, 1024),
+                    note: crate::cis_status::bounded_message(&note, 1024),
                 },
             });
         }
@@ -405,7 +405,7 @@ pub struct WorkloadLookup<'a>(
     &'a std::collections::BTreeMap<WorkloadKey, Box<Tracked<WorkloadView>>>,
 );
 
-impl crate::core::workload::WorkloadSource for WorkloadLookup<'_> {
+impl crate::workload::WorkloadSource for WorkloadLookup<'_> {
     fn workload(&self, key: &WorkloadKey) -> Option<&WorkloadView> {
         self.0.get(key).map(|t| &t.view)
     }

@@ -10,13 +10,13 @@ use super::lifecycle_tests::status_view;
 use super::scans::jitter;
 use super::tests::{D1, T, at, cis, failed, job, leading_engine};
 use super::*;
-use crate::core::cis_status as status;
-use crate::core::port::{
+use crate::cis_status as status;
+use crate::crd::{ContainerImageScanStatus, Severity, Vulnerability};
+use crate::port::{
     CisStatusView, EventNote, JobFinish, JobView, ScanContainerState, ScanPodView, StreamId,
     WatchEvent,
 };
-use crate::core::scan_job::{ANNOTATION_DIGEST, SCAN_CONTAINER};
-use crate::crd::{ContainerImageScanStatus, Severity, Vulnerability};
+use crate::scan_job::{ANNOTATION_DIGEST, SCAN_CONTAINER};
 
 const CIS_STREAM: StreamId = StreamId(2);
 const JOB_STREAM: StreamId = StreamId(10);
@@ -1322,7 +1322,7 @@ fn a_truncated_report_records_what_it_left_out_like_the_status() {
     let mut api = large_scan(cfg, |_| {});
     until_result(&mut api);
     let report = api.report_requests.last().expect("a Report").clone();
-    let record = report["metadata"]["annotations"][crate::core::openreports::TRUNCATED_ANNOTATION]
+    let record = report["metadata"]["annotations"][crate::openreports::TRUNCATED_ANNOTATION]
         .as_str()
         .expect("truncation annotation");
     let record: crate::crd::VulnerabilitiesTruncated =

@@ -19,16 +19,16 @@ use super::index::{CisKey, object_key};
 use super::placement::{self, Placement, PullFailure, classify_pull_failure};
 use super::timers::TimerKey;
 use super::{Engine, StatusDetails, Target};
-use crate::core::cis_status as status;
-use crate::core::naming::{scan_job_name, workload_scan_job_name};
-use crate::core::port::{
+use crate::cis_status as status;
+use crate::crd::{Severity, Vulnerability};
+use crate::naming::{scan_job_name, workload_scan_job_name};
+use crate::port::{
     Action, ApiErrorKind, CisView, Command, EventNote, JobView, Outcome, PodView, PullCredentials,
     ScanPodView, StreamId, WatchEvent,
 };
-use crate::core::report::{ReportFormat, parse_report};
-use crate::core::scan_job::{RequiredPlatform, SCAN_CONTAINER, ScanJobParams, build_scan_job};
-use crate::core::time::Timestamp;
-use crate::crd::{Severity, Vulnerability};
+use crate::report::{ReportFormat, parse_report};
+use crate::scan_job::{RequiredPlatform, SCAN_CONTAINER, ScanJobParams, build_scan_job};
+use crate::time::Timestamp;
 
 /// What became of a result's Report, until the status write that follows it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -1666,7 +1666,7 @@ enum FanOut {
 /// Deterministic per-digest jitter of up to a tenth of the interval, so that images scanned
 /// together are not all rescanned in the same minute.
 pub fn jitter(digest: &str, interval: Duration) -> Duration {
-    let hash = crate::core::fingerprint::fnv1a64(digest.as_bytes());
+    let hash = crate::fingerprint::fnv1a64(digest.as_bytes());
     let permille = hash % 1000;
     interval / 10 * u32::try_from(permille).unwrap_or(0) / 1000
 }

@@ -3,11 +3,10 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
 use super::*;
-use crate::core::port::{
+use crate::port::{
     ApiError, CisStatusView, ContainerKind, ContainerView, JobView, PodView, ScanContainerState,
     ScanPodView, StreamId, WatchEvent,
 };
-use crate::crd::{ContainerImageScanSpec, Workload};
 
 pub(super) const D1: &str =
     "sha256:1111111111111111111111111111111111111111111111111111111111111111";
@@ -33,35 +32,7 @@ pub(super) fn leading_engine(cfg: EngineConfig) -> Engine {
     e
 }
 
-/// A CIS in namespace `ns` of a bare pod's container `app` (also used by the shell's tests).
-pub(crate) fn cis(name: &str, uid: &str, digest: &str, status: CisStatusView) -> CisView {
-    CisView {
-        namespace: "ns".into(),
-        name: name.into(),
-        uid: uid.into(),
-        resource_version: Some(1),
-        generation: 1,
-        labels: Default::default(),
-        owners: Vec::new(),
-        deleting: false,
-        spec: ContainerImageScanSpec {
-            name: "docker.io/library/nginx".into(),
-            digest: digest.into(),
-            tag: Some("1".into()),
-            min_severity: None,
-            ignore_unfixed: Some(false),
-            workload: Workload {
-                api_version: Some("v1".into()),
-                group: String::new(),
-                kind: "Pod".into(),
-                name: name.into(),
-                uid: Some(format!("pod-{uid}")),
-                container_name: "app".into(),
-            },
-        },
-        status,
-    }
-}
+pub(crate) use crate::test_kit::cis;
 
 /// The CIS the server returns for an `ApplyCis` that creates it (UID `uid-<name>`, generation
 /// 1, no status); `None` for any other action.
@@ -221,7 +192,7 @@ fn a_deleted_obsolete_cis_is_not_deleted_again_before_the_watch_says_so() {
         T,
     );
     let mut old = cis("pod-p-app-old", "uid-old", D1, CisStatusView::default());
-    old.owners = vec![crate::core::port::OwnerRef {
+    old.owners = vec![crate::port::OwnerRef {
         api_version: "v1".into(),
         kind: "Pod".into(),
         name: "p".into(),
@@ -252,7 +223,7 @@ fn a_deleted_obsolete_cis_is_not_deleted_again_before_the_watch_says_so() {
         T,
     );
     let mut old = cis("pod-p-app-old", "uid-old", D1, CisStatusView::default());
-    old.owners = vec![crate::core::port::OwnerRef {
+    old.owners = vec![crate::port::OwnerRef {
         api_version: "v1".into(),
         kind: "Pod".into(),
         name: "p".into(),

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::index::PodKey;
-use crate::core::time::Timestamp;
+use crate::time::Timestamp;
 
 /// What a timer re-evaluates when it fires.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]

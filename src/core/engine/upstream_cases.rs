@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::{Engine, EngineConfig};
-use crate::core::port::{
+use crate::port::{
     Action, Command, ContainerKind, ContainerView, Observation, Outcome, OwnerRef, PodView,
     StreamId, WatchEvent, WorkloadView,
 };
-use crate::core::time::Timestamp;
+use crate::time::Timestamp;
 
 pub(super) const SHA_A: &str =
     "sha256:4b59f7dacd37c688968756d176139715df69d89eb0be1802e059316f9d58d9ef";

@@ -4,8 +4,8 @@
 use super::{
     DetectedFormat, EXCERPT_MAX_BYTES, ErrorKind, ReportError, ReportFormat, parse_report,
 };
-use crate::core::status::{sort_details, summary_from};
 use crate::crd::Severity;
+use crate::status::{sort_details, summary_from};
 
 /// A fixture's path and bytes, embedded at compile time (the core reads no files).
 macro_rules! fixture {
@@ -14,7 +14,7 @@ macro_rules! fixture {
             $path,
             include_bytes!(concat!(
                 env!("CARGO_MANIFEST_DIR"),
-                "/tests/fixtures/",
+                "/../../tests/fixtures/",
                 $path
             ))
             .as_slice(),

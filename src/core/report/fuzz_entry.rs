@@ -6,11 +6,11 @@
 //! of a failure), while the library itself stays panic-free.
 
 use super::{EXCERPT_MAX_BYTES, ReportError, ReportFormat, parse_report};
-use crate::core::status::{
+use crate::crd::Severity;
+use crate::status::{
     DEFAULT_MESSAGE_LIMIT, DetailsMode, ScanFilter, SuccessParams, bound_message, list_size,
     scan_error, success_status,
 };
-use crate::crd::Severity;
 
 /// Budget used by [`scan_report`]: small, so the truncation paths run on small inputs.
 pub const FUZZ_DETAILS_BUDGET: usize = 512;

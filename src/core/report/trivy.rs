@@ -8,7 +8,7 @@
 //! | Trivy | [`Vulnerability`] |
 //! |---|---|
 //! | `VulnerabilityID`, `PkgName`, `InstalledVersion`, `Title`, `PrimaryURL` | same field |
-//! | `PkgPath`; without one, the result's `Target` when its `Class` is `lang-pkgs` (a Go binary, a lock file) | `pkgPath`, as [`TRIVY_TEMPLATE`](crate::core::scan_job::TRIVY_TEMPLATE) does |
+//! | `PkgPath`; without one, the result's `Target` when its `Class` is `lang-pkgs` (a Go binary, a lock file) | `pkgPath`, as [`TRIVY_TEMPLATE`](crate::scan_job::TRIVY_TEMPLATE) does |
 //! | `FixedVersion` (may list several versions, `"6.0.3.1, 5.2.4.3"`) | `fixedVersion`, kept verbatim |
 //! | `Severity` (`UNKNOWN`…`CRITICAL`; missing or another name → `UNKNOWN`) | `severity` |
 //!
