@@ -1,0 +1,337 @@
+//! Fan-out (step 3): every CIS of a digest gets the newest result, filtered by its own
+//! `ignoreUnfixed`/`minSeverity`, its Report first (when Reports are written).
+
+use super::*;
+
+impl Engine {
+    /// Writes the `ScanJobCreated` condition on the CIS a Job was created for.
+    pub(super) fn announce(
+        &mut self,
+        digest: &str,
+        key: &CisKey,
+        job_name: &str,
+        now: Timestamp,
+        out: &mut Vec<Command>,
+    ) -> bool {
+        let Some(cis) = self.index.cis.get(key).map(|t| t.view.clone()) else {
+            if let Some(s) = self.digests.get_mut(digest) {
+                s.announce = None;
+            }
+            return true;
+        };
+        let target = Target::CisStatus(key.clone());
+        let status = status::scan_job_created_status(&cis, job_name, now);
+        let action = status_write(key, &cis, status, true);
+        match self.issue(target, action, now, out) {
+            crate::engine::Issued::Yes => {
+                if let Some(s) = self.digests.get_mut(digest) {
+                    s.announce = None;
+                }
+                true
+            }
+            crate::engine::Issued::Deferred => true,
+            // Blocked means a write in flight for this CIS or a full window: the digest stays
+            // dirty until that outcome or a free slot.
+            crate::engine::Issued::Blocked => false,
+        }
+    }
+
+    /// Writes `Stalled/NoRegistryDigest` to one CIS of a local image ID unless it shows it
+    /// (with a Warning Event once written); false when blocked.
+    pub(super) fn explain_local_image(
+        &mut self,
+        key: &CisKey,
+        now: Timestamp,
+        out: &mut Vec<Command>,
+    ) -> bool {
+        let Some(cis) = self.index.cis.get(key).map(|t| t.view.clone()) else {
+            return true;
+        };
+        let new_status = status::no_registry_digest_status(&cis, now);
+        if status::shows_conditions(&cis, &new_status) {
+            return true;
+        }
+        let note = new_status
+            .conditions
+            .iter()
+            .flatten()
+            .map(|c| status::bounded_message(&c.message, 1024))
+            .next()
+            .unwrap_or_default();
+        let target = Target::CisStatus(key.clone());
+        let action = status_write(key, &cis, new_status, true);
+        match self.issue(target, action, now, out) {
+            crate::engine::Issued::Yes => {
+                let event = EventNote {
+                    warning: true,
+                    reason: status::REASON_NO_REGISTRY_DIGEST.to_string(),
+                    note,
+                };
+                self.pending_events
+                    .push_back(crate::engine::PendingEvent::on_cis(key, &cis.uid, event));
+                true
+            }
+            crate::engine::Issued::Deferred => true,
+            crate::engine::Issued::Blocked => false,
+        }
+    }
+
+    /// Writes the newest result to one CIS if its status does not show it yet.
+    pub(super) fn fan_out(
+        &mut self,
+        digest: &str,
+        key: &CisKey,
+        latest: &ScanResult,
+        now: Timestamp,
+        out: &mut Vec<Command>,
+    ) -> FanOut {
+        let Some(cis) = self.index.cis.get(key).map(|t| t.view.clone()) else {
+            return FanOut::Done;
+        };
+        let shows = cis.status.last_scan_job_uid.as_deref() == Some(latest.job_uid.as_str())
+            && cis.status.last_scan_time == Some(latest.at)
+            && cis.status.observed_generation == Some(cis.generation);
+        if shows {
+            return FanOut::Done;
+        }
+        // Never move a CIS back to an older result than the one it shows.
+        if cis.status.last_scan_time.is_some_and(|t| t > latest.at) {
+            return FanOut::Done;
+        }
+        let target = Target::CisStatus(key.clone());
+        if !self.can_issue(&target, now) {
+            return if self.busy.contains(&target) || !self.capacity_left() {
+                FanOut::Blocked
+            } else {
+                FanOut::Done
+            };
+        }
+        let new_status = match &latest.outcome {
+            ScanOutcome::Succeeded => {
+                let Some(vulns) = self.reports.get(digest, &latest.job_uid) else {
+                    return FanOut::NeedDetails;
+                };
+                let report_key = (key.clone(), latest.job_uid.clone());
+                if self.cfg.write_reports && !self.reports_written.contains_key(&report_key) {
+                    let budget = self
+                        .report_budget_override
+                        .get(key)
+                        .copied()
+                        .unwrap_or(self.cfg.report_max_bytes);
+                    let action = Action::ApplyReport {
+                        namespace: key.namespace.clone(),
+                        name: key.name.clone(),
+                        report: Box::new(status::report_for(&cis, &vulns, budget)),
+                    };
+                    let target = Target::Report(key.clone(), latest.job_uid.clone());
+                    return match self.issue(target, action, now, out) {
+                        crate::engine::Issued::Blocked => FanOut::Blocked,
+                        crate::engine::Issued::Yes | crate::engine::Issued::Deferred => {
+                            FanOut::Done
+                        }
+                    };
+                }
+                let budget = self
+                    .budget_override
+                    .get(key)
+                    .copied()
+                    .unwrap_or(self.cfg.details_max_bytes);
+                let in_report = self.reports_written.get(&report_key) == Some(&ReportFate::Written);
+                let write_details = match self.cfg.status_details {
+                    StatusDetails::Always => true,
+                    StatusDetails::Never => false,
+                    StatusDetails::UnlessInReport => !in_report,
+                };
+                status::success_status(
+                    &cis,
+                    &vulns,
+                    &latest.job_uid,
+                    latest.at,
+                    budget,
+                    write_details,
+                )
+            }
+            ScanOutcome::Failed { reason, message } => {
+                let kind = match reason {
+                    FailureReason::Error => status::FailureKind::Error,
+                    FailureReason::ReportDecodeError => status::FailureKind::Decode,
+                    other => status::FailureKind::Other(other.condition_reason()),
+                };
+                status::failure_status(&cis, &latest.job_uid, latest.at, kind, message)
+            }
+        };
+        let keep_details = matches!(latest.outcome, ScanOutcome::Failed { .. });
+        let events = self.events_for(&cis, &latest.outcome, &new_status);
+        let action = status_write(key, &cis, new_status, keep_details);
+        match self.issue(target, action, now, out) {
+            crate::engine::Issued::Yes => {
+                for e in events {
+                    self.pending_events
+                        .push_back(crate::engine::PendingEvent::on_cis(key, &cis.uid, e));
+                }
+                FanOut::Done
+            }
+            crate::engine::Issued::Deferred => FanOut::Done,
+            crate::engine::Issued::Blocked => FanOut::Blocked,
+        }
+    }
+
+    /// Events worth a human's attention when a new result is written.
+    pub(super) fn events_for(
+        &self,
+        cis: &CisView,
+        outcome: &ScanOutcome,
+        new_status: &crate::crd::ContainerImageScanStatus,
+    ) -> Vec<EventNote> {
+        match outcome {
+            ScanOutcome::Failed { message, .. } => vec![EventNote {
+                warning: true,
+                reason: "ScanFailed".to_string(),
+                note: status::bounded_message(message, 1024),
+            }],
+            ScanOutcome::Succeeded => {
+                let critical = |s: Option<&crate::crd::VulnerabilitySummary>| {
+                    s.and_then(|s| s.severity_count.as_ref())
+                        .and_then(|m| m.get(Severity::Critical.as_str()))
+                        .copied()
+                        .unwrap_or(0)
+                };
+                let before = cis
+                    .status
+                    .last_successful_scan_time
+                    .map(|_| critical(cis.status.summary.as_deref()));
+                let after = critical(new_status.vulnerability_summary.as_ref());
+                match before {
+                    Some(b) if after > b => vec![EventNote {
+                        warning: true,
+                        reason: "NewCriticalVulnerabilities".to_string(),
+                        note: format!(
+                            "a new scan of {}@{} found {after} CRITICAL vulnerabilities (previous scan: {b})",
+                            cis.spec.name, cis.spec.digest
+                        ),
+                    }],
+                    _ => Vec::new(),
+                }
+            }
+        }
+    }
+
+    pub(in crate::engine) fn on_cis_status_outcome(
+        &mut self,
+        key: CisKey,
+        action: &Action,
+        outcome: Outcome,
+        _now: Timestamp,
+    ) {
+        let digest = match action {
+            Action::ApplyCisStatus { .. } => {
+                self.index.cis.get(&key).map(|t| t.view.spec.digest.clone())
+            }
+            _ => None,
+        };
+        match outcome {
+            Outcome::CisApplied(view) => {
+                self.stats.status_writes += 1;
+                if let Some(job) = &view.status.last_scan_job_uid {
+                    self.reports_written.remove(&(key.clone(), job.clone()));
+                }
+                let (stream, epoch) = self
+                    .index
+                    .cis
+                    .get(&key)
+                    .map(|t| (t.stream, t.epoch))
+                    .unwrap_or_else(|| {
+                        self.index
+                            .home(crate::engine::index::ObjectKind::Cis, &key.namespace)
+                    });
+                self.upsert_cis(crate::engine::index::Tracked {
+                    view: *view,
+                    stream,
+                    epoch,
+                });
+            }
+            // The CIS is gone although the watch has not said so yet: forget it (member pods
+            // may want it back) instead of writing its status again and again.
+            Outcome::Failed(err) if err.kind == ApiErrorKind::NotFound => {
+                if let Action::ApplyCisStatus { uid, .. } = action
+                    && self.index.cis.get(&key).is_some_and(|t| t.view.uid == *uid)
+                {
+                    self.remove_cis(&key);
+                }
+            }
+            Outcome::Failed(err) if err.kind == ApiErrorKind::TooLarge => {
+                // The API server still refused the size: cut the details further for this CIS.
+                let current = self
+                    .budget_override
+                    .get(&key)
+                    .copied()
+                    .unwrap_or(self.cfg.details_max_bytes);
+                self.budget_override.insert(key.clone(), current / 2);
+            }
+            _ => {}
+        }
+        if let Some(d) = digest {
+            self.dirty_digests.insert(d);
+        }
+    }
+}
+
+impl Engine {
+    pub(in crate::engine) fn on_report_outcome(
+        &mut self,
+        key: CisKey,
+        job_uid: String,
+        outcome: Outcome,
+    ) {
+        let digest = self.index.cis.get(&key).map(|t| t.view.spec.digest.clone());
+        match outcome {
+            // The status write that follows names the Job; remember which Report is done.
+            Outcome::Done => {
+                self.reports_written
+                    .insert((key.clone(), job_uid), ReportFate::Written);
+            }
+            Outcome::Failed(err) if err.kind == ApiErrorKind::TooLarge => {
+                let current = self
+                    .report_budget_override
+                    .get(&key)
+                    .copied()
+                    .unwrap_or(self.cfg.report_max_bytes);
+                self.report_budget_override.insert(key.clone(), current / 2);
+            }
+            // The Report is an extra: when it cannot be written (no permission, CRD removed,
+            // repeated errors) the status still gets the result.
+            Outcome::Failed(err) => {
+                let target = Target::Report(key.clone(), job_uid.clone());
+                let attempts = self.attempts.get(&target).copied().unwrap_or_default();
+                if !err.kind.is_retryable() || attempts >= MAX_REPORT_ATTEMPTS {
+                    self.attempts.remove(&target);
+                    self.retry_at.remove(&target);
+                    self.stats.reports_skipped += 1;
+                    self.reports_written
+                        .insert((key.clone(), job_uid), ReportFate::Skipped);
+                }
+            }
+            _ => {}
+        }
+        if let Some(d) = digest {
+            self.dirty_digests.insert(d);
+        }
+    }
+}
+
+/// The status write of one CIS, conditioned on the UID and resourceVersion it was decided on.
+fn status_write(
+    key: &CisKey,
+    cis: &CisView,
+    status: crate::crd::ContainerImageScanStatus,
+    keep_details: bool,
+) -> Action {
+    Action::ApplyCisStatus {
+        namespace: key.namespace.clone(),
+        name: key.name.clone(),
+        uid: cis.uid.clone(),
+        resource_version: cis.resource_version,
+        status: Box::new(status),
+        keep_details,
+    }
+}

@@ -1,0 +1,336 @@
+//! Harvest (step 2): a finished Job newer than the known result → its log read, parsed and
+//! recorded as the digest's result; a failed attempt's log kept for the condition message.
+
+use super::*;
+
+impl Engine {
+    /// The waiting message if a pod of `job` cannot pull the scanned image (or an init
+    /// container's: trivy's, the Java DB's).
+    pub(super) fn pull_back_off(&self, job: &JobView) -> Option<String> {
+        const PULL: [&str; 2] = ["ErrImagePull", "ImagePullBackOff"];
+        self.index.pods_of_job(&job.uid).into_iter().find_map(|p| {
+            for (which, c) in [("init container", &p.init), (SCAN_CONTAINER, &p.scan)] {
+                if c.waiting_reason
+                    .as_deref()
+                    .is_some_and(|r| PULL.contains(&r))
+                {
+                    let message = c.waiting_message.clone().unwrap_or_default();
+                    return Some(if which == SCAN_CONTAINER && !message.is_empty() {
+                        message
+                    } else if message.is_empty() {
+                        format!("{which} of pod {} cannot pull its image", p.name)
+                    } else {
+                        format!("{which}: {message}")
+                    });
+                }
+            }
+            None
+        })
+    }
+
+    /// Starts reading the result of a finished Job, or records it when no log is needed.
+    pub(super) fn harvest(
+        &mut self,
+        digest: &str,
+        job: &JobView,
+        refetch: bool,
+        now: Timestamp,
+        out: &mut Vec<Command>,
+    ) -> Harvested {
+        let target = Target::Log(job.uid.clone());
+        if self.busy.contains(&target) {
+            return Harvested::Pending;
+        }
+        let Some(finish) = &job.finished else {
+            return Harvested::Pending;
+        };
+        let attempts = self.attempts.get(&target).copied().unwrap_or_default();
+        let pods = self.index.pods_of_job(&job.uid);
+        let fallback = if finish.message.is_empty() {
+            format!("scan Job '{}' failed: {}", job.name, finish.reason)
+        } else {
+            format!("scan Job '{}' failed: {}", job.name, finish.message)
+        };
+        if !finish.succeeded && !refetch {
+            // The log of a failed attempt read while the Job ran says most.
+            if let Some(FailureLog { text, .. }) = self.failure_logs.remove(&job.uid) {
+                let message = if text.trim().is_empty() {
+                    fallback
+                } else {
+                    text
+                };
+                self.record_failure(digest, &job.uid, FailureReason::Error, message, now);
+                return Harvested::Recorded;
+            }
+        }
+        let pod = if finish.succeeded {
+            pods.iter()
+                .rev()
+                .find(|p| p.scan.exit_code == Some(0))
+                .or(pods.last())
+        } else {
+            pods.iter().rev().find(|p| p.scan.started).or(pods.last())
+        };
+        let Some(pod) = pod else {
+            if now < finish.at.plus(POD_CACHE_GRACE) {
+                self.timers.arm(
+                    TimerKey::Digest(digest.to_string()),
+                    finish.at.plus(POD_CACHE_GRACE),
+                );
+                return Harvested::Pending;
+            }
+            if refetch {
+                return Harvested::Recorded;
+            }
+            // A failed Job's pods are deleted by Kubernetes; its condition explains.
+            let message = if finish.succeeded {
+                format!("no pods found for job \"{}\"", job.name)
+            } else {
+                fallback
+            };
+            self.record_failure(digest, &job.uid, FailureReason::Error, message, now);
+            return Harvested::Recorded;
+        };
+        if !finish.succeeded && !pod.scan.started {
+            let message = pod
+                .scan
+                .waiting_message
+                .clone()
+                .filter(|m| !m.is_empty())
+                .unwrap_or(fallback);
+            self.record_failure(digest, &job.uid, FailureReason::Error, message, now);
+            return Harvested::Recorded;
+        }
+        if attempts >= MAX_LOG_ATTEMPTS {
+            // A refetch keeps its count (dropped with the Job), so the next sync starts a new
+            // scan instead of another round of reads.
+            if !refetch {
+                self.attempts.remove(&target);
+                let message = format!(
+                    "the log of scan pod {} could not be read after {attempts} attempts",
+                    pod.name
+                );
+                self.record_failure(digest, &job.uid, FailureReason::Error, message, now);
+            }
+            return Harvested::Recorded;
+        }
+        let limit = if finish.succeeded {
+            self.cfg.log_max_bytes
+        } else {
+            FAILED_LOG_BYTES
+        };
+        let action = Action::FetchLog {
+            namespace: pod.namespace.clone(),
+            pod_name: pod.name.clone(),
+            container: SCAN_CONTAINER.to_string(),
+            limit_bytes: limit,
+            // A failed container that restarted holds the failure in its previous run.
+            previous: !finish.succeeded && pod.scan.exit_code.is_none(),
+        };
+        let harvest = Harvest {
+            digest: digest.to_string(),
+            job_name: job.name.clone(),
+            succeeded: finish.succeeded,
+            refetch,
+            fallback,
+        };
+        match self.issue(target, action, now, out) {
+            crate::engine::Issued::Yes => {
+                self.harvests.insert(job.uid.clone(), harvest);
+                Harvested::Pending
+            }
+            crate::engine::Issued::Deferred => Harvested::Pending,
+            crate::engine::Issued::Blocked => Harvested::Blocked,
+        }
+    }
+
+    /// Reads the log of a failed attempt of a running Job once (the Job may retry; the last
+    /// failure read is what the condition shows if the Job fails). Returns false when blocked.
+    ///
+    /// An empty log is read again when the pod changes next, up to [`FAILURE_LOG_READS`]
+    /// times: the pod status may say "terminated" while the kubelet has already restarted the
+    /// container (`OnFailure`), and then the current log is the new attempt's, still empty;
+    /// the next read takes the previous run's.
+    pub(super) fn prefetch_failure_log(
+        &mut self,
+        job: &JobView,
+        now: Timestamp,
+        out: &mut Vec<Command>,
+    ) -> bool {
+        if self
+            .failure_logs
+            .get(&job.uid)
+            .is_some_and(|l| !l.text.trim().is_empty() || l.reads >= FAILURE_LOG_READS)
+        {
+            return true;
+        }
+        let failed_attempt = self
+            .index
+            .pods_of_job(&job.uid)
+            .into_iter()
+            .rev()
+            .find_map(|p| {
+                let current = p.scan.exit_code.is_some_and(|c| c != 0);
+                let previous = p.scan.last_exit_code.is_some_and(|c| c != 0);
+                (current || previous).then(|| (p.namespace.clone(), p.name.clone(), !current))
+            });
+        let Some((namespace, pod_name, previous)) = failed_attempt else {
+            return true;
+        };
+        let action = Action::FetchLog {
+            namespace,
+            pod_name,
+            container: SCAN_CONTAINER.to_string(),
+            limit_bytes: FAILED_LOG_BYTES,
+            previous,
+        };
+        self.issue(Target::FailureLog(job.uid.clone()), action, now, out)
+            .settled()
+    }
+
+    pub(in crate::engine) fn on_failure_log_outcome(&mut self, job_uid: &str, outcome: Outcome) {
+        if let Outcome::Log(bytes) = outcome {
+            // Only Jobs still known are worth remembering (bounded by the active Jobs).
+            if let Some(d) = self
+                .index
+                .job_by_uid(job_uid)
+                .and_then(|j| j.digest.clone())
+            {
+                let log = self.failure_logs.entry(job_uid.to_string()).or_default();
+                log.text = String::from_utf8_lossy(&bytes).into_owned();
+                log.reads += 1;
+                // An empty log waits for the pod's next change (no read loop).
+                if !log.text.trim().is_empty() {
+                    self.dirty_digests.insert(d);
+                }
+            }
+        }
+    }
+
+    pub(in crate::engine) fn on_log_outcome(
+        &mut self,
+        job_uid: &str,
+        outcome: Outcome,
+        now: Timestamp,
+    ) {
+        let Some(h) = self.harvests.remove(job_uid) else {
+            return;
+        };
+        self.dirty_digests.insert(h.digest.clone());
+        match outcome {
+            Outcome::Log(bytes) if h.succeeded => match parse_report(&bytes, ReportFormat::Auto) {
+                Ok(report) => {
+                    let vulns = Arc::new(report.vulnerabilities);
+                    if h.refetch {
+                        self.reports.insert(&h.digest, job_uid, vulns);
+                    } else {
+                        self.record_success(&h.digest, job_uid, vulns, now);
+                    }
+                }
+                Err(e) if !h.refetch => {
+                    let message = format!(
+                        "error decoding scan report JSON from job '{}': {e}",
+                        h.job_name
+                    );
+                    self.record_failure(
+                        &h.digest,
+                        job_uid,
+                        FailureReason::ReportDecodeError,
+                        message,
+                        now,
+                    );
+                }
+                // Read before, unreadable now: reading it again will not help. The attempts
+                // are spent, so the next sync starts a new scan for the details (re-reading
+                // at once would read the log once per round trip).
+                Err(_) => {
+                    self.attempts
+                        .insert(Target::Log(job_uid.to_string()), MAX_LOG_ATTEMPTS);
+                }
+            },
+            Outcome::Log(bytes) => {
+                let text = String::from_utf8_lossy(&bytes);
+                let message = if text.trim().is_empty() {
+                    h.fallback
+                } else {
+                    text.into_owned()
+                };
+                self.record_failure(&h.digest, job_uid, FailureReason::Error, message, now);
+            }
+            Outcome::Failed(err) if h.refetch => {
+                let _ = err;
+            }
+            Outcome::Failed(err) => match err.kind {
+                ApiErrorKind::LogTooLarge => {
+                    let message = format!(
+                        "the scan report of job '{}' is larger than {} bytes (--scan-log-max-bytes)",
+                        h.job_name, self.cfg.log_max_bytes
+                    );
+                    self.record_failure(&h.digest, job_uid, FailureReason::Error, message, now);
+                }
+                kind if kind.is_retryable() => {
+                    // Tried again by the next sync after the back-off (the Job is still there).
+                }
+                _ if !h.succeeded => {
+                    self.record_failure(&h.digest, job_uid, FailureReason::Error, h.fallback, now);
+                }
+                _ => {
+                    let message = format!(
+                        "scan result of job '{}' lost: its log could not be read: {}",
+                        h.job_name, err.message
+                    );
+                    self.record_failure(&h.digest, job_uid, FailureReason::Error, message, now);
+                }
+            },
+            Outcome::CisApplied(_) | Outcome::JobCreated(_) | Outcome::Done => {}
+        }
+    }
+
+    pub(super) fn record_success(
+        &mut self,
+        digest: &str,
+        job_uid: &str,
+        vulns: Arc<Vec<Vulnerability>>,
+        now: Timestamp,
+    ) {
+        self.stats.scans_succeeded += 1;
+        self.first_result_for(digest, now);
+        self.reports.insert(digest, job_uid, vulns);
+        let placement = self.index.job_by_uid(job_uid).map(|j| self.placement_of(j));
+        let scan = self.digests.entry(digest.to_string()).or_default();
+        scan.failures = 0;
+        scan.announce = None;
+        scan.round.clear();
+        if placement.is_some() {
+            scan.worked = placement;
+        }
+        scan.latest = Some(ScanResult {
+            job_uid: job_uid.to_string(),
+            at: now.truncate_to_secs(),
+            outcome: ScanOutcome::Succeeded,
+        });
+        self.dirty_digests.insert(digest.to_string());
+    }
+
+    pub(super) fn record_failure(
+        &mut self,
+        digest: &str,
+        job_uid: &str,
+        reason: FailureReason,
+        message: String,
+        now: Timestamp,
+    ) {
+        self.stats.scans_failed += 1;
+        self.first_result_for(digest, now);
+        let scan = self.digests.entry(digest.to_string()).or_default();
+        scan.failures = scan.failures.saturating_add(1);
+        scan.announce = None;
+        scan.round.clear();
+        scan.latest = Some(ScanResult {
+            job_uid: job_uid.to_string(),
+            at: now.truncate_to_secs(),
+            outcome: ScanOutcome::Failed { reason, message },
+        });
+        self.dirty_digests.insert(digest.to_string());
+    }
+}

@@ -1,0 +1,470 @@
+//! Stage "scans": one scan per image digest, cluster-wide.
+//!
+//! A digest's scan result is shared by every CIS with that digest. For each digest the engine
+//! keeps the newest result it knows (learned from a harvested Job, or read back from CIS
+//! statuses after a restart) and drives, in this order:
+//! 1. image-pull back-off of the running Job → delete the Job, record a failure;
+//! 2. harvest: a finished Job newer than the known result → read its log, parse, record;
+//! 3. fan-out: every CIS whose status does not show the newest result gets it written, filtered
+//!    by its own `ignoreUnfixed`/`minSeverity` (the scan itself runs unfiltered);
+//! 4. schedule: no usable result, or the result is older than the interval (plus a
+//!    deterministic per-digest jitter), or a failure's retry time passed → queue a new Job;
+//!    queued digests start while the active-Job limit allows, never-scanned first, then oldest.
+//!
+//! This file holds the per-digest bookkeeping and `sync_digest`, which runs the steps in that
+//! order; each step's work is in its own file: `observe` (what the watches say), `harvest`,
+//! `fan_out`, `schedule` (queue, Job creation, placement).
+
+mod fan_out;
+mod harvest;
+mod observe;
+mod schedule;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::index::{CisKey, object_key};
+use super::placement::{self, Placement, PullFailure, classify_pull_failure};
+use super::timers::TimerKey;
+use super::{Engine, StatusDetails, Target};
+use crate::cis_status as status;
+use crate::crd::{Severity, Vulnerability};
+use crate::naming::{scan_job_name, workload_scan_job_name};
+use crate::port::{
+    Action, ApiErrorKind, CisView, Command, EventNote, JobView, Outcome, PodView, PullCredentials,
+    ScanPodView, StreamId, WatchEvent,
+};
+use crate::report::{ReportFormat, parse_report};
+use crate::scan_job::{RequiredPlatform, SCAN_CONTAINER, ScanJobParams, build_scan_job};
+use crate::time::Timestamp;
+
+/// What became of a result's Report, until the status write that follows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum ReportFate {
+    /// The API stored it: it holds the details.
+    Written,
+    /// Given up on (not permitted, CRD gone, repeated errors): the status must hold them.
+    Skipped,
+}
+
+/// Reads of an empty failed-attempt log per Job at most (one per attempt: the backoff limit
+/// of 3 plus the first).
+const FAILURE_LOG_READS: u32 = 4;
+
+/// The log of a failed attempt of a running Job.
+#[derive(Debug, Default)]
+pub(super) struct FailureLog {
+    /// What was read last.
+    text: String,
+    /// How often it was read.
+    reads: u32,
+}
+/// How much of a failed scan's log is read for the condition message.
+const FAILED_LOG_BYTES: usize = 64 * 1024;
+/// A finished Job whose pod is not in the cache yet gets this long before "no pods".
+const POD_CACHE_GRACE: Duration = Duration::from_secs(10);
+/// Wait before re-creating a Job whose name is still taken by a finished one being deleted.
+const NAME_TAKEN_RETRY: Duration = Duration::from_secs(5);
+/// How long a Job creation with an unknown result holds a slot of the active-Job limit (the
+/// retry after the back-off, or the watch, settles it much sooner).
+const UNCERTAIN_JOB_HOLD: Duration = Duration::from_secs(60);
+/// Attempts to write one Report before the status goes ahead without it.
+const MAX_REPORT_ATTEMPTS: u32 = 3;
+/// Attempts to read one log before the scan counts as failed.
+const MAX_LOG_ATTEMPTS: u32 = 5;
+
+/// Why a scan failed, as shown in the `Stalled` condition's reason.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FailureReason {
+    /// `Error`: the Job failed, the image could not be pulled, the log could not be read.
+    Error,
+    /// `ScanReportDecodeError`: the Job succeeded but its log is not a report.
+    ReportDecodeError,
+    /// `ImagePullUnauthorized`: the registry refused the scan pod's pull for credentials in
+    /// every placement tried (`engine::placement`).
+    PullUnauthorized,
+    /// `ScanPodRejected`: the namespace refused the scan pod (Pod Security admission, quota,
+    /// LimitRange) or the operator may not create Jobs there.
+    ScanPodRejected,
+}
+
+impl FailureReason {
+    /// The `Stalled` condition's reason.
+    pub fn condition_reason(&self) -> &'static str {
+        match self {
+            FailureReason::Error => status::REASON_ERROR,
+            FailureReason::ReportDecodeError => status::REASON_DECODE_ERROR,
+            FailureReason::PullUnauthorized => status::REASON_PULL_UNAUTHORIZED,
+            FailureReason::ScanPodRejected => status::REASON_SCAN_POD_REJECTED,
+        }
+    }
+
+    /// The reason a `Stalled` condition names (anything unknown is an `Error`).
+    fn from_condition_reason(reason: &str) -> FailureReason {
+        [
+            FailureReason::ReportDecodeError,
+            FailureReason::PullUnauthorized,
+            FailureReason::ScanPodRejected,
+        ]
+        .into_iter()
+        .find(|r| r.condition_reason() == reason)
+        .unwrap_or(FailureReason::Error)
+    }
+}
+
+/// The outcome of a scan.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ScanOutcome {
+    /// The report is in the cache (or was, before a restart).
+    Succeeded,
+    /// The scan failed.
+    Failed {
+        /// Condition reason.
+        reason: FailureReason,
+        /// Condition message (bounded when written).
+        message: String,
+    },
+}
+
+/// The newest known scan of a digest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScanResult {
+    /// UID of the Job that produced it.
+    pub job_uid: String,
+    /// When it was recorded (whole seconds; written as `lastScanTime`).
+    pub at: Timestamp,
+    /// What it said.
+    pub outcome: ScanOutcome,
+}
+
+/// Per-digest scan bookkeeping.
+#[derive(Clone, Debug, Default)]
+pub struct DigestScan {
+    /// The newest result known.
+    pub latest: Option<ScanResult>,
+    /// Consecutive failures (memory only; after a restart the retry starts from the base).
+    pub failures: u32,
+    /// A CIS to tell that a Job was created for it: (CIS, Job name).
+    pub announce: Option<(CisKey, String)>,
+    /// Queue position while waiting for a free Job slot.
+    pub queued: Option<QueueKey>,
+    /// The placements that failed in this round of tries (`engine::placement`), in order.
+    pub round: Vec<PlacementFailure>,
+    /// The placement of the last successful scan: tried first next time.
+    pub worked: Option<Placement>,
+    /// The placement of a Job creation whose result is unknown (it may exist unseen): the
+    /// retry creates the same Job, so that it answers "already exists" instead of a second Job
+    /// starting elsewhere. Cleared when a Job of the digest is seen or created.
+    pub uncertain_create: Option<Placement>,
+    /// The newest `lastScanTime` a CIS of the digest shows, also when its outcome is unknown
+    /// (a newer scan announced since): a finished Job that ended before it is an older
+    /// result, never harvested as the newest (several Jobs of a digest may coexist, in
+    /// different namespaces).
+    pub seen_scan_at: Option<Timestamp>,
+}
+
+/// A placement that failed in a way another placement may fix.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlacementFailure {
+    /// Where the Job was.
+    pub placement: Placement,
+    /// Why it failed.
+    pub reason: FailureReason,
+    /// What the kubelet or the API server said.
+    pub message: String,
+    /// The Job's UID (empty when it could not be created).
+    pub job_uid: String,
+}
+
+/// Order of the scan queue: never-scanned first, then the oldest result, then by digest.
+pub type QueueKey = (bool, Timestamp, String);
+
+/// A log being read.
+#[derive(Clone, Debug)]
+pub struct Harvest {
+    digest: String,
+    job_name: String,
+    succeeded: bool,
+    /// Only fill the cache for a result already recorded (a later CIS needs the details).
+    refetch: bool,
+    /// What to say if the log cannot be read or is empty (failed Jobs).
+    fallback: String,
+}
+
+impl Engine {
+    fn wake_queue(&mut self) {
+        let queued: Vec<String> = self
+            .digests
+            .iter()
+            .filter(|(_, s)| s.queued.is_some())
+            .map(|(d, _)| d.clone())
+            .collect();
+        self.dirty_digests.extend(queued);
+    }
+
+    pub(super) fn scan_queue_len(&self) -> usize {
+        self.digests.values().filter(|s| s.queued.is_some()).count()
+    }
+
+    pub(super) fn sync_dirty_digests(&mut self, now: Timestamp, out: &mut Vec<Command>) {
+        use std::ops::Bound::{Excluded, Unbounded};
+        // One key at a time (see sync_dirty_cis): no copy of the whole dirty set per poll.
+        let mut next = self.dirty_digests.first().cloned();
+        while let Some(d) = next {
+            if !self.capacity_left() {
+                return;
+            }
+            if self.sync_digest(&d, now, out) {
+                self.dirty_digests.remove(&d);
+            }
+            next = self
+                .dirty_digests
+                .range::<String, _>((Excluded(&d), Unbounded))
+                .next()
+                .cloned();
+        }
+    }
+
+    /// The CIS of a digest that take part in scans: existing, not being deleted, scanned
+    /// namespace.
+    fn live_cis_of(&self, digest: &str) -> Vec<CisKey> {
+        self.index
+            .cis_by_digest
+            .get(digest)
+            .map(|set| {
+                set.iter()
+                    .filter(|k| self.cfg.namespace_allowed(&k.namespace))
+                    .filter(|k| self.index.cis.get(*k).is_some_and(|t| !t.view.deleting))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Returns false when the digest must stay dirty (blocked by capacity).
+    fn sync_digest(&mut self, digest: &str, now: Timestamp, out: &mut Vec<Command>) -> bool {
+        let cis_keys = self.live_cis_of(digest);
+        let jobs: Vec<JobView> = self
+            .index
+            .jobs_of_digest(digest)
+            .into_iter()
+            .cloned()
+            .collect();
+        let active = jobs
+            .iter()
+            .find(|j| j.finished.is_none() && !j.deleting)
+            .cloned();
+
+        // 1. Image-pull back-off of the running Job, or a namespace that refuses its pod: when
+        // another placement may do better (credentials, admission), it is tried next.
+        if let Some(job) = &active {
+            let failure = if let Some(message) = self.pull_back_off(job) {
+                Some(match classify_pull_failure(&message) {
+                    PullFailure::Credentials => (FailureReason::PullUnauthorized, message, true),
+                    PullFailure::Other => (FailureReason::Error, message, false),
+                })
+            } else {
+                self.index.job_rejections.get(&job.uid).map(|message| {
+                    let message = format!("the scan pod was not created: {message}");
+                    (FailureReason::ScanPodRejected, message, true)
+                })
+            };
+            if let Some((reason, message, placement_related)) = failure {
+                let already = self.latest(digest).is_some_and(|l| l.job_uid == job.uid);
+                if placement_related {
+                    let placement = self.placement_of(job);
+                    self.placement_failed(digest, placement, &job.uid, reason, message, now);
+                } else if !already {
+                    self.record_failure(digest, &job.uid, reason, message, now);
+                }
+                let target = Target::DeleteJob(object_key(&job.namespace, &job.name));
+                let action = Action::DeleteJob {
+                    namespace: job.namespace.clone(),
+                    name: job.name.clone(),
+                    uid: job.uid.clone(),
+                };
+                if !self.issue(target, action, now, out).settled() {
+                    return false;
+                }
+            }
+        }
+
+        // 1a. A local image ID is no registry digest: a Job could never run
+        // `name@<image ID>` (nothing pulls or resolves it), so there is none, and every CIS of
+        // the digest says why instead. A Job of it from before (the Go operator scanned such
+        // digests) ends by its pull back-off above or its deadline.
+        if self.local_image_ids.contains(digest) {
+            if let Some(scan) = self.digests.get_mut(digest) {
+                scan.queued = None;
+                scan.announce = None;
+            }
+            for key in &cis_keys {
+                if !self.explain_local_image(key, now, out) {
+                    return false;
+                }
+            }
+            return true;
+        }
+
+        // 1b. A failed attempt of the running Job: keep its log for the condition message,
+        // because Kubernetes deletes the pod when the Job finally fails.
+        if let Some(job) = &active
+            && !self.prefetch_failure_log(job, now, out)
+        {
+            return false;
+        }
+
+        // 2. Harvest the newest finished Job if it is newer than what we know. Until that
+        // result is recorded no new scan starts (its name may still be taken, and its result
+        // may be all we need).
+        let mut harvest_pending = false;
+        if let Some(job) = jobs
+            .iter()
+            .rev()
+            .find(|j| j.finished.is_some() && !j.deleting)
+        {
+            let seen = self.digests.get(digest).and_then(|s| s.seen_scan_at);
+            let after_seen = job
+                .finished
+                .as_ref()
+                .is_some_and(|f| seen.is_none_or(|at| f.at > at));
+            let newer = match self.latest(digest) {
+                None => after_seen,
+                Some(l) => {
+                    l.job_uid != job.uid
+                        && job.finished.as_ref().is_some_and(|f| f.at > l.at)
+                        && after_seen
+                }
+            };
+            if newer {
+                match self.harvest(digest, job, false, now, out) {
+                    Harvested::Blocked => return false,
+                    Harvested::Pending => harvest_pending = true,
+                    Harvested::Recorded => {}
+                }
+            }
+        }
+
+        // 3. Fan-out of the newest result.
+        let mut need_details = false;
+        if let Some(latest) = self.latest(digest).cloned() {
+            if let Some((key, job_name)) = self.digests.get(digest).and_then(|s| s.announce.clone())
+                && !self.announce(digest, &key, &job_name, now, out)
+            {
+                return false;
+            }
+            for key in &cis_keys {
+                match self.fan_out(digest, key, &latest, now, out) {
+                    FanOut::Done => {}
+                    FanOut::Blocked => return false,
+                    FanOut::NeedDetails => need_details = true,
+                }
+            }
+            if need_details {
+                // The details are not in memory: read the log again while the Job exists.
+                if let Some(job) = jobs.iter().find(|j| {
+                    j.uid == latest.job_uid && j.finished.as_ref().is_some_and(|f| f.succeeded)
+                }) {
+                    match self.harvest(digest, job, true, now, out) {
+                        Harvested::Blocked => return false,
+                        Harvested::Pending => need_details = false,
+                        // The log cannot be read again: a new scan gets the details.
+                        Harvested::Recorded => {}
+                    }
+                }
+            }
+        } else if let Some((key, job_name)) =
+            self.digests.get(digest).and_then(|s| s.announce.clone())
+            && !self.announce(digest, &key, &job_name, now, out)
+        {
+            return false;
+        }
+
+        // 4. Schedule the next scan.
+        let harvesting = harvest_pending || self.harvests.values().any(|h| h.digest == digest);
+        let creating = self.busy.contains(&Target::CreateJob(digest.to_string()));
+        let due_at = self.due_at(digest);
+        let wants_scan = !cis_keys.is_empty()
+            && active.is_none()
+            && !harvesting
+            && !creating
+            && (due_at.is_none_or(|at| at <= now) || need_details);
+        let queue_key = wants_scan.then(|| {
+            let latest_at = self.latest(digest).map(|l| l.at);
+            (
+                latest_at.is_some(),
+                latest_at.unwrap_or_default(),
+                digest.to_string(),
+            )
+        });
+        let scan = self.digests.entry(digest.to_string()).or_default();
+        scan.queued = queue_key;
+        if let (false, Some(at)) = (wants_scan, due_at)
+            && !cis_keys.is_empty()
+            && at > now
+        {
+            self.timers.arm(TimerKey::Digest(digest.to_string()), at);
+        }
+        if cis_keys.is_empty() && active.is_none() && !harvesting {
+            // Nothing to do for this digest any more; keep the result (a CIS may come back).
+            if let Some(s) = self.digests.get_mut(digest) {
+                s.announce = None;
+            }
+        }
+        true
+    }
+
+    fn latest(&self, digest: &str) -> Option<&ScanResult> {
+        self.digests.get(digest).and_then(|s| s.latest.as_ref())
+    }
+
+    /// When the digest is due for a new scan; `None` when it was never scanned.
+    fn due_at(&self, digest: &str) -> Option<Timestamp> {
+        let scan = self.digests.get(digest)?;
+        let latest = scan.latest.as_ref()?;
+        Some(match latest.outcome {
+            ScanOutcome::Succeeded => latest
+                .at
+                .plus(self.cfg.scan_interval)
+                .plus(jitter(digest, self.cfg.scan_interval)),
+            ScanOutcome::Failed { .. } => {
+                let doublings = scan.failures.saturating_sub(1).min(20);
+                let delay = self
+                    .cfg
+                    .failed_scan_retry
+                    .saturating_mul(1u32 << doublings)
+                    .min(self.cfg.scan_interval);
+                latest.at.plus(delay)
+            }
+        })
+    }
+}
+
+/// What harvesting a finished Job did.
+enum Harvested {
+    /// The result is recorded (or, for a refetch, nothing more can be done).
+    Recorded,
+    /// A log read is in flight, backing off, or the pod is not in the cache yet.
+    Pending,
+    /// Blocked by capacity; try again.
+    Blocked,
+}
+
+/// What fan-out did for one CIS.
+enum FanOut {
+    /// Written, or nothing to write.
+    Done,
+    /// Blocked by capacity or a write in flight; try again.
+    Blocked,
+    /// The result is a success whose details are not in memory.
+    NeedDetails,
+}
+
+/// Deterministic per-digest jitter of up to a tenth of the interval, so that images scanned
+/// together are not all rescanned in the same minute.
+pub fn jitter(digest: &str, interval: Duration) -> Duration {
+    let hash = crate::fingerprint::fnv1a64(digest.as_bytes());
+    let permille = hash % 1000;
+    interval / 10 * u32::try_from(permille).unwrap_or(0) / 1000
+}

@@ -1,0 +1,222 @@
+//! What the scans stage learns from watches: our Jobs, their pods, `BackOff` and `FailedCreate`
+//! Events, and results already shown by CIS statuses (after a restart).
+
+use super::*;
+
+impl Engine {
+    pub(in crate::engine) fn observe_job(&mut self, stream: StreamId, event: WatchEvent<JobView>) {
+        use crate::engine::index::{ObjectKind, Tracked};
+        match event {
+            WatchEvent::Apply(job) | WatchEvent::InitApply(job) => {
+                self.index.saw(ObjectKind::Job, stream, "");
+                let epoch = self.index.epoch(ObjectKind::Job, stream);
+                self.upsert_job(Tracked {
+                    view: job,
+                    stream,
+                    epoch,
+                });
+            }
+            WatchEvent::Delete(job) => {
+                self.index.deleted_jobs.insert(&job.uid);
+                let key = object_key(&job.namespace, &job.name);
+                if self
+                    .index
+                    .jobs
+                    .get(&key)
+                    .is_some_and(|t| t.view.uid == job.uid)
+                {
+                    self.remove_job(&key);
+                }
+            }
+            WatchEvent::InitStarted => {
+                self.index.begin_relist(ObjectKind::Job, stream);
+            }
+            WatchEvent::InitDone => {
+                let epoch = self.index.epoch(ObjectKind::Job, stream);
+                let gone: Vec<String> = self
+                    .index
+                    .jobs
+                    .iter()
+                    .filter(|(_, t)| t.stream == stream && t.epoch != epoch)
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                for key in gone {
+                    self.remove_job(&key);
+                }
+            }
+        }
+    }
+
+    pub(super) fn upsert_job(&mut self, tracked: crate::engine::index::Tracked<JobView>) {
+        let key = object_key(&tracked.view.namespace, &tracked.view.name);
+        if let Some(old) = self.index.jobs.get(&key)
+            && old.view.uid == tracked.view.uid
+            && crate::engine::index::Index::is_stale(
+                old.view.resource_version,
+                tracked.view.resource_version,
+            )
+        {
+            return;
+        }
+        if let Some(d) = &tracked.view.digest {
+            self.dirty_digests.insert(d.clone());
+            if let Some(scan) = self.digests.get_mut(d) {
+                scan.uncertain_create = None;
+            }
+            self.uncertain_jobs.remove(d);
+        }
+        let freed = tracked.view.finished.is_some() || tracked.view.deleting;
+        self.index.jobs.insert(key, tracked);
+        if freed {
+            self.wake_queue();
+        }
+    }
+
+    pub(super) fn remove_job(&mut self, key: &str) {
+        if let Some(old) = self.index.jobs.remove(key) {
+            self.failure_logs.remove(&old.view.uid);
+            self.index.job_rejections.remove(&old.view.uid);
+            for target in [
+                Target::Log(old.view.uid.clone()),
+                Target::FailureLog(old.view.uid.clone()),
+            ] {
+                self.attempts.remove(&target);
+                self.retry_at.remove(&target);
+            }
+            if let Some(d) = old.view.digest {
+                self.dirty_digests.insert(d);
+            }
+            self.wake_queue();
+        }
+    }
+
+    pub(in crate::engine) fn observe_scan_pod(
+        &mut self,
+        stream: StreamId,
+        event: WatchEvent<ScanPodView>,
+    ) {
+        use crate::engine::index::{ObjectKind, Tracked};
+        let touched = match event {
+            WatchEvent::Apply(pod) | WatchEvent::InitApply(pod) => {
+                let epoch = self.index.epoch(ObjectKind::ScanPod, stream);
+                let job = pod.job_uid.clone();
+                let key = object_key(&pod.namespace, &pod.name);
+                let stale = self.index.scan_pods.get(&key).is_some_and(|old| {
+                    old.view.uid == pod.uid
+                        && crate::engine::index::Index::is_stale(
+                            old.view.resource_version,
+                            pod.resource_version,
+                        )
+                });
+                if !stale {
+                    self.index.scan_pods.insert(
+                        key,
+                        Tracked {
+                            view: pod,
+                            stream,
+                            epoch,
+                        },
+                    );
+                }
+                job
+            }
+            WatchEvent::Delete(pod) => {
+                let key = object_key(&pod.namespace, &pod.name);
+                if self
+                    .index
+                    .scan_pods
+                    .get(&key)
+                    .is_some_and(|t| t.view.uid == pod.uid)
+                {
+                    self.index.scan_pods.remove(&key);
+                }
+                pod.job_uid
+            }
+            WatchEvent::InitStarted => {
+                self.index.begin_relist(ObjectKind::ScanPod, stream);
+                None
+            }
+            WatchEvent::InitDone => {
+                let epoch = self.index.epoch(ObjectKind::ScanPod, stream);
+                self.index
+                    .scan_pods
+                    .retain(|_, t| t.stream != stream || t.epoch == epoch);
+                None
+            }
+        };
+        if let Some(d) =
+            touched.and_then(|uid| self.index.job_by_uid(&uid).and_then(|j| j.digest.clone()))
+        {
+            self.dirty_digests.insert(d);
+        }
+    }
+
+    pub(in crate::engine) fn observe_back_off(&mut self, namespace: &str, pod_name: &str) {
+        let digest = self
+            .index
+            .scan_pods
+            .get(&object_key(namespace, pod_name))
+            .and_then(|p| p.view.job_uid.clone())
+            .and_then(|uid| self.index.job_by_uid(&uid).and_then(|j| j.digest.clone()));
+        if let Some(d) = digest {
+            self.dirty_digests.insert(d);
+        }
+    }
+
+    /// Remembers that the Job controller could not create the pod of one of our Jobs.
+    pub(in crate::engine) fn observe_job_pod_rejected(
+        &mut self,
+        namespace: &str,
+        job_name: &str,
+        job_uid: &str,
+        message: String,
+    ) {
+        let Some(digest) = self
+            .index
+            .job(namespace, job_name)
+            .filter(|j| j.uid == job_uid && j.finished.is_none())
+            .and_then(|j| j.digest.clone())
+        else {
+            return;
+        };
+        self.index
+            .job_rejections
+            .insert(job_uid.to_string(), message);
+        self.dirty_digests.insert(digest);
+    }
+
+    /// Learns the newest result of a digest from a CIS status written earlier (by us before a
+    /// restart, by another replica, or by the Go operator).
+    pub(in crate::engine) fn learn_result_from_status(&mut self, cis: &CisView) {
+        let s = &cis.status;
+        let (Some(job_uid), Some(at)) = (&s.last_scan_job_uid, s.last_scan_time) else {
+            return;
+        };
+        let seen = &mut self
+            .digests
+            .entry(cis.spec.digest.clone())
+            .or_default()
+            .seen_scan_at;
+        *seen = (*seen).max(Some(at));
+        let stalled = s
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Stalled" && c.status == "True");
+        let outcome = match stalled {
+            None if s.last_successful_scan_time == Some(at) => ScanOutcome::Succeeded,
+            Some(c) => ScanOutcome::Failed {
+                reason: FailureReason::from_condition_reason(&c.reason),
+                message: c.message.clone(),
+            },
+            None => return,
+        };
+        let scan = self.digests.entry(cis.spec.digest.clone()).or_default();
+        if scan.latest.as_ref().is_none_or(|l| at > l.at) {
+            scan.latest = Some(ScanResult {
+                job_uid: job_uid.clone(),
+                at,
+                outcome,
+            });
+        }
+    }
+}
