@@ -26,8 +26,17 @@ pid_alive() {
   [[ -f "$f" ]] || return 1
   pid="$(cat "$f")"
   [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-  [[ -r "/proc/$pid/cmdline" ]] || return 1
-  tr '\0' ' ' < "/proc/$pid/cmdline" | grep -qF -- "$STATE/" || return 1
+  local attempt
+  # While a process execs (setsid, then the component), its command line reads empty for a
+  # moment: look again before calling it gone (CI and make test saw a running registry
+  # reported as "exited"). A zombie's stays empty.
+  for attempt in 1 2 3; do
+    [[ -r "/proc/$pid/cmdline" ]] || return 1
+    { tr '\0' ' ' < "/proc/$pid/cmdline"; } 2>/dev/null | grep -qF -- "$STATE/" && return 0
+    [[ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" == Z ]] && return 1
+    ((attempt < 3)) && sleep 0.05
+  done
+  return 1
 }
 
 kc() { "$KUBECTL" --kubeconfig "$KUBECONFIG_FILE" "$@"; }
@@ -62,7 +71,9 @@ start() {
   # pid_alive would take for an exited component (CI saw it: a forwarder "exited" at once, its
   # log empty). Wait for the exec, or for the child to be gone, up to 10 s.
   for ((i = 0; i < 500; i++)); do
-    pid_alive "$name" && break
+    # Past setsid's own exec too (its command line names ours as well).
+    [[ "$(tr '\0' '\n' < "/proc/$pid/cmdline" 2>/dev/null | head -n 1)" != setsid ]] &&
+      pid_alive "$name" && break
     # Gone, or a zombie (empty command line): it exited already.
     [[ -n "$(tr -d '\0' < "/proc/$pid/cmdline" 2>/dev/null)" ]] || break
     sleep 0.02
