@@ -72,10 +72,10 @@ start() {
   # log empty). Wait for the exec, or for the child to be gone, up to 10 s.
   for ((i = 0; i < 500; i++)); do
     # Past setsid's own exec too (its command line names ours as well).
-    [[ "$(tr '\0' '\n' < "/proc/$pid/cmdline" 2>/dev/null | head -n 1)" != setsid ]] &&
+    [[ "$(tr '\0' '\n' 2>/dev/null < "/proc/$pid/cmdline" | head -n 1)" != setsid ]] &&
       pid_alive "$name" && break
     # Gone, or a zombie (empty command line): it exited already.
-    [[ -n "$(tr -d '\0' < "/proc/$pid/cmdline" 2>/dev/null)" ]] || break
+    [[ -n "$(tr -d '\0' 2>/dev/null < "/proc/$pid/cmdline")" ]] || break
     sleep 0.02
   done
 }
