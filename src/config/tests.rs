@@ -375,3 +375,33 @@ fn both_gates_take_true_false_or_auto_and_all_beta_forces_them() {
         );
     }
 }
+
+/// The flags' defaults and the engine's defaults are written in two places (clap, the core);
+/// an operator started without flags must run with exactly the engine's.
+#[test]
+fn the_flag_defaults_give_the_engine_defaults() {
+    use crate::core::engine::EngineConfig;
+    let config = parse(&["--scan-job-namespace=scans"]).unwrap();
+    let defaults = EngineConfig::default();
+    let kinds: Vec<(String, String)> = defaults.workload_kinds.iter().cloned().collect();
+    let from_flags = crate::shell::runtime::engine_config(&config, &kinds, false);
+    let shown = |c: &EngineConfig| {
+        format!(
+            "{:?}",
+            (
+                c.exclude_namespaces.as_str(),
+                c.include_namespaces.as_str(),
+                &c.skip_waiting_reasons,
+                c.scan_interval,
+                c.pod_settle_timeout,
+                (c.active_job_limit, c.workload_placement, c.max_inflight),
+                (c.details_max_bytes, c.status_details, c.report_max_bytes),
+                (c.log_max_bytes, c.report_cache_bytes),
+                (c.failed_scan_retry, c.api_retry_base, c.api_retry_max),
+                c.owner_update_delay,
+            )
+        )
+    };
+    assert_eq!(shown(&from_flags), shown(&defaults));
+    assert_eq!(from_flags.scan_namespace, "scans");
+}

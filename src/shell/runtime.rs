@@ -25,8 +25,6 @@ use crate::core::scan_job::ScanJobSettings;
 
 /// Capacity of the observation channel between watches and the engine.
 const OBSERVATION_BUFFER: usize = 1024;
-/// Commands executed at once (the engine's flow-control window).
-const MAX_INFLIGHT: usize = 32;
 /// How long in-flight commands may finish after a shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(8);
 
@@ -79,11 +77,8 @@ pub fn engine_config(
         report_max_bytes: config.status_details_max_bytes,
         log_max_bytes: config.scan_log_max_bytes,
         report_cache_bytes: config.report_cache_max_bytes,
-        max_inflight: MAX_INFLIGHT,
-        failed_scan_retry: Duration::from_secs(300),
-        api_retry_base: Duration::from_secs(1),
-        api_retry_max: Duration::from_secs(300),
-        owner_update_delay: Duration::from_secs(1),
+        // Flow control, retry and back-off timings: the engine's own defaults.
+        ..EngineConfig::default()
     }
 }
 

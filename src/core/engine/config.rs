@@ -81,10 +81,28 @@ impl EngineConfig {
         !self.exclude_namespaces.is_match(namespace) && self.include_namespaces.is_match(namespace)
     }
 
-    /// Settings for tests and the simulator: upstream defaults, small limits.
+    /// Settings for tests and the simulator: the defaults, with a scan namespace, a trivy
+    /// image and a larger report cache (fewer log re-reads to reason about).
     pub fn for_tests(scan_namespace: &str) -> EngineConfig {
         EngineConfig {
             scan_namespace: scan_namespace.to_string(),
+            job: ScanJobSettings {
+                trivy_image: "ghcr.io/aquasecurity/trivy:0.74.0".to_string(),
+                ..ScanJobSettings::default()
+            },
+            report_cache_bytes: 16 * 1024 * 1024,
+            ..EngineConfig::default()
+        }
+    }
+}
+
+impl Default for EngineConfig {
+    /// The operator's defaults, the one place they are written for the engine: those of its
+    /// flags (the Go operator's where it has the flag) and of what is not configurable. The
+    /// shell sets what is configured; the scan namespace has no default.
+    fn default() -> EngineConfig {
+        EngineConfig {
+            scan_namespace: String::new(),
             exclude_namespaces: constant_regex(DEFAULT_EXCLUDE_REGEXP),
             include_namespaces: constant_regex(""),
             workload_kinds: [
@@ -105,17 +123,14 @@ impl EngineConfig {
             scan_interval: Duration::from_secs(12 * 3600),
             pod_settle_timeout: Duration::from_secs(300),
             active_job_limit: 8,
-            job: ScanJobSettings {
-                trivy_image: "ghcr.io/aquasecurity/trivy:0.74.0".to_string(),
-                ..ScanJobSettings::default()
-            },
+            job: ScanJobSettings::default(),
             workload_placement: true,
             details_max_bytes: 262_144,
             status_details: StatusDetails::UnlessInReport,
             write_reports: false,
             report_max_bytes: 262_144,
             log_max_bytes: 64 * 1024 * 1024,
-            report_cache_bytes: 16 * 1024 * 1024,
+            report_cache_bytes: 4 * 1024 * 1024,
             max_inflight: 32,
             failed_scan_retry: Duration::from_secs(300),
             api_retry_base: Duration::from_secs(1),
