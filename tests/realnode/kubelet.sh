@@ -84,9 +84,16 @@ show_changes() {
   pods | sed 's/^/  now: /' >&2
 }
 
-# A pod being deleted would change what runs during the restart: wait until none is.
+# A pod being deleted would change what runs during the restart: wait until none is, nor is
+# one in a namespace being deleted (the namespace controller marks its pods only later: a
+# previous test's cleanup once removed a pod right after the snapshot).
+terminating_ns() { kc get namespaces -o json | jq -c '[.items[] | select(.status.phase == "Terminating") | .metadata.name]'; }
+leaving() {
+  node_pods | jq --argjson ns "$(terminating_ns)" \
+    '[.items[] | select(.metadata.deletionTimestamp or (.metadata.namespace | IN($ns[])))] | length'
+}
 deadline=$((SECONDS + TIMEOUT))
-until [[ "$(node_pods | jq '[.items[] | select(.metadata.deletionTimestamp)] | length')" == 0 ]]; do
+until [[ "$(leaving)" == 0 ]]; do
   ((SECONDS < deadline)) || die "pods on $NODE_NAME are still being deleted after ${TIMEOUT}s"
   sleep 0.5
 done
