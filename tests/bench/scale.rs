@@ -13,7 +13,7 @@
 //!   create-only, create + status, and server-side apply + status apply. Writes `baseline.json`.
 //! * `report`    merges the three into `scale.json` and prints the table.
 //!
-//! Not part of the operator: built only with `--features bench`. It measures real time, so the
+//! Not part of the operator: its own crate (`image-scanner-bench`, tests/bench). It measures real time, so the
 //! purity lints of the core do not apply.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 

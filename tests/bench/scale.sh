@@ -51,7 +51,7 @@ log() { printf '%s [bench] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 t_start=$SECONDS
 
 log "building the operator and the benchmark client (release)"
-cargo build --release --locked --features bench --bin image-scanner-operator --bin bench-scale >&2
+cargo build --release --locked -p image-scanner-operator -p image-scanner-bench >&2
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release"
 
 mkdir -p "$OUT"
