@@ -42,9 +42,11 @@ install-sync-crd:
 image-binary:
 	$(INSTALL_DIR)/build-static.sh
 
-# ... statically linked, --help exits 0, `crd` prints the committed CRD.
+# ... statically linked, --help exits 0, `crd` prints the committed CRD; and the Dockerfile's
+# build context (.dockerignore) holds the whole workspace.
 image-binary-check: image-binary
 	$(INSTALL_DIR)/check-binary.sh
+	$(INSTALL_DIR)/check-docker-context.sh
 
 # actionlint (built once from its Go module) on .github/workflows, shellcheck on their run: blocks
 # when installed; every action pinned by commit SHA. CI here cannot run GitHub Actions.
