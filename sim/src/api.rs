@@ -632,6 +632,7 @@ impl Sim {
                 name: name.clone(),
                 digest: digest.clone(),
                 created_rv,
+                created: now.truncate_to_secs(),
                 plan,
                 vulns,
                 succeeded: false,

@@ -329,6 +329,9 @@ impl Checker {
                                 .as_deref()
                                 .and_then(|o| cluster.job_registry.get(o))
                                 && r.created_rv < o.created_rv
+                                // Jobs created in one second are of the same age to any
+                                // client: creationTimestamp has whole seconds.
+                                && r.created < o.created
                             {
                                 self.violation(now, "S4", format!("{who}: lastScanJobUID went back from Job {} to older Job {}", o.name, r.name));
                             }

@@ -333,6 +333,8 @@ pub struct JobRecord {
     pub digest: Option<String>,
     /// resourceVersion at creation (creation order).
     pub created_rv: u64,
+    /// `creationTimestamp` (whole seconds, as the API server writes it).
+    pub created: Timestamp,
     /// The plan.
     pub plan: Plan,
     /// Vulnerabilities of the digest when the plan is a valid report.

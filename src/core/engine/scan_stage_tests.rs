@@ -916,6 +916,59 @@ fn a_finished_job_no_newer_than_the_known_result_is_not_read() {
     assert_eq!(api.status_requests.len(), 0);
 }
 
+/// A finished Job of D1 created and finished at the given seconds after T.
+fn finished_job_at(name: &str, uid: &str, created: i64, finished: i64) -> JobView {
+    let mut view = completed_job(name, uid);
+    view.created = at(created);
+    if let Some(f) = view.finished.as_mut() {
+        f.at = at(finished);
+    }
+    view
+}
+
+#[test]
+fn a_job_created_before_the_known_result_is_older_although_it_finished_later() {
+    // A deposed leader's late create put a second Job of the digest in another placement:
+    // job-new (created T+10) finished first and its result is shown; job-old (created T+5)
+    // finished after it. Once job-new is gone, job-old is the newest finished Job left.
+    let mut api = Api::new(config());
+    api.now = at(40);
+    api.put_job(finished_job_at("a-0000", "job-old", 5, 30));
+    api.put_job(finished_job_at("a-1111", "job-new", 10, 20));
+    let pod = api.pod("1", exited(0));
+    api.put_pod(pod);
+    api.put_cis("a", super::tests::failed_status("job-new", at(20)));
+    api.job_deleted("a-1111");
+    let left = api.run();
+    assert!(left.is_empty(), "{:?}", super::tests::verbs(&left));
+    assert_eq!(
+        api.status_requests.len(),
+        0,
+        "job-old's result written back"
+    );
+}
+
+#[test]
+fn a_result_of_a_later_job_stamped_by_a_slower_clock_is_the_newest() {
+    // Replica clocks differ: CIS `b` shows job-old's failure stamped T+1000 by a replica
+    // whose clock ran ahead; CIS `a` shows the failure of job-new (created after job-old)
+    // stamped T+100. job-new's result is the newest: `b` gets it and `a` keeps it.
+    let mut api = Api::new(config());
+    api.now = at(200);
+    api.put_job(finished_job_at("a-0000", "job-old", 5, 30));
+    api.put_job(finished_job_at("a-1111", "job-new", 50, 90));
+    api.put_cis("b", super::tests::failed_status("job-old", at(1000)));
+    api.put_cis("a", super::tests::failed_status("job-new", at(100)));
+    let left = api.run();
+    assert!(left.is_empty(), "{:?}", super::tests::verbs(&left));
+    let written: Vec<(&str, Option<&str>)> = api
+        .status_requests
+        .iter()
+        .map(|(name, s)| (name.as_str(), s.last_scan_job_uid.as_deref()))
+        .collect();
+    assert_eq!(written, [("b", Some("job-new"))]);
+}
+
 #[test]
 fn an_image_that_cannot_be_pulled_deletes_the_job_and_shows_why_at_once() {
     let cases = [

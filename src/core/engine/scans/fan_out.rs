@@ -94,8 +94,13 @@ impl Engine {
         if shows {
             return FanOut::Done;
         }
-        // Never move a CIS back to an older result than the one it shows.
-        if cis.status.last_scan_time.is_some_and(|t| t > latest.at) {
+        // Never move a CIS back to an older result than the one it shows; learn it instead
+        // (its Job may have been unknown when the status arrived), for the other CIS.
+        if self.shows_newer_result(&cis, latest) {
+            if self.learn_result_from_status(&cis) {
+                self.dirty_digests.insert(digest.to_string());
+                return FanOut::Superseded;
+            }
             return FanOut::Done;
         }
         let target = Target::CisStatus(key.clone());

@@ -296,7 +296,9 @@ impl Engine {
         self.stats.scans_succeeded += 1;
         self.first_result_for(digest, now);
         self.reports.insert(digest, job_uid, vulns);
-        let placement = self.index.job_by_uid(job_uid).map(|j| self.placement_of(j));
+        let job = self.index.job_by_uid(job_uid);
+        let job_created = job.map(|j| j.created);
+        let placement = job.map(|j| self.placement_of(j));
         let scan = self.digests.entry(digest.to_string()).or_default();
         scan.failures = 0;
         scan.announce = None;
@@ -307,6 +309,7 @@ impl Engine {
         scan.latest = Some(ScanResult {
             job_uid: job_uid.to_string(),
             at: now.truncate_to_secs(),
+            job_created,
             outcome: ScanOutcome::Succeeded,
         });
         self.dirty_digests.insert(digest.to_string());
@@ -322,6 +325,7 @@ impl Engine {
     ) {
         self.stats.scans_failed += 1;
         self.first_result_for(digest, now);
+        let job_created = self.index.job_by_uid(job_uid).map(|j| j.created);
         let scan = self.digests.entry(digest.to_string()).or_default();
         scan.failures = scan.failures.saturating_add(1);
         scan.announce = None;
@@ -329,6 +333,7 @@ impl Engine {
         scan.latest = Some(ScanResult {
             job_uid: job_uid.to_string(),
             at: now.truncate_to_secs(),
+            job_created,
             outcome: ScanOutcome::Failed { reason, message },
         });
         self.dirty_digests.insert(digest.to_string());

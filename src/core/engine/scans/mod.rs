@@ -134,8 +134,26 @@ pub struct ScanResult {
     pub job_uid: String,
     /// When it was recorded (whole seconds; written as `lastScanTime`).
     pub at: Timestamp,
+    /// The Job's `creationTimestamp`, when the Job was seen.
+    pub job_created: Option<Timestamp>,
     /// What it said.
     pub outcome: ScanOutcome,
+}
+
+impl ScanResult {
+    /// Whether a result of another Job, created at `created` and recorded at `at`, is newer.
+    ///
+    /// Jobs are ordered by creation: creation times come from one clock (the API server's),
+    /// and the later Job read the fresher database. Two Jobs of a digest coexist when a deposed
+    /// leader's create lands beside the new leader's in another placement, and they may finish
+    /// in either order. Result times come from the clock of the replica that recorded them and
+    /// decide only when a creation time is unknown or both Jobs were created in one second.
+    pub fn is_older_than(&self, created: Option<Timestamp>, at: Timestamp) -> bool {
+        match (self.job_created, created) {
+            (Some(mine), Some(theirs)) if mine != theirs => theirs > mine,
+            _ => at > self.at,
+        }
+    }
 }
 
 /// Per-digest scan bookkeeping.
@@ -333,7 +351,10 @@ impl Engine {
                 None => after_seen,
                 Some(l) => {
                     l.job_uid != job.uid
-                        && job.finished.as_ref().is_some_and(|f| f.at > l.at)
+                        && job
+                            .finished
+                            .as_ref()
+                            .is_some_and(|f| l.is_older_than(Some(job.created), f.at))
                         && after_seen
                 }
             };
@@ -359,6 +380,7 @@ impl Engine {
                     FanOut::Done => {}
                     FanOut::Blocked => return false,
                     FanOut::NeedDetails => need_details = true,
+                    FanOut::Superseded => return true,
                 }
             }
             if need_details {
@@ -459,6 +481,9 @@ enum FanOut {
     Blocked,
     /// The result is a success whose details are not in memory.
     NeedDetails,
+    /// The CIS showed a newer result, now the digest's newest: the round ends (the digest is
+    /// dirty again) so that no other CIS gets the older one.
+    Superseded,
 }
 
 /// Deterministic per-digest jitter of up to a tenth of the interval, so that images scanned

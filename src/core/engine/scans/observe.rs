@@ -186,11 +186,11 @@ impl Engine {
     }
 
     /// Learns the newest result of a digest from a CIS status written earlier (by us before a
-    /// restart, by another replica, or by the Go operator).
-    pub(in crate::engine) fn learn_result_from_status(&mut self, cis: &CisView) {
+    /// restart, by another replica, or by the Go operator). True when it became the newest.
+    pub(in crate::engine) fn learn_result_from_status(&mut self, cis: &CisView) -> bool {
         let s = &cis.status;
         let (Some(job_uid), Some(at)) = (&s.last_scan_job_uid, s.last_scan_time) else {
-            return;
+            return false;
         };
         let seen = &mut self
             .digests
@@ -208,15 +208,43 @@ impl Engine {
                 reason: FailureReason::from_condition_reason(&c.reason),
                 message: c.message.clone(),
             },
-            None => return,
+            None => return false,
         };
+        let job_created = self.index.job_by_uid(job_uid).map(|j| j.created);
         let scan = self.digests.entry(cis.spec.digest.clone()).or_default();
-        if scan.latest.as_ref().is_none_or(|l| at > l.at) {
+        let newer = match &scan.latest {
+            None => true,
+            Some(l) if l.job_uid == *job_uid => at > l.at,
+            Some(l) => l.is_older_than(job_created, at),
+        };
+        if newer {
+            let job_created = job_created.or_else(|| {
+                scan.latest
+                    .as_ref()
+                    .filter(|l| l.job_uid == *job_uid)
+                    .and_then(|l| l.job_created)
+            });
             scan.latest = Some(ScanResult {
                 job_uid: job_uid.clone(),
                 at,
+                job_created,
                 outcome,
             });
         }
+        newer
+    }
+
+    /// Whether a CIS shows a newer result than `latest` (see [`ScanResult::is_older_than`]):
+    /// never written back over.
+    pub(in crate::engine) fn shows_newer_result(&self, cis: &CisView, latest: &ScanResult) -> bool {
+        let s = &cis.status;
+        let (Some(job_uid), Some(at)) = (&s.last_scan_job_uid, s.last_scan_time) else {
+            return false;
+        };
+        if *job_uid == latest.job_uid {
+            return at > latest.at;
+        }
+        let created = self.index.job_by_uid(job_uid).map(|j| j.created);
+        latest.is_older_than(created, at)
     }
 }
