@@ -970,6 +970,36 @@ fn a_result_of_a_later_job_stamped_by_a_slower_clock_is_the_newest() {
 }
 
 #[test]
+fn a_new_scan_after_a_result_stamped_in_the_future_is_read_and_stamped_after_it() {
+    // A replica whose clock ran 15 minutes ahead wrote job-1's success; after a restart the
+    // details are not in memory and job-1 is gone, so a new scan is needed. It finishes
+    // (server time) long before that stamp: still the newest result, read once, and stamped
+    // after the one it replaces.
+    let mut api = Api::new(config());
+    let future = at(900);
+    api.put_cis(
+        "a",
+        CisStatusView {
+            observed_generation: Some(1),
+            last_scan_job_uid: Some("job-1".into()),
+            last_scan_time: Some(future),
+            last_successful_scan_time: Some(future),
+            conditions: Vec::new(),
+            summary: None,
+        },
+    );
+    api.put_cis("b", CisStatusView::default());
+    api.scan(report(2, 0));
+    let new_job = api.job().uid;
+    for name in ["a", "b"] {
+        let status = api.status(name);
+        assert_eq!(status.last_scan_job_uid.as_deref(), Some(new_job.as_str()));
+        assert_eq!(status.last_scan_time, Some(at(901)));
+    }
+    assert_eq!(api.jobs_created, 1, "the new scan's result was not taken");
+}
+
+#[test]
 fn an_image_that_cannot_be_pulled_deletes_the_job_and_shows_why_at_once() {
     let cases = [
         (

@@ -306,9 +306,11 @@ impl Engine {
         if placement.is_some() {
             scan.worked = placement;
         }
+        let at = result_time(scan.latest.as_ref(), job_uid, now);
+        scan.requested = None;
         scan.latest = Some(ScanResult {
             job_uid: job_uid.to_string(),
-            at: now.truncate_to_secs(),
+            at,
             job_created,
             outcome: ScanOutcome::Succeeded,
         });
@@ -330,12 +332,25 @@ impl Engine {
         scan.failures = scan.failures.saturating_add(1);
         scan.announce = None;
         scan.round.clear();
+        let at = result_time(scan.latest.as_ref(), job_uid, now);
+        scan.requested = None;
         scan.latest = Some(ScanResult {
             job_uid: job_uid.to_string(),
-            at: now.truncate_to_secs(),
+            at,
             job_created,
             outcome: ScanOutcome::Failed { reason, message },
         });
         self.dirty_digests.insert(digest.to_string());
+    }
+}
+
+/// `lastScanTime` of a new result of Job `job_uid`: now, but never before the result it
+/// replaces (stamped by a replica whose clock ran ahead): a CIS's `lastScanTime` only moves
+/// forward.
+fn result_time(replaced: Option<&ScanResult>, job_uid: &str, now: Timestamp) -> Timestamp {
+    let now = now.truncate_to_secs();
+    match replaced {
+        Some(r) if r.job_uid != job_uid && r.at >= now => r.at.plus(Duration::from_secs(1)),
+        _ => now,
     }
 }

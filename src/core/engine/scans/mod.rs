@@ -180,6 +180,12 @@ pub struct DigestScan {
     /// result, never harvested as the newest (several Jobs of a digest may coexist, in
     /// different namespaces).
     pub seen_scan_at: Option<Timestamp>,
+    /// The Job this engine created to follow the newest result it knew then: (its UID, that
+    /// result's Job UID). While that result is still the newest, the Job's result is newer,
+    /// whatever the clocks say: a replica whose clock ran ahead may have stamped the known
+    /// result later than any new Job can finish, and a Job that never counts as newer is
+    /// deleted unread and created again, forever.
+    pub requested: Option<(String, Option<String>)>,
 }
 
 /// A placement that failed in a way another placement may fix.
@@ -347,17 +353,24 @@ impl Engine {
                 .finished
                 .as_ref()
                 .is_some_and(|f| seen.is_none_or(|at| f.at > at));
-            let newer = match self.latest(digest) {
-                None => after_seen,
-                Some(l) => {
-                    l.job_uid != job.uid
-                        && job
-                            .finished
-                            .as_ref()
-                            .is_some_and(|f| l.is_older_than(Some(job.created), f.at))
-                        && after_seen
-                }
-            };
+            let latest_uid = self.latest(digest).map(|l| l.job_uid.clone());
+            let requested = self
+                .digests
+                .get(digest)
+                .and_then(|s| s.requested.as_ref())
+                .is_some_and(|(uid, follows)| *uid == job.uid && *follows == latest_uid);
+            let newer = requested
+                || match self.latest(digest) {
+                    None => after_seen,
+                    Some(l) => {
+                        l.job_uid != job.uid
+                            && job
+                                .finished
+                                .as_ref()
+                                .is_some_and(|f| l.is_older_than(Some(job.created), f.at))
+                            && after_seen
+                    }
+                };
             if newer {
                 match self.harvest(digest, job, false, now, out) {
                     Harvested::Blocked => return false,

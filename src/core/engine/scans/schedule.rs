@@ -295,6 +295,11 @@ impl Engine {
                     .get(&object_key(&view.namespace, &view.name))
                     .map(|t| (t.stream, t.epoch))
                     .unwrap_or_else(|| self.index.home(crate::engine::index::ObjectKind::Job, ""));
+                let follows = self.latest(digest).map(|l| l.job_uid.clone());
+                self.digests
+                    .entry(digest.to_string())
+                    .or_default()
+                    .requested = Some((view.uid.clone(), follows));
                 self.upsert_job(crate::engine::index::Tracked {
                     view: *view,
                     stream,
