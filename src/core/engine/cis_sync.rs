@@ -39,12 +39,14 @@ impl Engine {
             }
             WatchEvent::Delete(cis) => {
                 let key = CisKey::new(&cis.namespace, &cis.name);
-                if self
-                    .index
-                    .cis
-                    .get(&key)
-                    .is_some_and(|t| t.view.uid == cis.uid)
-                {
+                if self.index.cis.get(&key).is_some_and(|t| {
+                    super::index::removed_by_delete(
+                        &t.view.uid,
+                        t.view.resource_version,
+                        &cis.uid,
+                        cis.resource_version,
+                    )
+                }) {
                     self.remove_cis(&key);
                 }
             }
@@ -73,7 +75,6 @@ impl Engine {
         let key = CisKey::new(&tracked.view.namespace, &tracked.view.name);
         let old = self.index.cis.get(&key);
         if let Some(old) = old
-            && old.view.uid == tracked.view.uid
             && super::index::Index::is_stale(
                 old.view.resource_version,
                 tracked.view.resource_version,

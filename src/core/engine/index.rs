@@ -107,6 +107,20 @@ impl RecentUids {
     }
 }
 
+/// Whether a Delete event (`uid` at resourceVersion `rv`) removes the object indexed under
+/// that name: the same object, or an older one of that name. A Delete at a later numeric
+/// resourceVersion than the indexed object means the name was free and taken again since, so
+/// the indexed object is gone although its own Delete never came (a watch that merged the
+/// events of one name); a Delete older than the indexed object is of a predecessor.
+pub fn removed_by_delete(
+    indexed_uid: &str,
+    indexed_rv: Option<u64>,
+    uid: &str,
+    rv: Option<u64>,
+) -> bool {
+    indexed_uid == uid || matches!((indexed_rv, rv), (Some(i), Some(d)) if d > i)
+}
+
 /// The index.
 #[derive(Debug, Default)]
 pub struct Index {
@@ -272,7 +286,9 @@ impl Index {
             .unwrap_or_default()
     }
 
-    /// Whether a re-delivered object is older than what we hold (a stale read).
+    /// Whether an object delivered under a name is older than what we hold under it: a stale
+    /// read, or a predecessor of that name (another UID: e.g. the answer to a write on an
+    /// object deleted and created again since).
     pub fn is_stale(held: Option<u64>, incoming: Option<u64>) -> bool {
         matches!((held, incoming), (Some(h), Some(i)) if i < h)
     }

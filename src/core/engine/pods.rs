@@ -37,7 +37,10 @@ impl Engine {
                 );
             }
             WatchEvent::Delete(pod) => {
-                self.remove_pod(&pod_key(&pod.namespace, &pod.name), Some(&pod.uid));
+                self.remove_pod(
+                    &pod_key(&pod.namespace, &pod.name),
+                    Some((&pod.uid, pod.resource_version)),
+                );
             }
             WatchEvent::InitStarted => {
                 self.index.begin_relist(ObjectKind::Pod, stream);
@@ -189,7 +192,6 @@ impl Engine {
             return;
         }
         if let Some(old) = self.index.pods.get(&key)
-            && old.tracked.view.uid == pod.uid
             && super::index::Index::is_stale(
                 old.tracked.view.resource_version,
                 pod.resource_version,
@@ -354,11 +356,16 @@ impl Engine {
             .insert(key.clone(), (pod.uid.to_string(), problems));
     }
 
-    fn remove_pod(&mut self, key: &PodKey, uid: Option<&str>) {
+    /// Forgets a pod; `deleted`: the (UID, resourceVersion) of a Delete event, which removes
+    /// only the same pod or an older one of that name.
+    fn remove_pod(&mut self, key: &PodKey, deleted: Option<(&str, Option<u64>)>) {
         let Some(entry) = self.index.pods.get(key) else {
             return;
         };
-        if uid.is_some_and(|u| u != entry.tracked.view.uid) {
+        let view = &entry.tracked.view;
+        if deleted.is_some_and(|(uid, rv)| {
+            !super::index::removed_by_delete(&view.uid, view.resource_version, uid, rv)
+        }) {
             return;
         }
         let Some(entry) = self.index.pods.remove(key) else {

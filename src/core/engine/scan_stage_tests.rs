@@ -1000,6 +1000,50 @@ fn a_new_scan_after_a_result_stamped_in_the_future_is_read_and_stamped_after_it(
 }
 
 #[test]
+fn a_delete_of_a_later_job_of_the_same_name_removes_the_older_one() {
+    // A watch that merged the events of one name delivers only the Delete of the Job that
+    // took the name last: the Job indexed under it is gone too (else it holds a Job slot, and
+    // the queue, forever). A late Delete of a predecessor removes nothing.
+    let mut api = api_with_job(config());
+    let older = api.job();
+    let mut predecessor = older.clone();
+    predecessor.uid = "job-before".into();
+    predecessor.resource_version = Some(1);
+    api.observe(Observation::Job {
+        stream: JOB_STREAM,
+        event: WatchEvent::Delete(predecessor),
+    });
+    assert!(api.e.index.job_by_uid(&older.uid).is_some());
+    let mut later = older.clone();
+    later.uid = "job-after".into();
+    later.resource_version = older.resource_version.map(|rv| rv + 10);
+    api.observe(Observation::Job {
+        stream: JOB_STREAM,
+        event: WatchEvent::Delete(later),
+    });
+    assert!(api.e.index.job_by_uid(&older.uid).is_none());
+}
+
+#[test]
+fn a_late_copy_of_a_deleted_cis_does_not_replace_the_one_created_since() {
+    // A deposed replica's status write on CIS `a` is answered after `a` was deleted and
+    // created again (new UID, empty status): that answer, older than the new object, must
+    // not stand for it, or the new CIS would never get its result.
+    let mut api = Api::new(config());
+    api.put_cis("a", CisStatusView::default());
+    api.scan(report(1, 0));
+    let old = api.cis["a"].clone();
+    let mut new = cis("a", "uid-a-2", D1, CisStatusView::default());
+    new.resource_version = old.resource_version.map(|rv| rv + 10);
+    api.apply_cis(new);
+    api.apply_cis(old);
+    assert_eq!(api.e.index.cis[&CisKey::new("ns", "a")].view.uid, "uid-a-2");
+    assert!(api.run().is_empty());
+    assert_eq!(api.critical_count("a"), Some(1));
+    assert_eq!(api.status_requests.last().map(|(n, _)| n.as_str()), Some("a"));
+}
+
+#[test]
 fn an_image_that_cannot_be_pulled_deletes_the_job_and_shows_why_at_once() {
     let cases = [
         (

@@ -2,6 +2,7 @@
 //! Events, and results already shown by CIS statuses (after a restart).
 
 use super::*;
+use crate::engine::index::removed_by_delete;
 
 impl Engine {
     pub(in crate::engine) fn observe_job(&mut self, stream: StreamId, event: WatchEvent<JobView>) {
@@ -19,12 +20,14 @@ impl Engine {
             WatchEvent::Delete(job) => {
                 self.index.deleted_jobs.insert(&job.uid);
                 let key = object_key(&job.namespace, &job.name);
-                if self
-                    .index
-                    .jobs
-                    .get(&key)
-                    .is_some_and(|t| t.view.uid == job.uid)
-                {
+                if self.index.jobs.get(&key).is_some_and(|t| {
+                    removed_by_delete(
+                        &t.view.uid,
+                        t.view.resource_version,
+                        &job.uid,
+                        job.resource_version,
+                    )
+                }) {
                     self.remove_job(&key);
                 }
             }
@@ -50,7 +53,6 @@ impl Engine {
     pub(super) fn upsert_job(&mut self, tracked: crate::engine::index::Tracked<JobView>) {
         let key = object_key(&tracked.view.namespace, &tracked.view.name);
         if let Some(old) = self.index.jobs.get(&key)
-            && old.view.uid == tracked.view.uid
             && crate::engine::index::Index::is_stale(
                 old.view.resource_version,
                 tracked.view.resource_version,
@@ -102,11 +104,10 @@ impl Engine {
                 let job = pod.job_uid.clone();
                 let key = object_key(&pod.namespace, &pod.name);
                 let stale = self.index.scan_pods.get(&key).is_some_and(|old| {
-                    old.view.uid == pod.uid
-                        && crate::engine::index::Index::is_stale(
-                            old.view.resource_version,
-                            pod.resource_version,
-                        )
+                    crate::engine::index::Index::is_stale(
+                        old.view.resource_version,
+                        pod.resource_version,
+                    )
                 });
                 if !stale {
                     self.index.scan_pods.insert(
@@ -122,12 +123,14 @@ impl Engine {
             }
             WatchEvent::Delete(pod) => {
                 let key = object_key(&pod.namespace, &pod.name);
-                if self
-                    .index
-                    .scan_pods
-                    .get(&key)
-                    .is_some_and(|t| t.view.uid == pod.uid)
-                {
+                if self.index.scan_pods.get(&key).is_some_and(|t| {
+                    removed_by_delete(
+                        &t.view.uid,
+                        t.view.resource_version,
+                        &pod.uid,
+                        pod.resource_version,
+                    )
+                }) {
                     self.index.scan_pods.remove(&key);
                 }
                 pod.job_uid
