@@ -219,10 +219,10 @@ fn regression_uncertain_hold_blocks_queue() {
     ));
 }
 
-/// Only a fourth workload placement could scan the digest; the core tries three per round
-/// (`engine::placement::MAX_WORKLOAD_PLACEMENTS`, in namespace order), so it ends `Stalled`.
+/// Only a fourth workload placement could scan the digest; the core tried the same three per
+/// round (`engine::placement::MAX_WORKLOAD_PLACEMENTS`, in namespace order), so it ended
+/// `Stalled`. Fixed: each failed round takes the next three.
 #[test]
-#[ignore = "core limitation: the working placement lies beyond the bound of three"]
 fn regression_working_placement_beyond_the_bound() {
     assert_clean(pinned(4564, "seed"));
     assert_clean(pinned(8226, "seed"));

@@ -16,8 +16,9 @@
 //! the pod specs, with a fallback after a failure that another placement can fix:
 //!
 //! * Every pod of the digest names imagePullSecrets → the workload placements first (one per
-//!   distinct namespace, secrets and service account, at most [`MAX_WORKLOAD_PLACEMENTS`],
-//!   sorted), then the scan namespace (enough on a kubelet without the check, e.g. where the
+//!   distinct namespace, secrets and service account, sorted, at most
+//!   [`MAX_WORKLOAD_PLACEMENTS`] per round, the next ones after each failed round), then the
+//!   scan namespace (enough on a kubelet without the check, e.g. where the
 //!   namespace refuses the scan pod).
 //! * Some pod runs it without imagePullSecrets → the image needs no pod credentials on that
 //!   node (public, node-level credentials, or preloaded): the scan namespace first, preferring
@@ -86,11 +87,15 @@ impl Placement {
 
 /// The placements to try for a digest run by `pods`, in order (see the module doc). With
 /// `workload_placement` off only the scan namespace. `worked`, the placement of the last
-/// successful scan, goes first when it is still a candidate.
+/// successful scan, goes first when it is still a candidate. With more workload placements
+/// than a round takes, round `failed_rounds` (the consecutive failed rounds so far) takes the
+/// next ones in order, wrapping: every placement is tried within a few rounds, each round
+/// still costs at most [`MAX_WORKLOAD_PLACEMENTS`] Jobs in workload namespaces.
 pub fn candidates<'a>(
     pods: impl IntoIterator<Item = &'a PodView>,
     workload_placement: bool,
     worked: Option<&Placement>,
+    failed_rounds: u32,
 ) -> Vec<Placement> {
     if !workload_placement {
         return vec![Placement::ScanNamespace];
@@ -108,7 +113,16 @@ pub fn candidates<'a>(
     }
     workloads.sort();
     workloads.dedup();
-    workloads.truncate(MAX_WORKLOAD_PLACEMENTS);
+    if workloads.len() > MAX_WORKLOAD_PLACEMENTS {
+        let kept = worked.and_then(|w| workloads.iter().position(|p| p == w));
+        let worked = kept.map(|at| workloads.remove(at));
+        let window = MAX_WORKLOAD_PLACEMENTS - usize::from(worked.is_some());
+        let rounds = usize::try_from(failed_rounds).unwrap_or(usize::MAX);
+        let start = rounds.wrapping_mul(window) % workloads.len();
+        workloads.rotate_left(start);
+        workloads.truncate(window);
+        workloads.extend(worked);
+    }
     let mut all = if anonymous {
         std::iter::once(Placement::ScanNamespace)
             .chain(workloads)
@@ -189,7 +203,7 @@ mod tests {
             with_secrets(pod_in("team-a", "a-2"), &["creds-a"], "default"),
         ];
         assert_eq!(
-            candidates(&pods, true, None),
+            candidates(&pods, true, None, 0),
             vec![
                 workload("team-a", &["creds-a"]),
                 workload("team-b", &["creds-b"]),
@@ -205,11 +219,11 @@ mod tests {
             pod_in("team-b", "b-1"),
         ];
         assert_eq!(
-            candidates(&pods, true, None),
+            candidates(&pods, true, None, 0),
             vec![Placement::ScanNamespace, workload("team-a", &["creds-a"])]
         );
         assert_eq!(
-            candidates(&[pod_in("team-b", "b-1")], true, None),
+            candidates(&[pod_in("team-b", "b-1")], true, None, 0),
             vec![Placement::ScanNamespace]
         );
     }
@@ -218,7 +232,7 @@ mod tests {
     fn without_workload_placement_only_the_scan_namespace() {
         let pods = [with_secrets(pod_in("team-a", "a-1"), &["x"], "default")];
         assert_eq!(
-            candidates(&pods, false, None),
+            candidates(&pods, false, None, 0),
             vec![Placement::ScanNamespace]
         );
     }
@@ -230,10 +244,10 @@ mod tests {
             with_secrets(pod_in("team-b", "b-1"), &["creds-b"], "default"),
         ];
         let worked = workload("team-b", &["creds-b"]);
-        assert_eq!(candidates(&pods, true, Some(&worked))[0], worked);
+        assert_eq!(candidates(&pods, true, Some(&worked), 0)[0], worked);
         let gone = workload("team-c", &["creds-c"]);
         assert_eq!(
-            candidates(&pods, true, Some(&gone))[0],
+            candidates(&pods, true, Some(&gone), 0)[0],
             workload("team-a", &["creds-a"])
         );
     }
@@ -247,7 +261,7 @@ mod tests {
             })
             .chain([with_secrets(pod_in("team", "sa"), &["creds-0"], "builder")])
             .collect();
-        let all = candidates(&pods, true, None);
+        let all = candidates(&pods, true, None, 0);
         assert_eq!(all.len(), MAX_WORKLOAD_PLACEMENTS + 1);
         assert_eq!(all.last(), Some(&Placement::ScanNamespace));
         // Same secrets, another service account: another placement (token-based providers).
@@ -255,6 +269,38 @@ mod tests {
             all.iter()
                 .any(|p| matches!(p, Placement::Workload { credentials, .. }
             if credentials.service_account == "builder"))
+        );
+    }
+
+    #[test]
+    fn rounds_after_failed_ones_take_the_placements_beyond_the_cap_in_turn() {
+        let pods: Vec<PodView> = (0..5)
+            .map(|i| {
+                let ns = format!("team-{i}");
+                with_secrets(pod_in(&ns, "p"), &["creds"], "default")
+            })
+            .collect();
+        let namespaces = |round, worked: Option<&Placement>| -> Vec<String> {
+            candidates(&pods, true, worked, round)
+                .into_iter()
+                .map(|p| match p {
+                    Placement::Workload { namespace, .. } => namespace,
+                    Placement::ScanNamespace => "scan".to_string(),
+                })
+                .collect()
+        };
+        assert_eq!(namespaces(0, None), ["team-0", "team-1", "team-2", "scan"]);
+        assert_eq!(namespaces(1, None), ["team-3", "team-4", "team-0", "scan"]);
+        assert_eq!(namespaces(2, None), ["team-1", "team-2", "team-3", "scan"]);
+        // The placement that worked stays in every round, first.
+        let worked = workload("team-4", &["creds"]);
+        assert_eq!(
+            namespaces(0, Some(&worked)),
+            ["team-4", "team-0", "team-1", "scan"]
+        );
+        assert_eq!(
+            namespaces(1, Some(&worked)),
+            ["team-4", "team-2", "team-3", "scan"]
         );
     }
 

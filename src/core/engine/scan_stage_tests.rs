@@ -1040,7 +1040,10 @@ fn a_late_copy_of_a_deleted_cis_does_not_replace_the_one_created_since() {
     assert_eq!(api.e.index.cis[&CisKey::new("ns", "a")].view.uid, "uid-a-2");
     assert!(api.run().is_empty());
     assert_eq!(api.critical_count("a"), Some(1));
-    assert_eq!(api.status_requests.last().map(|(n, _)| n.as_str()), Some("a"));
+    assert_eq!(
+        api.status_requests.last().map(|(n, _)| n.as_str()),
+        Some("a")
+    );
 }
 
 #[test]

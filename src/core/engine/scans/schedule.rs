@@ -166,9 +166,15 @@ impl Engine {
         // Without the job config a Job in a workload namespace would scan without the trivy
         // server's address.
         let workload_placement = self.cfg.workload_placement && self.trivy_job_config.is_some();
-        placement::candidates(pods.iter().copied(), workload_placement, worked)
-            .into_iter()
-            .find(|c| !round.iter().any(|f| f.placement == *c))
+        let failed_rounds = scan.map_or(0, |s| s.failures);
+        placement::candidates(
+            pods.iter().copied(),
+            workload_placement,
+            worked,
+            failed_rounds,
+        )
+        .into_iter()
+        .find(|c| !round.iter().any(|f| f.placement == *c))
     }
 
     /// Where a Job of ours runs: the scan namespace, or a workload namespace with the
