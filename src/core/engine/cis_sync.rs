@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use super::index::{CisKey, ObjectKind, PodKey, Tracked};
 use super::timers::TimerKey;
+use super::tracked::{StoreOp, supersedes};
 use super::{Engine, Target};
 use crate::crd::{ContainerImageScanSpec, Workload};
 use crate::port::{Action, CisView, Command, Labels, Outcome, OwnerRef, StreamId, WatchEvent};
@@ -27,45 +28,17 @@ pub(super) struct DesiredCis {
 
 impl Engine {
     pub(super) fn observe_cis(&mut self, stream: StreamId, event: WatchEvent<CisView>) {
-        match event {
-            WatchEvent::Apply(cis) | WatchEvent::InitApply(cis) => {
-                self.index.saw(ObjectKind::Cis, stream, &cis.namespace);
-                let epoch = self.index.epoch(ObjectKind::Cis, stream);
-                self.upsert_cis(Tracked {
-                    view: cis,
-                    stream,
-                    epoch,
-                });
-            }
-            WatchEvent::Delete(cis) => {
-                let key = CisKey::new(&cis.namespace, &cis.name);
-                if self.index.cis.get(&key).is_some_and(|t| {
-                    super::index::removed_by_delete(
-                        &t.view.uid,
-                        t.view.resource_version,
-                        &cis.uid,
-                        cis.resource_version,
-                    )
-                }) {
+        let key_of = |c: &CisView| CisKey::new(&c.namespace, &c.name);
+        let op =
+            (self.index.relists).watch_op(ObjectKind::Cis, stream, &self.index.cis, key_of, event);
+        match op {
+            StoreOp::Upsert(tracked) => self.upsert_cis(tracked),
+            StoreOp::Remove(keys) => {
+                for key in keys {
                     self.remove_cis(&key);
                 }
             }
-            WatchEvent::InitStarted => {
-                self.index.begin_relist(ObjectKind::Cis, stream);
-            }
-            WatchEvent::InitDone => {
-                let epoch = self.index.epoch(ObjectKind::Cis, stream);
-                let gone: Vec<CisKey> = self
-                    .index
-                    .cis
-                    .iter()
-                    .filter(|(_, t)| t.stream == stream && t.epoch != epoch)
-                    .map(|(k, _)| k.clone())
-                    .collect();
-                for key in gone {
-                    self.remove_cis(&key);
-                }
-            }
+            StoreOp::Keep => {}
         }
     }
 
@@ -74,12 +47,7 @@ impl Engine {
         tracked.view = self.index.shared.cis(tracked.view);
         let key = CisKey::new(&tracked.view.namespace, &tracked.view.name);
         let old = self.index.cis.get(&key);
-        if let Some(old) = old
-            && super::index::Index::is_stale(
-                old.view.resource_version,
-                tracked.view.resource_version,
-            )
-        {
+        if !supersedes(old.map(|t| &t.view), &tracked.view) {
             return;
         }
         let old_digest = old.map(|t| t.view.spec.digest.clone());
@@ -113,7 +81,7 @@ impl Engine {
         // window is full).
         let mut next = self.dirty_cis.first().cloned();
         while let Some(key) = next {
-            if !self.capacity_left() {
+            if !self.flights.has_room() {
                 return;
             }
             if self.sync_cis(&key, now, out) {
@@ -130,7 +98,7 @@ impl Engine {
     /// Returns false when the key must stay dirty (work blocked by a command in flight).
     fn sync_cis(&mut self, key: &CisKey, now: Timestamp, out: &mut Vec<Command>) -> bool {
         let target = Target::CisSpec(key.clone());
-        if self.busy.contains(&target) {
+        if self.flights.is_busy(&target) {
             return false;
         }
         if !self.cfg.namespace_allowed(&key.namespace) {
@@ -143,6 +111,7 @@ impl Engine {
         let desired = self.desired_cis(key, existing.is_some());
         match (desired, existing) {
             (Some(desired), None) => self
+                .flights
                 .issue(target, apply_action(key, desired), now, out)
                 .settled(),
             (Some(desired), Some(cis)) => {
@@ -155,7 +124,8 @@ impl Engine {
                     return true;
                 }
                 self.owner_delay.remove(key);
-                self.issue(target, apply_action(key, desired), now, out)
+                self.flights
+                    .issue(target, apply_action(key, desired), now, out)
                     .settled()
             }
             (None, Some(cis)) => {
@@ -165,7 +135,7 @@ impl Engine {
                         name: key.name.clone(),
                         uid: cis.uid.clone(),
                     };
-                    return self.issue(target, action, now, out).settled();
+                    return self.flights.issue(target, action, now, out).settled();
                 }
                 true
             }
@@ -286,7 +256,7 @@ impl Engine {
                     .cis
                     .get(&key)
                     .map(|t| (t.stream, t.epoch))
-                    .unwrap_or_else(|| self.index.home(ObjectKind::Cis, &key.namespace));
+                    .unwrap_or_else(|| self.index.relists.home(ObjectKind::Cis, &key.namespace));
                 self.upsert_cis(Tracked {
                     view: *view,
                     stream: stream.0,

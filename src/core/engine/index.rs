@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
 use super::intern::Interner;
+use super::tracked::Relists;
 use super::vec_set::VecSet;
 use crate::crd::VulnerabilitySummary;
 use crate::port::{
@@ -107,20 +108,6 @@ impl RecentUids {
     }
 }
 
-/// Whether a Delete event (`uid` at resourceVersion `rv`) removes the object indexed under
-/// that name: the same object, or an older one of that name. A Delete at a later numeric
-/// resourceVersion than the indexed object means the name was free and taken again since, so
-/// the indexed object is gone although its own Delete never came (a watch that merged the
-/// events of one name); a Delete older than the indexed object is of a predecessor.
-pub fn removed_by_delete(
-    indexed_uid: &str,
-    indexed_rv: Option<u64>,
-    uid: &str,
-    rv: Option<u64>,
-) -> bool {
-    indexed_uid == uid || matches!((indexed_rv, rv), (Some(i), Some(d)) if d > i)
-}
-
 /// The index.
 #[derive(Debug, Default)]
 pub struct Index {
@@ -142,8 +129,8 @@ pub struct Index {
     pub job_rejections: BTreeMap<String, String>,
     /// Jobs seen deleted, by UID (see [`RecentUids`]).
     pub deleted_jobs: RecentUids,
-    /// Current relist epoch per stream (bumped at `InitStarted`).
-    pub epochs: BTreeMap<(ObjectKind, StreamId), u64>,
+    /// Relist epochs and the streams of each kind.
+    pub relists: Relists,
     /// Pods that map to each CIS name.
     pub members: BTreeMap<CisKey, VecSet<PodKey>>,
     /// Pods whose owner chain waits for a workload object.
@@ -154,10 +141,6 @@ pub struct Index {
     pub workloads_by_controller: BTreeMap<String, VecSet<WorkloadKey>>,
     /// CIS by `spec.digest`.
     pub cis_by_digest: BTreeMap<String, VecSet<CisKey>>,
-    /// Streams that deliver each kind.
-    pub kind_streams: BTreeMap<ObjectKind, BTreeSet<StreamId>>,
-    /// Per kind and namespace, the stream that last delivered an object there.
-    pub ns_streams: BTreeMap<(ObjectKind, String), StreamId>,
     /// Pods with containers that cannot have a CIS: the pod's UID and those containers'
     /// problems, as last reported in an Event (only such pods have an entry).
     pub unscannable: BTreeMap<PodKey, (String, Vec<ContainerProblem>)>,
@@ -223,6 +206,15 @@ pub enum ObjectKind {
     ScanPod,
 }
 
+impl ObjectKind {
+    /// Whether objects of this kind also come from the answers to our writes (CIS, Jobs): such
+    /// an object joins the stream that delivers its kind in its namespace
+    /// ([`Relists::home`]), so that a relist of that stream can forget it.
+    pub fn arrives_in_outcomes(self) -> bool {
+        matches!(self, ObjectKind::Cis | ObjectKind::Job)
+    }
+}
+
 impl Index {
     /// The key of `pod`: the one already stored when the pod is known, so that the pod map and
     /// the reverse indexes keep sharing one copy of the strings across updates; else a new one
@@ -233,64 +225,6 @@ impl Index {
             return stored.clone();
         }
         (self.shared.namespaces.share(probe.0), probe.1)
-    }
-
-    /// Starts a relist of `stream`: objects not delivered again before `InitDone` are gone.
-    pub fn begin_relist(&mut self, kind: ObjectKind, stream: StreamId) -> u64 {
-        self.kind_streams.entry(kind).or_default().insert(stream);
-        let epoch = self.epochs.entry((kind, stream)).or_default();
-        *epoch += 1;
-        *epoch
-    }
-
-    /// Notes that `stream` delivered an object of `kind` in `namespace`.
-    pub fn saw(&mut self, kind: ObjectKind, stream: StreamId, namespace: &str) {
-        self.kind_streams.entry(kind).or_default().insert(stream);
-        if self
-            .ns_streams
-            .get(&(kind, namespace.to_string()))
-            .is_none_or(|s| *s != stream)
-        {
-            self.ns_streams
-                .insert((kind, namespace.to_string()), stream);
-        }
-    }
-
-    /// The stream (and its current epoch) an object learned from a command's outcome belongs
-    /// to, so that a later relist of that stream forgets it when it is gone: the stream that
-    /// delivered this kind in this namespace, else the only stream of the kind.
-    pub fn home(&self, kind: ObjectKind, namespace: &str) -> (StreamId, u64) {
-        let stream = self
-            .ns_streams
-            .get(&(kind, namespace.to_string()))
-            .copied()
-            .or_else(|| {
-                let streams = self.kind_streams.get(&kind)?;
-                if streams.len() == 1 {
-                    streams.first().copied()
-                } else {
-                    None
-                }
-            });
-        match stream {
-            Some(s) => (s, self.epoch(kind, s)),
-            None => (StreamId::default(), 0),
-        }
-    }
-
-    /// Relist epoch of `stream`.
-    pub fn epoch(&self, kind: ObjectKind, stream: StreamId) -> u64 {
-        self.epochs
-            .get(&(kind, stream))
-            .copied()
-            .unwrap_or_default()
-    }
-
-    /// Whether an object delivered under a name is older than what we hold under it: a stale
-    /// read, or a predecessor of that name (another UID: e.g. the answer to a write on an
-    /// object deleted and created again since).
-    pub fn is_stale(held: Option<u64>, incoming: Option<u64>) -> bool {
-        matches!((held, incoming), (Some(h), Some(i)) if i < h)
     }
 
     /// Records the digest of a CIS in the digest index.
@@ -375,12 +309,7 @@ mod tests {
     use crate::workload::ResolvedWorkload;
 
     #[test]
-    fn only_an_older_resource_version_is_stale() {
-        assert!(Index::is_stale(Some(5), Some(4)));
-        assert!(!Index::is_stale(Some(5), Some(5)));
-        assert!(!Index::is_stale(Some(5), Some(6)));
-        assert!(!Index::is_stale(None, Some(1)));
-        assert!(!Index::is_stale(Some(5), None));
+    fn a_cis_key_shows_as_namespace_slash_name() {
         assert_eq!(CisKey::new("ns", "name").to_string(), "ns/name");
     }
 

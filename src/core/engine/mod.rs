@@ -14,12 +14,14 @@ mod cache;
 mod cis_sync;
 mod config;
 mod coverage;
+mod flights;
 mod index;
 mod intern;
 mod placement;
 mod pods;
 mod scans;
 mod timers;
+mod tracked;
 mod vec_set;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -31,6 +33,7 @@ pub use index::CisKey;
 pub use placement::{Placement, PullFailure, classify_pull_failure};
 
 use self::cache::ReportCache;
+use self::flights::{Flights, Issued};
 use self::index::Index;
 use self::scans::{DigestScan, Harvest, ReportFate};
 use self::timers::{TimerKey, Timers};
@@ -60,31 +63,6 @@ enum Target {
     Report(CisKey, String),
     /// An Event about a CIS.
     Event(u64),
-}
-
-/// Whether [`Engine::issue`] issued the command.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Issued {
-    /// The command was issued.
-    Yes,
-    /// The target is backing off after a failure; a timer brings it back.
-    Deferred,
-    /// A command for the target is in flight, or the window is full: try again later.
-    Blocked,
-}
-
-impl Issued {
-    /// Whether the caller may consider its work done for now (nothing to retry on its own).
-    fn settled(self) -> bool {
-        !matches!(self, Issued::Blocked)
-    }
-}
-
-/// Bookkeeping for a command in flight.
-#[derive(Clone, Debug)]
-struct InFlight {
-    target: Target,
-    action: Action,
 }
 
 /// An Event waiting for a free slot in the command window.
@@ -138,12 +116,7 @@ pub struct Engine {
     dirty_cis: BTreeSet<CisKey>,
     dirty_digests: BTreeSet<String>,
     timers: Timers,
-    inflight: BTreeMap<CommandId, InFlight>,
-    busy: BTreeSet<Target>,
-    /// Consecutive retryable failures per target, for growing back-off.
-    attempts: BTreeMap<Target, u32>,
-    /// Retry deadlines of targets that failed; the target is skipped until then.
-    retry_at: BTreeMap<Target, Timestamp>,
+    flights: Flights,
     /// Per-CIS reduced detail budget after the API answered "too large".
     budget_override: BTreeMap<CisKey, usize>,
     /// Per-CIS reduced Report budget after the API answered "too large".
@@ -175,7 +148,6 @@ pub struct Engine {
     node_platforms: BTreeMap<String, NodePlatform>,
     /// Time from first sight to first result, accumulated.
     first_result: coverage::Latency,
-    next_id: u64,
     leading: bool,
     synced: bool,
     stats: EngineStats,
@@ -186,6 +158,7 @@ impl Engine {
     /// are synced.
     pub fn new(cfg: EngineConfig) -> Engine {
         Engine {
+            flights: Flights::new(cfg.max_inflight, cfg.api_retry_base, cfg.api_retry_max),
             reports: ReportCache::new(cfg.report_cache_bytes),
             cfg,
             index: Index::default(),
@@ -193,10 +166,6 @@ impl Engine {
             dirty_cis: BTreeSet::new(),
             dirty_digests: BTreeSet::new(),
             timers: Timers::default(),
-            inflight: BTreeMap::new(),
-            busy: BTreeSet::new(),
-            attempts: BTreeMap::new(),
-            retry_at: BTreeMap::new(),
             budget_override: BTreeMap::new(),
             report_budget_override: BTreeMap::new(),
             reports_written: BTreeMap::new(),
@@ -210,7 +179,6 @@ impl Engine {
             trivy_job_config: None,
             node_platforms: BTreeMap::new(),
             first_result: coverage::Latency::default(),
-            next_id: 1,
             leading: false,
             synced: false,
             stats: EngineStats::default(),
@@ -346,16 +314,12 @@ impl Engine {
 
     /// Number of commands in flight.
     pub fn inflight(&self) -> usize {
-        self.inflight.len()
+        self.flights.len()
     }
 
     /// Work waiting: dirty keys plus digests queued for a scan slot.
     pub fn queue_depth(&self) -> usize {
         self.dirty_cis.len() + self.dirty_digests.len() + self.scan_queue_len()
-    }
-
-    fn capacity_left(&self) -> bool {
-        self.inflight.len() < self.cfg.max_inflight
     }
 
     fn mark_everything_dirty(&mut self) {
@@ -366,60 +330,20 @@ impl Engine {
         self.dirty_digests.extend(self.index.job_digests());
     }
 
-    /// Issues a command for `target` unless one is already in flight or backing off.
-    fn issue(
-        &mut self,
-        target: Target,
-        action: Action,
-        now: Timestamp,
-        out: &mut Vec<Command>,
-    ) -> Issued {
-        if self.busy.contains(&target) || !self.capacity_left() {
-            return Issued::Blocked;
-        }
-        if self.retry_at.get(&target).is_some_and(|at| *at > now) {
-            return Issued::Deferred;
-        }
-        let id = CommandId(self.next_id);
-        self.next_id += 1;
-        self.busy.insert(target.clone());
-        self.inflight.insert(
-            id,
-            InFlight {
-                target,
-                action: action.clone(),
-            },
-        );
-        out.push(Command { id, action });
-        Issued::Yes
-    }
-
-    /// Whether a command for `target` may be issued now (not busy, not backing off).
-    fn can_issue(&self, target: &Target, now: Timestamp) -> bool {
-        !self.busy.contains(target)
-            && self.capacity_left()
-            && self.retry_at.get(target).is_none_or(|at| *at <= now)
-    }
-
     fn observe_outcome(&mut self, id: CommandId, outcome: Outcome, now: Timestamp) {
-        let Some(flight) = self.inflight.remove(&id) else {
-            // An outcome from before a restart of the engine, or a duplicate: nothing waits for it.
+        let failed = match &outcome {
+            Outcome::Failed(err) => Some(err.kind),
+            _ => None,
+        };
+        let Some(landed) = self.flights.land(id, failed.is_some(), now) else {
             return;
         };
-        self.busy.remove(&flight.target);
-        match &outcome {
-            Outcome::Failed(err) => {
-                *self.stats.command_errors.entry(err.kind).or_default() += 1;
-                // Every failure backs off before the same target is tried again: a retryable
-                // one because the server asked for patience, a permanent one because the same
-                // request fails the same way until some observation changes it (without this,
-                // a permanent failure was re-issued once per round trip: a hot loop).
-                self.back_off(flight.target.clone(), now);
-            }
-            _ => {
-                self.attempts.remove(&flight.target);
-                self.retry_at.remove(&flight.target);
-            }
+        if let Some(kind) = failed {
+            *self.stats.command_errors.entry(kind).or_default() += 1;
+        }
+        let flight = landed.flight;
+        if let Some(at) = landed.retry_at {
+            self.arm_retry(&flight.target, at);
         }
         match flight.target {
             Target::CisSpec(key) => self.on_cis_spec_outcome(key, &flight.action, outcome, now),
@@ -435,21 +359,9 @@ impl Engine {
         }
     }
 
-    /// Growing back-off after a failure: base · 2^attempt, capped.
-    fn back_off(&mut self, target: Target, now: Timestamp) {
-        let attempt = self.attempts.entry(target.clone()).or_default();
-        *attempt = attempt.saturating_add(1);
-        let factor = 1u32
-            .checked_shl(attempt.saturating_sub(1).min(20))
-            .unwrap_or(u32::MAX);
-        let delay = self
-            .cfg
-            .api_retry_base
-            .saturating_mul(factor)
-            .min(self.cfg.api_retry_max);
-        let at = now.plus(delay);
-        self.retry_at.insert(target.clone(), at);
-        let timer = match &target {
+    /// Brings a failed target back when its back-off ends: the timer of what it belongs to.
+    fn arm_retry(&mut self, target: &Target, at: Timestamp) {
+        let timer = match target {
             Target::CisSpec(k) => TimerKey::Cis(k.namespace.clone(), k.name.clone()),
             // Events are best effort: a failed one is not retried.
             Target::Event(_) => return,
@@ -480,11 +392,11 @@ impl Engine {
     }
 
     fn flush_events(&mut self, out: &mut Vec<Command>) {
-        while self.capacity_left() {
+        while self.flights.has_room() {
             let Some(pending) = self.pending_events.pop_front() else {
                 break;
             };
-            let target = Target::Event(self.next_id);
+            let target = Target::Event(self.flights.next_id());
             let action = Action::RecordEvent {
                 regarding: pending.regarding,
                 namespace: pending.namespace,
@@ -492,7 +404,7 @@ impl Engine {
                 uid: pending.uid,
                 event: pending.event,
             };
-            self.issue(target, action, Timestamp::EPOCH, out);
+            self.flights.issue(target, action, Timestamp::EPOCH, out);
         }
     }
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use super::Engine;
 use super::index::{CisKey, ObjectKind, PodEntry, PodKey, Tracked, pod_key};
 use super::timers::TimerKey;
+use super::tracked::{StoreOp, supersedes};
 use crate::image_ref::DigestKind;
 use crate::port::{EventNote, EventRegarding, PodView, StreamId, WatchEvent, WorkloadView};
 use crate::status;
@@ -23,41 +24,20 @@ impl Engine {
         event: WatchEvent<PodView>,
         now: Timestamp,
     ) {
-        match event {
-            WatchEvent::Apply(pod) | WatchEvent::InitApply(pod) => {
-                let epoch = self.index.epoch(ObjectKind::Pod, stream);
-                let pod = self.index.shared.pod(pod);
-                self.upsert_pod(
-                    Tracked {
-                        view: pod,
-                        stream,
-                        epoch,
-                    },
-                    now,
-                );
+        let key_of = |p: &PodView| pod_key(&p.namespace, &p.name);
+        let op =
+            (self.index.relists).watch_op(ObjectKind::Pod, stream, &self.index.pods, key_of, event);
+        match op {
+            StoreOp::Upsert(mut tracked) => {
+                tracked.view = self.index.shared.pod(tracked.view);
+                self.upsert_pod(tracked, now);
             }
-            WatchEvent::Delete(pod) => {
-                self.remove_pod(
-                    &pod_key(&pod.namespace, &pod.name),
-                    Some((&pod.uid, pod.resource_version)),
-                );
-            }
-            WatchEvent::InitStarted => {
-                self.index.begin_relist(ObjectKind::Pod, stream);
-            }
-            WatchEvent::InitDone => {
-                let epoch = self.index.epoch(ObjectKind::Pod, stream);
-                let gone: Vec<PodKey> = self
-                    .index
-                    .pods
-                    .iter()
-                    .filter(|(_, e)| e.tracked.stream == stream && e.tracked.epoch != epoch)
-                    .map(|(k, _)| k.clone())
-                    .collect();
-                for key in gone {
-                    self.remove_pod(&key, None);
+            StoreOp::Remove(keys) => {
+                for key in keys {
+                    self.remove_pod(&key);
                 }
             }
+            StoreOp::Keep => {}
         }
     }
 
@@ -67,64 +47,48 @@ impl Engine {
         event: WatchEvent<WorkloadView>,
         now: Timestamp,
     ) {
-        match event {
-            WatchEvent::Apply(w) | WatchEvent::InitApply(w) => {
-                let epoch = self.index.epoch(ObjectKind::Workload, stream);
-                let key = WorkloadKey::of_view(&w);
-                let uid = w.uid.clone();
-                let changed = self.index.workloads.get(&key).is_none_or(|t| t.view != w);
-                if let Some(old) = self.index.workloads.get(&key)
-                    && let Some(c) = &old.view.controller
-                    && let Some(set) = self.index.workloads_by_controller.get_mut(&c.uid)
-                {
-                    set.remove(&key);
-                }
-                if let Some(c) = &w.controller {
-                    self.index
-                        .workloads_by_controller
-                        .entry(c.uid.clone())
-                        .or_default()
-                        .insert(key.clone());
-                }
-                self.index.workloads.insert(
-                    key.clone(),
-                    Box::new(Tracked {
-                        view: w,
-                        stream,
-                        epoch,
-                    }),
-                );
-                if changed {
-                    self.reresolve(&key, &uid, now);
-                }
-            }
-            WatchEvent::Delete(w) => {
-                let key = WorkloadKey::of_view(&w);
-                if self
-                    .index
-                    .workloads
-                    .get(&key)
-                    .is_some_and(|t| t.view.uid == w.uid)
-                {
+        let op = (self.index.relists).watch_op(
+            ObjectKind::Workload,
+            stream,
+            &self.index.workloads,
+            WorkloadKey::of_view,
+            event,
+        );
+        match op {
+            StoreOp::Upsert(tracked) => self.upsert_workload(tracked, now),
+            StoreOp::Remove(keys) => {
+                for key in keys {
                     self.remove_workload(&key, now);
                 }
             }
-            WatchEvent::InitStarted => {
-                self.index.begin_relist(ObjectKind::Workload, stream);
-            }
-            WatchEvent::InitDone => {
-                let epoch = self.index.epoch(ObjectKind::Workload, stream);
-                let gone: Vec<WorkloadKey> = self
-                    .index
-                    .workloads
-                    .iter()
-                    .filter(|(_, t)| t.stream == stream && t.epoch != epoch)
-                    .map(|(k, _)| k.clone())
-                    .collect();
-                for key in gone {
-                    self.remove_workload(&key, now);
-                }
-            }
+            StoreOp::Keep => {}
+        }
+    }
+
+    fn upsert_workload(&mut self, tracked: Tracked<WorkloadView>, now: Timestamp) {
+        let key = WorkloadKey::of_view(&tracked.view);
+        let held = self.index.workloads.get(&key);
+        if !supersedes(held.map(|t| &t.view), &tracked.view) {
+            return;
+        }
+        let changed = held.is_none_or(|t| t.view != tracked.view);
+        if let Some(old) = held
+            && let Some(c) = &old.view.controller
+            && let Some(set) = self.index.workloads_by_controller.get_mut(&c.uid)
+        {
+            set.remove(&key);
+        }
+        if let Some(c) = &tracked.view.controller {
+            self.index
+                .workloads_by_controller
+                .entry(c.uid.clone())
+                .or_default()
+                .insert(key.clone());
+        }
+        let uid = tracked.view.uid.clone();
+        self.index.workloads.insert(key.clone(), Box::new(tracked));
+        if changed {
+            self.reresolve(&key, &uid, now);
         }
     }
 
@@ -188,15 +152,10 @@ impl Engine {
         let pod = &tracked.view;
         let key: PodKey = self.index.pod_key(pod);
         if !self.cfg.namespace_allowed(&pod.namespace) || is_managed_by_us(&pod.labels) {
-            self.remove_pod(&key, None);
+            self.remove_pod(&key);
             return;
         }
-        if let Some(old) = self.index.pods.get(&key)
-            && super::index::Index::is_stale(
-                old.tracked.view.resource_version,
-                pod.resource_version,
-            )
-        {
+        if !supersedes(self.index.pods.get(&key).map(|e| &e.tracked.view), pod) {
             return;
         }
         let previous = self.index.pods.get(&key);
@@ -356,18 +315,7 @@ impl Engine {
             .insert(key.clone(), (pod.uid.to_string(), problems));
     }
 
-    /// Forgets a pod; `deleted`: the (UID, resourceVersion) of a Delete event, which removes
-    /// only the same pod or an older one of that name.
-    fn remove_pod(&mut self, key: &PodKey, deleted: Option<(&str, Option<u64>)>) {
-        let Some(entry) = self.index.pods.get(key) else {
-            return;
-        };
-        let view = &entry.tracked.view;
-        if deleted.is_some_and(|(uid, rv)| {
-            !super::index::removed_by_delete(&view.uid, view.resource_version, uid, rv)
-        }) {
-            return;
-        }
+    fn remove_pod(&mut self, key: &PodKey) {
         let Some(entry) = self.index.pods.remove(key) else {
             return;
         };

@@ -22,7 +22,7 @@ impl Engine {
         let target = Target::CisStatus(key.clone());
         let status = status::scan_job_created_status(&cis, job_name, now);
         let action = status_write(key, &cis, status, true);
-        match self.issue(target, action, now, out) {
+        match self.flights.issue(target, action, now, out) {
             crate::engine::Issued::Yes => {
                 if let Some(s) = self.digests.get_mut(digest) {
                     s.announce = None;
@@ -60,7 +60,7 @@ impl Engine {
             .unwrap_or_default();
         let target = Target::CisStatus(key.clone());
         let action = status_write(key, &cis, new_status, true);
-        match self.issue(target, action, now, out) {
+        match self.flights.issue(target, action, now, out) {
             crate::engine::Issued::Yes => {
                 let event = EventNote {
                     warning: true,
@@ -104,8 +104,8 @@ impl Engine {
             return FanOut::Done;
         }
         let target = Target::CisStatus(key.clone());
-        if !self.can_issue(&target, now) {
-            return if self.busy.contains(&target) || !self.capacity_left() {
+        if !self.flights.can_issue(&target, now) {
+            return if self.flights.is_busy(&target) || !self.flights.has_room() {
                 FanOut::Blocked
             } else {
                 FanOut::Done
@@ -129,7 +129,7 @@ impl Engine {
                         report: Box::new(status::report_for(&cis, &vulns, budget)),
                     };
                     let target = Target::Report(key.clone(), latest.job_uid.clone());
-                    return match self.issue(target, action, now, out) {
+                    return match self.flights.issue(target, action, now, out) {
                         crate::engine::Issued::Blocked => FanOut::Blocked,
                         crate::engine::Issued::Yes | crate::engine::Issued::Deferred => {
                             FanOut::Done
@@ -168,7 +168,7 @@ impl Engine {
         let keep_details = matches!(latest.outcome, ScanOutcome::Failed { .. });
         let events = self.events_for(&cis, &latest.outcome, &new_status);
         let action = status_write(key, &cis, new_status, keep_details);
-        match self.issue(target, action, now, out) {
+        match self.flights.issue(target, action, now, out) {
             crate::engine::Issued::Yes => {
                 for e in events {
                     self.pending_events
@@ -247,6 +247,7 @@ impl Engine {
                     .map(|t| (t.stream, t.epoch))
                     .unwrap_or_else(|| {
                         self.index
+                            .relists
                             .home(crate::engine::index::ObjectKind::Cis, &key.namespace)
                     });
                 self.upsert_cis(crate::engine::index::Tracked {
@@ -307,10 +308,9 @@ impl Engine {
             // repeated errors) the status still gets the result.
             Outcome::Failed(err) => {
                 let target = Target::Report(key.clone(), job_uid.clone());
-                let attempts = self.attempts.get(&target).copied().unwrap_or_default();
+                let attempts = self.flights.attempts(&target);
                 if !err.kind.is_retryable() || attempts >= MAX_REPORT_ATTEMPTS {
-                    self.attempts.remove(&target);
-                    self.retry_at.remove(&target);
+                    self.flights.forget(&target);
                     self.stats.reports_skipped += 1;
                     self.reports_written
                         .insert((key.clone(), job_uid), ReportFate::Skipped);

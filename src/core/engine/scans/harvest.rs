@@ -38,13 +38,13 @@ impl Engine {
         out: &mut Vec<Command>,
     ) -> Harvested {
         let target = Target::Log(job.uid.clone());
-        if self.busy.contains(&target) {
+        if self.flights.is_busy(&target) {
             return Harvested::Pending;
         }
         let Some(finish) = &job.finished else {
             return Harvested::Pending;
         };
-        let attempts = self.attempts.get(&target).copied().unwrap_or_default();
+        let attempts = self.flights.attempts(&target);
         let pods = self.index.pods_of_job(&job.uid);
         let fallback = if finish.message.is_empty() {
             format!("scan Job '{}' failed: {}", job.name, finish.reason)
@@ -105,7 +105,7 @@ impl Engine {
             // A refetch keeps its count (dropped with the Job), so the next sync starts a new
             // scan instead of another round of reads.
             if !refetch {
-                self.attempts.remove(&target);
+                self.flights.forget(&target);
                 let message = format!(
                     "the log of scan pod {} could not be read after {attempts} attempts",
                     pod.name
@@ -134,7 +134,7 @@ impl Engine {
             refetch,
             fallback,
         };
-        match self.issue(target, action, now, out) {
+        match self.flights.issue(target, action, now, out) {
             crate::engine::Issued::Yes => {
                 self.harvests.insert(job.uid.clone(), harvest);
                 Harvested::Pending
@@ -184,7 +184,8 @@ impl Engine {
             limit_bytes: FAILED_LOG_BYTES,
             previous,
         };
-        self.issue(Target::FailureLog(job.uid.clone()), action, now, out)
+        self.flights
+            .issue(Target::FailureLog(job.uid.clone()), action, now, out)
             .settled()
     }
 
@@ -244,8 +245,8 @@ impl Engine {
                 // are spent, so the next sync starts a new scan for the details (re-reading
                 // at once would read the log once per round trip).
                 Err(_) => {
-                    self.attempts
-                        .insert(Target::Log(job_uid.to_string()), MAX_LOG_ATTEMPTS);
+                    self.flights
+                        .set_attempts(Target::Log(job_uid.to_string()), MAX_LOG_ATTEMPTS);
                 }
             },
             Outcome::Log(bytes) => {

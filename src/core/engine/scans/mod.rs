@@ -236,7 +236,7 @@ impl Engine {
         // One key at a time (see sync_dirty_cis): no copy of the whole dirty set per poll.
         let mut next = self.dirty_digests.first().cloned();
         while let Some(d) = next {
-            if !self.capacity_left() {
+            if !self.flights.has_room() {
                 return;
             }
             if self.sync_digest(&d, now, out) {
@@ -308,7 +308,7 @@ impl Engine {
                     name: job.name.clone(),
                     uid: job.uid.clone(),
                 };
-                if !self.issue(target, action, now, out).settled() {
+                if !self.flights.issue(target, action, now, out).settled() {
                     return false;
                 }
             }
@@ -418,7 +418,7 @@ impl Engine {
 
         // 4. Schedule the next scan.
         let harvesting = harvest_pending || self.harvests.values().any(|h| h.digest == digest);
-        let creating = self.busy.contains(&Target::CreateJob(digest.to_string()));
+        let creating = self.flights.is_busy(&Target::CreateJob(digest.to_string()));
         let due_at = self.due_at(digest);
         let wants_scan = !cis_keys.is_empty()
             && active.is_none()

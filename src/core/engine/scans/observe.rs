@@ -2,62 +2,31 @@
 //! Events, and results already shown by CIS statuses (after a restart).
 
 use super::*;
-use crate::engine::index::removed_by_delete;
+use crate::engine::index::{ObjectKind, Tracked};
+use crate::engine::tracked::{StoreOp, supersedes};
 
 impl Engine {
     pub(in crate::engine) fn observe_job(&mut self, stream: StreamId, event: WatchEvent<JobView>) {
-        use crate::engine::index::{ObjectKind, Tracked};
-        match event {
-            WatchEvent::Apply(job) | WatchEvent::InitApply(job) => {
-                self.index.saw(ObjectKind::Job, stream, "");
-                let epoch = self.index.epoch(ObjectKind::Job, stream);
-                self.upsert_job(Tracked {
-                    view: job,
-                    stream,
-                    epoch,
-                });
-            }
-            WatchEvent::Delete(job) => {
-                self.index.deleted_jobs.insert(&job.uid);
-                let key = object_key(&job.namespace, &job.name);
-                if self.index.jobs.get(&key).is_some_and(|t| {
-                    removed_by_delete(
-                        &t.view.uid,
-                        t.view.resource_version,
-                        &job.uid,
-                        job.resource_version,
-                    )
-                }) {
+        if let WatchEvent::Delete(job) = &event {
+            self.index.deleted_jobs.insert(&job.uid);
+        }
+        let key_of = |j: &JobView| object_key(&j.namespace, &j.name);
+        let op =
+            (self.index.relists).watch_op(ObjectKind::Job, stream, &self.index.jobs, key_of, event);
+        match op {
+            StoreOp::Upsert(tracked) => self.upsert_job(tracked),
+            StoreOp::Remove(keys) => {
+                for key in keys {
                     self.remove_job(&key);
                 }
             }
-            WatchEvent::InitStarted => {
-                self.index.begin_relist(ObjectKind::Job, stream);
-            }
-            WatchEvent::InitDone => {
-                let epoch = self.index.epoch(ObjectKind::Job, stream);
-                let gone: Vec<String> = self
-                    .index
-                    .jobs
-                    .iter()
-                    .filter(|(_, t)| t.stream == stream && t.epoch != epoch)
-                    .map(|(k, _)| k.clone())
-                    .collect();
-                for key in gone {
-                    self.remove_job(&key);
-                }
-            }
+            StoreOp::Keep => {}
         }
     }
 
-    pub(super) fn upsert_job(&mut self, tracked: crate::engine::index::Tracked<JobView>) {
+    pub(super) fn upsert_job(&mut self, tracked: Tracked<JobView>) {
         let key = object_key(&tracked.view.namespace, &tracked.view.name);
-        if let Some(old) = self.index.jobs.get(&key)
-            && crate::engine::index::Index::is_stale(
-                old.view.resource_version,
-                tracked.view.resource_version,
-            )
-        {
+        if !supersedes(self.index.jobs.get(&key).map(|t| &t.view), &tracked.view) {
             return;
         }
         if let Some(d) = &tracked.view.digest {
@@ -82,8 +51,7 @@ impl Engine {
                 Target::Log(old.view.uid.clone()),
                 Target::FailureLog(old.view.uid.clone()),
             ] {
-                self.attempts.remove(&target);
-                self.retry_at.remove(&target);
+                self.flights.forget(&target);
             }
             if let Some(d) = old.view.digest {
                 self.dirty_digests.insert(d);
@@ -97,55 +65,37 @@ impl Engine {
         stream: StreamId,
         event: WatchEvent<ScanPodView>,
     ) {
-        use crate::engine::index::{ObjectKind, Tracked};
-        let touched = match event {
-            WatchEvent::Apply(pod) | WatchEvent::InitApply(pod) => {
-                let epoch = self.index.epoch(ObjectKind::ScanPod, stream);
-                let job = pod.job_uid.clone();
-                let key = object_key(&pod.namespace, &pod.name);
-                let stale = self.index.scan_pods.get(&key).is_some_and(|old| {
-                    crate::engine::index::Index::is_stale(
-                        old.view.resource_version,
-                        pod.resource_version,
-                    )
-                });
-                if !stale {
-                    self.index.scan_pods.insert(
-                        key,
-                        Tracked {
-                            view: pod,
-                            stream,
-                            epoch,
-                        },
-                    );
+        let job_uid = match &event {
+            WatchEvent::Apply(pod) | WatchEvent::InitApply(pod) | WatchEvent::Delete(pod) => {
+                pod.job_uid.clone()
+            }
+            WatchEvent::InitStarted | WatchEvent::InitDone => None,
+        };
+        let key_of = |p: &ScanPodView| object_key(&p.namespace, &p.name);
+        let op = (self.index.relists).watch_op(
+            ObjectKind::ScanPod,
+            stream,
+            &self.index.scan_pods,
+            key_of,
+            event,
+        );
+        let touched = match op {
+            StoreOp::Upsert(tracked) => {
+                let key = key_of(&tracked.view);
+                let held = self.index.scan_pods.get(&key).map(|t| &t.view);
+                if supersedes(held, &tracked.view) {
+                    self.index.scan_pods.insert(key, tracked);
                 }
-                job
+                job_uid
             }
-            WatchEvent::Delete(pod) => {
-                let key = object_key(&pod.namespace, &pod.name);
-                if self.index.scan_pods.get(&key).is_some_and(|t| {
-                    removed_by_delete(
-                        &t.view.uid,
-                        t.view.resource_version,
-                        &pod.uid,
-                        pod.resource_version,
-                    )
-                }) {
-                    self.index.scan_pods.remove(&key);
+            StoreOp::Remove(keys) => {
+                for key in &keys {
+                    self.index.scan_pods.remove(key);
                 }
-                pod.job_uid
+                // A relist's sweep touches no digest (as before); a Delete its Job's.
+                job_uid
             }
-            WatchEvent::InitStarted => {
-                self.index.begin_relist(ObjectKind::ScanPod, stream);
-                None
-            }
-            WatchEvent::InitDone => {
-                let epoch = self.index.epoch(ObjectKind::ScanPod, stream);
-                self.index
-                    .scan_pods
-                    .retain(|_, t| t.stream != stream || t.epoch == epoch);
-                None
-            }
+            StoreOp::Keep => job_uid,
         };
         if let Some(d) =
             touched.and_then(|uid| self.index.job_by_uid(&uid).and_then(|j| j.digest.clone()))

@@ -19,21 +19,21 @@ impl Engine {
             (!self.uncertain_jobs.contains_key(digest), *never, *at)
         });
         for (_, _, digest) in queue {
-            if !self.capacity_left() {
+            if !self.flights.has_room() {
                 return;
             }
             let creating = self
-                .busy
-                .iter()
-                .filter(|t| matches!(t, Target::CreateJob(_)))
-                .count();
+                .flights
+                .count_busy(|t| matches!(t, Target::CreateJob(_)));
             self.uncertain_jobs.retain(|_, until| *until > now);
             // Other digests' uncertain Jobs; this digest's own retry settles its uncertainty
             // (JobCreated, or AlreadyExists when the first attempt was applied).
             let uncertain = self
                 .uncertain_jobs
                 .keys()
-                .filter(|d| **d != digest && !self.busy.contains(&Target::CreateJob((*d).clone())))
+                .filter(|d| {
+                    **d != digest && !self.flights.is_busy(&Target::CreateJob((*d).clone()))
+                })
                 .count();
             let limit = self.cfg.active_job_limit as usize;
             if limit > 0 && self.index.active_job_count() + creating + uncertain >= limit {
@@ -114,7 +114,7 @@ impl Engine {
                     name: existing.name.clone(),
                     uid: existing.uid.clone(),
                 };
-                self.issue(Target::DeleteJob(key), action, now, out);
+                self.flights.issue(Target::DeleteJob(key), action, now, out);
             }
             self.timers.arm(
                 TimerKey::Digest(digest.to_string()),
@@ -139,7 +139,8 @@ impl Engine {
         let job = build_scan_job(&params, &self.cfg.job);
         let target = Target::CreateJob(digest.to_string());
         if let crate::engine::Issued::Yes =
-            self.issue(target, Action::CreateJob { job: Box::new(job) }, now, out)
+            self.flights
+                .issue(target, Action::CreateJob { job: Box::new(job) }, now, out)
         {
             let scan = self.digests.entry(digest.to_string()).or_default();
             scan.queued = None;
@@ -300,7 +301,10 @@ impl Engine {
                     .jobs
                     .get(&object_key(&view.namespace, &view.name))
                     .map(|t| (t.stream, t.epoch))
-                    .unwrap_or_else(|| self.index.home(crate::engine::index::ObjectKind::Job, ""));
+                    .unwrap_or_else(|| {
+                        (self.index.relists)
+                            .home(crate::engine::index::ObjectKind::Job, &view.namespace)
+                    });
                 let follows = self.latest(digest).map(|l| l.job_uid.clone());
                 self.digests
                     .entry(digest.to_string())

@@ -1,0 +1,184 @@
+//! Commands in flight: their ids, at most one per target at a time, the flow-control window,
+//! and the growing back-off of a target whose command failed. Shared by every stage: a stage
+//! names what a command is for (its [`Target`]) and learns here whether it may send it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use super::Target;
+use crate::port::{Action, Command, CommandId};
+use crate::time::Timestamp;
+
+/// Whether [`Flights::issue`] issued the command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Issued {
+    /// The command was issued.
+    Yes,
+    /// The target is backing off after a failure; a timer brings it back.
+    Deferred,
+    /// A command for the target is in flight, or the window is full: try again later.
+    Blocked,
+}
+
+impl Issued {
+    /// Whether the caller may consider its work done for now (nothing to retry on its own).
+    pub(super) fn settled(self) -> bool {
+        !matches!(self, Issued::Blocked)
+    }
+}
+
+/// A command in flight.
+#[derive(Clone, Debug)]
+pub(super) struct InFlight {
+    /// What it is for.
+    pub target: Target,
+    /// The request.
+    pub action: Action,
+}
+
+/// A command's answer, as [`Flights::land`] hands it back.
+pub(super) struct Landed {
+    /// The command.
+    pub flight: InFlight,
+    /// When its target may be tried again, after a failure.
+    pub retry_at: Option<Timestamp>,
+}
+
+/// The commands in flight and the back-off of failed targets.
+#[derive(Debug)]
+pub(super) struct Flights {
+    next_id: u64,
+    inflight: BTreeMap<CommandId, InFlight>,
+    busy: BTreeSet<Target>,
+    /// Consecutive failures per target, for the growing back-off.
+    attempts: BTreeMap<Target, u32>,
+    /// Until when a failed target is skipped.
+    retry_at: BTreeMap<Target, Timestamp>,
+    window: usize,
+    retry_base: Duration,
+    retry_max: Duration,
+}
+
+impl Flights {
+    /// At most `window` commands in flight; a failed target waits `retry_base` · 2^(failures-1),
+    /// at most `retry_max`.
+    pub fn new(window: usize, retry_base: Duration, retry_max: Duration) -> Flights {
+        Flights {
+            next_id: 1,
+            inflight: BTreeMap::new(),
+            busy: BTreeSet::new(),
+            attempts: BTreeMap::new(),
+            retry_at: BTreeMap::new(),
+            window,
+            retry_base,
+            retry_max,
+        }
+    }
+
+    /// Issues a command for `target` unless one is already in flight, the window is full, or
+    /// the target is backing off.
+    pub fn issue(
+        &mut self,
+        target: Target,
+        action: Action,
+        now: Timestamp,
+        out: &mut Vec<Command>,
+    ) -> Issued {
+        if self.busy.contains(&target) || !self.has_room() {
+            return Issued::Blocked;
+        }
+        if self.retry_at.get(&target).is_some_and(|at| *at > now) {
+            return Issued::Deferred;
+        }
+        let id = CommandId(self.next_id);
+        self.next_id += 1;
+        self.busy.insert(target.clone());
+        self.inflight.insert(
+            id,
+            InFlight {
+                target,
+                action: action.clone(),
+            },
+        );
+        out.push(Command { id, action });
+        Issued::Yes
+    }
+
+    /// Whether a command for `target` may be issued now.
+    pub fn can_issue(&self, target: &Target, now: Timestamp) -> bool {
+        !self.busy.contains(target)
+            && self.has_room()
+            && self.retry_at.get(target).is_none_or(|at| *at <= now)
+    }
+
+    /// Whether the window has room for another command.
+    pub fn has_room(&self) -> bool {
+        self.inflight.len() < self.window
+    }
+
+    /// Whether a command for `target` is in flight.
+    pub fn is_busy(&self, target: &Target) -> bool {
+        self.busy.contains(target)
+    }
+
+    /// Commands in flight for targets that `matches`.
+    pub fn count_busy(&self, matches: impl Fn(&Target) -> bool) -> usize {
+        self.busy.iter().filter(|t| matches(t)).count()
+    }
+
+    /// Commands in flight.
+    pub fn len(&self) -> usize {
+        self.inflight.len()
+    }
+
+    /// The id the next command gets (Events are their own targets, one per command).
+    pub fn next_id(&self) -> u64 {
+        self.next_id
+    }
+
+    /// Takes the answer to command `id`: `None` for a command not (or no longer) in flight (an
+    /// answer from before a restart of the engine, or a duplicate). A failure backs the target
+    /// off, also a permanent one: the same request fails the same way until some observation
+    /// changes it (without this it was re-issued once per round trip: a hot loop). A success
+    /// clears the target's back-off.
+    pub fn land(&mut self, id: CommandId, failed: bool, now: Timestamp) -> Option<Landed> {
+        let flight = self.inflight.remove(&id)?;
+        self.busy.remove(&flight.target);
+        let retry_at = if failed {
+            Some(self.back_off(&flight.target, now))
+        } else {
+            self.forget(&flight.target);
+            None
+        };
+        Some(Landed { flight, retry_at })
+    }
+
+    /// Consecutive failures of `target`.
+    pub fn attempts(&self, target: &Target) -> u32 {
+        self.attempts.get(target).copied().unwrap_or_default()
+    }
+
+    /// Counts `target`'s attempts as `attempts` (a stage giving up on it early).
+    pub fn set_attempts(&mut self, target: Target, attempts: u32) {
+        self.attempts.insert(target, attempts);
+    }
+
+    /// Forgets `target`'s failures and back-off.
+    pub fn forget(&mut self, target: &Target) {
+        self.attempts.remove(target);
+        self.retry_at.remove(target);
+    }
+
+    /// Growing back-off after a failure: base · 2^attempt, capped. Returns its end.
+    fn back_off(&mut self, target: &Target, now: Timestamp) -> Timestamp {
+        let attempt = self.attempts.entry(target.clone()).or_default();
+        *attempt = attempt.saturating_add(1);
+        let factor = 1u32
+            .checked_shl(attempt.saturating_sub(1).min(20))
+            .unwrap_or(u32::MAX);
+        let delay = self.retry_base.saturating_mul(factor).min(self.retry_max);
+        let at = now.plus(delay);
+        self.retry_at.insert(target.clone(), at);
+        at
+    }
+}
