@@ -324,3 +324,7 @@ pub fn now() -> Timestamp {
         .unwrap_or(0);
     Timestamp(ms)
 }
+
+#[cfg(test)]
+#[path = "execute_tests.rs"]
+mod tests;
