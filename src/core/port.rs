@@ -489,10 +489,10 @@ pub enum Action {
         resource_version: Option<u64>,
         /// The whole status we own.
         status: Box<ContainerImageScanStatus>,
-        /// Send the stored `vulnerabilities`/`vulnerabilitiesTruncated` along unchanged (the
-        /// core does not hold them): a failure or a Job announcement must not erase the
-        /// details of the last successful scan, which server-side apply would do if they
-        /// were left out.
+        /// Leave the stored `vulnerabilities`/`vulnerabilitiesTruncated` as they are (the core
+        /// does not hold them): a failure or a Job announcement must not erase the details of
+        /// the last successful scan. The shell applies such a write under a field manager that
+        /// never owns the details (one request, no read).
         keep_details: bool,
     },
     /// Create a scan Job (in the namespace of its metadata).

@@ -20,8 +20,15 @@ use crate::core::port::{Action, ApiError, ApiErrorKind, EventRegarding, Outcome}
 use crate::core::time::Timestamp;
 use crate::crd::ContainerImageScan;
 
-/// Field manager of every write.
+/// Field manager of every write but the status writes that keep the stored details.
 pub const FIELD_MANAGER: &str = "image-scanner-operator";
+/// Field manager of the status writes that keep the stored details (failures, announcements):
+/// it never sends `vulnerabilities` or `vulnerabilitiesTruncated`, so it never owns them, and
+/// server-side apply leaves them to [`FIELD_MANAGER`], which wrote them with the last success.
+/// One request, no read: the core holds no details to send along. A success, applied by
+/// [`FIELD_MANAGER`], sends every field this manager ever sends (`conditions` too, empty), so
+/// taking them back leaves nothing of an earlier failure behind.
+pub const KEEP_DETAILS_FIELD_MANAGER: &str = "image-scanner-operator-keep-details";
 /// Time limit of one API request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Time limit of reading one scan log.
@@ -129,25 +136,16 @@ impl Executor {
                 keep_details,
             } => {
                 let api: Api<ContainerImageScan> = Api::namespaced(self.client.clone(), &namespace);
-                if keep_details {
-                    // The engine holds no details; carry the stored ones over so the apply
-                    // does not remove them.
-                    match api.get_opt(&name).await {
-                        Ok(Some(current)) => {
-                            if let Some(stored) = current.status {
-                                status.vulnerabilities = stored.vulnerabilities;
-                                status.vulnerabilities_truncated = stored.vulnerabilities_truncated;
-                            }
-                        }
-                        Ok(None) => {
-                            return failed(
-                                ApiErrorKind::NotFound,
-                                format!("{namespace}/{name} not found"),
-                            );
-                        }
-                        Err(e) => return Outcome::Failed(classify(&e)),
-                    }
-                }
+                let manager = if keep_details {
+                    status.vulnerabilities = None;
+                    status.vulnerabilities_truncated = None;
+                    KEEP_DETAILS_FIELD_MANAGER
+                } else {
+                    // "A successful scan removes all conditions": also those the other
+                    // manager owns.
+                    status.conditions.get_or_insert_with(Vec::new);
+                    FIELD_MANAGER
+                };
                 // metadata.uid makes the write a precondition on the object we decided about:
                 // a CIS deleted and re-created under the same name answers 409.
                 let mut metadata = json!({"name": name, "namespace": namespace, "uid": uid});
@@ -160,7 +158,7 @@ impl Executor {
                     "metadata": metadata,
                     "status": status,
                 });
-                let pp = PatchParams::apply(FIELD_MANAGER).force();
+                let pp = PatchParams::apply(manager).force();
                 match api.patch_status(&name, &pp, &Patch::Apply(&body)).await {
                     Ok(cis) => applied(&cis),
                     Err(e) => Outcome::Failed(classify(&e)),

@@ -236,43 +236,58 @@ async fn a_status_write_is_one_apply_of_the_status_subresource_on_the_version_de
 }
 
 #[tokio::test]
-async fn a_status_write_that_keeps_the_details_sends_the_stored_ones_along() {
-    let stored = json!([{"vulnerabilityID": "CVE-1", "pkgName": "openssl",
-        "installedVersion": "1", "severity": "HIGH", "title": "t", "primaryURL": "u"}]);
-    let answer = stored.clone();
-    let (executor, seen) = executor(move |exchange| {
-        if exchange.method == "GET" {
-            let object = json!({
-                "apiVersion": "stas.statnett.no/v1alpha1", "kind": "ContainerImageScan",
-                "metadata": {"name": "cis", "namespace": "team", "uid": "cis-uid",
-                    "resourceVersion": "41"},
-                "spec": serde_json::to_value(spec()).expect("spec"),
-                "status": {"vulnerabilities": answer.clone()},
-            });
-            return (200, object.to_string());
-        }
+async fn a_status_write_that_keeps_the_details_is_one_apply_under_a_manager_that_never_owns_them() {
+    let (executor, seen) = executor(|exchange| {
         let mut object = exchange.body.clone();
         object["spec"] = serde_json::to_value(spec()).expect("spec");
         (200, object.to_string())
     });
-    let outcome = executor.execute(status_write(true)).await;
+    let Action::ApplyCisStatus {
+        mut status,
+        namespace,
+        name,
+        uid,
+        resource_version,
+        ..
+    } = status_write(true)
+    else {
+        unreachable!()
+    };
+    // Whatever the core put there, details are not sent: the stored ones stay.
+    status.vulnerabilities = Some(Vec::new());
+    let action = Action::ApplyCisStatus {
+        namespace,
+        name,
+        uid,
+        resource_version,
+        status,
+        keep_details: true,
+    };
+    let outcome = executor.execute(action).await;
     assert!(matches!(outcome, Outcome::CisApplied(_)), "{outcome:?}");
-    let seen = seen.lock().expect("log").clone();
-    let methods: Vec<&str> = seen.iter().map(|e| e.method.as_str()).collect();
-    assert_eq!(methods, ["GET", "PATCH"]);
-    assert_eq!(seen[0].path(), format!("{CIS_PATH}/cis"));
-    assert_eq!(seen[1].body["status"]["vulnerabilities"], stored);
+    let exchange = one(&seen);
+    assert_eq!(exchange.method, "PATCH");
+    assert_eq!(exchange.path(), format!("{CIS_PATH}/cis/status"));
+    let query = exchange.query();
+    assert_eq!(query["fieldManager"], super::KEEP_DETAILS_FIELD_MANAGER);
+    assert_eq!(query["force"], "true");
+    let status = &exchange.body["status"];
+    assert!(status.get("vulnerabilities").is_none(), "{status}");
+    assert!(status.get("vulnerabilitiesTruncated").is_none());
+    assert_eq!(status["lastScanJobUID"], "job-uid");
 }
 
 #[tokio::test]
-async fn a_status_write_that_keeps_the_details_of_a_cis_gone_is_not_found() {
-    let (executor, seen) = executor(|_| status_error(404, "NotFound", "not found"));
-    let outcome = executor.execute(status_write(true)).await;
-    assert!(
-        matches!(&outcome, Outcome::Failed(e) if e.kind == ApiErrorKind::NotFound),
-        "{outcome:?}"
-    );
-    assert_eq!(one(&seen).method, "GET", "no apply without the details");
+async fn a_success_takes_every_field_back_and_clears_the_conditions() {
+    let (executor, seen) = executor(|exchange| {
+        let mut object = exchange.body.clone();
+        object["spec"] = serde_json::to_value(spec()).expect("spec");
+        (200, object.to_string())
+    });
+    executor.execute(status_write(false)).await;
+    let exchange = one(&seen);
+    assert_eq!(exchange.query()["fieldManager"], super::FIELD_MANAGER);
+    assert_eq!(exchange.body["status"]["conditions"], json!([]));
 }
 
 fn job() -> Job {

@@ -126,6 +126,57 @@ async fn a_due_digest_is_rescanned_with_a_new_job() {
         second.last_scan_time.as_ref().map(|t| t.0)
             > first_status.last_scan_time.as_ref().map(|t| t.0)
     );
+    assert!(
+        second
+            .vulnerabilities
+            .as_ref()
+            .is_some_and(|v| !v.is_empty()),
+        "the success has details in the status"
+    );
+    // The next scan's report cannot be read: its announcement and its failure are status
+    // writes that keep the stored details (under their own field manager: the API server
+    // keeps what that manager never sent).
+    serve_log(&digest, &fixture(INVALID_LOG));
+    let failed = eventually(
+        Duration::from_secs(90),
+        "a failed rescan",
+        Some(&op),
+        || async {
+            let cis = list_cis(&client, "e2e-rescan").await.into_iter().next()?;
+            let s = cis.status.clone()?;
+            let stalled = s
+                .conditions
+                .iter()
+                .flatten()
+                .any(|c| c.type_ == "Stalled" && c.status == "True");
+            (stalled && s.last_scan_job_uid != second.last_scan_job_uid).then_some(s)
+        },
+    )
+    .await;
+    assert_eq!(failed.vulnerabilities, second.vulnerabilities);
+    assert_eq!(failed.vulnerability_summary, second.vulnerability_summary);
+    assert_eq!(
+        failed.last_successful_scan_time,
+        second.last_successful_scan_time
+    );
+    // The scan after it succeeds again: the success takes the conditions back.
+    serve_log(&digest, &fixture(SMALL_LOG));
+    let recovered = eventually(
+        Duration::from_secs(120),
+        "a successful scan after the failure",
+        Some(&op),
+        || async {
+            let cis = list_cis(&client, "e2e-rescan")
+                .await
+                .into_iter()
+                .find(scanned)?;
+            let s = cis.status.clone()?;
+            (s.last_scan_job_uid != failed.last_scan_job_uid).then_some(s)
+        },
+    )
+    .await;
+    assert!(recovered.conditions.is_none_or(|c| c.is_empty()));
+    assert_eq!(recovered.vulnerabilities, second.vulnerabilities);
     ns.cleanup().await;
 }
 
