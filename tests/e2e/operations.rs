@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use image_scanner::crd::ContainerImageScanStatus;
 use serde_json::json;
 
 use crate::support::*;
@@ -108,20 +109,7 @@ async fn a_due_digest_is_rescanned_with_a_new_job() {
     })
     .await;
     let first_status = first.status.expect("status");
-    let second = eventually(
-        Duration::from_secs(90),
-        "rescan after the interval",
-        Some(&op),
-        || async {
-            let cis = list_cis(&client, "e2e-rescan")
-                .await
-                .into_iter()
-                .find(scanned)?;
-            let s = cis.status.clone()?;
-            (s.last_scan_job_uid != first_status.last_scan_job_uid).then_some(s)
-        },
-    )
-    .await;
+    let second = scanned_after(&client, &op, &first_status, "rescan after the interval").await;
     assert!(
         second.last_scan_time.as_ref().map(|t| t.0)
             > first_status.last_scan_time.as_ref().map(|t| t.0)
@@ -161,23 +149,29 @@ async fn a_due_digest_is_rescanned_with_a_new_job() {
     );
     // The scan after it succeeds again: the success takes the conditions back.
     serve_log(&digest, &fixture(SMALL_LOG));
-    let recovered = eventually(
-        Duration::from_secs(120),
-        "a successful scan after the failure",
-        Some(&op),
-        || async {
-            let cis = list_cis(&client, "e2e-rescan")
-                .await
-                .into_iter()
-                .find(scanned)?;
-            let s = cis.status.clone()?;
-            (s.last_scan_job_uid != failed.last_scan_job_uid).then_some(s)
-        },
-    )
-    .await;
+    let recovered = scanned_after(&client, &op, &failed, "a success after the failure").await;
     assert!(recovered.conditions.is_none_or(|c| c.is_empty()));
     assert_eq!(recovered.vulnerabilities, second.vulnerabilities);
     ns.cleanup().await;
+}
+
+/// The status of the CIS in `e2e-rescan` once it shows a successful scan by another Job than
+/// `before`'s.
+async fn scanned_after(
+    client: &kube::Client,
+    op: &Operator,
+    before: &ContainerImageScanStatus,
+    what: &str,
+) -> ContainerImageScanStatus {
+    eventually(Duration::from_secs(120), what, Some(op), || async {
+        let cis = list_cis(client, "e2e-rescan")
+            .await
+            .into_iter()
+            .find(scanned)?;
+        let s = cis.status.clone()?;
+        (s.last_scan_job_uid != before.last_scan_job_uid).then_some(s)
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

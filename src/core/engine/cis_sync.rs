@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use super::index::{CisKey, ObjectKind, PodKey, Tracked};
 use super::timers::TimerKey;
-use super::tracked::{StoreOp, supersedes};
+use super::tracked::supersedes;
 use super::{Engine, Target};
 use crate::crd::{ContainerImageScanSpec, Workload};
 use crate::port::{Action, CisView, Command, Labels, Outcome, OwnerRef, StreamId, WatchEvent};
@@ -31,15 +31,7 @@ impl Engine {
         let key_of = |c: &CisView| CisKey::new(&c.namespace, &c.name);
         let op =
             (self.index.relists).watch_op(ObjectKind::Cis, stream, &self.index.cis, key_of, event);
-        match op {
-            StoreOp::Upsert(tracked) => self.upsert_cis(tracked),
-            StoreOp::Remove(keys) => {
-                for key in keys {
-                    self.remove_cis(&key);
-                }
-            }
-            StoreOp::Keep => {}
-        }
+        op.apply(self, Self::upsert_cis, Self::remove_cis);
     }
 
     /// Stores a CIS as observed (from a watch or from the response to our own write).

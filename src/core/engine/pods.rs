@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::Engine;
 use super::index::{CisKey, ObjectKind, PodEntry, PodKey, Tracked, pod_key};
 use super::timers::TimerKey;
-use super::tracked::{StoreOp, supersedes};
+use super::tracked::supersedes;
 use crate::image_ref::DigestKind;
 use crate::port::{EventNote, EventRegarding, PodView, StreamId, WatchEvent, WorkloadView};
 use crate::status;
@@ -27,18 +27,14 @@ impl Engine {
         let key_of = |p: &PodView| pod_key(&p.namespace, &p.name);
         let op =
             (self.index.relists).watch_op(ObjectKind::Pod, stream, &self.index.pods, key_of, event);
-        match op {
-            StoreOp::Upsert(mut tracked) => {
-                tracked.view = self.index.shared.pod(tracked.view);
-                self.upsert_pod(tracked, now);
-            }
-            StoreOp::Remove(keys) => {
-                for key in keys {
-                    self.remove_pod(&key);
-                }
-            }
-            StoreOp::Keep => {}
-        }
+        op.apply(
+            self,
+            |e, mut tracked| {
+                tracked.view = e.index.shared.pod(tracked.view);
+                e.upsert_pod(tracked, now);
+            },
+            Self::remove_pod,
+        );
     }
 
     pub(super) fn observe_workload(
@@ -54,15 +50,11 @@ impl Engine {
             WorkloadKey::of_view,
             event,
         );
-        match op {
-            StoreOp::Upsert(tracked) => self.upsert_workload(tracked, now),
-            StoreOp::Remove(keys) => {
-                for key in keys {
-                    self.remove_workload(&key, now);
-                }
-            }
-            StoreOp::Keep => {}
-        }
+        op.apply(
+            self,
+            |e, tracked| e.upsert_workload(tracked, now),
+            |e, key| e.remove_workload(key, now),
+        );
     }
 
     fn upsert_workload(&mut self, tracked: Tracked<WorkloadView>, now: Timestamp) {

@@ -109,6 +109,26 @@ pub enum StoreOp<K, V> {
     Keep,
 }
 
+impl<K, V> StoreOp<K, V> {
+    /// Carries the op out on `target`: `upsert` stores an object, `remove` forgets each key.
+    pub fn apply<T>(
+        self,
+        target: &mut T,
+        upsert: impl FnOnce(&mut T, Tracked<V>),
+        mut remove: impl FnMut(&mut T, &K),
+    ) {
+        match self {
+            StoreOp::Upsert(tracked) => upsert(target, tracked),
+            StoreOp::Remove(keys) => {
+                for key in &keys {
+                    remove(target, key);
+                }
+            }
+            StoreOp::Keep => {}
+        }
+    }
+}
+
 /// The relist epochs of the watch streams, and which stream delivers each kind where.
 #[derive(Debug, Default)]
 pub struct Relists {

@@ -13,15 +13,7 @@ impl Engine {
         let key_of = |j: &JobView| object_key(&j.namespace, &j.name);
         let op =
             (self.index.relists).watch_op(ObjectKind::Job, stream, &self.index.jobs, key_of, event);
-        match op {
-            StoreOp::Upsert(tracked) => self.upsert_job(tracked),
-            StoreOp::Remove(keys) => {
-                for key in keys {
-                    self.remove_job(&key);
-                }
-            }
-            StoreOp::Keep => {}
-        }
+        op.apply(self, Self::upsert_job, |e, key| e.remove_job(key));
     }
 
     pub(super) fn upsert_job(&mut self, tracked: Tracked<JobView>) {
