@@ -227,3 +227,20 @@ fn regression_working_placement_beyond_the_bound() {
     assert_clean(pinned(4564, "seed"));
     assert_clean(pinned(8226, "seed"));
 }
+
+/// Three status writes of one digest failed (413) at different times; the digest's timer kept
+/// only the earliest back-off end, fired for the first CIS, and the other two were skipped as
+/// still backing off with no wake-up left: written only when the Job's TTL deletion dirtied the
+/// digest, in the quiet window (L2). Fixed: each failed target has its own retry timer.
+#[test]
+fn regression_retry_of_a_target_sharing_the_digest_timer() {
+    assert_clean(pinned(8455, "seed"));
+}
+
+/// The watch delivered a CIS's Delete before the answer to a status write on it; the answer
+/// put the deleted CIS back into the index, where no event removed it (S8). Fixed: a status
+/// write's answer only updates the CIS held under that UID.
+#[test]
+fn regression_status_answer_after_delete() {
+    assert_clean(pinned(9735, "seed"));
+}

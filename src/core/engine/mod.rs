@@ -236,20 +236,27 @@ impl Engine {
     /// Returns the commands to execute now, at most the free flow-control window.
     pub fn poll(&mut self, now: Timestamp) -> Vec<Command> {
         for key in self.timers.take_due(now) {
+            let key = match key {
+                TimerKey::Retry(target) => match self.retry_owner(&target) {
+                    Some(owner) => owner,
+                    None => continue,
+                },
+                key => key,
+            };
             match key {
                 TimerKey::Pod(pod) => self.recheck_pod(&pod, now),
                 TimerKey::Cis(ns, name) => {
                     self.dirty_cis.insert(CisKey::new(&ns, &name));
                 }
                 TimerKey::Digest(d) => {
-                    // An earlier timer of the digest (a retry) replaced the end of its
-                    // uncertain-create hold: keep that wake-up, or a full Job limit may wait
-                    // for nothing.
+                    // An earlier timer of the digest replaced the end of its uncertain-create
+                    // hold: keep that wake-up, or a full Job limit may wait for nothing.
                     if let Some(until) = self.uncertain_jobs.get(&d).filter(|u| **u > now) {
                         self.timers.arm(TimerKey::Digest(d.clone()), *until);
                     }
                     self.dirty_digests.insert(d);
                 }
+                TimerKey::Retry(_) => {}
             }
         }
         let mut out = Vec::new();
@@ -359,15 +366,28 @@ impl Engine {
         }
     }
 
-    /// Brings a failed target back when its back-off ends: the timer of what it belongs to.
+    /// Brings a failed target back when its back-off ends, with a timer of its own: a timer of
+    /// what it belongs to (shared with other targets, keeping only the earliest deadline) could
+    /// fire for another target's retry while this one still backs off, which then skipped it
+    /// (`Deferred`) with no wake-up left (sim seed 8455).
     fn arm_retry(&mut self, target: &Target, at: Timestamp) {
-        let timer = match target {
+        if matches!(target, Target::Event(_)) {
+            return;
+        }
+        let key = TimerKey::Retry(target.clone());
+        self.timers.disarm(&key);
+        self.timers.arm(key, at);
+    }
+
+    /// What a target's retry re-evaluates: the timer of what it belongs to, when it still exists.
+    fn retry_owner(&self, target: &Target) -> Option<TimerKey> {
+        Some(match target {
             Target::CisSpec(k) => TimerKey::Cis(k.namespace.clone(), k.name.clone()),
             // Events are best effort: a failed one is not retried.
-            Target::Event(_) => return,
+            Target::Event(_) => return None,
             Target::CisStatus(k) | Target::Report(k, _) => match self.index.cis.get(k) {
                 Some(t) => TimerKey::Digest(t.view.spec.digest.clone()),
-                None => return,
+                None => return None,
             },
             Target::CreateJob(d) => TimerKey::Digest(d.clone()),
             Target::DeleteJob(name) => match self
@@ -377,7 +397,7 @@ impl Engine {
                 .and_then(|j| j.view.digest.clone())
             {
                 Some(d) => TimerKey::Digest(d),
-                None => return,
+                None => return None,
             },
             Target::Log(job_uid) | Target::FailureLog(job_uid) => match self
                 .index
@@ -385,10 +405,9 @@ impl Engine {
                 .and_then(|j| j.digest.clone())
             {
                 Some(d) => TimerKey::Digest(d),
-                None => return,
+                None => return None,
             },
-        };
-        self.timers.arm(timer, at);
+        })
     }
 
     fn flush_events(&mut self, out: &mut Vec<Command>) {

@@ -1035,8 +1035,10 @@ fn a_late_copy_of_a_deleted_cis_does_not_replace_the_one_created_since() {
     let old = api.cis["a"].clone();
     let mut new = cis("a", "uid-a-2", D1, CisStatusView::default());
     new.resource_version = old.resource_version.map(|rv| rv + 10);
-    api.apply_cis(new);
+    api.apply_cis(new.clone());
     api.apply_cis(old);
+    // The server holds the new CIS: the late copy only reached the engine.
+    api.cis.insert("a".into(), new);
     assert_eq!(api.e.index.cis[&CisKey::new("ns", "a")].view.uid, "uid-a-2");
     assert!(api.run().is_empty());
     assert_eq!(api.critical_count("a"), Some(1));
@@ -1467,5 +1469,99 @@ fn a_truncated_report_records_what_it_left_out_like_the_status() {
     assert_eq!(
         i64::try_from(results).unwrap_or(0) + i64::from(record.dropped_count),
         summary
+    );
+}
+
+/// Polls once and answers each command as the server would, failing the status writes with
+/// `fail` (the others as usual); returns the names of the CIS whose status was written.
+fn poll_status_writes(api: &mut Api, fail: Option<ApiErrorKind>) -> Vec<String> {
+    let mut names = Vec::new();
+    for c in api.e.poll(api.now) {
+        if let Action::ApplyCisStatus { name, .. } = &c.action {
+            names.push(name.clone());
+            if let Some(kind) = fail {
+                api.reply(c.id, failed(kind));
+                continue;
+            }
+        }
+        if let Some(outcome) = api.answer(&c.action) {
+            api.reply(c.id, outcome);
+        }
+    }
+    names
+}
+
+#[test]
+fn status_writes_of_one_digest_that_failed_at_different_times_are_each_retried() {
+    // Window of one: `a` and `b` fail 100 ms apart. `a`'s retry fires first and fills the
+    // window; when it is answered `b` still backs off. `b` must get its own wake-up (the
+    // digest's timer kept only `a`'s end; sim seed 8455 wrote `b` only hours later).
+    let mut cfg = config();
+    cfg.max_inflight = 1;
+    let mut api = Api::new(cfg);
+    api.put_cis("a", CisStatusView::default());
+    api.put_cis("b", CisStatusView::default());
+    api.until_job_created();
+    let pod = api.pod("1", exited(0));
+    api.put_pod(pod);
+    api.finish(true, "Complete", "");
+    let (id, ..) = api.log_read();
+    api.reply(id, Outcome::Log(report(1, 0)));
+    assert_eq!(
+        poll_status_writes(&mut api, Some(ApiErrorKind::TooLarge)),
+        ["a"]
+    );
+    api.now = api.now.plus(Duration::from_millis(100));
+    assert_eq!(
+        poll_status_writes(&mut api, Some(ApiErrorKind::TooLarge)),
+        ["b"]
+    );
+    let b_failed = api.now;
+    api.wait_for_timer();
+    assert_eq!(poll_status_writes(&mut api, None), ["a"]);
+    assert!(poll_status_writes(&mut api, None).is_empty(), "b backs off");
+    api.wait_for_timer();
+    assert_eq!(
+        api.now,
+        b_failed.plus(Duration::from_secs(1)),
+        "b's back-off end"
+    );
+    assert_eq!(poll_status_writes(&mut api, None), ["b"]);
+    assert_eq!(api.critical_count("b"), Some(1));
+}
+
+#[test]
+fn a_status_answer_after_the_delete_of_its_cis_does_not_bring_it_back() {
+    // The watch delivers the Delete of `b` before the answer to a status write on it: the
+    // answer must not put `b` back into the index (sim seed 9735: a ghost CIS in the metrics).
+    let mut api = Api::new(config());
+    api.put_cis("a", CisStatusView::default());
+    api.put_cis("b", CisStatusView::default());
+    api.until_job_created();
+    let pod = api.pod("1", exited(0));
+    api.put_pod(pod);
+    api.finish(true, "Complete", "");
+    let (id, ..) = api.log_read();
+    api.reply(id, Outcome::Log(report(1, 0)));
+    let cmds = api.e.poll(api.now);
+    let write_b = cmds
+        .iter()
+        .find(|c| matches!(&c.action, Action::ApplyCisStatus { name, .. } if name == "b"))
+        .expect("b's status is written");
+    let answer = api.answer(&write_b.action).expect("answered");
+    let mut gone = api.cis.remove("b").expect("b exists");
+    gone.resource_version = api.next_rv();
+    api.observe(Observation::Cis {
+        stream: CIS_STREAM,
+        event: WatchEvent::Delete(gone),
+    });
+    api.reply(write_b.id, answer);
+    assert!(!api.e.index.cis.contains_key(&CisKey::new("ns", "b")));
+    assert_eq!(
+        api.e
+            .cis_views()
+            .map(|c| c.name.as_str())
+            .collect::<Vec<_>>(),
+        ["a"]
     );
 }

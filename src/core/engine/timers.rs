@@ -14,6 +14,10 @@ pub enum TimerKey {
     Cis(String, String),
     /// Re-evaluate the scans of a digest.
     Digest(String),
+    /// The end of a failed command's back-off: re-evaluate what its target belongs to. One key
+    /// per target: several targets of one digest (the status writes of its CIS) fail at
+    /// different times, and a shared key keeps only the earliest end.
+    Retry(super::Target),
 }
 
 /// A set of deadlines keyed by [`TimerKey`]; setting a key again keeps the earlier deadline.

@@ -240,21 +240,17 @@ impl Engine {
                 if let Some(job) = &view.status.last_scan_job_uid {
                     self.reports_written.remove(&(key.clone(), job.clone()));
                 }
-                let (stream, epoch) = self
-                    .index
-                    .cis
-                    .get(&key)
-                    .map(|t| (t.stream, t.epoch))
-                    .unwrap_or_else(|| {
-                        self.index
-                            .relists
-                            .home(crate::engine::index::ObjectKind::Cis, &key.namespace)
+                // The status subresource never creates a CIS: an answer for one no longer
+                // held (the watch delivered its Delete before this answer) must not bring it
+                // back as a ghost that no later event removes (sim seed 9735).
+                let held = self.index.cis.get(&key).filter(|t| t.view.uid == view.uid);
+                if let Some((stream, epoch)) = held.map(|t| (t.stream, t.epoch)) {
+                    self.upsert_cis(crate::engine::index::Tracked {
+                        view: *view,
+                        stream,
+                        epoch,
                     });
-                self.upsert_cis(crate::engine::index::Tracked {
-                    view: *view,
-                    stream,
-                    epoch,
-                });
+                }
             }
             // The CIS is gone although the watch has not said so yet: forget it (member pods
             // may want it back) instead of writing its status again and again.
