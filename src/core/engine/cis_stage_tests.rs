@@ -259,3 +259,47 @@ fn a_stale_pod_update_is_ignored() {
         crate::engine::tests::verbs(&cmds)
     );
 }
+
+#[test]
+fn a_cis_that_keeps_being_deleted_is_created_again_after_a_growing_back_off() {
+    // Someone else deletes the CIS again and again (a person, a pruning GitOps tool, another
+    // replica that also believes it leads with another configuration): created again at once
+    // the first time, then after 1 s, 2 s, 4 s instead of many times a second.
+    let mut e = engine();
+    put_pod(&mut e, app_pod("pod-1", SHA_A), now());
+    let first = e.poll(now());
+    let mut cis = apply_all(&mut e, &first, now()).remove(0);
+    let mut t = 1;
+    let mut waits = Vec::new();
+    for _ in 0..4 {
+        e.observe(
+            Observation::Cis {
+                stream: StreamId(3),
+                event: WatchEvent::Delete(cis.clone()),
+            },
+            later(t),
+        );
+        let mut waited = 0;
+        loop {
+            let cmds = e.poll(later(t + waited));
+            if !applies(&cmds).is_empty() {
+                cis = apply_all(&mut e, &cmds, later(t + waited)).remove(0);
+                break;
+            }
+            waited += 1;
+            assert!(waited < 100, "never created again");
+        }
+        waits.push(waited);
+        t += waited + 1;
+    }
+    assert_eq!(waits, [0, 1, 2, 4]);
+    // Left alone for a while, the next deletion is answered at once again.
+    e.observe(
+        Observation::Cis {
+            stream: StreamId(3),
+            event: WatchEvent::Delete(cis),
+        },
+        later(t + 600),
+    );
+    assert_eq!(applies(&e.poll(later(t + 600))).len(), 1);
+}

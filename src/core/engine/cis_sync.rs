@@ -8,6 +8,7 @@
 //! owners are all gone is left to Kubernetes' garbage collector.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::index::{CisKey, ObjectKind, PodKey, Tracked};
 use super::timers::TimerKey;
@@ -18,6 +19,22 @@ use crate::port::{Action, CisView, Command, Labels, Outcome, OwnerRef, StreamId,
 use crate::time::Timestamp;
 use crate::workload::PodTarget;
 
+/// A CIS that went away while held again within this time counts as going away repeatedly.
+const RECREATE_WINDOW: Duration = Duration::from_secs(60);
+/// First wait before re-creating a CIS that keeps going away; doubles each time.
+const RECREATE_BACK_OFF: Duration = Duration::from_secs(1);
+/// Longest wait before re-creating it.
+const RECREATE_BACK_OFF_MAX: Duration = Duration::from_secs(300);
+
+/// How often, and when last, a CIS went away while held.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Gone {
+    /// Times it went away again within [`RECREATE_WINDOW`] of the previous time.
+    count: u32,
+    /// When it last went away.
+    at: Timestamp,
+}
+
 /// What a CIS should look like according to its member pods.
 #[derive(Clone, Debug, PartialEq)]
 pub(super) struct DesiredCis {
@@ -27,11 +44,61 @@ pub(super) struct DesiredCis {
 }
 
 impl Engine {
-    pub(super) fn observe_cis(&mut self, stream: StreamId, event: WatchEvent<CisView>) {
+    pub(super) fn observe_cis(
+        &mut self,
+        stream: StreamId,
+        event: WatchEvent<CisView>,
+        now: Timestamp,
+    ) {
         let key_of = |c: &CisView| CisKey::new(&c.namespace, &c.name);
         let op =
             (self.index.relists).watch_op(ObjectKind::Cis, stream, &self.index.cis, key_of, event);
-        op.apply(self, Self::upsert_cis, Self::remove_cis);
+        op.apply(self, Self::upsert_cis, |e, key| {
+            e.note_gone(key, now);
+            e.remove_cis(key);
+        });
+    }
+
+    /// Remembers that someone else deleted a CIS its pods still want (a person, a pruning
+    /// GitOps tool, another replica that also believes it leads, with another configuration):
+    /// re-created at once the first time, then after a back-off while it keeps going away, so
+    /// that two writers who disagree do not create and delete it many times a second.
+    fn note_gone(&mut self, key: &CisKey, now: Timestamp) {
+        // Not ours (a Delete we sent, or an apply racing it) and not the garbage collector's
+        // (no owner pod runs any more): someone else deleted a CIS that is still wanted.
+        let deleted_by_someone_else = self.index.cis.get(key).is_some_and(|t| {
+            !t.view.deleting
+                && !self.flights.is_busy(&Target::CisSpec(key.clone()))
+                && self.has_live_owner(&t.view)
+        });
+        if !deleted_by_someone_else {
+            return;
+        }
+        // Only the last few minutes matter: the map holds what went away since.
+        self.gone
+            .retain(|_, g| now < g.at.plus(RECREATE_WINDOW + RECREATE_BACK_OFF_MAX));
+        match self.gone.get_mut(key) {
+            Some(g) if now < g.at.plus(RECREATE_WINDOW) => {
+                g.count = g.count.saturating_add(1);
+                g.at = now;
+            }
+            Some(g) => *g = Gone { count: 0, at: now },
+            None => {
+                self.gone.insert(key.clone(), Gone { count: 0, at: now });
+            }
+        }
+    }
+
+    /// When a CIS that went away may be created again.
+    fn recreate_at(&self, key: &CisKey) -> Option<Timestamp> {
+        let g = self.gone.get(key)?;
+        if g.count == 0 {
+            return None;
+        }
+        let delay = RECREATE_BACK_OFF
+            .saturating_mul(1u32 << (g.count - 1).min(16))
+            .min(RECREATE_BACK_OFF_MAX);
+        Some(g.at.plus(delay))
     }
 
     /// Stores a CIS as observed (from a watch or from the response to our own write).
@@ -102,10 +169,16 @@ impl Engine {
         }
         let desired = self.desired_cis(key, existing.is_some());
         match (desired, existing) {
-            (Some(desired), None) => self
-                .flights
-                .issue(target, apply_action(key, desired), now, out)
-                .settled(),
+            (Some(desired), None) => {
+                if let Some(at) = self.recreate_at(key).filter(|at| *at > now) {
+                    self.timers
+                        .arm(TimerKey::Cis(key.namespace.clone(), key.name.clone()), at);
+                    return true;
+                }
+                self.flights
+                    .issue(target, apply_action(key, desired), now, out)
+                    .settled()
+            }
             (Some(desired), Some(cis)) => {
                 let (spec_ok, labels_ok, owners_ok) = compare(&desired, cis);
                 if spec_ok && labels_ok && owners_ok {
@@ -153,15 +226,20 @@ impl Engine {
     /// A CIS nobody wants is deleted only when some of its owner pods still exist (they moved
     /// to another image); when all owners are gone, Kubernetes' garbage collector removes it.
     fn is_obsolete(&self, key: &CisKey, cis: &CisView) -> bool {
-        let live_owner = cis.owners.iter().any(|o| {
+        self.has_live_owner(cis) && !self.index.members.contains_key(key)
+    }
+
+    /// Whether an owner pod of `cis` still runs (so Kubernetes' garbage collector does not
+    /// remove it).
+    fn has_live_owner(&self, cis: &CisView) -> bool {
+        cis.owners.iter().any(|o| {
             o.kind == "Pod"
                 && self
                     .index
                     .pods
-                    .get(&super::index::pod_key(&key.namespace, &o.name))
+                    .get(&super::index::pod_key(&cis.namespace, &o.name))
                     .is_some_and(|p| p.tracked.view.uid == o.uid && !p.tracked.view.deleting)
-        });
-        live_owner && !self.index.members.contains_key(key)
+        })
     }
 
     /// The CIS its member pods ask for; `None` when there are no members, or no member has

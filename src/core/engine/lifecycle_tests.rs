@@ -119,6 +119,8 @@ pub struct World {
     recorded_events: Vec<(String, String)>,
     /// The scan container image of every Job created, in order.
     job_images: Vec<String>,
+    /// When the CIS were last deleted by hand (`Op::RecreateCis`).
+    deleted_by_hand: Option<Timestamp>,
 }
 
 fn report() -> Vec<u8> {
@@ -173,6 +175,7 @@ impl World {
             job_digests: BTreeMap::new(),
             newest_result: BTreeMap::new(),
             seen_scan_time: BTreeMap::new(),
+            deleted_by_hand: None,
             jobs_created_since_start: 0,
             reports_served_since_start: 0,
             spec_writes_since_start: 0,
@@ -436,6 +439,7 @@ impl World {
     }
 
     fn recreate_cis(&mut self) {
+        self.deleted_by_hand = Some(self.now);
         let names: Vec<String> = self.cis.keys().cloned().collect();
         for n in names {
             self.reports.remove(&n);
@@ -752,6 +756,18 @@ impl World {
                 .values()
                 .filter(|(c, _)| c.spec.digest == digest)
                 .collect();
+            // A CIS deleted by hand again and again comes back after a growing back-off (at
+            // most five minutes), with a wake-up armed for it.
+            let backing_off = self
+                .deleted_by_hand
+                .is_some_and(|at| self.now < at.plus(Duration::from_secs(360)))
+                && self
+                    .engine
+                    .next_wakeup()
+                    .is_some_and(|w| w <= self.now.plus(Duration::from_secs(300)));
+            if cis.is_empty() && backing_off {
+                return;
+            }
             assert_eq!(cis.len(), 1, "one CIS for the running container");
             let running = running.contains_key(digest);
             let (view, full) = cis[0];

@@ -135,6 +135,8 @@ pub struct Engine {
     uncertain_jobs: BTreeMap<String, Timestamp>,
     /// Owner-only CIS updates wait until these times.
     owner_delay: BTreeMap<CisKey, Timestamp>,
+    /// CIS that went away while held, for the re-creation back-off (`cis_sync`).
+    gone: BTreeMap<CisKey, cis_sync::Gone>,
     /// When each digest without a result was first seen running.
     first_seen: BTreeMap<String, Timestamp>,
     /// Digests seen as a runtime's local image ID (no registry digest): never scanned, their
@@ -174,6 +176,7 @@ impl Engine {
             failure_logs: BTreeMap::new(),
             uncertain_jobs: BTreeMap::new(),
             owner_delay: BTreeMap::new(),
+            gone: BTreeMap::new(),
             first_seen: BTreeMap::new(),
             local_image_ids: BTreeSet::new(),
             trivy_job_config: None,
@@ -195,7 +198,7 @@ impl Engine {
         match observation {
             Observation::Pod { stream, event } => self.observe_pod(stream, event, now),
             Observation::Workload { stream, event } => self.observe_workload(stream, event, now),
-            Observation::Cis { stream, event } => self.observe_cis(stream, event),
+            Observation::Cis { stream, event } => self.observe_cis(stream, event, now),
             Observation::Job { stream, event } => self.observe_job(stream, event),
             Observation::ScanPod { stream, event } => self.observe_scan_pod(stream, event),
             Observation::BackOffEvent {
