@@ -32,13 +32,17 @@ pub struct Checker {
     pub max_job_creates: usize,
 }
 
+/// Workload placements the core tries per round at most (`engine::placement`'s
+/// `MAX_WORKLOAD_PLACEMENTS`, not exported): the oracle follows the same bound.
+pub const MAX_WORKLOAD_PLACEMENTS: usize = 3;
+
 /// The window of the Job creation bound (S9).
 pub const JOB_CREATE_WINDOW_MS: i64 = 600_000;
 /// Job creations of one digest allowed within the window: a round tries each placement once
-/// (at most [`crate::oracle::MAX_WORKLOAD_PLACEMENTS`] + 1), failed rounds back off from two
+/// (at most [`MAX_WORKLOAD_PLACEMENTS`] + 1), failed rounds back off from two
 /// minutes on (so three rounds fit), and transient failures, user deletions and taken names
 /// add a few. Seeds 0..2000 reach 12 at most.
-pub const JOB_CREATE_LIMIT: usize = 4 * (crate::oracle::MAX_WORKLOAD_PLACEMENTS + 1);
+pub const JOB_CREATE_LIMIT: usize = 4 * (MAX_WORKLOAD_PLACEMENTS + 1);
 
 fn filtered<'a>(
     vulns: &'a [Vulnerability],

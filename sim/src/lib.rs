@@ -1,36 +1,38 @@
 //! Deterministic simulation testing of the image-scanner core.
 //!
-//! A seeded discrete-event simulator ([`sim::Sim`]) owns a simulated API server
-//! ([`cluster::Cluster`], request handling in `api.rs`), the world around the operator
-//! (`world.rs`: workload controllers, garbage collector; `kubelet.rs`: images and pull
-//! credentials on the nodes, KEP-2535; `scanjobs.rs`: the scan Job controller), and one
-//! or two operator instances (`operator.rs`), each an unmodified
-//! [`image_scanner_core::engine::Engine`] fed the way the kube-rs shell feeds it. Faults are
-//! injected swarm-style (a random subset per seed, see [`options::Fault`]); safety invariants are
-//! checked whenever the server accepts a write (`checks.rs`), liveness after a heal phase
-//! (`liveness.rs`), and the final state is compared with a fault-free run of the same script.
+//! A seeded discrete-event simulator ([`sim::Sim`]) drives one or two operator instances, each
+//! an unmodified [`image_scanner_core::engine::Engine`] fed the way the kube-rs shell feeds it,
+//! against a simulated API server and the world around it. Faults are injected swarm-style (a
+//! random subset per seed, see [`options::Fault`]); safety invariants are checked whenever the
+//! server accepts a write ([`checks`]), liveness after a heal phase, and the final state is
+//! compared with a fault-free run of the same script.
+//!
+//! The modules are layered, with no import cycle: the components at the crate root hold state
+//! and know nothing of the event loop — the API server's objects ([`cluster`]), what the nodes
+//! hold and the namespaces allow ([`kubelet`], [`admission`]), the scanner's truth
+//! ([`scanner`]), the workload script ([`workload`]), the operator processes ([`instance`],
+//! [`watcher`]), the invariants ([`checks`]), the options and random streams ([`options`],
+//! [`rng`]) and what can happen ([`event`]). [`sim`] is the loop and its handlers, one
+//! submodule per actor: the API server's request handling, the watches, the operator
+//! instances, the workload controllers, the kubelet, the scan Job controller, the garbage
+//! collector, the oracle and the liveness checks.
 //!
 //! Reproduce a seed with `SIM_SEED=<n> cargo test -p sim --release -- replay --nocapture`.
 
 #![deny(clippy::disallowed_methods, clippy::disallowed_types)]
 
 pub mod admission;
-pub mod api;
 pub mod checks;
 pub mod cluster;
-pub mod gc;
+pub mod event;
+pub mod instance;
 pub mod kubelet;
-pub mod liveness;
-pub mod operator;
 pub mod options;
-pub mod oracle;
 pub mod rng;
-pub mod scanjobs;
 pub mod scanner;
 pub mod sim;
-pub mod watch;
+pub mod watcher;
 pub mod workload;
-pub mod world;
 
 use std::path::PathBuf;
 

@@ -15,8 +15,19 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::errors::ShellError;
-use super::runtime::EngineQuery;
 use crate::core::metrics_model::ExpositionCursor;
+
+/// Requests the HTTP server sends to the engine task.
+pub enum EngineQuery {
+    /// Render the chunk of `/metrics` that starts at the cursor; the answer carries where the
+    /// next one starts (`None` after the last).
+    MetricsChunk {
+        /// Where the chunk starts.
+        cursor: ExpositionCursor,
+        /// Where the chunk goes.
+        reply: oneshot::Sender<(String, Option<ExpositionCursor>)>,
+    },
+}
 
 /// Readiness source for `/readyz`.
 #[derive(Clone)]

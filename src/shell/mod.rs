@@ -17,4 +17,5 @@ pub mod logging;
 pub mod metrics;
 pub mod nodes;
 pub mod runtime;
+pub mod sync_gate;
 pub mod watch;

@@ -12,7 +12,7 @@ use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
 use tokio::sync::mpsc;
 
-use super::watch::SyncGate;
+use super::sync_gate::SyncGate;
 use crate::core::port::{NodePlatform, Observation};
 use crate::core::scan_job::{LABEL_ARCH, LABEL_OS};
 

@@ -7,19 +7,19 @@ use std::time::Duration;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use kube::Client;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::discovery::resolve_workload_kinds;
 use super::errors::ShellError;
 use super::execute::{Executor, now};
-use super::http::{self, Health};
+use super::http::{self, EngineQuery, Health};
 use super::leader;
 use super::metrics::{METRICS_CHUNK_BYTES, RequestCounters, render_metrics_chunk};
-use super::watch::{SyncGate, WatchPlan, run_watches};
+use super::sync_gate::SyncGate;
+use super::watch::{WatchPlan, run_watches};
 use crate::config::{GateSetting, OperatorConfig};
 use crate::core::engine::{Engine, EngineConfig, StatusDetails};
-use crate::core::metrics_model::ExpositionCursor;
 use crate::core::port::{Action, Command, Observation, Outcome};
 use crate::core::scan_job::ScanJobSettings;
 
@@ -80,18 +80,6 @@ pub fn engine_config(
         // Flow control, retry and back-off timings: the engine's own defaults.
         ..EngineConfig::default()
     }
-}
-
-/// Requests the HTTP server sends to the engine task.
-pub enum EngineQuery {
-    /// Render the chunk of `/metrics` that starts at the cursor; the answer carries where the
-    /// next one starts (`None` after the last).
-    MetricsChunk {
-        /// Where the chunk starts.
-        cursor: ExpositionCursor,
-        /// Where the chunk goes.
-        reply: oneshot::Sender<(String, Option<ExpositionCursor>)>,
-    },
 }
 
 /// The client configuration in controller-runtime's order: `--kubeconfig`, `KUBECONFIG`, the

@@ -2,9 +2,6 @@
 //! and sent to the engine task. Watch errors are logged and retried with kube-runtime's default
 //! back-off (they are never fatal: a 410 just restarts the list).
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Event as CoreEvent, Pod};
@@ -18,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::convert;
 use super::execute::now;
+use super::sync_gate::SyncGate;
 use crate::core::port::{Observation, StreamId, WatchEvent};
 use crate::core::scan_job::TRIVY_JOB_CONFIG_MAP;
 use crate::core::workload::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
@@ -28,35 +26,6 @@ use crate::crd::ContainerImageScan;
 pub struct WorkloadKind {
     /// Discovery data for the metadata watch.
     pub resource: ApiResource,
-}
-
-/// Counts streams that have not delivered their first complete list; the last one to do so
-/// tells the engine the caches are synced.
-#[derive(Clone)]
-pub struct SyncGate {
-    pending: Arc<AtomicUsize>,
-    ready: Arc<tokio::sync::watch::Sender<bool>>,
-}
-
-impl SyncGate {
-    /// A gate waiting for `streams` first lists.
-    pub fn new(streams: usize) -> (SyncGate, tokio::sync::watch::Receiver<bool>) {
-        let (tx, rx) = tokio::sync::watch::channel(streams == 0);
-        (
-            SyncGate {
-                pending: Arc::new(AtomicUsize::new(streams)),
-                ready: Arc::new(tx),
-            },
-            rx,
-        )
-    }
-
-    pub(super) async fn done_one(&self, tx: &mpsc::Sender<Observation>) {
-        if self.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
-            let _ = tx.send(Observation::CachesSynced).await;
-            let _ = self.ready.send(true);
-        }
-    }
 }
 
 /// What to watch.

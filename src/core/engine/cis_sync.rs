@@ -10,9 +10,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::index::{CisKey, ObjectKind, PodKey, Tracked};
+use super::index::{CisKey, PodKey};
 use super::timers::TimerKey;
 use super::tracked::supersedes;
+use super::tracked::{ObjectKind, Tracked};
 use super::{Engine, Target};
 use crate::crd::{ContainerImageScanSpec, Workload};
 use crate::port::{Action, CisView, Command, Labels, Outcome, OwnerRef, StreamId, WatchEvent};

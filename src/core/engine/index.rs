@@ -6,12 +6,12 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
 use super::intern::Interner;
-use super::tracked::Relists;
+use super::tracked::{Holds, ObjectKind, Relists, Tracked};
 use super::vec_set::VecSet;
 use crate::crd::VulnerabilitySummary;
 use crate::port::{
     CisView, ContainerView, JobView, Labels, OwnerRef, PodView, PullCredentials, ScanPodView,
-    StreamId, WorkloadView,
+    WorkloadView,
 };
 use crate::workload::{ContainerProblem, PodTarget, WorkloadKey};
 
@@ -49,18 +49,6 @@ pub fn pod_key(namespace: &str, name: &str) -> PodKey {
     (namespace.into(), name.into())
 }
 
-/// An observed object with the watch stream that delivered it and the relist epoch it was last
-/// seen in.
-#[derive(Clone, Debug)]
-pub struct Tracked<T> {
-    /// The object.
-    pub view: T,
-    /// The stream that delivered it.
-    pub stream: StreamId,
-    /// Relist epoch of that stream when last delivered.
-    pub epoch: u64,
-}
-
 /// A workload pod and what it contributes.
 #[derive(Clone, Debug)]
 pub struct PodEntry {
@@ -73,6 +61,12 @@ pub struct PodEntry {
     pub settled: bool,
     /// Workload object the owner chain is waiting for (boxed: rarely set).
     pub waiting_on: Option<Box<WorkloadKey>>,
+}
+
+impl Holds<PodView> for Box<PodEntry> {
+    fn tracked(&self) -> &Tracked<PodView> {
+        &self.tracked
+    }
 }
 
 /// The most recent UIDs of deleted objects, at most [`RecentUids::KEPT`]: the answer to a create
@@ -189,21 +183,6 @@ impl Shared {
         cis.status.summary = cis.status.summary.map(|s| self.summaries.share(s));
         cis
     }
-}
-
-/// Kinds of watched objects, for relist bookkeeping.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum ObjectKind {
-    /// Workload pods.
-    Pod,
-    /// Workload metadata.
-    Workload,
-    /// CIS.
-    Cis,
-    /// Scan Jobs.
-    Job,
-    /// Scan pods.
-    ScanPod,
 }
 
 impl ObjectKind {

@@ -5,9 +5,10 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use super::Engine;
-use super::index::{CisKey, ObjectKind, PodEntry, PodKey, Tracked, pod_key};
+use super::index::{CisKey, PodEntry, PodKey, pod_key};
 use super::timers::TimerKey;
 use super::tracked::supersedes;
+use super::tracked::{ObjectKind, Tracked};
 use crate::image_ref::DigestKind;
 use crate::port::{EventNote, EventRegarding, PodView, StreamId, WatchEvent, WorkloadView};
 use crate::status;

@@ -9,8 +9,34 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::index::{ObjectKind, PodEntry, Tracked};
 use crate::port::{CisView, JobView, PodView, ScanPodView, StreamId, WatchEvent, WorkloadView};
+
+/// An observed object with the watch stream that delivered it and the relist epoch it was last
+/// seen in.
+#[derive(Clone, Debug)]
+pub struct Tracked<T> {
+    /// The object.
+    pub view: T,
+    /// The stream that delivered it.
+    pub stream: StreamId,
+    /// Relist epoch of that stream when last delivered.
+    pub epoch: u64,
+}
+
+/// Kinds of watched objects, for relist bookkeeping.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ObjectKind {
+    /// Workload pods.
+    Pod,
+    /// Workload metadata.
+    Workload,
+    /// CIS.
+    Cis,
+    /// Scan Jobs.
+    Job,
+    /// Scan pods.
+    ScanPod,
+}
 
 /// The identity and version of a watched object.
 pub trait Versioned {
@@ -69,12 +95,6 @@ impl<V> Holds<V> for Tracked<V> {
 impl<V> Holds<V> for Box<Tracked<V>> {
     fn tracked(&self) -> &Tracked<V> {
         self
-    }
-}
-
-impl Holds<PodView> for Box<PodEntry> {
-    fn tracked(&self) -> &Tracked<PodView> {
-        &self.tracked
     }
 }
 

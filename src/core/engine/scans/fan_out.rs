@@ -245,7 +245,7 @@ impl Engine {
                 // back as a ghost that no later event removes (sim seed 9735).
                 let held = self.index.cis.get(&key).filter(|t| t.view.uid == view.uid);
                 if let Some((stream, epoch)) = held.map(|t| (t.stream, t.epoch)) {
-                    self.upsert_cis(crate::engine::index::Tracked {
+                    self.upsert_cis(crate::engine::tracked::Tracked {
                         view: *view,
                         stream,
                         epoch,

@@ -2,7 +2,7 @@
 //! Events, and results already shown by CIS statuses (after a restart).
 
 use super::*;
-use crate::engine::index::{ObjectKind, Tracked};
+use crate::engine::tracked::{ObjectKind, Tracked};
 use crate::engine::tracked::{StoreOp, supersedes};
 
 impl Engine {

@@ -303,14 +303,14 @@ impl Engine {
                     .map(|t| (t.stream, t.epoch))
                     .unwrap_or_else(|| {
                         (self.index.relists)
-                            .home(crate::engine::index::ObjectKind::Job, &view.namespace)
+                            .home(crate::engine::tracked::ObjectKind::Job, &view.namespace)
                     });
                 let follows = self.latest(digest).map(|l| l.job_uid.clone());
                 self.digests
                     .entry(digest.to_string())
                     .or_default()
                     .requested = Some((view.uid.clone(), follows));
-                self.upsert_job(crate::engine::index::Tracked {
+                self.upsert_job(crate::engine::tracked::Tracked {
                     view: *view,
                     stream,
                     epoch,

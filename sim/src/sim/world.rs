@@ -6,11 +6,12 @@
 use image_scanner_core::port::{ContainerKind, OwnerRef};
 use image_scanner_core::time::Timestamp;
 
+use super::Sim;
 use crate::cluster::{
     CState, NsState, SimContainer, SimPod, SimWorkload, Template, kind, owner_ref,
 };
+use crate::event::{Event, PodStep};
 use crate::rng::Draw;
-use crate::sim::{Event, PodStep, Sim};
 use crate::workload::Op;
 
 /// Grace period of pod deletion, ms.
@@ -21,7 +22,7 @@ impl Sim {
     pub fn apply_op(&mut self, index: usize, op: Op) {
         match op {
             Op::CreateNamespace(ns) => match self.cluster.namespaces.get(&ns) {
-                Some(NsState::Terminating) => self.after(10_000, Event::Op(index)),
+                Some(NsState::Terminating) => self.after(10_000, Event::Op { index }),
                 Some(NsState::Active) => {}
                 None => {
                     self.cluster.namespaces.insert(ns, NsState::Active);
@@ -65,7 +66,7 @@ impl Sim {
                     kind::DEPLOY => self.new_replica_set(&key),
                     kind::CRON => {
                         let d = self.r_world.between(5_000, period_ms);
-                        self.after(d, Event::CronTick(ns, name));
+                        self.after(d, Event::CronTick { ns, name });
                     }
                     _ => self.reconcile_soon(k, &ns, &name),
                 }
@@ -97,7 +98,14 @@ impl Sim {
                             if let Some(rs) = self.cluster.workloads.get_mut(&child) {
                                 rs.done = true;
                             }
-                            self.after(d, Event::Reconcile(child.0, child.1, child.2));
+                            self.after(
+                                d,
+                                Event::Reconcile {
+                                    kind: child.0,
+                                    ns: child.1,
+                                    name: child.2,
+                                },
+                            );
                         }
                         self.new_replica_set(&key);
                     }
@@ -193,7 +201,15 @@ impl Sim {
                 let uid = p.uid.clone();
                 self.cluster.publish_pod(&ns, &name);
                 let d = self.r_world.between(500, 10_000);
-                self.after(d, Event::Pod(ns, name, uid, PodStep::Restart));
+                self.after(
+                    d,
+                    Event::Pod {
+                        ns,
+                        name,
+                        uid,
+                        step: PodStep::Restart,
+                    },
+                );
             }
             Op::SetIgnoreUnfixed {
                 kind: k,
@@ -254,7 +270,14 @@ impl Sim {
 
     fn reconcile_soon(&mut self, k: u8, ns: &str, name: &str) {
         let d = self.r_world.between(50, 1_500);
-        self.after(d, Event::Reconcile(k, ns.to_string(), name.to_string()));
+        self.after(
+            d,
+            Event::Reconcile {
+                kind: k,
+                ns: ns.to_string(),
+                name: name.to_string(),
+            },
+        );
     }
 
     fn children_of(&self, ns: &str, owner: &(u8, String, String)) -> Vec<(u8, String, String)> {
@@ -432,7 +455,12 @@ impl Sim {
         let d = self.r_world.between(100, 2_000);
         self.after(
             d,
-            Event::Pod(ns.to_string(), name.to_string(), uid, PodStep::Schedule),
+            Event::Pod {
+                ns: ns.to_string(),
+                name: name.to_string(),
+                uid,
+                step: PodStep::Schedule,
+            },
         );
     }
 
@@ -452,7 +480,12 @@ impl Sim {
         let d = self.r_world.between(GRACE.0, GRACE.1);
         self.after(
             d,
-            Event::Pod(ns.to_string(), name.to_string(), uid, PodStep::Remove),
+            Event::Pod {
+                ns: ns.to_string(),
+                name: name.to_string(),
+                uid,
+                step: PodStep::Remove,
+            },
         );
     }
 
@@ -463,7 +496,12 @@ impl Sim {
             let uid = p.uid.clone();
             self.after(
                 ms,
-                Event::Pod(ns.to_string(), name.to_string(), uid, PodStep::Remove),
+                Event::Pod {
+                    ns: ns.to_string(),
+                    name: name.to_string(),
+                    uid,
+                    step: PodStep::Remove,
+                },
             );
             // Mark as deleting at once, so the owner creates the replacement.
             self.delete_pod_now_marked(ns, name);
@@ -504,10 +542,16 @@ impl Sim {
             .collect();
         for (cns, cname) in cis {
             let d = self.r_gc.between(100, 3_000);
-            self.after(d, Event::GcCis(cns, cname));
+            self.after(
+                d,
+                Event::GcCis {
+                    ns: cns,
+                    name: cname,
+                },
+            );
         }
         if self.cluster.namespaces.get(ns) == Some(&NsState::Terminating) {
-            self.after(1_000, Event::NsFinalize(ns.to_string()));
+            self.after(1_000, Event::NsFinalize { ns: ns.to_string() });
         }
     }
 
@@ -518,7 +562,13 @@ impl Sim {
         };
         self.cluster.publish_workload(key);
         let d = self.r_world.between(100, 3_000);
-        self.after(d, Event::Cascade(key.1.clone(), w.uid));
+        self.after(
+            d,
+            Event::Cascade {
+                ns: key.1.clone(),
+                owner_uid: w.uid,
+            },
+        );
     }
 
     /// Background cascade: dependents of `uid` are deleted.
@@ -585,6 +635,12 @@ impl Sim {
             let old = jobs.remove(0);
             self.delete_workload(&old);
         }
-        self.after(period, Event::CronTick(ns.to_string(), name.to_string()));
+        self.after(
+            period,
+            Event::CronTick {
+                ns: ns.to_string(),
+                name: name.to_string(),
+            },
+        );
     }
 }

@@ -10,11 +10,12 @@ use std::sync::Arc;
 use image_scanner_core::port::{JobFinish, ScanContainerState};
 use image_scanner_core::time::Timestamp;
 
+use super::Sim;
 use crate::cluster::{Plan, SimScanPod};
+use crate::event::{Event, JobStep};
 use crate::kubelet::Access;
 use crate::options::Fault;
 use crate::rng::Draw;
-use crate::sim::{Event, JobStep, Sim};
 
 /// Key of a Job or scan pod: (namespace, name).
 pub type Key = (String, String);
@@ -36,7 +37,12 @@ impl Sim {
         let job = job.clone();
         let (ns, name) = (key.0.as_str(), key.1.as_str());
         let now = Timestamp(self.now).truncate_to_secs();
-        let ev = |step| Event::Job(key.0.clone(), key.1.clone(), uid.to_string(), step);
+        let ev = |step| Event::Job {
+            ns: key.0.clone(),
+            name: key.1.clone(),
+            uid: uid.to_string(),
+            step,
+        };
         match step {
             JobStep::CreatePod => {
                 if job.finished.is_some() || job.pod.is_some() {
@@ -318,7 +324,12 @@ impl Sim {
         }
         self.after(
             ttl,
-            Event::Job(key.0.clone(), key.1.clone(), uid, JobStep::Ttl),
+            Event::Job {
+                ns: key.0.clone(),
+                name: key.1.clone(),
+                uid,
+                step: JobStep::Ttl,
+            },
         );
     }
 
@@ -344,7 +355,14 @@ impl Sim {
         p.deleting = true;
         let uid = p.uid.clone();
         let d = self.r_jobs.between(500, 10_000);
-        self.after(d, Event::ScanPodRemove(key.0.clone(), key.1.clone(), uid));
+        self.after(
+            d,
+            Event::ScanPodRemove {
+                ns: key.0.clone(),
+                name: key.1.clone(),
+                uid,
+            },
+        );
     }
 
     /// A scan pod's graceful deletion ends.

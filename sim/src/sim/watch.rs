@@ -5,69 +5,14 @@
 //! Events the engine reacts to (BackOff of scan pods, FailedCreate of scan Jobs), which a
 //! starting instance lists again.
 
-use image_scanner_core::port::{NodePlatform, Observation, StreamId, WatchEvent};
+use image_scanner_core::port::{NodePlatform, Observation, WatchEvent};
 
-use crate::cluster::{Kind, View, kind};
+use super::Sim;
+use crate::cluster::{Kind, View};
+use crate::event::Event;
 use crate::options::Fault;
 use crate::rng::Draw;
-use crate::sim::{Event, Sim};
-
-/// Every stream an instance watches (the configured kinds' metadata included).
-pub const STREAMS: [Kind; 11] = [
-    Kind::Pod,
-    Kind::Cis,
-    Kind::Workload(0),
-    Kind::Workload(1),
-    Kind::Workload(2),
-    Kind::Workload(3),
-    Kind::Workload(4),
-    Kind::Workload(5),
-    Kind::Workload(6),
-    Kind::Job,
-    Kind::ScanPod,
-];
-
-/// The shell's stream numbering: per scope pods, CIS, each kind; then Jobs and scan pods.
-fn stream_id(k: Kind) -> StreamId {
-    StreamId(match k {
-        Kind::Pod => 1,
-        Kind::Cis => 2,
-        Kind::Workload(i) => 3 + u32::from(i),
-        Kind::Job => 3 + u32::from(kind::CONFIGURED),
-        Kind::ScanPod => 4 + u32::from(kind::CONFIGURED),
-    })
-}
-
-/// One watch of one instance.
-#[derive(Clone, Debug, Default)]
-pub struct Watcher {
-    /// Last resourceVersion delivered.
-    pub cursor: u64,
-    /// Connected (a disconnected watcher reconnects, possibly into a 410).
-    pub connected: bool,
-    /// Delivered its first complete list.
-    pub listed: bool,
-    /// A delivery is scheduled.
-    pub scheduled: bool,
-    /// The next reconnect must relist (a lost delete).
-    pub must_relist: bool,
-}
-
-/// A `FailedCreate` Event of a scan Job, as the engine observes it.
-#[derive(Clone, Debug)]
-pub struct Rejection {
-    /// The Job's namespace.
-    pub namespace: String,
-    /// The Job's name.
-    pub job_name: String,
-    /// The Job's UID.
-    pub job_uid: String,
-    /// The Event's message.
-    pub message: String,
-}
-
-/// How long the API server keeps Events (`--event-ttl`).
-pub const EVENT_TTL_MS: i64 = 3_600_000;
+use crate::watcher::{Rejection, stream_id};
 
 impl Sim {
     pub(crate) fn delay(&mut self) -> u64 {
@@ -98,7 +43,14 @@ impl Sim {
             if let Some(w) = self.instances[i].watchers.get_mut(&k) {
                 w.scheduled = true;
             }
-            self.after(d, Event::Deliver(i, inc, k));
+            self.after(
+                d,
+                Event::Deliver {
+                    instance: i,
+                    inc,
+                    kind: k,
+                },
+            );
         }
     }
 
@@ -136,7 +88,14 @@ impl Sim {
         if !self.live(i, inc) {
             return;
         }
-        if self.postpone_if_paused(i, Event::Deliver(i, inc, k)) {
+        if self.postpone_if_paused(
+            i,
+            Event::Deliver {
+                instance: i,
+                inc,
+                kind: k,
+            },
+        ) {
             return;
         }
         let Some(w) = self.instances[i].watchers.get(&k).cloned() else {
@@ -168,7 +127,14 @@ impl Sim {
                 w.connected = false;
             }
             let d = self.r_delivery.between(10, 1_000);
-            self.after(d, Event::Relist(i, inc, k));
+            self.after(
+                d,
+                Event::Relist {
+                    instance: i,
+                    inc,
+                    kind: k,
+                },
+            );
             return;
         }
         if changes.is_empty() {
@@ -198,7 +164,14 @@ impl Sim {
                             w.must_relist = true;
                         }
                         let d = self.r_faults.between(1_000, 60_000);
-                        self.after(d, Event::Disconnect(i, inc, k));
+                        self.after(
+                            d,
+                            Event::Disconnect {
+                                instance: i,
+                                inc,
+                                kind: k,
+                            },
+                        );
                         continue;
                     }
                     let mut v = v.clone();
@@ -223,7 +196,14 @@ impl Sim {
                 w.scheduled = true;
             }
             let d = self.delay();
-            self.after(d, Event::Deliver(i, inc, k));
+            self.after(
+                d,
+                Event::Deliver {
+                    instance: i,
+                    inc,
+                    kind: k,
+                },
+            );
         }
     }
 
@@ -232,7 +212,14 @@ impl Sim {
         if !self.live(i, inc) {
             return;
         }
-        if self.postpone_if_paused(i, Event::Relist(i, inc, k)) {
+        if self.postpone_if_paused(
+            i,
+            Event::Relist {
+                instance: i,
+                inc,
+                kind: k,
+            },
+        ) {
             return;
         }
         let (head, floor) = self
@@ -284,7 +271,9 @@ impl Sim {
 
     /// The ConfigMap watch lists `trivy-job-config` (it never changes in the simulation).
     pub fn list_job_config(&mut self, i: usize, inc: u32) {
-        if !self.live(i, inc) || self.postpone_if_paused(i, Event::ListJobConfig(i, inc)) {
+        if !self.live(i, inc)
+            || self.postpone_if_paused(i, Event::ListJobConfig { instance: i, inc })
+        {
             return;
         }
         // The node watch lists with it (nodes and their labels never change here).
@@ -325,7 +314,14 @@ impl Sim {
         }
         self.note(|| format!("inst{i} {k:?} disconnect"));
         let d = self.r_delivery.between(200, 5_000);
-        self.after(d, Event::Reconnect(i, inc, k));
+        self.after(
+            d,
+            Event::Reconnect {
+                instance: i,
+                inc,
+                kind: k,
+            },
+        );
     }
 
     /// Reconnect: resume, or 410 and relist when the cursor was compacted away.
@@ -365,14 +361,30 @@ impl Sim {
             }
             let inc = self.instances[i].inc;
             let d = self.delay();
-            self.after(d, Event::BackOff(i, inc, ns.to_string(), pod.to_string()));
+            self.after(
+                d,
+                Event::BackOff {
+                    instance: i,
+                    inc,
+                    ns: ns.to_string(),
+                    pod: pod.to_string(),
+                },
+            );
         }
     }
 
     /// Delivers a BackOff event.
     pub fn back_off_event(&mut self, i: usize, inc: u32, ns: String, pod: String) {
         if !self.live(i, inc)
-            || self.postpone_if_paused(i, Event::BackOff(i, inc, ns.clone(), pod.clone()))
+            || self.postpone_if_paused(
+                i,
+                Event::BackOff {
+                    instance: i,
+                    inc,
+                    ns: ns.clone(),
+                    pod: pod.clone(),
+                },
+            )
         {
             return;
         }
@@ -400,14 +412,28 @@ impl Sim {
                 job_uid: uid.to_string(),
                 message: message.to_string(),
             };
-            self.after(d, Event::JobRejected(i, inc, Box::new(r)));
+            self.after(
+                d,
+                Event::JobRejected {
+                    instance: i,
+                    inc,
+                    rejection: Box::new(r),
+                },
+            );
         }
     }
 
     /// Delivers a FailedCreate event.
     pub fn job_rejected_event(&mut self, i: usize, inc: u32, r: Rejection) {
         if !self.live(i, inc)
-            || self.postpone_if_paused(i, Event::JobRejected(i, inc, Box::new(r.clone())))
+            || self.postpone_if_paused(
+                i,
+                Event::JobRejected {
+                    instance: i,
+                    inc,
+                    rejection: Box::new(r.clone()),
+                },
+            )
         {
             return;
         }

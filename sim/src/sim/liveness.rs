@@ -9,9 +9,10 @@ use image_scanner_api::ContainerImageScan;
 use image_scanner_core::metrics_model::{CisMetricView, render};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+use super::Sim;
+use super::oracle::{PULL_UNAUTHORIZED, Reach, SCAN_POD_REJECTED};
 use crate::checks::expected_summary;
-use crate::oracle::{PULL_UNAUTHORIZED, Reach, SCAN_POD_REJECTED};
-use crate::sim::{Event, Sim};
+use crate::event::Event;
 
 impl Sim {
     /// Periodic convergence check during the heal phase.

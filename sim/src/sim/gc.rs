@@ -3,9 +3,10 @@
 
 use std::collections::BTreeMap;
 
+use super::Sim;
 use crate::cluster::NsState;
+use crate::event::Event;
 use crate::rng::Draw;
-use crate::sim::{Event, Sim};
 
 impl Sim {
     /// Deletes a namespace: everything in it goes, then the namespace.
@@ -32,7 +33,7 @@ impl Sim {
         // Scan Jobs placed here go with the namespace, and so do its Events.
         self.delete_cis_and_jobs_in(ns);
         self.cluster.job_events.retain(|(n, _, _), _| n != ns);
-        self.after(5_000, Event::NsFinalize(ns.to_string()));
+        self.after(5_000, Event::NsFinalize { ns: ns.to_string() });
     }
 
     /// Removes a terminating namespace once it is empty.
@@ -47,7 +48,7 @@ impl Sim {
         if busy {
             // Objects created meanwhile (e.g. a CIS apply that raced) are deleted too.
             self.delete_cis_and_jobs_in(ns);
-            self.after(5_000, Event::NsFinalize(ns.to_string()));
+            self.after(5_000, Event::NsFinalize { ns: ns.to_string() });
         } else {
             self.cluster.namespaces.remove(ns);
         }
@@ -74,7 +75,13 @@ impl Sim {
                 c.deleting = true;
                 self.cluster.publish_cis(ns, name);
                 let d = self.r_gc.between(1_000, 30_000);
-                self.after(d, Event::Finalize(ns.to_string(), name.to_string()));
+                self.after(
+                    d,
+                    Event::Finalize {
+                        ns: ns.to_string(),
+                        name: name.to_string(),
+                    },
+                );
             }
             return;
         }

@@ -1,6 +1,6 @@
-//! Operator instances: an [`Engine`] each, fed exactly as `src/shell/runtime.rs` `drive()` feeds
-//! it (watch events, outcomes, leadership, wake-ups; `poll` after each; the watches are in
-//! `watch.rs`), a lease, crashes, pauses, clock skew and config changes.
+//! Operator instances at work: an [`Engine`] each, fed exactly as `src/shell/runtime.rs`
+//! `drive()` feeds it (watch events, outcomes, leadership, wake-ups; `poll` after each; the
+//! watches are in `watch.rs`), the Lease, crashes, pauses, clock skew and config changes.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
@@ -8,92 +8,19 @@ use std::time::Duration;
 use image_scanner_core::engine::{Engine, EngineConfig};
 use image_scanner_core::port::{Action, CommandId, Observation, Outcome};
 use image_scanner_core::time::Timestamp;
-use regex::Regex;
 
+use super::Sim;
 use crate::cluster::Kind;
-use crate::options::{Fault, Options};
+use crate::event::Event;
+use crate::instance::{Instance, describe, outcome_str, regex};
+use crate::options::Fault;
 use crate::rng::{Draw, Fnv};
-use crate::sim::{Event, Sim};
-use crate::watch::{EVENT_TTL_MS, Rejection, STREAMS, Watcher};
+use crate::watcher::{EVENT_TTL_MS, Rejection, STREAMS, Watcher};
 
 /// Lease duration and renew period (kube-lease-manager settings of the shell).
 const LEASE_MS: i64 = 15_000;
 const RENEW_MS: u64 = 5_000;
 const RETRY_MS: u64 = 2_000;
-
-/// The coordination Lease as a sim object.
-#[derive(Clone, Debug, Default)]
-pub struct Lease {
-    /// (instance, incarnation) holding it.
-    pub holder: Option<(usize, u32)>,
-    /// Expiry.
-    pub expires: i64,
-}
-
-/// An operator process.
-pub struct Instance {
-    /// Index.
-    pub id: usize,
-    /// Incarnation; bumped by every crash, so stale replies are dropped.
-    pub inc: u32,
-    /// The engine; `None` while crashed.
-    pub engine: Option<Engine>,
-    /// Its configuration.
-    pub cfg: EngineConfig,
-    /// Watches.
-    pub watchers: BTreeMap<Kind, Watcher>,
-    /// `CachesSynced` delivered.
-    pub synced: bool,
-    /// The scan namespace's `trivy-job-config` ConfigMap was listed (one of the watches the
-    /// shell waits for before `CachesSynced`).
-    pub config_listed: bool,
-    /// Told it leads.
-    pub leading: bool,
-    /// Paused (stop-the-world).
-    pub paused: bool,
-    /// Until when.
-    pub paused_until: i64,
-    /// Clock skew (ms) against the API server.
-    pub skew: i64,
-    /// Scheduled wake-up (sim time).
-    pub wake_at: Option<i64>,
-    /// A restart is scheduled.
-    pub restart_pending: bool,
-    /// Identical commands recently issued: fingerprint → (window start, count).
-    pub repeats: BTreeMap<u64, (i64, u32)>,
-    /// Commands issued in the current simulated second.
-    pub second: (i64, u32),
-    /// Commands in flight (issued, no reply observed).
-    pub inflight: VecDeque<CommandId>,
-    /// Per CreateJob in flight: how far its Job watch had got when it was decided (what the
-    /// Job limit was checked against).
-    pub job_cursor: BTreeMap<CommandId, u64>,
-}
-
-/// The engine configuration of a run.
-pub fn engine_config(opts: &Options) -> EngineConfig {
-    let mut cfg = EngineConfig::for_tests(crate::cluster::SCAN_NS);
-    cfg.workload_kinds
-        .insert(("example.com".to_string(), "Rollout".to_string()));
-    cfg.scan_interval = opts.scan_interval;
-    cfg.active_job_limit = opts.job_limit;
-    cfg.max_inflight = opts.max_inflight;
-    cfg.details_max_bytes = opts.details_max_bytes;
-    cfg.log_max_bytes = 256 * 1024;
-    cfg.report_cache_bytes = 256 * 1024;
-    cfg.failed_scan_retry = Duration::from_secs(120);
-    cfg.api_retry_max = Duration::from_secs(60);
-    cfg.job.ttl_seconds_after_finished = 900;
-    cfg.job.active_deadline_seconds = 600;
-    cfg.job.backoff_limit = 2;
-    cfg.workload_placement = opts.kep.placement;
-    cfg
-}
-
-fn regex(p: &str) -> Regex {
-    #[allow(clippy::expect_used)]
-    Regex::new(p).expect("constant pattern")
-}
 
 impl Sim {
     /// Starts (or restarts) instance `id` with a fresh engine.
@@ -160,12 +87,19 @@ impl Sim {
         }
         for k in STREAMS {
             let d = self.r_delivery.between(1, 200);
-            self.after(d, Event::Relist(id, inc, k));
+            self.after(
+                d,
+                Event::Relist {
+                    instance: id,
+                    inc,
+                    kind: k,
+                },
+            );
         }
         let d = self.r_delivery.between(1, 200);
-        self.after(d, Event::ListJobConfig(id, inc));
+        self.after(d, Event::ListJobConfig { instance: id, inc });
         let d = self.r_delivery.between(1, 500);
-        self.after(d, Event::LeaseTick(id, inc));
+        self.after(d, Event::LeaseTick { instance: id, inc });
         // The Event watch starts with a list: FailedCreate Events of the last hour.
         let now = self.now;
         self.cluster
@@ -184,7 +118,14 @@ impl Sim {
             .collect();
         for r in events {
             let d = self.r_delivery.between(1, 500);
-            self.after(d, Event::JobRejected(id, inc, Box::new(r)));
+            self.after(
+                d,
+                Event::JobRejected {
+                    instance: id,
+                    inc,
+                    rejection: Box::new(r),
+                },
+            );
         }
         self.note(|| format!("inst{id} start inc={inc}"));
     }
@@ -276,7 +217,7 @@ impl Sim {
                 .is_none_or(|w| t < w || w < self.now)
         {
             self.instances[i].wake_at = Some(t);
-            self.at(t.max(self.now + 1), Event::Wake(i, inc));
+            self.at(t.max(self.now + 1), Event::Wake { instance: i, inc });
         }
         if commands.is_empty() {
             return;
@@ -318,7 +259,14 @@ impl Sim {
             self.note(|| format!("inst{i} cmd#{} {verb} {}", id.0, describe(&cmd.action)));
             self.instances[i].inflight.push_back(id);
             let d = self.delay();
-            self.after(d, Event::Arrive(i, inc, Box::new(cmd)));
+            self.after(
+                d,
+                Event::Arrive {
+                    instance: i,
+                    inc,
+                    command: Box::new(cmd),
+                },
+            );
         }
     }
 
@@ -363,7 +311,15 @@ impl Sim {
         }
         if self.instances[i].paused {
             let until = self.instances[i].paused_until;
-            self.at(until + 1, Event::Reply(i, inc, id, Box::new(outcome)));
+            self.at(
+                until + 1,
+                Event::Reply {
+                    instance: i,
+                    inc,
+                    id,
+                    outcome: Box::new(outcome),
+                },
+            );
             return;
         }
         if self.fault(Fault::Crash, 0.3) {
@@ -385,7 +341,7 @@ impl Sim {
         if self.instances[i].wake_at.is_some_and(|w| w > self.now) {
             return;
         }
-        if self.postpone_if_paused(i, Event::Wake(i, inc)) {
+        if self.postpone_if_paused(i, Event::Wake { instance: i, inc }) {
             return;
         }
         self.instances[i].wake_at = None;
@@ -397,7 +353,7 @@ impl Sim {
         if !self.live(i, inc) {
             return;
         }
-        if self.postpone_if_paused(i, Event::LeaseTick(i, inc)) {
+        if self.postpone_if_paused(i, Event::LeaseTick { instance: i, inc }) {
             return;
         }
         let me = (i, inc);
@@ -405,7 +361,7 @@ impl Sim {
         let d = self.r_delivery.between(1, 300);
         if self.lease.holder == Some(me) && self.lease.expires > now {
             self.lease.expires = now + LEASE_MS;
-            self.after(RENEW_MS, Event::LeaseTick(i, inc));
+            self.after(RENEW_MS, Event::LeaseTick { instance: i, inc });
         } else if self.lease.holder.is_none()
             || self.lease.expires <= now
             || self.lease.holder == Some(me)
@@ -413,20 +369,43 @@ impl Sim {
             self.lease.holder = Some(me);
             self.lease.expires = now + LEASE_MS;
             self.note(|| format!("inst{i} acquires the lease"));
-            self.after(d, Event::Leadership(i, inc, true));
-            self.after(RENEW_MS, Event::LeaseTick(i, inc));
+            self.after(
+                d,
+                Event::Leadership {
+                    instance: i,
+                    inc,
+                    leading: true,
+                },
+            );
+            self.after(RENEW_MS, Event::LeaseTick { instance: i, inc });
         } else {
             if self.instances[i].leading {
                 self.note(|| format!("inst{i} finds the lease taken"));
-                self.after(d, Event::Leadership(i, inc, false));
+                self.after(
+                    d,
+                    Event::Leadership {
+                        instance: i,
+                        inc,
+                        leading: false,
+                    },
+                );
             }
-            self.after(RETRY_MS, Event::LeaseTick(i, inc));
+            self.after(RETRY_MS, Event::LeaseTick { instance: i, inc });
         }
     }
 
     /// Leadership reaches the engine.
     pub fn leadership(&mut self, i: usize, inc: u32, leading: bool) {
-        if !self.live(i, inc) || self.postpone_if_paused(i, Event::Leadership(i, inc, leading)) {
+        if !self.live(i, inc)
+            || self.postpone_if_paused(
+                i,
+                Event::Leadership {
+                    instance: i,
+                    inc,
+                    leading,
+                },
+            )
+        {
             return;
         }
         if leading && self.lease.holder != Some((i, inc)) {
@@ -456,7 +435,7 @@ impl Sim {
         inst.inc += 1;
         inst.restart_pending = true;
         let d = self.r_faults.between(500, 20_000);
-        self.after(d, Event::Restart(i));
+        self.after(d, Event::Restart { instance: i });
     }
 
     /// Restart after a crash (possibly with another configuration).
@@ -483,7 +462,7 @@ impl Sim {
         self.note(|| format!("inst{i} PAUSE {ms}ms"));
         self.instances[i].paused = true;
         self.instances[i].paused_until = self.now + ms as i64;
-        self.after(ms, Event::Unpause(i));
+        self.after(ms, Event::Unpause { instance: i });
     }
 
     /// The pause ends.
@@ -505,127 +484,6 @@ impl Sim {
         self.instances[i].skew += ms;
         let inc = self.instances[i].inc;
         self.instances[i].wake_at = None;
-        self.after(1, Event::Wake(i, inc));
-    }
-}
-
-/// A short description of an action for traces and messages.
-pub fn describe(a: &Action) -> String {
-    match a {
-        Action::ApplyCis {
-            namespace,
-            name,
-            owners,
-            spec,
-            ..
-        } => {
-            format!(
-                "apply_cis {namespace}/{name} digest={} owners={}",
-                short(&spec.digest),
-                owners.len()
-            )
-        }
-        Action::DeleteCis {
-            namespace,
-            name,
-            uid,
-        } => format!("delete_cis {namespace}/{name} uid={}", short(uid)),
-        Action::ApplyCisStatus {
-            namespace,
-            name,
-            uid,
-            status,
-            keep_details,
-            ..
-        } => format!(
-            "apply_status {namespace}/{name} uid={} job={} t={:?} cond={:?} keep={keep_details} summary={:?}",
-            short(uid),
-            status
-                .last_scan_job_uid
-                .as_deref()
-                .map(short)
-                .unwrap_or_default(),
-            status.last_scan_time.as_ref().map(|t| t.0.as_second()),
-            status
-                .conditions
-                .iter()
-                .flatten()
-                .map(|c| format!("{}: {}", c.reason, &c.message[..c.message.len().min(120)]))
-                .collect::<Vec<_>>(),
-            status
-                .vulnerability_summary
-                .as_ref()
-                .map(|s| (s.fixed_count, s.unfixed_count)),
-        ),
-        Action::CreateJob { job } => {
-            let secrets: Vec<String> = job
-                .spec
-                .as_ref()
-                .and_then(|s| s.template.spec.as_ref())
-                .and_then(|s| s.image_pull_secrets.clone())
-                .unwrap_or_default()
-                .into_iter()
-                .map(|s| s.name)
-                .collect();
-            let digest = job
-                .metadata
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get(image_scanner_core::scan_job::ANNOTATION_DIGEST))
-                .cloned()
-                .unwrap_or_default();
-            format!(
-                "create_job {}/{} digest={} secrets={secrets:?}",
-                job.metadata.namespace.clone().unwrap_or_default(),
-                job.metadata.name.clone().unwrap_or_default(),
-                short(&digest)
-            )
-        }
-        Action::DeleteJob {
-            namespace,
-            name,
-            uid,
-        } => format!("delete_job {namespace}/{name} uid={}", short(uid)),
-        Action::FetchLog {
-            namespace,
-            pod_name,
-            limit_bytes,
-            ..
-        } => format!("fetch_log {namespace}/{pod_name} limit={limit_bytes}"),
-        Action::ApplyReport {
-            namespace, name, ..
-        } => format!("apply_report {namespace}/{name}"),
-        Action::RecordEvent {
-            namespace,
-            name,
-            event,
-            ..
-        } => format!("event {namespace}/{name} {}", event.reason),
-    }
-}
-
-fn short(s: &str) -> &str {
-    let s = s.strip_prefix("sha256:").unwrap_or(s);
-    &s[..s.len().min(16)]
-}
-
-fn outcome_str(o: &Outcome) -> String {
-    match o {
-        Outcome::CisApplied(v) => format!("cis_applied rv={:?}", v.resource_version),
-        Outcome::JobCreated(v) => {
-            format!(
-                "job_created {}/{} uid={}",
-                v.namespace,
-                v.name,
-                short(&v.uid)
-            )
-        }
-        Outcome::Done => "done".to_string(),
-        Outcome::Log(b) => format!("log {} bytes", b.len()),
-        Outcome::Failed(e) => format!(
-            "failed {:?} {}",
-            e.kind,
-            &e.message[..e.message.len().min(80)]
-        ),
+        self.after(1, Event::Wake { instance: i, inc });
     }
 }

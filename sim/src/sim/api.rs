@@ -19,10 +19,11 @@ use image_scanner_core::time::Timestamp;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::PodSpec;
 
+use super::Sim;
 use crate::cluster::{JobRecord, NsState, SCAN_NS, SimCis, SimJob, cis_view, job_view};
+use crate::event::{Event, JobStep};
 use crate::options::Fault;
 use crate::rng::Draw;
-use crate::sim::{Event, JobStep, Sim};
 
 fn fail(kind: ApiErrorKind, message: impl Into<String>) -> Outcome {
     Outcome::Failed(ApiError {
@@ -38,7 +39,14 @@ impl Sim {
         if self.instances[i].inc == inc && self.instances[i].paused {
             let until = self.instances[i].paused_until;
             let d = self.r_delivery.between(1, 50) as i64;
-            self.at(until + d, Event::Arrive(i, inc, Box::new(cmd)));
+            self.at(
+                until + d,
+                Event::Arrive {
+                    instance: i,
+                    inc,
+                    command: Box::new(cmd),
+                },
+            );
             return;
         }
         let id = cmd.id;
@@ -74,7 +82,7 @@ impl Sim {
                     late || self.instances[i].engine.is_none() || self.instances[i].inc != inc;
                 if write && orphan {
                     self.stats.late_writes += 1;
-                    let d = crate::operator::describe(&cmd.action);
+                    let d = crate::instance::describe(&cmd.action);
                     self.note(|| format!("inst{i} late write lands: {d}"));
                 }
                 let o = self.execute(i, inc, id, cmd.action, orphan);
@@ -98,7 +106,15 @@ impl Sim {
             return;
         }
         let d = self.r_delivery.between(1, 20);
-        self.after(d, Event::Reply(i, inc, id, Box::new(outcome)));
+        self.after(
+            d,
+            Event::Reply {
+                instance: i,
+                inc,
+                id,
+                outcome: Box::new(outcome),
+            },
+        );
     }
 
     fn execute(
@@ -183,7 +199,13 @@ impl Sim {
                         }
                         if owners_changed {
                             let d = self.r_gc.between(100, 3_000);
-                            self.after(d, Event::GcCis(namespace.clone(), name.clone()));
+                            self.after(
+                                d,
+                                Event::GcCis {
+                                    ns: namespace.clone(),
+                                    name: name.clone(),
+                                },
+                            );
                         }
                         changed
                     }
@@ -215,7 +237,13 @@ impl Sim {
                         };
                         self.cluster.cis.insert(key.clone(), c);
                         let d = self.r_gc.between(100, 3_000);
-                        self.after(d, Event::GcCis(namespace.clone(), name.clone()));
+                        self.after(
+                            d,
+                            Event::GcCis {
+                                ns: namespace.clone(),
+                                name: name.clone(),
+                            },
+                        );
                         true
                     }
                 };
@@ -657,7 +685,12 @@ impl Sim {
             });
         let deadline = self.cluster.jobs.get(&key).map_or(600, |j| j.deadline_s);
         let d = self.r_jobs.between(200, 2_000);
-        let ev = |step| Event::Job(ns.clone(), name.clone(), uid.clone(), step);
+        let ev = |step| Event::Job {
+            ns: ns.clone(),
+            name: name.clone(),
+            uid: uid.clone(),
+            step,
+        };
         self.after(d, ev(JobStep::CreatePod));
         self.after(
             u64::try_from(deadline).unwrap_or(600) * 1000,
@@ -706,9 +739,4 @@ fn preferred_nodes(spec: &PodSpec) -> Vec<String> {
         .filter(|r| r.key == "metadata.name" && r.operator == "In")
         .flat_map(|r| r.values.iter().flatten().cloned())
         .collect()
-}
-
-/// Keys of a set, for messages.
-pub fn keys<T: Ord + Clone>(s: &BTreeSet<T>) -> Vec<T> {
-    s.iter().cloned().collect()
 }

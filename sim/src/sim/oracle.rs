@@ -7,13 +7,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use image_scanner_core::engine::EngineConfig;
 use image_scanner_core::port::PullCredentials;
 
+use super::Sim;
+use crate::checks::MAX_WORKLOAD_PLACEMENTS;
 use crate::cluster::{CState, NsState, SCAN_NS, SimPod, kind};
 use crate::kubelet::Access;
-use crate::sim::Sim;
 
-/// Workload placements the core tries per round at most (`engine::placement`'s
-/// `MAX_WORKLOAD_PLACEMENTS`, not exported): the oracle follows the same bound.
-pub const MAX_WORKLOAD_PLACEMENTS: usize = 3;
 /// The `Stalled` reason when the registry refuses every placement's credentials.
 pub const PULL_UNAUTHORIZED: &str = "ImagePullUnauthorized";
 /// The `Stalled` reason when every placement's namespace refuses the scan pod or Job.

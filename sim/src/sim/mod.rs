@@ -3,125 +3,32 @@
 //! (time, sequence) order. Phases: faults on until `fault_phase`, then a heal phase in which the
 //! world must converge (liveness), then a quiet window in which nothing may be written.
 
+mod api;
+mod gc;
+mod kubelet;
+mod liveness;
+mod operator;
+mod oracle;
+mod scanjobs;
+mod watch;
+mod world;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use image_scanner_core::engine::EngineConfig;
-use image_scanner_core::port::{Command, CommandId, Outcome};
 
 use image_scanner_core::scan_job::{ScanJobParams, build_scan_job};
 use k8s_openapi::api::core::v1::PodSpec;
 
 use crate::checks::Checker;
-use crate::cluster::{Cluster, Kind, T0};
+use crate::cluster::{Cluster, T0};
+use crate::event::Event;
+use crate::instance::{Instance, Lease};
 use crate::kubelet::Kubelet;
-use crate::operator::{Instance, Lease};
 use crate::options::{Fault, Options};
 use crate::rng::{Concern, Draw, Fnv, Rng, stream};
 use crate::scanner::Scanner;
 use crate::workload::{self, Op};
-
-/// Kubelet steps of a workload pod.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum PodStep {
-    /// Scheduled onto a node; containers waiting.
-    Schedule,
-    /// Images pulled (or not); containers running.
-    Start,
-    /// Ready.
-    Ready,
-    /// Job pod finished.
-    Complete,
-    /// A pull that failed turns into back-off.
-    BackOff,
-    /// In-place image update: restart the containers on the new image.
-    Restart,
-    /// Graceful deletion ends: the pod is removed.
-    Remove,
-}
-
-/// Scan Job controller steps.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum JobStep {
-    /// Create the pod.
-    CreatePod,
-    /// Init container done; scan container starts (or cannot pull).
-    Init,
-    /// The scan container exits.
-    Exit,
-    /// activeDeadlineSeconds passed.
-    Deadline,
-    /// ttlSecondsAfterFinished passed.
-    Ttl,
-    /// Emit another BackOff event while the pod backs off.
-    BackOffEvent,
-}
-
-/// Everything that can happen.
-#[derive(Clone, Debug)]
-pub enum Event {
-    /// A scripted op.
-    Op(usize),
-    /// Kubelet step of a workload pod (ns, name, uid).
-    Pod(String, String, String, PodStep),
-    /// Controller reconcile of a workload (kind, ns, name).
-    Reconcile(u8, String, String),
-    /// CronJob schedule tick.
-    CronTick(String, String),
-    /// Cascade deletion of the dependents of an owner UID in a namespace.
-    Cascade(String, String),
-    /// Garbage-collector check of a CIS.
-    GcCis(String, String),
-    /// A foreign finalizer is removed from a CIS.
-    Finalize(String, String),
-    /// Namespace deletion completes when empty.
-    NsFinalize(String),
-    /// Scan Job controller (job namespace, name, uid).
-    Job(String, String, String, JobStep),
-    /// Scan pod removal after graceful deletion (namespace, name, uid).
-    ScanPodRemove(String, String, String),
-    /// Deliver watch events to an instance.
-    Deliver(usize, u32, Kind),
-    /// (Re)list a stream of an instance.
-    Relist(usize, u32, Kind),
-    /// The instance lists the `trivy-job-config` ConfigMap.
-    ListJobConfig(usize, u32),
-    /// Watch connection drops.
-    Disconnect(usize, u32, Kind),
-    /// Watch reconnects.
-    Reconnect(usize, u32, Kind),
-    /// A BackOff event about a scan pod (namespace, name) reaches an instance.
-    BackOff(usize, u32, String, String),
-    /// A FailedCreate event of a scan Job reaches an instance.
-    JobRejected(usize, u32, Box<crate::watch::Rejection>),
-    /// A request reaches the API server.
-    Arrive(usize, u32, Box<Command>),
-    /// A reply reaches the instance.
-    Reply(usize, u32, CommandId, Box<Outcome>),
-    /// Engine timer.
-    Wake(usize, u32),
-    /// Lease renew/acquire attempt.
-    LeaseTick(usize, u32),
-    /// Leadership change reaches the instance.
-    Leadership(usize, u32, bool),
-    /// Instance crash.
-    Crash(usize),
-    /// Instance restart.
-    Restart(usize),
-    /// Pause (GC stop-the-world) of an instance for the given ms.
-    Pause(usize, u64),
-    /// Pause ends.
-    Unpause(usize),
-    /// The instance's clock jumps by ms.
-    ClockJump(usize, i64),
-    /// A user deletes something at random.
-    UserDelete,
-    /// Faults stop; the world must converge.
-    HealStart,
-    /// Convergence check.
-    Check,
-    /// End of the quiet window.
-    QuietEnd,
-}
 
 /// Counters of a run.
 #[derive(Clone, Debug, Default)]
@@ -272,7 +179,7 @@ impl Sim {
             scanner.images.len(),
             opts.fault_phase.as_millis() as u64,
         );
-        let base_cfg = base_cfg.unwrap_or_else(|| crate::operator::engine_config(&opts));
+        let base_cfg = base_cfg.unwrap_or_else(|| crate::instance::engine_config(&opts));
         let kubelet = Kubelet::new(seed, &opts.kep, &scanner);
         let scan_template = build_scan_job(
             &ScanJobParams {
@@ -330,7 +237,7 @@ impl Sim {
             opts,
         };
         for (i, (t, _)) in sim.script.clone().into_iter().enumerate() {
-            sim.at(T0 + t, Event::Op(i));
+            sim.at(T0 + t, Event::Op { index: i });
         }
         let n = if sim.opts.has(Fault::Failover) { 2 } else { 1 };
         for id in 0..n {
@@ -399,7 +306,7 @@ impl Sim {
             for _ in 0..n {
                 let t = T0 + self.r_faults.between(30_000, span) as i64;
                 let i = self.r_faults.index(n_inst);
-                self.at(t, Event::Crash(i));
+                self.at(t, Event::Crash { instance: i });
             }
         }
         if self.opts.has(Fault::Failover) {
@@ -407,7 +314,13 @@ impl Sim {
             for _ in 0..n {
                 let t = T0 + self.r_faults.between(30_000, span) as i64;
                 let ms = self.r_faults.between(5_000, 60_000);
-                self.at(t, Event::Pause(usize::MAX, ms));
+                self.at(
+                    t,
+                    Event::Pause {
+                        instance: usize::MAX,
+                        ms,
+                    },
+                );
             }
         }
         if self.opts.has(Fault::Gone) || self.opts.has(Fault::DropDelete) {
@@ -415,8 +328,15 @@ impl Sim {
             for _ in 0..n {
                 let t = T0 + self.r_faults.between(10_000, span) as i64;
                 let i = self.r_faults.index(n_inst);
-                let k = crate::watch::STREAMS[self.r_faults.index(crate::watch::STREAMS.len())];
-                self.at(t, Event::Disconnect(i, u32::MAX, k));
+                let k = crate::watcher::STREAMS[self.r_faults.index(crate::watcher::STREAMS.len())];
+                self.at(
+                    t,
+                    Event::Disconnect {
+                        instance: i,
+                        inc: u32::MAX,
+                        kind: k,
+                    },
+                );
             }
         }
         if self.opts.has(Fault::Clock) {
@@ -427,7 +347,13 @@ impl Sim {
             } else {
                 -(self.r_faults.between(1_000, 120_000) as i64)
             };
-            self.at(t, Event::ClockJump(i, jump));
+            self.at(
+                t,
+                Event::ClockJump {
+                    instance: i,
+                    ms: jump,
+                },
+            );
         }
         if self.opts.has(Fault::DeleteRace) {
             let n = self.r_faults.between(2, 10);
@@ -472,37 +398,85 @@ impl Sim {
 
     fn handle(&mut self, ev: Event) {
         match ev {
-            Event::Op(i) => {
+            Event::Op { index: i } => {
                 let op = self.script[i].1.clone();
                 self.note(|| format!("op {op:?}"));
                 self.apply_op(i, op);
             }
-            Event::Pod(ns, name, uid, step) => self.pod_step(&ns, &name, &uid, step),
-            Event::Reconcile(k, ns, name) => self.reconcile(k, &ns, &name),
-            Event::CronTick(ns, name) => self.cron_tick(&ns, &name),
-            Event::Cascade(ns, uid) => self.cascade(&ns, &uid),
-            Event::GcCis(ns, name) => self.gc_cis(&ns, &name),
-            Event::Finalize(ns, name) => self.finalize_cis(&ns, &name),
-            Event::NsFinalize(ns) => self.ns_finalize(&ns),
-            Event::Job(ns, name, uid, step) => self.job_step(&(ns, name), &uid, step),
-            Event::ScanPodRemove(ns, name, uid) => self.scan_pod_remove(&(ns, name), &uid),
-            Event::Deliver(i, inc, k) => self.deliver(i, inc, k),
-            Event::Relist(i, inc, k) => self.relist(i, inc, k),
-            Event::ListJobConfig(i, inc) => self.list_job_config(i, inc),
-            Event::Disconnect(i, inc, k) => self.disconnect(i, inc, k),
-            Event::Reconnect(i, inc, k) => self.reconnect(i, inc, k),
-            Event::BackOff(i, inc, ns, pod) => self.back_off_event(i, inc, ns, pod),
-            Event::JobRejected(i, inc, r) => self.job_rejected_event(i, inc, *r),
-            Event::Arrive(i, inc, cmd) => self.arrive(i, inc, *cmd),
-            Event::Reply(i, inc, id, outcome) => self.reply(i, inc, id, *outcome),
-            Event::Wake(i, inc) => self.wake(i, inc),
-            Event::LeaseTick(i, inc) => self.lease_tick(i, inc),
-            Event::Leadership(i, inc, leading) => self.leadership(i, inc, leading),
-            Event::Crash(i) => self.crash(i),
-            Event::Restart(i) => self.restart(i),
-            Event::Pause(i, ms) => self.pause(i, ms),
-            Event::Unpause(i) => self.unpause(i),
-            Event::ClockJump(i, ms) => self.clock_jump(i, ms),
+            Event::Pod {
+                ns,
+                name,
+                uid,
+                step,
+            } => self.pod_step(&ns, &name, &uid, step),
+            Event::Reconcile { kind: k, ns, name } => self.reconcile(k, &ns, &name),
+            Event::CronTick { ns, name } => self.cron_tick(&ns, &name),
+            Event::Cascade { ns, owner_uid: uid } => self.cascade(&ns, &uid),
+            Event::GcCis { ns, name } => self.gc_cis(&ns, &name),
+            Event::Finalize { ns, name } => self.finalize_cis(&ns, &name),
+            Event::NsFinalize { ns } => self.ns_finalize(&ns),
+            Event::Job {
+                ns,
+                name,
+                uid,
+                step,
+            } => self.job_step(&(ns, name), &uid, step),
+            Event::ScanPodRemove { ns, name, uid } => self.scan_pod_remove(&(ns, name), &uid),
+            Event::Deliver {
+                instance: i,
+                inc,
+                kind: k,
+            } => self.deliver(i, inc, k),
+            Event::Relist {
+                instance: i,
+                inc,
+                kind: k,
+            } => self.relist(i, inc, k),
+            Event::ListJobConfig { instance: i, inc } => self.list_job_config(i, inc),
+            Event::Disconnect {
+                instance: i,
+                inc,
+                kind: k,
+            } => self.disconnect(i, inc, k),
+            Event::Reconnect {
+                instance: i,
+                inc,
+                kind: k,
+            } => self.reconnect(i, inc, k),
+            Event::BackOff {
+                instance: i,
+                inc,
+                ns,
+                pod,
+            } => self.back_off_event(i, inc, ns, pod),
+            Event::JobRejected {
+                instance: i,
+                inc,
+                rejection: r,
+            } => self.job_rejected_event(i, inc, *r),
+            Event::Arrive {
+                instance: i,
+                inc,
+                command: cmd,
+            } => self.arrive(i, inc, *cmd),
+            Event::Reply {
+                instance: i,
+                inc,
+                id,
+                outcome,
+            } => self.reply(i, inc, id, *outcome),
+            Event::Wake { instance: i, inc } => self.wake(i, inc),
+            Event::LeaseTick { instance: i, inc } => self.lease_tick(i, inc),
+            Event::Leadership {
+                instance: i,
+                inc,
+                leading,
+            } => self.leadership(i, inc, leading),
+            Event::Crash { instance: i } => self.crash(i),
+            Event::Restart { instance: i } => self.restart(i),
+            Event::Pause { instance: i, ms } => self.pause(i, ms),
+            Event::Unpause { instance: i } => self.unpause(i),
+            Event::ClockJump { instance: i, ms } => self.clock_jump(i, ms),
             Event::UserDelete => self.user_delete(),
             Event::HealStart => self.heal_start(),
             Event::Check => self.convergence_check(),
@@ -528,14 +502,14 @@ impl Sim {
     /// A pending event that changes the world outside the operator, if any.
     pub fn pending_world_event(&self) -> Option<String> {
         self.queue.values().find_map(|ev| match ev {
-            Event::Op(_)
-            | Event::Pod(..)
-            | Event::Reconcile(..)
-            | Event::Cascade(..)
-            | Event::GcCis(..)
-            | Event::Finalize(..)
-            | Event::NsFinalize(..) => Some(format!("{ev:?}")),
-            Event::CronTick(..) if !self.crons_suspended => Some(format!("{ev:?}")),
+            Event::Op { index: _ }
+            | Event::Pod { .. }
+            | Event::Reconcile { .. }
+            | Event::Cascade { .. }
+            | Event::GcCis { .. }
+            | Event::Finalize { .. }
+            | Event::NsFinalize { .. } => Some(format!("{ev:?}")),
+            Event::CronTick { .. } if !self.crons_suspended => Some(format!("{ev:?}")),
             _ => None,
         })
     }
@@ -549,7 +523,7 @@ impl Sim {
             }
             if self.instances[i].engine.is_none() && !self.instances[i].restart_pending {
                 self.instances[i].restart_pending = true;
-                self.after(100, Event::Restart(i));
+                self.after(100, Event::Restart { instance: i });
             }
         }
         self.after(60_000, Event::Check);
@@ -606,7 +580,7 @@ impl Sim {
             });
             let history = reaches.iter().any(|r| {
                 r.get(&c.spec.digest)
-                    .is_some_and(|r| *r != crate::oracle::Reach::Works)
+                    .is_some_and(|r| *r != oracle::Reach::Works)
             });
             out.insert(
                 format!("{ns}/{name}"),
