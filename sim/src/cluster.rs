@@ -15,6 +15,8 @@ use image_scanner_core::port::{
 };
 use image_scanner_core::time::Timestamp;
 
+use crate::rng::{Concern, Draw, Rng, stream};
+
 /// Namespace of scan Jobs.
 pub const SCAN_NS: &str = "image-scanner";
 /// Simulated time starts here (2023-11-14), so timestamps look real.
@@ -42,7 +44,6 @@ pub mod kind {
     pub const STS: u8 = 2;
     /// DaemonSet.
     pub const DS: u8 = 3;
-    /// Job.
     pub const JOB: u8 = 4;
     /// CronJob.
     pub const CRON: u8 = 5;
@@ -73,15 +74,10 @@ pub enum Kind {
 #[allow(clippy::large_enum_variant)] // moved rarely; boxing would allocate on every event
 #[derive(Clone, Debug, PartialEq)]
 pub enum View {
-    /// Pod.
     Pod(PodView),
-    /// CIS.
     Cis(CisView),
-    /// Job.
     Job(JobView),
-    /// Scan pod.
     ScanPod(ScanPodView),
-    /// Workload.
     Workload(WorkloadView),
 }
 
@@ -164,7 +160,6 @@ impl Log {
 pub enum CState {
     /// Waiting with a reason.
     Waiting(&'static str),
-    /// Running.
     Running,
     /// Terminated with an exit code.
     Terminated(i32),
@@ -175,13 +170,11 @@ pub enum CState {
 pub struct SimContainer {
     /// Spec list.
     pub kind: ContainerKind,
-    /// Name.
     pub name: String,
     /// Image index in the catalog (spec).
     pub image: usize,
     /// Image index the runtime runs (differs from `image` until an in-place update restarts).
     pub running_image: usize,
-    /// State.
     pub state: CState,
 }
 
@@ -190,27 +183,18 @@ pub struct SimContainer {
 pub struct SimPod {
     /// Namespace.
     pub ns: String,
-    /// Name.
     pub name: String,
-    /// UID.
     pub uid: String,
-    /// Labels.
     pub labels: BTreeMap<String, String>,
-    /// Controller.
     pub controller: Option<OwnerRef>,
-    /// Created.
     pub created: Timestamp,
     /// deletionTimestamp set.
     pub deleting: bool,
-    /// Node.
     pub node: Option<String>,
-    /// Phase.
     pub phase: Option<&'static str>,
     /// Ready condition.
     pub ready: bool,
-    /// Start time.
     pub start_time: Option<Timestamp>,
-    /// Containers.
     pub containers: Vec<SimContainer>,
     /// ignore-unfixed annotation.
     pub ignore_unfixed: bool,
@@ -229,11 +213,8 @@ pub struct SimWorkload {
     pub kind: u8,
     /// Namespace.
     pub ns: String,
-    /// Name.
     pub name: String,
-    /// UID.
     pub uid: String,
-    /// Controller.
     pub controller: Option<OwnerRef>,
     /// ignore-unfixed annotation.
     pub ignore_unfixed: bool,
@@ -269,13 +250,10 @@ pub struct Template {
 pub struct SimCis {
     /// Namespace.
     pub ns: String,
-    /// Name.
     pub name: String,
-    /// UID.
     pub uid: String,
     /// metadata.generation.
     pub generation: i64,
-    /// Labels.
     pub labels: BTreeMap<String, String>,
     /// Label keys owned by the operator's field manager.
     pub our_labels: BTreeSet<String>,
@@ -285,7 +263,6 @@ pub struct SimCis {
     pub deleting: bool,
     /// Finalizers (of other controllers).
     pub finalizers: Vec<String>,
-    /// Spec.
     pub spec: ContainerImageScanSpec,
     /// Full status including details.
     pub status: Option<ContainerImageScanStatus>,
@@ -313,7 +290,6 @@ pub enum Plan {
     ExitFail {
         /// Exit code.
         code: i32,
-        /// Log.
         log: Arc<Vec<u8>>,
     },
     /// The scanned image cannot be pulled.
@@ -327,7 +303,6 @@ pub enum Plan {
 pub struct JobRecord {
     /// Namespace.
     pub ns: String,
-    /// Name.
     pub name: String,
     /// Digest annotation.
     pub digest: Option<String>,
@@ -354,11 +329,8 @@ pub struct JobRecord {
 pub struct SimJob {
     /// Namespace: the scan namespace or a workload namespace.
     pub ns: String,
-    /// Name.
     pub name: String,
-    /// UID.
     pub uid: String,
-    /// Created.
     pub created: Timestamp,
     /// Digest annotation.
     pub digest: Option<String>,
@@ -368,19 +340,16 @@ pub struct SimJob {
     pub cis_ns: Option<String>,
     /// CIS UID label.
     pub cis_uid: Option<String>,
-    /// backoffLimit.
     pub backoff_limit: i32,
     /// activeDeadlineSeconds.
     pub deadline_s: i64,
     /// ttlSecondsAfterFinished.
     pub ttl_s: i32,
-    /// Finished.
     pub finished: Option<JobFinish>,
     /// Its pod.
     pub pod: Option<String>,
     /// Failed attempts so far.
     pub failures: i32,
-    /// Plan.
     pub plan: Plan,
     /// Created by a request of an instance that was no longer alive or leading.
     pub orphan: bool,
@@ -405,17 +374,13 @@ pub struct SimJob {
 pub struct SimScanPod {
     /// Namespace (its Job's).
     pub ns: String,
-    /// Name.
     pub name: String,
-    /// UID.
     pub uid: String,
     /// Owning Job UID.
     pub job_uid: String,
     /// Owning Job name.
     pub job_name: String,
-    /// Created.
     pub created: Timestamp,
-    /// Phase.
     pub phase: &'static str,
     /// Init container.
     pub init: ScanContainerState,
@@ -434,7 +399,6 @@ pub struct SimScanPod {
 /// Namespace state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NsState {
-    /// Active.
     Active,
     /// Being deleted.
     Terminating,
@@ -447,7 +411,6 @@ pub struct Image {
     pub repo: String,
     /// How the pod spec writes it.
     pub spec: String,
-    /// Digest.
     pub digest: String,
     /// Whether nodes can pull it.
     pub pullable: bool,
@@ -461,7 +424,7 @@ impl Image {
 }
 
 /// The API server's objects.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Cluster {
     /// Global resourceVersion.
     pub rv: u64,
@@ -469,7 +432,6 @@ pub struct Cluster {
     pub logs: BTreeMap<Kind, Log>,
     /// Types with changes since the runner last looked.
     pub dirty: BTreeSet<Kind>,
-    /// Namespaces.
     pub namespaces: BTreeMap<String, NsState>,
     /// Workloads by (kind, ns, name).
     pub workloads: BTreeMap<(u8, String, String), SimWorkload>,
@@ -493,6 +455,8 @@ pub struct Cluster {
     pub images: Vec<Image>,
     /// The scan namespace's `trivy-job-config` ConfigMap (installed with the operator).
     pub job_config: BTreeMap<String, String>,
+    /// The stream UIDs of new objects are drawn from.
+    uids: Rng,
 }
 
 /// The data of `trivy-job-config`: what scan pods get as `TRIVY_<key>` variables.
@@ -512,6 +476,41 @@ pub fn nk(ns: &str, name: &str) -> String {
 }
 
 impl Cluster {
+    /// An API server with the scan namespace, the operator's ConfigMap and the image catalog,
+    /// drawing UIDs from the seed's stream.
+    pub fn new(seed: u64, images: Vec<Image>) -> Cluster {
+        Cluster {
+            rv: 0,
+            logs: BTreeMap::new(),
+            dirty: BTreeSet::new(),
+            namespaces: [(SCAN_NS.to_string(), NsState::Active)].into(),
+            workloads: BTreeMap::new(),
+            pods: BTreeMap::new(),
+            cis: BTreeMap::new(),
+            jobs: BTreeMap::new(),
+            scan_pods: BTreeMap::new(),
+            job_events: BTreeMap::new(),
+            job_registry: BTreeMap::new(),
+            ran_with: BTreeSet::new(),
+            images,
+            job_config: job_config(),
+            uids: stream(seed, Concern::Uids),
+        }
+    }
+
+    /// A fresh UID.
+    pub fn uid(&mut self) -> String {
+        let h = self.uids.hex(32);
+        format!(
+            "{}-{}-{}-{}-{}",
+            &h[..8],
+            &h[8..12],
+            &h[12..16],
+            &h[16..20],
+            &h[20..]
+        )
+    }
+
     /// Records a change of `kind`/`key`; returns the new resourceVersion.
     pub fn publish(&mut self, kind: Kind, key: String, after: Option<View>) -> u64 {
         self.rv += 1;

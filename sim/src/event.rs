@@ -13,7 +13,6 @@ pub enum PodStep {
     Schedule,
     /// Images pulled (or not); containers running.
     Start,
-    /// Ready.
     Ready,
     /// Job pod finished.
     Complete,

@@ -25,6 +25,7 @@ pub mod admission;
 pub mod checks;
 pub mod cluster;
 pub mod event;
+pub mod faults;
 pub mod instance;
 pub mod kubelet;
 pub mod options;

@@ -196,7 +196,6 @@ pub struct Options {
     pub fault_phase: Duration,
     /// Bound on the heal phase (liveness).
     pub heal_limit: Duration,
-    /// Nodes.
     pub nodes: usize,
     /// Rescan interval of the engine.
     pub scan_interval: Duration,

@@ -48,7 +48,6 @@ pub struct Truth {
 /// Catalog and truths.
 #[derive(Clone, Debug, Default)]
 pub struct Scanner {
-    /// Images.
     pub images: Vec<Image>,
     /// Truth per digest.
     pub truth: BTreeMap<String, Truth>,

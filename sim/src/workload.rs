@@ -22,7 +22,6 @@ pub enum Op {
         kind: u8,
         /// Namespace.
         ns: String,
-        /// Name.
         name: String,
         /// Pod template.
         template: Template,
@@ -33,11 +32,9 @@ pub enum Op {
     },
     /// Change a container's image (a rollout).
     UpdateImage {
-        /// Kind.
         kind: u8,
         /// Namespace.
         ns: String,
-        /// Name.
         name: String,
         /// Container index.
         container: usize,
@@ -46,31 +43,24 @@ pub enum Op {
     },
     /// Change replicas.
     Scale {
-        /// Kind.
         kind: u8,
         /// Namespace.
         ns: String,
-        /// Name.
         name: String,
-        /// Replicas.
         replicas: u32,
     },
     /// Delete a workload (cascading).
     Delete {
-        /// Kind.
         kind: u8,
         /// Namespace.
         ns: String,
-        /// Name.
         name: String,
     },
     /// Create a bare pod.
     CreatePod {
         /// Namespace.
         ns: String,
-        /// Name.
         name: String,
-        /// Template.
         template: Template,
         /// ignore-unfixed annotation.
         ignore_unfixed: bool,
@@ -86,7 +76,6 @@ pub enum Op {
     UpdatePodImage {
         /// Namespace.
         ns: String,
-        /// Name.
         name: String,
         /// Container index.
         container: usize,
@@ -95,20 +84,16 @@ pub enum Op {
     },
     /// Flip the ignore-unfixed annotation of a workload.
     SetIgnoreUnfixed {
-        /// Kind.
         kind: u8,
         /// Namespace.
         ns: String,
-        /// Name.
         name: String,
-        /// Value.
         value: bool,
     },
     /// Users set `spec.minSeverity` on every CIS of a namespace (and a webhook on new ones).
     SetMinSeverity {
         /// Namespace.
         ns: String,
-        /// Severity.
         severity: Option<Severity>,
     },
     /// Suspend every CronJob (start of the heal phase).

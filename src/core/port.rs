@@ -99,11 +99,8 @@ pub struct NodePlatform {
 /// A workload pod, reduced to what CIS decisions need.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PodView {
-    /// Namespace.
     pub namespace: String,
-    /// Name.
     pub name: String,
-    /// UID.
     pub uid: String,
     /// `metadata.resourceVersion` when it is numeric (used only to ignore stale re-deliveries).
     pub resource_version: Option<u64>,
@@ -175,13 +172,9 @@ pub struct WorkloadView {
     pub group: String,
     /// Full `apiVersion`, e.g. `apps/v1`.
     pub api_version: String,
-    /// Kind.
     pub kind: String,
-    /// Namespace.
     pub namespace: String,
-    /// Name.
     pub name: String,
-    /// UID.
     pub uid: String,
     /// The owner reference with `controller: true`.
     pub controller: Option<OwnerRef>,
@@ -209,11 +202,8 @@ pub struct CisStatusView {
 /// A ContainerImageScan, without the vulnerability details.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CisView {
-    /// Namespace.
     pub namespace: String,
-    /// Name.
     pub name: String,
-    /// UID.
     pub uid: String,
     /// Numeric `metadata.resourceVersion`, if numeric.
     pub resource_version: Option<u64>,
@@ -225,7 +215,6 @@ pub struct CisView {
     pub owners: Vec<OwnerRef>,
     /// Whether `metadata.deletionTimestamp` is set.
     pub deleting: bool,
-    /// Spec.
     pub spec: ContainerImageScanSpec,
     /// Status without details.
     pub status: CisStatusView,
@@ -249,9 +238,7 @@ pub struct JobFinish {
 pub struct JobView {
     /// Namespace: the scan namespace, or a workload namespace (`engine::placement`).
     pub namespace: String,
-    /// Name.
     pub name: String,
-    /// UID.
     pub uid: String,
     /// Numeric resource version, if numeric.
     pub resource_version: Option<u64>,
@@ -295,9 +282,7 @@ pub struct ScanContainerState {
 pub struct ScanPodView {
     /// Namespace (its Job's).
     pub namespace: String,
-    /// Name.
     pub name: String,
-    /// UID.
     pub uid: String,
     /// Numeric resource version, if numeric.
     pub resource_version: Option<u64>,
@@ -455,9 +440,7 @@ pub struct EventNote {
 pub enum Action {
     /// Server-side apply of a CIS's metadata and spec (creates it when missing).
     ApplyCis {
-        /// Namespace.
         namespace: String,
-        /// Name.
         name: String,
         /// Labels we own.
         labels: Arc<Labels>,
@@ -468,9 +451,7 @@ pub enum Action {
     },
     /// Delete a CIS, only if it still has this UID.
     DeleteCis {
-        /// Namespace.
         namespace: String,
-        /// Name.
         name: String,
         /// UID precondition.
         uid: String,
@@ -479,9 +460,7 @@ pub enum Action {
     /// this resourceVersion: a decision taken on a stale view, or by a deposed leader, then
     /// answers 409 instead of moving the status back).
     ApplyCisStatus {
-        /// Namespace.
         namespace: String,
-        /// Name.
         name: String,
         /// UID precondition.
         uid: String,
@@ -502,9 +481,7 @@ pub enum Action {
     },
     /// Delete a scan Job with background propagation, only if it still has this UID.
     DeleteJob {
-        /// Namespace.
         namespace: String,
-        /// Name.
         name: String,
         /// UID precondition.
         uid: String,
@@ -513,7 +490,6 @@ pub enum Action {
     FetchLog {
         /// Pod namespace.
         namespace: String,
-        /// Pod name.
         pod_name: String,
         /// Container name.
         container: String,
@@ -524,9 +500,7 @@ pub enum Action {
     },
     /// Server-side apply of the OpenReports `Report` of a CIS (same name and namespace).
     ApplyReport {
-        /// Namespace.
         namespace: String,
-        /// Name.
         name: String,
         /// The whole Report object (`openreports.io/v1alpha1`).
         report: Box<serde_json::Value>,

@@ -31,11 +31,8 @@ const MAX_CHAIN: usize = 16;
 pub struct WorkloadKey {
     /// API group.
     pub group: String,
-    /// Kind.
     pub kind: String,
-    /// Namespace.
     pub namespace: String,
-    /// Name.
     pub name: String,
 }
 
@@ -64,15 +61,11 @@ impl WorkloadKey {
 /// The top-level workload a pod belongs to.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ResolvedWorkload {
-    /// `apiVersion`.
     pub api_version: String,
     /// API group.
     pub group: String,
-    /// Kind.
     pub kind: String,
-    /// Name.
     pub name: String,
-    /// UID.
     pub uid: String,
     /// The ignore-unfixed annotation on the workload object.
     pub ignore_unfixed: bool,

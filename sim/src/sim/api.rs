@@ -52,23 +52,24 @@ impl Sim {
         let id = cmd.id;
         let write = cmd.action.is_write();
         // Injected failures before the request is applied.
-        let pre = if self.fault(Fault::Throttle, 1.0) {
-            Some(if self.r_faults.chance(0.5) {
+        let pre = if self.faults.fires(Fault::Throttle, 1.0) {
+            Some(if self.faults.draw().chance(0.5) {
                 fail(ApiErrorKind::Throttled, "429 Too Many Requests")
             } else {
                 fail(ApiErrorKind::ServerError, "503 Service Unavailable")
             })
         } else if write
             && !matches!(cmd.action, Action::RecordEvent { .. })
-            && self.fault(Fault::Conflict, 1.0)
+            && self.faults.fires(Fault::Conflict, 1.0)
         {
             Some(fail(ApiErrorKind::Conflict, "the object has been modified"))
-        } else if self.fault(Fault::Timeout, 0.5) {
+        } else if self.faults.fires(Fault::Timeout, 0.5) {
             Some(fail(
                 ApiErrorKind::Unknown,
                 "connection reset (not applied)",
             ))
-        } else if matches!(cmd.action, Action::FetchLog { .. }) && self.fault(Fault::NotFound, 2.0)
+        } else if matches!(cmd.action, Action::FetchLog { .. })
+            && self.faults.fires(Fault::NotFound, 2.0)
         {
             Some(fail(ApiErrorKind::NotFound, "not found (injected)"))
         } else {
@@ -86,7 +87,7 @@ impl Sim {
                     self.note(|| format!("inst{i} late write lands: {d}"));
                 }
                 let o = self.execute(i, inc, id, cmd.action, orphan);
-                if self.fault(Fault::Timeout, 0.5) {
+                if self.faults.fires(Fault::Timeout, 0.5) {
                     fail(
                         ApiErrorKind::Unknown,
                         "timeout: no answer within 30s (applied)",
@@ -97,7 +98,7 @@ impl Sim {
             }
         };
         // BUGGIFY crash point: applied, reply lost.
-        if self.fault(Fault::Crash, 0.3)
+        if self.faults.fires(Fault::Crash, 0.3)
             && self.instances[i].inc == inc
             && self.instances[i].engine.is_some()
         {
@@ -210,10 +211,10 @@ impl Sim {
                         changed
                     }
                     None => {
-                        let uid = self.uid();
+                        let uid = self.cluster.uid();
                         let mut spec = spec.clone();
                         spec.min_severity = self.min_severity_policy.get(&namespace).copied();
-                        let finalizers = if self.fault(Fault::DeleteRace, 5.0) {
+                        let finalizers = if self.faults.fires(Fault::DeleteRace, 5.0) {
                             vec!["backup.example.com/protect".to_string()]
                         } else {
                             Vec::new()
@@ -602,10 +603,10 @@ impl Sim {
                 format!("jobs.batch \"{name}\" already exists"),
             );
         }
-        let uid = self.uid();
-        let transient = !self.healing
+        let uid = self.cluster.uid();
+        let transient = !self.faults.healing()
             && self.opts.has(Fault::ScanFailure)
-            && self.r_faults.chance(self.opts.rate * 3.0);
+            && self.faults.draw().chance(self.opts.rate * 3.0);
         let log_limit = self.base_cfg.log_max_bytes;
         let plan = self.scanner.plan(d, &mut self.r_jobs, transient, log_limit);
         let vulns = match &plan {

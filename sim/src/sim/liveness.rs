@@ -23,7 +23,7 @@ impl Sim {
         let problems = self.liveness_problems();
         if problems.is_empty() {
             self.converged_at = Some(self.now);
-            self.stats.converge_ms = Some(self.now - self.fault_end);
+            self.stats.converge_ms = Some(self.now - self.faults.end());
             self.note(|| "converged".to_string());
             let end = self.quiet_window_end();
             match end {
@@ -31,7 +31,7 @@ impl Sim {
                 None => self.after(1, Event::QuietEnd),
             }
             self.quiet_writes.clear();
-        } else if self.now > self.fault_end + self.opts.heal_limit.as_millis() as i64 {
+        } else if self.now > self.faults.end() + self.opts.heal_limit.as_millis() as i64 {
             let shown: Vec<String> = problems.into_iter().take(6).collect();
             self.checker.violation(
                 self.now,

@@ -23,10 +23,11 @@ use k8s_openapi::api::core::v1::PodSpec;
 use crate::checks::Checker;
 use crate::cluster::{Cluster, T0};
 use crate::event::Event;
+use crate::faults::Faults;
 use crate::instance::{Instance, Lease};
 use crate::kubelet::Kubelet;
 use crate::options::{Fault, Options};
-use crate::rng::{Concern, Draw, Fnv, Rng, stream};
+use crate::rng::{Concern, Fnv, Rng, stream};
 use crate::scanner::Scanner;
 use crate::workload::{self, Op};
 
@@ -45,7 +46,6 @@ pub struct Stats {
     pub status_writes: u64,
     /// Writes that landed while their instance was not the lease holder.
     pub late_writes: u64,
-    /// Crashes.
     pub crashes: u64,
     /// Relists after 410.
     pub relists: u64,
@@ -62,7 +62,6 @@ pub struct Stats {
 pub struct Trace {
     /// Keep text lines.
     pub enabled: bool,
-    /// Lines.
     pub lines: Vec<String>,
     /// Hash of the lines (or of the cheap event fingerprint when disabled).
     pub hash: Fnv,
@@ -75,7 +74,6 @@ pub struct RunResult {
     pub violations: Vec<String>,
     /// Counters.
     pub stats: Stats,
-    /// Trace hash.
     pub trace_hash: u64,
     /// Trace lines (when enabled).
     pub trace: Vec<String>,
@@ -118,16 +116,10 @@ pub struct Sim {
     pub script: Vec<(i64, Op)>,
     /// Streams.
     pub r_world: Rng,
-    /// Fault decisions.
-    pub r_faults: Rng,
     /// Delivery delays.
     pub r_delivery: Rng,
-    /// UIDs.
-    pub r_uids: Rng,
     /// Scan Job timings.
     pub r_jobs: Rng,
-    /// Config changes.
-    pub r_config: Rng,
     /// Garbage-collector and finalizer delays (they depend on the operator's writes, so they
     /// must not share the world's stream).
     pub r_gc: Rng,
@@ -135,13 +127,12 @@ pub struct Sim {
     pub instances: Vec<Instance>,
     /// The lease.
     pub lease: Lease,
-    /// Heal phase started.
-    pub healing: bool,
+    /// Which faults fire, until when.
+    pub faults: Faults,
     /// Convergence reached at.
     pub converged_at: Option<i64>,
     /// Invariant checker.
     pub checker: Checker,
-    /// Trace.
     pub trace: Trace,
     /// Counters.
     pub stats: Stats,
@@ -151,8 +142,6 @@ pub struct Sim {
     pub min_severity_policy: BTreeMap<String, image_scanner_api::Severity>,
     /// Writes issued since the quiet window began.
     pub quiet_writes: Vec<String>,
-    /// Last time a fault was allowed.
-    pub fault_end: i64,
     /// Stop the loop.
     pub stop: bool,
     /// Whether CronJobs are suspended.
@@ -192,15 +181,7 @@ impl Sim {
         .spec
         .and_then(|s| s.template.spec)
         .unwrap_or_default();
-        let mut cluster = Cluster {
-            images: scanner.images.clone(),
-            job_config: crate::cluster::job_config(),
-            ..Cluster::default()
-        };
-        cluster.namespaces.insert(
-            crate::cluster::SCAN_NS.to_string(),
-            crate::cluster::NsState::Active,
-        );
+        let cluster = Cluster::new(seed, scanner.images.clone());
         let mut sim = Sim {
             now: T0,
             queue: BTreeMap::new(),
@@ -209,15 +190,12 @@ impl Sim {
             scanner,
             script,
             r_world: stream(seed, Concern::World),
-            r_faults: stream(seed, Concern::Faults),
             r_delivery: stream(seed, Concern::Delivery),
-            r_uids: stream(seed, Concern::Uids),
             r_jobs: stream(seed, Concern::Jobs),
-            r_config: stream(seed ^ 0x5eed, Concern::Faults),
             r_gc: stream(seed ^ 0x6c, Concern::Jobs),
             instances: Vec::new(),
             lease: Lease::default(),
-            healing: false,
+            faults: Faults::new(&opts),
             converged_at: None,
             checker: Checker::default(),
             trace: Trace {
@@ -228,7 +206,6 @@ impl Sim {
             base_cfg,
             min_severity_policy: BTreeMap::new(),
             quiet_writes: Vec::new(),
-            fault_end: T0 + opts.fault_phase.as_millis() as i64,
             stop: false,
             crons_suspended: false,
             used_names: BTreeSet::new(),
@@ -243,8 +220,10 @@ impl Sim {
         for id in 0..n {
             sim.start_instance(id, true);
         }
-        sim.schedule_faults();
-        let heal = sim.fault_end;
+        for (t, ev) in sim.faults.plan(n) {
+            sim.at(t, ev);
+        }
+        let heal = sim.faults.end();
         sim.at(heal, Event::HealStart);
         sim
     }
@@ -261,31 +240,6 @@ impl Sim {
         self.at(t, ev);
     }
 
-    /// A fresh UID.
-    pub fn uid(&mut self) -> String {
-        let h = self.r_uids.hex(32);
-        format!(
-            "{}-{}-{}-{}-{}",
-            &h[..8],
-            &h[8..12],
-            &h[12..16],
-            &h[16..20],
-            &h[20..]
-        )
-    }
-
-    /// Whether a fault fires now (enabled, fault phase, and the dice say so).
-    pub fn fault(&mut self, f: Fault, scale: f64) -> bool {
-        if self.healing || !self.opts.has(f) {
-            return false;
-        }
-        let hit = self.r_faults.chance(self.opts.rate * scale);
-        if hit {
-            self.stats.faults += 1;
-        }
-        hit
-    }
-
     /// Adds a trace line (built only when tracing).
     pub fn note(&mut self, line: impl FnOnce() -> String) {
         if self.trace.enabled {
@@ -297,76 +251,9 @@ impl Sim {
         }
     }
 
-    fn schedule_faults(&mut self) {
-        let end = self.fault_end;
-        let span = (end - T0).max(1) as u64;
-        let n_inst = self.instances.len();
-        if self.opts.has(Fault::Crash) {
-            let n = self.r_faults.between(1, 4);
-            for _ in 0..n {
-                let t = T0 + self.r_faults.between(30_000, span) as i64;
-                let i = self.r_faults.index(n_inst);
-                self.at(t, Event::Crash { instance: i });
-            }
-        }
-        if self.opts.has(Fault::Failover) {
-            let n = self.r_faults.between(1, 3);
-            for _ in 0..n {
-                let t = T0 + self.r_faults.between(30_000, span) as i64;
-                let ms = self.r_faults.between(5_000, 60_000);
-                self.at(
-                    t,
-                    Event::Pause {
-                        instance: usize::MAX,
-                        ms,
-                    },
-                );
-            }
-        }
-        if self.opts.has(Fault::Gone) || self.opts.has(Fault::DropDelete) {
-            let n = self.r_faults.between(3, 20);
-            for _ in 0..n {
-                let t = T0 + self.r_faults.between(10_000, span) as i64;
-                let i = self.r_faults.index(n_inst);
-                let k = crate::watcher::STREAMS[self.r_faults.index(crate::watcher::STREAMS.len())];
-                self.at(
-                    t,
-                    Event::Disconnect {
-                        instance: i,
-                        inc: u32::MAX,
-                        kind: k,
-                    },
-                );
-            }
-        }
-        if self.opts.has(Fault::Clock) {
-            let t = T0 + self.r_faults.between(30_000, span) as i64;
-            let i = self.r_faults.index(n_inst);
-            let jump = if self.r_faults.chance(0.7) {
-                self.r_faults.between(60_000, 3_600_000) as i64
-            } else {
-                -(self.r_faults.between(1_000, 120_000) as i64)
-            };
-            self.at(
-                t,
-                Event::ClockJump {
-                    instance: i,
-                    ms: jump,
-                },
-            );
-        }
-        if self.opts.has(Fault::DeleteRace) {
-            let n = self.r_faults.between(2, 10);
-            for _ in 0..n {
-                let t = T0 + self.r_faults.between(30_000, span) as i64;
-                self.at(t, Event::UserDelete);
-            }
-        }
-    }
-
     /// Runs to the end; returns what happened.
     pub fn run(mut self) -> RunResult {
-        let hard_end = self.fault_end + self.opts.heal_limit.as_millis() as i64 + 4 * 3_600_000;
+        let hard_end = self.faults.end() + self.opts.heal_limit.as_millis() as i64 + 4 * 3_600_000;
         while let Some(((t, _), ev)) = self.queue.pop_first() {
             if t > hard_end || self.stop {
                 break;
@@ -384,6 +271,7 @@ impl Sim {
         }
         self.checker.sweep(&self.cluster, self.now);
         self.stats.max_job_creates = self.checker.max_job_creates;
+        self.stats.faults = self.faults.fired();
         let final_cis = self.final_cis();
         let final_config = self.leader_config();
         RunResult {
@@ -515,7 +403,7 @@ impl Sim {
     }
 
     fn heal_start(&mut self) {
-        self.healing = true;
+        self.faults.heal();
         self.note(|| "heal".to_string());
         for i in 0..self.instances.len() {
             if self.instances[i].paused {

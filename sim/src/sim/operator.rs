@@ -31,7 +31,7 @@ impl Sim {
             self.instances[id].cfg.clone()
         };
         if !first && self.opts.has(Fault::ConfigChange) && !self.healing_reference() {
-            let r = &mut self.r_config;
+            let r = self.faults.config_draw();
             if r.chance(0.7) {
                 cfg.scan_interval = [
                     Duration::from_secs(1800),
@@ -53,10 +53,10 @@ impl Sim {
         }
         if first && id == 1 && self.opts.has(Fault::ConfigChange) {
             // A rolling update: the second replica runs another configuration.
-            cfg.active_job_limit = [1, 3][self.r_config.index(2)];
+            cfg.active_job_limit = [1, 3][self.faults.config_draw().index(2)];
         }
         let skew = if self.opts.has(Fault::Clock) {
-            self.r_config.between(0, 120_000) as i64 - 60_000
+            self.faults.config_draw().between(0, 120_000) as i64 - 60_000
         } else {
             0
         };
@@ -223,7 +223,7 @@ impl Sim {
             return;
         }
         // BUGGIFY crash point: the commands never leave the process.
-        if self.fault(Fault::Crash, 0.5) {
+        if self.faults.fires(Fault::Crash, 0.5) {
             self.note(|| format!("inst{i} crash before sending {} commands", commands.len()));
             self.crash(i);
             return;
@@ -322,7 +322,7 @@ impl Sim {
             );
             return;
         }
-        if self.fault(Fault::Crash, 0.3) {
+        if self.faults.fires(Fault::Crash, 0.3) {
             self.note(|| format!("inst{i} crash before reading reply #{}", id.0));
             self.crash(i);
             return;
@@ -421,7 +421,7 @@ impl Sim {
     pub fn crash(&mut self, i: usize) {
         let usize_max = i == usize::MAX;
         let i = if usize_max { 0 } else { i };
-        if self.instances[i].engine.is_none() || self.healing {
+        if self.instances[i].engine.is_none() || self.faults.healing() {
             return;
         }
         self.stats.crashes += 1;
@@ -434,7 +434,7 @@ impl Sim {
         inst.inflight.clear();
         inst.inc += 1;
         inst.restart_pending = true;
-        let d = self.r_faults.between(500, 20_000);
+        let d = self.faults.draw().between(500, 20_000);
         self.after(d, Event::Restart { instance: i });
     }
 
@@ -456,7 +456,7 @@ impl Sim {
         } else {
             i
         };
-        if self.healing || self.instances[i].engine.is_none() || self.instances[i].paused {
+        if self.faults.healing() || self.instances[i].engine.is_none() || self.instances[i].paused {
             return;
         }
         self.note(|| format!("inst{i} PAUSE {ms}ms"));
@@ -477,7 +477,7 @@ impl Sim {
 
     /// The instance's clock jumps.
     pub fn clock_jump(&mut self, i: usize, ms: i64) {
-        if self.healing || i >= self.instances.len() {
+        if self.faults.healing() || i >= self.instances.len() {
             return;
         }
         self.note(|| format!("inst{i} clock jumps {ms}ms"));

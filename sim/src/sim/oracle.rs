@@ -298,15 +298,12 @@ impl Sim {
 /// A CIS the world asks for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Expected {
-    /// Digest.
     pub digest: String,
     /// Workload kind.
     pub kind: String,
     /// Workload name.
     pub workload: String,
-    /// Workload UID.
     pub workload_uid: String,
-    /// Container.
     pub container: String,
     /// Owner pod UIDs.
     pub owners: Vec<String>,

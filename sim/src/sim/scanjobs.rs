@@ -98,7 +98,7 @@ impl Sim {
                 } else {
                     job.preferred_nodes[self.r_jobs.index(job.preferred_nodes.len())].clone()
                 };
-                let pod_uid = self.uid();
+                let pod_uid = self.cluster.uid();
                 let pod_key = (ns.to_string(), pod_name.clone());
                 let waiting = ScanContainerState {
                     waiting_reason: Some("PodInitializing".to_string()),
@@ -319,8 +319,8 @@ impl Sim {
         }
         self.cluster.publish_job(key);
         self.note(|| format!("job {}/{} finished: {}", key.0, key.1, finish.reason));
-        if self.fault(Fault::TtlDelete, 5.0) {
-            ttl = self.r_faults.between(0, 3_000);
+        if self.faults.fires(Fault::TtlDelete, 5.0) {
+            ttl = self.faults.draw().between(0, 3_000);
         }
         self.after(
             ttl,
@@ -380,11 +380,11 @@ impl Sim {
 
     /// Users delete things at random (deletion races).
     pub fn user_delete(&mut self) {
-        match self.r_faults.index(3) {
+        match self.faults.draw().index(3) {
             0 => {
                 let keys: Vec<Key> = self.cluster.cis.keys().cloned().collect();
                 if !keys.is_empty() {
-                    let (ns, name) = keys[self.r_faults.index(keys.len())].clone();
+                    let (ns, name) = keys[self.faults.draw().index(keys.len())].clone();
                     self.note(|| format!("user deletes cis {ns}/{name}"));
                     self.delete_cis_object(&ns, &name);
                 }
@@ -392,7 +392,7 @@ impl Sim {
             1 => {
                 let keys: Vec<Key> = self.cluster.jobs.keys().cloned().collect();
                 if !keys.is_empty() {
-                    let key = keys[self.r_faults.index(keys.len())].clone();
+                    let key = keys[self.faults.draw().index(keys.len())].clone();
                     self.note(|| format!("user deletes job {}/{}", key.0, key.1));
                     self.delete_job_object(&key);
                 }
@@ -400,7 +400,7 @@ impl Sim {
             _ => {
                 let keys: Vec<Key> = self.cluster.scan_pods.keys().cloned().collect();
                 if !keys.is_empty() {
-                    let key = keys[self.r_faults.index(keys.len())].clone();
+                    let key = keys[self.faults.draw().index(keys.len())].clone();
                     self.note(|| format!("user deletes scan pod {}/{}", key.0, key.1));
                     self.delete_scan_pod(&key);
                 }

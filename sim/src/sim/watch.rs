@@ -17,7 +17,7 @@ use crate::watcher::{Rejection, stream_id};
 impl Sim {
     pub(crate) fn delay(&mut self) -> u64 {
         let max = self.opts.max_delay_ms;
-        if self.healing {
+        if self.faults.healing() {
             self.r_delivery.between(1, 20)
         } else if max > 20 && self.r_delivery.chance(0.3) {
             self.r_delivery.between(1, max)
@@ -141,7 +141,7 @@ impl Sim {
             return;
         }
         // Deliver a chunk; the rest follows in a later delivery (interleaving streams).
-        let chunk = if self.opts.has(Fault::Delay) && !self.healing {
+        let chunk = if self.opts.has(Fault::Delay) && !self.faults.healing() {
             self.r_delivery.between(1, 8) as usize
         } else {
             changes.len()
@@ -151,19 +151,19 @@ impl Sim {
         let mut events = Vec::new();
         for (n, c) in batch.iter().enumerate() {
             let superseded = batch[n + 1..].iter().any(|l| l.key == c.key);
-            if superseded && self.fault(Fault::Coalesce, 5.0) {
+            if superseded && self.faults.fires(Fault::Coalesce, 5.0) {
                 self.note(|| format!("inst{i} {k:?} coalesce rv={}", c.rv));
                 continue;
             }
             match (&c.after, &c.before) {
                 (Some(v), _) => events.push(WatchEvent::Apply(v.clone())),
                 (None, Some(v)) => {
-                    if self.fault(Fault::DropDelete, 3.0) {
+                    if self.faults.fires(Fault::DropDelete, 3.0) {
                         self.note(|| format!("inst{i} {k:?} drop delete {}", c.key));
                         if let Some(w) = self.instances[i].watchers.get_mut(&k) {
                             w.must_relist = true;
                         }
-                        let d = self.r_faults.between(1_000, 60_000);
+                        let d = self.faults.draw().between(1_000, 60_000);
                         self.after(
                             d,
                             Event::Disconnect {
@@ -228,8 +228,8 @@ impl Sim {
             .get(&k)
             .map_or((self.cluster.rv, 0), |l| (l.head(), l.floor));
         let stale_ok = !matches!(k, Kind::Cis | Kind::Job) || self.opts.has(Fault::StaleCis);
-        let at = if stale_ok && self.fault(Fault::StaleList, 10.0) {
-            self.r_faults.between(floor, head)
+        let at = if stale_ok && self.faults.fires(Fault::StaleList, 10.0) {
+            self.faults.draw().between(floor, head)
         } else {
             head
         };
@@ -340,8 +340,8 @@ impl Sim {
             return;
         }
         let mut cursor = w.cursor;
-        if self.fault(Fault::Duplicate, 10.0) {
-            let back = self.r_faults.between(1, 10);
+        if self.faults.fires(Fault::Duplicate, 10.0) {
+            let back = self.faults.draw().between(1, 10);
             cursor = cursor.saturating_sub(back).max(floor);
             self.note(|| format!("inst{i} {k:?} reconnect re-delivers from rv={cursor}"));
         }

@@ -44,7 +44,7 @@ impl Sim {
                 if self.cluster.workloads.contains_key(&key) {
                     return;
                 }
-                let uid = self.uid();
+                let uid = self.cluster.uid();
                 let period_ms = u64::from(replicas) * 60_000;
                 let w = SimWorkload {
                     kind: k,
@@ -310,7 +310,7 @@ impl Sim {
             return;
         };
         let name = format!("{}-{}", d.name, self.r_world.hex(8));
-        let uid = self.uid();
+        let uid = self.cluster.uid();
         let key = (kind::RS, d.ns.clone(), name.clone());
         let rs = SimWorkload {
             kind: kind::RS,
@@ -404,7 +404,7 @@ impl Sim {
         ignore_unfixed: bool,
         completes: bool,
     ) {
-        let uid = self.uid();
+        let uid = self.cluster.uid();
         let mut containers: Vec<SimContainer> = t
             .init
             .iter()
@@ -609,7 +609,7 @@ impl Sim {
         let cj = cj.clone();
         let period = cj.period_ms;
         let jkey = (kind::JOB, ns.to_string(), job_name.clone());
-        let uid = self.uid();
+        let uid = self.cluster.uid();
         self.cluster.workloads.insert(
             jkey.clone(),
             SimWorkload {

@@ -18,9 +18,7 @@ use crate::workload::{ContainerProblem, PodTarget, WorkloadKey};
 /// Namespace and name of a CIS.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct CisKey {
-    /// Namespace.
     pub namespace: String,
-    /// Name.
     pub name: String,
 }
 

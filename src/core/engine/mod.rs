@@ -98,7 +98,6 @@ pub struct EngineStats {
     pub scans_failed: u64,
     /// Commands that failed, by kind.
     pub command_errors: BTreeMap<ApiErrorKind, u64>,
-    /// Status writes.
     pub status_writes: u64,
     /// Spec/metadata writes (apply + delete).
     pub spec_writes: u64,

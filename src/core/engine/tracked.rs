@@ -30,7 +30,6 @@ pub enum ObjectKind {
     Pod,
     /// Workload metadata.
     Workload,
-    /// CIS.
     Cis,
     /// Scan Jobs.
     Job,
