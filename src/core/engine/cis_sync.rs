@@ -10,6 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::flights::{Blocked, Step};
 use super::index::{CisKey, PodKey};
 use super::timers::TimerKey;
 use super::tracked::supersedes;
@@ -144,7 +145,7 @@ impl Engine {
             if !self.flights.has_room() {
                 return;
             }
-            if self.sync_cis(&key, now, out) {
+            if self.sync_cis(&key, now, out).is_ok() {
                 self.dirty_cis.remove(&key);
             }
             next = self
@@ -155,18 +156,19 @@ impl Engine {
         }
     }
 
-    /// Returns false when the key must stay dirty (work blocked by a command in flight).
-    fn sync_cis(&mut self, key: &CisKey, now: Timestamp, out: &mut Vec<Command>) -> bool {
+    /// Brings one CIS's metadata and spec to what its pods ask for; [`Blocked`] (a command
+    /// for it in flight, or a full window) keeps it dirty.
+    fn sync_cis(&mut self, key: &CisKey, now: Timestamp, out: &mut Vec<Command>) -> Step {
         let target = Target::CisSpec(key.clone());
         if self.flights.is_busy(&target) {
-            return false;
+            return Err(Blocked);
         }
         if !self.cfg.namespace_allowed(&key.namespace) {
-            return true;
+            return Ok(());
         }
         let existing = self.index.cis.get(key).map(|t| &t.view);
         if existing.is_some_and(|c| c.deleting) {
-            return true;
+            return Ok(());
         }
         let desired = self.desired_cis(key, existing.is_some());
         match (desired, existing) {
@@ -174,25 +176,25 @@ impl Engine {
                 if let Some(at) = self.recreate_at(key).filter(|at| *at > now) {
                     self.timers
                         .arm(TimerKey::Cis(key.namespace.clone(), key.name.clone()), at);
-                    return true;
+                    return Ok(());
                 }
                 self.flights
-                    .issue(target, apply_action(key, desired), now, out)
-                    .settled()
+                    .issue(target, apply_action(key, desired), now, out)?;
+                Ok(())
             }
             (Some(desired), Some(cis)) => {
                 let (spec_ok, labels_ok, owners_ok) = compare(&desired, cis);
                 if spec_ok && labels_ok && owners_ok {
-                    return true;
+                    return Ok(());
                 }
                 // Owner-only changes wait a little so pods starting together cost one write.
                 if spec_ok && labels_ok && !self.owner_delay_passed(key, now) {
-                    return true;
+                    return Ok(());
                 }
                 self.owner_delay.remove(key);
                 self.flights
-                    .issue(target, apply_action(key, desired), now, out)
-                    .settled()
+                    .issue(target, apply_action(key, desired), now, out)?;
+                Ok(())
             }
             (None, Some(cis)) => {
                 if self.is_obsolete(key, cis) {
@@ -201,11 +203,11 @@ impl Engine {
                         name: key.name.clone(),
                         uid: cis.uid.clone(),
                     };
-                    return self.flights.issue(target, action, now, out).settled();
+                    self.flights.issue(target, action, now, out)?;
                 }
-                true
+                Ok(())
             }
-            (None, None) => true,
+            (None, None) => Ok(()),
         }
     }
 

@@ -9,22 +9,22 @@ use super::Target;
 use crate::port::{Action, Command, CommandId};
 use crate::time::Timestamp;
 
-/// Whether [`Flights::issue`] issued the command.
+/// Out of capacity: a command for the target is in flight, or the flow-control window is
+/// full. Whatever asked stays dirty and is synced again when an answer frees room; each step
+/// passes it up with `?`, so that a stage stops at the first step that cannot go on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Blocked;
+
+/// What a step of a stage did, unless it was [`Blocked`].
+pub(super) type Step<T = ()> = Result<T, Blocked>;
+
+/// What [`Flights::issue`] did, when not blocked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Issued {
     /// The command was issued.
     Yes,
     /// The target is backing off after a failure; a timer brings it back.
     Deferred,
-    /// A command for the target is in flight, or the window is full: try again later.
-    Blocked,
-}
-
-impl Issued {
-    /// Whether the caller may consider its work done for now (nothing to retry on its own).
-    pub(super) fn settled(self) -> bool {
-        !matches!(self, Issued::Blocked)
-    }
 }
 
 /// A command in flight.
@@ -83,12 +83,12 @@ impl Flights {
         action: Action,
         now: Timestamp,
         out: &mut Vec<Command>,
-    ) -> Issued {
+    ) -> Step<Issued> {
         if self.busy.contains(&target) || !self.has_room() {
-            return Issued::Blocked;
+            return Err(Blocked);
         }
         if self.retry_at.get(&target).is_some_and(|at| *at > now) {
-            return Issued::Deferred;
+            return Ok(Issued::Deferred);
         }
         let id = CommandId(self.next_id);
         self.next_id += 1;
@@ -101,7 +101,7 @@ impl Flights {
             },
         );
         out.push(Command { id, action });
-        Issued::Yes
+        Ok(Issued::Yes)
     }
 
     /// Whether a command for `target` may be issued now.

@@ -33,7 +33,7 @@ pub use index::CisKey;
 pub use placement::{Placement, PullFailure, classify_pull_failure};
 
 use self::cache::ReportCache;
-use self::flights::{Flights, Issued};
+use self::flights::Flights;
 use self::index::Index;
 use self::scans::{DigestScan, Harvest, ReportFate};
 use self::timers::{TimerKey, Timers};
@@ -425,7 +425,8 @@ impl Engine {
                 uid: pending.uid,
                 event: pending.event,
             };
-            self.flights.issue(target, action, Timestamp::EPOCH, out);
+            // Never blocked (room was checked, the target is new) nor backing off.
+            let _ = self.flights.issue(target, action, Timestamp::EPOCH, out);
         }
     }
 }

@@ -12,44 +12,40 @@ impl Engine {
         job_name: &str,
         now: Timestamp,
         out: &mut Vec<Command>,
-    ) -> bool {
+    ) -> Step {
         let Some(cis) = self.index.cis.get(key).map(|t| t.view.clone()) else {
             if let Some(s) = self.digests.get_mut(digest) {
                 s.announce = None;
             }
-            return true;
+            return Ok(());
         };
         let target = Target::CisStatus(key.clone());
         let status = status::scan_job_created_status(&cis, job_name, now);
         let action = status_write(key, &cis, status, true);
-        match self.flights.issue(target, action, now, out) {
-            crate::engine::Issued::Yes => {
-                if let Some(s) = self.digests.get_mut(digest) {
-                    s.announce = None;
-                }
-                true
-            }
-            crate::engine::Issued::Deferred => true,
-            // Blocked means a write in flight for this CIS or a full window: the digest stays
-            // dirty until that outcome or a free slot.
-            crate::engine::Issued::Blocked => false,
+        // Blocked means a write in flight for this CIS or a full window: the digest stays
+        // dirty until that outcome or a free slot.
+        if self.flights.issue(target, action, now, out)? == Issued::Yes
+            && let Some(s) = self.digests.get_mut(digest)
+        {
+            s.announce = None;
         }
+        Ok(())
     }
 
     /// Writes `Stalled/NoRegistryDigest` to one CIS of a local image ID unless it shows it
-    /// (with a Warning Event once written); false when blocked.
+    /// (with a Warning Event once written).
     pub(super) fn explain_local_image(
         &mut self,
         key: &CisKey,
         now: Timestamp,
         out: &mut Vec<Command>,
-    ) -> bool {
+    ) -> Step {
         let Some(cis) = self.index.cis.get(key).map(|t| t.view.clone()) else {
-            return true;
+            return Ok(());
         };
         let new_status = status::no_registry_digest_status(&cis, now);
         if status::shows_conditions(&cis, &new_status) {
-            return true;
+            return Ok(());
         }
         let note = new_status
             .conditions
@@ -60,20 +56,16 @@ impl Engine {
             .unwrap_or_default();
         let target = Target::CisStatus(key.clone());
         let action = status_write(key, &cis, new_status, true);
-        match self.flights.issue(target, action, now, out) {
-            crate::engine::Issued::Yes => {
-                let event = EventNote {
-                    warning: true,
-                    reason: status::REASON_NO_REGISTRY_DIGEST.to_string(),
-                    note,
-                };
-                self.pending_events
-                    .push_back(crate::engine::PendingEvent::on_cis(key, &cis.uid, event));
-                true
-            }
-            crate::engine::Issued::Deferred => true,
-            crate::engine::Issued::Blocked => false,
+        if self.flights.issue(target, action, now, out)? == Issued::Yes {
+            let event = EventNote {
+                warning: true,
+                reason: status::REASON_NO_REGISTRY_DIGEST.to_string(),
+                note,
+            };
+            self.pending_events
+                .push_back(crate::engine::PendingEvent::on_cis(key, &cis.uid, event));
         }
+        Ok(())
     }
 
     /// Writes the newest result to one CIS if its status does not show it yet.
@@ -84,37 +76,37 @@ impl Engine {
         latest: &ScanResult,
         now: Timestamp,
         out: &mut Vec<Command>,
-    ) -> FanOut {
+    ) -> Step<FanOut> {
         let Some(cis) = self.index.cis.get(key).map(|t| t.view.clone()) else {
-            return FanOut::Done;
+            return Ok(FanOut::Done);
         };
         let shows = cis.status.last_scan_job_uid.as_deref() == Some(latest.job_uid.as_str())
             && cis.status.last_scan_time == Some(latest.at)
             && cis.status.observed_generation == Some(cis.generation);
         if shows {
-            return FanOut::Done;
+            return Ok(FanOut::Done);
         }
         // Never move a CIS back to an older result than the one it shows; learn it instead
         // (its Job may have been unknown when the status arrived), for the other CIS.
         if self.shows_newer_result(&cis, latest) {
             if self.learn_result_from_status(&cis) {
                 self.dirty_digests.insert(digest.to_string());
-                return FanOut::Superseded;
+                return Ok(FanOut::Superseded);
             }
-            return FanOut::Done;
+            return Ok(FanOut::Done);
         }
         let target = Target::CisStatus(key.clone());
         if !self.flights.can_issue(&target, now) {
             return if self.flights.is_busy(&target) || !self.flights.has_room() {
-                FanOut::Blocked
+                Err(Blocked)
             } else {
-                FanOut::Done
+                Ok(FanOut::Done)
             };
         }
         let new_status = match &latest.outcome {
             ScanOutcome::Succeeded => {
                 let Some(vulns) = self.reports.get(digest, &latest.job_uid) else {
-                    return FanOut::NeedDetails;
+                    return Ok(FanOut::NeedDetails);
                 };
                 let report_key = (key.clone(), latest.job_uid.clone());
                 if self.cfg.write_reports && !self.reports_written.contains_key(&report_key) {
@@ -129,12 +121,8 @@ impl Engine {
                         report: Box::new(status::report_for(&cis, &vulns, budget)),
                     };
                     let target = Target::Report(key.clone(), latest.job_uid.clone());
-                    return match self.flights.issue(target, action, now, out) {
-                        crate::engine::Issued::Blocked => FanOut::Blocked,
-                        crate::engine::Issued::Yes | crate::engine::Issued::Deferred => {
-                            FanOut::Done
-                        }
-                    };
+                    self.flights.issue(target, action, now, out)?;
+                    return Ok(FanOut::Done);
                 }
                 let budget = self
                     .budget_override
@@ -168,17 +156,13 @@ impl Engine {
         let keep_details = matches!(latest.outcome, ScanOutcome::Failed { .. });
         let events = self.events_for(&cis, &latest.outcome, &new_status);
         let action = status_write(key, &cis, new_status, keep_details);
-        match self.flights.issue(target, action, now, out) {
-            crate::engine::Issued::Yes => {
-                for e in events {
-                    self.pending_events
-                        .push_back(crate::engine::PendingEvent::on_cis(key, &cis.uid, e));
-                }
-                FanOut::Done
+        if self.flights.issue(target, action, now, out)? == Issued::Yes {
+            for e in events {
+                self.pending_events
+                    .push_back(crate::engine::PendingEvent::on_cis(key, &cis.uid, e));
             }
-            crate::engine::Issued::Deferred => FanOut::Done,
-            crate::engine::Issued::Blocked => FanOut::Blocked,
         }
+        Ok(FanOut::Done)
     }
 
     /// Events worth a human's attention when a new result is written.

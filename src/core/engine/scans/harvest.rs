@@ -36,13 +36,13 @@ impl Engine {
         refetch: bool,
         now: Timestamp,
         out: &mut Vec<Command>,
-    ) -> Harvested {
+    ) -> Step<Harvested> {
         let target = Target::Log(job.uid.clone());
         if self.flights.is_busy(&target) {
-            return Harvested::Pending;
+            return Ok(Harvested::Pending);
         }
         let Some(finish) = &job.finished else {
-            return Harvested::Pending;
+            return Ok(Harvested::Pending);
         };
         let attempts = self.flights.attempts(&target);
         let pods = self.index.pods_of_job(&job.uid);
@@ -60,7 +60,7 @@ impl Engine {
                     text
                 };
                 self.record_failure(digest, &job.uid, FailureReason::Error, message, now);
-                return Harvested::Recorded;
+                return Ok(Harvested::Recorded);
             }
         }
         let pod = if finish.succeeded {
@@ -77,10 +77,10 @@ impl Engine {
                     TimerKey::Digest(digest.to_string()),
                     finish.at.plus(POD_CACHE_GRACE),
                 );
-                return Harvested::Pending;
+                return Ok(Harvested::Pending);
             }
             if refetch {
-                return Harvested::Recorded;
+                return Ok(Harvested::Recorded);
             }
             // A failed Job's pods are deleted by Kubernetes; its condition explains.
             let message = if finish.succeeded {
@@ -89,7 +89,7 @@ impl Engine {
                 fallback
             };
             self.record_failure(digest, &job.uid, FailureReason::Error, message, now);
-            return Harvested::Recorded;
+            return Ok(Harvested::Recorded);
         };
         if !finish.succeeded && !pod.scan.started {
             let message = pod
@@ -99,7 +99,7 @@ impl Engine {
                 .filter(|m| !m.is_empty())
                 .unwrap_or(fallback);
             self.record_failure(digest, &job.uid, FailureReason::Error, message, now);
-            return Harvested::Recorded;
+            return Ok(Harvested::Recorded);
         }
         if attempts >= MAX_LOG_ATTEMPTS {
             // A refetch keeps its count (dropped with the Job), so the next sync starts a new
@@ -112,7 +112,7 @@ impl Engine {
                 );
                 self.record_failure(digest, &job.uid, FailureReason::Error, message, now);
             }
-            return Harvested::Recorded;
+            return Ok(Harvested::Recorded);
         }
         let limit = if finish.succeeded {
             self.cfg.log_max_bytes
@@ -134,18 +134,14 @@ impl Engine {
             refetch,
             fallback,
         };
-        match self.flights.issue(target, action, now, out) {
-            crate::engine::Issued::Yes => {
-                self.harvests.insert(job.uid.clone(), harvest);
-                Harvested::Pending
-            }
-            crate::engine::Issued::Deferred => Harvested::Pending,
-            crate::engine::Issued::Blocked => Harvested::Blocked,
+        if self.flights.issue(target, action, now, out)? == Issued::Yes {
+            self.harvests.insert(job.uid.clone(), harvest);
         }
+        Ok(Harvested::Pending)
     }
 
     /// Reads the log of a failed attempt of a running Job once (the Job may retry; the last
-    /// failure read is what the condition shows if the Job fails). Returns false when blocked.
+    /// failure read is what the condition shows if the Job fails).
     ///
     /// An empty log is read again when the pod changes next, up to [`FAILURE_LOG_READS`]
     /// times: the pod status may say "terminated" while the kubelet has already restarted the
@@ -156,13 +152,13 @@ impl Engine {
         job: &JobView,
         now: Timestamp,
         out: &mut Vec<Command>,
-    ) -> bool {
+    ) -> Step {
         if self
             .failure_logs
             .get(&job.uid)
             .is_some_and(|l| !l.text.trim().is_empty() || l.reads >= FAILURE_LOG_READS)
         {
-            return true;
+            return Ok(());
         }
         let failed_attempt = self
             .index
@@ -175,7 +171,7 @@ impl Engine {
                 (current || previous).then(|| (p.namespace.clone(), p.name.clone(), !current))
             });
         let Some((namespace, pod_name, previous)) = failed_attempt else {
-            return true;
+            return Ok(());
         };
         let action = Action::FetchLog {
             namespace,
@@ -185,8 +181,8 @@ impl Engine {
             previous,
         };
         self.flights
-            .issue(Target::FailureLog(job.uid.clone()), action, now, out)
-            .settled()
+            .issue(Target::FailureLog(job.uid.clone()), action, now, out)?;
+        Ok(())
     }
 
     pub(in crate::engine) fn on_failure_log_outcome(&mut self, job_uid: &str, outcome: Outcome) {

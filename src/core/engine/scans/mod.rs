@@ -24,6 +24,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::flights::{Blocked, Issued, Step};
 use super::index::{CisKey, object_key};
 use super::placement::{self, Placement, PullFailure, classify_pull_failure};
 use super::timers::TimerKey;
@@ -239,7 +240,7 @@ impl Engine {
             if !self.flights.has_room() {
                 return;
             }
-            if self.sync_digest(&d, now, out) {
+            if self.sync_digest(&d, now, out).is_ok() {
                 self.dirty_digests.remove(&d);
             }
             next = self
@@ -266,8 +267,8 @@ impl Engine {
             .unwrap_or_default()
     }
 
-    /// Returns false when the digest must stay dirty (blocked by capacity).
-    fn sync_digest(&mut self, digest: &str, now: Timestamp, out: &mut Vec<Command>) -> bool {
+    /// Brings one digest forward; [`Blocked`] keeps it dirty.
+    fn sync_digest(&mut self, digest: &str, now: Timestamp, out: &mut Vec<Command>) -> Step {
         let cis_keys = self.live_cis_of(digest);
         let jobs: Vec<JobView> = self
             .index
@@ -308,9 +309,7 @@ impl Engine {
                     name: job.name.clone(),
                     uid: job.uid.clone(),
                 };
-                if !self.flights.issue(target, action, now, out).settled() {
-                    return false;
-                }
+                self.flights.issue(target, action, now, out)?;
             }
         }
 
@@ -324,19 +323,15 @@ impl Engine {
                 scan.announce = None;
             }
             for key in &cis_keys {
-                if !self.explain_local_image(key, now, out) {
-                    return false;
-                }
+                self.explain_local_image(key, now, out)?;
             }
-            return true;
+            return Ok(());
         }
 
         // 1b. A failed attempt of the running Job: keep its log for the condition message,
         // because Kubernetes deletes the pod when the Job finally fails.
-        if let Some(job) = &active
-            && !self.prefetch_failure_log(job, now, out)
-        {
-            return false;
+        if let Some(job) = &active {
+            self.prefetch_failure_log(job, now, out)?;
         }
 
         // 2. Harvest the newest finished Job if it is newer than what we know. Until that
@@ -372,8 +367,7 @@ impl Engine {
                     }
                 };
             if newer {
-                match self.harvest(digest, job, false, now, out) {
-                    Harvested::Blocked => return false,
+                match self.harvest(digest, job, false, now, out)? {
                     Harvested::Pending => harvest_pending = true,
                     Harvested::Recorded => {}
                 }
@@ -384,16 +378,14 @@ impl Engine {
         let mut need_details = false;
         if let Some(latest) = self.latest(digest).cloned() {
             if let Some((key, job_name)) = self.digests.get(digest).and_then(|s| s.announce.clone())
-                && !self.announce(digest, &key, &job_name, now, out)
             {
-                return false;
+                self.announce(digest, &key, &job_name, now, out)?;
             }
             for key in &cis_keys {
-                match self.fan_out(digest, key, &latest, now, out) {
+                match self.fan_out(digest, key, &latest, now, out)? {
                     FanOut::Done => {}
-                    FanOut::Blocked => return false,
                     FanOut::NeedDetails => need_details = true,
-                    FanOut::Superseded => return true,
+                    FanOut::Superseded => return Ok(()),
                 }
             }
             if need_details {
@@ -401,8 +393,7 @@ impl Engine {
                 if let Some(job) = jobs.iter().find(|j| {
                     j.uid == latest.job_uid && j.finished.as_ref().is_some_and(|f| f.succeeded)
                 }) {
-                    match self.harvest(digest, job, true, now, out) {
-                        Harvested::Blocked => return false,
+                    match self.harvest(digest, job, true, now, out)? {
                         Harvested::Pending => need_details = false,
                         // The log cannot be read again: a new scan gets the details.
                         Harvested::Recorded => {}
@@ -411,9 +402,8 @@ impl Engine {
             }
         } else if let Some((key, job_name)) =
             self.digests.get(digest).and_then(|s| s.announce.clone())
-            && !self.announce(digest, &key, &job_name, now, out)
         {
-            return false;
+            self.announce(digest, &key, &job_name, now, out)?;
         }
 
         // 4. Schedule the next scan.
@@ -447,7 +437,7 @@ impl Engine {
                 s.announce = None;
             }
         }
-        true
+        Ok(())
     }
 
     fn latest(&self, digest: &str) -> Option<&ScanResult> {
@@ -482,16 +472,12 @@ enum Harvested {
     Recorded,
     /// A log read is in flight, backing off, or the pod is not in the cache yet.
     Pending,
-    /// Blocked by capacity; try again.
-    Blocked,
 }
 
 /// What fan-out did for one CIS.
 enum FanOut {
     /// Written, or nothing to write.
     Done,
-    /// Blocked by capacity or a write in flight; try again.
-    Blocked,
     /// The result is a success whose details are not in memory.
     NeedDetails,
     /// The CIS showed a newer result, now the digest's newest: the round ends (the digest is

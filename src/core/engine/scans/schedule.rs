@@ -114,7 +114,8 @@ impl Engine {
                     name: existing.name.clone(),
                     uid: existing.uid.clone(),
                 };
-                self.flights.issue(Target::DeleteJob(key), action, now, out);
+                // Issued, backing off or blocked: the timer below brings the digest back.
+                let _ = self.flights.issue(Target::DeleteJob(key), action, now, out);
             }
             self.timers.arm(
                 TimerKey::Digest(digest.to_string()),
@@ -138,7 +139,7 @@ impl Engine {
         };
         let job = build_scan_job(&params, &self.cfg.job);
         let target = Target::CreateJob(digest.to_string());
-        if let crate::engine::Issued::Yes =
+        if let Ok(Issued::Yes) =
             self.flights
                 .issue(target, Action::CreateJob { job: Box::new(job) }, now, out)
         {
