@@ -3,7 +3,7 @@
 # images, run the way the scan Job runs it:
 #   * a trivy server (client/server mode, like the in-cluster trivy Deployment) on a free
 #     loopback port, with the offline DB of trivydb/ and --skip-db-update;
-#   * the client as the scan container runs it (src/core/scan_job.rs): its command and
+#   * the client as the scan container runs it (src/core/scan_job/mod.rs): its command and
 #     arguments (`/run/image-scanner/trivy rootfs --skip-dirs ... /`, the binary copied where
 #     the init container puts it), working directory /tmp, and environment: HOME,
 #     TRIVY_SCANNERS, TRIVY_CACHE_DIR, TRIVY_QUIET, TRIVY_FORMAT, TRIVY_TEMPLATE (verbatim
@@ -63,11 +63,11 @@ else
 fi
 
 # The template, verbatim: the text between r#" and "# of the Rust const.
-template="$(sed -n '/^pub const TRIVY_TEMPLATE: &str = r#"/,/"#;$/p' "$repo/src/core/scan_job.rs")"
+template="$(sed -n '/^pub const TRIVY_TEMPLATE: &str = r#"/,/"#;$/p' "$repo/src/core/scan_job/mod.rs")"
 template="${template#'pub const TRIVY_TEMPLATE: &str = r#"'}"
 template="${template%'"#;'}"
 # shellcheck disable=SC2016  # $found is template text, not a shell variable
-[[ "$template" == '{{'*'toJson $found -}}' ]] || die "cannot extract TRIVY_TEMPLATE from src/core/scan_job.rs"
+[[ "$template" == '{{'*'toJson $found -}}' ]] || die "cannot extract TRIVY_TEMPLATE from src/core/scan_job/mod.rs"
 
 # The ConfigMap trivy-job-config: `- KEY=VALUE` literals, each a TRIVY_KEY variable of the
 # scan container.
@@ -138,7 +138,7 @@ port_base=$port
 start_server updated "$work/db-updated"
 port_updated=$port
 
-# The scan container as the Job defines it (src/core/scan_job.rs): the command and args of
+# The scan container as the Job defines it (src/core/scan_job/mod.rs): the command and args of
 # scan_container()/scan_args() for the default command `rootfs`, its working directory, and
 # the environment it gets from `env` (after `envFrom`, so it wins). Mirrored by hand: stop
 # when the Job's arguments are no longer these, rather than check something else.
@@ -146,15 +146,16 @@ readonly job_binary=/run/image-scanner/trivy
 readonly job_workdir=/tmp
 # shellcheck disable=SC2016  # $(TRIVY_SKIP_DIRS) is a Kubernetes reference, not shell
 job_args=(rootfs --skip-dirs '/run/image-scanner,/tmp,$(TRIVY_SKIP_DIRS)' /)
+# The unit tests pin the arguments the Job is built with (src/core/scan_job/tests.rs).
 # shellcheck disable=SC2016  # the same
-grep -qF '"/run/image-scanner,/tmp,$(TRIVY_SKIP_DIRS)"' "$repo/src/core/scan_job.rs" ||
-  die "the scan Job's arguments changed in src/core/scan_job.rs: update job_args in check-scanner.sh"
+grep -qF '"/run/image-scanner,/tmp,$(TRIVY_SKIP_DIRS)"' "$repo/src/core/scan_job/tests.rs" ||
+  die "the scan Job's arguments changed in src/core/scan_job: update job_args in check-scanner.sh"
 
 # The Java DB as the Job's second init container leaves it: <TRIVY_CACHE_DIR>/java-db.
 readonly job_java_db=/tmp/java-db
-grep -qF '"TRIVY_SKIP_JAVA_DB_UPDATE", "true"' "$repo/src/core/scan_job.rs" &&
-  grep -qF "const JAVA_DB_IN_SCAN: &str = \"$job_java_db\";" "$repo/src/core/scan_job.rs" ||
-  die "the scan Job's Java DB settings changed in src/core/scan_job.rs: update check-scanner.sh"
+grep -qF '"TRIVY_SKIP_JAVA_DB_UPDATE", "true"' "$repo/src/core/scan_job/mod.rs" &&
+  grep -qF "const JAVA_DB_IN_SCAN: &str = \"$job_java_db\";" "$repo/src/core/scan_job/mod.rs" ||
+  die "the scan Job's Java DB settings changed in src/core/scan_job/mod.rs: update check-scanner.sh"
 
 # kube_expand STRING: expands $(NAME) from the container environment like the kubelet does;
 # an undefined name stays as it is.
