@@ -199,6 +199,27 @@ pub struct CisStatusView {
     pub summary: Option<Arc<VulnerabilitySummary>>,
 }
 
+impl CisStatusView {
+    /// What the core sees of a stored status (`None`: no status yet). The shell, the
+    /// simulator and the tests all read a status through this one conversion.
+    pub fn of(status: Option<&ContainerImageScanStatus>) -> CisStatusView {
+        let Some(s) = status else {
+            return CisStatusView::default();
+        };
+        CisStatusView {
+            observed_generation: s.observed_generation,
+            last_scan_job_uid: s.last_scan_job_uid.clone(),
+            last_scan_time: s.last_scan_time.as_ref().map(Timestamp::from_k8s),
+            last_successful_scan_time: s
+                .last_successful_scan_time
+                .as_ref()
+                .map(Timestamp::from_k8s),
+            conditions: s.conditions.clone().unwrap_or_default(),
+            summary: s.vulnerability_summary.clone().map(Arc::new),
+        }
+    }
+}
+
 /// A ContainerImageScan, without the vulnerability details.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CisView {
@@ -612,6 +633,41 @@ pub enum Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_status_is_seen_without_its_details_and_no_status_as_the_empty_one() {
+        let status: ContainerImageScanStatus = serde_json::from_value(serde_json::json!({
+            "observedGeneration": 3,
+            "lastScanJobUID": "job-1",
+            "lastScanTime": "2026-12-04T10:00:00Z",
+            "lastSuccessfulScanTime": "2026-12-04T09:00:00Z",
+            "conditions": [{"type": "Stalled", "status": "True", "reason": "Error",
+                "message": "m", "lastTransitionTime": "2026-12-04T10:00:00Z"}],
+            "vulnerabilitySummary": {"severityCount": {"CRITICAL": 2}, "fixedCount": 1,
+                "unfixedCount": 1},
+            "vulnerabilities": [{"vulnerabilityID": "CVE-1", "pkgName": "p",
+                "installedVersion": "1", "severity": "CRITICAL"}]
+        }))
+        .expect("a status");
+        let view = CisStatusView::of(Some(&status));
+        assert_eq!(view.observed_generation, Some(3));
+        assert_eq!(view.last_scan_job_uid.as_deref(), Some("job-1"));
+        let at = |s: &str| {
+            Timestamp::from_k8s(&serde_json::from_value(serde_json::json!(s)).expect("a time"))
+        };
+        assert_eq!(view.last_scan_time, Some(at("2026-12-04T10:00:00Z")));
+        assert_eq!(
+            view.last_successful_scan_time,
+            Some(at("2026-12-04T09:00:00Z"))
+        );
+        assert_eq!(view.conditions.len(), 1);
+        assert_eq!(view.conditions[0].reason, "Error");
+        assert_eq!(
+            view.summary.as_deref(),
+            status.vulnerability_summary.as_ref()
+        );
+        assert_eq!(CisStatusView::of(None), CisStatusView::default());
+    }
 
     #[test]
     fn retryable_errors_are_the_transient_ones() {

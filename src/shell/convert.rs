@@ -162,7 +162,6 @@ pub fn workload_view(
 /// A CIS without its vulnerability details.
 pub fn cis_view(cis: &ContainerImageScan) -> Option<CisView> {
     let meta = &cis.metadata;
-    let status = cis.status.as_ref();
     Some(CisView {
         namespace: meta.namespace.clone()?,
         name: meta.name.clone()?,
@@ -173,20 +172,7 @@ pub fn cis_view(cis: &ContainerImageScan) -> Option<CisView> {
         owners: meta.owner_references.iter().flatten().map(owner).collect(),
         deleting: meta.deletion_timestamp.is_some(),
         spec: cis.spec.clone(),
-        status: CisStatusView {
-            observed_generation: status.and_then(|s| s.observed_generation),
-            last_scan_job_uid: status.and_then(|s| s.last_scan_job_uid.clone()),
-            last_scan_time: status
-                .and_then(|s| s.last_scan_time.as_ref())
-                .map(Timestamp::from_k8s),
-            last_successful_scan_time: status
-                .and_then(|s| s.last_successful_scan_time.as_ref())
-                .map(Timestamp::from_k8s),
-            conditions: status
-                .and_then(|s| s.conditions.clone())
-                .unwrap_or_default(),
-            summary: status.and_then(|s| s.vulnerability_summary.clone().map(Arc::new)),
-        },
+        status: CisStatusView::of(cis.status.as_ref()),
     })
 }
 

@@ -52,7 +52,6 @@ impl Cluster {
 
 /// The view of a CIS.
 pub fn cis_view(c: &SimCis) -> CisView {
-    let s = c.status.as_ref();
     CisView {
         namespace: c.ns.clone(),
         name: c.name.clone(),
@@ -63,18 +62,7 @@ pub fn cis_view(c: &SimCis) -> CisView {
         owners: c.owners.clone(),
         deleting: c.deleting,
         spec: c.spec.clone(),
-        status: CisStatusView {
-            observed_generation: s.and_then(|s| s.observed_generation),
-            last_scan_job_uid: s.and_then(|s| s.last_scan_job_uid.clone()),
-            last_scan_time: s
-                .and_then(|s| s.last_scan_time.as_ref())
-                .map(Timestamp::from_k8s),
-            last_successful_scan_time: s
-                .and_then(|s| s.last_successful_scan_time.as_ref())
-                .map(Timestamp::from_k8s),
-            conditions: s.and_then(|s| s.conditions.clone()).unwrap_or_default(),
-            summary: s.and_then(|s| s.vulnerability_summary.clone().map(Into::into)),
-        },
+        status: CisStatusView::of(c.status.as_ref()),
     }
 }
 

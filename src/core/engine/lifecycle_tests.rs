@@ -146,17 +146,7 @@ fn config(window: usize) -> EngineConfig {
 }
 
 pub(super) fn status_view(s: &ContainerImageScanStatus) -> CisStatusView {
-    CisStatusView {
-        observed_generation: s.observed_generation,
-        last_scan_job_uid: s.last_scan_job_uid.clone(),
-        last_scan_time: s.last_scan_time.as_ref().map(Timestamp::from_k8s),
-        last_successful_scan_time: s
-            .last_successful_scan_time
-            .as_ref()
-            .map(Timestamp::from_k8s),
-        conditions: s.conditions.clone().unwrap_or_default(),
-        summary: s.vulnerability_summary.clone().map(std::sync::Arc::new),
-    }
+    CisStatusView::of(Some(s))
 }
 
 impl World {
