@@ -145,10 +145,6 @@ fn config(window: usize) -> EngineConfig {
     cfg
 }
 
-pub(super) fn status_view(s: &ContainerImageScanStatus) -> CisStatusView {
-    CisStatusView::of(Some(s))
-}
-
 impl World {
     fn new(window: usize) -> World {
         let mut w = World {
@@ -526,7 +522,7 @@ impl World {
                     }
                     Some((c, full)) if c.uid == uid => {
                         *full = *status;
-                        c.status = status_view(full);
+                        c.status = CisStatusView::of(Some(full));
                         c.resource_version = rv;
                         let view = c.clone();
                         self.events.push(Observation::Cis {

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
 
-use super::lifecycle_tests::status_view;
 use super::tests::{at, created_cis, failed, leading_engine, pod_in};
 use super::*;
 use crate::port::{
@@ -95,7 +94,7 @@ impl Cluster {
             } => {
                 let rv = self.next_rv();
                 let view = self.cis.get_mut(&(namespace.clone(), name.clone()))?;
-                view.status = status_view(status);
+                view.status = crate::port::CisStatusView::of(Some(status));
                 view.resource_version = rv;
                 Some(Outcome::CisApplied(Box::new(view.clone())))
             }

@@ -6,7 +6,6 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
-use super::lifecycle_tests::status_view;
 use super::scans::jitter;
 use super::tests::{D1, T, at, cis, failed, job, leading_engine};
 use super::*;
@@ -192,7 +191,7 @@ impl Api {
                 }
                 let rv = self.next_rv();
                 let view = self.cis.get_mut(name)?;
-                view.status = status_view(status);
+                view.status = CisStatusView::of(Some(status));
                 view.resource_version = rv;
                 self.statuses_applied += 1;
                 Some(Outcome::CisApplied(Box::new(view.clone())))
@@ -1491,13 +1490,9 @@ fn poll_status_writes(api: &mut Api, fail: Option<ApiErrorKind>) -> Vec<String> 
     names
 }
 
-#[test]
-fn status_writes_of_one_digest_that_failed_at_different_times_are_each_retried() {
-    // Window of one: `a` and `b` fail 100 ms apart. `a`'s retry fires first and fills the
-    // window; when it is answered `b` still backs off. `b` must get its own wake-up (the
-    // digest's timer kept only `a`'s end; sim seed 8455 wrote `b` only hours later).
-    let mut cfg = config();
-    cfg.max_inflight = 1;
+/// Two CIS `a` and `b` of one digest whose scan has just been read (one critical finding):
+/// the next poll writes their statuses.
+fn scanned_for_a_and_b(cfg: EngineConfig) -> Api {
     let mut api = Api::new(cfg);
     api.put_cis("a", CisStatusView::default());
     api.put_cis("b", CisStatusView::default());
@@ -1507,6 +1502,17 @@ fn status_writes_of_one_digest_that_failed_at_different_times_are_each_retried()
     api.finish(true, "Complete", "");
     let (id, ..) = api.log_read();
     api.reply(id, Outcome::Log(report(1, 0)));
+    api
+}
+
+#[test]
+fn status_writes_of_one_digest_that_failed_at_different_times_are_each_retried() {
+    // Window of one: `a` and `b` fail 100 ms apart. `a`'s retry fires first and fills the
+    // window; when it is answered `b` still backs off. `b` must get its own wake-up (the
+    // digest's timer kept only `a`'s end; sim seed 8455 wrote `b` only hours later).
+    let mut cfg = config();
+    cfg.max_inflight = 1;
+    let mut api = scanned_for_a_and_b(cfg);
     assert_eq!(
         poll_status_writes(&mut api, Some(ApiErrorKind::TooLarge)),
         ["a"]
@@ -1534,15 +1540,7 @@ fn status_writes_of_one_digest_that_failed_at_different_times_are_each_retried()
 fn a_status_answer_after_the_delete_of_its_cis_does_not_bring_it_back() {
     // The watch delivers the Delete of `b` before the answer to a status write on it: the
     // answer must not put `b` back into the index (sim seed 9735: a ghost CIS in the metrics).
-    let mut api = Api::new(config());
-    api.put_cis("a", CisStatusView::default());
-    api.put_cis("b", CisStatusView::default());
-    api.until_job_created();
-    let pod = api.pod("1", exited(0));
-    api.put_pod(pod);
-    api.finish(true, "Complete", "");
-    let (id, ..) = api.log_read();
-    api.reply(id, Outcome::Log(report(1, 0)));
+    let mut api = scanned_for_a_and_b(config());
     let cmds = api.e.poll(api.now);
     let write_b = cmds
         .iter()
