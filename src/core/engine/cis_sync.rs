@@ -7,6 +7,7 @@
 //! whose owner pods still exist but no longer run its image is deleted (§5.2 step 7); a CIS whose
 //! owners are all gone is left to Kubernetes' garbage collector.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,6 +36,17 @@ pub(super) struct Gone {
     count: u32,
     /// When it last went away.
     at: Timestamp,
+}
+
+/// What the stage keeps between polls.
+#[derive(Debug, Default)]
+pub(super) struct CisSyncState {
+    /// CIS to re-evaluate at the next poll.
+    pub(super) dirty: BTreeSet<CisKey>,
+    /// Owner-only CIS updates wait until these times.
+    pub(super) owner_delay: BTreeMap<CisKey, Timestamp>,
+    /// CIS that went away while held, for the re-creation back-off.
+    pub(super) gone: BTreeMap<CisKey, Gone>,
 }
 
 /// What a CIS should look like according to its member pods.
@@ -77,23 +89,26 @@ impl Engine {
             return;
         }
         // Only the last few minutes matter: the map holds what went away since.
-        self.gone
+        self.cis_sync
+            .gone
             .retain(|_, g| now < g.at.plus(RECREATE_WINDOW + RECREATE_BACK_OFF_MAX));
-        match self.gone.get_mut(key) {
+        match self.cis_sync.gone.get_mut(key) {
             Some(g) if now < g.at.plus(RECREATE_WINDOW) => {
                 g.count = g.count.saturating_add(1);
                 g.at = now;
             }
             Some(g) => *g = Gone { count: 0, at: now },
             None => {
-                self.gone.insert(key.clone(), Gone { count: 0, at: now });
+                self.cis_sync
+                    .gone
+                    .insert(key.clone(), Gone { count: 0, at: now });
             }
         }
     }
 
     /// When a CIS that went away may be created again.
     fn recreate_at(&self, key: &CisKey) -> Option<Timestamp> {
-        let g = self.gone.get(key)?;
+        let g = self.cis_sync.gone.get(key)?;
         if g.count == 0 {
             return None;
         }
@@ -116,11 +131,11 @@ impl Engine {
         self.index
             .index_cis_digest(&key, old_digest.as_deref(), Some(&new_digest));
         if let Some(d) = old_digest {
-            self.dirty_digests.insert(d);
+            self.scans.dirty.insert(d);
         }
         self.learn_result_from_status(&tracked.view);
-        self.dirty_digests.insert(new_digest);
-        self.dirty_cis.insert(key.clone());
+        self.scans.dirty.insert(new_digest);
+        self.cis_sync.dirty.insert(key.clone());
         self.index.cis.insert(key, Box::new(tracked));
     }
 
@@ -128,11 +143,11 @@ impl Engine {
         if let Some(old) = self.index.cis.remove(key) {
             self.index
                 .index_cis_digest(key, Some(&old.view.spec.digest), None);
-            self.dirty_digests.insert(old.view.spec.digest);
-            self.budget_override.remove(key);
+            self.scans.dirty.insert(old.view.spec.digest);
+            self.scans.detail_budget.remove(key);
         }
         // Member pods may want it back (someone deleted it by hand).
-        self.dirty_cis.insert(key.clone());
+        self.cis_sync.dirty.insert(key.clone());
     }
 
     pub(super) fn sync_dirty_cis(&mut self, now: Timestamp, out: &mut Vec<Command>) {
@@ -140,16 +155,17 @@ impl Engine {
         // Walk the set in order, one key at a time: copying all dirty keys on every poll cost
         // O(dirty) allocations per command outcome (most polls stop after a few keys, when the
         // window is full).
-        let mut next = self.dirty_cis.first().cloned();
+        let mut next = self.cis_sync.dirty.first().cloned();
         while let Some(key) = next {
             if !self.flights.has_room() {
                 return;
             }
             if self.sync_cis(&key, now, out).is_ok() {
-                self.dirty_cis.remove(&key);
+                self.cis_sync.dirty.remove(&key);
             }
             next = self
-                .dirty_cis
+                .cis_sync
+                .dirty
                 .range((Excluded(&key), Unbounded))
                 .next()
                 .cloned();
@@ -191,7 +207,7 @@ impl Engine {
                 if spec_ok && labels_ok && !self.owner_delay_passed(key, now) {
                     return Ok(());
                 }
-                self.owner_delay.remove(key);
+                self.cis_sync.owner_delay.remove(key);
                 self.flights
                     .issue(target, apply_action(key, desired), now, out)?;
                 Ok(())
@@ -213,12 +229,12 @@ impl Engine {
 
     /// Arms the owner-update delay on first sight; true once it has passed.
     fn owner_delay_passed(&mut self, key: &CisKey, now: Timestamp) -> bool {
-        match self.owner_delay.get(key) {
+        match self.cis_sync.owner_delay.get(key) {
             Some(at) if *at <= now => true,
             Some(_) => false,
             None => {
                 let at = now.plus(self.cfg.owner_update_delay);
-                self.owner_delay.insert(key.clone(), at);
+                self.cis_sync.owner_delay.insert(key.clone(), at);
                 self.timers
                     .arm(TimerKey::Cis(key.namespace.clone(), key.name.clone()), at);
                 false
@@ -359,7 +375,7 @@ impl Engine {
             // the timer); permanent ones wait for the next change of the inputs.
             Outcome::Failed(_) | Outcome::JobCreated(_) | Outcome::Log(_) => {}
         }
-        self.dirty_cis.insert(key);
+        self.cis_sync.dirty.insert(key);
     }
 }
 

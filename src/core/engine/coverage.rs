@@ -1,5 +1,6 @@
 //! Coverage figures for operational metrics: how many running containers have a scan result.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::Engine;
@@ -37,6 +38,14 @@ pub struct Latency {
     pub count: u64,
 }
 
+/// Time to a first result: when each digest without one was first seen running, and the
+/// time from first sight to first result accumulated.
+#[derive(Debug, Default)]
+pub(super) struct FirstResults {
+    seen: BTreeMap<String, Timestamp>,
+    latency: Latency,
+}
+
 impl Engine {
     /// Coverage now; O(pods).
     pub fn coverage(&self, now: Timestamp) -> Coverage {
@@ -60,9 +69,15 @@ impl Engine {
             }
         }
         coverage.oldest_unscanned = self
-            .first_seen
+            .first_results
+            .seen
             .iter()
-            .filter(|(d, _)| self.digests.get(*d).is_none_or(|s| s.latest.is_none()))
+            .filter(|(d, _)| {
+                self.scans
+                    .digests
+                    .get(*d)
+                    .is_none_or(|s| s.latest.is_none())
+            })
             .map(|(_, at)| now.since(*at))
             .max();
         coverage
@@ -70,22 +85,30 @@ impl Engine {
 
     /// Time from first sight of a digest to its first result, accumulated.
     pub fn first_result_latency(&self) -> Latency {
-        self.first_result.clone()
+        self.first_results.latency.clone()
     }
 
     /// Notes that a digest is running (first sight starts its time-to-first-result clock).
     pub(super) fn saw_digest(&mut self, digest: &str, now: Timestamp) {
-        if self.digests.get(digest).is_some_and(|s| s.latest.is_some()) {
+        if self
+            .scans
+            .digests
+            .get(digest)
+            .is_some_and(|s| s.latest.is_some())
+        {
             return;
         }
-        self.first_seen.entry(digest.to_string()).or_insert(now);
+        self.first_results
+            .seen
+            .entry(digest.to_string())
+            .or_insert(now);
     }
 
     /// A digest got its first result.
     pub(super) fn first_result_for(&mut self, digest: &str, now: Timestamp) {
-        if let Some(seen) = self.first_seen.remove(digest) {
-            self.first_result.sum_secs += now.since(seen).as_secs_f64();
-            self.first_result.count += 1;
+        if let Some(seen) = self.first_results.seen.remove(digest) {
+            self.first_results.latency.sum_secs += now.since(seen).as_secs_f64();
+            self.first_results.latency.count += 1;
         }
     }
 }

@@ -24,7 +24,7 @@ mod timers;
 mod tracked;
 mod vec_set;
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 pub use config::{DEFAULT_EXCLUDE_REGEXP, EngineConfig, StatusDetails};
@@ -35,11 +35,10 @@ pub use placement::{Placement, PullFailure, classify_pull_failure};
 use self::cache::ReportCache;
 use self::flights::Flights;
 use self::index::Index;
-use self::scans::{DigestScan, Harvest, ReportFate};
 use self::timers::{TimerKey, Timers};
 use super::port::{
-    Action, ApiErrorKind, CisView, Command, CommandId, EventNote, EventRegarding, NodePlatform,
-    Observation, Outcome,
+    Action, ApiErrorKind, CisView, Command, CommandId, EventNote, EventRegarding, Observation,
+    Outcome,
 };
 use super::time::Timestamp;
 
@@ -110,45 +109,14 @@ pub struct EngineStats {
 pub struct Engine {
     cfg: EngineConfig,
     index: Index,
-    digests: BTreeMap<String, DigestScan>,
     reports: ReportCache,
-    dirty_cis: BTreeSet<CisKey>,
-    dirty_digests: BTreeSet<String>,
     timers: Timers,
     flights: Flights,
-    /// Per-CIS reduced detail budget after the API answered "too large".
-    budget_override: BTreeMap<CisKey, usize>,
-    /// Per-CIS reduced Report budget after the API answered "too large".
-    report_budget_override: BTreeMap<CisKey, usize>,
-    /// Reports written for (CIS, Job UID) whose status write is still to come: the Report goes
-    /// first, so a crash in between re-writes both instead of leaving the Report behind.
-    reports_written: BTreeMap<(CisKey, String), ReportFate>,
+    cis_sync: cis_sync::CisSyncState,
+    scans: scans::ScanState,
+    first_results: coverage::FirstResults,
     /// Events waiting for capacity.
     pending_events: VecDeque<PendingEvent>,
-    /// Logs being read, by Job UID.
-    harvests: BTreeMap<String, Harvest>,
-    /// Logs of failed attempts of running Jobs, by Job UID (bounded: one per active Job).
-    failure_logs: BTreeMap<String, scans::FailureLog>,
-    /// Digests whose Job creation had an unknown result (it may exist unseen), held against
-    /// the active-Job limit until the watch shows the Job or the time passes.
-    uncertain_jobs: BTreeMap<String, Timestamp>,
-    /// Owner-only CIS updates wait until these times.
-    owner_delay: BTreeMap<CisKey, Timestamp>,
-    /// CIS that went away while held, for the re-creation back-off (`cis_sync`).
-    gone: BTreeMap<CisKey, cis_sync::Gone>,
-    /// When each digest without a result was first seen running.
-    first_seen: BTreeMap<String, Timestamp>,
-    /// Digests seen as a runtime's local image ID (no registry digest): never scanned, their
-    /// CIS say why. Only grows, by the distinct local images that ever ran: an image
-    /// configuration digest never becomes a registry (manifest) digest.
-    local_image_ids: BTreeSet<String>,
-    /// The data of the scan namespace's `trivy-job-config`, copied into Jobs placed in
-    /// workload namespaces; `None` (not seen, or missing): the scan namespace only.
-    trivy_job_config: Option<Arc<BTreeMap<String, String>>>,
-    /// Platform of each node the shell reported (see [`Observation::NodePlatform`]).
-    node_platforms: BTreeMap<String, NodePlatform>,
-    /// Time from first sight to first result, accumulated.
-    first_result: coverage::Latency,
     leading: bool,
     synced: bool,
     stats: EngineStats,
@@ -163,24 +131,11 @@ impl Engine {
             reports: ReportCache::new(cfg.report_cache_bytes),
             cfg,
             index: Index::default(),
-            digests: BTreeMap::new(),
-            dirty_cis: BTreeSet::new(),
-            dirty_digests: BTreeSet::new(),
             timers: Timers::default(),
-            budget_override: BTreeMap::new(),
-            report_budget_override: BTreeMap::new(),
-            reports_written: BTreeMap::new(),
+            cis_sync: Default::default(),
+            scans: Default::default(),
+            first_results: Default::default(),
             pending_events: VecDeque::new(),
-            harvests: BTreeMap::new(),
-            failure_logs: BTreeMap::new(),
-            uncertain_jobs: BTreeMap::new(),
-            owner_delay: BTreeMap::new(),
-            gone: BTreeMap::new(),
-            first_seen: BTreeMap::new(),
-            local_image_ids: BTreeSet::new(),
-            trivy_job_config: None,
-            node_platforms: BTreeMap::new(),
-            first_result: coverage::Latency::default(),
             leading: false,
             synced: false,
             stats: EngineStats::default(),
@@ -210,13 +165,15 @@ impl Engine {
                 job_uid,
                 message,
             } => self.observe_job_pod_rejected(&namespace, &job_name, &job_uid, message),
-            Observation::TrivyJobConfig { data } => self.trivy_job_config = data.map(Arc::new),
+            Observation::TrivyJobConfig { data } => {
+                self.scans.trivy_job_config = data.map(Arc::new)
+            }
             Observation::NodePlatform { node, platform } => match platform {
                 Some(platform) => {
-                    self.node_platforms.insert(node, platform);
+                    self.scans.node_platforms.insert(node, platform);
                 }
                 None => {
-                    self.node_platforms.remove(&node);
+                    self.scans.node_platforms.remove(&node);
                 }
             },
             Observation::CachesSynced => {
@@ -248,15 +205,15 @@ impl Engine {
             match key {
                 TimerKey::Pod(pod) => self.recheck_pod(&pod, now),
                 TimerKey::Cis(ns, name) => {
-                    self.dirty_cis.insert(CisKey::new(&ns, &name));
+                    self.cis_sync.dirty.insert(CisKey::new(&ns, &name));
                 }
                 TimerKey::Digest(d) => {
                     // An earlier timer of the digest replaced the end of its uncertain-create
                     // hold: keep that wake-up, or a full Job limit may wait for nothing.
-                    if let Some(until) = self.uncertain_jobs.get(&d).filter(|u| **u > now) {
+                    if let Some(until) = self.scans.uncertain_jobs.get(&d).filter(|u| **u > now) {
                         self.timers.arm(TimerKey::Digest(d.clone()), *until);
                     }
-                    self.dirty_digests.insert(d);
+                    self.scans.dirty.insert(d);
                 }
                 TimerKey::Retry(_) => {}
             }
@@ -328,15 +285,18 @@ impl Engine {
 
     /// Work waiting: dirty keys plus digests queued for a scan slot.
     pub fn queue_depth(&self) -> usize {
-        self.dirty_cis.len() + self.dirty_digests.len() + self.scan_queue_len()
+        self.cis_sync.dirty.len() + self.scans.dirty.len() + self.scan_queue_len()
     }
 
     fn mark_everything_dirty(&mut self) {
-        self.dirty_cis.extend(self.index.members.keys().cloned());
-        self.dirty_cis.extend(self.index.cis.keys().cloned());
-        self.dirty_digests
+        self.cis_sync
+            .dirty
+            .extend(self.index.members.keys().cloned());
+        self.cis_sync.dirty.extend(self.index.cis.keys().cloned());
+        self.scans
+            .dirty
             .extend(self.index.cis_by_digest.keys().cloned());
-        self.dirty_digests.extend(self.index.job_digests());
+        self.scans.dirty.extend(self.index.job_digests());
     }
 
     fn observe_outcome(&mut self, id: CommandId, outcome: Outcome, now: Timestamp) {

@@ -253,13 +253,15 @@ impl Engine {
                 DigestKind::Registry => self.saw_digest(&t.image.digest, now),
                 // Not waiting for a scan: the scan stage explains at once why there is none.
                 DigestKind::LocalImageId => {
-                    if self.local_image_ids.insert(t.image.digest.clone()) {
-                        self.dirty_digests.insert(t.image.digest.clone());
+                    if self.scans.local_image_ids.insert(t.image.digest.clone()) {
+                        self.scans.dirty.insert(t.image.digest.clone());
                     }
                 }
             }
         }
-        self.dirty_cis.extend(old_keys.union(&new_keys).cloned());
+        self.cis_sync
+            .dirty
+            .extend(old_keys.union(&new_keys).cloned());
         self.index.pods.insert(
             key,
             Box::new(PodEntry {
@@ -338,7 +340,7 @@ impl Engine {
                     self.index.members.remove(&k);
                 }
             }
-            self.dirty_cis.insert(k);
+            self.cis_sync.dirty.insert(k);
         }
     }
 

@@ -14,7 +14,7 @@ impl Engine {
         out: &mut Vec<Command>,
     ) -> Step {
         let Some(cis) = self.index.cis.get(key).map(|t| t.view.clone()) else {
-            if let Some(s) = self.digests.get_mut(digest) {
+            if let Some(s) = self.scans.digests.get_mut(digest) {
                 s.announce = None;
             }
             return Ok(());
@@ -25,7 +25,7 @@ impl Engine {
         // Blocked means a write in flight for this CIS or a full window: the digest stays
         // dirty until that outcome or a free slot.
         if self.flights.issue(target, action, now, out)? == Issued::Yes
-            && let Some(s) = self.digests.get_mut(digest)
+            && let Some(s) = self.scans.digests.get_mut(digest)
         {
             s.announce = None;
         }
@@ -90,7 +90,7 @@ impl Engine {
         // (its Job may have been unknown when the status arrived), for the other CIS.
         if self.shows_newer_result(&cis, latest) {
             if self.learn_result_from_status(&cis) {
-                self.dirty_digests.insert(digest.to_string());
+                self.scans.dirty.insert(digest.to_string());
                 return Ok(FanOut::Superseded);
             }
             return Ok(FanOut::Done);
@@ -109,9 +109,10 @@ impl Engine {
                     return Ok(FanOut::NeedDetails);
                 };
                 let report_key = (key.clone(), latest.job_uid.clone());
-                if self.cfg.write_reports && !self.reports_written.contains_key(&report_key) {
+                if self.cfg.write_reports && !self.scans.reports_written.contains_key(&report_key) {
                     let budget = self
-                        .report_budget_override
+                        .scans
+                        .report_budget
                         .get(key)
                         .copied()
                         .unwrap_or(self.cfg.report_max_bytes);
@@ -125,11 +126,13 @@ impl Engine {
                     return Ok(FanOut::Done);
                 }
                 let budget = self
-                    .budget_override
+                    .scans
+                    .detail_budget
                     .get(key)
                     .copied()
                     .unwrap_or(self.cfg.details_max_bytes);
-                let in_report = self.reports_written.get(&report_key) == Some(&ReportFate::Written);
+                let in_report =
+                    self.scans.reports_written.get(&report_key) == Some(&ReportFate::Written);
                 let write_details = match self.cfg.status_details {
                     StatusDetails::Always => true,
                     StatusDetails::Never => false,
@@ -222,7 +225,9 @@ impl Engine {
             Outcome::CisApplied(view) => {
                 self.stats.status_writes += 1;
                 if let Some(job) = &view.status.last_scan_job_uid {
-                    self.reports_written.remove(&(key.clone(), job.clone()));
+                    self.scans
+                        .reports_written
+                        .remove(&(key.clone(), job.clone()));
                 }
                 // The status subresource never creates a CIS: an answer for one no longer
                 // held (the watch delivered its Delete before this answer) must not bring it
@@ -248,16 +253,17 @@ impl Engine {
             Outcome::Failed(err) if err.kind == ApiErrorKind::TooLarge => {
                 // The API server still refused the size: cut the details further for this CIS.
                 let current = self
-                    .budget_override
+                    .scans
+                    .detail_budget
                     .get(&key)
                     .copied()
                     .unwrap_or(self.cfg.details_max_bytes);
-                self.budget_override.insert(key.clone(), current / 2);
+                self.scans.detail_budget.insert(key.clone(), current / 2);
             }
             _ => {}
         }
         if let Some(d) = digest {
-            self.dirty_digests.insert(d);
+            self.scans.dirty.insert(d);
         }
     }
 }
@@ -273,16 +279,18 @@ impl Engine {
         match outcome {
             // The status write that follows names the Job; remember which Report is done.
             Outcome::Done => {
-                self.reports_written
+                self.scans
+                    .reports_written
                     .insert((key.clone(), job_uid), ReportFate::Written);
             }
             Outcome::Failed(err) if err.kind == ApiErrorKind::TooLarge => {
                 let current = self
-                    .report_budget_override
+                    .scans
+                    .report_budget
                     .get(&key)
                     .copied()
                     .unwrap_or(self.cfg.report_max_bytes);
-                self.report_budget_override.insert(key.clone(), current / 2);
+                self.scans.report_budget.insert(key.clone(), current / 2);
             }
             // The Report is an extra: when it cannot be written (no permission, CRD removed,
             // repeated errors) the status still gets the result.
@@ -292,14 +300,15 @@ impl Engine {
                 if !err.kind.is_retryable() || attempts >= MAX_REPORT_ATTEMPTS {
                     self.flights.forget(&target);
                     self.stats.reports_skipped += 1;
-                    self.reports_written
+                    self.scans
+                        .reports_written
                         .insert((key.clone(), job_uid), ReportFate::Skipped);
                 }
             }
             _ => {}
         }
         if let Some(d) = digest {
-            self.dirty_digests.insert(d);
+            self.scans.dirty.insert(d);
         }
     }
 }

@@ -53,7 +53,7 @@ impl Engine {
         };
         if !finish.succeeded && !refetch {
             // The log of a failed attempt read while the Job ran says most.
-            if let Some(FailureLog { text, .. }) = self.failure_logs.remove(&job.uid) {
+            if let Some(FailureLog { text, .. }) = self.scans.failure_logs.remove(&job.uid) {
                 let message = if text.trim().is_empty() {
                     fallback
                 } else {
@@ -135,7 +135,7 @@ impl Engine {
             fallback,
         };
         if self.flights.issue(target, action, now, out)? == Issued::Yes {
-            self.harvests.insert(job.uid.clone(), harvest);
+            self.scans.harvests.insert(job.uid.clone(), harvest);
         }
         Ok(Harvested::Pending)
     }
@@ -154,6 +154,7 @@ impl Engine {
         out: &mut Vec<Command>,
     ) -> Step {
         if self
+            .scans
             .failure_logs
             .get(&job.uid)
             .is_some_and(|l| !l.text.trim().is_empty() || l.reads >= FAILURE_LOG_READS)
@@ -193,12 +194,16 @@ impl Engine {
                 .job_by_uid(job_uid)
                 .and_then(|j| j.digest.clone())
             {
-                let log = self.failure_logs.entry(job_uid.to_string()).or_default();
+                let log = self
+                    .scans
+                    .failure_logs
+                    .entry(job_uid.to_string())
+                    .or_default();
                 log.text = String::from_utf8_lossy(&bytes).into_owned();
                 log.reads += 1;
                 // An empty log waits for the pod's next change (no read loop).
                 if !log.text.trim().is_empty() {
-                    self.dirty_digests.insert(d);
+                    self.scans.dirty.insert(d);
                 }
             }
         }
@@ -210,10 +215,10 @@ impl Engine {
         outcome: Outcome,
         now: Timestamp,
     ) {
-        let Some(h) = self.harvests.remove(job_uid) else {
+        let Some(h) = self.scans.harvests.remove(job_uid) else {
             return;
         };
-        self.dirty_digests.insert(h.digest.clone());
+        self.scans.dirty.insert(h.digest.clone());
         match outcome {
             Outcome::Log(bytes) if h.succeeded => match parse_report(&bytes, ReportFormat::Auto) {
                 Ok(report) => {
@@ -296,7 +301,7 @@ impl Engine {
         let job = self.index.job_by_uid(job_uid);
         let job_created = job.map(|j| j.created);
         let placement = job.map(|j| self.placement_of(j));
-        let scan = self.digests.entry(digest.to_string()).or_default();
+        let scan = self.scans.digests.entry(digest.to_string()).or_default();
         scan.failures = 0;
         scan.announce = None;
         scan.round.clear();
@@ -311,7 +316,7 @@ impl Engine {
             job_created,
             outcome: ScanOutcome::Succeeded,
         });
-        self.dirty_digests.insert(digest.to_string());
+        self.scans.dirty.insert(digest.to_string());
     }
 
     pub(super) fn record_failure(
@@ -325,7 +330,7 @@ impl Engine {
         self.stats.scans_failed += 1;
         self.first_result_for(digest, now);
         let job_created = self.index.job_by_uid(job_uid).map(|j| j.created);
-        let scan = self.digests.entry(digest.to_string()).or_default();
+        let scan = self.scans.digests.entry(digest.to_string()).or_default();
         scan.failures = scan.failures.saturating_add(1);
         scan.announce = None;
         scan.round.clear();
@@ -337,7 +342,7 @@ impl Engine {
             job_created,
             outcome: ScanOutcome::Failed { reason, message },
         });
-        self.dirty_digests.insert(digest.to_string());
+        self.scans.dirty.insert(digest.to_string());
     }
 }
 

@@ -20,7 +20,7 @@ mod harvest;
 mod observe;
 mod schedule;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,8 +33,8 @@ use crate::cis_status as status;
 use crate::crd::{Severity, Vulnerability};
 use crate::naming::{scan_job_name, workload_scan_job_name};
 use crate::port::{
-    Action, ApiErrorKind, CisView, Command, EventNote, JobView, Outcome, PodView, PullCredentials,
-    ScanPodView, StreamId, WatchEvent,
+    Action, ApiErrorKind, CisView, Command, EventNote, JobView, NodePlatform, Outcome, PodView,
+    PullCredentials, ScanPodView, StreamId, WatchEvent,
 };
 use crate::report::{ReportFormat, parse_report};
 use crate::scan_job::{RequiredPlatform, SCAN_CONTAINER, ScanJobParams, build_scan_job};
@@ -157,6 +157,37 @@ impl ScanResult {
     }
 }
 
+/// What the stage keeps between polls.
+#[derive(Debug, Default)]
+pub(super) struct ScanState {
+    pub(super) digests: BTreeMap<String, DigestScan>,
+    /// Digests to re-evaluate at the next poll.
+    pub(super) dirty: BTreeSet<String>,
+    /// Logs being read, by Job UID.
+    harvests: BTreeMap<String, Harvest>,
+    /// Logs of failed attempts of running Jobs, by Job UID (bounded: one per active Job).
+    failure_logs: BTreeMap<String, FailureLog>,
+    /// Digests whose Job creation had an unknown result (it may exist unseen), held against
+    /// the active-Job limit until the watch shows the Job or the time passes.
+    pub(super) uncertain_jobs: BTreeMap<String, Timestamp>,
+    /// Digests seen as a runtime's local image ID (no registry digest): never scanned, their
+    /// CIS say why. Only grows, by the distinct local images that ever ran: an image
+    /// configuration digest never becomes a registry (manifest) digest.
+    pub(super) local_image_ids: BTreeSet<String>,
+    /// The data of the scan namespace's `trivy-job-config`, copied into Jobs placed in
+    /// workload namespaces; `None` (not seen, or missing): the scan namespace only.
+    pub(super) trivy_job_config: Option<Arc<BTreeMap<String, String>>>,
+    /// Platform of each node the shell reported (see `Observation::NodePlatform`).
+    pub(super) node_platforms: BTreeMap<String, NodePlatform>,
+    /// Reports written for (CIS, Job UID) whose status write is still to come: the Report goes
+    /// first, so a crash in between re-writes both instead of leaving the Report behind.
+    reports_written: BTreeMap<(CisKey, String), ReportFate>,
+    /// Per-CIS reduced detail budget after the API answered "too large".
+    pub(super) detail_budget: BTreeMap<CisKey, usize>,
+    /// Per-CIS reduced Report budget after the API answered "too large".
+    report_budget: BTreeMap<CisKey, usize>,
+}
+
 /// Per-digest scan bookkeeping.
 #[derive(Clone, Debug, Default)]
 pub struct DigestScan {
@@ -220,31 +251,37 @@ pub struct Harvest {
 impl Engine {
     fn wake_queue(&mut self) {
         let queued: Vec<String> = self
+            .scans
             .digests
             .iter()
             .filter(|(_, s)| s.queued.is_some())
             .map(|(d, _)| d.clone())
             .collect();
-        self.dirty_digests.extend(queued);
+        self.scans.dirty.extend(queued);
     }
 
     pub(super) fn scan_queue_len(&self) -> usize {
-        self.digests.values().filter(|s| s.queued.is_some()).count()
+        self.scans
+            .digests
+            .values()
+            .filter(|s| s.queued.is_some())
+            .count()
     }
 
     pub(super) fn sync_dirty_digests(&mut self, now: Timestamp, out: &mut Vec<Command>) {
         use std::ops::Bound::{Excluded, Unbounded};
         // One key at a time (see sync_dirty_cis): no copy of the whole dirty set per poll.
-        let mut next = self.dirty_digests.first().cloned();
+        let mut next = self.scans.dirty.first().cloned();
         while let Some(d) = next {
             if !self.flights.has_room() {
                 return;
             }
             if self.sync_digest(&d, now, out).is_ok() {
-                self.dirty_digests.remove(&d);
+                self.scans.dirty.remove(&d);
             }
             next = self
-                .dirty_digests
+                .scans
+                .dirty
                 .range::<String, _>((Excluded(&d), Unbounded))
                 .next()
                 .cloned();
@@ -317,8 +354,8 @@ impl Engine {
         // `name@<image ID>` (nothing pulls or resolves it), so there is none, and every CIS of
         // the digest says why instead. A Job of it from before (the Go operator scanned such
         // digests) ends by its pull back-off above or its deadline.
-        if self.local_image_ids.contains(digest) {
-            if let Some(scan) = self.digests.get_mut(digest) {
+        if self.scans.local_image_ids.contains(digest) {
+            if let Some(scan) = self.scans.digests.get_mut(digest) {
                 scan.queued = None;
                 scan.announce = None;
             }
@@ -343,13 +380,14 @@ impl Engine {
             .rev()
             .find(|j| j.finished.is_some() && !j.deleting)
         {
-            let seen = self.digests.get(digest).and_then(|s| s.seen_scan_at);
+            let seen = self.scans.digests.get(digest).and_then(|s| s.seen_scan_at);
             let after_seen = job
                 .finished
                 .as_ref()
                 .is_some_and(|f| seen.is_none_or(|at| f.at > at));
             let latest_uid = self.latest(digest).map(|l| l.job_uid.clone());
             let requested = self
+                .scans
                 .digests
                 .get(digest)
                 .and_then(|s| s.requested.as_ref())
@@ -377,7 +415,11 @@ impl Engine {
         // 3. Fan-out of the newest result.
         let mut need_details = false;
         if let Some(latest) = self.latest(digest).cloned() {
-            if let Some((key, job_name)) = self.digests.get(digest).and_then(|s| s.announce.clone())
+            if let Some((key, job_name)) = self
+                .scans
+                .digests
+                .get(digest)
+                .and_then(|s| s.announce.clone())
             {
                 self.announce(digest, &key, &job_name, now, out)?;
             }
@@ -400,14 +442,18 @@ impl Engine {
                     }
                 }
             }
-        } else if let Some((key, job_name)) =
-            self.digests.get(digest).and_then(|s| s.announce.clone())
+        } else if let Some((key, job_name)) = self
+            .scans
+            .digests
+            .get(digest)
+            .and_then(|s| s.announce.clone())
         {
             self.announce(digest, &key, &job_name, now, out)?;
         }
 
         // 4. Schedule the next scan.
-        let harvesting = harvest_pending || self.harvests.values().any(|h| h.digest == digest);
+        let harvesting =
+            harvest_pending || self.scans.harvests.values().any(|h| h.digest == digest);
         let creating = self.flights.is_busy(&Target::CreateJob(digest.to_string()));
         let due_at = self.due_at(digest);
         let wants_scan = !cis_keys.is_empty()
@@ -423,7 +469,7 @@ impl Engine {
                 digest.to_string(),
             )
         });
-        let scan = self.digests.entry(digest.to_string()).or_default();
+        let scan = self.scans.digests.entry(digest.to_string()).or_default();
         scan.queued = queue_key;
         if let (false, Some(at)) = (wants_scan, due_at)
             && !cis_keys.is_empty()
@@ -433,7 +479,7 @@ impl Engine {
         }
         if cis_keys.is_empty() && active.is_none() && !harvesting {
             // Nothing to do for this digest any more; keep the result (a CIS may come back).
-            if let Some(s) = self.digests.get_mut(digest) {
+            if let Some(s) = self.scans.digests.get_mut(digest) {
                 s.announce = None;
             }
         }
@@ -441,12 +487,15 @@ impl Engine {
     }
 
     fn latest(&self, digest: &str) -> Option<&ScanResult> {
-        self.digests.get(digest).and_then(|s| s.latest.as_ref())
+        self.scans
+            .digests
+            .get(digest)
+            .and_then(|s| s.latest.as_ref())
     }
 
     /// When the digest is due for a new scan; `None` when it was never scanned.
     fn due_at(&self, digest: &str) -> Option<Timestamp> {
-        let scan = self.digests.get(digest)?;
+        let scan = self.scans.digests.get(digest)?;
         let latest = scan.latest.as_ref()?;
         Some(match latest.outcome {
             ScanOutcome::Succeeded => latest

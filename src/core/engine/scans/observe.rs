@@ -22,11 +22,11 @@ impl Engine {
             return;
         }
         if let Some(d) = &tracked.view.digest {
-            self.dirty_digests.insert(d.clone());
-            if let Some(scan) = self.digests.get_mut(d) {
+            self.scans.dirty.insert(d.clone());
+            if let Some(scan) = self.scans.digests.get_mut(d) {
                 scan.uncertain_create = None;
             }
-            self.uncertain_jobs.remove(d);
+            self.scans.uncertain_jobs.remove(d);
         }
         let freed = tracked.view.finished.is_some() || tracked.view.deleting;
         self.index.jobs.insert(key, tracked);
@@ -37,7 +37,7 @@ impl Engine {
 
     pub(super) fn remove_job(&mut self, key: &str) {
         if let Some(old) = self.index.jobs.remove(key) {
-            self.failure_logs.remove(&old.view.uid);
+            self.scans.failure_logs.remove(&old.view.uid);
             self.index.job_rejections.remove(&old.view.uid);
             for target in [
                 Target::Log(old.view.uid.clone()),
@@ -46,7 +46,7 @@ impl Engine {
                 self.flights.forget(&target);
             }
             if let Some(d) = old.view.digest {
-                self.dirty_digests.insert(d);
+                self.scans.dirty.insert(d);
             }
             self.wake_queue();
         }
@@ -92,7 +92,7 @@ impl Engine {
         if let Some(d) =
             touched.and_then(|uid| self.index.job_by_uid(&uid).and_then(|j| j.digest.clone()))
         {
-            self.dirty_digests.insert(d);
+            self.scans.dirty.insert(d);
         }
     }
 
@@ -104,7 +104,7 @@ impl Engine {
             .and_then(|p| p.view.job_uid.clone())
             .and_then(|uid| self.index.job_by_uid(&uid).and_then(|j| j.digest.clone()));
         if let Some(d) = digest {
-            self.dirty_digests.insert(d);
+            self.scans.dirty.insert(d);
         }
     }
 
@@ -127,7 +127,7 @@ impl Engine {
         self.index
             .job_rejections
             .insert(job_uid.to_string(), message);
-        self.dirty_digests.insert(digest);
+        self.scans.dirty.insert(digest);
     }
 
     /// Learns the newest result of a digest from a CIS status written earlier (by us before a
@@ -138,6 +138,7 @@ impl Engine {
             return false;
         };
         let seen = &mut self
+            .scans
             .digests
             .entry(cis.spec.digest.clone())
             .or_default()
@@ -156,7 +157,11 @@ impl Engine {
             None => return false,
         };
         let job_created = self.index.job_by_uid(job_uid).map(|j| j.created);
-        let scan = self.digests.entry(cis.spec.digest.clone()).or_default();
+        let scan = self
+            .scans
+            .digests
+            .entry(cis.spec.digest.clone())
+            .or_default();
         let newer = match &scan.latest {
             None => true,
             Some(l) if l.job_uid == *job_uid => at > l.at,

@@ -7,16 +7,17 @@ impl Engine {
     /// Starts queued scans while Job slots are free.
     pub(in crate::engine) fn start_scans(&mut self, now: Timestamp, out: &mut Vec<Command>) {
         let mut queue: Vec<QueueKey> = self
+            .scans
             .digests
             .values()
             .filter_map(|s| s.queued.clone())
             .collect();
-        self.uncertain_jobs.retain(|_, until| *until > now);
+        self.scans.uncertain_jobs.retain(|_, until| *until > now);
         // A digest whose last create may have been applied goes first: its own retry does not
         // count against the limit and settles the uncertainty ("already exists" or created),
         // while it blocks every other digest when the limit is reached.
         queue.sort_by_key(|(never, at, digest)| {
-            (!self.uncertain_jobs.contains_key(digest), *never, *at)
+            (!self.scans.uncertain_jobs.contains_key(digest), *never, *at)
         });
         for (_, _, digest) in queue {
             if !self.flights.has_room() {
@@ -25,10 +26,11 @@ impl Engine {
             let creating = self
                 .flights
                 .count_busy(|t| matches!(t, Target::CreateJob(_)));
-            self.uncertain_jobs.retain(|_, until| *until > now);
+            self.scans.uncertain_jobs.retain(|_, until| *until > now);
             // Other digests' uncertain Jobs; this digest's own retry settles its uncertainty
             // (JobCreated, or AlreadyExists when the first attempt was applied).
             let uncertain = self
+                .scans
                 .uncertain_jobs
                 .keys()
                 .filter(|d| {
@@ -44,8 +46,8 @@ impl Engine {
     }
 
     pub(super) fn create_job(&mut self, digest: &str, now: Timestamp, out: &mut Vec<Command>) {
-        if self.local_image_ids.contains(digest) {
-            if let Some(scan) = self.digests.get_mut(digest) {
+        if self.scans.local_image_ids.contains(digest) {
+            if let Some(scan) = self.scans.digests.get_mut(digest) {
                 scan.queued = None;
             }
             return;
@@ -53,6 +55,7 @@ impl Engine {
         let cis_keys = self.live_cis_of(digest);
         let pods: Vec<&PodView> = self.member_pods(&cis_keys);
         let uncertain = self
+            .scans
             .digests
             .get(digest)
             .and_then(|s| s.uncertain_create.clone());
@@ -80,7 +83,7 @@ impl Engine {
             })
             .cloned()
         else {
-            if let Some(s) = self.digests.get_mut(digest) {
+            if let Some(s) = self.scans.digests.get_mut(digest) {
                 s.queued = None;
             }
             return;
@@ -101,7 +104,7 @@ impl Engine {
             Placement::Workload { credentials, .. } => (
                 workload_scan_job_name(&primary.spec.name, digest),
                 Some(credentials.clone()),
-                self.trivy_job_config.clone(),
+                self.scans.trivy_job_config.clone(),
             ),
         };
         let key = object_key(&namespace, &name);
@@ -143,7 +146,7 @@ impl Engine {
             self.flights
                 .issue(target, Action::CreateJob { job: Box::new(job) }, now, out)
         {
-            let scan = self.digests.entry(digest.to_string()).or_default();
+            let scan = self.scans.digests.entry(digest.to_string()).or_default();
             scan.queued = None;
             scan.announce = Some((CisKey::new(&primary.namespace, &primary.name), name));
         }
@@ -162,12 +165,13 @@ impl Engine {
 
     /// The first candidate placement not tried in this round.
     pub(super) fn next_placement(&self, digest: &str, pods: &[&PodView]) -> Option<Placement> {
-        let scan = self.digests.get(digest);
+        let scan = self.scans.digests.get(digest);
         let worked = scan.and_then(|s| s.worked.as_ref());
         let round = scan.map(|s| s.round.as_slice()).unwrap_or_default();
         // Without the job config a Job in a workload namespace would scan without the trivy
         // server's address.
-        let workload_placement = self.cfg.workload_placement && self.trivy_job_config.is_some();
+        let workload_placement =
+            self.cfg.workload_placement && self.scans.trivy_job_config.is_some();
         let failed_rounds = scan.map_or(0, |s| s.failures);
         placement::candidates(
             pods.iter().copied(),
@@ -226,7 +230,7 @@ impl Engine {
         if !job_uid.is_empty() && self.latest(digest).is_some_and(|l| l.job_uid == job_uid) {
             return;
         }
-        let scan = self.digests.entry(digest.to_string()).or_default();
+        let scan = self.scans.digests.entry(digest.to_string()).or_default();
         if !job_uid.is_empty() && scan.round.iter().any(|f| f.job_uid == job_uid) {
             return;
         }
@@ -236,7 +240,7 @@ impl Engine {
             message,
             job_uid: job_uid.to_string(),
         });
-        self.dirty_digests.insert(digest.to_string());
+        self.scans.dirty.insert(digest.to_string());
         let cis_keys = self.live_cis_of(digest);
         let pods = self.member_pods(&cis_keys);
         if self.next_placement(digest, &pods).is_none() {
@@ -246,7 +250,7 @@ impl Engine {
 
     /// Records the failures of a round of placements as the digest's failed scan.
     pub(super) fn end_round(&mut self, digest: &str, now: Timestamp) {
-        let Some(scan) = self.digests.get_mut(digest) else {
+        let Some(scan) = self.scans.digests.get_mut(digest) else {
             return;
         };
         scan.queued = None;
@@ -283,15 +287,15 @@ impl Engine {
         outcome: Outcome,
         now: Timestamp,
     ) {
-        self.dirty_digests.insert(digest.to_string());
+        self.scans.dirty.insert(digest.to_string());
         match outcome {
             Outcome::JobCreated(view) => {
                 self.stats.jobs_created += 1;
-                self.uncertain_jobs.remove(digest);
+                self.scans.uncertain_jobs.remove(digest);
                 if self.index.deleted_jobs.contains(&view.uid) {
                     // Created, then deleted (the watch was faster than this answer): it is
                     // not running, and the create is settled.
-                    if let Some(scan) = self.digests.get_mut(digest) {
+                    if let Some(scan) = self.scans.digests.get_mut(digest) {
                         scan.uncertain_create = None;
                     }
                     self.wake_queue();
@@ -307,7 +311,8 @@ impl Engine {
                             .home(crate::engine::tracked::ObjectKind::Job, &view.namespace)
                     });
                 let follows = self.latest(digest).map(|l| l.job_uid.clone());
-                self.digests
+                self.scans
+                    .digests
                     .entry(digest.to_string())
                     .or_default()
                     .requested = Some((view.uid.clone(), follows));
@@ -318,7 +323,7 @@ impl Engine {
                 });
             }
             Outcome::Failed(err) => {
-                let scan = self.digests.entry(digest.to_string()).or_default();
+                let scan = self.scans.digests.entry(digest.to_string()).or_default();
                 scan.announce = None;
                 // A definite answer settles an uncertain create: the Job exists (the watch
                 // shows it) or that placement does not take it.
@@ -370,12 +375,13 @@ impl Engine {
                         let placement = self
                             .placement_of_create(action)
                             .unwrap_or(Placement::ScanNamespace);
-                        self.digests
+                        self.scans
+                            .digests
                             .entry(digest.to_string())
                             .or_default()
                             .uncertain_create = Some(placement);
                         let until = now.plus(UNCERTAIN_JOB_HOLD);
-                        self.uncertain_jobs.insert(digest.to_string(), until);
+                        self.scans.uncertain_jobs.insert(digest.to_string(), until);
                         self.timers.arm(TimerKey::Digest(digest.to_string()), until);
                     }
                     kind if kind.is_retryable() => {}
@@ -402,7 +408,7 @@ impl Engine {
             .get(name)
             .and_then(|j| j.view.digest.clone())
         {
-            self.dirty_digests.insert(d);
+            self.scans.dirty.insert(d);
         }
         let Action::DeleteJob { uid, .. } = action else {
             return;
@@ -435,7 +441,10 @@ impl Engine {
     /// The platforms of `nodes` that the shell reported; nodes not (yet) known add nothing.
     pub(super) fn platform_of(&self, nodes: &BTreeSet<String>) -> RequiredPlatform {
         let mut required = RequiredPlatform::default();
-        for platform in nodes.iter().filter_map(|n| self.node_platforms.get(n)) {
+        for platform in nodes
+            .iter()
+            .filter_map(|n| self.scans.node_platforms.get(n))
+        {
             required.os.extend(platform.os.clone());
             required.arch.extend(platform.arch.clone());
         }
