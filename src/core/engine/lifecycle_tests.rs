@@ -15,11 +15,10 @@ use super::{Engine, EngineConfig};
 use crate::crd::{ContainerImageScanStatus, Severity, Vulnerability};
 use crate::image_ref::{DigestKind, container_image};
 use crate::port::{
-    Action, ApiError, ApiErrorKind, CisStatusView, CisView, ContainerKind, ContainerView,
-    JobFinish, JobView, Observation, Outcome, PodView, ScanContainerState, ScanPodView, StreamId,
-    WatchEvent,
+    Action, CisView, ContainerKind, ContainerView, JobView, Observation, Outcome, PodView,
+    ScanContainerState, ScanPodView,
 };
-use crate::scan_job::ANNOTATION_DIGEST;
+use crate::test_kit::fake_api::FakeApi;
 use crate::time::Timestamp;
 
 const NS: &str = "team";
@@ -85,20 +84,15 @@ impl ReferenceStateMachine for Model {
     }
 }
 
-/// A tiny API server holding one pod, its CIS objects, scan Jobs and scan pods.
+/// One workload pod, its CIS objects, scan Jobs and scan pods, in the test kit's API server,
+/// and what the checks need to remember.
 pub struct World {
     engine: Engine,
     /// The engine's `max_inflight`.
     window: usize,
-    now: Timestamp,
-    rv: u64,
-    uid: u64,
+    api: FakeApi,
+    /// The running workload pod.
     pod: Option<PodView>,
-    cis: BTreeMap<String, (CisView, ContainerImageScanStatus)>,
-    jobs: BTreeMap<String, JobView>,
-    scan_pods: BTreeMap<String, ScanPodView>,
-    /// OpenReports Reports by name.
-    reports: BTreeMap<String, serde_json::Value>,
     /// Digest of every Job ever created, by UID.
     job_digests: BTreeMap<String, String>,
     /// Newest finished Job per digest: (UID, succeeded).
@@ -112,7 +106,6 @@ pub struct World {
     /// Spec writes (applied CIS, done deletes) and applied statuses since the engine started.
     spec_writes_since_start: u64,
     status_writes_since_start: u64,
-    events: Vec<Observation>,
     /// UIDs of the CIS objects a `ScanFailed` Event was recorded for.
     scan_failed_events: BTreeSet<String>,
     /// Every Event recorded: (reason, CIS UID).
@@ -150,14 +143,8 @@ impl World {
         let mut w = World {
             engine: Engine::new(config(window)),
             window,
-            now: Timestamp::from_secs(1_800_000_000),
-            rv: 1,
-            uid: 0,
+            api: FakeApi::new(Timestamp::from_secs(1_800_000_000)),
             pod: None,
-            cis: BTreeMap::new(),
-            jobs: BTreeMap::new(),
-            scan_pods: BTreeMap::new(),
-            reports: BTreeMap::new(),
             job_digests: BTreeMap::new(),
             newest_result: BTreeMap::new(),
             seen_scan_time: BTreeMap::new(),
@@ -166,7 +153,6 @@ impl World {
             reports_served_since_start: 0,
             spec_writes_since_start: 0,
             status_writes_since_start: 0,
-            events: Vec::new(),
             scan_failed_events: BTreeSet::new(),
             recorded_events: Vec::new(),
             job_images: Vec::new(),
@@ -183,119 +169,21 @@ impl World {
         self.reports_served_since_start = 0;
         self.spec_writes_since_start = 0;
         self.status_writes_since_start = 0;
-        self.events.clear();
         self.relist();
-    }
-
-    fn next_uid(&mut self, prefix: &str) -> String {
-        self.uid += 1;
-        format!("{prefix}-{}", self.uid)
-    }
-
-    fn next_rv(&mut self) -> Option<u64> {
-        self.rv += 1;
-        Some(self.rv)
     }
 
     /// A fresh engine sees everything through a complete list, as after a restart.
     fn relist(&mut self) {
-        let e = &mut self.engine;
-        let s = StreamId(1);
-        let now = self.now;
-        e.observe(
-            Observation::Pod {
-                stream: s,
-                event: WatchEvent::InitStarted,
-            },
-            now,
-        );
-        if let Some(p) = &self.pod {
-            e.observe(
-                Observation::Pod {
-                    stream: s,
-                    event: WatchEvent::InitApply(p.clone()),
-                },
-                now,
-            );
-        }
-        e.observe(
-            Observation::Pod {
-                stream: s,
-                event: WatchEvent::InitDone,
-            },
-            now,
-        );
-        e.observe(
-            Observation::Cis {
-                stream: s,
-                event: WatchEvent::InitStarted,
-            },
-            now,
-        );
-        for (c, _) in self.cis.values() {
-            e.observe(
-                Observation::Cis {
-                    stream: s,
-                    event: WatchEvent::InitApply(c.clone()),
-                },
-                now,
-            );
-        }
-        e.observe(
-            Observation::Cis {
-                stream: s,
-                event: WatchEvent::InitDone,
-            },
-            now,
-        );
-        e.observe(
-            Observation::Job {
-                stream: s,
-                event: WatchEvent::InitStarted,
-            },
-            now,
-        );
-        for j in self.jobs.values() {
-            e.observe(
-                Observation::Job {
-                    stream: s,
-                    event: WatchEvent::InitApply(j.clone()),
-                },
-                now,
-            );
-        }
-        e.observe(
-            Observation::Job {
-                stream: s,
-                event: WatchEvent::InitDone,
-            },
-            now,
-        );
-        e.observe(
-            Observation::ScanPod {
-                stream: s,
-                event: WatchEvent::InitStarted,
-            },
-            now,
-        );
-        for p in self.scan_pods.values() {
-            e.observe(
-                Observation::ScanPod {
-                    stream: s,
-                    event: WatchEvent::InitApply(p.clone()),
-                },
-                now,
-            );
-        }
-        e.observe(
-            Observation::ScanPod {
-                stream: s,
-                event: WatchEvent::InitDone,
-            },
-            now,
-        );
-        e.observe(Observation::CachesSynced, now);
-        e.observe(Observation::Leadership { leading: true }, now);
+        self.api.relist(&mut self.engine);
+        let now = self.api.now;
+        self.engine.observe(Observation::CachesSynced, now);
+        self.engine
+            .observe(Observation::Leadership { leading: true }, now);
+    }
+
+    /// The CIS objects with their stored status.
+    fn cis(&self) -> impl Iterator<Item = (&CisView, &ContainerImageScanStatus)> {
+        self.api.cis.values().map(|c| (&c.view, &c.status))
     }
 
     fn run_digest(&mut self, d: usize) {
@@ -307,42 +195,24 @@ impl World {
     /// and status image ID.
     fn run_container(&mut self, spec_image: &str, status_image: &str, status_image_id: &str) {
         if let Some(old) = self.pod.take() {
-            self.events.push(Observation::Pod {
-                stream: StreamId(1),
-                event: WatchEvent::Delete(old.clone()),
-            });
             // Kubernetes' garbage collector: CIS owned only by the old pod go with it.
-            let orphans: Vec<String> = self
-                .cis
-                .iter()
-                .filter(|(_, (c, _))| c.owners.iter().all(|o| o.uid == old.uid))
-                .map(|(n, _)| n.clone())
-                .collect();
-            for n in orphans {
-                self.reports.remove(&n);
-                if let Some((c, _)) = self.cis.remove(&n) {
-                    self.events.push(Observation::Cis {
-                        stream: StreamId(1),
-                        event: WatchEvent::Delete(c),
-                    });
-                }
-            }
+            self.api.delete_pod(&old.namespace, &old.name);
         }
-        let uid = self.next_uid("pod");
-        let rv = self.next_rv();
+        let uid = self.api.next_uid("pod");
+        let now = self.api.now;
         let pod = PodView {
             namespace: NS.into(),
             name: format!("app-{uid}"),
             uid,
-            resource_version: rv,
+            resource_version: None,
             labels: Default::default(),
             controller: None,
-            created: self.now,
+            created: now,
             deleting: false,
             node_name: Some("node-1".into()),
             phase: Some("Running".into()),
             ready: true,
-            start_time: Some(self.now),
+            start_time: Some(now),
             containers: vec![ContainerView {
                 kind: ContainerKind::Regular,
                 name: "app".into(),
@@ -355,50 +225,36 @@ impl World {
             ignore_unfixed: false,
             pull_credentials: None,
         };
-        self.events.push(Observation::Pod {
-            stream: StreamId(1),
-            event: WatchEvent::Apply(pod.clone()),
-        });
+        self.api.put_pod(pod.clone());
         self.pod = Some(pod);
     }
 
     fn finish_jobs(&mut self, succeeded: bool) {
-        let running: Vec<String> = self
+        let running: Vec<JobView> = self
+            .api
             .jobs
-            .iter()
-            .filter(|(_, j)| j.finished.is_none() && !j.deleting)
-            .map(|(n, _)| n.clone())
+            .values()
+            .filter(|j| j.finished.is_none() && !j.deleting)
+            .cloned()
             .collect();
-        for name in running {
-            let Some(job) = self.jobs.get_mut(&name) else {
-                continue;
+        for job in running {
+            let reason = if succeeded {
+                ""
+            } else {
+                "BackoffLimitExceeded"
             };
-            job.finished = Some(JobFinish {
-                succeeded,
-                at: self.now,
-                reason: if succeeded {
-                    String::new()
-                } else {
-                    "BackoffLimitExceeded".into()
-                },
-                message: String::new(),
-            });
-            self.rv += 1;
-            job.resource_version = Some(self.rv);
-            let job = job.clone();
             if let Some(d) = &job.digest {
                 self.newest_result
                     .insert(d.clone(), (job.uid.clone(), succeeded));
             }
-            let pod_uid = self.next_uid("scanpod");
             let pod = ScanPodView {
                 namespace: job.namespace.clone(),
-                name: format!("{name}-pod"),
-                uid: pod_uid,
-                resource_version: self.next_rv(),
+                name: format!("{}-pod", job.name),
+                uid: self.api.next_uid("scanpod"),
+                resource_version: self.api.next_rv(),
                 job_uid: Some(job.uid.clone()),
-                job_name: Some(name.clone()),
-                created: self.now,
+                job_name: Some(job.name.clone()),
+                created: self.api.now,
                 phase: Some(if succeeded { "Succeeded" } else { "Failed" }.into()),
                 evicted: false,
                 init: ScanContainerState {
@@ -412,141 +268,65 @@ impl World {
                     ..Default::default()
                 },
             };
-            self.scan_pods.insert(pod.name.clone(), pod.clone());
-            self.events.push(Observation::ScanPod {
-                stream: StreamId(1),
-                event: WatchEvent::Apply(pod),
-            });
-            self.events.push(Observation::Job {
-                stream: StreamId(1),
-                event: WatchEvent::Apply(job),
-            });
+            let log = if succeeded {
+                report()
+            } else {
+                b"FATAL scan failed".to_vec()
+            };
+            self.api
+                .logs
+                .insert((pod.namespace.clone(), pod.name.clone()), log);
+            self.api.put_scan_pod(pod);
+            self.api
+                .finish_job(&job.namespace, &job.name, succeeded, reason, "");
         }
     }
 
     fn recreate_cis(&mut self) {
-        self.deleted_by_hand = Some(self.now);
-        let names: Vec<String> = self.cis.keys().cloned().collect();
-        for n in names {
-            self.reports.remove(&n);
-            if let Some((c, _)) = self.cis.remove(&n) {
-                self.events.push(Observation::Cis {
-                    stream: StreamId(1),
-                    event: WatchEvent::Delete(c),
-                });
-            }
+        self.deleted_by_hand = Some(self.api.now);
+        let keys: Vec<(String, String)> = self.api.cis.keys().cloned().collect();
+        for (namespace, name) in keys {
+            self.api.delete_cis(&namespace, &name);
         }
     }
 
-    fn fail(kind: ApiErrorKind) -> Outcome {
-        Outcome::Failed(ApiError {
-            kind,
-            message: "test".into(),
-        })
+    /// Delivers watch events and executes commands until the engine has nothing to do now.
+    fn settle(&mut self) {
+        for _ in 0..500 {
+            self.api.deliver(&mut self.engine);
+            let now = self.api.now;
+            let commands = self.engine.poll(now);
+            assert!(
+                commands.len() <= self.window,
+                "{} commands from a window of {}",
+                commands.len(),
+                self.window
+            );
+            if commands.is_empty() && !self.api.has_watch_events() {
+                return;
+            }
+            for c in commands {
+                let outcome = self
+                    .api
+                    .execute(&c.action)
+                    .expect("the test answers no verb itself");
+                self.count(&c.action, &outcome);
+                self.engine
+                    .observe(Observation::Outcome { id: c.id, outcome }, now);
+            }
+        }
+        panic!("the engine did not settle within 500 rounds (a hot loop)");
     }
 
-    fn execute(&mut self, action: Action) -> Outcome {
-        match action {
-            Action::ApplyCis {
-                namespace,
-                name,
-                labels,
-                owners,
-                spec,
-            } => {
-                let rv = self.next_rv();
-                let created = !self.cis.contains_key(&name);
-                let uid = if created {
-                    self.next_uid("cis")
-                } else {
-                    String::new()
-                };
-                let entry = self.cis.entry(name.clone()).or_insert_with(|| {
-                    (
-                        CisView {
-                            namespace,
-                            name,
-                            uid,
-                            resource_version: rv,
-                            generation: 1,
-                            labels: Default::default(),
-                            owners: Vec::new(),
-                            deleting: false,
-                            spec: spec.clone(),
-                            status: CisStatusView::default(),
-                        },
-                        ContainerImageScanStatus::default(),
-                    )
-                });
-                if entry.0.spec != spec {
-                    entry.0.generation += 1;
-                }
-                entry.0.spec = spec;
-                entry.0.labels = labels;
-                entry.0.owners = owners;
-                entry.0.resource_version = rv;
-                let view = entry.0.clone();
-                self.events.push(Observation::Cis {
-                    stream: StreamId(1),
-                    event: WatchEvent::Apply(view.clone()),
-                });
-                Outcome::CisApplied(Box::new(view))
+    /// What the checks remember of an answered request.
+    fn count(&mut self, action: &Action, outcome: &Outcome) {
+        match (action, outcome) {
+            (Action::ApplyCis { .. }, Outcome::CisApplied(_))
+            | (Action::DeleteCis { .. }, Outcome::Done) => self.spec_writes_since_start += 1,
+            (Action::ApplyCisStatus { .. }, Outcome::CisApplied(_)) => {
+                self.status_writes_since_start += 1;
             }
-            Action::DeleteCis { name, uid, .. } => match self.cis.get(&name) {
-                Some((c, _)) if c.uid == uid => {
-                    self.reports.remove(&name);
-                    if let Some((c, _)) = self.cis.remove(&name) {
-                        self.events.push(Observation::Cis {
-                            stream: StreamId(1),
-                            event: WatchEvent::Delete(c),
-                        });
-                    }
-                    Outcome::Done
-                }
-                Some(_) => Self::fail(ApiErrorKind::Conflict),
-                None => Self::fail(ApiErrorKind::NotFound),
-            },
-            Action::ApplyCisStatus {
-                name,
-                uid,
-                status,
-                resource_version,
-                ..
-            } => {
-                let rv = self.next_rv();
-                match self.cis.get_mut(&name) {
-                    Some((c, _))
-                        if resource_version.is_some_and(|v| Some(v) != c.resource_version) =>
-                    {
-                        Self::fail(ApiErrorKind::Conflict)
-                    }
-                    Some((c, full)) if c.uid == uid => {
-                        *full = *status;
-                        c.status = CisStatusView::of(Some(full));
-                        c.resource_version = rv;
-                        let view = c.clone();
-                        self.events.push(Observation::Cis {
-                            stream: StreamId(1),
-                            event: WatchEvent::Apply(view.clone()),
-                        });
-                        Outcome::CisApplied(Box::new(view))
-                    }
-                    Some(_) => Self::fail(ApiErrorKind::Conflict),
-                    None => Self::fail(ApiErrorKind::NotFound),
-                }
-            }
-            Action::CreateJob { job } => {
-                let name = job.metadata.name.clone().unwrap_or_default();
-                if self.jobs.contains_key(&name) {
-                    return Self::fail(ApiErrorKind::AlreadyExists);
-                }
-                let digest = job
-                    .metadata
-                    .annotations
-                    .as_ref()
-                    .and_then(|a| a.get(ANNOTATION_DIGEST))
-                    .cloned();
-                let uid = self.next_uid("job");
+            (Action::CreateJob { job }, Outcome::JobCreated(view)) => {
                 self.jobs_created_since_start += 1;
                 let scan_image = job
                     .spec
@@ -555,125 +335,32 @@ impl World {
                     .and_then(|pod| pod.containers.first())
                     .and_then(|c| c.image.clone());
                 self.job_images.push(scan_image.unwrap_or_default());
-                if let Some(d) = &digest {
-                    self.job_digests.insert(uid.clone(), d.clone());
+                if let Some(d) = &view.digest {
+                    self.job_digests.insert(view.uid.clone(), d.clone());
                 }
-                let view = JobView {
-                    namespace: job.metadata.namespace.clone().unwrap_or_default(),
-                    name: name.clone(),
-                    uid,
-                    resource_version: self.next_rv(),
-                    digest,
-                    image_name: None,
-                    cis_namespace: None,
-                    cis_uid: None,
-                    created: self.now,
-                    finished: None,
-                    deleting: false,
-                    pull_credentials: None,
-                };
-                self.jobs.insert(name, view.clone());
-                self.events.push(Observation::Job {
-                    stream: StreamId(1),
-                    event: WatchEvent::Apply(view.clone()),
-                });
-                Outcome::JobCreated(Box::new(view))
             }
-            Action::DeleteJob { name, uid, .. } => match self.jobs.get(&name) {
-                Some(j) if j.uid == uid => {
-                    if let Some(j) = self.jobs.remove(&name) {
-                        let pods: Vec<String> = self
-                            .scan_pods
-                            .iter()
-                            .filter(|(_, p)| p.job_uid.as_deref() == Some(j.uid.as_str()))
-                            .map(|(n, _)| n.clone())
-                            .collect();
-                        for p in pods {
-                            if let Some(p) = self.scan_pods.remove(&p) {
-                                self.events.push(Observation::ScanPod {
-                                    stream: StreamId(1),
-                                    event: WatchEvent::Delete(p),
-                                });
-                            }
-                        }
-                        self.events.push(Observation::Job {
-                            stream: StreamId(1),
-                            event: WatchEvent::Delete(j),
-                        });
-                    }
-                    Outcome::Done
-                }
-                Some(_) => Self::fail(ApiErrorKind::Conflict),
-                None => Self::fail(ApiErrorKind::NotFound),
-            },
-            Action::FetchLog { pod_name, .. } => match self.scan_pods.get(&pod_name) {
-                Some(p) if p.scan.exit_code == Some(0) => {
-                    self.reports_served_since_start += 1;
-                    Outcome::Log(report())
-                }
-                Some(_) => Outcome::Log(b"FATAL scan failed".to_vec()),
-                None => Self::fail(ApiErrorKind::NotFound),
-            },
-            Action::ApplyReport { name, report, .. } => {
-                // Owned by the CIS: without it the API server's garbage collector removes it.
-                if self.cis.contains_key(&name) {
-                    self.reports.insert(name, *report);
-                }
-                Outcome::Done
+            (Action::FetchLog { .. }, Outcome::Log(log)) if *log == report() => {
+                self.reports_served_since_start += 1;
             }
-            Action::RecordEvent { uid, event, .. } => {
+            (Action::RecordEvent { uid, event, .. }, Outcome::Done) => {
                 if event.reason == "ScanFailed" {
                     self.scan_failed_events.insert(uid.clone());
                 }
-                self.recorded_events.push((event.reason, uid));
-                Outcome::Done
+                self.recorded_events
+                    .push((event.reason.clone(), uid.clone()));
             }
+            _ => {}
         }
-    }
-
-    /// Delivers watch events and executes commands until the engine has nothing to do now.
-    fn settle(&mut self) {
-        for _ in 0..500 {
-            for ev in std::mem::take(&mut self.events) {
-                self.engine.observe(ev, self.now);
-            }
-            let commands = self.engine.poll(self.now);
-            assert!(
-                commands.len() <= self.window,
-                "{} commands from a window of {}",
-                commands.len(),
-                self.window
-            );
-            if commands.is_empty() && self.events.is_empty() {
-                return;
-            }
-            for c in commands {
-                let verb = c.action.verb();
-                let outcome = self.execute(c.action);
-                match (verb, &outcome) {
-                    ("apply_cis", Outcome::CisApplied(_)) | ("delete_cis", Outcome::Done) => {
-                        self.spec_writes_since_start += 1;
-                    }
-                    ("apply_cis_status", Outcome::CisApplied(_)) => {
-                        self.status_writes_since_start += 1;
-                    }
-                    _ => {}
-                }
-                self.engine
-                    .observe(Observation::Outcome { id: c.id, outcome }, self.now);
-            }
-        }
-        panic!("the engine did not settle within 500 rounds (a hot loop)");
     }
 
     /// Moves time forward, firing the engine's timers on the way.
     fn advance(&mut self, secs: u64) {
-        let end = self.now.plus(Duration::from_secs(secs));
+        let end = self.api.now.plus(Duration::from_secs(secs));
         while let Some(at) = self.engine.next_wakeup().filter(|at| *at <= end) {
-            self.now = at.max(self.now);
+            self.api.now = at.max(self.api.now);
             self.settle();
         }
-        self.now = end;
+        self.api.now = end;
         self.settle();
     }
 
@@ -699,6 +386,7 @@ impl World {
         // At most one running Job per digest.
         let mut running: BTreeMap<&str, usize> = BTreeMap::new();
         for j in self
+            .api
             .jobs
             .values()
             .filter(|j| j.finished.is_none() && !j.deleting)
@@ -711,7 +399,8 @@ impl World {
             running.values().all(|n| *n <= 1),
             "two running Jobs for one digest: {running:?}"
         );
-        for (c, full) in self.cis.values() {
+        for stored in self.api.cis.values() {
+            let (c, full) = (&stored.view, &stored.status);
             // A result comes from a Job of the CIS's own digest.
             if let Some(job) = &full.last_scan_job_uid {
                 assert_eq!(
@@ -737,20 +426,19 @@ impl World {
                 container_image(c.spec_image.as_deref(), &c.status_image, &c.status_image_id)
                     .expect("the test's container images parse");
             let digest = image.digest.as_str();
-            let cis: Vec<&(CisView, ContainerImageScanStatus)> = self
-                .cis
-                .values()
+            let cis: Vec<(&CisView, &ContainerImageScanStatus)> = self
+                .cis()
                 .filter(|(c, _)| c.spec.digest == digest)
                 .collect();
             // A CIS deleted by hand again and again comes back after a growing back-off (at
             // most five minutes), with a wake-up armed for it.
             let backing_off = self
                 .deleted_by_hand
-                .is_some_and(|at| self.now < at.plus(Duration::from_secs(360)))
+                .is_some_and(|at| self.api.now < at.plus(Duration::from_secs(360)))
                 && self
                     .engine
                     .next_wakeup()
-                    .is_some_and(|w| w <= self.now.plus(Duration::from_secs(300)));
+                    .is_some_and(|w| w <= self.api.now.plus(Duration::from_secs(300)));
             if cis.is_empty() && backing_off {
                 return;
             }
@@ -796,8 +484,9 @@ impl World {
                 if succeeded {
                     assert_eq!(full.last_successful_scan_time, full.last_scan_time);
                     let report = self
+                        .api
                         .reports
-                        .get(&view.name)
+                        .get(&(view.namespace.clone(), view.name.clone()))
                         .expect("a Report before the status shows the result");
                     assert_eq!(report["summary"]["fail"], 1);
                     let summary = full
@@ -854,7 +543,7 @@ fn a_result_for_a_recreated_cis_is_matched_by_digest() {
     let mut w = World::new(32);
     w.run_digest(0);
     w.settle();
-    assert_eq!(w.jobs.len(), 1, "a Job for digest 0");
+    assert_eq!(w.api.jobs.len(), 1, "a Job for digest 0");
     // While the Job runs, the CIS is deleted and the pod moves to digest 1.
     w.recreate_cis();
     w.run_digest(1);
@@ -862,7 +551,7 @@ fn a_result_for_a_recreated_cis_is_matched_by_digest() {
     w.finish_jobs(true);
     w.settle();
     w.check();
-    for (c, full) in w.cis.values() {
+    for (c, full) in w.cis() {
         if let Some(job) = &full.last_scan_job_uid {
             assert_eq!(w.job_digests[job], c.spec.digest);
         }
@@ -876,7 +565,7 @@ fn a_result_for_a_recreated_cis_is_matched_by_digest() {
     w.finish_jobs(true);
     w.settle();
     w.check();
-    let (c, full) = w.cis.values().next().expect("CIS re-created");
+    let (c, full) = w.cis().next().expect("CIS re-created");
     assert_eq!(
         full.last_scan_job_uid
             .as_ref()
@@ -964,7 +653,7 @@ fn real_containerd_forms_with_a_registry_digest_are_scanned_by_it() {
             std::slice::from_ref(&scanned),
             "{image} / {image_id}"
         );
-        let (c, _) = w.cis.values().next().expect("a CIS");
+        let (c, _) = w.cis().next().expect("a CIS");
         assert_eq!(
             format!("{}@{}", c.spec.name, c.spec.digest),
             scanned,
@@ -989,7 +678,11 @@ fn real_containerd_imported_image_is_not_scanned_by_its_local_image_id() {
     w.settle();
     w.check();
     assert!(w.job_images.is_empty(), "Jobs: {:?}", w.job_images);
-    let (c, full) = w.cis.values().next().cloned().expect("a CIS");
+    let (c, full) = w
+        .cis()
+        .next()
+        .map(|(c, s)| (c.clone(), s.clone()))
+        .expect("a CIS");
     assert_eq!(
         (
             c.spec.name.as_str(),
@@ -1021,7 +714,7 @@ fn real_containerd_imported_image_is_not_scanned_by_its_local_image_id() {
         [("NoRegistryDigest".to_string(), c.uid.clone())]
     );
     assert_eq!(
-        w.engine.coverage(w.now).oldest_unscanned,
+        w.engine.coverage(w.api.now).oldest_unscanned,
         None,
         "not waiting for a scan"
     );
@@ -1058,7 +751,7 @@ fn a_container_that_cannot_be_scanned_is_reported_once_on_its_pod() {
     w.run_container(image, image, unparseable);
     // (Not w.check(): its liveness part expects a container that can have a CIS.)
     w.settle();
-    assert!(w.cis.is_empty(), "no CIS for it");
+    assert!(w.cis().next().is_none(), "no CIS for it");
     assert!(w.job_images.is_empty(), "no Job for it");
     let first = w.pod.as_ref().map(|p| p.uid.clone()).expect("pod");
     assert_eq!(

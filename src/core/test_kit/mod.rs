@@ -2,7 +2,8 @@
 //! `test-kit`; always on in the core's own tests).
 
 use crate::crd::{ContainerImageScanSpec, Workload};
-use crate::port::{CisStatusView, CisView};
+use crate::port::{CisStatusView, CisView, ContainerKind, ContainerView, PodView};
+use crate::time::Timestamp;
 
 /// A CIS in namespace `ns` of a bare pod's container `app`.
 pub fn cis(name: &str, uid: &str, digest: &str, status: CisStatusView) -> CisView {
@@ -33,3 +34,35 @@ pub fn cis(name: &str, uid: &str, digest: &str, status: CisStatusView) -> CisVie
         status,
     }
 }
+
+/// A running pod `name` (UID `uid`) in namespace `ns` whose container `app` runs `nginx` at
+/// `digest`.
+pub fn pod(name: &str, uid: &str, digest: &str) -> PodView {
+    PodView {
+        namespace: "ns".into(),
+        name: name.into(),
+        uid: uid.into(),
+        resource_version: Some(1),
+        labels: Default::default(),
+        controller: None,
+        created: Timestamp::from_secs(1),
+        deleting: false,
+        node_name: Some("n1".into()),
+        phase: Some("Running".into()),
+        ready: true,
+        start_time: Some(Timestamp::from_secs(1)),
+        containers: vec![ContainerView {
+            kind: ContainerKind::Regular,
+            name: "app".into(),
+            spec_image: Some("nginx:1".into()),
+            status_image: "nginx:1".into(),
+            status_image_id: format!("docker.io/library/nginx@{digest}"),
+            waiting_reason: None,
+        }]
+        .into(),
+        ignore_unfixed: false,
+        pull_credentials: None,
+    }
+}
+
+pub mod fake_api;
