@@ -3,7 +3,7 @@
 //! Events per test. The simulator's invariants are eventual (every CIS ends with a result of
 //! its digest); these pin what the result says and that it is written at once, not later.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::ops::{Deref, DerefMut};
 use std::time::Duration;
 
 use super::scans::jitter;
@@ -12,72 +12,54 @@ use super::*;
 use crate::cis_status as status;
 use crate::crd::{ContainerImageScanStatus, Severity, Vulnerability};
 use crate::port::{
-    CisStatusView, EventNote, JobFinish, JobView, ScanContainerState, ScanPodView, StreamId,
-    WatchEvent,
+    CisStatusView, JobFinish, JobView, ScanContainerState, ScanPodView, StreamId, WatchEvent,
 };
-use crate::scan_job::{ANNOTATION_DIGEST, SCAN_CONTAINER};
+use crate::scan_job::SCAN_CONTAINER;
+use crate::test_kit::fake_api::{CIS_STREAM, FakeApi, JOB_STREAM};
 
-const CIS_STREAM: StreamId = StreamId(2);
-const JOB_STREAM: StreamId = StreamId(10);
-const POD_STREAM: StreamId = StreamId(11);
 /// What the engine reads of a failed scan's log (`FAILED_LOG_BYTES`).
 const FAILED_LOG_LIMIT: usize = 64 * 1024;
 
-/// An API server for the CIS objects of namespace `ns`, the scan Jobs and their pods. It
-/// answers status writes, Reports, Events, Job creations and deletions as the server would
-/// (or with the failures queued by the test) and keeps what was written; log reads are left
-/// to the test.
+/// The engine and the test kit's API server, for the CIS objects of namespace `ns`, the scan
+/// Jobs and their pods; log reads are left to the test. Derefs to the server, so a test reads
+/// `api.jobs` or moves `api.now`.
 struct Api {
     e: Engine,
-    now: Timestamp,
-    rv: u64,
-    cis: BTreeMap<String, CisView>,
-    jobs: BTreeMap<String, JobView>,
-    pods: BTreeMap<String, ScanPodView>,
-    /// Every status write the engine asked for, answered or not: (CIS name, status).
-    status_requests: Vec<(String, ContainerImageScanStatus)>,
-    /// Status writes the server applied.
-    statuses_applied: u64,
-    /// Every Report the engine asked to apply.
-    report_requests: Vec<serde_json::Value>,
-    events: Vec<EventNote>,
-    /// Answers for the next status writes, Reports and Job creations (front first); success
-    /// when empty.
-    status_answers: VecDeque<Outcome>,
-    report_answers: VecDeque<Outcome>,
-    create_answers: VecDeque<Outcome>,
-    /// Jobs created so far.
-    jobs_created: usize,
+    server: FakeApi,
+}
+
+impl Deref for Api {
+    type Target = FakeApi;
+
+    fn deref(&self) -> &FakeApi {
+        &self.server
+    }
+}
+
+impl DerefMut for Api {
+    fn deref_mut(&mut self) -> &mut FakeApi {
+        &mut self.server
+    }
 }
 
 impl Api {
     fn new(cfg: EngineConfig) -> Api {
+        let mut server = FakeApi::new(at(1));
+        server.hold("fetch_log");
         Api {
             e: leading_engine(cfg),
-            now: at(1),
-            rv: 100,
-            cis: BTreeMap::new(),
-            jobs: BTreeMap::new(),
-            pods: BTreeMap::new(),
-            status_requests: Vec::new(),
-            statuses_applied: 0,
-            report_requests: Vec::new(),
-            events: Vec::new(),
-            status_answers: VecDeque::new(),
-            report_answers: VecDeque::new(),
-            create_answers: VecDeque::new(),
-            jobs_created: 0,
+            server,
         }
     }
 
     /// The engine observes `observation` now.
     fn observe(&mut self, observation: Observation) {
-        self.e.observe(observation, self.now);
+        self.e.observe(observation, self.server.now);
     }
 
-    fn next_rv(&mut self) -> Option<u64> {
-        self.rv += 1;
-        Some(self.rv)
+    /// The engine receives the watch events that happened since the last delivery.
+    fn deliver(&mut self) {
+        self.server.deliver(&mut self.e);
     }
 
     /// Creates (or replaces) CIS `name` of digest D1 with `status`.
@@ -87,52 +69,32 @@ impl Api {
         self.apply_cis(view);
     }
 
+    /// The server stores CIS `view` as it is and the engine sees it at once.
     fn apply_cis(&mut self, view: CisView) {
-        self.cis.insert(view.name.clone(), view.clone());
-        self.observe(Observation::Cis {
-            stream: CIS_STREAM,
-            event: WatchEvent::Apply(view),
-        });
+        self.server.put_cis(view, None);
+        self.deliver();
     }
 
     /// A Job of D1 that exists already (created before a restart of the engine).
     fn put_job(&mut self, view: JobView) {
-        self.jobs.insert(view.name.clone(), view.clone());
-        self.observe(Observation::Job {
-            stream: JOB_STREAM,
-            event: WatchEvent::Apply(view),
-        });
+        self.server.put_job(view);
+        self.deliver();
     }
 
     fn put_pod(&mut self, view: ScanPodView) {
-        self.pods.insert(view.name.clone(), view.clone());
-        self.observe(Observation::ScanPod {
-            stream: POD_STREAM,
-            event: WatchEvent::Apply(view),
-        });
+        self.server.put_scan_pod(view);
+        self.deliver();
     }
 
     /// The scan pod watch relists: pods that are gone without a Delete event are forgotten.
     fn relist_pods(&mut self) {
-        let event = |event| Observation::ScanPod {
-            stream: POD_STREAM,
-            event,
-        };
-        self.observe(event(WatchEvent::InitStarted));
-        let pods: Vec<ScanPodView> = self.pods.values().cloned().collect();
-        for p in pods {
-            self.observe(event(WatchEvent::InitApply(p)));
-        }
-        self.observe(event(WatchEvent::InitDone));
+        self.server.relist_scan_pods(&mut self.e);
     }
 
     fn delete_pod(&mut self, name: &str) {
-        if let Some(view) = self.pods.remove(name) {
-            self.observe(Observation::ScanPod {
-                stream: POD_STREAM,
-                event: WatchEvent::Delete(view),
-            });
-        }
+        let job = self.job();
+        self.server.delete_scan_pod(&job.namespace, name);
+        self.deliver();
     }
 
     /// The newest Job.
@@ -151,7 +113,7 @@ impl Api {
             namespace: job.namespace.clone(),
             name: format!("{}-{suffix}", job.name),
             uid: format!("{}-{suffix}", job.uid),
-            resource_version: Some(self.rv + 1),
+            resource_version: Some(1_000),
             job_uid: Some(job.uid.clone()),
             job_name: Some(job.name.clone()),
             created: self.now,
@@ -168,114 +130,31 @@ impl Api {
 
     /// The newest Job finishes now.
     fn finish(&mut self, succeeded: bool, reason: &str, message: &str) {
-        let mut view = self.job();
-        view.finished = Some(JobFinish {
-            succeeded,
-            at: self.now,
-            reason: reason.into(),
-            message: message.into(),
-        });
-        view.resource_version = self.next_rv();
-        self.put_job(view);
-    }
-
-    /// Answers one command as the server would; `None` for log reads (and anything else the
-    /// test answers itself).
-    fn answer(&mut self, action: &Action) -> Option<Outcome> {
-        match action {
-            Action::ApplyCisStatus { name, status, .. } => {
-                self.status_requests
-                    .push((name.clone(), (**status).clone()));
-                if let Some(answer) = self.status_answers.pop_front() {
-                    return Some(answer);
-                }
-                let rv = self.next_rv();
-                let view = self.cis.get_mut(name)?;
-                view.status = CisStatusView::of(Some(status));
-                view.resource_version = rv;
-                self.statuses_applied += 1;
-                Some(Outcome::CisApplied(Box::new(view.clone())))
-            }
-            Action::ApplyReport { report, .. } => {
-                self.report_requests.push((**report).clone());
-                Some(self.report_answers.pop_front().unwrap_or(Outcome::Done))
-            }
-            Action::RecordEvent { event, .. } => {
-                self.events.push(event.clone());
-                Some(Outcome::Done)
-            }
-            Action::CreateJob { job: spec } => {
-                if let Some(answer) = self.create_answers.pop_front() {
-                    return Some(answer);
-                }
-                let name = spec.metadata.name.clone().unwrap_or_default();
-                let digest = spec
-                    .metadata
-                    .annotations
-                    .as_ref()
-                    .and_then(|a| a.get(ANNOTATION_DIGEST))
-                    .cloned()
-                    .unwrap_or_default();
-                let mut view = job(&name, &format!("job-{}", self.rv), &digest);
-                view.created = self.now;
-                view.resource_version = self.next_rv();
-                self.jobs.insert(name, view.clone());
-                self.jobs_created += 1;
-                Some(Outcome::JobCreated(Box::new(view)))
-            }
-            Action::DeleteJob { .. } => Some(Outcome::Done),
-            Action::ApplyCis { .. } => {
-                let rv = self.next_rv();
-                let view = super::tests::created_cis(action, rv)?;
-                self.cis.insert(view.name.clone(), view.clone());
-                Some(Outcome::CisApplied(Box::new(view)))
-            }
-            _ => None,
-        }
+        let job = self.job();
+        self.server
+            .finish_job(&job.namespace, &job.name, succeeded, reason, message);
+        self.deliver();
     }
 
     /// Polls and answers until the engine has nothing more to do now; returns the commands
     /// left to the test.
     fn run(&mut self) -> Vec<Command> {
-        let mut left = Vec::new();
-        for _ in 0..50 {
-            let cmds = self.e.poll(self.now);
-            if cmds.is_empty() {
-                return left;
-            }
-            for c in cmds {
-                match self.answer(&c.action) {
-                    Some(outcome) => {
-                        self.observe(Observation::Outcome { id: c.id, outcome });
-                        if let Action::DeleteJob { name, .. } = &c.action {
-                            self.job_deleted(name);
-                        }
-                    }
-                    None => left.push(c),
-                }
-            }
-        }
-        panic!("the engine keeps issuing commands at {:?}", self.now);
+        self.server.run(&mut self.e)
     }
 
-    /// The watch reports a deleted Job and its pods.
+    /// Answers one command as the server does; `None` for log reads.
+    fn answer(&mut self, action: &Action) -> Option<Outcome> {
+        self.server.execute(action)
+    }
+
+    /// Job `name` (already deleted for the engine's request, or by someone) goes, and the
+    /// watch reports it and its pods.
     fn job_deleted(&mut self, name: &str) {
-        let Some(view) = self.jobs.remove(name) else {
+        let Some(job) = self.jobs.values().find(|j| j.name == name).cloned() else {
             return;
         };
-        let pods: Vec<String> = self
-            .pods
-            .values()
-            .filter(|p| p.job_uid.as_deref() == Some(view.uid.as_str()))
-            .map(|p| p.name.clone())
-            .collect();
-        for p in pods {
-            self.delete_pod(&p);
-        }
-        self.observe(Observation::Job {
-            stream: JOB_STREAM,
-            event: WatchEvent::Delete(view),
-        });
+        self.server.delete_job(&job.namespace, &job.name);
+        self.deliver();
     }
 
     fn reply(&mut self, id: CommandId, outcome: Outcome) {
@@ -289,9 +168,38 @@ impl Api {
         self.now = next;
     }
 
+    /// Every status write the engine asked for, answered or not: (CIS name, status).
+    fn status_requests(&self) -> Vec<(String, ContainerImageScanStatus)> {
+        self.requests
+            .iter()
+            .filter_map(|a| match a {
+                Action::ApplyCisStatus { name, status, .. } => {
+                    Some((name.clone(), (**status).clone()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Every Report the engine asked to apply.
+    fn report_requests(&self) -> Vec<serde_json::Value> {
+        self.requests
+            .iter()
+            .filter_map(|a| match a {
+                Action::ApplyReport { report, .. } => Some((**report).clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Jobs created so far.
+    fn jobs_created(&self) -> usize {
+        self.created_jobs.len()
+    }
+
     /// Runs until the engine has created a new Job (waiting for timers as needed).
     fn until_job_created(&mut self) -> JobView {
-        let before = self.jobs_created;
+        let before = self.jobs_created();
         for _ in 0..10 {
             let left = self.run();
             assert!(
@@ -299,7 +207,7 @@ impl Api {
                 "unexpected {:?}",
                 super::tests::verbs(&left)
             );
-            if self.jobs_created > before {
+            if self.jobs_created() > before {
                 return self.job();
             }
             self.wait_for_timer();
@@ -347,7 +255,11 @@ impl Api {
 
     /// The last status written to CIS `name`.
     fn status(&self, name: &str) -> &CisStatusView {
-        &self.cis.get(name).expect("the CIS exists").status
+        &self
+            .stored_cis("ns", name)
+            .expect("the CIS exists")
+            .view
+            .status
     }
 
     /// `(reason, message)` of the `Stalled=True` condition CIS `name` shows.
@@ -371,14 +283,14 @@ impl Api {
     /// Serialized size of the details of the status writes requested for `name`.
     /// Serialized sizes of the Reports the engine asked to apply.
     fn report_sizes(&self) -> Vec<usize> {
-        self.report_requests
+        self.report_requests()
             .iter()
             .map(|r| serde_json::to_vec(r).map_or(0, |b| b.len()))
             .collect()
     }
 
     fn detail_sizes(&self, name: &str) -> Vec<usize> {
-        self.status_requests
+        self.status_requests()
             .iter()
             .filter(|(n, s)| n == name && s.vulnerabilities.is_some())
             .map(|(_, s)| serde_json::to_vec(&s.vulnerabilities).map_or(0, |b| b.len()))
@@ -460,7 +372,10 @@ fn a_succeeded_job_is_read_from_the_pod_that_exited_zero() {
     assert_eq!(api.stalled("a"), None);
     assert_eq!(api.e.stats().scans_succeeded, 1);
     assert_eq!(api.e.stats().scans_failed, 0);
-    assert_eq!(api.e.stats().status_writes, api.statuses_applied);
+    assert_eq!(
+        api.e.stats().status_writes,
+        api.succeeded.get("apply_cis_status").copied().unwrap_or(0)
+    );
 }
 
 #[test]
@@ -912,7 +827,7 @@ fn a_finished_job_no_newer_than_the_known_result_is_not_read() {
     );
     let left = api.run();
     assert!(left.is_empty(), "{:?}", super::tests::verbs(&left));
-    assert_eq!(api.status_requests.len(), 0);
+    assert_eq!(api.status_requests().len(), 0);
 }
 
 /// A finished Job of D1 created and finished at the given seconds after T.
@@ -941,7 +856,7 @@ fn a_job_created_before_the_known_result_is_older_although_it_finished_later() {
     let left = api.run();
     assert!(left.is_empty(), "{:?}", super::tests::verbs(&left));
     assert_eq!(
-        api.status_requests.len(),
+        api.status_requests().len(),
         0,
         "job-old's result written back"
     );
@@ -960,8 +875,8 @@ fn a_result_of_a_later_job_stamped_by_a_slower_clock_is_the_newest() {
     api.put_cis("a", super::tests::failed_status("job-new", at(100)));
     let left = api.run();
     assert!(left.is_empty(), "{:?}", super::tests::verbs(&left));
-    let written: Vec<(&str, Option<&str>)> = api
-        .status_requests
+    let requests = api.status_requests();
+    let written: Vec<(&str, Option<&str>)> = requests
         .iter()
         .map(|(name, s)| (name.as_str(), s.last_scan_job_uid.as_deref()))
         .collect();
@@ -995,7 +910,7 @@ fn a_new_scan_after_a_result_stamped_in_the_future_is_read_and_stamped_after_it(
         assert_eq!(status.last_scan_job_uid.as_deref(), Some(new_job.as_str()));
         assert_eq!(status.last_scan_time, Some(at(901)));
     }
-    assert_eq!(api.jobs_created, 1, "the new scan's result was not taken");
+    assert_eq!(api.jobs_created(), 1, "the new scan's result was not taken");
 }
 
 #[test]
@@ -1031,18 +946,19 @@ fn a_late_copy_of_a_deleted_cis_does_not_replace_the_one_created_since() {
     let mut api = Api::new(config());
     api.put_cis("a", CisStatusView::default());
     api.scan(report(1, 0));
-    let old = api.cis["a"].clone();
+    let old = api.stored_cis("ns", "a").expect("a").view.clone();
     let mut new = cis("a", "uid-a-2", D1, CisStatusView::default());
     new.resource_version = old.resource_version.map(|rv| rv + 10);
     api.apply_cis(new.clone());
     api.apply_cis(old);
     // The server holds the new CIS: the late copy only reached the engine.
-    api.cis.insert("a".into(), new);
+    api.server.put_cis(new, None);
+    api.lose_watch_events();
     assert_eq!(api.e.index.cis[&CisKey::new("ns", "a")].view.uid, "uid-a-2");
     assert!(api.run().is_empty());
     assert_eq!(api.critical_count("a"), Some(1));
     assert_eq!(
-        api.status_requests.last().map(|(n, _)| n.as_str()),
+        api.status_requests().last().map(|(n, _)| n.as_str()),
         Some("a")
     );
 }
@@ -1115,7 +1031,7 @@ fn an_image_that_cannot_be_pulled_deletes_the_job_and_shows_why_at_once() {
 #[test]
 fn a_job_the_api_rejects_is_a_failure_users_see() {
     let mut api = Api::new(config());
-    api.create_answers.push_back(failed(ApiErrorKind::Invalid));
+    api.answer_next("create_job", failed(ApiErrorKind::Invalid));
     api.put_cis("a", CisStatusView::default());
     assert!(api.run().is_empty());
     assert!(api.jobs.is_empty());
@@ -1134,8 +1050,8 @@ fn more_critical_vulnerabilities_than_the_last_scan_raise_an_event() {
     let new_critical = |api: &Api| {
         api.events
             .iter()
-            .filter(|e| e.reason == "NewCriticalVulnerabilities")
-            .map(|e| e.note.clone())
+            .filter(|e| e.note.reason == "NewCriticalVulnerabilities")
+            .map(|e| e.note.note.clone())
             .collect::<Vec<_>>()
     };
     let pod = api.pod("1", exited(0));
@@ -1174,7 +1090,7 @@ fn a_spec_change_rewrites_the_status_for_the_new_generation() {
     let (id, ..) = api.log_read();
     api.reply(id, Outcome::Log(report(1, 0)));
     assert!(api.run().is_empty());
-    let mut view = api.cis.get("a").cloned().expect("a");
+    let mut view = api.stored_cis("ns", "a").expect("a").view.clone();
     view.generation = 2;
     view.spec.ignore_unfixed = Some(true);
     view.resource_version = api.next_rv();
@@ -1292,8 +1208,8 @@ fn a_report_or_status_the_api_finds_too_large_is_retried_at_half_the_size() {
         (ApiErrorKind::ServerError, false),
     ] {
         let mut api = large_scan(small_budgets(), |api| {
-            api.report_answers.push_back(failed(kind));
-            api.status_answers.push_back(failed(kind));
+            api.answer_next("apply_report", failed(kind));
+            api.answer_next("apply_cis_status", failed(kind));
         });
         until_result(&mut api);
         let reports = api.report_sizes();
@@ -1327,14 +1243,16 @@ fn a_report_that_cannot_be_written_does_not_hold_back_the_status() {
     ];
     for (answers, requests, skipped) in cases {
         let mut api = large_scan(small_budgets(), |api| {
-            api.report_answers.extend(answers.iter().cloned());
+            for answer in &answers {
+                api.answer_next("apply_report", answer.clone());
+            }
         });
         until_result(&mut api);
         assert!(
             api.status("a").summary.is_some(),
             "{answers:?}: the result is written"
         );
-        assert_eq!(api.report_requests.len(), requests, "{answers:?}");
+        assert_eq!(api.report_requests().len(), requests, "{answers:?}");
         assert_eq!(api.e.stats().reports_skipped, skipped, "{answers:?}");
     }
 }
@@ -1382,7 +1300,8 @@ fn scan_pods_that_are_gone_are_not_read() {
         let pod = api.pod("1", exited(0));
         api.put_pod(pod.clone());
         if relist {
-            api.pods.remove(&pod.name);
+            api.scan_pods
+                .remove(&(pod.namespace.clone(), pod.name.clone()));
             api.relist_pods();
         } else {
             api.delete_pod(&pod.name);
@@ -1438,11 +1357,15 @@ fn details_are_stored_once_by_default_in_the_report_else_in_the_status() {
         let mut cfg = small_budgets();
         cfg.status_details = status_details;
         cfg.write_reports = write_reports;
-        let mut api = large_scan(cfg, |api| api.report_answers.extend(answers.clone()));
+        let mut api = large_scan(cfg, |api| {
+            for answer in &answers {
+                api.answer_next("apply_report", answer.clone());
+            }
+        });
         until_result(&mut api);
         assert!(api.status("a").summary.is_some(), "{case}: the summary");
         assert_eq!(!api.detail_sizes("a").is_empty(), in_status, "{case}");
-        assert_eq!(api.report_requests.len(), reports, "{case}");
+        assert_eq!(api.report_requests().len(), reports, "{case}");
     }
 }
 
@@ -1452,7 +1375,7 @@ fn a_truncated_report_records_what_it_left_out_like_the_status() {
     cfg.status_details = StatusDetails::Never;
     let mut api = large_scan(cfg, |_| {});
     until_result(&mut api);
-    let report = api.report_requests.last().expect("a Report").clone();
+    let report = api.report_requests().last().expect("a Report").clone();
     let record = report["metadata"]["annotations"][crate::openreports::TRUNCATED_ANNOTATION]
         .as_str()
         .expect("truncation annotation");
@@ -1546,8 +1469,10 @@ fn a_status_answer_after_the_delete_of_its_cis_does_not_bring_it_back() {
         .iter()
         .find(|c| matches!(&c.action, Action::ApplyCisStatus { name, .. } if name == "b"))
         .expect("b's status is written");
-    let answer = api.answer(&write_b.action).expect("answered");
-    let mut gone = api.cis.remove("b").expect("b exists");
+    let answer = api.server.execute(&write_b.action).expect("answered");
+    let mut gone = api.stored_cis("ns", "b").expect("b exists").view.clone();
+    api.server.delete_cis("ns", "b");
+    api.lose_watch_events();
     gone.resource_version = api.next_rv();
     api.observe(Observation::Cis {
         stream: CIS_STREAM,

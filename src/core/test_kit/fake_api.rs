@@ -90,6 +90,8 @@ pub struct FakeApi {
     pub requests: Vec<Action>,
     /// Every Job created, as stored.
     pub created_jobs: Vec<Job>,
+    /// Requests that succeeded, by verb.
+    pub succeeded: BTreeMap<&'static str, u64>,
     answers: BTreeMap<&'static str, VecDeque<Outcome>>,
     held: BTreeSet<&'static str>,
     watch: VecDeque<Observation>,
@@ -110,6 +112,7 @@ impl FakeApi {
             events: Vec::new(),
             requests: Vec::new(),
             created_jobs: Vec::new(),
+            succeeded: BTreeMap::new(),
             answers: BTreeMap::new(),
             held: BTreeSet::new(),
             watch: VecDeque::new(),
@@ -121,9 +124,10 @@ impl FakeApi {
         Some(self.rv)
     }
 
+    /// A UID no test picks for its own objects (`job-1` is a test's favourite).
     pub fn next_uid(&mut self, prefix: &str) -> String {
         self.uids += 1;
-        format!("{prefix}-{}", self.uids)
+        format!("{prefix}-server-{}", self.uids)
     }
 
     /// The next request of `verb` (see [`Action::verb`]) is answered with `outcome` and changes
@@ -140,6 +144,12 @@ impl FakeApi {
     /// The stored CIS `name` of namespace `namespace`.
     pub fn stored_cis(&self, namespace: &str, name: &str) -> Option<&StoredCis> {
         self.cis.get(&key(namespace, name))
+    }
+
+    /// The watch loses the events not delivered yet (the engine learns the state by a relist,
+    /// or never).
+    pub fn lose_watch_events(&mut self) {
+        self.watch.clear();
     }
 
     /// Whether watch events wait for delivery.
@@ -242,7 +252,15 @@ impl FakeApi {
         if let Some(answer) = self.answers.get_mut(verb).and_then(VecDeque::pop_front) {
             return Some(answer);
         }
-        Some(match action {
+        let outcome = self.apply(action);
+        if !matches!(outcome, Outcome::Failed(_)) {
+            *self.succeeded.entry(verb).or_default() += 1;
+        }
+        Some(outcome)
+    }
+
+    fn apply(&mut self, action: &Action) -> Outcome {
+        match action {
             Action::ApplyCis {
                 namespace,
                 name,
@@ -274,7 +292,7 @@ impl FakeApi {
                         };
                         self.cis.insert(k.clone(), stored.clone());
                         self.changed_cis(&k);
-                        return Some(Outcome::CisApplied(Box::new(stored.view)));
+                        return Outcome::CisApplied(Box::new(stored.view));
                     }
                 };
                 let mut view = stored.view.clone();
@@ -328,12 +346,12 @@ impl FakeApi {
                 let k = key(namespace, name);
                 let rv = self.next_rv();
                 let Some(stored) = self.cis.get_mut(&k) else {
-                    return Some(failure(ApiErrorKind::NotFound));
+                    return failure(ApiErrorKind::NotFound);
                 };
                 if stored.view.uid != *uid
                     || resource_version.is_some_and(|v| Some(v) != stored.view.resource_version)
                 {
-                    return Some(failure(ApiErrorKind::Conflict));
+                    return failure(ApiErrorKind::Conflict);
                 }
                 let mut new = (**status).clone();
                 if *keep_details {
@@ -355,17 +373,17 @@ impl FakeApi {
                 let mut job = (**job).clone();
                 let (Some(namespace), Some(name)) = (&job.metadata.namespace, &job.metadata.name)
                 else {
-                    return Some(failure(ApiErrorKind::Invalid));
+                    return failure(ApiErrorKind::Invalid);
                 };
                 let k = key(namespace, name);
                 if self.jobs.contains_key(&k) {
-                    return Some(failure(ApiErrorKind::AlreadyExists));
+                    return failure(ApiErrorKind::AlreadyExists);
                 }
                 job.metadata.uid = Some(self.next_uid("job"));
                 job.metadata.resource_version = self.next_rv().map(|rv| rv.to_string());
                 job.metadata.creation_timestamp = Some(self.now.to_k8s());
                 let Some(view) = job_view(&job, self.now) else {
-                    return Some(failure(ApiErrorKind::Invalid));
+                    return failure(ApiErrorKind::Invalid);
                 };
                 self.created_jobs.push(job);
                 self.put_job(view.clone());
@@ -391,7 +409,7 @@ impl FakeApi {
             } => {
                 let k = key(namespace, pod_name);
                 if !self.scan_pods.contains_key(&k) {
-                    return Some(failure(ApiErrorKind::NotFound));
+                    return failure(ApiErrorKind::NotFound);
                 }
                 let log = self.logs.get(&k).map(Vec::as_slice).unwrap_or_default();
                 Outcome::Log(log[..log.len().min(*limit_bytes)].to_vec())
@@ -424,7 +442,7 @@ impl FakeApi {
                 });
                 Outcome::Done
             }
-        })
+        }
     }
 
     fn changed_cis(&mut self, k: &Key) {
@@ -435,10 +453,9 @@ impl FakeApi {
         });
     }
 
-    /// A CIS (created before the engine started, or by someone else) is stored as `view`
-    /// shows it, with details `status` when given.
-    pub fn put_cis(&mut self, mut view: CisView, status: Option<ContainerImageScanStatus>) {
-        view.resource_version = self.next_rv();
+    /// A CIS (created before the engine started, or by someone else) is stored exactly as
+    /// `view` shows it, resourceVersion included, with details `status` when given.
+    pub fn put_cis(&mut self, view: CisView, status: Option<ContainerImageScanStatus>) {
         let k = key(&view.namespace, &view.name);
         let our_labels = view.labels.keys().cloned().collect();
         self.cis.insert(
