@@ -3,40 +3,45 @@
 //! refuses the scan pod, through the whole engine. The cluster here answers every request as
 //! the API server would; the tests play the kubelet and the Job controller.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
+use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
 
-use super::tests::{at, created_cis, failed, leading_engine, pod_in};
+use super::tests::{at, failed, leading_engine, pod_in};
 use super::*;
 use crate::port::{
-    JobFinish, JobView, NodePlatform, PodView, PullCredentials, ScanContainerState, ScanPodView,
-    StreamId, WatchEvent,
+    JobView, NodePlatform, PodView, PullCredentials, ScanContainerState, ScanPodView, StreamId,
+    WatchEvent,
 };
-use crate::scan_job::ANNOTATION_DIGEST;
+use crate::test_kit::fake_api::FakeApi;
 
 const SCAN_NS: &str = "scans";
 const TRIVY_SERVER: &str = "http://trivy.scans.svc:4954";
 const UNAUTHORIZED: &str = "failed to pull and unpack image \"reg.example/app@sha256:11\": failed to resolve reference \"reg.example/app@sha256:11\": unexpected status from HEAD request to https://reg.example/v2/app/manifests/sha256:11: 401 Unauthorized";
 const NOT_FOUND: &str = "failed to resolve reference \"reg.example/app@sha256:11\": reg.example/app@sha256:11: not found";
 
-type Key = (String, String);
-
-/// The API server, for the CIS, Jobs and scan pods the engine works with.
+/// The engine and the test kit's API server, for the CIS, Jobs and scan pods the engine works
+/// with. Derefs to the server.
 struct Cluster {
     e: Engine,
-    now: Timestamp,
-    rv: u64,
-    cis: BTreeMap<Key, CisView>,
-    jobs: BTreeMap<Key, JobView>,
-    /// Every Job created, in order.
-    created: Vec<Job>,
-    /// Answers for the next Job creations (front first); success when empty.
-    create_answers: VecDeque<Outcome>,
-    /// Deleted Jobs whose Delete event the watch delivers after the round of answers.
-    pending_delete: VecDeque<JobView>,
+    server: FakeApi,
+}
+
+impl Deref for Cluster {
+    type Target = FakeApi;
+
+    fn deref(&self) -> &FakeApi {
+        &self.server
+    }
+}
+
+impl DerefMut for Cluster {
+    fn deref_mut(&mut self) -> &mut FakeApi {
+        &mut self.server
+    }
 }
 
 impl Cluster {
@@ -50,120 +55,44 @@ impl Cluster {
         );
         Cluster {
             e,
-            now: at(1),
-            rv: 100,
-            cis: BTreeMap::new(),
-            jobs: BTreeMap::new(),
-            created: Vec::new(),
-            create_answers: VecDeque::new(),
-            pending_delete: VecDeque::new(),
+            server: FakeApi::new(at(1)),
         }
     }
 
-    fn next_rv(&mut self) -> Option<u64> {
-        self.rv += 1;
-        Some(self.rv)
+    fn observe(&mut self, observation: Observation) {
+        self.e.observe(observation, self.server.now);
     }
 
-    fn observe(&mut self, observation: Observation) {
-        self.e.observe(observation, self.now);
+    /// The engine receives the watch events that happened since the last delivery.
+    fn deliver(&mut self) {
+        self.server.deliver(&mut self.e);
     }
 
     /// A running workload pod of D1.
     fn pod(&mut self, pod: PodView) {
-        self.observe(Observation::Pod {
-            stream: StreamId(1),
-            event: WatchEvent::Apply(pod),
-        });
+        self.server.put_pod(pod);
+        self.deliver();
     }
 
     fn answer(&mut self, action: &Action) -> Option<Outcome> {
-        match action {
-            Action::ApplyCis { .. } => {
-                let rv = self.next_rv();
-                let view = created_cis(action, rv)?;
-                let key = (view.namespace.clone(), view.name.clone());
-                self.cis.insert(key, view.clone());
-                Some(Outcome::CisApplied(Box::new(view)))
-            }
-            Action::ApplyCisStatus {
-                namespace,
-                name,
-                status,
-                ..
-            } => {
-                let rv = self.next_rv();
-                let view = self.cis.get_mut(&(namespace.clone(), name.clone()))?;
-                view.status = crate::port::CisStatusView::of(Some(status));
-                view.resource_version = rv;
-                Some(Outcome::CisApplied(Box::new(view.clone())))
-            }
-            Action::CreateJob { job } => {
-                self.created.push((**job).clone());
-                if let Some(answer) = self.create_answers.pop_front() {
-                    return Some(answer);
-                }
-                let meta = &job.metadata;
-                let view = JobView {
-                    namespace: meta.namespace.clone().unwrap_or_default(),
-                    name: meta.name.clone().unwrap_or_default(),
-                    uid: format!("job-{}", self.created.len()),
-                    resource_version: self.next_rv(),
-                    digest: meta
-                        .annotations
-                        .as_ref()
-                        .and_then(|a| a.get(ANNOTATION_DIGEST))
-                        .cloned(),
-                    image_name: None,
-                    cis_namespace: None,
-                    cis_uid: None,
-                    created: self.now,
-                    finished: None,
-                    deleting: false,
-                    pull_credentials: job
-                        .spec
-                        .as_ref()
-                        .and_then(|s| s.template.spec.as_ref())
-                        .and_then(PullCredentials::of)
-                        .map(Arc::new),
-                };
-                self.jobs
-                    .insert((view.namespace.clone(), view.name.clone()), view.clone());
-                Some(Outcome::JobCreated(Box::new(view)))
-            }
-            Action::DeleteJob {
-                namespace, name, ..
-            } => {
-                if let Some(view) = self.jobs.remove(&(namespace.clone(), name.clone())) {
-                    self.pending_delete.push_back(view);
-                }
-                Some(Outcome::Done)
-            }
-            Action::FetchLog { .. } => Some(Outcome::Log(b"[]".to_vec())),
-            Action::RecordEvent { .. } | Action::DeleteCis { .. } => Some(Outcome::Done),
-            Action::ApplyReport { .. } => Some(Outcome::Done),
-        }
+        self.server.execute(action)
+    }
+
+    /// Every Job the engine asked to create, created or not, in order.
+    fn created(&self) -> Vec<Job> {
+        self.requests
+            .iter()
+            .filter_map(|a| match a {
+                Action::CreateJob { job } => Some((**job).clone()),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Polls and answers until the engine has nothing more to do now.
     fn run(&mut self) {
-        for _ in 0..100 {
-            let cmds = self.e.poll(self.now);
-            if cmds.is_empty() {
-                return;
-            }
-            for c in cmds {
-                let outcome = self.answer(&c.action).expect("answered");
-                self.observe(Observation::Outcome { id: c.id, outcome });
-            }
-            while let Some(view) = self.pending_delete.pop_front() {
-                self.observe(Observation::Job {
-                    stream: StreamId(10),
-                    event: WatchEvent::Delete(view),
-                });
-            }
-        }
-        panic!("the engine keeps issuing commands at {:?}", self.now);
+        let left = self.server.run(&mut self.e);
+        assert!(left.is_empty(), "every request is answered");
     }
 
     /// Time passes by `secs`.
@@ -206,10 +135,7 @@ impl Cluster {
             ..ScanContainerState::default()
         };
         let pod = self.scan_pod(&job, "Pending", waiting);
-        self.observe(Observation::ScanPod {
-            stream: StreamId(11),
-            event: WatchEvent::Apply(pod),
-        });
+        self.server.put_scan_pod(pod);
         self.run();
     }
 
@@ -227,31 +153,19 @@ impl Cluster {
 
     /// The running Job's pod scans and the Job completes.
     fn scan_succeeds(&mut self) {
-        let mut job = self.active();
+        let job = self.active();
         let pod = self.scan_pod(&job, "Succeeded", exited_ok());
-        self.observe(Observation::ScanPod {
-            stream: StreamId(11),
-            event: WatchEvent::Apply(pod),
-        });
-        job.finished = Some(JobFinish {
-            succeeded: true,
-            at: self.now,
-            reason: "Complete".into(),
-            message: String::new(),
-        });
-        job.resource_version = self.next_rv();
-        self.jobs
-            .insert((job.namespace.clone(), job.name.clone()), job.clone());
-        self.observe(Observation::Job {
-            stream: StreamId(10),
-            event: WatchEvent::Apply(job),
-        });
+        self.logs
+            .insert((pod.namespace.clone(), pod.name.clone()), b"[]".to_vec());
+        self.server.put_scan_pod(pod);
+        self.server
+            .finish_job(&job.namespace, &job.name, true, "Complete", "");
         self.run();
     }
 
     /// (namespace, imagePullSecrets, service account) of the `n`th Job created.
     fn placement(&self, n: usize) -> (String, Vec<String>, String) {
-        let job = &self.created[n];
+        let job = &self.created()[n];
         let spec = job
             .spec
             .as_ref()
@@ -273,7 +187,8 @@ impl Cluster {
         self.cis
             .values()
             .map(|c| {
-                c.status
+                c.view
+                    .status
                     .conditions
                     .iter()
                     .find(|c| c.type_ == "Stalled" && c.status == "True")
@@ -286,8 +201,9 @@ impl Cluster {
     fn all_scanned(&self) -> bool {
         !self.cis.is_empty()
             && self.cis.values().all(|c| {
-                c.status.last_successful_scan_time.is_some()
-                    && c.status.last_successful_scan_time == c.status.last_scan_time
+                let status = &c.view.status;
+                status.last_successful_scan_time.is_some()
+                    && status.last_successful_scan_time == status.last_scan_time
             })
     }
 }
@@ -328,12 +244,12 @@ fn a_private_image_is_scanned_where_its_secret_is_with_that_pods_credentials() {
         "builder",
     ));
     c.run();
-    assert_eq!(c.created.len(), 1);
+    assert_eq!(c.created().len(), 1);
     assert_eq!(
         c.placement(0),
         (s("team"), vec![s("registry-credentials")], s("builder"))
     );
-    let job = &c.created[0];
+    let job = &c.created()[0];
     let name = job.metadata.name.clone().unwrap_or_default();
     assert!(name.starts_with("image-scan-nginx-"), "{name}");
     let pod_spec = job
@@ -361,7 +277,7 @@ fn without_the_job_config_every_scan_runs_in_the_scan_namespace() {
     c.pod(with_secret("team", "app", "creds", "default"));
     c.run();
     assert_eq!(c.placement(0), (s(SCAN_NS), vec![], s("default")));
-    let scan = c.created[0]
+    let scan = c.created()[0]
         .spec
         .as_ref()
         .and_then(|s| s.template.spec.as_ref())
@@ -383,7 +299,7 @@ fn an_image_a_pod_runs_without_secrets_is_scanned_in_the_scan_namespace() {
     c.pod(with_secret("other", "app", "creds", "default"));
     c.run();
     assert_eq!(c.placement(0), (s(SCAN_NS), vec![], s("default")));
-    let name = c.created[0].metadata.name.clone().unwrap_or_default();
+    let name = c.created()[0].metadata.name.clone().unwrap_or_default();
     assert!(name.starts_with("nginx-"), "{name}");
     c.scan_succeeds();
     assert!(c.all_scanned());
@@ -395,7 +311,7 @@ fn a_digest_in_two_namespaces_with_different_secrets_is_scanned_once() {
     c.pod(with_secret("team-b", "app", "creds-b", "default"));
     c.pod(with_secret("team-a", "app", "creds-a", "default"));
     c.run();
-    assert_eq!(c.created.len(), 1);
+    assert_eq!(c.created().len(), 1);
     assert_eq!(
         c.placement(0),
         (s("team-a"), vec![s("creds-a")], s("default"))
@@ -403,7 +319,7 @@ fn a_digest_in_two_namespaces_with_different_secrets_is_scanned_once() {
     c.scan_succeeds();
     assert_eq!(c.cis.len(), 2);
     assert!(c.all_scanned());
-    assert_eq!(c.created.len(), 1);
+    assert_eq!(c.created().len(), 1);
 }
 
 #[test]
@@ -414,7 +330,7 @@ fn a_credential_refusal_moves_the_scan_to_the_next_placement_at_once() {
     c.run();
     c.scan_pod_waits("ErrImagePull", UNAUTHORIZED);
     // No failure shown: the next placement runs now, in team-b.
-    assert_eq!(c.created.len(), 2);
+    assert_eq!(c.created().len(), 2);
     assert_eq!(
         c.placement(1),
         (s("team-b"), vec![s("creds-b")], s("default"))
@@ -424,7 +340,7 @@ fn a_credential_refusal_moves_the_scan_to_the_next_placement_at_once() {
     assert!(c.all_scanned());
     // The rescan starts where the scan worked.
     c.advance(13 * 3600 + 600);
-    assert_eq!(c.created.len(), 3);
+    assert_eq!(c.created().len(), 3);
     assert_eq!(c.placement(2).0, "team-b");
 }
 
@@ -447,11 +363,11 @@ fn when_every_placement_is_refused_the_scan_fails_once_with_every_reason_and_bac
     );
     // No hot loop: the next round waits for the failed-scan retry (5 min), then tries each
     // placement once more.
-    assert_eq!(c.created.len(), 2);
+    assert_eq!(c.created().len(), 2);
     c.advance(299);
-    assert_eq!(c.created.len(), 2);
+    assert_eq!(c.created().len(), 2);
     c.advance(2);
-    assert_eq!(c.created.len(), 3);
+    assert_eq!(c.created().len(), 3);
     assert_eq!(c.placement(2).0, "team");
 }
 
@@ -461,7 +377,7 @@ fn a_missing_image_fails_at_once_without_trying_other_placements() {
     c.pod(with_secret("team", "app", "creds", "default"));
     c.run();
     c.scan_pod_waits("ErrImagePull", NOT_FOUND);
-    assert_eq!(c.created.len(), 1);
+    assert_eq!(c.created().len(), 1);
     let (reason, message) = c.stalled()[0].clone().expect("Stalled");
     assert_eq!((reason.as_str(), message.as_str()), ("Error", NOT_FOUND));
 }
@@ -474,7 +390,7 @@ fn a_namespace_that_refuses_the_scan_pod_is_named_in_a_scan_pod_rejected_failure
     c.run();
     c.scan_pod_rejected(PSA);
     // The scan namespace next (a kubelet without the credential check lets it use the image).
-    assert_eq!(c.created.len(), 2);
+    assert_eq!(c.created().len(), 2);
     assert_eq!(c.placement(1).0, SCAN_NS);
     c.scan_pod_waits("ErrImagePull", UNAUTHORIZED);
     let (reason, message) = c.stalled()[0].clone().expect("Stalled");
@@ -489,12 +405,12 @@ fn a_namespace_that_refuses_the_scan_pod_is_named_in_a_scan_pod_rejected_failure
 #[test]
 fn a_namespace_where_the_operator_may_not_create_jobs_falls_back_to_the_scan_namespace() {
     let mut c = cluster();
-    c.create_answers.push_back(failed(ApiErrorKind::Forbidden));
+    c.answer_next("create_job", failed(ApiErrorKind::Forbidden));
     c.pod(with_secret("locked", "app", "creds", "default"));
     c.run();
     // Retried after the API back-off (1 s), in the scan namespace.
     c.advance(2);
-    assert_eq!(c.created.len(), 2);
+    assert_eq!(c.created().len(), 2);
     assert_eq!(c.placement(0).0, "locked");
     assert_eq!(c.placement(1).0, SCAN_NS);
     c.scan_succeeds();
@@ -510,12 +426,12 @@ fn a_workload_in_the_scan_namespace_has_a_placement_of_its_own() {
     c.pod(with_secret(SCAN_NS, "app", "creds", "default"));
     c.run();
     assert_eq!(c.placement(0), (s(SCAN_NS), vec![s("creds")], s("default")));
-    let name = c.created[0].metadata.name.clone().unwrap_or_default();
+    let name = c.created()[0].metadata.name.clone().unwrap_or_default();
     assert!(name.starts_with("image-scan-"), "{name}");
     c.scan_pod_waits("ErrImagePull", UNAUTHORIZED);
     assert_eq!(c.placement(1), (s(SCAN_NS), vec![], s("default")));
     c.scan_pod_waits("ErrImagePull", UNAUTHORIZED);
-    assert_eq!(c.created.len(), 2, "one Job per placement");
+    assert_eq!(c.created().len(), 2, "one Job per placement");
     assert_eq!(
         c.stalled()[0].clone().map(|s| s.0).as_deref(),
         Some("ImagePullUnauthorized")
@@ -531,7 +447,7 @@ fn with_placement_off_every_scan_runs_in_the_scan_namespace() {
     c.run();
     assert_eq!(c.placement(0), (s(SCAN_NS), vec![], s("default")));
     c.scan_pod_waits("ErrImagePull", UNAUTHORIZED);
-    assert_eq!(c.created.len(), 1);
+    assert_eq!(c.created().len(), 1);
     assert_eq!(
         c.stalled()[0].clone().map(|s| s.0).as_deref(),
         Some("ImagePullUnauthorized")
@@ -552,26 +468,20 @@ fn a_restarted_engine_knows_the_placement_of_a_running_job_from_the_job() {
     let mut fresh = cluster();
     fresh.now = c.now;
     fresh.pod(with_secret("team", "app", "creds", "default"));
-    for view in c.cis.values() {
+    for stored in c.cis.values() {
         fresh
-            .cis
-            .insert((view.namespace.clone(), view.name.clone()), view.clone());
-        fresh.observe(Observation::Cis {
-            stream: StreamId(2),
-            event: WatchEvent::Apply(view.clone()),
-        });
+            .server
+            .put_cis(stored.view.clone(), Some(stored.status.clone()));
     }
-    fresh
-        .jobs
-        .insert((job.namespace.clone(), job.name.clone()), job.clone());
-    fresh.created = c.created.clone();
-    fresh.observe(Observation::Job {
-        stream: StreamId(10),
-        event: WatchEvent::Apply(job),
-    });
+    fresh.server.put_job(job);
     fresh.run();
     fresh.scan_pod_waits("ErrImagePull", UNAUTHORIZED);
-    assert_eq!(fresh.placement(fresh.created.len() - 1).0, SCAN_NS);
+    assert_eq!(
+        fresh.created().len(),
+        1,
+        "a new Job once the running one was refused"
+    );
+    assert_eq!(fresh.placement(0).0, SCAN_NS);
 }
 
 #[test]
@@ -612,7 +522,7 @@ fn a_scan_job_requires_the_platform_of_the_nodes_that_run_the_image() {
     c.pod(pod_in("team", "app"));
     c.run();
     assert_eq!(
-        required(&c.created[0]),
+        required(&c.created()[0]),
         Some(vec![
             (s("kubernetes.io/os"), vec![s("linux")]),
             (s("kubernetes.io/arch"), vec![s("arm64")]),
@@ -631,7 +541,7 @@ fn a_scan_job_requires_the_platform_of_the_nodes_that_run_the_image() {
     });
     c.pod(pod_in("team", "app"));
     c.run();
-    assert_eq!(required(&c.created[0]), None);
+    assert_eq!(required(&c.created()[0]), None);
 }
 
 /// Seen on the real node: Pod Security refused the scan pod so fast that the watch delivered
@@ -657,10 +567,13 @@ fn a_create_answer_after_the_watch_saw_the_job_deleted_does_not_bring_it_back() 
                 outcome,
             });
         }
+        c.deliver();
     }
     let create = create.expect("a Job");
     // The server created it; its answer is still on the way.
     let held = c.answer(&create.action).expect("answered");
+    // The watch events come in the order the test gives.
+    c.lose_watch_events();
     let job = c.active();
     c.observe(Observation::Job {
         stream: StreamId(10),
@@ -686,12 +599,12 @@ fn a_create_answer_after_the_watch_saw_the_job_deleted_does_not_bring_it_back() 
         stream: StreamId(10),
         event: WatchEvent::Delete(job),
     });
-    c.pending_delete.clear();
+    c.lose_watch_events();
     c.observe(Observation::Outcome {
         id: create.id,
         outcome: held,
     });
     c.run();
-    assert_eq!(c.created.len(), 2, "the next placement at once");
+    assert_eq!(c.created().len(), 2, "the next placement at once");
     assert_eq!(c.placement(1).0, SCAN_NS);
 }
