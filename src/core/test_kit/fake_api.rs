@@ -5,20 +5,21 @@
 //! (a status write that keeps the stored details, an apply that changes nothing, a UID or
 //! resourceVersion precondition).
 //!
-//! What it models: server-side apply of CIS metadata/spec (labels and spec fields the
-//! operator's manager owns; `minSeverity` belongs to whoever set it; generation bumps only
-//! when the spec changes; a no-op apply changes nothing), status apply with and without the
-//! details, UID and resourceVersion preconditions, Job creation (name taken → already exists;
-//! the view is what the shell's conversion makes of the created Job), Job deletion with its
-//! pods, Reports owned by their CIS, Events, log reads capped at the asked bytes, and the
-//! garbage collector deleting CIS whose owner pods are all gone. Failures are injected per
-//! verb ([`FakeApi::answer_next`]); verbs a test wants to answer itself are held
-//! ([`FakeApi::hold`]).
+//! What it models: server-side apply of CIS metadata/spec and status (the semantics in
+//! [`super::apply`], shared with the simulator; an apply that changes nothing changes no
+//! resourceVersion and sends no event), UID and resourceVersion preconditions, Job creation
+//! (name taken → already exists; the view is what the shell's conversion makes of the created
+//! Job), Job deletion with its pods, Reports owned by their CIS, Events, log reads capped at
+//! the asked bytes, and the garbage collector deleting CIS whose owner pods are all gone.
+//! Failures are injected per verb ([`FakeApi::answer_next`]); verbs a test wants to answer
+//! itself are held ([`FakeApi::hold`]).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
 
 use k8s_openapi::api::batch::v1::Job;
 
+use super::apply::{ApplyTarget, apply_metadata_and_spec, status_after_apply};
 use crate::convert::job_view;
 use crate::crd::ContainerImageScanStatus;
 use crate::engine::Engine;
@@ -296,27 +297,19 @@ impl FakeApi {
                     }
                 };
                 let mut view = stored.view.clone();
-                let mut all_labels = (*view.labels).clone();
-                for gone in stored
-                    .our_labels
-                    .iter()
-                    .filter(|k| !labels.contains_key(*k))
-                {
-                    all_labels.remove(gone);
-                }
-                all_labels.extend(labels.iter().map(|(k, v)| (k.clone(), v.clone())));
-                view.labels = all_labels.into();
-                view.owners = owners.clone();
-                let mut new_spec = spec.clone();
-                if new_spec.min_severity.is_none() {
-                    new_spec.min_severity = view.spec.min_severity;
-                }
-                if new_spec != view.spec {
-                    view.generation += 1;
-                    view.spec = new_spec;
-                }
-                stored.our_labels = labels.keys().cloned().collect();
-                if view != stored.view {
+                let applied = apply_metadata_and_spec(
+                    ApplyTarget {
+                        labels: Arc::make_mut(&mut view.labels),
+                        our_labels: &mut stored.our_labels,
+                        owners: &mut view.owners,
+                        spec: &mut view.spec,
+                        generation: &mut view.generation,
+                    },
+                    labels,
+                    owners,
+                    spec,
+                );
+                if applied.changed() {
                     view.resource_version = rv;
                     stored.view = view;
                     self.changed_cis(&k);
@@ -353,12 +346,8 @@ impl FakeApi {
                 {
                     return failure(ApiErrorKind::Conflict);
                 }
-                let mut new = (**status).clone();
-                if *keep_details {
-                    // Applied by a manager that never owns the details: they stay.
-                    new.vulnerabilities = stored.status.vulnerabilities.clone();
-                    new.vulnerabilities_truncated = stored.status.vulnerabilities_truncated.clone();
-                }
+                let new =
+                    status_after_apply(Some(&stored.status), (**status).clone(), *keep_details);
                 if new != stored.status {
                     stored.view.status = CisStatusView::of(Some(&new));
                     stored.status = new;

@@ -65,4 +65,5 @@ pub fn pod(name: &str, uid: &str, digest: &str) -> PodView {
     }
 }
 
+pub mod apply;
 pub mod fake_api;

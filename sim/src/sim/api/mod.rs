@@ -7,13 +7,15 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use image_scanner_api::ContainerImageScanStatus;
 use image_scanner_core::port::{
     Action, ApiError, ApiErrorKind, Command, CommandId, Outcome, PullCredentials,
 };
 use image_scanner_core::scan_job::{
     ANNOTATION_DIGEST, ANNOTATION_IMAGE, LABEL_CIS_NAMESPACE, LABEL_CIS_UID, LABEL_MANAGED_BY,
     MANAGED_BY, SCAN_CONTAINER,
+};
+use image_scanner_core::test_kit::apply::{
+    ApplyTarget, apply_metadata_and_spec, status_after_apply,
 };
 use image_scanner_core::time::Timestamp;
 use k8s_openapi::api::batch::v1::Job;
@@ -169,38 +171,22 @@ impl Sim {
                 let key = (namespace.clone(), name.clone());
                 let changed = match self.cluster.cis.get_mut(&key) {
                     Some(c) => {
-                        let mut changed = false;
-                        for k in c.our_labels.clone() {
-                            if !labels.contains_key(&k) {
-                                c.labels.remove(&k);
-                                changed = true;
-                            }
-                        }
-                        for (k, v) in labels.iter() {
-                            if c.labels.get(k) != Some(v) {
-                                c.labels.insert(k.clone(), v.clone());
-                                changed = true;
-                            }
-                        }
-                        c.our_labels = labels.keys().cloned().collect();
-                        let mut o = owners.clone();
-                        o.sort();
-                        let mut cur = c.owners.clone();
-                        cur.sort();
-                        let owners_changed = o != cur;
-                        if owners_changed {
-                            c.owners = owners.clone();
-                            changed = true;
-                        }
-                        let mut new_spec = spec.clone();
-                        new_spec.min_severity = c.spec.min_severity;
-                        if new_spec != c.spec {
-                            c.spec = new_spec;
-                            c.generation += 1;
+                        let applied = apply_metadata_and_spec(
+                            ApplyTarget {
+                                labels: &mut c.labels,
+                                our_labels: &mut c.our_labels,
+                                owners: &mut c.owners,
+                                spec: &mut c.spec,
+                                generation: &mut c.generation,
+                            },
+                            &labels,
+                            &owners,
+                            &spec,
+                        );
+                        if applied.spec {
                             c.spec_history.insert(c.generation, c.spec.clone());
-                            changed = true;
                         }
-                        if owners_changed {
+                        if applied.owners {
                             let d = self.r_gc.between(100, 3_000);
                             self.after(
                                 d,
@@ -210,7 +196,7 @@ impl Sim {
                                 },
                             );
                         }
-                        changed
+                        applied.changed()
                     }
                     None => {
                         let uid = self.cluster.uid();
@@ -305,12 +291,7 @@ impl Sim {
                         "the object has been modified; please apply your changes to the latest version and try again",
                     );
                 }
-                let mut new: ContainerImageScanStatus = *status;
-                if keep_details {
-                    let old = c.status.clone().unwrap_or_default();
-                    new.vulnerabilities = old.vulnerabilities;
-                    new.vulnerabilities_truncated = old.vulnerabilities_truncated;
-                }
+                let new = status_after_apply(c.status.as_ref(), *status, keep_details);
                 let size = serde_json::to_vec(&new).map_or(0, |v| v.len())
                     + serde_json::to_vec(&c.spec).map_or(0, |v| v.len())
                     + 300;
