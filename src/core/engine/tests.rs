@@ -4,8 +4,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
 use super::*;
 use crate::port::{
-    ApiError, CisStatusView, ContainerKind, ContainerView, JobView, PodView, ScanContainerState,
-    ScanPodView, StreamId, WatchEvent,
+    ApiError, CisStatusView, JobView, PodView, ScanContainerState, ScanPodView, StreamId,
+    WatchEvent,
 };
 
 pub(super) const D1: &str =
@@ -143,31 +143,10 @@ fn a_status_write_answered_not_found_forgets_the_cis_instead_of_rewriting_it() {
 }
 
 pub(super) fn pod_with(digest: &str) -> PodView {
-    PodView {
-        namespace: "ns".into(),
-        name: "p".into(),
-        uid: "pod-uid".into(),
-        resource_version: Some(1),
-        labels: Default::default(),
-        controller: None,
-        created: T,
-        deleting: false,
-        node_name: Some("n1".into()),
-        phase: Some("Running".into()),
-        ready: true,
-        start_time: Some(T),
-        containers: vec![ContainerView {
-            kind: ContainerKind::Regular,
-            name: "app".into(),
-            spec_image: Some("nginx:1".into()),
-            status_image: "nginx:1".into(),
-            status_image_id: format!("docker.io/library/nginx@{digest}"),
-            waiting_reason: None,
-        }]
-        .into(),
-        ignore_unfixed: false,
-        pull_credentials: None,
-    }
+    let mut pod = crate::test_kit::pod("p", "pod-uid", digest);
+    pod.created = T;
+    pod.start_time = Some(T);
+    pod
 }
 
 /// A running pod of `nginx` at [`D1`] in `namespace`, without imagePullSecrets.

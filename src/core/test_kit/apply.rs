@@ -7,13 +7,14 @@
 //!   (the same owners in another order change nothing); a spec field the apply leaves out
 //!   (`minSeverity`, set by whoever else) keeps its value; `generation` grows exactly when the
 //!   spec changes.
-//! * Status: replaced as sent, except that a write that keeps the details is applied by a manager
+//! * Status: written only to the object the write names (UID, and resourceVersion when sent);
+//!   replaced as sent, except that a write that keeps the details is applied by a manager
 //!   that never owns them, so the stored details stay.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::crd::{ContainerImageScanSpec, ContainerImageScanStatus};
-use crate::port::OwnerRef;
+use crate::port::{ApiError, ApiErrorKind, OwnerRef};
 
 /// The fields of a stored CIS an apply of metadata and spec may change.
 pub struct ApplyTarget<'a> {
@@ -81,6 +82,31 @@ pub fn apply_metadata_and_spec(
         applied.spec = true;
     }
     applied
+}
+
+/// What the API server says to a status write whose preconditions do not hold: the stored
+/// object (its UID and resourceVersion) is not the one the write names (`uid`, and
+/// `resource_version` when the write carries one).
+pub fn status_precondition(
+    namespace: &str,
+    name: &str,
+    stored: Option<(&str, Option<u64>)>,
+    uid: &str,
+    resource_version: Option<u64>,
+) -> Result<(), ApiError> {
+    let refuse = |kind, message: String| Err(ApiError { kind, message });
+    match stored {
+        None => refuse(ApiErrorKind::NotFound, format!("{namespace}/{name} not found")),
+        Some((stored_uid, _)) if stored_uid != uid => refuse(
+            ApiErrorKind::Conflict,
+            "Precondition failed: UID in object meta".into(),
+        ),
+        Some((_, stored_rv)) if resource_version.is_some_and(|rv| Some(rv) != stored_rv) => refuse(
+            ApiErrorKind::Conflict,
+            "the object has been modified; please apply your changes to the latest version and try again".into(),
+        ),
+        Some(_) => Ok(()),
+    }
 }
 
 /// The status stored after a status apply of `status` onto `stored`.

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::batch::v1::Job;
 
-use super::apply::{ApplyTarget, apply_metadata_and_spec, status_after_apply};
+use super::apply::{ApplyTarget, apply_metadata_and_spec, status_after_apply, status_precondition};
 use crate::convert::job_view;
 use crate::crd::ContainerImageScanStatus;
 use crate::engine::Engine;
@@ -338,14 +338,18 @@ impl FakeApi {
             } => {
                 let k = key(namespace, name);
                 let rv = self.next_rv();
+                let stored = self
+                    .cis
+                    .get(&k)
+                    .map(|c| (c.view.uid.as_str(), c.view.resource_version));
+                if let Err(refused) =
+                    status_precondition(namespace, name, stored, uid, *resource_version)
+                {
+                    return Outcome::Failed(refused);
+                }
                 let Some(stored) = self.cis.get_mut(&k) else {
                     return failure(ApiErrorKind::NotFound);
                 };
-                if stored.view.uid != *uid
-                    || resource_version.is_some_and(|v| Some(v) != stored.view.resource_version)
-                {
-                    return failure(ApiErrorKind::Conflict);
-                }
                 let new =
                     status_after_apply(Some(&stored.status), (**status).clone(), *keep_details);
                 if new != stored.status {
@@ -686,13 +690,17 @@ mod tests {
         {
             *resource_version = Some(1);
         }
-        assert_eq!(api.execute(&write), Some(failure(ApiErrorKind::Conflict)));
+        let refused = |outcome: Option<Outcome>| match outcome {
+            Some(Outcome::Failed(e)) => Some(e.kind),
+            _ => None,
+        };
+        assert_eq!(refused(api.execute(&write)), Some(ApiErrorKind::Conflict));
         let delete = Action::DeleteCis {
             namespace: "ns".into(),
             name: "a".into(),
             uid: "another".into(),
         };
-        assert_eq!(api.execute(&delete), Some(failure(ApiErrorKind::Conflict)));
+        assert_eq!(refused(api.execute(&delete)), Some(ApiErrorKind::Conflict));
         assert!(api.stored_cis("ns", "a").is_some());
     }
 

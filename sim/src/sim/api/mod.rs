@@ -15,7 +15,7 @@ use image_scanner_core::scan_job::{
     MANAGED_BY, SCAN_CONTAINER,
 };
 use image_scanner_core::test_kit::apply::{
-    ApplyTarget, apply_metadata_and_spec, status_after_apply,
+    ApplyTarget, apply_metadata_and_spec, status_after_apply, status_precondition,
 };
 use image_scanner_core::time::Timestamp;
 use k8s_openapi::api::batch::v1::Job;
@@ -273,24 +273,19 @@ impl Sim {
                 keep_details,
             } => {
                 let key = (namespace.clone(), name.clone());
-                let Some(c) = self.cluster.cis.get(&key) else {
-                    return fail(
-                        ApiErrorKind::NotFound,
-                        format!("{namespace}/{name} not found"),
-                    );
+                let stored = self.cluster.cis.get(&key);
+                if let Err(refused) = status_precondition(
+                    &namespace,
+                    &name,
+                    stored.map(|c| (c.uid.as_str(), Some(c.rv))),
+                    &uid,
+                    resource_version,
+                ) {
+                    return Outcome::Failed(refused);
+                }
+                let Some(c) = stored else {
+                    return fail(ApiErrorKind::NotFound, "gone");
                 };
-                if c.uid != uid {
-                    return fail(
-                        ApiErrorKind::Conflict,
-                        "Precondition failed: UID in object meta",
-                    );
-                }
-                if resource_version.is_some_and(|rv| rv != c.rv) {
-                    return fail(
-                        ApiErrorKind::Conflict,
-                        "the object has been modified; please apply your changes to the latest version and try again",
-                    );
-                }
                 let new = status_after_apply(c.status.as_ref(), *status, keep_details);
                 let size = serde_json::to_vec(&new).map_or(0, |v| v.len())
                     + serde_json::to_vec(&c.spec).map_or(0, |v| v.len())
