@@ -26,7 +26,6 @@ impl Engine {
             let creating = self
                 .flights
                 .count_busy(|t| matches!(t, Target::CreateJob(_)));
-            self.scans.uncertain_jobs.retain(|_, until| *until > now);
             // Other digests' uncertain Jobs; this digest's own retry settles its uncertainty
             // (JobCreated, or AlreadyExists when the first attempt was applied).
             let uncertain = self
