@@ -31,7 +31,7 @@ const RECREATE_BACK_OFF_MAX: Duration = Duration::from_secs(300);
 
 /// How often, and when last, a CIS went away while held.
 #[derive(Clone, Copy, Debug)]
-pub(super) struct Gone {
+struct Gone {
     /// Times it went away again within [`RECREATE_WINDOW`] of the previous time.
     count: u32,
     /// When it last went away.
@@ -44,9 +44,61 @@ pub(super) struct CisSyncState {
     /// CIS to re-evaluate at the next poll.
     pub(super) dirty: BTreeSet<CisKey>,
     /// Owner-only CIS updates wait until these times.
-    pub(super) owner_delay: BTreeMap<CisKey, Timestamp>,
+    owner_delay: BTreeMap<CisKey, Timestamp>,
     /// CIS that went away while held, for the re-creation back-off.
-    pub(super) gone: BTreeMap<CisKey, Gone>,
+    gone: BTreeMap<CisKey, Gone>,
+}
+
+/// Where the wait before an owner-only update of a CIS stands.
+enum OwnerDelay {
+    /// Started now, until the time given (a wake-up to arm).
+    Started(Timestamp),
+    Running,
+    Passed,
+}
+
+impl CisSyncState {
+    /// Counts a deletion by someone else of a CIS its pods still want.
+    fn went_away(&mut self, key: &CisKey, now: Timestamp) {
+        // Only the last few minutes matter: the map holds what went away since.
+        self.gone
+            .retain(|_, g| now < g.at.plus(RECREATE_WINDOW + RECREATE_BACK_OFF_MAX));
+        match self.gone.get_mut(key) {
+            Some(g) if now < g.at.plus(RECREATE_WINDOW) => {
+                g.count = g.count.saturating_add(1);
+                g.at = now;
+            }
+            Some(g) => *g = Gone { count: 0, at: now },
+            None => {
+                self.gone.insert(key.clone(), Gone { count: 0, at: now });
+            }
+        }
+    }
+
+    /// When a CIS that went away may be created again.
+    fn recreate_at(&self, key: &CisKey) -> Option<Timestamp> {
+        let g = self.gone.get(key)?;
+        if g.count == 0 {
+            return None;
+        }
+        let delay = RECREATE_BACK_OFF
+            .saturating_mul(1u32 << (g.count - 1).min(16))
+            .min(RECREATE_BACK_OFF_MAX);
+        Some(g.at.plus(delay))
+    }
+
+    /// Starts the wait before an owner-only update on first sight (`delay` long).
+    fn owner_delay(&mut self, key: &CisKey, now: Timestamp, delay: Duration) -> OwnerDelay {
+        match self.owner_delay.get(key) {
+            Some(at) if *at <= now => OwnerDelay::Passed,
+            Some(_) => OwnerDelay::Running,
+            None => {
+                let at = now.plus(delay);
+                self.owner_delay.insert(key.clone(), at);
+                OwnerDelay::Started(at)
+            }
+        }
+    }
 }
 
 /// What a CIS should look like according to its member pods.
@@ -85,37 +137,9 @@ impl Engine {
                 && !self.flights.is_busy(&Target::CisSpec(key.clone()))
                 && self.has_live_owner(&t.view)
         });
-        if !deleted_by_someone_else {
-            return;
+        if deleted_by_someone_else {
+            self.cis_sync.went_away(key, now);
         }
-        // Only the last few minutes matter: the map holds what went away since.
-        self.cis_sync
-            .gone
-            .retain(|_, g| now < g.at.plus(RECREATE_WINDOW + RECREATE_BACK_OFF_MAX));
-        match self.cis_sync.gone.get_mut(key) {
-            Some(g) if now < g.at.plus(RECREATE_WINDOW) => {
-                g.count = g.count.saturating_add(1);
-                g.at = now;
-            }
-            Some(g) => *g = Gone { count: 0, at: now },
-            None => {
-                self.cis_sync
-                    .gone
-                    .insert(key.clone(), Gone { count: 0, at: now });
-            }
-        }
-    }
-
-    /// When a CIS that went away may be created again.
-    fn recreate_at(&self, key: &CisKey) -> Option<Timestamp> {
-        let g = self.cis_sync.gone.get(key)?;
-        if g.count == 0 {
-            return None;
-        }
-        let delay = RECREATE_BACK_OFF
-            .saturating_mul(1u32 << (g.count - 1).min(16))
-            .min(RECREATE_BACK_OFF_MAX);
-        Some(g.at.plus(delay))
     }
 
     /// Stores a CIS as observed (from a watch or from the response to our own write).
@@ -189,7 +213,7 @@ impl Engine {
         let desired = self.desired_cis(key, existing.is_some());
         match (desired, existing) {
             (Some(desired), None) => {
-                if let Some(at) = self.recreate_at(key).filter(|at| *at > now) {
+                if let Some(at) = self.cis_sync.recreate_at(key).filter(|at| *at > now) {
                     self.timers
                         .arm(TimerKey::Cis(key.namespace.clone(), key.name.clone()), at);
                     return Ok(());
@@ -204,8 +228,19 @@ impl Engine {
                     return Ok(());
                 }
                 // Owner-only changes wait a little so pods starting together cost one write.
-                if spec_ok && labels_ok && !self.owner_delay_passed(key, now) {
-                    return Ok(());
+                if spec_ok && labels_ok {
+                    match self
+                        .cis_sync
+                        .owner_delay(key, now, self.cfg.owner_update_delay)
+                    {
+                        OwnerDelay::Passed => {}
+                        OwnerDelay::Started(at) => {
+                            let timer = TimerKey::Cis(key.namespace.clone(), key.name.clone());
+                            self.timers.arm(timer, at);
+                            return Ok(());
+                        }
+                        OwnerDelay::Running => return Ok(()),
+                    }
                 }
                 self.cis_sync.owner_delay.remove(key);
                 self.flights
@@ -224,21 +259,6 @@ impl Engine {
                 Ok(())
             }
             (None, None) => Ok(()),
-        }
-    }
-
-    /// Arms the owner-update delay on first sight; true once it has passed.
-    fn owner_delay_passed(&mut self, key: &CisKey, now: Timestamp) -> bool {
-        match self.cis_sync.owner_delay.get(key) {
-            Some(at) if *at <= now => true,
-            Some(_) => false,
-            None => {
-                let at = now.plus(self.cfg.owner_update_delay);
-                self.cis_sync.owner_delay.insert(key.clone(), at);
-                self.timers
-                    .arm(TimerKey::Cis(key.namespace.clone(), key.name.clone()), at);
-                false
-            }
         }
     }
 
