@@ -210,8 +210,8 @@ impl Engine {
                 TimerKey::Digest(d) => {
                     // An earlier timer of the digest replaced the end of its uncertain-create
                     // hold: keep that wake-up, or a full Job limit may wait for nothing.
-                    if let Some(until) = self.scans.uncertain_jobs.get(&d).filter(|u| **u > now) {
-                        self.timers.arm(TimerKey::Digest(d.clone()), *until);
+                    if let Some(until) = self.scans.uncertain_jobs.held_until(&d, now) {
+                        self.timers.arm(TimerKey::Digest(d.clone()), until);
                     }
                     self.scans.dirty.insert(d);
                 }

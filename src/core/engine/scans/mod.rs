@@ -167,9 +167,7 @@ pub(super) struct ScanState {
     harvests: BTreeMap<String, Harvest>,
     /// Logs of failed attempts of running Jobs, by Job UID (bounded: one per active Job).
     failure_logs: BTreeMap<String, FailureLog>,
-    /// Digests whose Job creation had an unknown result (it may exist unseen), held against
-    /// the active-Job limit until the watch shows the Job or the time passes.
-    pub(super) uncertain_jobs: BTreeMap<String, Timestamp>,
+    pub(super) uncertain_jobs: UncertainJobs,
     /// Digests seen as a runtime's local image ID (no registry digest): never scanned, their
     /// CIS say why. Only grows, by the distinct local images that ever ran: an image
     /// configuration digest never becomes a registry (manifest) digest.
@@ -186,6 +184,41 @@ pub(super) struct ScanState {
     pub(super) detail_budget: BTreeMap<CisKey, usize>,
     /// Per-CIS reduced Report budget after the API answered "too large".
     report_budget: BTreeMap<CisKey, usize>,
+}
+
+/// Digests whose Job creation had an unknown result (it may exist unseen), held against the
+/// active-Job limit until the watch shows the Job, the retry settles it, or the hold ends.
+#[derive(Debug, Default)]
+pub(super) struct UncertainJobs(BTreeMap<String, Timestamp>);
+
+impl UncertainJobs {
+    /// Holds `digest` until `until`.
+    fn hold(&mut self, digest: &str, until: Timestamp) {
+        self.0.insert(digest.to_string(), until);
+    }
+
+    /// The Job of `digest` was seen or created: its slot is counted as a Job now.
+    fn settle(&mut self, digest: &str) {
+        self.0.remove(digest);
+    }
+
+    /// Ends the holds that are over at `now`.
+    fn expire(&mut self, now: Timestamp) {
+        self.0.retain(|_, until| *until > now);
+    }
+
+    fn contains(&self, digest: &str) -> bool {
+        self.0.contains_key(digest)
+    }
+
+    /// The end of the hold of `digest`, while it lasts.
+    pub(in crate::engine) fn held_until(&self, digest: &str, now: Timestamp) -> Option<Timestamp> {
+        self.0.get(digest).copied().filter(|until| *until > now)
+    }
+
+    fn digests(&self) -> impl Iterator<Item = &String> {
+        self.0.keys()
+    }
 }
 
 /// Per-digest scan bookkeeping.

@@ -26,7 +26,7 @@ impl Engine {
             if let Some(scan) = self.scans.digests.get_mut(d) {
                 scan.uncertain_create = None;
             }
-            self.scans.uncertain_jobs.remove(d);
+            self.scans.uncertain_jobs.settle(d);
         }
         let freed = tracked.view.finished.is_some() || tracked.view.deleting;
         self.index.jobs.insert(key, tracked);

@@ -12,12 +12,12 @@ impl Engine {
             .values()
             .filter_map(|s| s.queued.clone())
             .collect();
-        self.scans.uncertain_jobs.retain(|_, until| *until > now);
+        self.scans.uncertain_jobs.expire(now);
         // A digest whose last create may have been applied goes first: its own retry does not
         // count against the limit and settles the uncertainty ("already exists" or created),
         // while it blocks every other digest when the limit is reached.
         queue.sort_by_key(|(never, at, digest)| {
-            (!self.scans.uncertain_jobs.contains_key(digest), *never, *at)
+            (!self.scans.uncertain_jobs.contains(digest), *never, *at)
         });
         for (_, _, digest) in queue {
             if !self.flights.has_room() {
@@ -31,7 +31,7 @@ impl Engine {
             let uncertain = self
                 .scans
                 .uncertain_jobs
-                .keys()
+                .digests()
                 .filter(|d| {
                     **d != digest && !self.flights.is_busy(&Target::CreateJob((*d).clone()))
                 })
@@ -290,7 +290,7 @@ impl Engine {
         match outcome {
             Outcome::JobCreated(view) => {
                 self.stats.jobs_created += 1;
-                self.scans.uncertain_jobs.remove(digest);
+                self.scans.uncertain_jobs.settle(digest);
                 if self.index.deleted_jobs.contains(&view.uid) {
                     // Created, then deleted (the watch was faster than this answer): it is
                     // not running, and the create is settled.
@@ -380,7 +380,7 @@ impl Engine {
                             .or_default()
                             .uncertain_create = Some(placement);
                         let until = now.plus(UNCERTAIN_JOB_HOLD);
-                        self.scans.uncertain_jobs.insert(digest.to_string(), until);
+                        self.scans.uncertain_jobs.hold(digest, until);
                         self.timers.arm(TimerKey::Digest(digest.to_string()), until);
                     }
                     kind if kind.is_retryable() => {}
