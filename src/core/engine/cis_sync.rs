@@ -424,3 +424,26 @@ fn compare(desired: &DesiredCis, cis: &CisView) -> (bool, bool, bool) {
     let owners_ok = owners == desired.owners;
     (spec_ok, labels_ok, owners_ok)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn going_away_again_within_the_window_backs_off_and_exactly_at_its_end_starts_over() {
+        let mut state = CisSyncState::default();
+        let key = CisKey::new("ns", "a");
+        let t0 = Timestamp::from_secs(1_000);
+        state.went_away(&key, t0);
+        assert_eq!(state.recreate_at(&key), None, "the first time: at once");
+        let t1 = t0.plus(RECREATE_WINDOW - Duration::from_secs(1));
+        state.went_away(&key, t1);
+        assert_eq!(state.recreate_at(&key), Some(t1.plus(RECREATE_BACK_OFF)));
+        state.went_away(&key, t1.plus(RECREATE_WINDOW));
+        assert_eq!(
+            state.recreate_at(&key),
+            None,
+            "a window later counts as a first time"
+        );
+    }
+}

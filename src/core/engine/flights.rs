@@ -182,3 +182,38 @@ impl Flights {
         at
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::port::{EventNote, EventRegarding};
+
+    fn event() -> Action {
+        Action::RecordEvent {
+            regarding: EventRegarding::Cis,
+            namespace: "ns".into(),
+            name: "a".into(),
+            uid: "uid-a".into(),
+            event: EventNote {
+                warning: false,
+                reason: "Test".into(),
+                note: String::new(),
+            },
+        }
+    }
+
+    /// Events are targets of their own, named by the id their command will get: two Events
+    /// flushed in one poll must not share a target (the second would be blocked and lost).
+    #[test]
+    fn next_id_is_the_id_of_the_next_command_issued() {
+        let mut flights = Flights::new(8, Duration::from_secs(1), Duration::from_secs(60));
+        let mut out = Vec::new();
+        for _ in 0..2 {
+            let id = flights.next_id();
+            let issued = flights.issue(Target::Event(id), event(), Timestamp::EPOCH, &mut out);
+            assert_eq!(issued, Ok(Issued::Yes));
+            assert_eq!(out.last().map(|c| c.id), Some(CommandId(id)));
+        }
+        assert_eq!(flights.len(), 2);
+    }
+}

@@ -286,6 +286,18 @@ mod tests {
     use crate::workload::ResolvedWorkload;
 
     #[test]
+    fn recent_uids_keep_exactly_the_last_kept_ones() {
+        let mut recent = RecentUids::default();
+        for i in 0..RecentUids::KEPT {
+            recent.insert(&format!("uid-{i}"));
+        }
+        assert!(recent.contains("uid-0"), "{} fit", RecentUids::KEPT);
+        recent.insert("one-more");
+        assert!(!recent.contains("uid-0"), "the oldest goes");
+        assert!(recent.contains("uid-1") && recent.contains("one-more"));
+    }
+
+    #[test]
     fn a_cis_key_shows_as_namespace_slash_name() {
         assert_eq!(CisKey::new("ns", "name").to_string(), "ns/name");
     }
