@@ -11,12 +11,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::flights::{Blocked, Step};
-use super::index::{CisKey, PodKey};
-use super::timers::TimerKey;
+use super::flights::{Blocked, Flights, Step};
+use super::index::{CisKey, Index, PodKey};
+use super::timers::{TimerKey, Timers};
 use super::tracked::supersedes;
 use super::tracked::{ObjectKind, Tracked};
-use super::{Engine, Target};
+use super::{Engine, EngineConfig, Target};
 use crate::crd::{ContainerImageScanSpec, Workload};
 use crate::port::{Action, CisView, Command, Labels, Outcome, OwnerRef, StreamId, WatchEvent};
 use crate::time::Timestamp;
@@ -55,6 +55,15 @@ enum OwnerDelay {
     Started(Timestamp),
     Running,
     Passed,
+}
+
+/// What the stage works with besides its own state: the configuration, the cluster as
+/// observed, and the shared command and timer services.
+pub(super) struct StageCx<'a> {
+    pub(super) cfg: &'a EngineConfig,
+    pub(super) index: &'a Index,
+    pub(super) flights: &'a mut Flights,
+    pub(super) timers: &'a mut Timers,
 }
 
 impl CisSyncState {
@@ -99,6 +108,75 @@ impl CisSyncState {
             }
         }
     }
+
+    /// Brings one CIS's metadata and spec to what its pods ask for; [`Blocked`] (a command
+    /// for it in flight, or a full window) keeps it dirty.
+    fn sync(
+        &mut self,
+        key: &CisKey,
+        now: Timestamp,
+        cx: &mut StageCx<'_>,
+        out: &mut Vec<Command>,
+    ) -> Step {
+        let target = Target::CisSpec(key.clone());
+        if cx.flights.is_busy(&target) {
+            return Err(Blocked);
+        }
+        if !cx.cfg.namespace_allowed(&key.namespace) {
+            return Ok(());
+        }
+        let existing = cx.index.cis.get(key).map(|t| &t.view);
+        if existing.is_some_and(|c| c.deleting) {
+            return Ok(());
+        }
+        let desired = desired_cis(cx.index, key, existing.is_some());
+        match (desired, existing) {
+            (Some(desired), None) => {
+                if let Some(at) = self.recreate_at(key).filter(|at| *at > now) {
+                    cx.timers
+                        .arm(TimerKey::Cis(key.namespace.clone(), key.name.clone()), at);
+                    return Ok(());
+                }
+                cx.flights
+                    .issue(target, apply_action(key, desired), now, out)?;
+                Ok(())
+            }
+            (Some(desired), Some(cis)) => {
+                let (spec_ok, labels_ok, owners_ok) = compare(&desired, cis);
+                if spec_ok && labels_ok && owners_ok {
+                    return Ok(());
+                }
+                // Owner-only changes wait a little so pods starting together cost one write.
+                if spec_ok && labels_ok {
+                    match self.owner_delay(key, now, cx.cfg.owner_update_delay) {
+                        OwnerDelay::Passed => {}
+                        OwnerDelay::Started(at) => {
+                            let timer = TimerKey::Cis(key.namespace.clone(), key.name.clone());
+                            cx.timers.arm(timer, at);
+                            return Ok(());
+                        }
+                        OwnerDelay::Running => return Ok(()),
+                    }
+                }
+                self.owner_delay.remove(key);
+                cx.flights
+                    .issue(target, apply_action(key, desired), now, out)?;
+                Ok(())
+            }
+            (None, Some(cis)) => {
+                if is_obsolete(cx.index, key, cis) {
+                    let action = Action::DeleteCis {
+                        namespace: key.namespace.clone(),
+                        name: key.name.clone(),
+                        uid: cis.uid.clone(),
+                    };
+                    cx.flights.issue(target, action, now, out)?;
+                }
+                Ok(())
+            }
+            (None, None) => Ok(()),
+        }
+    }
 }
 
 /// What a CIS should look like according to its member pods.
@@ -135,7 +213,7 @@ impl Engine {
         let deleted_by_someone_else = self.index.cis.get(key).is_some_and(|t| {
             !t.view.deleting
                 && !self.flights.is_busy(&Target::CisSpec(key.clone()))
-                && self.has_live_owner(&t.view)
+                && has_live_owner(&self.index, &t.view)
         });
         if deleted_by_someone_else {
             self.cis_sync.went_away(key, now);
@@ -184,7 +262,13 @@ impl Engine {
             if !self.flights.has_room() {
                 return;
             }
-            if self.sync_cis(&key, now, out).is_ok() {
+            let mut cx = StageCx {
+                cfg: &self.cfg,
+                index: &self.index,
+                flights: &mut self.flights,
+                timers: &mut self.timers,
+            };
+            if self.cis_sync.sync(&key, now, &mut cx, out).is_ok() {
                 self.cis_sync.dirty.remove(&key);
             }
             next = self
@@ -194,160 +278,6 @@ impl Engine {
                 .next()
                 .cloned();
         }
-    }
-
-    /// Brings one CIS's metadata and spec to what its pods ask for; [`Blocked`] (a command
-    /// for it in flight, or a full window) keeps it dirty.
-    fn sync_cis(&mut self, key: &CisKey, now: Timestamp, out: &mut Vec<Command>) -> Step {
-        let target = Target::CisSpec(key.clone());
-        if self.flights.is_busy(&target) {
-            return Err(Blocked);
-        }
-        if !self.cfg.namespace_allowed(&key.namespace) {
-            return Ok(());
-        }
-        let existing = self.index.cis.get(key).map(|t| &t.view);
-        if existing.is_some_and(|c| c.deleting) {
-            return Ok(());
-        }
-        let desired = self.desired_cis(key, existing.is_some());
-        match (desired, existing) {
-            (Some(desired), None) => {
-                if let Some(at) = self.cis_sync.recreate_at(key).filter(|at| *at > now) {
-                    self.timers
-                        .arm(TimerKey::Cis(key.namespace.clone(), key.name.clone()), at);
-                    return Ok(());
-                }
-                self.flights
-                    .issue(target, apply_action(key, desired), now, out)?;
-                Ok(())
-            }
-            (Some(desired), Some(cis)) => {
-                let (spec_ok, labels_ok, owners_ok) = compare(&desired, cis);
-                if spec_ok && labels_ok && owners_ok {
-                    return Ok(());
-                }
-                // Owner-only changes wait a little so pods starting together cost one write.
-                if spec_ok && labels_ok {
-                    match self
-                        .cis_sync
-                        .owner_delay(key, now, self.cfg.owner_update_delay)
-                    {
-                        OwnerDelay::Passed => {}
-                        OwnerDelay::Started(at) => {
-                            let timer = TimerKey::Cis(key.namespace.clone(), key.name.clone());
-                            self.timers.arm(timer, at);
-                            return Ok(());
-                        }
-                        OwnerDelay::Running => return Ok(()),
-                    }
-                }
-                self.cis_sync.owner_delay.remove(key);
-                self.flights
-                    .issue(target, apply_action(key, desired), now, out)?;
-                Ok(())
-            }
-            (None, Some(cis)) => {
-                if self.is_obsolete(key, cis) {
-                    let action = Action::DeleteCis {
-                        namespace: key.namespace.clone(),
-                        name: key.name.clone(),
-                        uid: cis.uid.clone(),
-                    };
-                    self.flights.issue(target, action, now, out)?;
-                }
-                Ok(())
-            }
-            (None, None) => Ok(()),
-        }
-    }
-
-    /// A CIS nobody wants is deleted only when some of its owner pods still exist (they moved
-    /// to another image); when all owners are gone, Kubernetes' garbage collector removes it.
-    fn is_obsolete(&self, key: &CisKey, cis: &CisView) -> bool {
-        self.has_live_owner(cis) && !self.index.members.contains_key(key)
-    }
-
-    /// Whether an owner pod of `cis` still runs (so Kubernetes' garbage collector does not
-    /// remove it).
-    fn has_live_owner(&self, cis: &CisView) -> bool {
-        cis.owners.iter().any(|o| {
-            o.kind == "Pod"
-                && self
-                    .index
-                    .pods
-                    .get(&super::index::pod_key(&cis.namespace, &o.name))
-                    .is_some_and(|p| p.tracked.view.uid == o.uid && !p.tracked.view.deleting)
-        })
-    }
-
-    /// The CIS its member pods ask for; `None` when there are no members, or no member has
-    /// settled yet and the CIS does not exist.
-    pub(super) fn desired_cis(&self, key: &CisKey, exists: bool) -> Option<DesiredCis> {
-        let members = self.index.members.get(key)?;
-        // (pod key, its target for this CIS, whether settled)
-        let mut rows: Vec<(&PodKey, &PodTarget, bool)> = Vec::new();
-        for pod_key in members {
-            let Some(entry) = self.index.pods.get(pod_key) else {
-                continue;
-            };
-            if let Some(t) = entry.targets.iter().find(|t| t.cis_name == key.name) {
-                rows.push((pod_key, t, entry.settled));
-            }
-        }
-        // Different workloads/containers can produce the same name (e.g. workload "a-b" with
-        // container "c" and workload "a" with container "b-c"); the smallest identity wins.
-        let identity = |t: &PodTarget| {
-            (
-                t.workload.kind.clone(),
-                t.workload.name.clone(),
-                t.container.clone(),
-                t.workload.uid.clone(),
-            )
-        };
-        let winner = rows.iter().map(|(_, t, _)| identity(t)).min()?;
-        rows.retain(|(_, t, _)| identity(t) == winner);
-        if !exists && !rows.iter().any(|(_, _, settled)| *settled) {
-            return None;
-        }
-        // The newest pod speaks for the workload's current template (labels, tag).
-        let (newest_key, newest_target, _) = rows.iter().max_by(|a, b| {
-            let pa = self.index.pods.get(a.0).map(|e| e.tracked.view.created);
-            let pb = self.index.pods.get(b.0).map(|e| e.tracked.view.created);
-            (pa, a.0).cmp(&(pb, b.0))
-        })?;
-        let newest_pod = &self.index.pods.get(*newest_key)?.tracked.view;
-        let mut owners: Vec<OwnerRef> = rows
-            .iter()
-            .filter_map(|(k, _, _)| self.index.pods.get(*k))
-            .map(|e| OwnerRef {
-                api_version: "v1".to_string(),
-                kind: "Pod".to_string(),
-                name: e.tracked.view.name.clone(),
-                uid: e.tracked.view.uid.clone(),
-            })
-            .collect();
-        owners.sort();
-        let w = &newest_target.workload;
-        Some(DesiredCis {
-            labels: newest_pod.labels.clone(),
-            owners,
-            spec: ContainerImageScanSpec {
-                name: newest_target.image.name.clone(),
-                digest: newest_target.image.digest.clone(),
-                tag: Some(newest_target.image.tag.clone()),
-                min_severity: None,
-                ignore_unfixed: Some(w.ignore_unfixed || newest_pod.ignore_unfixed),
-                workload: Workload {
-                    api_version: Some(w.api_version.clone()),
-                    group: w.group.clone(),
-                    kind: w.kind.clone(),
-                    name: w.name.clone(),
-                    uid: Some(w.uid.clone()),
-                    container_name: newest_target.container.clone(),
-                },
-            },
-        })
     }
 
     pub(super) fn on_cis_spec_outcome(
@@ -423,6 +353,93 @@ fn compare(desired: &DesiredCis, cis: &CisView) -> (bool, bool, bool) {
     owners.sort();
     let owners_ok = owners == desired.owners;
     (spec_ok, labels_ok, owners_ok)
+}
+
+/// A CIS nobody wants is deleted only when some of its owner pods still exist (they moved
+/// to another image); when all owners are gone, Kubernetes' garbage collector removes it.
+fn is_obsolete(index: &Index, key: &CisKey, cis: &CisView) -> bool {
+    has_live_owner(index, cis) && !index.members.contains_key(key)
+}
+
+/// Whether an owner pod of `cis` still runs (so Kubernetes' garbage collector does not
+/// remove it).
+fn has_live_owner(index: &Index, cis: &CisView) -> bool {
+    cis.owners.iter().any(|o| {
+        o.kind == "Pod"
+            && index
+                .pods
+                .get(&super::index::pod_key(&cis.namespace, &o.name))
+                .is_some_and(|p| p.tracked.view.uid == o.uid && !p.tracked.view.deleting)
+    })
+}
+
+/// The CIS its member pods ask for; `None` when there are no members, or no member has
+/// settled yet and the CIS does not exist.
+pub(super) fn desired_cis(index: &Index, key: &CisKey, exists: bool) -> Option<DesiredCis> {
+    let members = index.members.get(key)?;
+    // (pod key, its target for this CIS, whether settled)
+    let mut rows: Vec<(&PodKey, &PodTarget, bool)> = Vec::new();
+    for pod_key in members {
+        let Some(entry) = index.pods.get(pod_key) else {
+            continue;
+        };
+        if let Some(t) = entry.targets.iter().find(|t| t.cis_name == key.name) {
+            rows.push((pod_key, t, entry.settled));
+        }
+    }
+    // Different workloads/containers can produce the same name (e.g. workload "a-b" with
+    // container "c" and workload "a" with container "b-c"); the smallest identity wins.
+    let identity = |t: &PodTarget| {
+        (
+            t.workload.kind.clone(),
+            t.workload.name.clone(),
+            t.container.clone(),
+            t.workload.uid.clone(),
+        )
+    };
+    let winner = rows.iter().map(|(_, t, _)| identity(t)).min()?;
+    rows.retain(|(_, t, _)| identity(t) == winner);
+    if !exists && !rows.iter().any(|(_, _, settled)| *settled) {
+        return None;
+    }
+    // The newest pod speaks for the workload's current template (labels, tag).
+    let (newest_key, newest_target, _) = rows.iter().max_by(|a, b| {
+        let pa = index.pods.get(a.0).map(|e| e.tracked.view.created);
+        let pb = index.pods.get(b.0).map(|e| e.tracked.view.created);
+        (pa, a.0).cmp(&(pb, b.0))
+    })?;
+    let newest_pod = &index.pods.get(*newest_key)?.tracked.view;
+    let mut owners: Vec<OwnerRef> = rows
+        .iter()
+        .filter_map(|(k, _, _)| index.pods.get(*k))
+        .map(|e| OwnerRef {
+            api_version: "v1".to_string(),
+            kind: "Pod".to_string(),
+            name: e.tracked.view.name.clone(),
+            uid: e.tracked.view.uid.clone(),
+        })
+        .collect();
+    owners.sort();
+    let w = &newest_target.workload;
+    Some(DesiredCis {
+        labels: newest_pod.labels.clone(),
+        owners,
+        spec: ContainerImageScanSpec {
+            name: newest_target.image.name.clone(),
+            digest: newest_target.image.digest.clone(),
+            tag: Some(newest_target.image.tag.clone()),
+            min_severity: None,
+            ignore_unfixed: Some(w.ignore_unfixed || newest_pod.ignore_unfixed),
+            workload: Workload {
+                api_version: Some(w.api_version.clone()),
+                group: w.group.clone(),
+                kind: w.kind.clone(),
+                name: w.name.clone(),
+                uid: Some(w.uid.clone()),
+                container_name: newest_target.container.clone(),
+            },
+        },
+    })
 }
 
 #[cfg(test)]
