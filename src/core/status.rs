@@ -868,4 +868,27 @@ mod tests {
         }
         assert_eq!(bound_message("short", 10), "short");
     }
+
+    /// Every cut of a text of two-byte characters, at either end, lands inside one for some
+    /// limit: the head is cut back and the tail forward to a character boundary, never over
+    /// the limit.
+    #[test]
+    fn bound_message_cuts_between_characters_for_every_limit() {
+        let text = "é".repeat(100);
+        for limit in 40..120 {
+            let out = bound_message(&text, limit);
+            assert!(out.len() <= limit, "limit {limit}: {} bytes", out.len());
+            let omitted: usize = out
+                .split('[')
+                .nth(1)
+                .and_then(|r| r.split(' ').next())
+                .and_then(|n| n.parse().ok())
+                .expect("a marker");
+            assert_eq!(
+                out.len() - omitted_marker(omitted).len() + omitted,
+                text.len(),
+                "limit {limit}: head and tail are what was not omitted"
+            );
+        }
+    }
 }

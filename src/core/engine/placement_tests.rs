@@ -356,7 +356,8 @@ fn when_every_placement_is_refused_the_scan_fails_once_with_every_reason_and_bac
     let (reason, message) = stalled[0].clone().expect("Stalled");
     assert_eq!(reason, "ImagePullUnauthorized");
     assert!(
-        message.contains("namespace 'team' with imagePullSecrets [deleted-secret]: ")
+        message.starts_with("no placement of the scan Job worked: ")
+            && message.contains("namespace 'team' with imagePullSecrets [deleted-secret]: ")
             && message.contains("scan namespace 'scans': ")
             && message.contains("401 Unauthorized"),
         "{message}"
