@@ -116,9 +116,9 @@ pub fn status_after_apply(
     keep_details: bool,
 ) -> ContainerImageScanStatus {
     if keep_details {
-        let stored = stored.cloned().unwrap_or_default();
-        status.vulnerabilities = stored.vulnerabilities;
-        status.vulnerabilities_truncated = stored.vulnerabilities_truncated;
+        // Only the details: the rest of the stored status is replaced anyway.
+        status.vulnerabilities = stored.and_then(|s| s.vulnerabilities.clone());
+        status.vulnerabilities_truncated = stored.and_then(|s| s.vulnerabilities_truncated.clone());
     }
     status
 }

@@ -210,7 +210,7 @@ impl FakeApi {
     /// One round: the engine polls, every command is executed and its outcome observed, then
     /// the watch events of the round are delivered. Returns the commands, and those of them
     /// left to the test (held verbs).
-    pub fn round(&mut self, engine: &mut Engine) -> (Vec<Command>, Vec<Command>) {
+    fn round(&mut self, engine: &mut Engine) -> (Vec<Command>, Vec<Command>) {
         let commands = engine.poll(self.now);
         let mut left = Vec::new();
         for c in &commands {
@@ -357,8 +357,6 @@ impl FakeApi {
                     stored.status = new;
                     stored.view.resource_version = rv;
                     self.changed_cis(&k);
-                } else {
-                    stored.status = new;
                 }
                 Outcome::CisApplied(Box::new(self.cis[&k].view.clone()))
             }
