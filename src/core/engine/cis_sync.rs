@@ -235,7 +235,7 @@ impl Engine {
         if let Some(d) = old_digest {
             self.scans.dirty.insert(d);
         }
-        self.learn_result_from_status(&tracked.view);
+        self.scan_stage().learn_result_from_status(&tracked.view);
         self.scans.dirty.insert(new_digest);
         self.cis_sync.dirty.insert(key.clone());
         self.index.cis.insert(key, Box::new(tracked));

@@ -103,12 +103,14 @@ impl Engine {
             .entry(digest.to_string())
             .or_insert(now);
     }
+}
 
+impl FirstResults {
     /// A digest got its first result.
-    pub(super) fn first_result_for(&mut self, digest: &str, now: Timestamp) {
-        if let Some(seen) = self.first_results.seen.remove(digest) {
-            self.first_results.latency.sum_secs += now.since(seen).as_secs_f64();
-            self.first_results.latency.count += 1;
+    pub(super) fn record(&mut self, digest: &str, now: Timestamp) {
+        if let Some(seen) = self.seen.remove(digest) {
+            self.latency.sum_secs += now.since(seen).as_secs_f64();
+            self.latency.count += 1;
         }
     }
 }

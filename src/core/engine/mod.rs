@@ -153,18 +153,22 @@ impl Engine {
             Observation::Pod { stream, event } => self.observe_pod(stream, event, now),
             Observation::Workload { stream, event } => self.observe_workload(stream, event, now),
             Observation::Cis { stream, event } => self.observe_cis(stream, event, now),
-            Observation::Job { stream, event } => self.observe_job(stream, event),
-            Observation::ScanPod { stream, event } => self.observe_scan_pod(stream, event),
+            Observation::Job { stream, event } => self.scan_stage().observe_job(stream, event),
+            Observation::ScanPod { stream, event } => {
+                self.scan_stage().observe_scan_pod(stream, event)
+            }
             Observation::BackOffEvent {
                 namespace,
                 pod_name,
-            } => self.observe_back_off(&namespace, &pod_name),
+            } => self.scan_stage().observe_back_off(&namespace, &pod_name),
             Observation::JobPodRejected {
                 namespace,
                 job_name,
                 job_uid,
                 message,
-            } => self.observe_job_pod_rejected(&namespace, &job_name, &job_uid, message),
+            } => self
+                .scan_stage()
+                .observe_job_pod_rejected(&namespace, &job_name, &job_uid, message),
             Observation::TrivyJobConfig { data } => {
                 self.scans.trivy_job_config = data.map(Arc::new)
             }
@@ -226,8 +230,8 @@ impl Engine {
         // Scans first: a digest's Job can start as soon as its first CIS exists, so the scans
         // (the slow part: a Job runs in the cluster) overlap the creation of the other CIS
         // instead of waiting for all of them.
-        self.sync_dirty_digests(now, &mut out);
-        self.start_scans(now, &mut out);
+        self.scan_stage().sync_dirty(now, &mut out);
+        self.scan_stage().start_scans(now, &mut out);
         self.sync_dirty_cis(now, &mut out);
         out
     }
@@ -285,7 +289,22 @@ impl Engine {
 
     /// Work waiting: dirty keys plus digests queued for a scan slot.
     pub fn queue_depth(&self) -> usize {
-        self.cis_sync.dirty.len() + self.scans.dirty.len() + self.scan_queue_len()
+        self.cis_sync.dirty.len() + self.scans.dirty.len() + self.scans.queue_len()
+    }
+
+    /// The scans stage over the shared services, for one call.
+    fn scan_stage(&mut self) -> scans::ScanStage<'_> {
+        scans::ScanStage {
+            state: &mut self.scans,
+            cfg: &self.cfg,
+            index: &mut self.index,
+            flights: &mut self.flights,
+            timers: &mut self.timers,
+            reports: &mut self.reports,
+            stats: &mut self.stats,
+            pending_events: &mut self.pending_events,
+            first_results: &mut self.first_results,
+        }
     }
 
     fn mark_everything_dirty(&mut self) {
@@ -318,12 +337,18 @@ impl Engine {
             Target::CisSpec(key) => self.on_cis_spec_outcome(key, &flight.action, outcome, now),
             Target::CisStatus(key) => self.on_cis_status_outcome(key, &flight.action, outcome, now),
             Target::CreateJob(digest) => {
-                self.on_create_job_outcome(&digest, &flight.action, outcome, now)
+                (self.scan_stage()).on_create_job_outcome(&digest, &flight.action, outcome, now)
             }
-            Target::DeleteJob(name) => self.on_delete_job_outcome(&name, &flight.action, outcome),
-            Target::Log(job_uid) => self.on_log_outcome(&job_uid, outcome, now),
-            Target::FailureLog(job_uid) => self.on_failure_log_outcome(&job_uid, outcome),
-            Target::Report(key, job_uid) => self.on_report_outcome(key, job_uid, outcome),
+            Target::DeleteJob(name) => {
+                (self.scan_stage()).on_delete_job_outcome(&name, &flight.action, outcome)
+            }
+            Target::Log(job_uid) => self.scan_stage().on_log_outcome(&job_uid, outcome, now),
+            Target::FailureLog(job_uid) => {
+                self.scan_stage().on_failure_log_outcome(&job_uid, outcome)
+            }
+            Target::Report(key, job_uid) => {
+                self.scan_stage().on_report_outcome(key, job_uid, outcome)
+            }
             Target::Event(..) => {}
         }
     }

@@ -3,7 +3,7 @@
 
 use super::*;
 
-impl Engine {
+impl ScanStage<'_> {
     /// Writes the `ScanJobCreated` condition on the CIS a Job was created for.
     pub(super) fn announce(
         &mut self,
@@ -14,7 +14,7 @@ impl Engine {
         out: &mut Vec<Command>,
     ) -> Step {
         let Some(cis) = self.index.cis.get(key).map(|t| t.view.clone()) else {
-            if let Some(s) = self.scans.digests.get_mut(digest) {
+            if let Some(s) = self.state.digests.get_mut(digest) {
                 s.announce = None;
             }
             return Ok(());
@@ -25,7 +25,7 @@ impl Engine {
         // Blocked means a write in flight for this CIS or a full window: the digest stays
         // dirty until that outcome or a free slot.
         if self.flights.issue(target, action, now, out)? == Issued::Yes
-            && let Some(s) = self.scans.digests.get_mut(digest)
+            && let Some(s) = self.state.digests.get_mut(digest)
         {
             s.announce = None;
         }
@@ -90,7 +90,7 @@ impl Engine {
         // (its Job may have been unknown when the status arrived), for the other CIS.
         if self.shows_newer_result(&cis, latest) {
             if self.learn_result_from_status(&cis) {
-                self.scans.dirty.insert(digest.to_string());
+                self.state.dirty.insert(digest.to_string());
                 return Ok(FanOut::Superseded);
             }
             return Ok(FanOut::Done);
@@ -109,9 +109,9 @@ impl Engine {
                     return Ok(FanOut::NeedDetails);
                 };
                 let report_key = (key.clone(), latest.job_uid.clone());
-                if self.cfg.write_reports && !self.scans.reports_written.contains_key(&report_key) {
+                if self.cfg.write_reports && !self.state.reports_written.contains_key(&report_key) {
                     let budget = self
-                        .scans
+                        .state
                         .report_budget
                         .get(key)
                         .copied()
@@ -126,13 +126,13 @@ impl Engine {
                     return Ok(FanOut::Done);
                 }
                 let budget = self
-                    .scans
+                    .state
                     .detail_budget
                     .get(key)
                     .copied()
                     .unwrap_or(self.cfg.details_max_bytes);
                 let in_report =
-                    self.scans.reports_written.get(&report_key) == Some(&ReportFate::Written);
+                    self.state.reports_written.get(&report_key) == Some(&ReportFate::Written);
                 let write_details = match self.cfg.status_details {
                     StatusDetails::Always => true,
                     StatusDetails::Never => false,
@@ -207,7 +207,10 @@ impl Engine {
             }
         }
     }
+}
 
+impl Engine {
+    /// The answer to a status write: the CIS store and the scan state meet here.
     pub(in crate::engine) fn on_cis_status_outcome(
         &mut self,
         key: CisKey,
@@ -268,7 +271,7 @@ impl Engine {
     }
 }
 
-impl Engine {
+impl ScanStage<'_> {
     pub(in crate::engine) fn on_report_outcome(
         &mut self,
         key: CisKey,
@@ -279,18 +282,18 @@ impl Engine {
         match outcome {
             // The status write that follows names the Job; remember which Report is done.
             Outcome::Done => {
-                self.scans
+                self.state
                     .reports_written
                     .insert((key.clone(), job_uid), ReportFate::Written);
             }
             Outcome::Failed(err) if err.kind == ApiErrorKind::TooLarge => {
                 let current = self
-                    .scans
+                    .state
                     .report_budget
                     .get(&key)
                     .copied()
                     .unwrap_or(self.cfg.report_max_bytes);
-                self.scans.report_budget.insert(key.clone(), current / 2);
+                self.state.report_budget.insert(key.clone(), current / 2);
             }
             // The Report is an extra: when it cannot be written (no permission, CRD removed,
             // repeated errors) the status still gets the result.
@@ -300,7 +303,7 @@ impl Engine {
                 if !err.kind.is_retryable() || attempts >= MAX_REPORT_ATTEMPTS {
                     self.flights.forget(&target);
                     self.stats.reports_skipped += 1;
-                    self.scans
+                    self.state
                         .reports_written
                         .insert((key.clone(), job_uid), ReportFate::Skipped);
                 }
@@ -308,7 +311,7 @@ impl Engine {
             _ => {}
         }
         if let Some(d) = digest {
-            self.scans.dirty.insert(d);
+            self.state.dirty.insert(d);
         }
     }
 }

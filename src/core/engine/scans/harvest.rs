@@ -3,7 +3,7 @@
 
 use super::*;
 
-impl Engine {
+impl ScanStage<'_> {
     /// The waiting message if a pod of `job` cannot pull the scanned image (or an init
     /// container's: trivy's, the Java DB's).
     pub(super) fn pull_back_off(&self, job: &JobView) -> Option<String> {
@@ -53,7 +53,7 @@ impl Engine {
         };
         if !finish.succeeded && !refetch {
             // The log of a failed attempt read while the Job ran says most.
-            if let Some(FailureLog { text, .. }) = self.scans.failure_logs.remove(&job.uid) {
+            if let Some(FailureLog { text, .. }) = self.state.failure_logs.remove(&job.uid) {
                 let message = if text.trim().is_empty() {
                     fallback
                 } else {
@@ -135,7 +135,7 @@ impl Engine {
             fallback,
         };
         if self.flights.issue(target, action, now, out)? == Issued::Yes {
-            self.scans.harvests.insert(job.uid.clone(), harvest);
+            self.state.harvests.insert(job.uid.clone(), harvest);
         }
         Ok(Harvested::Pending)
     }
@@ -154,7 +154,7 @@ impl Engine {
         out: &mut Vec<Command>,
     ) -> Step {
         if self
-            .scans
+            .state
             .failure_logs
             .get(&job.uid)
             .is_some_and(|l| !l.text.trim().is_empty() || l.reads >= FAILURE_LOG_READS)
@@ -195,7 +195,7 @@ impl Engine {
                 .and_then(|j| j.digest.clone())
             {
                 let log = self
-                    .scans
+                    .state
                     .failure_logs
                     .entry(job_uid.to_string())
                     .or_default();
@@ -203,7 +203,7 @@ impl Engine {
                 log.reads += 1;
                 // An empty log waits for the pod's next change (no read loop).
                 if !log.text.trim().is_empty() {
-                    self.scans.dirty.insert(d);
+                    self.state.dirty.insert(d);
                 }
             }
         }
@@ -215,10 +215,10 @@ impl Engine {
         outcome: Outcome,
         now: Timestamp,
     ) {
-        let Some(h) = self.scans.harvests.remove(job_uid) else {
+        let Some(h) = self.state.harvests.remove(job_uid) else {
             return;
         };
-        self.scans.dirty.insert(h.digest.clone());
+        self.state.dirty.insert(h.digest.clone());
         match outcome {
             Outcome::Log(bytes) if h.succeeded => match parse_report(&bytes, ReportFormat::Auto) {
                 Ok(report) => {
@@ -296,12 +296,12 @@ impl Engine {
         now: Timestamp,
     ) {
         self.stats.scans_succeeded += 1;
-        self.first_result_for(digest, now);
+        self.first_results.record(digest, now);
         self.reports.insert(digest, job_uid, vulns);
         let job = self.index.job_by_uid(job_uid);
         let job_created = job.map(|j| j.created);
         let placement = job.map(|j| self.placement_of(j));
-        let scan = self.scans.digests.entry(digest.to_string()).or_default();
+        let scan = self.state.digests.entry(digest.to_string()).or_default();
         scan.failures = 0;
         scan.announce = None;
         scan.round.clear();
@@ -316,7 +316,7 @@ impl Engine {
             job_created,
             outcome: ScanOutcome::Succeeded,
         });
-        self.scans.dirty.insert(digest.to_string());
+        self.state.dirty.insert(digest.to_string());
     }
 
     pub(super) fn record_failure(
@@ -328,9 +328,9 @@ impl Engine {
         now: Timestamp,
     ) {
         self.stats.scans_failed += 1;
-        self.first_result_for(digest, now);
+        self.first_results.record(digest, now);
         let job_created = self.index.job_by_uid(job_uid).map(|j| j.created);
-        let scan = self.scans.digests.entry(digest.to_string()).or_default();
+        let scan = self.state.digests.entry(digest.to_string()).or_default();
         scan.failures = scan.failures.saturating_add(1);
         scan.announce = None;
         scan.round.clear();
@@ -342,7 +342,7 @@ impl Engine {
             job_created,
             outcome: ScanOutcome::Failed { reason, message },
         });
-        self.scans.dirty.insert(digest.to_string());
+        self.state.dirty.insert(digest.to_string());
     }
 }
 

@@ -11,7 +11,8 @@
 //!    deterministic per-digest jitter), or a failure's retry time passed → queue a new Job;
 //!    queued digests start while the active-Job limit allows, never-scanned first, then oldest.
 //!
-//! This file holds the per-digest bookkeeping and `sync_digest`, which runs the steps in that
+//! This file holds the per-digest bookkeeping, the `ScanStage` (the stage's state with the
+//! services it borrows from the engine) and `ScanStage::sync`, which runs the steps in that
 //! order; each step's work is in its own file: `observe` (what the watches say), `harvest`,
 //! `fan_out`, `schedule` (queue, Job creation, placement).
 
@@ -20,15 +21,20 @@ mod harvest;
 mod observe;
 mod schedule;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::cache::ReportCache;
+use super::coverage::FirstResults;
+use super::flights::Flights;
 use super::flights::{Blocked, Issued, Step};
+use super::index::Index;
 use super::index::{CisKey, object_key};
 use super::placement::{self, Placement, PullFailure, classify_pull_failure};
 use super::timers::TimerKey;
-use super::{Engine, StatusDetails, Target};
+use super::timers::Timers;
+use super::{Engine, EngineConfig, EngineStats, PendingEvent, StatusDetails, Target};
 use crate::cis_status as status;
 use crate::crd::{Severity, Vulnerability};
 use crate::naming::{scan_job_name, workload_scan_job_name};
@@ -186,6 +192,22 @@ pub(super) struct ScanState {
     report_budget: BTreeMap<CisKey, usize>,
 }
 
+/// The scans stage at work: its own state over the engine's shared services, borrowed from
+/// the engine for one call (`Engine::scan_stage`). It cannot reach the other stages' state;
+/// where a status answer must also update the CIS store, the engine does that part
+/// (`Engine::on_cis_status_outcome`).
+pub(in crate::engine) struct ScanStage<'a> {
+    pub(in crate::engine) state: &'a mut ScanState,
+    pub(in crate::engine) cfg: &'a EngineConfig,
+    pub(in crate::engine) index: &'a mut Index,
+    pub(in crate::engine) flights: &'a mut Flights,
+    pub(in crate::engine) timers: &'a mut Timers,
+    pub(in crate::engine) reports: &'a mut ReportCache,
+    pub(in crate::engine) stats: &'a mut EngineStats,
+    pub(in crate::engine) pending_events: &'a mut VecDeque<PendingEvent>,
+    pub(in crate::engine) first_results: &'a mut FirstResults,
+}
+
 /// Digests whose Job creation had an unknown result (it may exist unseen), held against the
 /// active-Job limit until the watch shows the Job, the retry settles it, or the hold ends.
 #[derive(Debug, Default)]
@@ -281,39 +303,41 @@ pub struct Harvest {
     fallback: String,
 }
 
-impl Engine {
+impl ScanState {
+    /// Every queued digest is looked at again (a Job slot came free).
     fn wake_queue(&mut self) {
         let queued: Vec<String> = self
-            .scans
             .digests
             .iter()
             .filter(|(_, s)| s.queued.is_some())
             .map(|(d, _)| d.clone())
             .collect();
-        self.scans.dirty.extend(queued);
+        self.dirty.extend(queued);
     }
 
-    pub(super) fn scan_queue_len(&self) -> usize {
-        self.scans
-            .digests
-            .values()
-            .filter(|s| s.queued.is_some())
-            .count()
+    pub(in crate::engine) fn queue_len(&self) -> usize {
+        self.digests.values().filter(|s| s.queued.is_some()).count()
     }
 
-    pub(super) fn sync_dirty_digests(&mut self, now: Timestamp, out: &mut Vec<Command>) {
+    fn latest(&self, digest: &str) -> Option<&ScanResult> {
+        self.digests.get(digest).and_then(|s| s.latest.as_ref())
+    }
+}
+
+impl ScanStage<'_> {
+    pub(in crate::engine) fn sync_dirty(&mut self, now: Timestamp, out: &mut Vec<Command>) {
         use std::ops::Bound::{Excluded, Unbounded};
         // One key at a time (see sync_dirty_cis): no copy of the whole dirty set per poll.
-        let mut next = self.scans.dirty.first().cloned();
+        let mut next = self.state.dirty.first().cloned();
         while let Some(d) = next {
             if !self.flights.has_room() {
                 return;
             }
-            if self.sync_digest(&d, now, out).is_ok() {
-                self.scans.dirty.remove(&d);
+            if self.sync(&d, now, out).is_ok() {
+                self.state.dirty.remove(&d);
             }
             next = self
-                .scans
+                .state
                 .dirty
                 .range::<String, _>((Excluded(&d), Unbounded))
                 .next()
@@ -338,7 +362,7 @@ impl Engine {
     }
 
     /// Brings one digest forward; [`Blocked`] keeps it dirty.
-    fn sync_digest(&mut self, digest: &str, now: Timestamp, out: &mut Vec<Command>) -> Step {
+    fn sync(&mut self, digest: &str, now: Timestamp, out: &mut Vec<Command>) -> Step {
         let cis_keys = self.live_cis_of(digest);
         let jobs: Vec<JobView> = self
             .index
@@ -366,7 +390,10 @@ impl Engine {
                 })
             };
             if let Some((reason, message, placement_related)) = failure {
-                let already = self.latest(digest).is_some_and(|l| l.job_uid == job.uid);
+                let already = self
+                    .state
+                    .latest(digest)
+                    .is_some_and(|l| l.job_uid == job.uid);
                 if placement_related {
                     let placement = self.placement_of(job);
                     self.placement_failed(digest, placement, &job.uid, reason, message, now);
@@ -387,8 +414,8 @@ impl Engine {
         // `name@<image ID>` (nothing pulls or resolves it), so there is none, and every CIS of
         // the digest says why instead. A Job of it from before (the Go operator scanned such
         // digests) ends by its pull back-off above or its deadline.
-        if self.scans.local_image_ids.contains(digest) {
-            if let Some(scan) = self.scans.digests.get_mut(digest) {
+        if self.state.local_image_ids.contains(digest) {
+            if let Some(scan) = self.state.digests.get_mut(digest) {
                 scan.queued = None;
                 scan.announce = None;
             }
@@ -413,20 +440,20 @@ impl Engine {
             .rev()
             .find(|j| j.finished.is_some() && !j.deleting)
         {
-            let seen = self.scans.digests.get(digest).and_then(|s| s.seen_scan_at);
+            let seen = self.state.digests.get(digest).and_then(|s| s.seen_scan_at);
             let after_seen = job
                 .finished
                 .as_ref()
                 .is_some_and(|f| seen.is_none_or(|at| f.at > at));
-            let latest_uid = self.latest(digest).map(|l| l.job_uid.clone());
+            let latest_uid = self.state.latest(digest).map(|l| l.job_uid.clone());
             let requested = self
-                .scans
+                .state
                 .digests
                 .get(digest)
                 .and_then(|s| s.requested.as_ref())
                 .is_some_and(|(uid, follows)| *uid == job.uid && *follows == latest_uid);
             let newer = requested
-                || match self.latest(digest) {
+                || match self.state.latest(digest) {
                     None => after_seen,
                     Some(l) => {
                         l.job_uid != job.uid
@@ -447,9 +474,9 @@ impl Engine {
 
         // 3. Fan-out of the newest result.
         let mut need_details = false;
-        if let Some(latest) = self.latest(digest).cloned() {
+        if let Some(latest) = self.state.latest(digest).cloned() {
             if let Some((key, job_name)) = self
-                .scans
+                .state
                 .digests
                 .get(digest)
                 .and_then(|s| s.announce.clone())
@@ -476,7 +503,7 @@ impl Engine {
                 }
             }
         } else if let Some((key, job_name)) = self
-            .scans
+            .state
             .digests
             .get(digest)
             .and_then(|s| s.announce.clone())
@@ -486,7 +513,7 @@ impl Engine {
 
         // 4. Schedule the next scan.
         let harvesting =
-            harvest_pending || self.scans.harvests.values().any(|h| h.digest == digest);
+            harvest_pending || self.state.harvests.values().any(|h| h.digest == digest);
         let creating = self.flights.is_busy(&Target::CreateJob(digest.to_string()));
         let due_at = self.due_at(digest);
         let wants_scan = !cis_keys.is_empty()
@@ -495,14 +522,14 @@ impl Engine {
             && !creating
             && (due_at.is_none_or(|at| at <= now) || need_details);
         let queue_key = wants_scan.then(|| {
-            let latest_at = self.latest(digest).map(|l| l.at);
+            let latest_at = self.state.latest(digest).map(|l| l.at);
             (
                 latest_at.is_some(),
                 latest_at.unwrap_or_default(),
                 digest.to_string(),
             )
         });
-        let scan = self.scans.digests.entry(digest.to_string()).or_default();
+        let scan = self.state.digests.entry(digest.to_string()).or_default();
         scan.queued = queue_key;
         if let (false, Some(at)) = (wants_scan, due_at)
             && !cis_keys.is_empty()
@@ -512,23 +539,16 @@ impl Engine {
         }
         if cis_keys.is_empty() && active.is_none() && !harvesting {
             // Nothing to do for this digest any more; keep the result (a CIS may come back).
-            if let Some(s) = self.scans.digests.get_mut(digest) {
+            if let Some(s) = self.state.digests.get_mut(digest) {
                 s.announce = None;
             }
         }
         Ok(())
     }
 
-    fn latest(&self, digest: &str) -> Option<&ScanResult> {
-        self.scans
-            .digests
-            .get(digest)
-            .and_then(|s| s.latest.as_ref())
-    }
-
     /// When the digest is due for a new scan; `None` when it was never scanned.
     fn due_at(&self, digest: &str) -> Option<Timestamp> {
-        let scan = self.scans.digests.get(digest)?;
+        let scan = self.state.digests.get(digest)?;
         let latest = scan.latest.as_ref()?;
         Some(match latest.outcome {
             ScanOutcome::Succeeded => latest

@@ -5,7 +5,7 @@ use super::*;
 use crate::engine::tracked::{ObjectKind, Tracked};
 use crate::engine::tracked::{StoreOp, supersedes};
 
-impl Engine {
+impl ScanStage<'_> {
     pub(in crate::engine) fn observe_job(&mut self, stream: StreamId, event: WatchEvent<JobView>) {
         if let WatchEvent::Delete(job) = &event {
             self.index.deleted_jobs.insert(&job.uid);
@@ -22,22 +22,22 @@ impl Engine {
             return;
         }
         if let Some(d) = &tracked.view.digest {
-            self.scans.dirty.insert(d.clone());
-            if let Some(scan) = self.scans.digests.get_mut(d) {
+            self.state.dirty.insert(d.clone());
+            if let Some(scan) = self.state.digests.get_mut(d) {
                 scan.uncertain_create = None;
             }
-            self.scans.uncertain_jobs.settle(d);
+            self.state.uncertain_jobs.settle(d);
         }
         let freed = tracked.view.finished.is_some() || tracked.view.deleting;
         self.index.jobs.insert(key, tracked);
         if freed {
-            self.wake_queue();
+            self.state.wake_queue();
         }
     }
 
     pub(super) fn remove_job(&mut self, key: &str) {
         if let Some(old) = self.index.jobs.remove(key) {
-            self.scans.failure_logs.remove(&old.view.uid);
+            self.state.failure_logs.remove(&old.view.uid);
             self.index.job_rejections.remove(&old.view.uid);
             for target in [
                 Target::Log(old.view.uid.clone()),
@@ -46,9 +46,9 @@ impl Engine {
                 self.flights.forget(&target);
             }
             if let Some(d) = old.view.digest {
-                self.scans.dirty.insert(d);
+                self.state.dirty.insert(d);
             }
-            self.wake_queue();
+            self.state.wake_queue();
         }
     }
 
@@ -92,7 +92,7 @@ impl Engine {
         if let Some(d) =
             touched.and_then(|uid| self.index.job_by_uid(&uid).and_then(|j| j.digest.clone()))
         {
-            self.scans.dirty.insert(d);
+            self.state.dirty.insert(d);
         }
     }
 
@@ -104,7 +104,7 @@ impl Engine {
             .and_then(|p| p.view.job_uid.clone())
             .and_then(|uid| self.index.job_by_uid(&uid).and_then(|j| j.digest.clone()));
         if let Some(d) = digest {
-            self.scans.dirty.insert(d);
+            self.state.dirty.insert(d);
         }
     }
 
@@ -127,7 +127,7 @@ impl Engine {
         self.index
             .job_rejections
             .insert(job_uid.to_string(), message);
-        self.scans.dirty.insert(digest);
+        self.state.dirty.insert(digest);
     }
 
     /// Learns the newest result of a digest from a CIS status written earlier (by us before a
@@ -138,7 +138,7 @@ impl Engine {
             return false;
         };
         let seen = &mut self
-            .scans
+            .state
             .digests
             .entry(cis.spec.digest.clone())
             .or_default()
@@ -158,7 +158,7 @@ impl Engine {
         };
         let job_created = self.index.job_by_uid(job_uid).map(|j| j.created);
         let scan = self
-            .scans
+            .state
             .digests
             .entry(cis.spec.digest.clone())
             .or_default();

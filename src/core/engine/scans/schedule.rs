@@ -1,23 +1,23 @@
 //! Schedule (step 4): queued digests start while the active-Job limit allows, each in the
-//! placement that comes next (`crate::engine::crate::engine::placement`), on the platform of its nodes.
+//! placement that comes next (`crate::engine::placement`), on the platform of its nodes.
 
 use super::*;
 
-impl Engine {
+impl ScanStage<'_> {
     /// Starts queued scans while Job slots are free.
     pub(in crate::engine) fn start_scans(&mut self, now: Timestamp, out: &mut Vec<Command>) {
         let mut queue: Vec<QueueKey> = self
-            .scans
+            .state
             .digests
             .values()
             .filter_map(|s| s.queued.clone())
             .collect();
-        self.scans.uncertain_jobs.expire(now);
+        self.state.uncertain_jobs.expire(now);
         // A digest whose last create may have been applied goes first: its own retry does not
         // count against the limit and settles the uncertainty ("already exists" or created),
         // while it blocks every other digest when the limit is reached.
         queue.sort_by_key(|(never, at, digest)| {
-            (!self.scans.uncertain_jobs.contains(digest), *never, *at)
+            (!self.state.uncertain_jobs.contains(digest), *never, *at)
         });
         for (_, _, digest) in queue {
             if !self.flights.has_room() {
@@ -29,7 +29,7 @@ impl Engine {
             // Other digests' uncertain Jobs; this digest's own retry settles its uncertainty
             // (JobCreated, or AlreadyExists when the first attempt was applied).
             let uncertain = self
-                .scans
+                .state
                 .uncertain_jobs
                 .digests()
                 .filter(|d| {
@@ -45,8 +45,8 @@ impl Engine {
     }
 
     pub(super) fn create_job(&mut self, digest: &str, now: Timestamp, out: &mut Vec<Command>) {
-        if self.scans.local_image_ids.contains(digest) {
-            if let Some(scan) = self.scans.digests.get_mut(digest) {
+        if self.state.local_image_ids.contains(digest) {
+            if let Some(scan) = self.state.digests.get_mut(digest) {
                 scan.queued = None;
             }
             return;
@@ -54,7 +54,7 @@ impl Engine {
         let cis_keys = self.live_cis_of(digest);
         let pods: Vec<&PodView> = self.member_pods(&cis_keys);
         let uncertain = self
-            .scans
+            .state
             .digests
             .get(digest)
             .and_then(|s| s.uncertain_create.clone());
@@ -82,7 +82,7 @@ impl Engine {
             })
             .cloned()
         else {
-            if let Some(s) = self.scans.digests.get_mut(digest) {
+            if let Some(s) = self.state.digests.get_mut(digest) {
                 s.queued = None;
             }
             return;
@@ -103,7 +103,7 @@ impl Engine {
             Placement::Workload { credentials, .. } => (
                 workload_scan_job_name(&primary.spec.name, digest),
                 Some(credentials.clone()),
-                self.scans.trivy_job_config.clone(),
+                self.state.trivy_job_config.clone(),
             ),
         };
         let key = object_key(&namespace, &name);
@@ -145,7 +145,7 @@ impl Engine {
             self.flights
                 .issue(target, Action::CreateJob { job: Box::new(job) }, now, out)
         {
-            let scan = self.scans.digests.entry(digest.to_string()).or_default();
+            let scan = self.state.digests.entry(digest.to_string()).or_default();
             scan.queued = None;
             scan.announce = Some((CisKey::new(&primary.namespace, &primary.name), name));
         }
@@ -164,13 +164,13 @@ impl Engine {
 
     /// The first candidate placement not tried in this round.
     pub(super) fn next_placement(&self, digest: &str, pods: &[&PodView]) -> Option<Placement> {
-        let scan = self.scans.digests.get(digest);
+        let scan = self.state.digests.get(digest);
         let worked = scan.and_then(|s| s.worked.as_ref());
         let round = scan.map(|s| s.round.as_slice()).unwrap_or_default();
         // Without the job config a Job in a workload namespace would scan without the trivy
         // server's address.
         let workload_placement =
-            self.cfg.workload_placement && self.scans.trivy_job_config.is_some();
+            self.cfg.workload_placement && self.state.trivy_job_config.is_some();
         let failed_rounds = scan.map_or(0, |s| s.failures);
         placement::candidates(
             pods.iter().copied(),
@@ -226,10 +226,15 @@ impl Engine {
         message: String,
         now: Timestamp,
     ) {
-        if !job_uid.is_empty() && self.latest(digest).is_some_and(|l| l.job_uid == job_uid) {
+        if !job_uid.is_empty()
+            && self
+                .state
+                .latest(digest)
+                .is_some_and(|l| l.job_uid == job_uid)
+        {
             return;
         }
-        let scan = self.scans.digests.entry(digest.to_string()).or_default();
+        let scan = self.state.digests.entry(digest.to_string()).or_default();
         if !job_uid.is_empty() && scan.round.iter().any(|f| f.job_uid == job_uid) {
             return;
         }
@@ -239,7 +244,7 @@ impl Engine {
             message,
             job_uid: job_uid.to_string(),
         });
-        self.scans.dirty.insert(digest.to_string());
+        self.state.dirty.insert(digest.to_string());
         let cis_keys = self.live_cis_of(digest);
         let pods = self.member_pods(&cis_keys);
         if self.next_placement(digest, &pods).is_none() {
@@ -249,7 +254,7 @@ impl Engine {
 
     /// Records the failures of a round of placements as the digest's failed scan.
     pub(super) fn end_round(&mut self, digest: &str, now: Timestamp) {
-        let Some(scan) = self.scans.digests.get_mut(digest) else {
+        let Some(scan) = self.state.digests.get_mut(digest) else {
             return;
         };
         scan.queued = None;
@@ -286,18 +291,18 @@ impl Engine {
         outcome: Outcome,
         now: Timestamp,
     ) {
-        self.scans.dirty.insert(digest.to_string());
+        self.state.dirty.insert(digest.to_string());
         match outcome {
             Outcome::JobCreated(view) => {
                 self.stats.jobs_created += 1;
-                self.scans.uncertain_jobs.settle(digest);
+                self.state.uncertain_jobs.settle(digest);
                 if self.index.deleted_jobs.contains(&view.uid) {
                     // Created, then deleted (the watch was faster than this answer): it is
                     // not running, and the create is settled.
-                    if let Some(scan) = self.scans.digests.get_mut(digest) {
+                    if let Some(scan) = self.state.digests.get_mut(digest) {
                         scan.uncertain_create = None;
                     }
-                    self.wake_queue();
+                    self.state.wake_queue();
                     return;
                 }
                 let (stream, epoch) = self
@@ -309,8 +314,8 @@ impl Engine {
                         (self.index.relists)
                             .home(crate::engine::tracked::ObjectKind::Job, &view.namespace)
                     });
-                let follows = self.latest(digest).map(|l| l.job_uid.clone());
-                self.scans
+                let follows = self.state.latest(digest).map(|l| l.job_uid.clone());
+                self.state
                     .digests
                     .entry(digest.to_string())
                     .or_default()
@@ -322,7 +327,7 @@ impl Engine {
                 });
             }
             Outcome::Failed(err) => {
-                let scan = self.scans.digests.entry(digest.to_string()).or_default();
+                let scan = self.state.digests.entry(digest.to_string()).or_default();
                 scan.announce = None;
                 // A definite answer settles an uncertain create: the Job exists (the watch
                 // shows it) or that placement does not take it.
@@ -374,13 +379,13 @@ impl Engine {
                         let placement = self
                             .placement_of_create(action)
                             .unwrap_or(Placement::ScanNamespace);
-                        self.scans
+                        self.state
                             .digests
                             .entry(digest.to_string())
                             .or_default()
                             .uncertain_create = Some(placement);
                         let until = now.plus(UNCERTAIN_JOB_HOLD);
-                        self.scans.uncertain_jobs.hold(digest, until);
+                        self.state.uncertain_jobs.hold(digest, until);
                         self.timers.arm(TimerKey::Digest(digest.to_string()), until);
                     }
                     kind if kind.is_retryable() => {}
@@ -407,7 +412,7 @@ impl Engine {
             .get(name)
             .and_then(|j| j.view.digest.clone())
         {
-            self.scans.dirty.insert(d);
+            self.state.dirty.insert(d);
         }
         let Action::DeleteJob { uid, .. } = action else {
             return;
@@ -425,7 +430,7 @@ impl Engine {
                 if let Some(j) = self.index.jobs.get_mut(name) {
                     j.view.deleting = true;
                 }
-                self.wake_queue();
+                self.state.wake_queue();
             }
             Outcome::Failed(err) if ours && err.kind == ApiErrorKind::NotFound => {
                 self.index.deleted_jobs.insert(uid);
@@ -436,13 +441,13 @@ impl Engine {
     }
 }
 
-impl Engine {
+impl ScanStage<'_> {
     /// The platforms of `nodes` that the shell reported; nodes not (yet) known add nothing.
     pub(super) fn platform_of(&self, nodes: &BTreeSet<String>) -> RequiredPlatform {
         let mut required = RequiredPlatform::default();
         for platform in nodes
             .iter()
-            .filter_map(|n| self.scans.node_platforms.get(n))
+            .filter_map(|n| self.state.node_platforms.get(n))
         {
             required.os.extend(platform.os.clone());
             required.arch.extend(platform.arch.clone());
