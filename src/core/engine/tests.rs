@@ -47,18 +47,16 @@ pub(super) fn created_cis(action: &Action, resource_version: Option<u64>) -> Opt
     else {
         return None;
     };
-    Some(CisView {
-        namespace: namespace.clone(),
-        name: name.clone(),
-        uid: format!("uid-{name}"),
+    let uid = format!("uid-{name}");
+    let at = (namespace.as_str(), name.as_str());
+    Some(crate::test_kit::apply::created_by_apply(
+        at,
+        labels,
+        owners,
+        spec,
+        uid,
         resource_version,
-        generation: 1,
-        labels: labels.clone(),
-        owners: owners.clone(),
-        deleting: false,
-        spec: spec.clone(),
-        status: CisStatusView::default(),
-    })
+    ))
 }
 
 pub(super) fn failed_status(job_uid: &str, at: Timestamp) -> CisStatusView {

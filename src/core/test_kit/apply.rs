@@ -12,9 +12,15 @@
 //!   that never owns them, so the stored details stay.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use crate::crd::{ContainerImageScanSpec, ContainerImageScanStatus};
-use crate::port::{ApiError, ApiErrorKind, OwnerRef};
+use crate::port::{ApiError, ApiErrorKind, CisStatusView, CisView, Labels, OwnerRef};
+
+/// How the API server names the CIS resource in its messages.
+pub const CIS_RESOURCE: &str = "containerimagescans.stas.statnett.no";
+/// How the API server names the Job resource in its messages.
+pub const JOB_RESOURCE: &str = "jobs.batch";
 
 /// The fields of a stored CIS an apply of metadata and spec may change.
 pub struct ApplyTarget<'a> {
@@ -105,6 +111,53 @@ pub fn status_precondition(
             ApiErrorKind::Conflict,
             "the object has been modified; please apply your changes to the latest version and try again".into(),
         ),
+        Some(_) => Ok(()),
+    }
+}
+
+/// The CIS the API server creates for an `ApplyCis` (its `labels`, `owners` and `spec`) of a
+/// CIS it does not hold: generation 1, no status.
+pub fn created_by_apply(
+    (namespace, name): (&str, &str),
+    labels: &Arc<Labels>,
+    owners: &[OwnerRef],
+    spec: &ContainerImageScanSpec,
+    uid: String,
+    resource_version: Option<u64>,
+) -> CisView {
+    CisView {
+        namespace: namespace.to_string(),
+        name: name.to_string(),
+        uid,
+        resource_version,
+        generation: 1,
+        labels: labels.clone(),
+        owners: owners.to_vec(),
+        deleting: false,
+        spec: spec.clone(),
+        status: CisStatusView::default(),
+    }
+}
+
+/// What the API server says to a delete with a UID precondition (`resource` as the API names
+/// it, e.g. `jobs.batch`) when `stored_uid` (`None`: nothing stored) is not `uid`.
+pub fn delete_precondition(
+    resource: &str,
+    name: &str,
+    stored_uid: Option<&str>,
+    uid: &str,
+) -> Result<(), ApiError> {
+    match stored_uid {
+        None => Err(ApiError {
+            kind: ApiErrorKind::NotFound,
+            message: format!("{resource} \"{name}\" not found"),
+        }),
+        Some(stored) if stored != uid => Err(ApiError {
+            kind: ApiErrorKind::Conflict,
+            message: format!(
+                "Precondition failed: UID in precondition: {uid}, UID in object meta: {stored}"
+            ),
+        }),
         Some(_) => Ok(()),
     }
 }
@@ -223,6 +276,23 @@ mod tests {
         assert_eq!(
             status_after_apply(Some(&stored), sent, false).vulnerabilities,
             None
+        );
+    }
+
+    #[test]
+    fn a_delete_names_what_is_missing_and_both_uids_when_they_differ() {
+        assert_eq!(
+            delete_precondition(JOB_RESOURCE, "scan-a", Some("u1"), "u1"),
+            Ok(())
+        );
+        let missing = delete_precondition(JOB_RESOURCE, "scan-a", None, "u1").unwrap_err();
+        assert_eq!(missing.kind, ApiErrorKind::NotFound);
+        assert_eq!(missing.message, "jobs.batch \"scan-a\" not found");
+        let other = delete_precondition(CIS_RESOURCE, "a", Some("u2"), "u1").unwrap_err();
+        assert_eq!(other.kind, ApiErrorKind::Conflict);
+        assert_eq!(
+            other.message,
+            "Precondition failed: UID in precondition: u1, UID in object meta: u2"
         );
     }
 }

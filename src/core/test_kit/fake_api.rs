@@ -19,7 +19,10 @@ use std::sync::Arc;
 
 use k8s_openapi::api::batch::v1::Job;
 
-use super::apply::{ApplyTarget, apply_metadata_and_spec, status_after_apply, status_precondition};
+use super::apply::{
+    ApplyTarget, CIS_RESOURCE, JOB_RESOURCE, apply_metadata_and_spec, created_by_apply,
+    delete_precondition, status_after_apply, status_precondition,
+};
 use crate::convert::job_view;
 use crate::crd::ContainerImageScanStatus;
 use crate::engine::Engine;
@@ -275,19 +278,10 @@ impl FakeApi {
                     Some(stored) => stored,
                     None => {
                         let uid = self.next_uid("cis");
+                        let view =
+                            created_by_apply((namespace, name), labels, owners, spec, uid, rv);
                         let stored = StoredCis {
-                            view: CisView {
-                                namespace: namespace.clone(),
-                                name: name.clone(),
-                                uid,
-                                resource_version: rv,
-                                generation: 1,
-                                labels: labels.clone(),
-                                owners: owners.clone(),
-                                deleting: false,
-                                spec: spec.clone(),
-                                status: CisStatusView::default(),
-                            },
+                            view,
                             status: ContainerImageScanStatus::default(),
                             our_labels: labels.keys().cloned().collect(),
                         };
@@ -320,14 +314,16 @@ impl FakeApi {
                 namespace,
                 name,
                 uid,
-            } => match self.stored_cis(namespace, name) {
-                None => failure(ApiErrorKind::NotFound),
-                Some(c) if c.view.uid != *uid => failure(ApiErrorKind::Conflict),
-                Some(_) => {
-                    self.delete_cis(namespace, name);
-                    Outcome::Done
+            } => {
+                let stored = self
+                    .stored_cis(namespace, name)
+                    .map(|c| c.view.uid.as_str());
+                if let Err(refused) = delete_precondition(CIS_RESOURCE, name, stored, uid) {
+                    return Outcome::Failed(refused);
                 }
-            },
+                self.delete_cis(namespace, name);
+                Outcome::Done
+            }
             Action::ApplyCisStatus {
                 namespace,
                 name,
@@ -384,14 +380,14 @@ impl FakeApi {
                 namespace,
                 name,
                 uid,
-            } => match self.jobs.get(&key(namespace, name)) {
-                None => failure(ApiErrorKind::NotFound),
-                Some(j) if j.uid != *uid => failure(ApiErrorKind::Conflict),
-                Some(_) => {
-                    self.delete_job(namespace, name);
-                    Outcome::Done
+            } => {
+                let stored = self.jobs.get(&key(namespace, name)).map(|j| j.uid.as_str());
+                if let Err(refused) = delete_precondition(JOB_RESOURCE, name, stored, uid) {
+                    return Outcome::Failed(refused);
                 }
-            },
+                self.delete_job(namespace, name);
+                Outcome::Done
+            }
             Action::FetchLog {
                 namespace,
                 pod_name,

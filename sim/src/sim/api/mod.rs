@@ -15,7 +15,8 @@ use image_scanner_core::scan_job::{
     MANAGED_BY, SCAN_CONTAINER,
 };
 use image_scanner_core::test_kit::apply::{
-    ApplyTarget, apply_metadata_and_spec, status_after_apply, status_precondition,
+    ApplyTarget, CIS_RESOURCE, JOB_RESOURCE, apply_metadata_and_spec, delete_precondition,
+    status_after_apply, status_precondition,
 };
 use image_scanner_core::time::Timestamp;
 use k8s_openapi::api::batch::v1::Job;
@@ -251,18 +252,13 @@ impl Sim {
                 uid,
             } => {
                 let key = (namespace.clone(), name.clone());
-                match self.cluster.cis.get(&key) {
-                    None => fail(ApiErrorKind::NotFound, "not found"),
-                    Some(c) if c.uid != uid => fail(
-                        ApiErrorKind::Conflict,
-                        "Precondition failed: UID in precondition",
-                    ),
-                    Some(_) => {
-                        self.checker.on_delete_cis(self.now, &self.cluster, &key);
-                        self.delete_cis_object(&namespace, &name);
-                        Outcome::Done
-                    }
+                let stored = self.cluster.cis.get(&key).map(|c| c.uid.as_str());
+                if let Err(refused) = delete_precondition(CIS_RESOURCE, &name, stored, &uid) {
+                    return Outcome::Failed(refused);
                 }
+                self.checker.on_delete_cis(self.now, &self.cluster, &key);
+                self.delete_cis_object(&namespace, &name);
+                Outcome::Done
             }
             Action::ApplyCisStatus {
                 namespace,
@@ -353,20 +349,12 @@ impl Sim {
                 uid,
             } => {
                 let key = (namespace, name);
-                match self.cluster.jobs.get(&key) {
-                    None => fail(
-                        ApiErrorKind::NotFound,
-                        format!("jobs.batch \"{}\" not found", key.1),
-                    ),
-                    Some(j) if j.uid != uid => fail(
-                        ApiErrorKind::Conflict,
-                        "Precondition failed: UID in precondition",
-                    ),
-                    Some(_) => {
-                        self.delete_job_object(&key);
-                        Outcome::Done
-                    }
+                let stored = self.cluster.jobs.get(&key).map(|j| j.uid.as_str());
+                if let Err(refused) = delete_precondition(JOB_RESOURCE, &key.1, stored, &uid) {
+                    return Outcome::Failed(refused);
                 }
+                self.delete_job_object(&key);
+                Outcome::Done
             }
             Action::FetchLog {
                 namespace,
