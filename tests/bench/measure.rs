@@ -128,6 +128,44 @@ pub(crate) async fn apiserver_requests(client: &Client) -> Result<BTreeMap<Strin
     Ok(out)
 }
 
+/// Bytes the API server received (request bodies: `apiserver_request_body_size_bytes`, which
+/// has no subresource label) and sent (`apiserver_response_sizes`) for the resources the
+/// operator writes or reads logs of, by "request|response resource[/subresource] VERB"; also
+/// the request count behind each byte sum (suffix ` count`).
+pub(crate) async fn apiserver_bytes(client: &Client) -> Result<BTreeMap<String, f64>> {
+    let req = http::Request::get("/metrics").body(Vec::new())?;
+    let text = client.request_text(req).await?;
+    let mut out = BTreeMap::new();
+    for (n, l, v) in parse_metrics(&text) {
+        let (direction, sum) = match n.as_str() {
+            "apiserver_request_body_size_bytes_sum" => ("request", true),
+            "apiserver_request_body_size_bytes_count" => ("request", false),
+            "apiserver_response_sizes_sum" => ("response", true),
+            "apiserver_response_sizes_count" => ("response", false),
+            _ => continue,
+        };
+        let resource = label(&l, "resource").unwrap_or_default();
+        let sub = label(&l, "subresource").unwrap_or_default();
+        let interesting = matches!(resource, "containerimagescans" | "jobs" | "reports")
+            || (resource == "pods" && sub == "log");
+        if !interesting {
+            continue;
+        }
+        let verb = label(&l, "verb").unwrap_or_default().to_lowercase();
+        let what = if sub.is_empty() {
+            resource.to_string()
+        } else {
+            format!("{resource}/{sub}")
+        };
+        let key = format!(
+            "{direction} {what} {verb}{}",
+            if sum { "" } else { " count" }
+        );
+        *out.entry(key).or_default() += v;
+    }
+    Ok(out)
+}
+
 pub(crate) fn delta(
     after: &BTreeMap<String, f64>,
     before: &BTreeMap<String, f64>,
@@ -230,8 +268,14 @@ pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
-/// Sizes of the CIS values as stored in etcd, via etcd's JSON gateway (`/v3/kv/range`), paged.
-pub(crate) fn etcd_cis_sizes(state: &Path) -> Result<Vec<f64>> {
+/// Where etcd keeps the CIS.
+pub(crate) const ETCD_CIS_PREFIX: &str = "/registry/stas.statnett.no/containerimagescans/";
+/// Where etcd keeps the OpenReports Reports.
+pub(crate) const ETCD_REPORT_PREFIX: &str = "/registry/openreports.io/reports/";
+
+/// Sizes of the values under `prefix` (one of the `ETCD_*_PREFIX`) of the benchmark namespaces as
+/// stored in etcd, via etcd's JSON gateway (`/v3/kv/range`), paged.
+pub(crate) fn etcd_value_sizes(state: &Path, prefix: &str) -> Result<Vec<f64>> {
     let ports = std::fs::read_to_string(state.join("ports.env"))?;
     let port = ports
         .lines()
@@ -240,7 +284,7 @@ pub(crate) fn etcd_cis_sizes(state: &Path) -> Result<Vec<f64>> {
         .trim()
         .to_string();
     use base64_lite::{decode_len, encode};
-    let prefix = b"/registry/stas.statnett.no/containerimagescans/".to_vec();
+    let prefix = prefix.as_bytes().to_vec();
     let mut end = prefix.clone();
     *end.last_mut().expect("prefix") += 1;
     let mut key = prefix.clone();

@@ -292,6 +292,7 @@ pub(crate) async fn count_ready(client: &Client) -> Result<usize> {
         + bare.iter().filter(|p| pod_ready(p)).count())
 }
 
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn populate(
     out: &Path,
     pods: usize,
@@ -300,6 +301,7 @@ pub(crate) async fn populate(
     nodes: usize,
     logs_dir: &Path,
     timeout: u64,
+    mix: Mix,
 ) -> Result<()> {
     let units = plan(pods, namespaces, digests, nodes)?;
     let total_pods: usize = units.iter().map(|u| u.replicas).sum();
@@ -317,21 +319,20 @@ pub(crate) async fn populate(
 
     // Scan logs first: a scan pod may read its log as soon as it exists.
     std::fs::create_dir_all(logs_dir)?;
-    let small = cri_log(&std::fs::read(SMALL_LOG)?);
-    let others: Vec<Vec<u8>> = OTHER_LOGS
-        .iter()
-        .map(|p| std::fs::read(p).map(|b| cri_log(&b)))
-        .collect::<std::io::Result<_>>()?;
+    // One CRI log per fixture, written once per digest that replays it.
+    let mut logs = BTreeMap::<&str, Vec<u8>>::new();
     let mut log_bytes = BTreeMap::<&str, usize>::new();
     for d in 0..digests {
-        let (name, bytes) = if d % 50 == 49 {
-            let k = (d / 50) % others.len();
-            (OTHER_LOGS[k], &others[k])
-        } else {
-            (SMALL_LOG, &small)
-        };
-        *log_bytes.entry(name).or_default() += 1;
-        std::fs::write(logs_dir.join(format!("{}.log", digest_hex(d))), bytes)?;
+        let fixture = mix.fixture(d);
+        if !logs.contains_key(fixture) {
+            let bytes = std::fs::read(fixture).with_context(|| fixture.to_string())?;
+            logs.insert(fixture, cri_log(&bytes));
+        }
+        *log_bytes.entry(fixture).or_default() += 1;
+        std::fs::write(
+            logs_dir.join(format!("{}.log", digest_hex(d))),
+            &logs[fixture],
+        )?;
     }
     log(format!(
         "scan logs written to {} (digests per fixture: {log_bytes:?})",
@@ -453,6 +454,7 @@ pub(crate) async fn populate(
             "cis_expected": cis,
             "kinds": kinds,
             "logs_per_fixture": log_bytes,
+            "report_mix": format!("{mix:?}").to_lowercase(),
             "populate_create_s": created_s,
             "populate_running_s": running_s,
         }),

@@ -47,6 +47,12 @@ pub(crate) fn report(out: &Path, strict: bool) -> Result<()> {
         "etcd_bytes_per_cis_median": run["etcd_bytes_per_cis_median"],
         "etcd_bytes_per_cis_p90": run["etcd_bytes_per_cis_p90"],
         "etcd_bytes_per_cis_max": run["etcd_bytes_per_cis_max"],
+        "etcd_cis_bytes_total": run["etcd_cis_bytes_total"],
+        "etcd_report_values": run["etcd_report_values"],
+        "etcd_report_bytes_total": run["etcd_report_bytes_total"],
+        "apiserver_bytes_run": run["apiserver_bytes_run"],
+        "report_mix": plan["report_mix"],
+        "logs_per_fixture": plan["logs_per_fixture"],
         "active_scan_job_limit": run["active_scan_job_limit"],
         "populate_running_s": plan["populate_running_s"],
     });
@@ -215,6 +221,48 @@ pub(crate) fn report(out: &Path, strict: bool) -> Result<()> {
         })
         .unwrap_or_default();
     check("operator API requests by verb", verbs, None, "", false);
+    let mib_of = |v: &Value| f(v).map_or("-".to_string(), |b| format!("{:.1} MiB", b / 1048576.0));
+    check(
+        "etcd bytes: all CIS (count) / all Reports (count)",
+        format!(
+            "{} ({}) / {} ({})",
+            mib_of(&run["etcd_cis_bytes_total"]),
+            run["etcd_cis_values"],
+            mib_of(&run["etcd_report_bytes_total"]),
+            run["etcd_report_values"]
+        ),
+        None,
+        "",
+        false,
+    );
+    // "request|response resource VERB" → bytes; the counts behind them are the " count" keys.
+    let bytes = run["apiserver_bytes_run"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    for direction in ["request", "response"] {
+        let by_verb = bytes
+            .iter()
+            .filter(|(k, _)| k.starts_with(direction) && !k.ends_with(" count"))
+            .map(|(k, v)| {
+                let n = bytes.get(&format!("{k} count")).and_then(Value::as_f64);
+                let what = k.trim_start_matches(direction).trim();
+                let per = match (f(v), n) {
+                    (Some(b), Some(n)) if n > 0.0 => format!(", {:.1} KiB each", b / n / 1024.0),
+                    _ => String::new(),
+                };
+                format!("{what}: {}{per}", mib_of(v))
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        check(
+            &format!("API server {direction} bytes (operator's resources)"),
+            by_verb,
+            None,
+            "",
+            false,
+        );
+    }
     let w0 = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
     let w1 = rows.iter().map(|r| r.1.len()).max().unwrap_or(0).min(60);
     println!(

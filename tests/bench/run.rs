@@ -27,6 +27,7 @@ pub(crate) async fn run(
         bail!("the scan namespace already holds Jobs: start from a fresh cluster (scale.sh does)");
     }
     let api_before = apiserver_requests(&client).await?;
+    let bytes_before = apiserver_bytes(&client).await?;
     let cpu_before = cluster_cpu(state);
 
     let metrics_port = free_port()?;
@@ -203,6 +204,7 @@ pub(crate) async fn run(
     let final_parsed = parse_metrics(&final_text);
     let after = requests_by_verb(&final_parsed);
     let api_after = apiserver_requests(&client).await?;
+    let bytes_after = apiserver_bytes(&client).await?;
     let quiet_delta = delta(&after, &before);
     let quiet_writes = (writes(&after) - writes(&before)).max(0.0);
     let api_quiet = delta(&api_after, &api_quiet_before);
@@ -232,18 +234,29 @@ pub(crate) async fn run(
         .or(samples.last().map(|s| s.1.cpu))
         .unwrap_or(0.0);
 
-    let mut sizes = etcd_cis_sizes(state).unwrap_or_else(|e| {
-        log(format!("etcd sizes not measured: {e}"));
-        Vec::new()
-    });
-    sizes.sort_by(|a, b| a.total_cmp(b));
+    let etcd_sizes = |prefix: &str| {
+        let mut sizes = etcd_value_sizes(state, prefix).unwrap_or_else(|e| {
+            log(format!("etcd sizes under {prefix} not measured: {e}"));
+            Vec::new()
+        });
+        sizes.sort_by(|a, b| a.total_cmp(b));
+        sizes
+    };
+    let sizes = etcd_sizes(ETCD_CIS_PREFIX);
+    let report_sizes = etcd_sizes(ETCD_REPORT_PREFIX);
     let etcd_median = percentile(&sizes, 0.5);
+    let cis_total: f64 = sizes.iter().sum();
+    let report_total: f64 = report_sizes.iter().sum();
     log(format!(
-        "etcd: {} CIS values, median {etcd_median} bytes, p90 {}, max {}, total {}",
+        "etcd: {} CIS values, median {etcd_median} bytes, p90 {}, max {}, total {cis_total}; {} Reports, total {report_total} bytes",
         sizes.len(),
         percentile(&sizes, 0.9),
         percentile(&sizes, 1.0),
-        sizes.iter().sum::<f64>()
+        report_sizes.len(),
+    ));
+    let api_bytes = delta(&bytes_after, &bytes_before);
+    log(format!(
+        "API server bytes for the operator's resources: {api_bytes:?}"
     ));
     let jobs_metric = metric(&final_parsed, "image_scanner_scan_jobs_created_total").unwrap_or(0.0);
 
@@ -283,6 +296,11 @@ pub(crate) async fn run(
             "etcd_bytes_per_cis_p90": percentile(&sizes, 0.9),
             "etcd_bytes_per_cis_max": percentile(&sizes, 1.0),
             "etcd_cis_values": sizes.len(),
+            "etcd_cis_bytes_total": cis_total,
+            "etcd_report_values": report_sizes.len(),
+            "etcd_report_bytes_total": report_total,
+            "etcd_bytes_per_report_max": percentile(&report_sizes, 1.0),
+            "apiserver_bytes_run": api_bytes,
             "active_scan_job_limit": job_limit,
             "operator_args": args,
         }),

@@ -57,13 +57,104 @@ const NS_PREFIX: &str = "bench-";
 const LABEL: &str = "bench=scale";
 /// The operator's flow-control window (`MAX_INFLIGHT` in src/shell/runtime.rs).
 const OPERATOR_INFLIGHT: usize = 32;
+/// The upstream operator's sample report (19 findings, the template format).
 const SMALL_LOG: &str = "tests/fixtures/upstream/internal/controller/stas/testdata/scan-job-successful/successful-scan-job-pod.log.json";
-/// Other report formats and sizes, used for one digest in 50 (rotating).
-const OTHER_LOGS: [&str; 3] = [
+/// The mix of scan reports the digests replay (`--mix realistic`): real scanner outputs of
+/// `tests/fixtures/` and how many digests of every 1,000 get each. Their sizes are the data
+/// points of ../shared/docs/scanner-interface.md §1.7 (0, a few, 15–19, 160–182 and 10,395
+/// findings); the shares are ours — most images carry tens to hundreds of findings, one in a
+/// hundred is an old, unmaintained image with thousands (docs/performance.md, "The report
+/// mix"). Mean 191 findings per digest; half the digests carry 19 or fewer.
+const REALISTIC_MIX: [(&str, usize); 13] = [
+    (
+        "tests/fixtures/trivy/trivy-head_image_slem-5.4_os_no-vulns.json",
+        60,
+    ),
+    (
+        "tests/fixtures/grype/grype-0.7.0_image_busybox_no-matches.json",
+        40,
+    ),
+    (
+        "tests/fixtures/trivy/trivy-head_repo_npm_lang-pkgs_1vuln_with-Packages.json",
+        15,
+    ),
+    (
+        "tests/fixtures/trivy/trivy-head_image_debian-10.2_os-and-gemspec_2vulns.json",
+        15,
+    ),
+    (
+        "tests/fixtures/trivy/trivy-head_image_debian-10.1_os_2vulns_affected-and-fixed.json",
+        50,
+    ),
+    (
+        "tests/fixtures/trivy/trivy-head_image_centos-7.6_os_3vulns_will_not_fix.json",
+        40,
+    ),
+    (
+        "tests/fixtures/trivy/trivy-head_repo_gomod_lang-pkgs_5vulns_UNKNOWN-severity.json",
+        30,
+    ),
+    (
+        "tests/fixtures/trivy/trivy-head_image_alpine-3.9.4-eosl_os_6vulns_all-fixed.json",
+        50,
+    ),
+    (
+        "tests/fixtures/grype/grype-0.94.0_image_busybox-1.32.1_15matches_epss_empty-fix-state.json",
+        100,
+    ),
+    (SMALL_LOG, 100),
+    (
+        "tests/fixtures/trivy/trivy-v0.20.0_image_debian-9.9_os_160vulns.json",
+        270,
+    ),
+    (
+        "tests/fixtures/trivy/trivy-0.56_image_juice-shop-v12.10.2_alpine-3.11-eosl_os-and-node-and-secret_182vulns.json",
+        220,
+    ),
+    (
+        "tests/fixtures/upstream/internal/controller/stas/testdata/scan-job-successful-long/scan-job-pod.log.json",
+        10,
+    ),
+];
+/// The mix of the benchmark runs before issue 19 (`--mix sample`): the upstream sample report,
+/// and one digest in 50 (rotating) one of these.
+const SAMPLE_MIX_OTHERS: [&str; 3] = [
     "tests/fixtures/trivy/trivy-head_image_debian-10.1_os_2vulns_affected-and-fixed.json",
     "tests/fixtures/grype/grype-0.94.0_image_busybox-1.32.1_15matches_epss_empty-fix-state.json",
     "tests/fixtures/trivy/trivy-v0.20.0_image_debian-9.9_os_160vulns.json",
 ];
+/// Which reports the digests replay.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Mix {
+    /// `REALISTIC_MIX`.
+    Realistic,
+    /// The runs before issue 19: 49 of 50 digests the upstream sample report.
+    Sample,
+}
+
+impl Mix {
+    /// The report fixture digest `d` replays.
+    fn fixture(self, d: usize) -> &'static str {
+        match self {
+            Mix::Sample if d % 50 == 49 => SAMPLE_MIX_OTHERS[(d / 50) % SAMPLE_MIX_OTHERS.len()],
+            Mix::Sample => SMALL_LOG,
+            Mix::Realistic => {
+                // A permutation of each block of 1,000 digests (7919 is prime to 1,000), so
+                // every 1,000 consecutive digests hold the mix exactly and its large reports
+                // are spread over the digest numbers (the first ten are the popular sidecars).
+                let mut slot = (d * 7919) % 1000;
+                for (fixture, share) in REALISTIC_MIX {
+                    if slot < share {
+                        return fixture;
+                    }
+                    slot -= share;
+                }
+                unreachable!("the shares sum to 1,000")
+            }
+        }
+    }
+}
+
 /// Write verbs of the operator's request counter.
 const WRITE_VERBS: [&str; 6] = [
     "apply_cis",
@@ -102,6 +193,9 @@ enum Cmd {
         /// Seconds to wait for all pods to run.
         #[arg(long, default_value_t = 1200)]
         timeout: u64,
+        /// Which scan reports the digests replay.
+        #[arg(long, value_enum, default_value_t = Mix::Realistic)]
+        mix: Mix,
     },
     Run {
         /// The operator binary.
@@ -150,9 +244,10 @@ async fn main() -> Result<()> {
             nodes,
             logs_dir,
             timeout,
+            mix,
         } => {
             populate(
-                &cli.out, pods, namespaces, digests, nodes, &logs_dir, timeout,
+                &cli.out, pods, namespaces, digests, nodes, &logs_dir, timeout, mix,
             )
             .await
         }
@@ -191,4 +286,35 @@ fn read_json(path: &Path) -> Result<Value> {
     let text = std::fs::read(path)
         .with_context(|| format!("reading {} (run the earlier steps)", path.display()))?;
     Ok(serde_json::from_slice(&text)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_realistic_mix_holds_exactly_in_every_thousand_digests() {
+        assert_eq!(REALISTIC_MIX.iter().map(|(_, n)| n).sum::<usize>(), 1000);
+        for block in [0, 1000, 7000] {
+            let mut count = BTreeMap::<&str, usize>::new();
+            for d in block..block + 1000 {
+                *count.entry(Mix::Realistic.fixture(d)).or_default() += 1;
+            }
+            for (fixture, share) in REALISTIC_MIX {
+                assert_eq!(count[fixture], share, "{fixture} in block {block}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_fixture_of_a_mix_exists() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        for fixture in REALISTIC_MIX
+            .iter()
+            .map(|(f, _)| *f)
+            .chain(SAMPLE_MIX_OTHERS)
+        {
+            assert!(root.join(fixture).is_file(), "{fixture}");
+        }
+    }
 }

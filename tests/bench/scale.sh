@@ -20,6 +20,9 @@
 #      JOBS_BASELINE=1 (also time copies of the operator's scan Jobs run alone, JOB_LIMIT in
 #      flight: the scan pipeline's physical bound; adds about 2 minutes at 1,000 digests)
 #      OPERATOR_FLAGS (extra operator flags, space-separated) BENCH_OUT (target/bench)
+#      MIX (realistic: the report mix of docs/performance.md; sample: the upstream sample report
+#      for 49 of 50 digests, as runs before 2026-12-04) REPORTS=1 (install an OpenReports
+#      CRD: the operator then writes a Report per CIS too, as where Kyverno runs)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
@@ -29,6 +32,8 @@ NAMESPACES="${NAMESPACES:-100}"
 DIGESTS="${DIGESTS:-1000}"
 QUIET="${QUIET:-300}"
 JOB_LIMIT="${JOB_LIMIT:-100}"
+MIX="${MIX:-realistic}"
+REPORTS="${REPORTS:-0}"
 OUT="${BENCH_OUT:-$ROOT/target/bench}"
 export NODE_MAX_PODS="${NODE_MAX_PODS:-1000}"
 # Enough nodes for the pods plus one scan pod per digest, and at least 3.
@@ -78,9 +83,16 @@ export KUBECONFIG="$CLUSTER_STATE/kubeconfig"
 "$CLUSTER_STATE/bin/kubectl" apply --server-side -f crds/ >&2
 "$CLUSTER_STATE/bin/kubectl" wait --for=condition=Established --timeout=60s \
   crd/containerimagescans.stas.statnett.no >&2
+if [[ "$REPORTS" == 1 ]]; then
+  # The operator detects the CRD at start (PolicyReport=auto); it runs with the admin
+  # kubeconfig here, so no RBAC is needed.
+  "$CLUSTER_STATE/bin/kubectl" apply --server-side -f tests/bench/openreports-crd.yaml >&2
+  "$CLUSTER_STATE/bin/kubectl" wait --for=condition=Established --timeout=60s \
+    crd/reports.openreports.io >&2
+fi
 
 "$BIN/bench-scale" --out "$OUT" populate --pods "$PODS" --namespaces "$NAMESPACES" \
-  --digests "$DIGESTS" --nodes "$NODES" --logs-dir "$CLUSTER_STATE/logs"
+  --digests "$DIGESTS" --nodes "$NODES" --logs-dir "$CLUSTER_STATE/logs" --mix "$MIX"
 extra=()
 for f in ${OPERATOR_FLAGS:-}; do extra+=(--extra="$f"); done
 "$BIN/bench-scale" --out "$OUT" run --operator "$BIN/image-scanner-operator" --quiet "$QUIET" \
