@@ -1029,6 +1029,31 @@ fn an_image_that_cannot_be_pulled_deletes_the_job_and_shows_why_at_once() {
 }
 
 #[test]
+fn the_answer_to_deleting_a_job_leaves_a_new_job_of_the_same_name_running() {
+    let mut api = api_with_job(config());
+    let pod = api.pod("1", waiting("ImagePullBackOff", "Back-off pulling image"));
+    api.put_pod(pod);
+    let cmds = api.e.poll(api.now);
+    let delete = cmds
+        .iter()
+        .find(|c| matches!(c.action, Action::DeleteJob { .. }))
+        .expect("the Job is deleted")
+        .id;
+    // Before the answer, the watch shows the Job gone and another of the same name (another
+    // replica's, or a person's) running.
+    let old = api.job();
+    api.job_deleted(&old.name);
+    let mut again = old.clone();
+    again.uid = "job-again".into();
+    again.resource_version = api.next_rv();
+    api.put_job(again);
+    api.deliver();
+    assert_eq!(api.e.active_jobs(), 1);
+    api.reply(delete, Outcome::Done);
+    assert_eq!(api.e.active_jobs(), 1, "the answer was about the old Job");
+}
+
+#[test]
 fn a_job_the_api_rejects_is_a_failure_users_see() {
     let mut api = Api::new(config());
     api.answer_next("create_job", failed(ApiErrorKind::Invalid));
