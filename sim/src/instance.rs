@@ -71,6 +71,7 @@ pub fn engine_config(opts: &Options) -> EngineConfig {
     cfg.active_job_limit = opts.job_limit;
     cfg.max_inflight = opts.max_inflight;
     cfg.details_max_bytes = opts.details_max_bytes;
+    cfg.details_total_bytes = opts.details_total_bytes;
     cfg.log_max_bytes = 256 * 1024;
     cfg.report_cache_bytes = 256 * 1024;
     cfg.failed_scan_retry = Duration::from_secs(120);

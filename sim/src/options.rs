@@ -205,6 +205,8 @@ pub struct Options {
     pub max_inflight: usize,
     /// Details budget of statuses.
     pub details_max_bytes: usize,
+    /// Cluster-wide bound on the details of all statuses (0: none).
+    pub details_total_bytes: usize,
     /// Request size limit of the API server.
     pub request_limit: usize,
     /// Largest watch delay in ms.
@@ -272,6 +274,7 @@ impl Options {
             job_limit,
             max_inflight,
             details_max_bytes,
+            details_total_bytes: draw_details_total(seed, details_max_bytes),
             request_limit,
             max_delay_ms,
             compaction_window,
@@ -297,6 +300,17 @@ impl Options {
     }
 }
 
+/// The cluster-wide details bound of one seed in three, from its own stream (the older options
+/// keep their values): two to six statuses' worth, so that a few results fill it.
+fn draw_details_total(seed: u64, details_max_bytes: usize) -> usize {
+    let mut r = stream(seed, Concern::DetailsBudget);
+    if r.chance(1.0 / 3.0) {
+        details_max_bytes * r.between(2, 6) as usize
+    } else {
+        0
+    }
+}
+
 /// The nodes' architectures, from their own stream (the older options keep their values).
 fn draw_node_archs(seed: u64, nodes: usize) -> Vec<Option<&'static str>> {
     let mut r = stream(seed, Concern::Platforms);
@@ -319,7 +333,7 @@ impl fmt::Display for Options {
         let faults: Vec<&str> = self.faults.iter().map(|x| x.name()).collect();
         write!(
             f,
-            "seed={} faults=[{}] rate={} ns={} workloads={} ops={} images={} nodes={} fault_phase={}s heal_limit={}s interval={}s job_limit={} inflight={} details={} request_limit={} max_delay={}ms window={} {} archs=[{}]",
+            "seed={} faults=[{}] rate={} ns={} workloads={} ops={} images={} nodes={} fault_phase={}s heal_limit={}s interval={}s job_limit={} inflight={} details={} details_total={} request_limit={} max_delay={}ms window={} {} archs=[{}]",
             self.seed,
             faults.join(","),
             self.rate,
@@ -334,6 +348,7 @@ impl fmt::Display for Options {
             self.job_limit,
             self.max_inflight,
             self.details_max_bytes,
+            self.details_total_bytes,
             if self.request_limit == usize::MAX {
                 "none".to_string()
             } else {

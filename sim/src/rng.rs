@@ -31,6 +31,8 @@ pub enum Concern {
     Registry = 9,
     /// The nodes' `kubernetes.io/arch` labels.
     Platforms = 10,
+    /// The cluster-wide bound on stored details.
+    DetailsBudget = 11,
 }
 
 /// SplitMix64 finaliser: spreads seeds that differ in one bit.

@@ -127,6 +127,12 @@ pub struct ContainerImageScanStatus {
     /// because the details exceeded the size budget.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vulnerabilities_truncated: Option<VulnerabilitiesTruncated>,
+    /// Extension: bytes of vulnerability details this result keeps in etcd — `vulnerabilities`
+    /// here and the results of this object's OpenReports Report — measured as compact JSON of
+    /// the vulnerabilities. The operator keeps their sum over all objects within
+    /// `--details-total-bytes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details_bytes: Option<i64>,
 }
 
 /// Extension: what was left out of `status.vulnerabilities` to fit the size budget.
@@ -139,6 +145,23 @@ pub struct VulnerabilitiesTruncated {
     pub dropped_count: i32,
     /// Size budget in bytes that the details had to fit.
     pub budget_bytes: i64,
+    /// Which budget cut them: `ObjectBudget` (`--status-details-max-bytes`), `ClusterBudget`
+    /// (the stored details of all objects near `--details-total-bytes`), `RequestTooLarge`
+    /// (the API server refused a larger object). Absent in objects written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<TruncationReason>,
+}
+
+/// Extension: which budget cut the details (see [`VulnerabilitiesTruncated::reason`]).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum TruncationReason {
+    /// The per-object budget, `--status-details-max-bytes`.
+    ObjectBudget,
+    /// The cluster-wide budget, `--details-total-bytes`: the details of all objects together
+    /// came near it, so this object got less room.
+    ClusterBudget,
+    /// The API server refused a larger object ("request entity too large").
+    RequestTooLarge,
 }
 
 /// One vulnerability of one package. This is also the scan-log element format of the Go

@@ -214,6 +214,16 @@ pub struct OperatorArgs {
         value_name = "BYTES"
     )]
     pub status_details_max_bytes: String,
+    /// Byte budget for the vulnerability details of all CIS statuses and Reports together
+    /// (their `status.detailsBytes`); past half of it each new result gets less room, lowest
+    /// severities dropped first. 0: no cluster-wide bound.
+    #[arg(
+        long,
+        env = "DETAILS_TOTAL_BYTES",
+        default_value = "536870912",
+        value_name = "BYTES"
+    )]
+    pub details_total_bytes: String,
     /// Maximum bytes read from a scan pod's log; larger logs fail the scan with a clear message.
     #[arg(
         long,
@@ -395,6 +405,8 @@ pub struct OperatorConfig {
     pub feature_gates: FeatureGates,
     /// Byte budget of `status.vulnerabilities`.
     pub status_details_max_bytes: usize,
+    /// Byte budget of the details of all CIS and Reports together; 0: none.
+    pub details_total_bytes: usize,
     /// Cap on bytes read from one scan log.
     pub scan_log_max_bytes: usize,
     /// Budget of the parsed-report cache.

@@ -112,6 +112,12 @@ fn defaults_validate_to_upstream_values() {
         GateSetting::Auto
     );
     assert_eq!(c.status_details_max_bytes, 262_144);
+    assert_eq!(c.details_total_bytes, 512 * 1024 * 1024);
+    assert_eq!(
+        c.details_total_bytes,
+        crate::core::engine::DEFAULT_DETAILS_TOTAL_BYTES,
+        "the flag's default is the engine's"
+    );
     assert_eq!(c.scan_log_max_bytes, 64 * 1024 * 1024);
     assert_eq!(c.report_cache_max_bytes, 4 * 1024 * 1024);
     assert!(c.scan_job_resources.is_none());
@@ -292,6 +298,7 @@ fn other_bad_values_name_their_flag() {
             "--status-details-max-bytes=5000000",
             "STATUS_DETAILS_MAX_BYTES",
         ),
+        ("--details-total-bytes=512Mi", "DETAILS_TOTAL_BYTES"),
         ("--scan-log-max-bytes=10", "SCAN_LOG_MAX_BYTES"),
         ("--report-cache-max-bytes=-1", "REPORT_CACHE_MAX_BYTES"),
         ("--scan-job-tolerations=[{", "SCAN_JOB_TOLERATIONS"),

@@ -292,6 +292,11 @@ impl OperatorArgs {
             )?,
             feature_gates: FeatureGates::parse(&self.feature_gates)?,
             status_details_max_bytes,
+            details_total_bytes: parse_number(
+                &self.details_total_bytes,
+                "details-total-bytes",
+                "DETAILS_TOTAL_BYTES",
+            )?,
             scan_log_max_bytes,
             report_cache_max_bytes,
             scan_job_resources: parse_json_flag(

@@ -8,7 +8,7 @@ use super::status::{
     scan_error, scan_job_created,
 };
 use super::time::Timestamp;
-use crate::crd::{ContainerImageScanStatus, Vulnerability};
+use crate::crd::{ContainerImageScanStatus, VulnerabilitiesTruncated, Vulnerability};
 
 pub use super::status::{
     REASON_DECODE_ERROR, REASON_ERROR, REASON_NO_REGISTRY_DIGEST, REASON_PULL_UNAUTHORIZED,
@@ -32,6 +32,7 @@ fn base(cis: &CisView) -> ContainerImageScanStatus {
         vulnerabilities: None,
         vulnerability_summary: s.summary.as_deref().cloned(),
         vulnerabilities_truncated: None,
+        details_bytes: None,
     }
 }
 
@@ -76,18 +77,25 @@ pub fn success_status(
 
 /// The OpenReports Report of a successful scan for this CIS: the same filtered, sorted
 /// vulnerabilities as the status, fitted to `budget` bytes (lowest severities dropped first),
-/// with the summary of all of them.
+/// with the summary of all of them; `explain` completes the record of a cut. Also the bytes of
+/// the details it keeps, measured as the status measures its own (`status::details_size`).
 pub fn report_for(
     cis: &CisView,
     vulnerabilities: &[Vulnerability],
     budget: usize,
-) -> serde_json::Value {
+    explain: impl FnOnce(&mut VulnerabilitiesTruncated),
+) -> (serde_json::Value, u64) {
     let filter = ScanFilter::from_spec(&cis.spec);
     let mut filtered = filter.apply(vulnerabilities.to_vec());
     let summary = status::summary_from(&filtered, filter.min());
     status::sort_details(&mut filtered);
-    let fitted = status::fit_details(filtered, budget);
-    super::openreports::report(cis, &fitted.kept, &summary, fitted.truncated.as_ref())
+    let mut fitted = status::fit_details(filtered, budget);
+    if let Some(t) = fitted.truncated.as_mut() {
+        explain(t);
+    }
+    let bytes = status::details_size(&fitted.kept) as u64;
+    let report = super::openreports::report(cis, &fitted.kept, &summary, fitted.truncated.as_ref());
+    (report, bytes)
 }
 
 /// Which failure condition to write.

@@ -197,6 +197,9 @@ pub struct CisStatusView {
     pub conditions: Vec<Condition>,
     /// `status.vulnerabilitySummary` (shared: the engine interns equal summaries).
     pub summary: Option<Arc<VulnerabilitySummary>>,
+    /// `status.detailsBytes`; for a status without it (written by the Go operator or before the
+    /// field existed), the size of its `vulnerabilities`.
+    pub details_bytes: u64,
 }
 
 impl CisStatusView {
@@ -216,7 +219,18 @@ impl CisStatusView {
                 .map(Timestamp::from_k8s),
             conditions: s.conditions.clone().unwrap_or_default(),
             summary: s.vulnerability_summary.clone().map(Arc::new),
+            details_bytes: details_bytes(s),
         }
+    }
+}
+
+/// What a status says its details take, or what its `vulnerabilities` measure when it does not
+/// say.
+pub fn details_bytes(status: &ContainerImageScanStatus) -> u64 {
+    match (status.details_bytes, &status.vulnerabilities) {
+        (Some(bytes), _) => u64::try_from(bytes).unwrap_or(0),
+        (None, Some(details)) => crate::status::details_size(details) as u64,
+        (None, None) => 0,
     }
 }
 

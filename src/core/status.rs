@@ -157,6 +157,16 @@ pub fn item_size(v: &Vulnerability) -> usize {
     }
 }
 
+/// What a list of details counts as against the budgets: its compact JSON, and nothing when
+/// it is empty (an empty list is what any budget leaves when it can hold no finding).
+pub fn details_size(vulnerabilities: &[Vulnerability]) -> usize {
+    if vulnerabilities.is_empty() {
+        0
+    } else {
+        list_size(vulnerabilities)
+    }
+}
+
 /// Bytes of the compact JSON array of `vulnerabilities`.
 pub fn list_size(vulnerabilities: &[Vulnerability]) -> usize {
     array_size(
@@ -190,7 +200,8 @@ pub fn fit_details_with(
         }
     }
     let fits = |i: usize| array_size(suffix.get(i).copied().unwrap_or(0), n - i) <= max_bytes;
-    if fits(0) {
+    // Nothing to cut: an empty list is what remains at any budget.
+    if fits(0) || n == 0 {
         return FittedDetails {
             kept: sorted,
             truncated: None,
@@ -225,6 +236,7 @@ pub fn fit_details_with(
             dropped_severities,
             dropped_count: saturating_i32(dropped.len()),
             budget_bytes: i64::try_from(max_bytes).unwrap_or(i64::MAX),
+            reason: None,
         }),
     }
 }
@@ -319,6 +331,7 @@ pub fn success_status(
         last_scan_time: Some(Time(params.now)),
         last_successful_scan_time: Some(Time(params.now)),
         conditions: None,
+        details_bytes: details.as_deref().map(|d| saturating_i64(details_size(d))),
         vulnerabilities: details,
         vulnerability_summary: Some(summary),
         vulnerabilities_truncated: truncated,
@@ -529,6 +542,10 @@ fn saturating_i32(n: usize) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
 }
 
+pub(crate) fn saturating_i64(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
 struct ByteCounter(usize);
 
 impl io::Write for ByteCounter {
@@ -684,6 +701,7 @@ mod tests {
                 dropped_severities: vec![Severity::Unknown, Severity::Low, Severity::Medium],
                 dropped_count: 12,
                 budget_bytes: budget as i64,
+                reason: None,
             })
         );
     }

@@ -23,7 +23,7 @@ use crate::crd::ContainerImageScan;
 /// Field manager of every write but the status writes that keep the stored details.
 pub const FIELD_MANAGER: &str = "image-scanner-operator";
 /// Field manager of the status writes that keep the stored details (failures, announcements):
-/// it never sends `vulnerabilities` or `vulnerabilitiesTruncated`, so it never owns them, and
+/// it never sends `vulnerabilities`, `vulnerabilitiesTruncated` or `detailsBytes`, so it never owns them, and
 /// server-side apply leaves them to [`FIELD_MANAGER`], which wrote them with the last success.
 /// One request, no read: the core holds no details to send along. A success, applied by
 /// [`FIELD_MANAGER`], sends every field this manager ever sends (`conditions` too, empty), so
@@ -139,6 +139,7 @@ impl Executor {
                 let manager = if keep_details {
                     status.vulnerabilities = None;
                     status.vulnerabilities_truncated = None;
+                    status.details_bytes = None;
                     KEEP_DETAILS_FIELD_MANAGER
                 } else {
                     // "A successful scan removes all conditions": also those the other

@@ -217,6 +217,18 @@ fn render_operational(
     );
     gauge(
         out,
+        "image_scanner_details_bytes",
+        "Bytes of vulnerability details the CIS statuses and Reports keep in etcd (the sum of status.detailsBytes).",
+        engine.details_bytes(),
+    );
+    gauge(
+        out,
+        "image_scanner_details_budget_bytes",
+        "The cluster-wide bound on those bytes, --details-total-bytes (0: none); past half of it new results get less room.",
+        engine.config().details_total_bytes,
+    );
+    gauge(
+        out,
         "image_scanner_report_cache_bytes",
         "Bytes of parsed scan reports kept to serve later CIS of the same digest.",
         engine.report_cache_bytes(),

@@ -75,6 +75,7 @@ pub fn engine_config(
         // The same budget, so moving the details between the status and the Report changes
         // where they are, not how many.
         report_max_bytes: config.status_details_max_bytes,
+        details_total_bytes: config.details_total_bytes,
         log_max_bytes: config.scan_log_max_bytes,
         report_cache_bytes: config.report_cache_max_bytes,
         // Flow control, retry and back-off timings: the engine's own defaults.

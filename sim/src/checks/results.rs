@@ -83,6 +83,55 @@ fn stalled(s: &ContainerImageScanStatus) -> Option<&str> {
 }
 
 impl Checker {
+    /// S10 on a status write of a current leader the server accepted (before it is stored):
+    /// its `detailsBytes` says what its details take, and with it the details of all CIS stay
+    /// within the cluster-wide bound `total` (0: none). Not checked while a deposed leader's
+    /// late write is stored: the leader decided on what it saw, and such a write cannot be
+    /// fenced (S4).
+    pub fn on_details_total(
+        &mut self,
+        now: i64,
+        cluster: &Cluster,
+        key: &(String, String),
+        new: &ContainerImageScanStatus,
+        total: usize,
+    ) {
+        if let Some(details) = &new.vulnerabilities {
+            let size = image_scanner_core::status::details_size(details) as i64;
+            if new.details_bytes != Some(size) {
+                self.violation(
+                    now,
+                    "S10",
+                    format!(
+                        "{}/{}: detailsBytes {:?} but the details take {size}",
+                        key.0, key.1, new.details_bytes
+                    ),
+                );
+            }
+        }
+        if total == 0 || cluster.cis.values().any(|c| c.status != c.legit) {
+            return;
+        }
+        let others: u64 = cluster
+            .cis
+            .iter()
+            .filter(|(k, _)| *k != key)
+            .filter_map(|(_, c)| c.status.as_ref())
+            .map(image_scanner_core::port::details_bytes)
+            .sum();
+        let sum = others + image_scanner_core::port::details_bytes(new);
+        if sum > total as u64 {
+            self.violation(
+                now,
+                "S10",
+                format!(
+                    "{}/{}: the stored details would take {sum} bytes, over the bound {total}",
+                    key.0, key.1
+                ),
+            );
+        }
+    }
+
     /// S4/S5 on a status write the server accepted (before it is stored).
     #[allow(clippy::too_many_arguments)]
     pub fn on_status(

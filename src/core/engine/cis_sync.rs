@@ -229,6 +229,7 @@ impl Engine {
             return;
         }
         let old_digest = old.map(|t| t.view.spec.digest.clone());
+        let old_details = old.map_or(0, |t| t.view.status.details_bytes);
         let new_digest = tracked.view.spec.digest.clone();
         self.index
             .index_cis_digest(&key, old_digest.as_deref(), Some(&new_digest));
@@ -238,15 +239,19 @@ impl Engine {
         self.scan_stage().learn_result_from_status(&tracked.view);
         self.scans.dirty.insert(new_digest);
         self.cis_sync.dirty.insert(key.clone());
+        self.index.details_bytes = (self.index.details_bytes.saturating_sub(old_details))
+            .saturating_add(tracked.view.status.details_bytes);
         self.index.cis.insert(key, Box::new(tracked));
     }
 
     pub(super) fn remove_cis(&mut self, key: &CisKey) {
         if let Some(old) = self.index.cis.remove(key) {
+            self.index.details_bytes =
+                (self.index.details_bytes).saturating_sub(old.view.status.details_bytes);
             self.index
                 .index_cis_digest(key, Some(&old.view.spec.digest), None);
             self.scans.dirty.insert(old.view.spec.digest);
-            self.scans.detail_budget.remove(key);
+            self.scans.forget_cis(key);
         }
         // Member pods may want it back (someone deleted it by hand).
         self.cis_sync.dirty.insert(key.clone());

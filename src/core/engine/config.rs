@@ -57,6 +57,10 @@ pub struct EngineConfig {
     pub write_reports: bool,
     /// Bytes of vulnerability JSON a Report holds at most.
     pub report_max_bytes: usize,
+    /// Bytes of vulnerability details all CIS statuses and Reports together keep in etcd at
+    /// most (their `detailsBytes`); 0: no cluster-wide bound. Past half of it, each new result
+    /// gets less room (`scans::fan_out::cluster_allowance`).
+    pub details_total_bytes: usize,
     /// Cap on bytes read from a scan log.
     pub log_max_bytes: usize,
     /// Bytes of parsed reports kept in memory to serve later CIS of the same digest.
@@ -129,6 +133,7 @@ impl Default for EngineConfig {
             status_details: StatusDetails::UnlessInReport,
             write_reports: false,
             report_max_bytes: 262_144,
+            details_total_bytes: DEFAULT_DETAILS_TOTAL_BYTES,
             log_max_bytes: 64 * 1024 * 1024,
             report_cache_bytes: 4 * 1024 * 1024,
             max_inflight: 32,
@@ -139,6 +144,10 @@ impl Default for EngineConfig {
         }
     }
 }
+
+/// The default cluster-wide bound on stored details: a quarter of etcd's default 2 GiB quota,
+/// which leaves room for the cluster's other objects and etcd's history of revisions.
+pub const DEFAULT_DETAILS_TOTAL_BYTES: usize = 512 * 1024 * 1024;
 
 /// Compiles a pattern written in this source file.
 fn constant_regex(pattern: &str) -> Regex {

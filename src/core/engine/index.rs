@@ -138,6 +138,8 @@ pub struct Index {
     pub unscannable: BTreeMap<PodKey, (String, Vec<ContainerProblem>)>,
     /// Values many stored objects carry identically.
     pub shared: Shared,
+    /// Sum of `status.detailsBytes` over `cis`: what the stored details take in etcd.
+    pub details_bytes: u64,
 }
 
 /// The key of a namespaced object in [`Index::jobs`] and [`Index::scan_pods`].

@@ -27,7 +27,9 @@ mod vec_set;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
-pub use config::{DEFAULT_EXCLUDE_REGEXP, EngineConfig, StatusDetails};
+pub use config::{
+    DEFAULT_DETAILS_TOTAL_BYTES, DEFAULT_EXCLUDE_REGEXP, EngineConfig, StatusDetails,
+};
 pub use coverage::{Coverage, Latency};
 pub use index::CisKey;
 pub use placement::{Placement, PullFailure, classify_pull_failure};
@@ -275,6 +277,12 @@ impl Engine {
     /// Number of scan Jobs that are neither finished nor being deleted.
     pub fn active_jobs(&self) -> usize {
         self.index.active_job_count()
+    }
+
+    /// Bytes of vulnerability details the CIS statuses and Reports keep in etcd, as their
+    /// `status.detailsBytes` say.
+    pub fn details_bytes(&self) -> u64 {
+        self.index.details_bytes
     }
 
     /// Bytes of parsed reports held in memory.

@@ -657,6 +657,7 @@ fn restarted_with_details_lost() -> (Api, CommandId) {
             last_successful_scan_time: Some(T),
             conditions: Vec::new(),
             summary: None,
+            details_bytes: 0,
         },
     );
     api.put_cis("b", CisStatusView::default());
@@ -730,6 +731,7 @@ fn results_are_learned_from_the_statuses_a_restart_finds() {
         last_successful_scan_time: Some(at),
         conditions: Vec::new(),
         summary: None,
+        details_bytes: 0,
     };
     let failure = |at: Timestamp, job: &str| CisStatusView {
         last_successful_scan_time: None,
@@ -823,6 +825,7 @@ fn a_finished_job_no_newer_than_the_known_result_is_not_read() {
             last_successful_scan_time: Some(T),
             conditions: Vec::new(),
             summary: None,
+            details_bytes: 0,
         },
     );
     let left = api.run();
@@ -900,6 +903,7 @@ fn a_new_scan_after_a_result_stamped_in_the_future_is_read_and_stamped_after_it(
             last_successful_scan_time: Some(future),
             conditions: Vec::new(),
             summary: None,
+            details_bytes: 0,
         },
     );
     api.put_cis("b", CisStatusView::default());
@@ -1280,6 +1284,90 @@ fn a_report_that_cannot_be_written_does_not_hold_back_the_status() {
         assert_eq!(api.report_requests().len(), requests, "{answers:?}");
         assert_eq!(api.e.stats().reports_skipped, skipped, "{answers:?}");
     }
+}
+
+/// The stored status of CIS `name` with its details, as the API server holds it.
+fn stored_status(api: &Api, name: &str) -> crate::crd::ContainerImageScanStatus {
+    api.stored_cis("ns", name).expect("stored").status.clone()
+}
+
+#[test]
+fn as_the_stored_details_near_the_cluster_budget_each_new_result_gets_less_room() {
+    let mut cfg = config();
+    cfg.status_details = StatusDetails::Always;
+    cfg.details_max_bytes = 16 * 1024;
+    cfg.details_total_bytes = 40 * 1024;
+    let names = ["a", "b", "c", "d"];
+    let mut api = large_scan(cfg, |api| {
+        for name in &names[1..] {
+            api.put_cis(name, CisStatusView::default());
+        }
+    });
+    until_result(&mut api);
+    let mut total = 0;
+    let mut kept = Vec::new();
+    for name in names {
+        let status = stored_status(&api, name);
+        let details = status.vulnerabilities.clone().unwrap_or_default();
+        let bytes = status.details_bytes.expect("detailsBytes written") as usize;
+        // detailsBytes says what the details take.
+        assert_eq!(bytes, crate::status::details_size(&details), "{name}");
+        total += bytes;
+        let truncated = status.vulnerabilities_truncated.expect("cut");
+        kept.push((name, bytes, truncated.reason, details.len()));
+        // What is kept is the highest severities: every CRITICAL before any LOW.
+        if details.iter().any(|v| v.severity == Severity::Low) {
+            assert!(
+                details
+                    .iter()
+                    .filter(|v| v.severity == Severity::Critical)
+                    .count()
+                    == 100
+            );
+        }
+    }
+    assert!(total <= 40 * 1024, "{total}: {kept:?}");
+    assert_eq!(api.e.details_bytes(), total as u64);
+    // The first two fit their own budget while the others hold at most half of the total;
+    // then the room shrinks.
+    use crate::crd::TruncationReason::{ClusterBudget, ObjectBudget};
+    let reasons: Vec<_> = kept.iter().map(|k| k.2).collect();
+    assert_eq!(
+        reasons,
+        [
+            Some(ObjectBudget),
+            Some(ObjectBudget),
+            Some(ClusterBudget),
+            Some(ClusterBudget)
+        ],
+        "{kept:?}"
+    );
+    assert!(kept[2].1 < kept[1].1 && kept[3].1 < kept[2].1, "{kept:?}");
+}
+
+#[test]
+fn a_report_counts_against_the_cluster_budget_with_its_status() {
+    let mut cfg = small_budgets();
+    cfg.status_details = StatusDetails::UnlessInReport;
+    cfg.details_total_bytes = 24 * 1024;
+    let mut api = large_scan(cfg, |api| api.put_cis("b", CisStatusView::default()));
+    until_result(&mut api);
+    while stored_status(&api, "b").last_scan_time.is_none() {
+        assert!(api.run().is_empty());
+    }
+    let a = stored_status(&api, "a");
+    let b = stored_status(&api, "b");
+    // The details are in the Reports only; each status says what its Report holds.
+    assert!(a.vulnerabilities.is_none() && b.vulnerabilities.is_none());
+    let sizes = api.report_sizes();
+    let (a_bytes, b_bytes) = (a.details_bytes.unwrap_or(0), b.details_bytes.unwrap_or(0));
+    assert!(a_bytes > 12 * 1024, "{a_bytes}");
+    assert!(
+        b_bytes < a_bytes * 2 / 3,
+        "{a_bytes} {b_bytes}: the second Report got less room"
+    );
+    assert!(a_bytes + b_bytes <= 24 * 1024);
+    assert_eq!(sizes.len(), 2, "{sizes:?}");
 }
 
 #[test]

@@ -74,6 +74,7 @@ pub(super) fn failed_status(job_uid: &str, at: Timestamp) -> CisStatusView {
             type_: "Stalled".into(),
         }],
         summary: None,
+        details_bytes: 0,
     }
 }
 

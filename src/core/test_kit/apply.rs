@@ -172,6 +172,7 @@ pub fn status_after_apply(
         // Only the details: the rest of the stored status is replaced anyway.
         status.vulnerabilities = stored.and_then(|s| s.vulnerabilities.clone());
         status.vulnerabilities_truncated = stored.and_then(|s| s.vulnerabilities_truncated.clone());
+        status.details_bytes = stored.and_then(|s| s.details_bytes);
     }
     status
 }

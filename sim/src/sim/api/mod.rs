@@ -296,6 +296,19 @@ impl Sim {
                         "server: status {namespace}/{name} from inst{i} orphan={orphan} t={t:?}"
                     )
                 });
+                // A writer whose CIS watch has not delivered the last legit write of another
+                // writer decided on a stale view: without a resourceVersion precondition such
+                // a write cannot be fenced (see docs/testing.md).
+                let stale = {
+                    let cursor = self.instances[i]
+                        .watchers
+                        .get(&crate::cluster::Kind::Cis)
+                        .map_or(0, |w| w.cursor);
+                    self.cluster.cis.get(&key).is_some_and(|c| {
+                        c.legit_by
+                            .is_some_and(|(w, rv)| w != (i, inc) && cursor < rv)
+                    })
+                };
                 self.checker.on_status(
                     self.now,
                     &self.cluster,
@@ -303,21 +316,12 @@ impl Sim {
                     &key,
                     &new,
                     cfg_budget,
-                    {
-                        // A writer whose CIS watch has not delivered the last legit write of
-                        // another writer decided on a stale view: without a resourceVersion
-                        // precondition such a write cannot be fenced (see docs/testing.md).
-                        let cursor = self.instances[i]
-                            .watchers
-                            .get(&crate::cluster::Kind::Cis)
-                            .map_or(0, |w| w.cursor);
-                        let stale = self.cluster.cis.get(&key).is_some_and(|c| {
-                            c.legit_by
-                                .is_some_and(|(w, rv)| w != (i, inc) && cursor < rv)
-                        });
-                        orphan || stale
-                    },
+                    orphan || stale,
                 );
+                if !(orphan || stale) {
+                    let total = self.instances[i].cfg.details_total_bytes;
+                    (self.checker).on_details_total(self.now, &self.cluster, &key, &new, total);
+                }
                 self.stats.status_writes += 1;
                 let c = self.cluster.cis.get_mut(&key);
                 let changed = if let Some(c) = c {

@@ -109,43 +109,60 @@ impl ScanStage<'_> {
                     return Ok(FanOut::NeedDetails);
                 };
                 let report_key = (key.clone(), latest.job_uid.clone());
+                let others = self.others_details(key, &cis);
+                let total_budget = self.cfg.details_total_bytes;
                 if self.cfg.write_reports && !self.state.reports_written.contains_key(&report_key) {
-                    let budget = self
-                        .state
-                        .report_budget
-                        .get(key)
-                        .copied()
-                        .unwrap_or(self.cfg.report_max_bytes);
+                    let own_budget = self.state.report_budget.get(key).copied();
+                    let max = self.cfg.report_max_bytes;
+                    let allowance = cluster_allowance(others, total_budget, max);
+                    let budget = Budget::new(own_budget, max, allowance);
+                    let (report, bytes) = status::report_for(&cis, &vulns, budget.bytes, |t| {
+                        t.reason = Some(budget.reason);
+                    });
                     let action = Action::ApplyReport {
                         namespace: key.namespace.clone(),
                         name: key.name.clone(),
-                        report: Box::new(status::report_for(&cis, &vulns, budget)),
+                        report: Box::new(report),
                     };
                     let target = Target::Report(key.clone(), latest.job_uid.clone());
-                    self.flights.issue(target, action, now, out)?;
+                    if self.flights.issue(target, action, now, out)? == Issued::Yes {
+                        self.state.reserved.set(key, bytes);
+                    }
                     return Ok(FanOut::Done);
                 }
-                let budget = self
-                    .state
-                    .detail_budget
-                    .get(key)
-                    .copied()
-                    .unwrap_or(self.cfg.details_max_bytes);
-                let in_report =
-                    self.state.reports_written.get(&report_key) == Some(&ReportFate::Written);
+                let in_report = match self.state.reports_written.get(&report_key) {
+                    Some(ReportFate::Written(bytes)) => Some(*bytes),
+                    _ => None,
+                };
                 let write_details = match self.cfg.status_details {
                     StatusDetails::Always => true,
                     StatusDetails::Never => false,
-                    StatusDetails::UnlessInReport => !in_report,
+                    StatusDetails::UnlessInReport => in_report.is_none(),
                 };
-                status::success_status(
+                let report_bytes = in_report.unwrap_or(0);
+                let own_budget = self.state.detail_budget.get(key).copied();
+                // The Report's details count as another object's.
+                let max = self.cfg.details_max_bytes;
+                let allowance =
+                    cluster_allowance(others.saturating_add(report_bytes), total_budget, max);
+                let budget = Budget::new(own_budget, max, allowance);
+                let mut status = status::success_status(
                     &cis,
                     &vulns,
                     &latest.job_uid,
                     latest.at,
-                    budget,
+                    budget.bytes,
                     write_details,
-                )
+                );
+                if let Some(t) = status.vulnerabilities_truncated.as_mut() {
+                    t.reason = Some(budget.reason);
+                }
+                let status_bytes = status.details_bytes.unwrap_or(0);
+                let total = u64::try_from(status_bytes)
+                    .unwrap_or(0)
+                    .saturating_add(report_bytes);
+                status.details_bytes = Some(i64::try_from(total).unwrap_or(i64::MAX));
+                status
             }
             ScanOutcome::Failed { reason, message } => {
                 let kind = match reason {
@@ -158,14 +175,32 @@ impl ScanStage<'_> {
         };
         let keep_details = matches!(latest.outcome, ScanOutcome::Failed { .. });
         let events = self.events_for(&cis, &latest.outcome, &new_status);
+        let details = (!keep_details).then(|| new_status.details_bytes.unwrap_or(0));
         let action = status_write(key, &cis, new_status, keep_details);
         if self.flights.issue(target, action, now, out)? == Issued::Yes {
+            if let Some(bytes) = details {
+                self.state
+                    .reserved
+                    .set(key, u64::try_from(bytes).unwrap_or(0));
+            }
             for e in events {
                 self.pending_events
                     .push_back(crate::engine::PendingEvent::on_cis(key, &cis.uid, e));
             }
         }
         Ok(FanOut::Done)
+    }
+
+    /// Bytes of details all other CIS keep, stored or in writes in flight: what the
+    /// cluster-wide budget leaves `key` is decided on them (its own are what its write replaces).
+    fn others_details(&self, key: &CisKey, cis: &CisView) -> u64 {
+        let own = cis
+            .status
+            .details_bytes
+            .saturating_add(self.state.reserved.of(key));
+        (self.index.details_bytes)
+            .saturating_add(self.state.reserved.total)
+            .saturating_sub(own)
     }
 
     /// Events worth a human's attention when a new result is written.
@@ -224,6 +259,14 @@ impl Engine {
             }
             _ => None,
         };
+        // A result's write is over: from now on the stored status says what its details take.
+        if let Action::ApplyCisStatus {
+            keep_details: false,
+            ..
+        } = action
+        {
+            self.scans.reserved.release(&key);
+        }
         match outcome {
             Outcome::CisApplied(view) => {
                 self.stats.status_writes += 1;
@@ -282,9 +325,10 @@ impl ScanStage<'_> {
         match outcome {
             // The status write that follows names the Job; remember which Report is done.
             Outcome::Done => {
+                let bytes = self.state.reserved.of(&key);
                 self.state
                     .reports_written
-                    .insert((key.clone(), job_uid), ReportFate::Written);
+                    .insert((key.clone(), job_uid), ReportFate::Written(bytes));
             }
             Outcome::Failed(err) if err.kind == ApiErrorKind::TooLarge => {
                 let current = self
@@ -303,6 +347,7 @@ impl ScanStage<'_> {
                 if !err.kind.is_retryable() || attempts >= MAX_REPORT_ATTEMPTS {
                     self.flights.forget(&target);
                     self.stats.reports_skipped += 1;
+                    self.state.reserved.release(&key);
                     self.state
                         .reports_written
                         .insert((key.clone(), job_uid), ReportFate::Skipped);
@@ -312,6 +357,62 @@ impl ScanStage<'_> {
         }
         if let Some(d) = digest {
             self.state.dirty.insert(d);
+        }
+    }
+}
+
+/// Room, in bytes of details, that the cluster-wide budget `total` (0: none) leaves one object
+/// while the others' details take `others` bytes: the whole per-object budget `per_object`
+/// while they take at most half of it, then less in proportion to what is left, down to
+/// nothing when they take all of it — and never more than is left. The cut falls on the lowest
+/// severities first (`status::fit_details`), so a filling cluster keeps its CRITICAL findings
+/// longest. Objects written earlier keep their details until their next result: shrinking
+/// them all at once would be a write storm.
+pub(in crate::engine) fn cluster_allowance(others: u64, total: usize, per_object: usize) -> usize {
+    if total == 0 {
+        return per_object;
+    }
+    let total = total as u64;
+    let left = total.saturating_sub(others);
+    let half = total / 2;
+    let room = if others <= half {
+        per_object as u64
+    } else {
+        // others > half, so total - half > 0; u128 keeps the product exact.
+        let scaled = u128::from(per_object as u64) * u128::from(left) / u128::from(total - half);
+        u64::try_from(scaled).unwrap_or(u64::MAX)
+    };
+    usize::try_from(room.min(left)).unwrap_or(usize::MAX)
+}
+
+/// The byte budget one write's details get, and why it is that small when it cuts them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Budget {
+    bytes: usize,
+    reason: TruncationReason,
+}
+
+impl Budget {
+    /// The smallest of the object's budget after "too large" answers (`reduced`), the
+    /// configured one (`configured`) and the cluster's `allowance`.
+    fn new(reduced: Option<usize>, configured: usize, allowance: usize) -> Budget {
+        let object = match reduced {
+            Some(bytes) if bytes < configured => Budget {
+                bytes,
+                reason: TruncationReason::RequestTooLarge,
+            },
+            _ => Budget {
+                bytes: configured,
+                reason: TruncationReason::ObjectBudget,
+            },
+        };
+        if allowance < object.bytes {
+            Budget {
+                bytes: allowance,
+                reason: TruncationReason::ClusterBudget,
+            }
+        } else {
+            object
         }
     }
 }
@@ -330,5 +431,79 @@ fn status_write(
         resource_version: cis.resource_version,
         status: Box::new(status),
         keep_details,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KIB: usize = 1024;
+
+    #[test]
+    fn the_whole_object_budget_until_half_the_total_then_less_and_never_more_than_is_left() {
+        assert_eq!(
+            cluster_allowance(u64::MAX, 0, 16 * KIB),
+            16 * KIB,
+            "0: no bound"
+        );
+        assert_eq!(cluster_allowance(0, 100 * KIB, 16 * KIB), 16 * KIB);
+        assert_eq!(cluster_allowance(50 * 1024, 100 * KIB, 16 * KIB), 16 * KIB);
+        assert_eq!(cluster_allowance(75 * 1024, 100 * KIB, 16 * KIB), 8 * KIB);
+        assert_eq!(cluster_allowance(100 * 1024, 100 * KIB, 16 * KIB), 0);
+        assert_eq!(cluster_allowance(200 * 1024, 100 * KIB, 16 * KIB), 0);
+        // A per-object budget larger than the total: never more than is left.
+        assert_eq!(cluster_allowance(40, 100, 1_000), 60);
+        let mut last = usize::MAX;
+        for others in 0..=120u64 {
+            let room = cluster_allowance(others, 100, 30);
+            assert!(room <= last, "non-increasing at {others}");
+            assert!(
+                others + room as u64 <= 100 || room == 0,
+                "within the total at {others}"
+            );
+            last = room;
+        }
+    }
+
+    #[test]
+    fn a_budget_says_which_limit_made_it() {
+        use TruncationReason::*;
+        let b = |reduced, allowance| Budget::new(reduced, 100, allowance);
+        assert_eq!(
+            b(None, 1_000),
+            Budget {
+                bytes: 100,
+                reason: ObjectBudget
+            }
+        );
+        assert_eq!(
+            b(Some(50), 1_000),
+            Budget {
+                bytes: 50,
+                reason: RequestTooLarge
+            }
+        );
+        assert_eq!(
+            b(Some(50), 20),
+            Budget {
+                bytes: 20,
+                reason: ClusterBudget
+            }
+        );
+        assert_eq!(
+            b(None, 100),
+            Budget {
+                bytes: 100,
+                reason: ObjectBudget
+            }
+        );
+        assert_eq!(
+            b(Some(200), 1_000),
+            Budget {
+                bytes: 100,
+                reason: ObjectBudget
+            }
+        );
     }
 }

@@ -36,7 +36,7 @@ use super::timers::TimerKey;
 use super::timers::Timers;
 use super::{Engine, EngineConfig, EngineStats, PendingEvent, StatusDetails, Target};
 use crate::cis_status as status;
-use crate::crd::{Severity, Vulnerability};
+use crate::crd::{Severity, TruncationReason, Vulnerability};
 use crate::naming::{scan_job_name, workload_scan_job_name};
 use crate::port::{
     Action, ApiErrorKind, CisView, Command, EventNote, JobView, NodePlatform, Outcome, PodView,
@@ -49,8 +49,8 @@ use crate::time::Timestamp;
 /// What became of a result's Report, until the status write that follows it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum ReportFate {
-    /// The API stored it: it holds the details.
-    Written,
+    /// The API stored it: it holds the details, this many bytes of them (`detailsBytes`).
+    Written(u64),
     /// Given up on (not permitted, CRD gone, repeated errors): the status must hold them.
     Skipped,
 }
@@ -190,6 +190,42 @@ pub(super) struct ScanState {
     pub(super) detail_budget: BTreeMap<CisKey, usize>,
     /// Per-CIS reduced Report budget after the API answered "too large".
     report_budget: BTreeMap<CisKey, usize>,
+    /// Details bytes of Report and status writes in flight, by CIS: counted against the
+    /// cluster-wide budget until the stored status says what they took.
+    reserved: Reserved,
+}
+
+/// Details bytes of writes in flight, by CIS, and their sum.
+#[derive(Debug, Default)]
+struct Reserved {
+    by_cis: BTreeMap<CisKey, u64>,
+    total: u64,
+}
+
+impl Reserved {
+    /// `key`'s writes in flight take `bytes` (replacing what it reserved before).
+    fn set(&mut self, key: &CisKey, bytes: u64) {
+        let old = self.by_cis.insert(key.clone(), bytes).unwrap_or(0);
+        self.total = self.total.saturating_sub(old).saturating_add(bytes);
+    }
+
+    fn release(&mut self, key: &CisKey) {
+        if let Some(old) = self.by_cis.remove(key) {
+            self.total = self.total.saturating_sub(old);
+        }
+    }
+
+    fn of(&self, key: &CisKey) -> u64 {
+        self.by_cis.get(key).copied().unwrap_or(0)
+    }
+}
+
+impl ScanState {
+    /// A CIS is gone: nothing it wrote is in flight any more.
+    pub(in crate::engine) fn forget_cis(&mut self, key: &CisKey) {
+        self.detail_budget.remove(key);
+        self.reserved.release(key);
+    }
 }
 
 /// The scans stage at work: its own state over the engine's shared services, borrowed from
