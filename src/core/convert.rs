@@ -462,6 +462,15 @@ mod tests {
             (v.generation, v.status.last_scan_job_uid.as_deref()),
             (3, Some("j"))
         );
+        // A status from before `detailsBytes`: what its details take is measured.
+        let measured = crate::status::list_size(
+            cis.status
+                .as_ref()
+                .and_then(|s| s.vulnerabilities.as_deref())
+                .unwrap_or_default(),
+        ) as u64;
+        assert!(measured > 0);
+        assert_eq!(v.status.details_bytes, measured);
         assert_eq!(v.status.summary.as_ref().map(|s| s.unfixed_count), Some(1));
         strip_details(&mut cis);
         assert!(cis.metadata.managed_fields.is_none());
@@ -469,6 +478,11 @@ mod tests {
             cis.status
                 .as_ref()
                 .is_some_and(|s| s.vulnerabilities.is_none())
+        );
+        // The watch's copy keeps what they took.
+        assert_eq!(
+            cis_view(&cis).map(|v| v.status.details_bytes),
+            Some(measured)
         );
     }
 }

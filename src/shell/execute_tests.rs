@@ -255,6 +255,7 @@ async fn a_status_write_that_keeps_the_details_is_one_apply_under_a_manager_that
     };
     // Whatever the core put there, details are not sent: the stored ones stay.
     status.vulnerabilities = Some(Vec::new());
+    status.details_bytes = Some(7);
     let action = Action::ApplyCisStatus {
         namespace,
         name,
@@ -274,6 +275,7 @@ async fn a_status_write_that_keeps_the_details_is_one_apply_under_a_manager_that
     let status = &exchange.body["status"];
     assert!(status.get("vulnerabilities").is_none(), "{status}");
     assert!(status.get("vulnerabilitiesTruncated").is_none());
+    assert!(status.get("detailsBytes").is_none(), "{status}");
     assert_eq!(status["lastScanJobUID"], "job-uid");
 }
 
