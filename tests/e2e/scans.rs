@@ -360,48 +360,85 @@ async fn the_10395_vulnerability_report_fits_with_an_exact_summary() {
     let digest = digest_for("overflow");
     serve_log(&digest, &fixture(LONG_LOG));
     let ns = TestNamespaces::create(&client, &["e2e-overflow"]).await;
-    let op = Operator::start("overflow", "e2e-overflow", &[]);
-    apply(
-        &client,
-        Some("e2e-overflow"),
-        bare_pod("vuln-app", &format!("registry.e2e/overflow/app@{digest}")),
-    )
-    .await;
-    let cis = eventually(WAIT, "big report scanned", Some(&op), || async {
-        list_cis(&client, "e2e-overflow")
-            .await
-            .into_iter()
-            .find(scanned)
+    // Room for one full status (256 KiB) and a little: the second CIS of the digest gets what
+    // the cluster-wide bound leaves.
+    const TOTAL: i64 = 300_000;
+    let op = Operator::start(
+        "overflow",
+        "e2e-overflow",
+        &[&format!("--details-total-bytes={TOTAL}")],
+    );
+    for name in ["vuln-app", "vuln-app-2"] {
+        apply(
+            &client,
+            Some("e2e-overflow"),
+            bare_pod(name, &format!("registry.e2e/overflow/app@{digest}")),
+        )
+        .await;
+    }
+    let all = eventually(WAIT, "big report scanned twice", Some(&op), || async {
+        let cis = list_cis(&client, "e2e-overflow").await;
+        (cis.len() == 2 && cis.iter().all(scanned)).then_some(cis)
     })
     .await;
-    let counts = severity_counts(&cis);
-    assert_eq!(
-        (
-            counts["CRITICAL"],
-            counts["HIGH"],
-            counts["MEDIUM"],
-            counts["LOW"],
-            counts["UNKNOWN"]
-        ),
-        (653, 2606, 3881, 3178, 77)
-    );
-    let status = cis.status.expect("status");
-    let summary = status.vulnerability_summary.expect("summary");
-    assert_eq!((summary.fixed_count, summary.unfixed_count), (5267, 5128));
-    let truncated = status
-        .vulnerabilities_truncated
-        .expect("details were cut to the budget");
-    let kept = status.vulnerabilities.expect("details").len();
-    assert_eq!(
-        kept + usize::try_from(truncated.dropped_count).expect("count"),
-        10_395
-    );
-    assert!(
-        truncated
-            .dropped_severities
-            .contains(&image_scanner::crd::Severity::Unknown)
-    );
-    assert!(status.conditions.is_none_or(|c| c.is_empty()));
+    let mut stored = 0;
+    let mut reasons = Vec::new();
+    for cis in all {
+        let counts = severity_counts(&cis);
+        assert_eq!(
+            (
+                counts["CRITICAL"],
+                counts["HIGH"],
+                counts["MEDIUM"],
+                counts["LOW"],
+                counts["UNKNOWN"]
+            ),
+            (653, 2606, 3881, 3178, 77)
+        );
+        let status = cis.status.expect("status");
+        let summary = status.vulnerability_summary.expect("summary");
+        assert_eq!((summary.fixed_count, summary.unfixed_count), (5267, 5128));
+        let truncated = status
+            .vulnerabilities_truncated
+            .expect("details were cut to the budget");
+        let details = status.vulnerabilities.expect("details");
+        assert_eq!(
+            details.len() + usize::try_from(truncated.dropped_count).expect("count"),
+            10_395
+        );
+        assert!(
+            truncated
+                .dropped_severities
+                .contains(&image_scanner::crd::Severity::Unknown)
+        );
+        assert!(status.conditions.is_none_or(|c| c.is_empty()));
+        // The API server keeps the record of what the details take (the CRD has the field).
+        let bytes = status.details_bytes.expect("detailsBytes stored");
+        assert_eq!(
+            bytes,
+            image_scanner::core::status::details_size(&details) as i64
+        );
+        stored += bytes;
+        reasons.push(truncated.reason);
+    }
+    use image_scanner::crd::TruncationReason::{ClusterBudget, ObjectBudget};
+    reasons.sort_by_key(|r| format!("{r:?}"));
+    assert_eq!(reasons, [Some(ClusterBudget), Some(ObjectBudget)]);
+    assert!(stored <= TOTAL, "{stored} bytes of details, bound {TOTAL}");
+    // The operator counts every CIS it sees (those of tests running beside this one too, all in
+    // etcd), and its answer to the last status write may come a moment after the object.
+    let counted = eventually(WAIT, "the details metric", Some(&op), || async {
+        let metrics = op.metrics().await;
+        let value = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("image_scanner_details_bytes "))
+            .and_then(|v| v.trim().parse::<i64>().ok())?;
+        (value >= stored).then_some(value)
+    })
+    .await;
+    assert!(counted <= TOTAL, "{counted} bytes counted, bound {TOTAL}");
+    let metrics = op.metrics().await;
+    assert!(metrics.contains(&format!("image_scanner_details_budget_bytes {TOTAL}\n")));
     ns.cleanup().await;
 }
 
