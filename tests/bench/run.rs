@@ -259,6 +259,14 @@ pub(crate) async fn run(
         "API server bytes for the operator's resources: {api_bytes:?}"
     ));
     let jobs_metric = metric(&final_parsed, "image_scanner_scan_jobs_created_total").unwrap_or(0.0);
+    // A failed scan is rescanned after its back-off: a Job more for that digest.
+    let scans_failed: f64 = final_parsed
+        .iter()
+        .filter(|(n, l, _)| {
+            n == "image_scanner_scans_total" && label(l, "outcome") == Some("failed")
+        })
+        .map(|(_, _, v)| v)
+        .sum();
 
     // A small CSV of the run for plots: t, rss, cpu.
     let mut csv = String::from("t_s,rss_bytes,cpu_seconds\n");
@@ -280,6 +288,7 @@ pub(crate) async fn run(
             "cpu_seconds_to_coverage": cpu_at_coverage,
             "cluster_cpu_seconds_to_coverage": cluster_cpu_to_coverage,
             "scan_jobs": jobs_metric,
+            "scans_failed": scans_failed,
             "scan_jobs_api": api_jobs,
             "cis": all_cis.len(),
             "cis_with_result": with_result,
