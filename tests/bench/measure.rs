@@ -100,50 +100,26 @@ pub(crate) fn writes(by_verb: &BTreeMap<String, f64>) -> f64 {
     WRITE_VERBS.iter().filter_map(|v| by_verb.get(*v)).sum()
 }
 
-/// The API server's request counter for the resources the operator touches, by
-/// "resource[/subresource] VERB".
-pub(crate) async fn apiserver_requests(client: &Client) -> Result<BTreeMap<String, f64>> {
-    let req = http::Request::get("/metrics").body(Vec::new())?;
-    let text = client.request_text(req).await?;
-    let mut out = BTreeMap::new();
-    for (n, l, v) in parse_metrics(&text) {
-        if n != "apiserver_request_total" {
-            continue;
-        }
-        let resource = label(&l, "resource").unwrap_or_default();
-        let sub = label(&l, "subresource").unwrap_or_default();
-        let interesting = resource == "containerimagescans"
-            || resource == "jobs"
-            || (resource == "pods" && sub == "log");
-        if !interesting {
-            continue;
-        }
-        let key = if sub.is_empty() {
-            format!("{resource} {}", label(&l, "verb").unwrap_or_default())
-        } else {
-            format!("{resource}/{sub} {}", label(&l, "verb").unwrap_or_default())
-        };
-        *out.entry(key).or_default() += v;
-    }
-    Ok(out)
+/// What the API server's `/metrics` say about the resources the operator touches (CIS, Jobs,
+/// Reports, pod logs), read in one request.
+pub(crate) struct ApiServerCounts {
+    /// Requests (`apiserver_request_total`) by "resource[/subresource] VERB".
+    pub(crate) requests: BTreeMap<String, f64>,
+    /// Bytes received (request bodies: `apiserver_request_body_size_bytes`, which has no
+    /// subresource label) and sent (`apiserver_response_sizes`) by "request|response
+    /// resource[/subresource] verb"; also the request count behind each byte sum (suffix
+    /// ` count`).
+    pub(crate) bytes: BTreeMap<String, f64>,
 }
 
-/// Bytes the API server received (request bodies: `apiserver_request_body_size_bytes`, which
-/// has no subresource label) and sent (`apiserver_response_sizes`) for the resources the
-/// operator writes or reads logs of, by "request|response resource[/subresource] VERB"; also
-/// the request count behind each byte sum (suffix ` count`).
-pub(crate) async fn apiserver_bytes(client: &Client) -> Result<BTreeMap<String, f64>> {
+pub(crate) async fn apiserver_counts(client: &Client) -> Result<ApiServerCounts> {
     let req = http::Request::get("/metrics").body(Vec::new())?;
     let text = client.request_text(req).await?;
-    let mut out = BTreeMap::new();
+    let mut counts = ApiServerCounts {
+        requests: BTreeMap::new(),
+        bytes: BTreeMap::new(),
+    };
     for (n, l, v) in parse_metrics(&text) {
-        let (direction, sum) = match n.as_str() {
-            "apiserver_request_body_size_bytes_sum" => ("request", true),
-            "apiserver_request_body_size_bytes_count" => ("request", false),
-            "apiserver_response_sizes_sum" => ("response", true),
-            "apiserver_response_sizes_count" => ("response", false),
-            _ => continue,
-        };
         let resource = label(&l, "resource").unwrap_or_default();
         let sub = label(&l, "subresource").unwrap_or_default();
         let interesting = matches!(resource, "containerimagescans" | "jobs" | "reports")
@@ -151,19 +127,27 @@ pub(crate) async fn apiserver_bytes(client: &Client) -> Result<BTreeMap<String, 
         if !interesting {
             continue;
         }
-        let verb = label(&l, "verb").unwrap_or_default().to_lowercase();
         let what = if sub.is_empty() {
             resource.to_string()
         } else {
             format!("{resource}/{sub}")
         };
-        let key = format!(
-            "{direction} {what} {verb}{}",
-            if sum { "" } else { " count" }
-        );
-        *out.entry(key).or_default() += v;
+        let verb = label(&l, "verb").unwrap_or_default();
+        let (direction, suffix) = match n.as_str() {
+            "apiserver_request_total" => {
+                *counts.requests.entry(format!("{what} {verb}")).or_default() += v;
+                continue;
+            }
+            "apiserver_request_body_size_bytes_sum" => ("request", ""),
+            "apiserver_request_body_size_bytes_count" => ("request", " count"),
+            "apiserver_response_sizes_sum" => ("response", ""),
+            "apiserver_response_sizes_count" => ("response", " count"),
+            _ => continue,
+        };
+        let key = format!("{direction} {what} {}{suffix}", verb.to_lowercase());
+        *counts.bytes.entry(key).or_default() += v;
     }
-    Ok(out)
+    Ok(counts)
 }
 
 pub(crate) fn delta(

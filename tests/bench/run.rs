@@ -26,8 +26,7 @@ pub(crate) async fn run(
     {
         bail!("the scan namespace already holds Jobs: start from a fresh cluster (scale.sh does)");
     }
-    let api_before = apiserver_requests(&client).await?;
-    let bytes_before = apiserver_bytes(&client).await?;
+    let before_run = apiserver_counts(&client).await?;
     let cpu_before = cluster_cpu(state);
 
     let metrics_port = free_port()?;
@@ -185,7 +184,7 @@ pub(crate) async fn run(
     ));
 
     // Quiet period: nothing changes in the cluster and nothing is due.
-    let api_quiet_before = apiserver_requests(&client).await?;
+    let api_quiet_before = apiserver_counts(&client).await?.requests;
     let before = requests_by_verb(&parse_metrics(
         &http_get(metrics_port, "/metrics").unwrap_or_default(),
     ));
@@ -203,11 +202,10 @@ pub(crate) async fn run(
     let final_text = http_get(metrics_port, "/metrics").unwrap_or_default();
     let final_parsed = parse_metrics(&final_text);
     let after = requests_by_verb(&final_parsed);
-    let api_after = apiserver_requests(&client).await?;
-    let bytes_after = apiserver_bytes(&client).await?;
+    let after_run = apiserver_counts(&client).await?;
     let quiet_delta = delta(&after, &before);
     let quiet_writes = (writes(&after) - writes(&before)).max(0.0);
-    let api_quiet = delta(&api_after, &api_quiet_before);
+    let api_quiet = delta(&after_run.requests, &api_quiet_before);
     log(format!(
         "quiet period: {quiet_writes} operator writes; operator requests {quiet_delta:?}; API server CIS/Job requests {api_quiet:?}"
     ));
@@ -254,7 +252,7 @@ pub(crate) async fn run(
         percentile(&sizes, 1.0),
         report_sizes.len(),
     ));
-    let api_bytes = delta(&bytes_after, &bytes_before);
+    let api_bytes = delta(&after_run.bytes, &before_run.bytes);
     log(format!(
         "API server bytes for the operator's resources: {api_bytes:?}"
     ));
@@ -300,7 +298,7 @@ pub(crate) async fn run(
             "quiet_apiserver_requests": api_quiet,
             "operator_requests_to_coverage": at_coverage,
             "operator_requests_total": after,
-            "apiserver_requests_run": delta(&api_after, &api_before),
+            "apiserver_requests_run": delta(&after_run.requests, &before_run.requests),
             "etcd_bytes_per_cis_median": etcd_median,
             "etcd_bytes_per_cis_p90": percentile(&sizes, 0.9),
             "etcd_bytes_per_cis_max": percentile(&sizes, 1.0),
