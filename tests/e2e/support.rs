@@ -542,6 +542,19 @@ pub fn conditions(cis: &ContainerImageScan) -> Vec<(String, String, String, Stri
         .collect()
 }
 
+/// The summary's counts as (CRITICAL, HIGH, MEDIUM, LOW, UNKNOWN); a severity it lacks is 0.
+pub fn severity_tuple(cis: &ContainerImageScan) -> (i32, i32, i32, i32, i32) {
+    let counts = severity_counts(cis);
+    let n = |s: &str| counts.get(s).copied().unwrap_or(0);
+    (
+        n("CRITICAL"),
+        n("HIGH"),
+        n("MEDIUM"),
+        n("LOW"),
+        n("UNKNOWN"),
+    )
+}
+
 pub fn severity_counts(cis: &ContainerImageScan) -> BTreeMap<String, i32> {
     cis.status
         .as_ref()
