@@ -175,13 +175,11 @@ impl ScanStage<'_> {
         };
         let keep_details = matches!(latest.outcome, ScanOutcome::Failed { .. });
         let events = self.events_for(&cis, &latest.outcome, &new_status);
-        let details = (!keep_details).then(|| new_status.details_bytes.unwrap_or(0));
+        let details = (!keep_details).then(|| crate::port::details_bytes(&new_status));
         let action = status_write(key, &cis, new_status, keep_details);
         if self.flights.issue(target, action, now, out)? == Issued::Yes {
             if let Some(bytes) = details {
-                self.state
-                    .reserved
-                    .set(key, u64::try_from(bytes).unwrap_or(0));
+                self.state.reserved.set(key, bytes);
             }
             for e in events {
                 self.pending_events
