@@ -1,6 +1,11 @@
 //! Parsed scan reports kept in memory, so that a CIS that appears later with an already scanned
 //! digest gets the full details without a new scan Job. Bounded by bytes, least recently used
 //! evicted first; deterministic (a use counter, not a clock).
+//!
+//! A report is *pinned* from its insertion until the fan-out of its result has come round every
+//! CIS of the digest ([`ReportCache::release`]): evicting it earlier costs a second read of the
+//! Job's log (megabytes through the API server and the kubelet) for the CIS still waiting for a
+//! write slot. Pins are soft: unpinned reports go first, but the budget holds either way.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,6 +18,7 @@ struct Entry {
     vulnerabilities: Arc<Vec<Vulnerability>>,
     bytes: usize,
     last_use: u64,
+    pinned: bool,
 }
 
 /// The cache.
@@ -25,7 +31,7 @@ pub struct ReportCache {
 }
 
 /// Rough heap size of a report: strings plus per-item overhead.
-fn approximate_bytes(vulns: &[Vulnerability]) -> usize {
+pub(in crate::engine) fn approximate_bytes(vulns: &[Vulnerability]) -> usize {
     vulns
         .iter()
         .map(|v| {
@@ -52,8 +58,8 @@ impl ReportCache {
         }
     }
 
-    /// Stores the report of `job_uid` for `digest`, replacing an older one. A report larger than
-    /// the whole budget is not kept.
+    /// Stores the report of `job_uid` for `digest`, pinned, replacing an older one. A report
+    /// larger than the whole budget is not kept.
     pub fn insert(
         &mut self,
         digest: &str,
@@ -69,7 +75,7 @@ impl ReportCache {
             let Some(oldest) = self
                 .entries
                 .iter()
-                .min_by_key(|(_, e)| e.last_use)
+                .min_by_key(|(_, e)| (e.pinned, e.last_use))
                 .map(|(d, _)| d.clone())
             else {
                 break;
@@ -85,6 +91,7 @@ impl ReportCache {
                 vulnerabilities,
                 bytes,
                 last_use: self.clock,
+                pinned: true,
             },
         );
     }
@@ -107,6 +114,21 @@ impl ReportCache {
         self.entries
             .get(digest)
             .is_some_and(|e| e.job_uid == job_uid)
+    }
+
+    /// The fan-out of `digest`'s report is done: it may be evicted like any other.
+    pub fn release(&mut self, digest: &str) {
+        if let Some(e) = self.entries.get_mut(digest) {
+            e.pinned = false;
+        }
+    }
+
+    /// The digests whose reports are pinned, in order.
+    pub fn pinned(&self) -> impl Iterator<Item = &String> {
+        self.entries
+            .iter()
+            .filter(|(_, e)| e.pinned)
+            .map(|(d, _)| d)
     }
 
     /// Drops the report of `digest`.
@@ -168,6 +190,27 @@ mod tests {
         assert!(!cache.contains("b", "jb"), "b was inserted first");
         assert!(cache.contains("a", "ja"));
         assert!(cache.contains("c", "jc"));
+    }
+
+    #[test]
+    fn released_reports_go_before_pinned_ones_whatever_their_use() {
+        let one = approximate_bytes(&report(10));
+        let mut cache = ReportCache::new(one * 2);
+        cache.insert("a", "ja", report(10));
+        cache.insert("b", "jb", report(10));
+        cache.release("b");
+        assert_eq!(cache.pinned().collect::<Vec<_>>(), ["a"]);
+        cache.insert("c", "jc", report(10));
+        assert!(cache.contains("a", "ja"), "a is pinned");
+        assert!(!cache.contains("b", "jb"), "b was released");
+        // Pins are soft: the budget holds when only pinned reports are left.
+        cache.insert("d", "jd", report(10));
+        assert!(
+            !cache.contains("a", "ja"),
+            "a was the least recently used pin"
+        );
+        assert!(cache.contains("c", "jc") && cache.contains("d", "jd"));
+        assert!(cache.used_bytes() <= one * 2);
     }
 
     #[test]

@@ -3,11 +3,12 @@
 //! Events per test. The simulator's invariants are eventual (every CIS ends with a result of
 //! its digest); these pin what the result says and that it is written at once, not later.
 
+use std::collections::BTreeMap;
 use std::ops::{Deref, DerefMut};
 use std::time::Duration;
 
 use super::scans::jitter;
-use super::tests::{D1, T, at, cis, failed, job, leading_engine};
+use super::tests::{D1, D2, T, at, cis, failed, job, leading_engine};
 use super::*;
 use crate::cis_status as status;
 use crate::crd::{ContainerImageScanStatus, Severity, Vulnerability};
@@ -108,7 +109,11 @@ impl Api {
 
     /// A pod of the newest Job whose scan container is in state `scan`.
     fn pod(&self, suffix: &str, scan: ScanContainerState) -> ScanPodView {
-        let job = self.job();
+        self.pod_of(&self.job(), suffix, scan)
+    }
+
+    /// A pod of `job` whose scan container is in state `scan`.
+    fn pod_of(&self, job: &JobView, suffix: &str, scan: ScanContainerState) -> ScanPodView {
         ScanPodView {
             namespace: job.namespace.clone(),
             name: format!("{}-{suffix}", job.name),
@@ -317,6 +322,11 @@ fn waiting(reason: &str, message: &str) -> ScanContainerState {
 /// A scan report (the JSON array the trivy template writes) with `critical` CRITICAL and
 /// `low` LOW vulnerabilities.
 fn report(critical: usize, low: usize) -> Vec<u8> {
+    serde_json::to_vec(&findings(critical, low)).unwrap_or_default()
+}
+
+/// The findings of [`report`].
+fn findings(critical: usize, low: usize) -> Vec<Vulnerability> {
     let vuln = |i: usize, severity: Severity| Vulnerability {
         vulnerability_id: format!("CVE-2026-{i:05}"),
         pkg_name: format!("package-with-a-long-name-{i}"),
@@ -327,11 +337,10 @@ fn report(critical: usize, low: usize) -> Vec<u8> {
         title: format!("a title long enough to weigh something in the details, number {i}"),
         primary_url: format!("https://avd.aquasec.com/nvd/cve-2026-{i:05}"),
     };
-    let vulns: Vec<Vulnerability> = (0..critical)
+    (0..critical)
         .map(|i| vuln(i, Severity::Critical))
         .chain((0..low).map(|i| vuln(critical + i, Severity::Low)))
-        .collect();
-    serde_json::to_vec(&vulns).unwrap_or_default()
+        .collect()
 }
 
 /// An API with CIS `a` (no result yet) whose first poll creates a Job.
@@ -674,6 +683,78 @@ fn details_read_again_are_written_to_the_cis_that_lacks_them() {
     assert_eq!(api.status("b").last_scan_job_uid.as_deref(), Some("job-1"));
     assert_eq!(api.critical_count("b"), Some(2));
     assert_eq!(api.jobs.len(), 2, "no new scan");
+}
+
+/// With one write slot and room for one report in memory, digest D2's result waits for slots
+/// to reach its three CIS while the scan of D1 (first in the digests' order) ends: D2's
+/// writes go first and its report stays, so each log is read once (D1's read used to push D2's
+/// report out, and D2's last CIS read its log a second time).
+#[test]
+fn a_result_waiting_for_write_slots_keeps_its_report_while_a_newer_log_is_read() {
+    let mut cfg = config();
+    cfg.max_inflight = 1;
+    let one = super::cache::approximate_bytes(&findings(2, 0));
+    cfg.report_cache_bytes = one + one / 4;
+    let mut api = Api::new(cfg);
+    for (name, digest) in [("b1", D2), ("b2", D2), ("b3", D2), ("a", D1)] {
+        let mut view = cis(
+            name,
+            &format!("uid-{name}"),
+            digest,
+            CisStatusView::default(),
+        );
+        view.resource_version = api.next_rv();
+        api.apply_cis(view);
+    }
+    assert!(api.run().is_empty());
+    let job_of = |api: &Api, digest: &str| {
+        api.jobs
+            .values()
+            .find(|j| j.digest.as_deref() == Some(digest))
+            .cloned()
+            .expect("a Job per digest")
+    };
+    let (job1, job2) = (job_of(&api, D1), job_of(&api, D2));
+    let mut logs = BTreeMap::new();
+    for (job, log) in [(&job2, report(2, 0)), (&job1, report(1, 0))] {
+        let pod = api.pod_of(job, "ok", exited(0));
+        logs.insert(pod.name.clone(), log);
+        api.put_pod(pod);
+    }
+    api.server
+        .finish_job(&job2.namespace, &job2.name, true, "Complete", "");
+    api.deliver();
+    let (id, pod, ..) = api.log_read();
+    api.hold("apply_cis_status");
+    api.reply(id, Outcome::Log(logs[&pod].clone()));
+    let mut left = api.run();
+    // D1's scan ends while D2's CIS wait for the slot.
+    api.server
+        .finish_job(&job1.namespace, &job1.name, true, "Complete", "");
+    api.deliver();
+    while let Some(c) = left.pop() {
+        let outcome = match &c.action {
+            Action::FetchLog { pod_name, .. } => Outcome::Log(logs[pod_name].clone()),
+            action => api.server.answer_held(action),
+        };
+        api.reply(c.id, outcome);
+        api.deliver();
+        left.extend(api.run());
+    }
+    let reads: Vec<&String> = api
+        .requests
+        .iter()
+        .filter_map(|a| match a {
+            Action::FetchLog { pod_name, .. } => Some(pod_name),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reads.len(), 2, "one read per log: {reads:?}");
+    for name in ["b1", "b2", "b3"] {
+        assert_eq!(api.status(name).last_scan_job_uid, Some(job2.uid.clone()));
+        assert_eq!(api.critical_count(name), Some(2), "{name}");
+    }
+    assert_eq!(api.status("a").last_scan_job_uid, Some(job1.uid.clone()));
 }
 
 #[test]

@@ -246,6 +246,15 @@ impl FakeApi {
         );
     }
 
+    /// Answers a request of a held verb as the server would have.
+    pub fn answer_held(&mut self, action: &Action) -> Outcome {
+        let outcome = self.apply(action);
+        if !matches!(outcome, Outcome::Failed(_)) {
+            *self.succeeded.entry(action.verb()).or_default() += 1;
+        }
+        outcome
+    }
+
     /// Executes one request: `None` when its verb is held.
     pub fn execute(&mut self, action: &Action) -> Option<Outcome> {
         self.requests.push(action.clone());
@@ -256,11 +265,7 @@ impl FakeApi {
         if let Some(answer) = self.answers.get_mut(verb).and_then(VecDeque::pop_front) {
             return Some(answer);
         }
-        let outcome = self.apply(action);
-        if !matches!(outcome, Outcome::Failed(_)) {
-            *self.succeeded.entry(verb).or_default() += 1;
-        }
-        Some(outcome)
+        Some(self.answer_held(action))
     }
 
     fn apply(&mut self, action: &Action) -> Outcome {

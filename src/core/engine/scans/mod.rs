@@ -363,6 +363,24 @@ impl ScanState {
 impl ScanStage<'_> {
     pub(in crate::engine) fn sync_dirty(&mut self, now: Timestamp, out: &mut Vec<Command>) {
         use std::ops::Bound::{Excluded, Unbounded};
+        // Results already read go out before new logs are read: each read pins one more
+        // report in the cache, and a fan-out that waits for write slots while newer reads push
+        // its report out must read its log again. (Few are pinned: those of the reads and
+        // writes in flight.)
+        let fanning: Vec<String> = self
+            .reports
+            .pinned()
+            .filter(|d| self.state.dirty.contains(*d))
+            .cloned()
+            .collect();
+        for d in fanning {
+            if !self.flights.has_room() {
+                return;
+            }
+            if self.sync(&d, now, out).is_ok() {
+                self.state.dirty.remove(&d);
+            }
+        }
         // One key at a time (see sync_dirty_cis): no copy of the whole dirty set per poll.
         let mut next = self.state.dirty.first().cloned();
         while let Some(d) = next {
@@ -525,6 +543,10 @@ impl ScanStage<'_> {
                     FanOut::NeedDetails => need_details = true,
                     FanOut::Superseded => return Ok(()),
                 }
+            }
+            if !need_details {
+                // Every CIS shows the result, has its write in flight or waits out a back-off.
+                self.reports.release(digest);
             }
             if need_details {
                 // The details are not in memory: read the log again while the Job exists.
