@@ -97,7 +97,12 @@ pub(crate) fn requests_by_verb(parsed: &[(String, String, f64)]) -> BTreeMap<Str
 }
 
 pub(crate) fn writes(by_verb: &BTreeMap<String, f64>) -> f64 {
-    WRITE_VERBS.iter().filter_map(|v| by_verb.get(*v)).sum()
+    sum(WRITE_VERBS.iter().filter_map(|v| by_verb.get(*v)))
+}
+
+/// A sum that reads 0 when empty (`Iterator::sum` of no floats is -0.0, printed "-0").
+pub(crate) fn sum<'a>(values: impl Iterator<Item = &'a f64>) -> f64 {
+    values.fold(0.0, |a, b| a + b)
 }
 
 /// What the API server's `/metrics` say about the resources the operator touches (CIS, Jobs,
@@ -162,12 +167,12 @@ pub(crate) fn delta(
 }
 
 pub(crate) fn cis_writes_in(delta: &BTreeMap<String, f64>) -> f64 {
-    delta
+    let writes = delta
         .iter()
         .filter(|(k, _)| k.starts_with("containerimagescans"))
         .filter(|(k, _)| !(k.ends_with(" GET") || k.ends_with(" LIST") || k.ends_with(" WATCH")))
-        .map(|(_, v)| v)
-        .sum()
+        .map(|(_, v)| v);
+    sum(writes)
 }
 
 pub(crate) fn free_port() -> Result<u16> {

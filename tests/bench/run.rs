@@ -2,16 +2,27 @@
 
 use super::*;
 
-#[allow(clippy::too_many_arguments)]
+/// The settings of `run` (see the `Run` subcommand's flags).
+pub(crate) struct RunSettings {
+    pub(crate) quiet: u64,
+    pub(crate) job_limit: u32,
+    pub(crate) timeout: u64,
+    pub(crate) restart_watch: u64,
+}
+
 pub(crate) async fn run(
     out: &Path,
     operator: &Path,
-    quiet: u64,
-    job_limit: u32,
+    settings: &RunSettings,
     state: &Path,
-    timeout: u64,
     extra: &[String],
 ) -> Result<()> {
+    let &RunSettings {
+        quiet,
+        job_limit,
+        timeout,
+        restart_watch,
+    } = settings;
     let plan = read_json(&out.join("plan.json"))?;
     let want_containers = plan["containers"].as_f64().unwrap_or(0.0);
     let want_cis = plan["cis_expected"].as_u64().unwrap_or(0) as usize;
@@ -32,7 +43,6 @@ pub(crate) async fn run(
     let metrics_port = free_port()?;
     let health_port = free_port()?;
     let log_path = out.join("operator.log");
-    let log_file = std::fs::File::create(&log_path)?;
     let mut args: Vec<String> = vec![
         format!("--scan-job-namespace={SCAN_NAMESPACE}"),
         "--scan-job-service-account=image-scanner-job".into(),
@@ -51,25 +61,8 @@ pub(crate) async fn run(
         args.join(" ")
     ));
     let t0 = Instant::now();
-    let child = Command::new(operator)
-        .args(&args)
-        // Only what it needs: the benchmark's own variables (NAMESPACES, ...) are operator
-        // settings too.
-        .env_clear()
-        .env(
-            "KUBECONFIG",
-            std::env::var_os("KUBECONFIG").unwrap_or_default(),
-        )
-        .env("POD_NAMESPACE", SCAN_NAMESPACE)
-        .env("POD_NAME", "bench-operator")
-        .env_remove("RUST_LOG")
-        .stdout(log_file.try_clone()?)
-        .stderr(log_file)
-        .stdin(Stdio::null())
-        .spawn()
-        .with_context(|| format!("starting {}", operator.display()))?;
-    let pid = child.id();
-    let mut op = OperatorProcess { child };
+    let mut op = start_operator(operator, &args, &log_path)?;
+    let pid = op.child.id();
 
     // /proc sampler: every 100 ms.
     let samples: Arc<Mutex<Vec<(f64, ProcSample)>>> = Arc::default();
@@ -243,8 +236,8 @@ pub(crate) async fn run(
     let sizes = etcd_sizes(ETCD_CIS_PREFIX);
     let report_sizes = etcd_sizes(ETCD_REPORT_PREFIX);
     let etcd_median = percentile(&sizes, 0.5);
-    let cis_total: f64 = sizes.iter().sum();
-    let report_total: f64 = report_sizes.iter().sum();
+    let cis_total = sum(sizes.iter());
+    let report_total = sum(report_sizes.iter());
     log(format!(
         "etcd: {} CIS values, median {etcd_median} bytes, p90 {}, max {}, total {cis_total}; {} Reports, total {report_total} bytes",
         sizes.len(),
@@ -256,6 +249,19 @@ pub(crate) async fn run(
     log(format!(
         "API server bytes for the operator's resources: {api_bytes:?}"
     ));
+    let restart = if restart_watch > 0 {
+        restart::restart(
+            out,
+            operator,
+            &args,
+            want_containers,
+            restart_watch,
+            timeout.min(300),
+        )
+        .await?
+    } else {
+        Value::Null
+    };
     let jobs_metric = metric(&final_parsed, "image_scanner_scan_jobs_created_total").unwrap_or(0.0);
     // A failed scan is rescanned after its back-off: a Job more for that digest.
     let scans_failed: f64 = final_parsed
@@ -310,6 +316,7 @@ pub(crate) async fn run(
             "apiserver_bytes_run": api_bytes,
             "active_scan_job_limit": job_limit,
             "operator_args": args,
+            "restart": restart,
         }),
     )
 }

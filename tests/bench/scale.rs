@@ -6,7 +6,8 @@
 //!   is Running and Ready. Writes `plan.json`.
 //! * `run`       starts the operator (release binary) as a process, samples its RSS/CPU from
 //!   `/proc`, polls its `/metrics` until every running container's CIS shows a result, checks
-//!   that through the API, watches a quiet period, measures the CIS as stored in etcd. Writes
+//!   that through the API, watches a quiet period, measures the CIS as stored in etcd, then
+//!   restarts the operator on the covered cluster and counts what the restart costs. Writes
 //!   `run.json`.
 //! * `baseline`  the physical bound: a plain client creating N CIS-sized objects (copies of the
 //!   operator's CIS: same labels, owners, spec, status) with the operator's concurrency (32),
@@ -44,12 +45,14 @@ mod baseline;
 mod measure;
 mod populate;
 mod report;
+mod restart;
 mod run;
 
 use baseline::*;
 use measure::*;
 use populate::*;
 use report::*;
+use restart::*;
 use run::*;
 
 const SCAN_NAMESPACE: &str = "image-scanner";
@@ -213,6 +216,10 @@ enum Cmd {
         /// Seconds to wait for full coverage.
         #[arg(long, default_value_t = 900)]
         timeout: u64,
+        /// Seconds to watch the restarted operator after it counts full coverage again
+        /// (0: no restart phase).
+        #[arg(long, default_value_t = 30)]
+        restart_watch: u64,
         /// Extra operator flags.
         #[arg(long, allow_hyphen_values = true)]
         extra: Vec<String>,
@@ -257,12 +264,16 @@ async fn main() -> Result<()> {
             job_limit,
             state,
             timeout,
+            restart_watch,
             extra,
         } => {
-            run(
-                &cli.out, &operator, quiet, job_limit, &state, timeout, &extra,
-            )
-            .await
+            let settings = RunSettings {
+                quiet,
+                job_limit,
+                timeout,
+                restart_watch,
+            };
+            run(&cli.out, &operator, &settings, &state, &extra).await
         }
         Cmd::Baseline {
             concurrency,

@@ -8,7 +8,9 @@
 #      every pod is Running and Ready;
 #   2. run: start the operator (release build) as a process -- the clock starts here, a cold
 #      start on a cluster whose pods all run -- and measure RSS, CPU, time to full coverage, scan
-#      Jobs, API requests, writes during a QUIET-second quiet period, CIS sizes in etcd;
+#      Jobs, API requests, writes during a QUIET-second quiet period, CIS sizes in etcd; then
+#      restart it on the covered cluster: time to ready and to coverage again, and its writes
+#      and Jobs in the RESTART_WATCH seconds after (none expected);
 #   3. baseline: a plain client creating as many CIS-sized objects (create only; create + status;
 #      server-side apply + status apply) with the operator's 32 requests in flight;
 #   4. report: target/bench/scale.json and a table.
@@ -23,6 +25,7 @@
 #      MIX (realistic: the report mix of docs/performance.md; sample: the upstream sample report
 #      for 49 of 50 digests, as runs before 2026-12-04) REPORTS=1 (install an OpenReports
 #      CRD: the operator then writes a Report per CIS too, as where Kyverno runs)
+#      RESTART_WATCH (30 s; 0 skips the restart phase)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
@@ -96,7 +99,8 @@ fi
 extra=()
 for f in ${OPERATOR_FLAGS:-}; do extra+=(--extra="$f"); done
 "$BIN/bench-scale" --out "$OUT" run --operator "$BIN/image-scanner-operator" --quiet "$QUIET" \
-  --job-limit "$JOB_LIMIT" --state "$CLUSTER_STATE" "${extra[@]}"
+  --job-limit "$JOB_LIMIT" --state "$CLUSTER_STATE" --restart-watch "${RESTART_WATCH:-30}" \
+  "${extra[@]}"
 jobs_in_flight=0
 [[ "${JOBS_BASELINE:-0}" == 1 ]] && jobs_in_flight="$JOB_LIMIT"
 "$BIN/bench-scale" --out "$OUT" baseline --jobs-in-flight "$jobs_in_flight"
