@@ -244,3 +244,14 @@ fn regression_retry_of_a_target_sharing_the_digest_timer() {
 fn regression_status_answer_after_delete() {
     assert_clean(pinned(9735, "seed"));
 }
+
+/// Under a cluster-wide details bound, status writes whose answers were lost (timeout,
+/// applied) and whose retries were refused as stale were no longer counted, and the next
+/// result's allowance pushed the stored details over the bound (S10). Fixed: a lost write's
+/// bytes stay reserved until the CIS's view shows the result it wrote
+/// (`engine::scans::reserved`).
+#[test]
+fn regression_lost_status_writes_under_the_details_bound() {
+    assert_clean(pinned(5640, "seed"));
+    assert_clean(pinned(7172, "seed"));
+}

@@ -241,6 +241,7 @@ impl Engine {
         self.cis_sync.dirty.insert(key.clone());
         self.index.details_bytes = (self.index.details_bytes.saturating_sub(old_details))
             .saturating_add(tracked.view.status.details_bytes);
+        self.scans.cis_seen(&key, &tracked.view.status);
         self.index.cis.insert(key, Box::new(tracked));
     }
 

@@ -197,7 +197,7 @@ impl ScanStage<'_> {
             .details_bytes
             .saturating_add(self.state.reserved.of(key));
         (self.index.details_bytes)
-            .saturating_add(self.state.reserved.total)
+            .saturating_add(self.state.reserved.total())
             .saturating_sub(own)
     }
 
@@ -257,13 +257,28 @@ impl Engine {
             }
             _ => None,
         };
-        // A result's write is over: from now on the stored status says what its details take.
+        // A result's write is over: from now on the stored status says what its details take
+        // — unless its answer was lost, and it may be stored unseen.
         if let Action::ApplyCisStatus {
             keep_details: false,
+            status,
             ..
         } = action
         {
-            self.scans.reserved.release(&key);
+            let written = status
+                .last_scan_job_uid
+                .clone()
+                .zip((status.last_scan_time.as_ref()).map(crate::time::Timestamp::from_k8s));
+            let answer = match (&outcome, written) {
+                (Outcome::CisApplied(_), _) => WriteAnswer::Stored,
+                (Outcome::Failed(err), Some((job_uid, at)))
+                    if err.kind == ApiErrorKind::Unknown =>
+                {
+                    WriteAnswer::Lost { job_uid, at }
+                }
+                _ => WriteAnswer::Refused,
+            };
+            self.scans.reserved.answered(&key, answer);
         }
         match outcome {
             Outcome::CisApplied(view) => {
@@ -323,7 +338,7 @@ impl ScanStage<'_> {
         match outcome {
             // The status write that follows names the Job; remember which Report is done.
             Outcome::Done => {
-                let bytes = self.state.reserved.of(&key);
+                let bytes = self.state.reserved.in_flight(&key);
                 self.state
                     .reports_written
                     .insert((key.clone(), job_uid), ReportFate::Written(bytes));
@@ -345,7 +360,7 @@ impl ScanStage<'_> {
                 if !err.kind.is_retryable() || attempts >= MAX_REPORT_ATTEMPTS {
                     self.flights.forget(&target);
                     self.stats.reports_skipped += 1;
-                    self.state.reserved.release(&key);
+                    self.state.reserved.answered(&key, WriteAnswer::Refused);
                     self.state
                         .reports_written
                         .insert((key.clone(), job_uid), ReportFate::Skipped);

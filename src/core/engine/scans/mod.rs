@@ -19,6 +19,7 @@
 mod fan_out;
 mod harvest;
 mod observe;
+mod reserved;
 mod schedule;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -45,6 +46,7 @@ use crate::port::{
 use crate::report::{ReportFormat, parse_report};
 use crate::scan_job::{RequiredPlatform, SCAN_CONTAINER, ScanJobParams, build_scan_job};
 use crate::time::Timestamp;
+use reserved::{Reserved, WriteAnswer};
 
 /// What became of a result's Report, until the status write that follows it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -195,36 +197,20 @@ pub(super) struct ScanState {
     reserved: Reserved,
 }
 
-/// Details bytes of writes in flight, by CIS, and their sum.
-#[derive(Debug, Default)]
-struct Reserved {
-    by_cis: BTreeMap<CisKey, u64>,
-    total: u64,
-}
-
-impl Reserved {
-    /// `key`'s writes in flight take `bytes` (replacing what it reserved before).
-    fn set(&mut self, key: &CisKey, bytes: u64) {
-        let old = self.by_cis.insert(key.clone(), bytes).unwrap_or(0);
-        self.total = self.total.saturating_sub(old).saturating_add(bytes);
-    }
-
-    fn release(&mut self, key: &CisKey) {
-        if let Some(old) = self.by_cis.remove(key) {
-            self.total = self.total.saturating_sub(old);
-        }
-    }
-
-    fn of(&self, key: &CisKey) -> u64 {
-        self.by_cis.get(key).copied().unwrap_or(0)
-    }
-}
-
 impl ScanState {
     /// A CIS is gone: nothing it wrote is in flight any more.
     pub(in crate::engine) fn forget_cis(&mut self, key: &CisKey) {
         self.detail_budget.remove(key);
-        self.reserved.release(key);
+        self.reserved.forget(key);
+    }
+
+    /// The engine's view of CIS `key` now shows `status` (from the watch or an answer).
+    pub(in crate::engine) fn cis_seen(
+        &mut self,
+        key: &CisKey,
+        status: &crate::port::CisStatusView,
+    ) {
+        self.reserved.seen(key, status);
     }
 }
 
