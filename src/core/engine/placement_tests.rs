@@ -609,3 +609,54 @@ fn a_create_answer_after_the_watch_saw_the_job_deleted_does_not_bring_it_back() 
     assert_eq!(c.created().len(), 2, "the next placement at once");
     assert_eq!(c.placement(1).0, SCAN_NS);
 }
+
+#[test]
+fn a_job_whose_creation_timed_out_and_already_exists_is_not_created_again_elsewhere() {
+    let mut c = cluster();
+    c.pod(with_secret("team-b", "app", "creds-b", "default"));
+    // The Job's creation is applied, but its answer and its watch event are lost.
+    let mut lost = false;
+    for _ in 0..10 {
+        for cmd in c.e.poll(c.now) {
+            let creates = matches!(cmd.action, Action::CreateJob { .. });
+            if creates && !lost {
+                c.deliver();
+            }
+            let mut outcome = c.answer(&cmd.action).expect("answered");
+            if creates && !lost {
+                lost = true;
+                c.lose_watch_events();
+                outcome = failed(ApiErrorKind::Unknown);
+            }
+            c.observe(Observation::Outcome {
+                id: cmd.id,
+                outcome,
+            });
+        }
+        c.deliver();
+    }
+    assert!(lost, "a Job was created");
+    // A pod of another namespace, with credentials of its own, now runs the image too: a
+    // placement that comes before team-b's.
+    c.pod(with_secret("team-a", "app", "creds-a", "default"));
+    // The retry answers "already exists"; the Job is team-b's, still unseen.
+    c.advance(5);
+    c.advance(5);
+    let namespaces: Vec<String> = (0..c.created().len()).map(|n| c.placement(n).0).collect();
+    assert!(
+        namespaces.len() >= 2 && namespaces.iter().all(|n| n == "team-b"),
+        "the retries name the same Job, none starts elsewhere: {namespaces:?}"
+    );
+    // The watch shows the Job at last; the scan goes on with it.
+    let job = c.active();
+    c.server.put_job(job);
+    c.run();
+    let creates = c.created().len();
+    c.scan_succeeds();
+    assert!(c.all_scanned());
+    assert_eq!(
+        c.created().len(),
+        creates,
+        "no Job after the watch showed it"
+    );
+}

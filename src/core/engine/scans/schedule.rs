@@ -327,17 +327,29 @@ impl ScanStage<'_> {
                 });
             }
             Outcome::Failed(err) => {
+                // "Already exists" for a Job the watch has not shown: the earlier attempt that
+                // timed out was applied. Its placement stays the one to create in until the
+                // watch shows the Job, or the next create would start a second Job elsewhere
+                // (sim seed 4092, S3).
+                let unseen = match action {
+                    Action::CreateJob { job } => !self.index.jobs.contains_key(&object_key(
+                        job.metadata.namespace.as_deref().unwrap_or_default(),
+                        job.metadata.name.as_deref().unwrap_or_default(),
+                    )),
+                    _ => false,
+                };
                 let scan = self.state.digests.entry(digest.to_string()).or_default();
                 scan.announce = None;
                 // A definite answer settles an uncertain create: the Job exists (the watch
                 // shows it) or that placement does not take it.
-                if !matches!(
+                let unsettled = matches!(
                     err.kind,
                     ApiErrorKind::Unknown
                         | ApiErrorKind::Conflict
                         | ApiErrorKind::Throttled
                         | ApiErrorKind::ServerError
-                ) {
+                ) || (err.kind == ApiErrorKind::AlreadyExists && unseen);
+                if !unsettled {
                     scan.uncertain_create = None;
                 }
                 // A workload namespace that does not take our Job (RBAC bound per namespace,
