@@ -255,3 +255,12 @@ fn regression_lost_status_writes_under_the_details_bound() {
     assert_clean(pinned(5640, "seed"));
     assert_clean(pinned(7172, "seed"));
 }
+
+/// A Job creation timed out after the server applied it; its retry answered "already exists"
+/// before the watch showed the Job, and the next create (a pod of another namespace had come
+/// meanwhile) started a second Job of the digest (S3). Fixed: "already exists" for a Job the
+/// engine has not seen keeps the uncertain placement (`scans::schedule`).
+#[test]
+fn regression_already_exists_for_an_unseen_job() {
+    assert_clean(pinned(4092, "seed"));
+}

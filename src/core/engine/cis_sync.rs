@@ -7,10 +7,11 @@
 //! whose owner pods still exist but no longer run its image is deleted (§5.2 step 7); a CIS whose
 //! owners are all gone is left to Kubernetes' garbage collector.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::dirty_cis::DirtyCis;
 use super::flights::{Blocked, Flights, Step};
 use super::index::{CisKey, Index, PodKey};
 use super::timers::{TimerKey, Timers};
@@ -42,7 +43,7 @@ struct Gone {
 #[derive(Debug, Default)]
 pub(super) struct CisSyncState {
     /// CIS to re-evaluate at the next poll.
-    pub(super) dirty: BTreeSet<CisKey>,
+    pub(super) dirty: DirtyCis,
     /// Owner-only CIS updates wait until these times.
     owner_delay: BTreeMap<CisKey, Timestamp>,
     /// CIS that went away while held, for the re-creation back-off.
@@ -259,11 +260,10 @@ impl Engine {
     }
 
     pub(super) fn sync_dirty_cis(&mut self, now: Timestamp, out: &mut Vec<Command>) {
-        use std::ops::Bound::{Excluded, Unbounded};
         // Walk the set in order, one key at a time: copying all dirty keys on every poll cost
         // O(dirty) allocations per command outcome (most polls stop after a few keys, when the
         // window is full).
-        let mut next = self.cis_sync.dirty.first().cloned();
+        let mut next = self.cis_sync.dirty.first();
         while let Some(key) = next {
             if !self.flights.has_room() {
                 return;
@@ -277,12 +277,7 @@ impl Engine {
             if self.cis_sync.sync(&key, now, &mut cx, out).is_ok() {
                 self.cis_sync.dirty.remove(&key);
             }
-            next = self
-                .cis_sync
-                .dirty
-                .range((Excluded(&key), Unbounded))
-                .next()
-                .cloned();
+            next = self.cis_sync.dirty.after(&key);
         }
     }
 

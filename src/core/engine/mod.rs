@@ -14,6 +14,7 @@ mod cache;
 mod cis_sync;
 mod config;
 mod coverage;
+mod dirty_cis;
 mod flights;
 mod index;
 mod intern;
