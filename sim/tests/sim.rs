@@ -264,3 +264,12 @@ fn regression_lost_status_writes_under_the_details_bound() {
 fn regression_already_exists_for_an_unseen_job() {
     assert_clean(pinned(4092, "seed"));
 }
+
+/// A CIS's status target backed off (429); its retry timer fired, then the clock went back, so
+/// when the scan ended fan-out skipped the CIS as still backing off with no wake-up left: it
+/// got its result only when the Job's TTL deletion woke the digest (L2). Fixed: skipping a CIS
+/// for a back-off arms the end of that back-off (`scans::fan_out`).
+#[test]
+fn regression_fan_out_skip_without_wake_up_after_a_clock_jump() {
+    assert_clean(pinned(29389, "seed"));
+}

@@ -111,6 +111,11 @@ impl Flights {
             && self.retry_at.get(target).is_none_or(|at| *at <= now)
     }
 
+    /// When `target`'s back-off ends, if it failed before.
+    pub fn retry_at(&self, target: &Target) -> Option<Timestamp> {
+        self.retry_at.get(target).copied()
+    }
+
     /// Whether the window has room for another command.
     pub fn has_room(&self) -> bool {
         self.inflight.len() < self.window

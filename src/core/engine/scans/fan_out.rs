@@ -97,11 +97,16 @@ impl ScanStage<'_> {
         }
         let target = Target::CisStatus(key.clone());
         if !self.flights.can_issue(&target, now) {
-            return if self.flights.is_busy(&target) || !self.flights.has_room() {
-                Err(Blocked)
-            } else {
-                Ok(FanOut::Done)
-            };
+            if self.flights.is_busy(&target) || !self.flights.has_room() {
+                return Err(Blocked);
+            }
+            // Backing off: its retry timer may have fired already (the clock went back since),
+            // so the end of the back-off gets a wake-up of its own (sim seed 29389: the CIS got
+            // its result only when the Job's TTL deletion woke the digest, hours later).
+            if let Some(at) = self.flights.retry_at(&target).filter(|at| *at > now) {
+                self.timers.arm(TimerKey::Retry(target), at);
+            }
+            return Ok(FanOut::Done);
         }
         let new_status = match &latest.outcome {
             ScanOutcome::Succeeded => {
