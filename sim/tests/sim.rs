@@ -267,8 +267,8 @@ fn regression_already_exists_for_an_unseen_job() {
 
 /// A CIS's status target backed off (429); its retry timer fired, then the clock went back, so
 /// when the scan ended fan-out skipped the CIS as still backing off with no wake-up left: it
-/// got its result only when the Job's TTL deletion woke the digest (L2). Fixed: skipping a CIS
-/// for a back-off arms the end of that back-off (`scans::fan_out`).
+/// got its result only when the Job's TTL deletion woke the digest (L2). Fixed: the retry timer
+/// that fires ends the back-off, whatever the clock says later (`Flights::end_back_off`).
 #[test]
 fn regression_fan_out_skip_without_wake_up_after_a_clock_jump() {
     assert_clean(pinned(29389, "seed"));

@@ -111,11 +111,6 @@ impl Flights {
             && self.retry_at.get(target).is_none_or(|at| *at <= now)
     }
 
-    /// When `target`'s back-off ends, if it failed before.
-    pub fn retry_at(&self, target: &Target) -> Option<Timestamp> {
-        self.retry_at.get(target).copied()
-    }
-
     /// Whether the window has room for another command.
     pub fn has_room(&self) -> bool {
         self.inflight.len() < self.window
@@ -166,6 +161,14 @@ impl Flights {
     /// Counts `target`'s attempts as `attempts` (a stage giving up on it early).
     pub fn set_attempts(&mut self, target: Target, attempts: u32) {
         self.attempts.insert(target, attempts);
+    }
+
+    /// Ends `target`'s back-off (its retry timer fired), keeping its failure count. From then on
+    /// the target may be tried whatever the clock says: a clock that goes back after the timer
+    /// fired would otherwise make it back off again with no timer left to end it (sim seed
+    /// 29389: a CIS got its result hours late).
+    pub fn end_back_off(&mut self, target: &Target) {
+        self.retry_at.remove(target);
     }
 
     /// Forgets `target`'s failures and back-off.
@@ -220,5 +223,36 @@ mod tests {
             assert_eq!(out.last().map(|c| c.id), Some(CommandId(id)));
         }
         assert_eq!(flights.len(), 2);
+    }
+
+    #[test]
+    fn a_back_off_ended_by_its_timer_holds_no_more_when_the_clock_goes_back() {
+        let mut flights = Flights::new(8, Duration::from_secs(10), Duration::from_secs(60));
+        let target = Target::CreateJob("sha256:d1".into());
+        let t0 = Timestamp::from_secs(1_000);
+        let mut out = Vec::new();
+        assert_eq!(
+            flights.issue(target.clone(), event(), t0, &mut out),
+            Ok(Issued::Yes)
+        );
+        let landed = flights.land(CommandId(1), true, t0).map(|l| l.retry_at);
+        let retry_at = Timestamp::from_secs(1_010);
+        assert_eq!(landed, Some(Some(retry_at)));
+        assert!(!flights.can_issue(&target, t0), "backing off");
+        flights.end_back_off(&target);
+        let earlier = Timestamp::from_secs(990);
+        assert!(flights.can_issue(&target, earlier), "the timer ended it");
+        assert_eq!(
+            flights.issue(target.clone(), event(), earlier, &mut out),
+            Ok(Issued::Yes)
+        );
+        let again = flights
+            .land(CommandId(2), true, earlier)
+            .map(|l| l.retry_at);
+        assert_eq!(
+            again,
+            Some(Some(Timestamp::from_secs(1_010))),
+            "the failure count is kept: the next back-off is twice as long"
+        );
     }
 }

@@ -203,10 +203,13 @@ impl Engine {
     pub fn poll(&mut self, now: Timestamp) -> Vec<Command> {
         for key in self.timers.take_due(now) {
             let key = match key {
-                TimerKey::Retry(target) => match self.retry_owner(&target) {
-                    Some(owner) => owner,
-                    None => continue,
-                },
+                TimerKey::Retry(target) => {
+                    self.flights.end_back_off(&target);
+                    match self.retry_owner(&target) {
+                        Some(owner) => owner,
+                        None => continue,
+                    }
+                }
                 key => key,
             };
             match key {

@@ -100,12 +100,7 @@ impl ScanStage<'_> {
             if self.flights.is_busy(&target) || !self.flights.has_room() {
                 return Err(Blocked);
             }
-            // Backing off: its retry timer may have fired already (the clock went back since),
-            // so the end of the back-off gets a wake-up of its own (sim seed 29389: the CIS got
-            // its result only when the Job's TTL deletion woke the digest, hours later).
-            if let Some(at) = self.flights.retry_at(&target).filter(|at| *at > now) {
-                self.timers.arm(TimerKey::Retry(target), at);
-            }
+            // Backing off: its retry timer brings the digest back.
             return Ok(FanOut::Done);
         }
         let new_status = match &latest.outcome {
