@@ -273,3 +273,13 @@ fn regression_already_exists_for_an_unseen_job() {
 fn regression_fan_out_skip_without_wake_up_after_a_clock_jump() {
     assert_clean(pinned(29389, "seed"));
 }
+
+/// Two replicas recorded failures of a digest in one second; the new leader's Job was deleted
+/// within that second, so when its result reached the deposed replica (leader again later) the
+/// Job's creation time was unknown and the equal result times let the older Job's failure be
+/// written over it (S4). Fixed: the index keeps the creation times of recently deleted Jobs
+/// (`index::RecentUids`).
+#[test]
+fn regression_result_of_a_deleted_job_ordered_by_its_age() {
+    assert_clean(pinned(23127, "seed"));
+}

@@ -13,6 +13,7 @@ use crate::port::{
     CisView, ContainerView, JobView, Labels, OwnerRef, PodView, PullCredentials, ScanPodView,
     WorkloadView,
 };
+use crate::time::Timestamp;
 use crate::workload::{ContainerProblem, PodTarget, WorkloadKey};
 
 /// Namespace and name of a CIS.
@@ -67,36 +68,44 @@ impl Holds<PodView> for Box<PodEntry> {
     }
 }
 
-/// The most recent UIDs of deleted objects, at most [`RecentUids::KEPT`]: the answer to a create
-/// can arrive after the watch delivered the object's deletion (a Job whose pod Pod Security
-/// refused, deleted by us within milliseconds), and must not bring the object back. Only the
-/// time a request is in flight matters, so a few hundred suffice.
+/// The most recent UIDs of deleted Jobs, at most [`RecentUids::KEPT`], with their creation
+/// times. The answer to a create can arrive after the watch delivered the object's deletion (a
+/// Job whose pod Pod Security refused, deleted by us within milliseconds), and must not bring
+/// the object back; and a result written by another replica names a Job that may be gone
+/// before this replica learns the result, whose age still orders the two results (sim seed
+/// 23127: two failures recorded in one second, the newer Job deleted within a second). Only
+/// the time a request is in flight or a failover takes matters, so a few hundred suffice.
 #[derive(Debug, Default)]
 pub struct RecentUids {
     order: VecDeque<String>,
-    uids: BTreeSet<String>,
+    created: BTreeMap<String, Timestamp>,
 }
 
 impl RecentUids {
     /// How many are kept.
     pub const KEPT: usize = 256;
 
-    /// Remembers `uid`, forgetting the oldest beyond [`Self::KEPT`].
-    pub fn insert(&mut self, uid: &str) {
-        if uid.is_empty() || !self.uids.insert(uid.to_string()) {
+    /// Remembers `uid`, created at `created`, forgetting the oldest beyond [`Self::KEPT`].
+    pub fn insert(&mut self, uid: &str, created: Timestamp) {
+        if uid.is_empty() || self.created.insert(uid.to_string(), created).is_some() {
             return;
         }
         self.order.push_back(uid.to_string());
         while self.order.len() > Self::KEPT {
             if let Some(old) = self.order.pop_front() {
-                self.uids.remove(&old);
+                self.created.remove(&old);
             }
         }
     }
 
     /// Whether `uid` was seen deleted recently.
     pub fn contains(&self, uid: &str) -> bool {
-        self.uids.contains(uid)
+        self.created.contains_key(uid)
+    }
+
+    /// When the recently deleted `uid` was created.
+    pub fn created(&self, uid: &str) -> Option<Timestamp> {
+        self.created.get(uid).copied()
     }
 }
 
@@ -253,6 +262,13 @@ impl Index {
         self.jobs.values().map(|j| &j.view).find(|j| j.uid == uid)
     }
 
+    /// When the Job `uid` was created, if it is known or was deleted recently.
+    pub fn job_created(&self, uid: &str) -> Option<Timestamp> {
+        self.job_by_uid(uid)
+            .map(|j| j.created)
+            .or_else(|| self.deleted_jobs.created(uid))
+    }
+
     /// Jobs of a digest, oldest first.
     pub fn jobs_of_digest(&self, digest: &str) -> Vec<&JobView> {
         let mut jobs: Vec<&JobView> = self
@@ -291,10 +307,10 @@ mod tests {
     fn recent_uids_keep_exactly_the_last_kept_ones() {
         let mut recent = RecentUids::default();
         for i in 0..RecentUids::KEPT {
-            recent.insert(&format!("uid-{i}"));
+            recent.insert(&format!("uid-{i}"), Timestamp::from_secs(i as i64));
         }
         assert!(recent.contains("uid-0"), "{} fit", RecentUids::KEPT);
-        recent.insert("one-more");
+        recent.insert("one-more", Timestamp::from_secs(0));
         assert!(!recent.contains("uid-0"), "the oldest goes");
         assert!(recent.contains("uid-1") && recent.contains("one-more"));
     }

@@ -968,6 +968,29 @@ fn a_result_of_a_later_job_stamped_by_a_slower_clock_is_the_newest() {
 }
 
 #[test]
+fn a_result_of_a_job_gone_before_it_was_learned_is_still_ordered_by_the_jobs_age() {
+    // Two replicas recorded failures in one second: CIS `b` shows job-old's, CIS `a` (written
+    // later by the other replica) job-new's, whose Job this engine saw created and deleted
+    // before that status arrived. Only job-new's creation time orders the two (sim seed 23127:
+    // `a` was written back to job-old's failure).
+    let mut api = Api::new(config());
+    api.now = at(200);
+    api.put_job(finished_job_at("a-0000", "job-old", 5, 30));
+    api.put_cis("b", super::tests::failed_status("job-old", at(100)));
+    api.put_job(finished_job_at("a-1111", "job-new", 50, 90));
+    api.job_deleted("a-1111");
+    api.put_cis("a", super::tests::failed_status("job-new", at(100)));
+    let left = api.run();
+    assert!(left.is_empty(), "{:?}", super::tests::verbs(&left));
+    let requests = api.status_requests();
+    let written: Vec<(&str, Option<&str>)> = requests
+        .iter()
+        .map(|(name, s)| (name.as_str(), s.last_scan_job_uid.as_deref()))
+        .collect();
+    assert_eq!(written, [("b", Some("job-new"))]);
+}
+
+#[test]
 fn a_new_scan_after_a_result_stamped_in_the_future_is_read_and_stamped_after_it() {
     // A replica whose clock ran 15 minutes ahead wrote job-1's success; after a restart the
     // details are not in memory and job-1 is gone, so a new scan is needed. It finishes

@@ -299,7 +299,7 @@ impl ScanStage<'_> {
         self.first_results.record(digest, now);
         self.reports.insert(digest, job_uid, vulns);
         let job = self.index.job_by_uid(job_uid);
-        let job_created = job.map(|j| j.created);
+        let job_created = self.index.job_created(job_uid);
         let placement = job.map(|j| self.placement_of(j));
         let scan = self.state.digests.entry(digest.to_string()).or_default();
         scan.failures = 0;
@@ -329,7 +329,7 @@ impl ScanStage<'_> {
     ) {
         self.stats.scans_failed += 1;
         self.first_results.record(digest, now);
-        let job_created = self.index.job_by_uid(job_uid).map(|j| j.created);
+        let job_created = self.index.job_created(job_uid);
         let scan = self.state.digests.entry(digest.to_string()).or_default();
         scan.failures = scan.failures.saturating_add(1);
         scan.announce = None;

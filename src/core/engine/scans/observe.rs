@@ -8,7 +8,7 @@ use crate::engine::tracked::{StoreOp, supersedes};
 impl ScanStage<'_> {
     pub(in crate::engine) fn observe_job(&mut self, stream: StreamId, event: WatchEvent<JobView>) {
         if let WatchEvent::Delete(job) = &event {
-            self.index.deleted_jobs.insert(&job.uid);
+            self.index.deleted_jobs.insert(&job.uid, job.created);
         }
         let key_of = |j: &JobView| object_key(&j.namespace, &j.name);
         let op =
@@ -156,7 +156,7 @@ impl ScanStage<'_> {
             },
             None => return false,
         };
-        let job_created = self.index.job_by_uid(job_uid).map(|j| j.created);
+        let job_created = self.index.job_created(job_uid);
         let scan = self
             .state
             .digests
@@ -194,7 +194,7 @@ impl ScanStage<'_> {
         if *job_uid == latest.job_uid {
             return at > latest.at;
         }
-        let created = self.index.job_by_uid(job_uid).map(|j| j.created);
+        let created = self.index.job_created(job_uid);
         latest.is_older_than(created, at)
     }
 }

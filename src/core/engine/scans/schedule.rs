@@ -445,7 +445,9 @@ impl ScanStage<'_> {
                 self.state.wake_queue();
             }
             Outcome::Failed(err) if ours && err.kind == ApiErrorKind::NotFound => {
-                self.index.deleted_jobs.insert(uid);
+                if let Some(j) = self.index.jobs.get(name) {
+                    self.index.deleted_jobs.insert(uid, j.view.created);
+                }
                 self.remove_job(name);
             }
             _ => {}
