@@ -123,6 +123,8 @@ pub enum Event {
     Arrive {
         instance: usize,
         inc: u32,
+        /// The Lease's term when the request was sent.
+        term: u64,
         command: Box<Command>,
     },
     /// The answer to a request reaches the instance.

@@ -20,6 +20,9 @@ pub struct Lease {
     pub holder: Option<(usize, u32)>,
     /// Expiry.
     pub expires: i64,
+    /// Bumped whenever another holder takes it: a write issued in an earlier term lands late
+    /// even when its writer holds the Lease again by then.
+    pub term: u64,
 }
 
 /// An operator process.

@@ -283,3 +283,12 @@ fn regression_fan_out_skip_without_wake_up_after_a_clock_jump() {
 fn regression_result_of_a_deleted_job_ordered_by_its_age() {
     assert_clean(pinned(23127, "seed"));
 }
+
+/// A leader sent a status write, paused past its Lease, and held the Lease again when the write
+/// landed, after the other leader had written more details meanwhile: the check counted it as
+/// the current leader's write and found the bound exceeded (S10). A write issued in a term that
+/// has ended is a late write, decided on what its writer saw then (the simulator's Lease term).
+#[test]
+fn regression_write_of_an_ended_term_landing_after_the_lease_came_back() {
+    assert_clean(pinned(20808, "seed"));
+}

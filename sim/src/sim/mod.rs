@@ -345,8 +345,9 @@ impl Sim {
             Event::Arrive {
                 instance: i,
                 inc,
+                term,
                 command: cmd,
-            } => self.arrive(i, inc, *cmd),
+            } => self.arrive(i, inc, term, *cmd),
             Event::Reply {
                 instance: i,
                 inc,

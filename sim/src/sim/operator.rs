@@ -264,6 +264,7 @@ impl Sim {
                 Event::Arrive {
                     instance: i,
                     inc,
+                    term: self.lease.term,
                     command: Box::new(cmd),
                 },
             );
@@ -366,6 +367,9 @@ impl Sim {
             || self.lease.expires <= now
             || self.lease.holder == Some(me)
         {
+            if self.lease.holder != Some(me) {
+                self.lease.term += 1;
+            }
             self.lease.holder = Some(me);
             self.lease.expires = now + LEASE_MS;
             self.note(|| format!("inst{i} acquires the lease"));

@@ -39,7 +39,7 @@ fn fail(kind: ApiErrorKind, message: impl Into<String>) -> Outcome {
 
 impl Sim {
     /// A request reaches the server.
-    pub fn arrive(&mut self, i: usize, inc: u32, cmd: Command) {
+    pub fn arrive(&mut self, i: usize, inc: u32, term: u64, cmd: Command) {
         // A paused process has not flushed its requests yet.
         if self.instances[i].inc == inc && self.instances[i].paused {
             let until = self.instances[i].paused_until;
@@ -49,6 +49,7 @@ impl Sim {
                 Event::Arrive {
                     instance: i,
                     inc,
+                    term,
                     command: Box::new(cmd),
                 },
             );
@@ -83,7 +84,10 @@ impl Sim {
         let outcome = match pre {
             Some(o) => o,
             None => {
-                let late = write && self.lease.holder != Some((i, inc));
+                // Issued in a term that has ended: decided on what its writer saw then,
+                // whoever holds the Lease now.
+                let late =
+                    write && (self.lease.holder != Some((i, inc)) || self.lease.term != term);
                 let orphan =
                     late || self.instances[i].engine.is_none() || self.instances[i].inc != inc;
                 if write && orphan {
