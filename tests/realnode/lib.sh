@@ -34,7 +34,7 @@ RN_KUBELET_CHAINS=(filter:KUBE-FIREWALL mangle:KUBE-IPTABLES-HINT mangle:KUBE-KU
 # down.sh when up.sh found them absent.
 RN_HOST_DIRS=(/run/containerd /var/lib/cni /var/lib/kubelet)
 
-ctr_rn() { ctr --address "$RN/containerd/containerd.sock" --namespace k8s.io "$@"; }
+ctr_rn() { "$RN/containerd/bin/ctr" --address "$RN/containerd/containerd.sock" --namespace k8s.io "$@"; }
 
 # rn_pull_secret NAMESPACE: the Secret registry-credentials there, the node registry's login
 # (kubernetes.io/dockerconfigjson; the kubelet reads it, the operator never does). Needs kc and

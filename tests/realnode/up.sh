@@ -39,10 +39,10 @@ rm -f "$RN_DISABLED"
 [[ "$(id -u)" == 0 ]] || disable "containerd and the kubelet need root (uid $(id -u))"
 grep -qw overlay /proc/filesystems || modprobe overlay 2>/dev/null || disable "no overlayfs in this kernel"
 [[ -d /sys/fs/cgroup/memory || -f /sys/fs/cgroup/cgroup.controllers ]] || disable "no memory cgroup"
-debs=(containerd runc containernetworking-plugins docker-registry apache2-utils skopeo umoci busybox-static iproute2
+debs=(runc containernetworking-plugins docker-registry apache2-utils skopeo umoci busybox-static iproute2
   iptables socat)
 missing=()
-for cmd in containerd:containerd runc:runc /usr/lib/cni/bridge:containernetworking-plugins \
+for cmd in runc:runc /usr/lib/cni/bridge:containernetworking-plugins \
   docker-registry:docker-registry htpasswd:apache2-utils skopeo:skopeo umoci:umoci \
   /bin/busybox:busybox-static ip:iproute2 iptables-restore:iptables socat:socat; do
   [[ "${cmd%%:*}" == /* ]] && { [[ -x "${cmd%%:*}" ]] || missing+=("${cmd#*:}"); continue; }
@@ -60,8 +60,9 @@ KUBELET="$STATE/bin/kubelet"
 rlog "building trivy, its offline DB tool and the test images (cached after the first run)"
 TRIVY_BIN="$("$here/build-trivy.sh" | tail -1)"
 PAUSE_BIN="$("$here/build-pause.sh" | tail -1)"
+CONTAINERD_BIN="$("$here/build-containerd.sh" | tail -1)"
 
-mkdir -p "$RN"/{pki,registry/data,containerd/certs.d,cni/net.d,cni/ipam,kubelet/root,pod-logs,images,trivy}
+mkdir -p "$RN"/{pki,registry/data,containerd/bin,containerd/certs.d,cni/net.d,cni/ipam,kubelet/root,pod-logs,images,trivy}
 for d in "${RN_HOST_DIRS[@]}"; do [[ -e "$d" ]] || printf '%s\n' "$d" >> "$RN/created-host-dirs"; done
 for s in "${RN_SYSCTLS[@]}"; do printf '%s=%s\n' "$s" "$(sysctl -n "$s")"; done > "$RN/sysctls.orig"
 
@@ -204,6 +205,9 @@ TRIVY_IMAGE=localhost/image-scanner/trivy:0.74.0
 JAVA_DB_IMAGE=localhost/image-scanner/trivy-java-db:1
 
 # --- containerd (CRI), runc, CNI bridge ------------------------------------------------------------
+# containerd v2 (built above): image volumes need 2.1 or later. Linked into the node's folder, so
+# down.sh and the tests find the same ctr without building anything.
+for b in containerd containerd-shim-runc-v2 ctr; do ln -sfn "$CONTAINERD_BIN/$b" "$RN/containerd/bin/$b"; done
 mkdir -p "$RN/containerd/certs.d/$REGISTRY"
 # containerd tries the [host] entries, then `server` as a fallback: the fallback needs the CA too,
 # or a manifest the registry does not have (404 from the host) ends in "x509: certificate
@@ -216,43 +220,54 @@ ca = "$PKI/ca.crt"
   capabilities = ["pull", "resolve"]
   ca = "$PKI/ca.crt"
 EOF
+# Config version 4 (containerd 2.4's own: an older version is migrated at every start, with a
+# warning). No imports: nothing of the host's /etc/containerd reaches this node.
 cat > "$RN/containerd/config.toml" <<EOF
-version = 2
+version = 4
 root = "$RN/containerd/root"
 state = "$RN/containerd/state"
-disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs", "io.containerd.tracing.processor.v1.otlp"]
+imports = []
+disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.erofs", "io.containerd.tracing.processor.v1.otlp", "io.containerd.nri.v1.nri"]
 
-[grpc]
+# Version 4: the servers are plugins of their own (the top-level [grpc] and [ttrpc] of older
+# versions are ignored).
+[plugins."io.containerd.server.v1.grpc"]
   address = "$RN/containerd/containerd.sock"
-[ttrpc]
+[plugins."io.containerd.server.v1.ttrpc"]
   address = "$RN/containerd/containerd.sock.ttrpc"
 
 [plugins."io.containerd.internal.v1.opt"]
   path = "$RN/containerd/opt"
 
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "$PAUSE_IMAGE"
+[plugins."io.containerd.cri.v1.images"]
+  snapshotter = "overlayfs"
+  [plugins."io.containerd.cri.v1.images".pinned_images]
+    sandbox = "$PAUSE_IMAGE"
+  [plugins."io.containerd.cri.v1.images".registry]
+    config_path = "$RN/containerd/certs.d"
+
+[plugins."io.containerd.cri.v1.runtime"]
   # This machine's root lacks CAP_SYS_RESOURCE: runc cannot lower oom_score_adj (the kubelet
   # asks -998 for sandboxes) and fails with "can't get final child's PID from pipe".
   restrict_oom_score_adj = true
   netns_mounts_under_state_dir = true
+  [plugins."io.containerd.cri.v1.runtime".containerd]
+    default_runtime_name = "runc"
+    [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc.options]
+        BinaryName = "$(command -v runc)"
+        SystemdCgroup = false
+        Root = "$RN/containerd/runc"
+  [plugins."io.containerd.cri.v1.runtime".cni]
+    bin_dirs = ["/usr/lib/cni"]
+    conf_dir = "$RN/cni/net.d"
+    max_conf_num = 1
+
+[plugins."io.containerd.grpc.v1.cri"]
   stream_server_address = "127.0.0.1"
   stream_server_port = "0"
   enable_tls_streaming = false
-  [plugins."io.containerd.grpc.v1.cri".containerd]
-    snapshotter = "overlayfs"
-    default_runtime_name = "runc"
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
-      runtime_type = "io.containerd.runc.v2"
-      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
-        SystemdCgroup = false
-        Root = "$RN/containerd/runc"
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "/usr/lib/cni"
-    conf_dir = "$RN/cni/net.d"
-    max_conf_num = 1
-  [plugins."io.containerd.grpc.v1.cri".registry]
-    config_path = "$RN/containerd/certs.d"
 EOF
 # One L2 segment whose host side (made here, so the trivy server can bind to it before the first
 # pod) is the pods' gateway: to the host's bridge address and, through kube-proxy, to Services.
@@ -281,7 +296,9 @@ cat > "$RN/cni/net.d/10-image-scanner.conflist" <<EOF
   ]
 }
 EOF
-start containerd containerd --config "$RN/containerd/config.toml"
+# Our shim, not one of the host's, next to containerd on its PATH.
+start containerd env PATH="$RN/containerd/bin:$PATH" "$RN/containerd/bin/containerd" \
+  --config "$RN/containerd/config.toml"
 wait_for containerd "containerd socket" ctr_rn version
 
 # Each also under its digest reference, so that a pod spec pinned by digest (the installed
