@@ -17,7 +17,7 @@ include tests/bench/bench.mk
 help:
 	@echo "make run    - run the operator on the local control plane (see README.md)"
 	@echo "make test   - run every check and test (what CI runs)"
-	@echo "other: cluster-up cluster-down cluster-smoke image-binary bench-scale"
+	@echo "other: cluster-up cluster-down cluster-smoke image-binary bench-scale bench-scan-pod"
 
 fmt-check:
 	$(CARGO) fmt --all -- --check

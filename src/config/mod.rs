@@ -16,7 +16,7 @@ use clap::{Args, Parser, Subcommand};
 use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration};
 use regex::Regex;
 
-pub use crate::core::scan_job::TrivyCommand;
+pub use crate::core::scan_job::{TrivyBinary, TrivyCommand};
 pub use duration::{DurationError, format_go_duration, parse_go_duration};
 pub use gates::{FeatureGates, GateSetting};
 pub use logging::{LogConfig, LogFormat};
@@ -178,6 +178,11 @@ pub struct OperatorArgs {
     /// Image providing /usr/local/bin/trivy, copied into each scan pod (pin it by digest).
     #[arg(long, env = "TRIVY_IMAGE", default_value = "")]
     pub trivy_image: String,
+    /// How trivy gets into each scan pod: `copy` (an init container copies the binary into an
+    /// emptyDir; any cluster) or `image-volume` (TRIVY_IMAGE mounted as an image volume, no
+    /// copy; Kubernetes 1.33+ with the ImageVolume feature, containerd 2.1+ or CRI-O 1.31+).
+    #[arg(long, env = "TRIVY_BINARY", default_value = "copy")]
+    pub trivy_binary: String,
     /// Image with trivy's Java DB in /java-db (trivy-java.db, metadata.json) and a `cp`,
     /// copied into each scan pod so that images with JARs scan without downloading the Java
     /// DB (docs/install.md); empty: trivy downloads it in every scan pod that finds a JAR.
@@ -395,8 +400,10 @@ pub struct OperatorConfig {
     pub skip_scan_pod_waiting_reasons: Vec<String>,
     /// Trivy subcommand.
     pub trivy_command: TrivyCommand,
-    /// Trivy image for the init container.
+    /// Trivy image for the init container or the image volume.
     pub trivy_image: String,
+    /// How trivy gets into the scan pods.
+    pub trivy_binary: TrivyBinary,
     /// Java DB image for the second init container, if any.
     pub trivy_java_db_image: Option<String>,
     /// Active scan Job limit; 0 = unlimited.

@@ -260,6 +260,21 @@ fn unknown_trivy_command_is_rejected() {
 }
 
 #[test]
+fn trivy_binary_is_copy_unless_image_volume_is_asked_for() {
+    let c = parse(&["--scan-job-namespace=x"]).expect("valid");
+    assert_eq!(c.trivy_binary, TrivyBinary::Copy);
+    let c = parse(&["--scan-job-namespace=x", "--trivy-binary=image-volume"]).expect("valid");
+    assert_eq!(c.trivy_binary, TrivyBinary::ImageVolume);
+    let e = error_of(&["--scan-job-namespace=x", "--trivy-binary=volume"]);
+    assert_eq!((e.flag, e.env), ("trivy-binary", "TRIVY_BINARY"));
+    assert!(
+        e.problem.contains("expected copy or image-volume"),
+        "{}",
+        e.problem
+    );
+}
+
+#[test]
 fn ttl_must_be_positive() {
     for ttl in ["0", "-5"] {
         let arg = format!("--scan-job-ttl-seconds-after-finished={ttl}");

@@ -184,6 +184,11 @@ impl OperatorArgs {
                 ));
             }
         };
+        let trivy_binary = self
+            .trivy_binary
+            .trim()
+            .parse::<TrivyBinary>()
+            .map_err(|e| ConfigError::new("trivy-binary", "TRIVY_BINARY", e.to_string()))?;
         let scan_interval =
             parse_duration_flag(&self.scan_interval, "scan-interval", "SCAN_INTERVAL")?;
         if scan_interval.is_zero() {
@@ -282,6 +287,7 @@ impl OperatorArgs {
             skip_scan_pod_waiting_reasons: skip_reasons,
             trivy_command,
             trivy_image: self.trivy_image.trim().to_string(),
+            trivy_binary,
             trivy_java_db_image: Some(self.trivy_java_db_image.trim())
                 .filter(|image| !image.is_empty())
                 .map(str::to_string),

@@ -42,6 +42,7 @@ pub fn engine_config(
         trivy_image: config.trivy_image.clone(),
         java_db_image: config.trivy_java_db_image.clone(),
         trivy_command: config.trivy_command,
+        trivy_binary: config.trivy_binary,
         scan_resources: config
             .scan_job_resources
             .clone()

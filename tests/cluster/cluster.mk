@@ -2,7 +2,7 @@
 # Included from the top-level Makefile.
 CLUSTER_DIR := tests/cluster
 
-.PHONY: cluster-build cluster-up cluster-down cluster-smoke cluster-status scanner-check real-install-check
+.PHONY: cluster-build cluster-up cluster-down cluster-smoke cluster-status scanner-check real-install-check bench-scan-pod
 
 cluster-build:
 	$(CLUSTER_DIR)/build.sh
@@ -30,5 +30,10 @@ scanner-check:
 # The real install on the real node (operator image from the release binary, kubectl apply -k
 # kustomize/overlays/real-node): a real scan by the in-cluster operator, and its pod killed
 # mid-scan without a lost or duplicate result. Removes the install again at the end.
+# Scan pods with trivy copied in against trivy mounted as an image volume, on the real node:
+# start time and disk writes (docs/performance.md).
+bench-scan-pod: cluster-up
+	tests/realnode/bench-scan-pod.sh
+
 real-install-check: cluster-up image-binary
 	tests/realnode/install-check.sh

@@ -430,3 +430,86 @@ async fn a_jar_in_an_init_container_is_scanned_with_the_java_db_image() {
     }
     ns.cleanup().await;
 }
+
+/// `--trivy-binary=image-volume`: the scan pod mounts the trivy image as an image volume
+/// (containerd 2.1+, the real node's runtime) instead of copying the binary in, and the
+/// result is exactly the one of the copy; the Java DB image is still copied by its own init
+/// container, and trivy finds the JAR through it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the local control plane with its real node: make e2e"]
+async fn the_trivy_image_mounted_as_an_image_volume_scans_without_a_copy() {
+    let Some(node) = RealNode::get() else { return };
+    let client = client().await;
+    prepare_scan_namespace(&client).await;
+    node.use_trivy_server(&client).await;
+    let ns = TestNamespaces::create(&client, &["e2e-real-volume"]).await;
+    let java_db = format!("--trivy-java-db-image={}", node.var("JAVA_DB_IMAGE"));
+    let op = node.operator(
+        "real-volume",
+        "e2e-real-volume",
+        &["--trivy-binary=image-volume", &java_db],
+    );
+    node.deploy_private_pod(
+        &client,
+        "e2e-real-volume",
+        "java",
+        json!([{"name": "unpack", "image": node.var("JAVA_IMAGE"), "command": ["/bin/sh", "-c", "true"]}]),
+        json!([{"name": "app", "image": node.var("APP_IMAGE"), "command": ["/bin/sleep", "3600"]}]),
+    )
+    .await;
+
+    let all = eventually(WAIT, "both CIS scanned", Some(&op), || async {
+        let all = list_cis(&client, "e2e-real-volume").await;
+        (all.len() == 2 && all.iter().all(scanned)).then_some(all)
+    })
+    .await;
+    for (container, digest, file) in [
+        ("unpack", "JAVA_DIGEST", "java.json"),
+        ("app", "APP_DIGEST", "app.json"),
+    ] {
+        let cis = all
+            .iter()
+            .find(|c| c.spec.workload.container_name == container)
+            .unwrap_or_else(|| panic!("no CIS for container {container}"));
+        assert_eq!(cis.spec.digest, node.var(digest), "{container}");
+        let (status, want) = (status_json(cis), expected(file));
+        assert_eq!(
+            (&status["vulnerabilities"], &status["vulnerabilitySummary"]),
+            (&want["vulnerabilities"], &want["vulnerabilitySummary"]),
+            "the real scan of {container} (left) differs from tests/realnode/expected/{file}"
+        );
+    }
+
+    // The scan pods ran trivy from the image volume: no init container copied it.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "e2e-real-volume");
+    let scan_pods = pods
+        .list(&ListParams::default().labels("app.kubernetes.io/managed-by=image-scanner"))
+        .await
+        .expect("scan pods");
+    assert!(
+        !scan_pods.items.is_empty(),
+        "the scan pods are kept until the Jobs' TTL"
+    );
+    for pod in &scan_pods.items {
+        let name = pod.metadata.name.as_deref().unwrap_or_default();
+        let spec = pod.spec.as_ref().expect("spec");
+        let init: Vec<&str> = spec
+            .init_containers
+            .iter()
+            .flatten()
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(init, ["java-db"], "{name}: only the Java DB is copied");
+        let volume = spec
+            .volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == "image-scanner")
+            .and_then(|v| v.image.as_ref())
+            .unwrap_or_else(|| panic!("{name}: trivy comes from an image volume"));
+        assert_eq!(volume.reference.as_deref(), Some(node.var("TRIVY_IMAGE")));
+        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+        assert_eq!(phase, Some("Succeeded"), "{name}");
+    }
+    ns.cleanup().await;
+}

@@ -2,7 +2,8 @@
 //!
 //! The Job runs the scanned image itself, pinned by digest with pull policy `IfNotPresent` and
 //! preferably on a node that already has it, so no pull secret is needed. An init container
-//! copies the `trivy` binary into a shared `emptyDir`; the scan container runs
+//! copies the `trivy` binary into a shared `emptyDir`, or the trivy image is mounted as an image
+//! volume ([`TrivyBinary`]); the scan container runs
 //! `trivy rootfs /` against the in-cluster trivy server (configured by the `trivy-job-config`
 //! ConfigMap) and prints the flat JSON array of [`TRIVY_TEMPLATE`] to its log.
 //!
@@ -31,17 +32,17 @@ use std::sync::Arc;
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
     Affinity, Capabilities, ConfigMapEnvSource, Container, EmptyDirVolumeSource, EnvFromSource,
-    EnvVar, LocalObjectReference, NodeAffinity, NodeSelector, NodeSelectorRequirement,
-    NodeSelectorTerm, PodSecurityContext, PodSpec, PodTemplateSpec, PreferredSchedulingTerm,
-    SeccompProfile, SecurityContext, Volume, VolumeMount,
+    EnvVar, ImageVolumeSource, LocalObjectReference, NodeAffinity, NodeSelector,
+    NodeSelectorRequirement, NodeSelectorTerm, PodSecurityContext, PodSpec, PodTemplateSpec,
+    PreferredSchedulingTerm, SeccompProfile, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 mod settings;
 
 pub use settings::{
-    ScanJobSettings, TrivyCommand, UnknownTrivyCommand, default_init_resources,
-    default_scan_resources,
+    ScanJobSettings, TrivyBinary, TrivyCommand, UnknownTrivyBinary, UnknownTrivyCommand,
+    default_init_resources, default_scan_resources,
 };
 
 use super::naming::label_value;
@@ -89,6 +90,10 @@ const SHARED_VOLUME: &str = "image-scanner";
 const SHARED_MOUNT: &str = "/run/image-scanner";
 const TRIVY_BINARY: &str = "/run/image-scanner/trivy";
 const TRIVY_IN_IMAGE: &str = "/usr/local/bin/trivy";
+/// The directory of [`TRIVY_IN_IMAGE`], relative to the image's root: the part of the trivy image
+/// an image volume shows at [`SHARED_MOUNT`], so the binary has the same path both ways and
+/// the skip list covers it.
+const TRIVY_DIR_IN_IMAGE: &str = "usr/local/bin";
 const TMP_VOLUME: &str = "tmp";
 const TMP_MOUNT: &str = "/tmp";
 /// Where a Java DB image keeps the DB: `trivy-java.db` and `metadata.json`.
@@ -127,7 +132,8 @@ pub const SCAN_CAPABILITY: &str = "DAC_OVERRIDE";
 
 /// Directories the scan never reports: what the Job itself mounted into the scanned image.
 ///
-/// * [`SHARED_MOUNT`] holds the trivy binary copied in by the init container. Scanned, it adds
+/// * [`SHARED_MOUNT`] holds the trivy binary, copied in by the init container or mounted from
+///   the trivy image ([`TrivyBinary`]). Scanned, it adds
 ///   trivy's own Go standard library and module findings to every image's result, and the
 ///   template's entries carry no file path to tell them apart (measured: 7 entries instead of
 ///   6 for one Go advisory).
@@ -303,7 +309,9 @@ pub fn build_scan_job(params: &ScanJobParams, settings: &ScanJobSettings) -> Job
         tolerations: (!settings.tolerations.is_empty()).then(|| settings.tolerations.clone()),
         priority_class_name: settings.priority_class_name.clone(),
         init_containers: Some(
-            std::iter::once(trivy_init_container(settings))
+            (settings.trivy_binary == TrivyBinary::Copy)
+                .then(|| trivy_init_container(settings))
+                .into_iter()
                 .chain(
                     settings
                         .java_db_image
@@ -311,9 +319,10 @@ pub fn build_scan_job(params: &ScanJobParams, settings: &ScanJobSettings) -> Job
                         .map(|image| java_db_init_container(image, settings)),
                 )
                 .collect(),
-        ),
+        )
+        .filter(|init: &Vec<Container>| !init.is_empty()),
         containers: vec![scan_container(params, settings)],
-        volumes: Some(vec![empty_dir(SHARED_VOLUME), empty_dir(TMP_VOLUME)]),
+        volumes: Some(vec![trivy_volume(settings), empty_dir(TMP_VOLUME)]),
         ..PodSpec::default()
     };
     Job {
@@ -388,6 +397,35 @@ fn node_affinity(nodes: &[String], platform: &RequiredPlatform) -> Option<Affini
         }),
         ..Affinity::default()
     })
+}
+
+/// Where the trivy binary comes from: an `emptyDir` the init container fills, or the trivy
+/// image itself.
+fn trivy_volume(settings: &ScanJobSettings) -> Volume {
+    match settings.trivy_binary {
+        TrivyBinary::Copy => empty_dir(SHARED_VOLUME),
+        TrivyBinary::ImageVolume => Volume {
+            name: SHARED_VOLUME.to_string(),
+            image: Some(ImageVolumeSource {
+                reference: Some(settings.trivy_image.clone()),
+                pull_policy: Some("IfNotPresent".to_string()),
+            }),
+            ..Volume::default()
+        },
+    }
+}
+
+/// The scan container's mount of [`trivy_volume`]: of an image volume only the binary's
+/// directory, read-only (image volumes are read-only whatever the mount says).
+fn trivy_mount(settings: &ScanJobSettings) -> VolumeMount {
+    match settings.trivy_binary {
+        TrivyBinary::Copy => mount(SHARED_VOLUME, SHARED_MOUNT),
+        TrivyBinary::ImageVolume => VolumeMount {
+            read_only: Some(true),
+            sub_path: Some(TRIVY_DIR_IN_IMAGE.to_string()),
+            ..mount(SHARED_VOLUME, SHARED_MOUNT)
+        },
+    }
 }
 
 fn trivy_init_container(settings: &ScanJobSettings) -> Container {
@@ -491,10 +529,7 @@ fn scan_container(params: &ScanJobParams, settings: &ScanJobSettings) -> Contain
             ..locked_down(Some(0))
         }),
         termination_message_policy: Some("FallbackToLogsOnError".to_string()),
-        volume_mounts: Some(vec![
-            mount(SHARED_VOLUME, SHARED_MOUNT),
-            mount(TMP_VOLUME, TMP_MOUNT),
-        ]),
+        volume_mounts: Some(vec![trivy_mount(settings), mount(TMP_VOLUME, TMP_MOUNT)]),
         ..Container::default()
     }
 }

@@ -62,6 +62,55 @@ impl FromStr for TrivyCommand {
     }
 }
 
+/// How the trivy binary gets into the scan pod.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub enum TrivyBinary {
+    /// An init container of the trivy image copies the binary into an `emptyDir`: works on
+    /// every cluster, but each scan pod writes the whole binary (about 170 MB for trivy
+    /// 0.74) to the node's disk and page cache.
+    #[default]
+    Copy,
+    /// The trivy image is mounted read-only as an image volume (`volumes[].image`, GA in
+    /// Kubernetes 1.36; with `subPath`, since 1.33): the runtime shares the image's unpacked
+    /// layer with every pod, nothing is copied. Needs a runtime that implements image
+    /// volumes (containerd 2.1 or later, CRI-O 1.31 or later); on another one the scan pod
+    /// does not start and the CIS says so.
+    ImageVolume,
+}
+
+impl TrivyBinary {
+    /// The setting's value as configured.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrivyBinary::Copy => "copy",
+            TrivyBinary::ImageVolume => "image-volume",
+        }
+    }
+}
+
+impl fmt::Display for TrivyBinary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A value of [`TrivyBinary`] other than `copy` or `image-volume`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unrecognized trivy binary source {0:?} (expected copy or image-volume)")]
+pub struct UnknownTrivyBinary(pub String);
+
+impl FromStr for TrivyBinary {
+    type Err = UnknownTrivyBinary;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        match value {
+            "copy" => Ok(TrivyBinary::Copy),
+            "image-volume" => Ok(TrivyBinary::ImageVolume),
+            other => Err(UnknownTrivyBinary(other.chars().take(64).collect())),
+        }
+    }
+}
+
 /// Operator-wide settings of every scan Job.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScanJobSettings {
@@ -87,6 +136,8 @@ pub struct ScanJobSettings {
     pub java_db_image: Option<String>,
     /// `rootfs` or `filesystem`.
     pub trivy_command: TrivyCommand,
+    /// How the trivy binary gets into the scan pod.
+    pub trivy_binary: TrivyBinary,
     /// Resources of the scan container.
     pub scan_resources: ResourceRequirements,
     /// Resources of the trivy init container.
@@ -108,6 +159,7 @@ impl Default for ScanJobSettings {
             trivy_image: String::new(),
             java_db_image: None,
             trivy_command: TrivyCommand::Rootfs,
+            trivy_binary: TrivyBinary::Copy,
             scan_resources: default_scan_resources(),
             init_resources: default_init_resources(),
             tolerations: Vec::new(),

@@ -1,5 +1,7 @@
 //! The scan Job as built for each input, and its acceptance cases.
 
+use std::path::Path;
+
 use super::*;
 use crate::crd::ContainerImageScan;
 use crate::naming::{is_label_value, upstream_scan_job_name};
@@ -723,4 +725,100 @@ fn template_uses_only_the_documented_keys() {
     // Language findings without a PkgPath are located by their result's Target.
     assert!(TRIVY_TEMPLATE.contains(r#"set $entry "pkgPath" $result.Target"#));
     assert!(TRIVY_TEMPLATE.contains(r#""lang-pkgs""#));
+}
+
+/// With `image-volume` the trivy image is the volume the binary comes from: no init container
+/// copies it, the scan container mounts the binary's directory read-only at the path the
+/// command and the skip list name, and the rest of the pod is the same as with `copy`.
+#[test]
+fn an_image_volume_replaces_the_copy_of_the_trivy_binary() {
+    let settings = ScanJobSettings {
+        trivy_image: "registry.example/trivy:0.74.0@sha256:cd".to_string(),
+        trivy_binary: TrivyBinary::ImageVolume,
+        ..fixture_settings()
+    };
+    let job = build_scan_job(&fixture_params(), &settings);
+    let pod = job
+        .spec
+        .as_ref()
+        .and_then(|spec| spec.template.spec.clone())
+        .expect("pod spec");
+    assert_eq!(pod.init_containers, None, "nothing to copy");
+    let volumes = pod.volumes.clone().unwrap_or_default();
+    let trivy = volumes
+        .iter()
+        .find(|v| v.name == SHARED_VOLUME)
+        .expect("trivy volume");
+    assert_eq!(trivy.empty_dir, None);
+    let image = trivy.image.clone().expect("an image volume");
+    assert_eq!(
+        image.reference.as_deref(),
+        Some("registry.example/trivy:0.74.0@sha256:cd")
+    );
+    assert_eq!(image.pull_policy.as_deref(), Some("IfNotPresent"));
+
+    let scan = scan_container_of(&job);
+    assert_eq!(scan.command, Some(strings(&[TRIVY_BINARY])));
+    assert_eq!(
+        Path::new(TRIVY_BINARY).parent(),
+        Some(Path::new(SHARED_MOUNT)),
+        "the binary's directory is the mount"
+    );
+    assert!(TRIVY_IN_IMAGE.ends_with(&format!("{TRIVY_DIR_IN_IMAGE}/trivy")));
+    let mounts = scan.volume_mounts.clone().unwrap_or_default();
+    let binary = mounts
+        .iter()
+        .find(|m| m.name == SHARED_VOLUME)
+        .expect("trivy mount");
+    assert_eq!(binary.mount_path, SHARED_MOUNT);
+    assert_eq!(binary.sub_path.as_deref(), Some(TRIVY_DIR_IN_IMAGE));
+    assert_eq!(binary.read_only, Some(true));
+    assert!(
+        SKIP_DIRS.contains(&SHARED_MOUNT),
+        "trivy never scans itself"
+    );
+
+    // Everything else is as with the copy.
+    let without_trivy = |job: &Job| {
+        let mut pod = job
+            .spec
+            .as_ref()
+            .and_then(|spec| spec.template.spec.clone())
+            .expect("pod spec");
+        pod.init_containers = None;
+        pod.volumes = None;
+        for c in &mut pod.containers {
+            c.volume_mounts = None;
+        }
+        pod
+    };
+    let copy_settings = ScanJobSettings {
+        trivy_image: settings.trivy_image.clone(),
+        ..fixture_settings()
+    };
+    let copy = build_scan_job(&fixture_params(), &copy_settings);
+    assert_eq!(without_trivy(&job), without_trivy(&copy));
+    let tmp = |job: &Job| {
+        scan_container_of(job)
+            .volume_mounts
+            .unwrap_or_default()
+            .into_iter()
+            .find(|m| m.name == TMP_VOLUME)
+    };
+    assert_eq!(tmp(&job), tmp(&copy));
+
+    // A Java DB image is still copied by its init container.
+    let with_java = ScanJobSettings {
+        java_db_image: Some("registry.example/trivy-java-db:1@sha256:ab".to_string()),
+        ..settings
+    };
+    let init: Vec<String> = build_scan_job(&fixture_params(), &with_java)
+        .spec
+        .and_then(|spec| spec.template.spec)
+        .and_then(|pod| pod.init_containers)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(init, [JAVA_DB_INIT_CONTAINER]);
 }
