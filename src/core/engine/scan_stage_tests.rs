@@ -1137,6 +1137,93 @@ fn an_image_that_cannot_be_pulled_deletes_the_job_and_shows_why_at_once() {
 }
 
 #[test]
+fn a_scan_container_that_cannot_be_created_for_two_minutes_fails_the_scan() {
+    // The kubelet retries CreateContainerConfigError (a missing ConfigMap of `envFrom`) and
+    // CreateContainerError (e.g. a runtime without image volumes) without end; the Job would
+    // hold its slot until its deadline. A first error may pass; one that lasts fails the scan.
+    for (init, reason, message) in [
+        (
+            false,
+            "CreateContainerConfigError",
+            "configmap \"trivy-job-config\" not found",
+        ),
+        (true, "CreateContainerError", "failed to mount image volume"),
+    ] {
+        let mut api = api_with_job(config());
+        let mut pod = api.pod("1", ScanContainerState::default());
+        let state = waiting(reason, message);
+        if init {
+            pod.init = state;
+        } else {
+            pod.scan = state;
+        }
+        api.put_pod(pod.clone());
+        let cmds = api.run();
+        assert!(cmds.is_empty(), "{:?}", super::tests::verbs(&cmds));
+        assert!(
+            api.requests
+                .iter()
+                .all(|a| !matches!(a, Action::DeleteJob { .. }))
+        );
+        assert_eq!(api.stalled("a"), None, "not yet: it may pass");
+
+        // The timer brings the digest back when the grace ends.
+        api.wait_for_timer();
+        assert_eq!(api.now, pod.created.plus(Duration::from_secs(120)));
+        let cmds = api.e.poll(api.now);
+        let delete = cmds
+            .iter()
+            .find(|c| matches!(c.action, Action::DeleteJob { .. }))
+            .map(|c| c.id)
+            .expect("the Job is deleted");
+        for c in cmds.into_iter().filter(|c| c.id != delete) {
+            if let Some(outcome) = api.answer(&c.action) {
+                api.reply(c.id, outcome);
+            }
+        }
+        api.reply(delete, Outcome::Done);
+        let name = api.job().name;
+        api.job_deleted(&name);
+        assert!(api.run().is_empty());
+        let which = if init {
+            "init container"
+        } else {
+            SCAN_CONTAINER
+        };
+        let expected = format!(
+            "{which} of pod {} not created for 120 s: {reason}: {message}",
+            pod.name
+        );
+        assert_eq!(api.stalled("a"), Some(("Error".into(), expected)));
+        assert_eq!(api.e.stats().scans_failed, 1, "recorded once");
+    }
+}
+
+#[test]
+fn a_container_created_after_a_first_error_is_no_failure() {
+    let mut api = api_with_job(config());
+    let mut pod = api.pod("1", waiting("CreateContainerError", "name is reserved"));
+    api.put_pod(pod.clone());
+    assert!(api.run().is_empty());
+    api.now = api.now.plus(Duration::from_secs(30));
+    pod.scan = ScanContainerState {
+        started: true,
+        ..ScanContainerState::default()
+    };
+    pod.resource_version = pod.resource_version.map(|rv| rv + 1);
+    api.put_pod(pod);
+    api.now = api.now.plus(Duration::from_secs(300));
+    let cmds = api.run();
+    assert!(
+        cmds.iter()
+            .all(|c| !matches!(c.action, Action::DeleteJob { .. })),
+        "{:?}",
+        super::tests::verbs(&cmds)
+    );
+    assert_eq!(api.stalled("a"), None);
+}
+
+#[test]
 fn the_answer_to_deleting_a_job_leaves_a_new_job_of_the_same_name_running() {
     let mut api = api_with_job(config());
     let pod = api.pod("1", waiting("ImagePullBackOff", "Back-off pulling image"));

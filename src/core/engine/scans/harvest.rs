@@ -3,6 +3,18 @@
 
 use super::*;
 
+/// How long a scan pod's container may fail to be created before the scan counts as failed:
+/// a first error can be transient (the kubelet retries), a lasting one is configuration.
+pub(super) const CREATE_ERROR_GRACE: Duration = Duration::from_secs(120);
+
+/// A scan pod whose container the kubelet cannot create (see [`ScanStage::create_error`]).
+pub(super) enum CreateError {
+    /// Not for long enough yet: look again then.
+    Since(Timestamp),
+    /// For [`CREATE_ERROR_GRACE`]: the kubelet's reason and message.
+    Lasting(String),
+}
+
 impl ScanStage<'_> {
     /// The waiting message if a pod of `job` cannot pull the scanned image (or an init
     /// container's: trivy's, the Java DB's).
@@ -25,6 +37,35 @@ impl ScanStage<'_> {
                 }
             }
             None
+        })
+    }
+
+    /// Whether a pod of `job` cannot create its scan (or an init) container: the kubelet's
+    /// message once that has lasted [`CREATE_ERROR_GRACE`] since the pod was created, else
+    /// when to look again. The kubelet retries such errors without end, so a lasting one (a
+    /// missing `trivy-job-config` in `envFrom`, a runtime without image volumes for
+    /// `TRIVY_BINARY=image-volume`) would hold the Job until its deadline, an hour by default.
+    pub(super) fn create_error(&self, job: &JobView, now: Timestamp) -> Option<CreateError> {
+        const CREATE: [&str; 2] = ["CreateContainerError", "CreateContainerConfigError"];
+        self.index.pods_of_job(&job.uid).into_iter().find_map(|p| {
+            let (which, c) = [("init container", &p.init), (SCAN_CONTAINER, &p.scan)]
+                .into_iter()
+                .find(|(_, c)| {
+                    c.waiting_reason
+                        .as_deref()
+                        .is_some_and(|r| CREATE.contains(&r))
+                })?;
+            let until = p.created.plus(CREATE_ERROR_GRACE);
+            if now < until {
+                return Some(CreateError::Since(until));
+            }
+            let reason = c.waiting_reason.as_deref().unwrap_or_default();
+            let message = c.waiting_message.as_deref().unwrap_or_default();
+            Some(CreateError::Lasting(format!(
+                "{which} of pod {} not created for {} s: {reason}: {message}",
+                p.name,
+                CREATE_ERROR_GRACE.as_secs()
+            )))
         })
     }
 

@@ -46,6 +46,7 @@ use crate::port::{
 use crate::report::{ReportFormat, parse_report};
 use crate::scan_job::{RequiredPlatform, SCAN_CONTAINER, ScanJobParams, build_scan_job};
 use crate::time::Timestamp;
+use harvest::CreateError;
 use reserved::{Reserved, WriteAnswer};
 
 /// What became of a result's Report, until the status write that follows it.
@@ -418,11 +419,19 @@ impl ScanStage<'_> {
         // 1. Image-pull back-off of the running Job, or a namespace that refuses its pod: when
         // another placement may do better (credentials, admission), it is tried next.
         if let Some(job) = &active {
+            let create_error = self.create_error(job, now);
+            if let Some(CreateError::Since(until)) = create_error {
+                self.timers.arm(TimerKey::Digest(digest.to_string()), until);
+            }
             let failure = if let Some(message) = self.pull_back_off(job) {
                 Some(match classify_pull_failure(&message) {
                     PullFailure::Credentials => (FailureReason::PullUnauthorized, message, true),
                     PullFailure::Other => (FailureReason::Error, message, false),
                 })
+            } else if let Some(CreateError::Lasting(message)) = create_error {
+                // No other placement creates the container either: the same pod spec, the
+                // same runtime configuration.
+                Some((FailureReason::Error, message, false))
             } else {
                 self.index.job_rejections.get(&job.uid).map(|message| {
                     let message = format!("the scan pod was not created: {message}");
