@@ -110,6 +110,50 @@ impl RealNode {
         .await;
     }
 
+    /// A Deployment `java` whose init container `unpack` runs the JAR image and whose container
+    /// `app` the test image `<app>_IMAGE` (`APP` or `CLEAN`), both private.
+    async fn deploy_jar_and_app(&self, client: &kube::Client, ns: &str, app: &str) {
+        self.deploy_private_pod(
+            client,
+            ns,
+            "java",
+            json!([{"name": "unpack", "image": self.var("JAVA_IMAGE"), "command": ["/bin/sh", "-c", "true"]}]),
+            json!([{"name": "app", "image": self.var(&format!("{app}_IMAGE")), "command": ["/bin/sleep", "3600"]}]),
+        )
+        .await;
+    }
+
+    /// Waits until every CIS of `ns` is scanned, one per `(container, image, file)`, then checks
+    /// each: the digest of `<image>_DIGEST` and exactly the findings of
+    /// tests/realnode/expected/`file`.
+    async fn expect_results(
+        &self,
+        client: &kube::Client,
+        op: &Operator,
+        ns: &str,
+        cases: &[(&str, &str, &str)],
+    ) {
+        let all = eventually(WAIT, "every CIS scanned", Some(op), || async {
+            let all = list_cis(client, ns).await;
+            (all.len() == cases.len() && all.iter().all(scanned)).then_some(all)
+        })
+        .await;
+        for (container, image, file) in cases {
+            let cis = all
+                .iter()
+                .find(|c| c.spec.workload.container_name == *container)
+                .unwrap_or_else(|| panic!("no CIS for container {container}"));
+            let digest = self.var(&format!("{image}_DIGEST"));
+            assert_eq!(cis.spec.digest, digest, "{container}");
+            let (status, want) = (status_json(cis), expected(file));
+            assert_eq!(
+                (&status["vulnerabilities"], &status["vulnerabilitySummary"]),
+                (&want["vulnerabilities"], &want["vulnerabilitySummary"]),
+                "the real scan of {container} (left) differs from tests/realnode/expected/{file}"
+            );
+        }
+    }
+
     /// The Secret `name` in `ns` with the registry's login, as `kubectl create secret
     /// docker-registry` makes it (the kubelet takes username and password as well as the
     /// base64 `auth` of docker login).
@@ -398,36 +442,18 @@ async fn a_jar_in_an_init_container_is_scanned_with_the_java_db_image() {
     let ns = TestNamespaces::create(&client, &["e2e-real-java"]).await;
     let java_db = format!("--trivy-java-db-image={}", node.var("JAVA_DB_IMAGE"));
     let op = node.operator("real-java", "e2e-real-java", &[&java_db]);
-    node.deploy_private_pod(
+    node.deploy_jar_and_app(&client, "e2e-real-java", "CLEAN")
+        .await;
+    node.expect_results(
         &client,
+        &op,
         "e2e-real-java",
-        "java",
-        json!([{"name": "unpack", "image": node.var("JAVA_IMAGE"), "command": ["/bin/sh", "-c", "true"]}]),
-        json!([{"name": "app", "image": node.var("CLEAN_IMAGE"), "command": ["/bin/sleep", "3600"]}]),
+        &[
+            ("unpack", "JAVA", "java.json"),
+            ("app", "CLEAN", "clean.json"),
+        ],
     )
     .await;
-
-    let all = eventually(WAIT, "both CIS scanned", Some(&op), || async {
-        let all = list_cis(&client, "e2e-real-java").await;
-        (all.len() == 2 && all.iter().all(scanned)).then_some(all)
-    })
-    .await;
-    for (container, digest, file) in [
-        ("unpack", "JAVA_DIGEST", "java.json"),
-        ("app", "CLEAN_DIGEST", "clean.json"),
-    ] {
-        let cis = all
-            .iter()
-            .find(|c| c.spec.workload.container_name == container)
-            .unwrap_or_else(|| panic!("no CIS for container {container}"));
-        assert_eq!(cis.spec.digest, node.var(digest), "{container}");
-        let (status, want) = (status_json(cis), expected(file));
-        assert_eq!(
-            (&status["vulnerabilities"], &status["vulnerabilitySummary"]),
-            (&want["vulnerabilities"], &want["vulnerabilitySummary"]),
-            "the real scan of {container} (left) differs from tests/realnode/expected/{file}"
-        );
-    }
     ns.cleanup().await;
 }
 
@@ -449,36 +475,15 @@ async fn the_trivy_image_mounted_as_an_image_volume_scans_without_a_copy() {
         "e2e-real-volume",
         &["--trivy-binary=image-volume", &java_db],
     );
-    node.deploy_private_pod(
+    node.deploy_jar_and_app(&client, "e2e-real-volume", "APP")
+        .await;
+    node.expect_results(
         &client,
+        &op,
         "e2e-real-volume",
-        "java",
-        json!([{"name": "unpack", "image": node.var("JAVA_IMAGE"), "command": ["/bin/sh", "-c", "true"]}]),
-        json!([{"name": "app", "image": node.var("APP_IMAGE"), "command": ["/bin/sleep", "3600"]}]),
+        &[("unpack", "JAVA", "java.json"), ("app", "APP", "app.json")],
     )
     .await;
-
-    let all = eventually(WAIT, "both CIS scanned", Some(&op), || async {
-        let all = list_cis(&client, "e2e-real-volume").await;
-        (all.len() == 2 && all.iter().all(scanned)).then_some(all)
-    })
-    .await;
-    for (container, digest, file) in [
-        ("unpack", "JAVA_DIGEST", "java.json"),
-        ("app", "APP_DIGEST", "app.json"),
-    ] {
-        let cis = all
-            .iter()
-            .find(|c| c.spec.workload.container_name == container)
-            .unwrap_or_else(|| panic!("no CIS for container {container}"));
-        assert_eq!(cis.spec.digest, node.var(digest), "{container}");
-        let (status, want) = (status_json(cis), expected(file));
-        assert_eq!(
-            (&status["vulnerabilities"], &status["vulnerabilitySummary"]),
-            (&want["vulnerabilities"], &want["vulnerabilitySummary"]),
-            "the real scan of {container} (left) differs from tests/realnode/expected/{file}"
-        );
-    }
 
     // The scan pods ran trivy from the image volume: no init container copied it.
     let pods: Api<Pod> = Api::namespaced(client.clone(), "e2e-real-volume");

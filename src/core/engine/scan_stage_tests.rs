@@ -186,6 +186,17 @@ impl Api {
             .collect()
     }
 
+    /// Runs until idle (nothing left unanswered) and gives the status writes asked for so far
+    /// as (CIS name, the Job UID each names).
+    fn jobs_written(&mut self) -> Vec<(String, Option<String>)> {
+        let left = self.run();
+        assert!(left.is_empty(), "{:?}", super::tests::verbs(&left));
+        self.status_requests()
+            .into_iter()
+            .map(|(name, s)| (name, s.last_scan_job_uid))
+            .collect()
+    }
+
     /// Every Report the engine asked to apply.
     fn report_requests(&self) -> Vec<serde_json::Value> {
         self.requests
@@ -957,14 +968,7 @@ fn a_result_of_a_later_job_stamped_by_a_slower_clock_is_the_newest() {
     api.put_job(finished_job_at("a-1111", "job-new", 50, 90));
     api.put_cis("b", super::tests::failed_status("job-old", at(1000)));
     api.put_cis("a", super::tests::failed_status("job-new", at(100)));
-    let left = api.run();
-    assert!(left.is_empty(), "{:?}", super::tests::verbs(&left));
-    let requests = api.status_requests();
-    let written: Vec<(&str, Option<&str>)> = requests
-        .iter()
-        .map(|(name, s)| (name.as_str(), s.last_scan_job_uid.as_deref()))
-        .collect();
-    assert_eq!(written, [("b", Some("job-new"))]);
+    assert_eq!(api.jobs_written(), [("b".into(), Some("job-new".into()))]);
 }
 
 #[test]
@@ -980,14 +984,7 @@ fn a_result_of_a_job_gone_before_it_was_learned_is_still_ordered_by_the_jobs_age
     api.put_job(finished_job_at("a-1111", "job-new", 50, 90));
     api.job_deleted("a-1111");
     api.put_cis("a", super::tests::failed_status("job-new", at(100)));
-    let left = api.run();
-    assert!(left.is_empty(), "{:?}", super::tests::verbs(&left));
-    let requests = api.status_requests();
-    let written: Vec<(&str, Option<&str>)> = requests
-        .iter()
-        .map(|(name, s)| (name.as_str(), s.last_scan_job_uid.as_deref()))
-        .collect();
-    assert_eq!(written, [("b", Some("job-new"))]);
+    assert_eq!(api.jobs_written(), [("b".into(), Some("job-new".into()))]);
 }
 
 #[test]
