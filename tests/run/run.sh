@@ -20,7 +20,7 @@ log() { printf '%s [run] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 LOCAL=false
 if [[ -z "${KUBECONFIG:-}" ]]; then
   LOCAL=true
-  log "starting the local cluster (first time: builds Kubernetes, trivy and CoreDNS from their Go modules, 30-60 min on 2 cores)"
+  log "starting the local cluster (first time: builds Kubernetes, containerd, trivy and CoreDNS from their Go modules, 30-60 min on 2 cores)"
   make --no-print-directory cluster-up
   export KUBECONFIG=$ROOT/target/cluster/kubeconfig
   PATH=$ROOT/target/cluster/bin:$PATH
