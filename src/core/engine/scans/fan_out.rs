@@ -97,11 +97,11 @@ impl ScanStage<'_> {
         }
         let target = Target::CisStatus(key.clone());
         if !self.flights.can_issue(&target, now) {
-            if self.flights.is_busy(&target) || !self.flights.has_room() {
-                return Err(Blocked);
-            }
-            // Backing off: its retry timer brings the digest back.
-            return Ok(FanOut::Done);
+            return if self.flights.is_busy(&target) || !self.flights.has_room() {
+                Err(Blocked)
+            } else {
+                Ok(FanOut::Done)
+            };
         }
         let new_status = match &latest.outcome {
             ScanOutcome::Succeeded => {

@@ -340,7 +340,10 @@ impl ScanStage<'_> {
         self.first_results.record(digest, now);
         self.reports.insert(digest, job_uid, vulns);
         let job = self.index.job_by_uid(job_uid);
-        let job_created = self.index.job_created(job_uid);
+        // Gone already (deleted before its log was read): its creation time may still be known.
+        let job_created = job
+            .map(|j| j.created)
+            .or_else(|| self.index.deleted_jobs.created(job_uid));
         let placement = job.map(|j| self.placement_of(j));
         let scan = self.state.digests.entry(digest.to_string()).or_default();
         scan.failures = 0;
