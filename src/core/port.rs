@@ -224,6 +224,33 @@ impl CisStatusView {
     }
 }
 
+/// A copy of `status` without `vulnerabilities`, never cloning them. Every field is named (no
+/// `..`), so a field added to the status is a decision here.
+fn without_details(status: &ContainerImageScanStatus) -> ContainerImageScanStatus {
+    let ContainerImageScanStatus {
+        observed_generation,
+        last_scan_job_uid,
+        last_scan_time,
+        last_successful_scan_time,
+        conditions,
+        vulnerabilities: _,
+        vulnerability_summary,
+        vulnerabilities_truncated,
+        details_bytes,
+    } = status;
+    ContainerImageScanStatus {
+        observed_generation: *observed_generation,
+        last_scan_job_uid: last_scan_job_uid.clone(),
+        last_scan_time: last_scan_time.clone(),
+        last_successful_scan_time: last_successful_scan_time.clone(),
+        conditions: conditions.clone(),
+        vulnerabilities: None,
+        vulnerability_summary: vulnerability_summary.clone(),
+        vulnerabilities_truncated: vulnerabilities_truncated.clone(),
+        details_bytes: *details_bytes,
+    }
+}
+
 /// What a status says its details take, or what its `vulnerabilities` measure when it does not
 /// say.
 pub fn details_bytes(status: &ContainerImageScanStatus) -> u64 {
@@ -556,6 +583,38 @@ pub enum Action {
 }
 
 impl Action {
+    /// What the engine keeps of an action while it is in flight: all of it but the payloads no
+    /// answer handler reads — a status's details and a Report's body. A full copy would hold
+    /// every detail twice for each write in flight (the largest item of the heap at 10,000
+    /// pods of realistic images; docs/performance.md).
+    pub fn in_flight_record(&self) -> Action {
+        match self {
+            Action::ApplyCisStatus {
+                namespace,
+                name,
+                uid,
+                resource_version,
+                status,
+                keep_details,
+            } => Action::ApplyCisStatus {
+                namespace: namespace.clone(),
+                name: name.clone(),
+                uid: uid.clone(),
+                resource_version: *resource_version,
+                status: Box::new(without_details(status)),
+                keep_details: *keep_details,
+            },
+            Action::ApplyReport {
+                namespace, name, ..
+            } => Action::ApplyReport {
+                namespace: namespace.clone(),
+                name: name.clone(),
+                report: Box::default(),
+            },
+            other => other.clone(),
+        }
+    }
+
     /// Whether the action writes to the cluster (as opposed to reading a log).
     pub fn is_write(&self) -> bool {
         !matches!(self, Action::FetchLog { .. })

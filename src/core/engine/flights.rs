@@ -32,7 +32,7 @@ pub(super) enum Issued {
 pub(super) struct InFlight {
     /// What it is for.
     pub target: Target,
-    /// The request.
+    /// The request, without its payloads (`Action::in_flight_record`).
     pub action: Action,
 }
 
@@ -97,7 +97,7 @@ impl Flights {
             id,
             InFlight {
                 target,
-                action: action.clone(),
+                action: action.in_flight_record(),
             },
         );
         out.push(Command { id, action });
@@ -194,6 +194,8 @@ impl Flights {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crd::ContainerImageScanStatus;
+    use crate::engine::index::CisKey;
     use crate::port::{EventNote, EventRegarding};
 
     fn event() -> Action {
@@ -212,6 +214,63 @@ mod tests {
 
     /// Events are targets of their own, named by the id their command will get: two Events
     /// flushed in one poll must not share a target (the second would be blocked and lost).
+    #[test]
+    fn a_write_in_flight_is_remembered_without_its_details_and_landed_with_the_rest() {
+        let status: ContainerImageScanStatus = serde_json::from_value(serde_json::json!({
+            "lastScanJobUID": "job-1",
+            "lastScanTime": "2026-12-04T10:00:00Z",
+            "vulnerabilities": [{"vulnerabilityID": "CVE-1", "pkgName": "p",
+                "installedVersion": "1", "severity": "HIGH", "pkgPath": "",
+                "fixedVersion": "", "title": "t", "primaryURL": ""}],
+            "vulnerabilitySummary": {"severityCount": {"HIGH": 1}, "fixedCount": 0,
+                "unfixedCount": 1},
+            "detailsBytes": 120
+        }))
+        .expect("a status");
+        let write = Action::ApplyCisStatus {
+            namespace: "ns".into(),
+            name: "a".into(),
+            uid: "uid-a".into(),
+            resource_version: Some(7),
+            status: Box::new(status.clone()),
+            keep_details: false,
+        };
+        let report = Action::ApplyReport {
+            namespace: "ns".into(),
+            name: "a".into(),
+            report: Box::new(serde_json::json!({"results": [1, 2, 3]})),
+        };
+        let t0 = Timestamp(0);
+        let mut flights = Flights::new(4, Duration::from_secs(1), Duration::from_secs(60));
+        let mut out = Vec::new();
+        let key = CisKey::new("ns", "a");
+        for (target, action) in [
+            (Target::CisStatus(key.clone()), write.clone()),
+            (Target::Report(key.clone(), "job-1".into()), report),
+            (Target::Event(1), event()),
+        ] {
+            assert_eq!(flights.issue(target, action, t0, &mut out), Ok(Issued::Yes));
+        }
+        // The requests go out whole.
+        assert_eq!(out[0].action, write);
+        let landed: Vec<Action> = (0..3)
+            .filter_map(|i| flights.land(out[i].id, false, t0))
+            .map(|l| l.flight.action)
+            .collect();
+        let Action::ApplyCisStatus { status: kept, .. } = &landed[0] else {
+            panic!("not a status write: {:?}", landed[0]);
+        };
+        assert_eq!(
+            **kept,
+            ContainerImageScanStatus {
+                vulnerabilities: None,
+                ..status
+            }
+        );
+        assert!(matches!(&landed[1], Action::ApplyReport { report, .. } if report.is_null()));
+        assert_eq!(landed[2], event());
+    }
+
     #[test]
     fn next_id_is_the_id_of_the_next_command_issued() {
         let mut flights = Flights::new(8, Duration::from_secs(1), Duration::from_secs(60));
