@@ -160,10 +160,22 @@ pub fn item_size(v: &Vulnerability) -> usize {
 /// What a list of details counts as against the budgets: its compact JSON, and nothing when
 /// it is empty (an empty list is what any budget leaves when it can hold no finding).
 pub fn details_size(vulnerabilities: &[Vulnerability]) -> usize {
-    if vulnerabilities.is_empty() {
+    details_size_of(
+        vulnerabilities
+            .iter()
+            .map(item_size)
+            .fold(0, usize::saturating_add),
+        vulnerabilities.len(),
+    )
+}
+
+/// [`details_size`] of `count` items whose [`item_size`]s add up to `items_total`: for a list
+/// measured item by item as it is decoded, never held whole.
+pub fn details_size_of(items_total: usize, count: usize) -> usize {
+    if count == 0 {
         0
     } else {
-        list_size(vulnerabilities)
+        array_size(items_total, count)
     }
 }
 

@@ -12,13 +12,15 @@ use kube::api::{
 };
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Api, Client};
+use serde::Serialize;
 use serde_json::json;
 
 use super::convert;
 use super::errors::classify;
+use super::lean::WatchedCis;
 use crate::core::port::{Action, ApiError, ApiErrorKind, EventRegarding, Outcome};
 use crate::core::time::Timestamp;
-use crate::crd::ContainerImageScan;
+use crate::crd::{ContainerImageScan, ContainerImageScanStatus};
 
 /// Field manager of every write but the status writes that keep the stored details.
 pub const FIELD_MANAGER: &str = "image-scanner-operator";
@@ -87,7 +89,7 @@ impl Executor {
                 owners,
                 spec,
             } => {
-                let api: Api<ContainerImageScan> = Api::namespaced(self.client.clone(), &namespace);
+                let api: Api<WatchedCis> = Api::namespaced(self.client.clone(), &namespace);
                 let owners: Vec<_> = owners
                     .iter()
                     .map(|o| json!({"apiVersion": o.api_version, "kind": o.kind, "name": o.name, "uid": o.uid}))
@@ -105,7 +107,7 @@ impl Executor {
                 });
                 let pp = PatchParams::apply(FIELD_MANAGER).force();
                 match api.patch(&name, &pp, &Patch::Apply(&body)).await {
-                    Ok(cis) => applied(&cis),
+                    Ok(cis) => applied(&cis.0),
                     Err(e) => Outcome::Failed(classify(&e)),
                 }
             }
@@ -135,7 +137,7 @@ impl Executor {
                 mut status,
                 keep_details,
             } => {
-                let api: Api<ContainerImageScan> = Api::namespaced(self.client.clone(), &namespace);
+                let api: Api<WatchedCis> = Api::namespaced(self.client.clone(), &namespace);
                 let manager = if keep_details {
                     status.vulnerabilities = None;
                     status.vulnerabilities_truncated = None;
@@ -153,15 +155,26 @@ impl Executor {
                 if let Some(rv) = resource_version {
                     metadata["resourceVersion"] = json!(rv.to_string());
                 }
-                let body = json!({
-                    "apiVersion": "stas.statnett.no/v1alpha1",
-                    "kind": "ContainerImageScan",
-                    "metadata": metadata,
-                    "status": status,
+                // Encoded once, then the status is dropped: only the bytes wait for the answer.
+                let body = serde_json::value::to_raw_value(&StatusApply {
+                    api_version: "stas.statnett.no/v1alpha1",
+                    kind: "ContainerImageScan",
+                    metadata,
+                    status: &status,
                 });
+                drop(status);
+                let body = match body {
+                    Ok(body) => body,
+                    Err(e) => {
+                        return failed(
+                            ApiErrorKind::Invalid,
+                            format!("encoding the status failed: {e}"),
+                        );
+                    }
+                };
                 let pp = PatchParams::apply(manager).force();
                 match api.patch_status(&name, &pp, &Patch::Apply(&body)).await {
-                    Ok(cis) => applied(&cis),
+                    Ok(cis) => applied(&cis.0),
                     Err(e) => Outcome::Failed(classify(&e)),
                 }
             }
@@ -303,6 +316,17 @@ impl Executor {
         }
         Outcome::Log(bytes)
     }
+}
+
+/// A status apply's body, encoded straight from the status: a `json!` tree of it would first
+/// copy every detail into a `Value` (several times their compact size, for each write in flight).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StatusApply<'a> {
+    api_version: &'static str,
+    kind: &'static str,
+    metadata: serde_json::Value,
+    status: &'a ContainerImageScanStatus,
 }
 
 fn applied(cis: &ContainerImageScan) -> Outcome {

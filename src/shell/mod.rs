@@ -13,6 +13,7 @@ pub mod errors;
 pub mod execute;
 pub mod http;
 pub mod leader;
+pub mod lean;
 pub mod logging;
 pub mod metrics;
 pub mod nodes;

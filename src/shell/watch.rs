@@ -5,8 +5,7 @@
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Event as CoreEvent, Pod};
-use kube::api::{ApiResource, DynamicObject};
-use kube::core::PartialObjectMeta;
+use kube::api::ApiResource;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
@@ -15,11 +14,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::convert;
 use super::execute::now;
+use super::lean::{WatchedCis, WatchedPod, WatchedWorkload};
 use super::sync_gate::SyncGate;
 use crate::core::port::{Observation, StreamId, WatchEvent};
 use crate::core::scan_job::TRIVY_JOB_CONFIG_MAP;
 use crate::core::workload::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
-use crate::crd::ContainerImageScan;
 
 /// A workload kind resolved through discovery.
 #[derive(Clone, Debug)]
@@ -95,8 +94,8 @@ pub async fn run_watches(
     let ours = format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}");
     for scope in &scopes {
         let ns = scope.as_deref();
-        // Workload pods: ours (scan pods) are left out by the server.
-        let pods: Api<Pod> = scoped(&client, ns);
+        // Workload pods, decoded lean (`lean`): ours (scan pods) are left out by the server.
+        let pods: Api<WatchedPod> = scoped(&client, ns);
         let cfg = watcher::Config::default().labels(&not_ours).page_size(250);
         let id = stream_id();
         tasks.spawn(forward(
@@ -105,30 +104,28 @@ pub async fn run_watches(
             gate.clone(),
             tx.clone(),
             move |event| {
-                map_event(event, convert::pod_view)
+                map_event(event, |pod: &WatchedPod| convert::pod_view(&pod.0))
                     .map(|event| Observation::Pod { stream: id, event })
             },
         ));
-        // CIS: small pages, because a status may carry up to the details budget.
-        let cis: Api<ContainerImageScan> = scoped(&client, ns);
+        // CIS, decoded without their details (`lean`); small pages all the same, because a
+        // page's raw text holds every status whole.
+        let cis: Api<WatchedCis> = scoped(&client, ns);
         let cfg = watcher::Config::default().page_size(50);
         let id = stream_id();
         tasks.spawn(forward(
-            watcher::watcher(cis, cfg)
-                .default_backoff()
-                .modify(convert::strip_details)
-                .boxed(),
+            watcher::watcher(cis, cfg).default_backoff().boxed(),
             id,
             gate.clone(),
             tx.clone(),
             move |event| {
-                map_event(event, convert::cis_view)
+                map_event(event, |cis: &WatchedCis| convert::cis_view(&cis.0))
                     .map(|event| Observation::Cis { stream: id, event })
             },
         ));
         for kind in &plan.kinds {
             let ar = kind.resource.clone();
-            let api: Api<PartialObjectMeta<DynamicObject>> = match ns {
+            let api: Api<WatchedWorkload> = match ns {
                 Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
                 None => Api::all_with(client.clone(), &ar),
             };
@@ -143,8 +140,8 @@ pub async fn run_watches(
                 gate.clone(),
                 tx.clone(),
                 move |event| {
-                    map_event(event, |o| {
-                        convert::workload_view(o, &group, &version, &kind_name)
+                    map_event(event, |o: &WatchedWorkload| {
+                        convert::workload_view(&o.metadata, &group, &version, &kind_name)
                     })
                     .map(|event| Observation::Workload { stream: id, event })
                 },
