@@ -12,7 +12,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use crate::crd::ContainerImageScan;
 use crate::port::{
     CisStatusView, CisView, ContainerKind, ContainerView, JobFinish, JobView, OwnerRef, PodView,
-    PullCredentials, ScanContainerState, ScanPodView, details_bytes,
+    PullCredentials, ScanContainerState, ScanPodView,
 };
 use crate::scan_job::{
     ANNOTATION_DIGEST, ANNOTATION_IMAGE, LABEL_CIS_NAMESPACE, LABEL_CIS_UID, SCAN_CONTAINER,
@@ -159,13 +159,16 @@ pub fn cis_view(cis: &ContainerImageScan) -> Option<CisView> {
     })
 }
 
-/// Drops the vulnerability details of a CIS in place (for watch streams: the cache never holds
-/// them).
+/// Drops the vulnerability details of a CIS in place. The shell never holds them at all (it
+/// decodes CIS with `shell::lean::WatchedCis`); this is what that decoding must equal, and its
+/// tests compare the two.
+#[cfg(any(test, feature = "test-kit"))]
 pub fn strip_details(cis: &mut ContainerImageScan) {
     cis.metadata.managed_fields = None;
     if let Some(status) = cis.status.as_mut() {
         // What they took stays known (a status from before `detailsBytes` says nothing).
-        status.details_bytes = Some(i64::try_from(details_bytes(status)).unwrap_or(i64::MAX));
+        let bytes = crate::port::details_bytes(status);
+        status.details_bytes = Some(i64::try_from(bytes).unwrap_or(i64::MAX));
         status.vulnerabilities = None;
     }
 }
