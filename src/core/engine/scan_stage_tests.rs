@@ -1385,6 +1385,67 @@ fn a_log_read_in_flight_for_one_digest_does_not_hold_back_another() {
     );
 }
 
+/// Six scans end at once: their logs are read four at a time (each is held whole while it is
+/// read and parsed), and every answer lets the next read go; each log is read once.
+#[test]
+fn scan_logs_are_read_a_few_at_a_time() {
+    use super::scans::LOG_READS_AT_ONCE;
+    let mut api = Api::new(config());
+    let digests: Vec<String> = (3..=8)
+        .map(|i| format!("sha256:{}", i.to_string().repeat(64)))
+        .collect();
+    for (i, digest) in digests.iter().enumerate() {
+        let name = format!("c{i}");
+        let mut view = cis(&name, &format!("uid-{name}"), digest, Default::default());
+        view.resource_version = api.next_rv();
+        api.apply_cis(view);
+    }
+    for _ in 0..20 {
+        assert!(api.run().is_empty());
+        if api.jobs.len() == 6 {
+            break;
+        }
+        api.wait_for_timer();
+    }
+    let jobs: Vec<JobView> = api.jobs.values().cloned().collect();
+    assert_eq!(jobs.len(), 6);
+    for job in &jobs {
+        let pod = api.pod_of(job, "ok", exited(0));
+        api.put_pod(pod);
+        api.server
+            .finish_job(&job.namespace, &job.name, true, "Complete", "");
+    }
+    api.deliver();
+    let reads = |commands: &[Command]| {
+        commands
+            .iter()
+            .filter(|c| matches!(c.action, Action::FetchLog { .. }))
+            .count()
+    };
+    let mut left = api.run();
+    assert_eq!(reads(&left), LOG_READS_AT_ONCE);
+    let mut answered = 0;
+    while let Some(c) = left.pop() {
+        assert!(
+            matches!(c.action, Action::FetchLog { .. }),
+            "{:?}",
+            c.action
+        );
+        api.reply(c.id, Outcome::Log(report(1, 0)));
+        answered += 1;
+        left.extend(api.run());
+        assert!(
+            reads(&left) <= LOG_READS_AT_ONCE,
+            "{} reads at once",
+            reads(&left)
+        );
+    }
+    assert_eq!(answered, 6, "one read per log");
+    for i in 0..6 {
+        assert_eq!(api.critical_count(&format!("c{i}")), Some(1), "c{i}");
+    }
+}
+
 /// A Job whose report is large: 300 vulnerabilities, far more than the budgets below.
 fn large_scan(cfg: EngineConfig, api_setup: impl FnOnce(&mut Api)) -> Api {
     let mut api = api_with_job(cfg);

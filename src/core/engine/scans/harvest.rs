@@ -168,6 +168,10 @@ impl ScanStage<'_> {
             // A failed container that restarted holds the failure in its previous run.
             previous: !finish.succeeded && pod.scan.exit_code.is_none(),
         };
+        if self.flights.count_busy(|t| matches!(t, Target::Log(_))) >= LOG_READS_AT_ONCE {
+            // Stays dirty: synced again when an answer (this read's among them) lands.
+            return Err(Blocked);
+        }
         let harvest = Harvest {
             digest: digest.to_string(),
             job_name: job.name.clone(),

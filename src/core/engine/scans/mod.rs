@@ -83,6 +83,11 @@ const UNCERTAIN_JOB_HOLD: Duration = Duration::from_secs(60);
 const MAX_REPORT_ATTEMPTS: u32 = 3;
 /// Attempts to read one log before the scan counts as failed.
 const MAX_LOG_ATTEMPTS: u32 = 5;
+/// Scan logs read at once, at most. A log is up to `log_max_bytes` (MBs for an image with
+/// thousands of findings) and is held whole while it is read and parsed, so the reads, not the
+/// flow-control window, bound that memory; a few at once keep up with any Job throughput
+/// (a read takes milliseconds, a scan Job seconds).
+pub(super) const LOG_READS_AT_ONCE: usize = 4;
 
 /// Why a scan failed, as shown in the `Stalled` condition's reason.
 #[derive(Clone, Debug, PartialEq, Eq)]
