@@ -77,9 +77,15 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Some(Command::Crd) => {
-            print!("{}", image_scanner::crd::ContainerImageScan::crd_yaml());
-            ExitCode::SUCCESS
+        Some(Command::Crd { plural }) => {
+            match image_scanner::crd::CRDS.iter().find(|(p, _)| *p == plural) {
+                Some((_, yaml)) => {
+                    print!("{}", yaml());
+                    ExitCode::SUCCESS
+                }
+                // clap allows only the names of CRDS.
+                None => ExitCode::from(2),
+            }
         }
         Some(Command::Report(args)) => {
             let stdout = std::io::stdout();

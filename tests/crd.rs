@@ -9,12 +9,21 @@ const SAMPLE: &str =
     include_str!("fixtures/upstream/config/samples/stas_v1alpha1_containerimagescan.yaml");
 
 #[test]
-fn committed_crd_matches_the_generated_one() {
-    let generated = ContainerImageScan::crd_yaml();
-    assert!(
-        generated == COMMITTED,
-        "crds/ is stale: run `cargo run -q -- crd > crds/containerimagescans.stas.statnett.no.yaml`"
+fn committed_crds_match_the_generated_ones() {
+    assert_eq!(
+        ContainerImageScan::crd_yaml(),
+        (image_scanner::crd::CRDS[0].1)()
     );
+    for (plural, generate) in image_scanner::crd::CRDS {
+        let path = format!("crds/{plural}.stas.statnett.no.yaml");
+        let committed =
+            std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(&path))
+                .unwrap_or_default();
+        assert!(
+            generate() == committed,
+            "{path} is stale: run `cargo run -q -- crd {plural} > {path}`"
+        );
+    }
 }
 
 #[test]
@@ -67,13 +76,19 @@ fn undescribed(path: &str, schema: &Value, out: &mut Vec<String>) {
 
 #[test]
 fn every_spec_and_status_field_is_described() {
-    let crd: Value = serde_saphyr::from_str(COMMITTED).expect("CRD is YAML");
-    let schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
     let mut missing = Vec::new();
-    for part in ["spec", "status"] {
-        let sub = &schema["properties"][part];
-        assert!(sub["description"].is_string(), "{part} has no description");
-        undescribed(part, sub, &mut missing);
+    for (plural, generate) in image_scanner::crd::CRDS {
+        let crd: Value = serde_saphyr::from_str(&generate()).expect("CRD is YAML");
+        let schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+        for part in ["spec", "status"] {
+            let sub = &schema["properties"][part];
+            assert!(
+                sub["description"].is_string(),
+                "{plural}: {part} has no description"
+            );
+            // The label selector's fields are described by Kubernetes' own types.
+            undescribed(&format!("{plural}:{part}"), sub, &mut missing);
+        }
     }
     assert!(
         missing.is_empty(),
@@ -108,4 +123,50 @@ fn printer_columns_are_the_promised_ones() {
     assert_eq!(crd["spec"]["names"]["shortNames"][0], "cis");
     assert_eq!(crd["spec"]["scope"], "Namespaced");
     assert!(version["subresources"]["status"].is_object());
+}
+
+#[test]
+fn exception_crds_are_namespaced_and_cluster_scoped_with_the_promised_columns() {
+    for (plural, scope, short) in [
+        ("vulnerabilityexceptions", "Namespaced", "vulnex"),
+        ("clustervulnerabilityexceptions", "Cluster", "cvulnex"),
+    ] {
+        let (_, generate) = image_scanner::crd::CRDS
+            .iter()
+            .find(|(p, _)| *p == plural)
+            .expect("generated");
+        let crd: Value = serde_saphyr::from_str(&generate()).expect("CRD is YAML");
+        assert_eq!(crd["spec"]["scope"], scope, "{plural}");
+        assert_eq!(crd["spec"]["names"]["shortNames"][0], short, "{plural}");
+        assert_eq!(crd["spec"]["names"]["categories"][0], "image-scanner");
+        let version = &crd["spec"]["versions"][0];
+        assert!(version["subresources"]["status"].is_object());
+        let names: Vec<&str> = version["additionalPrinterColumns"]
+            .as_array()
+            .expect("columns")
+            .iter()
+            .filter_map(|c| c["name"].as_str())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "ID", "Scope", "Reason", "Expires", "Covered", "Ready", "Age"
+            ]
+        );
+        let spec = &version["schema"]["openAPIV3Schema"]["properties"]["spec"];
+        let required: Vec<&str> = spec["required"]
+            .as_array()
+            .expect("required fields")
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        for field in ["vulnerabilities", "reason", "description"] {
+            assert!(required.contains(&field), "{plural}: {field} is required");
+        }
+        assert_eq!(
+            spec["properties"]["reason"]["enum"],
+            serde_json::json!(["NotAffected", "AcceptedRisk", "Mitigated", "FalsePositive"])
+        );
+        assert_eq!(spec["properties"]["expires"]["format"], "date-time");
+    }
 }

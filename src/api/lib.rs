@@ -14,6 +14,8 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub mod exception;
+
 /// Group of the CRD.
 pub const GROUP: &str = "stas.statnett.no";
 /// Version of the CRD.
@@ -289,8 +291,27 @@ impl<'de> Deserialize<'de> for Severity {
 impl ContainerImageScan {
     /// Generates the CustomResourceDefinition as YAML, as committed under `crds/`.
     pub fn crd_yaml() -> String {
-        use kube::CustomResourceExt;
-        let crd = ContainerImageScan::crd();
-        serde_saphyr::to_string(&crd).expect("a CRD always serialises to YAML")
+        crd_yaml::<ContainerImageScan>()
     }
+}
+
+/// Generates one CustomResourceDefinition as YAML.
+pub type CrdYaml = fn() -> String;
+
+/// The CustomResourceDefinitions of this group by plural name, each generated as YAML as
+/// committed under `crds/<plural>.stas.statnett.no.yaml`.
+pub const CRDS: [(&str, CrdYaml); 3] = [
+    ("containerimagescans", crd_yaml::<ContainerImageScan>),
+    (
+        "vulnerabilityexceptions",
+        crd_yaml::<exception::VulnerabilityException>,
+    ),
+    (
+        "clustervulnerabilityexceptions",
+        crd_yaml::<exception::ClusterVulnerabilityException>,
+    ),
+];
+
+fn crd_yaml<K: kube::CustomResourceExt>() -> String {
+    serde_saphyr::to_string(&K::crd()).expect("a CRD always serialises to YAML")
 }

@@ -50,8 +50,13 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Print the ContainerImageScan CustomResourceDefinition as YAML.
-    Crd,
+    /// Print a CustomResourceDefinition of the operator as YAML: `containerimagescans` (the
+    /// default), `vulnerabilityexceptions` or `clustervulnerabilityexceptions`.
+    Crd {
+        /// The plural name of the resource.
+        #[arg(default_value = "containerimagescans", value_parser = ["containerimagescans", "vulnerabilityexceptions", "clustervulnerabilityexceptions"])]
+        plural: String,
+    },
     /// Parse a scanner output file (or `-` for stdin) and print, as JSON, the status fragment
     /// the operator would write for it. Exit 1 with one line on bad input.
     Report(crate::report_cli::ReportArgs),

@@ -10,6 +10,7 @@
 // Tests drive real time and the environment; the purity lints are for the operator's core.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
+mod exceptions;
 mod operations;
 mod realnode;
 mod realnode_credentials;

@@ -43,6 +43,14 @@ if env -i "$BIN" crd >"$WORK_DIR/crd.yaml" 2>"$WORK_DIR/crd.err"; then
 else
   fail "image-scanner-operator crd failed: $(cat "$WORK_DIR/crd.err")"
 fi
+for plural in vulnerabilityexceptions clustervulnerabilityexceptions; do
+  if env -i "$BIN" crd "$plural" >"$WORK_DIR/crd-$plural.yaml" 2>"$WORK_DIR/crd.err" \
+     && cmp -s "$WORK_DIR/crd-$plural.yaml" "$REPO_ROOT/crds/$plural.stas.statnett.no.yaml"; then
+    pass "image-scanner-operator crd $plural equals crds/$plural.stas.statnett.no.yaml"
+  else
+    fail "image-scanner-operator crd $plural differs from crds/ or failed: $(head -3 "$WORK_DIR/crd.err")"
+  fi
+done
 # The installed configuration (rendered default installation) must be valid for this binary.
 ensure_python_yaml
 KUBECTL="$(pick_kubectl)"

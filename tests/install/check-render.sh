@@ -8,7 +8,7 @@
 #    (check-images.sh);
 #  * the release pin (tests/install/operator-image.sh pin, as the release workflow runs it) on a
 #    copy of kustomize/: the release gate fails on the placeholder digest and passes once pinned;
-#  * the CRD copy in kustomize/components/crd equals crds/containerimagescans.stas.statnett.no.yaml;
+#  * the CRD copies in kustomize/components/crd equal crds/*.yaml;
 #  * the contract of check_render.py: objects and names, ConfigMap keys (upstream §13.5),
 #    Deployment shape, restricted pod security, NetworkPolicy, exact RBAC rules, the README's
 #    `configMapGenerator ... behavior: merge` examples.
@@ -90,12 +90,13 @@ else
   fail "release pin: after operator-image.sh pin: $(grep -v '^PASS' "$OUT/release-pinned.images" 2>/dev/null | head -3)"
 fi
 
-if cmp -s "$REPO_ROOT/crds/containerimagescans.stas.statnett.no.yaml" \
-          "$KUSTOMIZE_DIR/components/crd/containerimagescans.stas.statnett.no.yaml"; then
-  pass "kustomize/components/crd holds the same CRD as crds/"
-else
-  fail "kustomize/components/crd/containerimagescans.stas.statnett.no.yaml differs from crds/ (run make install-sync-crd)"
-fi
+for crd in "$REPO_ROOT"/crds/*.yaml; do
+  if cmp -s "$crd" "$KUSTOMIZE_DIR/components/crd/$(basename "$crd")"; then
+    pass "kustomize/components/crd holds the same $(basename "$crd") as crds/"
+  else
+    fail "kustomize/components/crd/$(basename "$crd") differs from crds/ or is missing (run make install-sync-crd)"
+  fi
+done
 
 if python3 "$INSTALL_SRC/check_render.py" "$OUT" "$REPO_ROOT" >"$OUT/contract.log" 2>&1; then
   pass "contract (check_render.py): $(grep -c '^PASS' "$OUT/contract.log") checks"

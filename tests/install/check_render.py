@@ -61,11 +61,17 @@ TRIVY_JOB_CONFIG = {
 BASE_OBJECTS = {
     "Namespace/image-scanner",
     "CustomResourceDefinition/containerimagescans.stas.statnett.no",
+    "CustomResourceDefinition/vulnerabilityexceptions.stas.statnett.no",
+    "CustomResourceDefinition/clustervulnerabilityexceptions.stas.statnett.no",
     "ServiceAccount/image-scanner-controller-manager",
     "ServiceAccount/image-scanner-job",
     "ClusterRole/image-scanner-manager-role",
     "ClusterRole/image-scanner-containerimagescan-viewer-role",
     "ClusterRole/image-scanner-containerimagescan-editor-role",
+    "ClusterRole/image-scanner-vulnerabilityexception-editor-role",
+    "ClusterRole/image-scanner-vulnerabilityexception-viewer-role",
+    "ClusterRole/image-scanner-clustervulnerabilityexception-editor-role",
+    "ClusterRole/image-scanner-clustervulnerabilityexception-viewer-role",
     "ClusterRoleBinding/image-scanner-manager-rolebinding",
     "ClusterRole/image-scanner-workload-scan-role",
     "ClusterRoleBinding/image-scanner-workload-scan-rolebinding",
@@ -313,6 +319,34 @@ check(rules(viewer) == {("stas.statnett.no", "containerimagescans", "get,list,wa
 editor = find(docs, "ClusterRole", "image-scanner-containerimagescan-editor-role")
 check(not any(k.startswith("rbac.authorization.k8s.io/aggregate") for k in editor["metadata"].get("labels", {})),
       "CIS editor role is not aggregated")
+
+
+def aggregated_to(role):
+    prefix = "rbac.authorization.k8s.io/aggregate-to-"
+    return {k[len(prefix):] for k, v in role["metadata"].get("labels", {}).items()
+            if k.startswith(prefix) and v == "true"}
+
+
+# Exceptions: namespace editors and admins manage their namespace's, viewers read them; the
+# cluster-scoped ones reach no namespace role (only cluster-admin and explicit bindings).
+ex_editor = find(docs, "ClusterRole", "image-scanner-vulnerabilityexception-editor-role")
+check(aggregated_to(ex_editor) == {"edit", "admin"}
+      and rules(ex_editor) == {("stas.statnett.no", "vulnerabilityexceptions",
+                                "create,delete,deletecollection,get,list,patch,update,watch", ""),
+                               ("stas.statnett.no", "vulnerabilityexceptions/status", "get", "")},
+      "exception editor role: full access to VulnerabilityExceptions, aggregated to edit and admin only",
+      sorted(aggregated_to(ex_editor)))
+ex_viewer = find(docs, "ClusterRole", "image-scanner-vulnerabilityexception-viewer-role")
+check(aggregated_to(ex_viewer) == {"view", "cluster-reader"}
+      and rules(ex_viewer) == {("stas.statnett.no", "vulnerabilityexceptions", "get,list,watch", ""),
+                               ("stas.statnett.no", "vulnerabilityexceptions/status", "get", "")},
+      "exception viewer role: read-only, aggregated to view", sorted(aggregated_to(ex_viewer)))
+for name in ("image-scanner-clustervulnerabilityexception-editor-role",
+             "image-scanner-clustervulnerabilityexception-viewer-role"):
+    role = find(docs, "ClusterRole", name)
+    check(not aggregated_to(role) & {"view", "edit", "admin"}
+          and all(r[1].startswith("clustervulnerabilityexceptions") for r in rules(role)),
+          f"{name}: cluster-scoped exceptions only, in no namespace role", sorted(aggregated_to(role)))
 
 pm = find(docs, "PodMonitor", "image-scanner-controller-manager-metrics-monitor")
 tmpl_labels = dep["spec"]["template"]["metadata"]["labels"]

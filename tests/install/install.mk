@@ -36,7 +36,7 @@ install-rbac-smoke: install-e2e image-binary
 
 # Refresh the CRD copy the kustomize component ships (kustomize cannot load ../../../crds).
 install-sync-crd:
-	cp crds/containerimagescans.stas.statnett.no.yaml kustomize/components/crd/
+	cp crds/*.stas.statnett.no.yaml kustomize/components/crd/
 
 # The static binary the container image ships, at target/image/image-scanner-operator.
 image-binary:

@@ -1,0 +1,275 @@
+//! Vulnerability exceptions (issue 20) as the real API server sees them: the installed CRDs'
+//! schema and CEL rules refuse a bad exception with a message that says what is wrong, and the
+//! installed roles give namespace editors their namespace's exceptions and nobody but cluster
+//! administrators the cluster-scoped ones.
+
+use image_scanner::crd::exception::{ClusterVulnerabilityException, VulnerabilityException};
+use k8s_openapi::api::authorization::v1::SubjectAccessReview;
+use k8s_openapi::api::rbac::v1::RoleBinding;
+use kube::Api;
+use kube::api::{DeleteParams, PostParams};
+use serde_json::json;
+
+use crate::support::*;
+
+const NS: &str = "e2e-exceptions";
+
+fn exception(name: &str, spec: serde_json::Value) -> serde_json::Value {
+    json!({
+        "apiVersion": "stas.statnett.no/v1alpha1",
+        "kind": "VulnerabilityException",
+        "metadata": {"name": name},
+        "spec": spec,
+    })
+}
+
+/// The API server's answer to creating `manifest`: `Ok` or its message.
+async fn create(
+    api: &Api<VulnerabilityException>,
+    manifest: serde_json::Value,
+) -> Result<(), String> {
+    let object: VulnerabilityException = match serde_json::from_value(manifest.clone()) {
+        Ok(o) => o,
+        // What the typed client cannot even build goes as raw JSON.
+        Err(_) => {
+            let raw: Api<kube::api::DynamicObject> = Api::namespaced_with(
+                api.clone().into_client(),
+                NS,
+                &kube::api::ApiResource::erase::<VulnerabilityException>(&()),
+            );
+            let object = serde_json::from_value(manifest).expect("a JSON object");
+            return raw
+                .create(&PostParams::default(), &object)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string());
+        }
+    };
+    api.create(&PostParams::default(), &object)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the local control plane: make e2e"]
+async fn the_api_server_refuses_a_bad_exception_with_a_clear_message() {
+    let client = client().await;
+    let namespaces = TestNamespaces::create(&client, &[NS]).await;
+    let api: Api<VulnerabilityException> = Api::namespaced(client.clone(), NS);
+    let good = json!({
+        "vulnerabilities": [{"id": "CVE-2024-3094", "aliases": ["GHSA-rxwq-x6h5-x525"]}],
+        "packages": [{"name": "xz-utils", "versions": ["5.6.0-0.1"]}, {"purl": "pkg:deb/debian/liblzma5@5.6.0-0.1"}],
+        "images": [{"name": "registry.example.com/team/*"}],
+        "workloads": [{"kind": "Deployment", "selector": {"matchLabels": {"app": "web"}}}],
+        "reason": "NotAffected",
+        "description": "sshd is not in the image (SEC-1234)",
+        "expires": "2027-01-31T00:00:00Z",
+    });
+    create(&api, exception("good", good.clone()))
+        .await
+        .expect("a complete exception is accepted");
+    let with = |field: &str, value: serde_json::Value| {
+        let mut spec = good.clone();
+        spec[field] = value;
+        spec
+    };
+    let without = |field: &str| {
+        let mut spec = good.clone();
+        spec.as_object_mut().expect("an object").remove(field);
+        spec
+    };
+    let cases = [
+        (
+            "no-reason",
+            without("reason"),
+            "spec.reason: Required value",
+        ),
+        (
+            "no-description",
+            without("description"),
+            "spec.description: Required value",
+        ),
+        (
+            "no-ids",
+            with("vulnerabilities", json!([])),
+            "spec.vulnerabilities",
+        ),
+        (
+            "odd-reason",
+            with("reason", json!("Because")),
+            "spec.reason: Unsupported value",
+        ),
+        (
+            "bad-cve",
+            with("vulnerabilities", json!([{"id": "CVE-24-1"}])),
+            "a CVE ID is CVE-<year>-<number of 4 or more digits>",
+        ),
+        (
+            "bad-ghsa",
+            with("vulnerabilities", json!([{"id": "GHSA-1234"}])),
+            "a GHSA ID is GHSA-xxxx-xxxx-xxxx",
+        ),
+        (
+            "not-an-id",
+            with("vulnerabilities", json!([{"id": "log4shell"}])),
+            "spec.vulnerabilities[0].id",
+        ),
+        (
+            "bad-expiry",
+            with("expires", json!("next tuesday")),
+            "spec.expires",
+        ),
+        (
+            "name-and-purl",
+            with("packages", json!([{"name": "a", "purl": "pkg:npm/a@1"}])),
+            "exactly one of name or purl",
+        ),
+        (
+            "purl-versions",
+            with(
+                "packages",
+                json!([{"purl": "pkg:npm/a", "versions": ["1"]}]),
+            ),
+            "a purl carries its own version",
+        ),
+        (
+            "empty-image",
+            with("images", json!([{}])),
+            "an image is given by a name, a digest, or both",
+        ),
+        (
+            "empty-workload",
+            with("workloads", json!([{}])),
+            "a workload is given by kind, name, a label selector",
+        ),
+    ];
+    for (name, spec, message) in cases {
+        let answer = create(&api, exception(name, spec)).await;
+        match answer {
+            Err(e) => assert!(e.contains(message), "{name}: {message:?} not in {e:?}"),
+            Ok(()) => panic!("{name} was accepted"),
+        }
+    }
+    namespaces.cleanup().await;
+}
+
+/// Whether `user` (with `groups`) may `verb` the `resource` of this group in `namespace`, as
+/// the API server's authorizer decides.
+async fn may(
+    client: &kube::Client,
+    user: &str,
+    verb: &str,
+    resource: &str,
+    namespace: Option<&str>,
+) -> bool {
+    let review: SubjectAccessReview = serde_json::from_value(json!({
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SubjectAccessReview",
+        "spec": {
+            "user": user,
+            "groups": ["system:authenticated"],
+            "resourceAttributes": {
+                "group": "stas.statnett.no",
+                "resource": resource,
+                "verb": verb,
+                "namespace": namespace.unwrap_or_default(),
+            },
+        },
+    }))
+    .expect("a review");
+    let api: Api<SubjectAccessReview> = Api::all(client.clone());
+    let answer = api
+        .create(&PostParams::default(), &review)
+        .await
+        .expect("the review is answered");
+    answer.status.is_some_and(|s| s.allowed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the local control plane: make e2e"]
+async fn namespace_editors_manage_their_exceptions_and_only_admins_the_cluster_ones() {
+    let client = client().await;
+    let namespaces = TestNamespaces::create(&client, &[NS, "e2e-exceptions-other"]).await;
+    let bindings: Api<RoleBinding> = Api::namespaced(client.clone(), NS);
+    for (user, role) in [("editor", "edit"), ("admin", "admin"), ("viewer", "view")] {
+        let binding: RoleBinding = serde_json::from_value(json!({
+            "metadata": {"name": format!("e2e-{user}")},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+        }))
+        .expect("a binding");
+        bindings
+            .create(&PostParams::default(), &binding)
+            .await
+            .expect("binding created");
+    }
+    let resource = "vulnerabilityexceptions";
+    // Aggregation into the built-in roles is done by the controller-manager: wait for it.
+    eventually(
+        std::time::Duration::from_secs(30),
+        "the exception roles aggregated into edit",
+        None,
+        || async {
+            may(&client, "editor", "create", resource, Some(NS))
+                .await
+                .then_some(())
+        },
+    )
+    .await;
+    for user in ["editor", "admin"] {
+        for verb in ["create", "update", "delete", "list"] {
+            assert!(
+                may(&client, user, verb, resource, Some(NS)).await,
+                "{user} {verb}"
+            );
+        }
+        assert!(
+            !may(
+                &client,
+                user,
+                "create",
+                resource,
+                Some("e2e-exceptions-other")
+            )
+            .await,
+            "{user} reaches no other namespace"
+        );
+    }
+    assert!(may(&client, "viewer", "list", resource, Some(NS)).await);
+    assert!(!may(&client, "viewer", "create", resource, Some(NS)).await);
+    for user in ["editor", "admin", "viewer"] {
+        for verb in ["create", "delete"] {
+            assert!(
+                !may(&client, user, verb, "clustervulnerabilityexceptions", None).await,
+                "{user} {verb} cluster-scoped exceptions"
+            );
+        }
+    }
+    // A cluster administrator may; the type is served cluster-wide.
+    let cluster: Api<ClusterVulnerabilityException> = Api::all(client.clone());
+    let object: ClusterVulnerabilityException = serde_json::from_value(json!({
+        "apiVersion": "stas.statnett.no/v1alpha1",
+        "kind": "ClusterVulnerabilityException",
+        "metadata": {"name": "e2e-platform"},
+        "spec": {
+            "namespaces": ["team-*"],
+            "vulnerabilities": [{"id": "CVE-2023-44487"}],
+            "reason": "Mitigated",
+            "description": "HTTP/2 rapid reset: the ingress limits streams",
+        },
+    }))
+    .expect("an exception");
+    let _ = cluster
+        .delete("e2e-platform", &DeleteParams::default())
+        .await;
+    cluster
+        .create(&PostParams::default(), &object)
+        .await
+        .expect("a cluster administrator creates a cluster-scoped exception");
+    cluster
+        .delete("e2e-platform", &DeleteParams::default())
+        .await
+        .expect("deleted");
+    namespaces.cleanup().await;
+}
