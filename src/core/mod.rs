@@ -16,6 +16,7 @@ pub use image_scanner_api as crd;
 pub mod cis_status;
 pub mod convert;
 pub mod engine;
+pub mod exception;
 pub mod fingerprint;
 pub mod image_ref;
 pub mod metrics_model;
