@@ -115,6 +115,7 @@ fn printer_columns_are_the_promised_ones() {
             "Critical",
             "High",
             "Fixable",
+            "Suppressed",
             "Last Scan",
             "Status",
             "Age"

@@ -98,6 +98,7 @@ fn vulnerabilities(r: &mut Rng, n: usize) -> Vec<Vulnerability> {
                 } else {
                     String::new()
                 },
+                suppressed_by: None,
             }
         })
         .collect()

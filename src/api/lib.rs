@@ -41,6 +41,7 @@ pub const KIND: &str = "ContainerImageScan";
     printcolumn = r#"{"name":"Critical","type":"integer","description":"Number of CRITICAL vulnerabilities","jsonPath":".status.vulnerabilitySummary.severityCount.CRITICAL"}"#,
     printcolumn = r#"{"name":"High","type":"integer","description":"Number of HIGH vulnerabilities","jsonPath":".status.vulnerabilitySummary.severityCount.HIGH"}"#,
     printcolumn = r#"{"name":"Fixable","type":"integer","description":"Number of vulnerabilities with a fixed version","jsonPath":".status.vulnerabilitySummary.fixedCount"}"#,
+    printcolumn = r#"{"name":"Suppressed","type":"integer","description":"Number of findings covered by vulnerability exceptions (not counted in the other columns)","jsonPath":".status.suppressedCount.total"}"#,
     printcolumn = r#"{"name":"Last Scan","type":"date","description":"Time of the last scan attempt","jsonPath":".status.lastScanTime"}"#,
     printcolumn = r#"{"name":"Status","type":"string","description":"Reason of the current condition (empty after a successful scan)","jsonPath":".status.conditions[0].reason"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
@@ -129,12 +130,39 @@ pub struct ContainerImageScanStatus {
     /// because the details exceeded the size budget.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vulnerabilities_truncated: Option<VulnerabilitiesTruncated>,
+    /// Extension: findings of the scan that vulnerability exceptions cover, counted here
+    /// instead of in `vulnerabilitySummary` (which counts only what is not suppressed). Absent
+    /// when no exception applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suppressed_count: Option<SuppressedCount>,
+    /// Extension: which exceptions (their UIDs and generations, hashed) applied to this scan
+    /// when the status was written; the operator writes the status again when they change.
+    /// Absent when none applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exceptions_fingerprint: Option<String>,
     /// Extension: bytes of vulnerability details this result keeps in etcd — `vulnerabilities`
     /// here and the results of this object's OpenReports Report — measured as compact JSON of
     /// the vulnerabilities. The operator keeps their sum over all objects within
     /// `--details-total-bytes`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub details_bytes: Option<i64>,
+}
+
+/// Extension: findings covered by vulnerability exceptions.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SuppressedCount {
+    /// Number of suppressed findings (after `ignoreUnfixed` and `minSeverity`).
+    pub total: i32,
+    /// Number of suppressed findings per severity (`UNKNOWN` … `CRITICAL`, only those with
+    /// any).
+    #[schemars(extend("x-kubernetes-map-type" = "atomic"))]
+    pub severity_count: BTreeMap<String, i32>,
+    /// Number of suppressed findings per exception (`<namespace>/<name>`, or `cluster/<name>`
+    /// for a ClusterVulnerabilityException); a finding covered by several counts for the first
+    /// in that order.
+    #[schemars(extend("x-kubernetes-map-type" = "atomic"))]
+    pub by_exception: BTreeMap<String, i32>,
 }
 
 /// Extension: what was left out of `status.vulnerabilities` to fit the size budget.
@@ -196,6 +224,11 @@ pub struct Vulnerability {
         skip_serializing_if = "String::is_empty"
     )]
     pub primary_url: String,
+    /// Extension: the vulnerability exception that covers this finding (`<namespace>/<name>`,
+    /// or `cluster/<name>`); such a finding is counted in `suppressedCount`, not in the
+    /// summary. Set by the operator only: a scanner's value is ignored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suppressed_by: Option<String>,
 }
 
 /// Counts of vulnerabilities.

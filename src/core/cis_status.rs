@@ -9,6 +9,7 @@ use super::status::{
 };
 use super::time::Timestamp;
 use crate::crd::{ContainerImageScanStatus, VulnerabilitiesTruncated, Vulnerability};
+use crate::exception::Exception;
 
 pub use super::status::{
     REASON_DECODE_ERROR, REASON_ERROR, REASON_NO_REGISTRY_DIGEST, REASON_PULL_UNAUTHORIZED,
@@ -33,6 +34,8 @@ fn base(cis: &CisView) -> ContainerImageScanStatus {
         vulnerability_summary: s.summary.as_deref().cloned(),
         vulnerabilities_truncated: None,
         details_bytes: None,
+        suppressed_count: s.suppressed.as_deref().cloned(),
+        exceptions_fingerprint: s.exceptions_fingerprint.clone(),
     }
 }
 
@@ -52,10 +55,12 @@ pub fn scan_job_created_status(
 }
 
 /// The status after a successful scan, filtered by the CIS's own `ignoreUnfixed` and
-/// `minSeverity`, with details fitted to `budget` bytes (or left out).
+/// `minSeverity`, findings covered by `exceptions` (those that apply to it now) marked and
+/// counted apart, with details fitted to `budget` bytes (or left out).
 pub fn success_status(
     cis: &CisView,
     vulnerabilities: &[Vulnerability],
+    exceptions: &[&Exception],
     job_uid: &str,
     at: Timestamp,
     budget: usize,
@@ -71,22 +76,26 @@ pub fn success_status(
         } else {
             DetailsMode::Omit
         },
+        exceptions,
     };
     status::success_status(vulnerabilities.to_vec(), &params)
 }
 
-/// The OpenReports Report of a successful scan for this CIS: the same filtered, sorted
+/// The OpenReports Report of a successful scan for this CIS: the same filtered, marked, sorted
 /// vulnerabilities as the status, fitted to `budget` bytes (lowest severities dropped first),
-/// with the summary of all of them; `explain` completes the record of a cut. Also the bytes of
-/// the details it keeps, measured as the status measures its own (`status::details_size`).
+/// with the summary of all of them but the suppressed; `explain` completes the record of a
+/// cut. Also the bytes of the details it keeps, measured as the status measures its own
+/// (`status::details_size`).
 pub fn report_for(
     cis: &CisView,
     vulnerabilities: &[Vulnerability],
+    exceptions: &[&Exception],
     budget: usize,
     explain: impl FnOnce(&mut VulnerabilitiesTruncated),
 ) -> (serde_json::Value, u64) {
     let filter = ScanFilter::from_spec(&cis.spec);
     let mut filtered = filter.apply(vulnerabilities.to_vec());
+    status::suppress(&mut filtered, exceptions);
     let summary = status::summary_from(&filtered, filter.min());
     status::sort_details(&mut filtered);
     let mut fitted = status::fit_details(filtered, budget);

@@ -223,6 +223,8 @@ impl Selector {
 pub struct Exception {
     /// Where it lives.
     pub key: ExceptionKey,
+    /// `metadata.uid`: a deleted and re-created exception of the same name is another one.
+    pub uid: String,
     /// `metadata.generation` of the spec compiled.
     pub generation: i64,
     /// Why the findings it covers are not counted.
@@ -238,6 +240,32 @@ pub struct Exception {
     workloads: Vec<WorkloadRule>,
 }
 
+/// Which spec of which object an exception was compiled from.
+#[derive(Clone, Copy, Debug)]
+pub struct ObjectVersion<'a> {
+    /// `metadata.uid`.
+    pub uid: &'a str,
+    /// `metadata.generation`.
+    pub generation: i64,
+}
+
+/// What a status records of the exceptions that applied to its scan when it was written
+/// (`status.exceptionsFingerprint`): a hash of their UIDs and generations, so that adding,
+/// changing, deleting or the expiry of one makes the status out of date, and nothing else
+/// does. `None` when none applied (a status written before exceptions existed is current).
+pub fn fingerprint(applied: &[&Exception]) -> Option<String> {
+    if applied.is_empty() {
+        return None;
+    }
+    let mut versions: Vec<String> = applied
+        .iter()
+        .map(|e| format!("{}@{}", e.uid, e.generation))
+        .collect();
+    versions.sort();
+    let hash = crate::fingerprint::fnv1a64(versions.join(",").as_bytes());
+    Some(format!("{}-{hash:016x}", applied.len()))
+}
+
 /// Why an exception cannot be used (shown in its `Ready` condition); the schema rejects most
 /// of these before they are stored, this catches what it cannot express.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -249,32 +277,32 @@ impl Exception {
     pub fn namespaced(
         namespace: &str,
         name: &str,
-        generation: i64,
+        version: ObjectVersion<'_>,
         spec: &VulnerabilityExceptionSpec,
     ) -> Result<Exception, InvalidException> {
         let key = ExceptionKey::Namespaced {
             namespace: namespace.to_string(),
             name: name.to_string(),
         };
-        Exception::compile(key, generation, &[], &spec.rule)
+        Exception::compile(key, version, &[], &spec.rule)
     }
 
     /// A `ClusterVulnerabilityException`.
     pub fn cluster(
         name: &str,
-        generation: i64,
+        version: ObjectVersion<'_>,
         spec: &ClusterVulnerabilityExceptionSpec,
     ) -> Result<Exception, InvalidException> {
         let key = ExceptionKey::Cluster {
             name: name.to_string(),
         };
         let namespaces = spec.namespaces.as_deref().unwrap_or_default();
-        Exception::compile(key, generation, namespaces, &spec.rule)
+        Exception::compile(key, version, namespaces, &spec.rule)
     }
 
     fn compile(
         key: ExceptionKey,
-        generation: i64,
+        version: ObjectVersion<'_>,
         namespaces: &[NamePattern],
         rule: &ExceptionRule,
     ) -> Result<Exception, InvalidException> {
@@ -349,7 +377,8 @@ impl Exception {
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Exception {
             key,
-            generation,
+            uid: version.uid.to_string(),
+            generation: version.generation,
             reason: rule.reason,
             expires: rule.expires.as_ref().map(Timestamp::from_k8s),
             ids,

@@ -7,15 +7,20 @@ use super::*;
 use crate::crd::Severity;
 use crate::crd::exception::{ClusterVulnerabilityExceptionSpec, VulnerabilityExceptionSpec};
 
+const VERSION: ObjectVersion<'static> = ObjectVersion {
+    uid: "uid-1",
+    generation: 1,
+};
+
 fn namespaced(ns: &str, spec: serde_json::Value) -> Result<Exception, InvalidException> {
     let spec: VulnerabilityExceptionSpec = serde_json::from_value(spec).expect("a valid spec");
-    Exception::namespaced(ns, "ex", 1, &spec)
+    Exception::namespaced(ns, "ex", VERSION, &spec)
 }
 
 fn cluster(spec: serde_json::Value) -> Exception {
     let spec: ClusterVulnerabilityExceptionSpec =
         serde_json::from_value(spec).expect("a valid spec");
-    Exception::cluster("ex", 1, &spec).expect("compiles")
+    Exception::cluster("ex", VERSION, &spec).expect("compiles")
 }
 
 /// A spec covering `ids`, with `extra` fields merged in.
@@ -41,6 +46,7 @@ fn finding(id: &str, pkg: &str, version: &str) -> Vulnerability {
         fixed_version: String::new(),
         title: String::new(),
         primary_url: String::new(),
+        suppressed_by: None,
     }
 }
 
@@ -368,4 +374,26 @@ fn the_scope_says_what_the_exception_is_narrowed_to() {
     let wide = cluster(spec(&["CVE-2023-0001"], json!({})));
     assert_eq!(wide.scope(), "all findings of these IDs");
     assert_eq!(wide.key.reference(), "cluster/ex");
+}
+
+#[test]
+fn the_fingerprint_changes_with_the_exceptions_applied_and_nothing_else() {
+    let spec: VulnerabilityExceptionSpec =
+        serde_json::from_value(spec(&["CVE-2023-0001"], json!({}))).expect("a valid spec");
+    let version = |uid, generation| ObjectVersion { uid, generation };
+    let a1 = Exception::namespaced("ns", "a", version("uid-a", 1), &spec).expect("compiles");
+    let a2 = Exception::namespaced("ns", "a", version("uid-a", 2), &spec).expect("compiles");
+    let a_again = Exception::namespaced("ns", "a", version("uid-a2", 1), &spec).expect("compiles");
+    let b = Exception::namespaced("ns", "b", version("uid-b", 1), &spec).expect("compiles");
+    assert_eq!(fingerprint(&[]), None);
+    let one = fingerprint(&[&a1]);
+    assert_eq!(one, fingerprint(&[&a1.clone()]), "stable");
+    assert_ne!(one, fingerprint(&[&a2]), "the spec changed");
+    assert_ne!(one, fingerprint(&[&a_again]), "deleted and re-created");
+    assert_eq!(
+        fingerprint(&[&a1, &b]),
+        fingerprint(&[&b, &a1]),
+        "order does not matter"
+    );
+    assert_ne!(one, fingerprint(&[&a1, &b]), "one more applies");
 }

@@ -215,6 +215,7 @@ mod tests {
             fixed_version: String::new(),
             title: String::new(),
             primary_url: String::new(),
+            suppressed_by: None,
         };
         let r = result(&v);
         assert_eq!(r["result"], "skip");

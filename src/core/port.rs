@@ -12,7 +12,9 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::PodSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
-use crate::crd::{ContainerImageScanSpec, ContainerImageScanStatus, VulnerabilitySummary};
+use crate::crd::{
+    ContainerImageScanSpec, ContainerImageScanStatus, SuppressedCount, VulnerabilitySummary,
+};
 
 use super::time::Timestamp;
 
@@ -200,6 +202,10 @@ pub struct CisStatusView {
     /// `status.detailsBytes`; for a status without it (written by the Go operator or before the
     /// field existed), the size of its `vulnerabilities`.
     pub details_bytes: u64,
+    /// `status.suppressedCount`.
+    pub suppressed: Option<Arc<SuppressedCount>>,
+    /// `status.exceptionsFingerprint`: which exceptions the status was written with.
+    pub exceptions_fingerprint: Option<String>,
 }
 
 impl CisStatusView {
@@ -220,6 +226,8 @@ impl CisStatusView {
             conditions: s.conditions.clone().unwrap_or_default(),
             summary: s.vulnerability_summary.clone().map(Arc::new),
             details_bytes: details_bytes(s),
+            suppressed: s.suppressed_count.clone().map(Arc::new),
+            exceptions_fingerprint: s.exceptions_fingerprint.clone(),
         }
     }
 }
@@ -237,6 +245,8 @@ fn without_details(status: &ContainerImageScanStatus) -> ContainerImageScanStatu
         vulnerability_summary,
         vulnerabilities_truncated,
         details_bytes,
+        suppressed_count,
+        exceptions_fingerprint,
     } = status;
     ContainerImageScanStatus {
         observed_generation: *observed_generation,
@@ -248,6 +258,8 @@ fn without_details(status: &ContainerImageScanStatus) -> ContainerImageScanStatu
         vulnerability_summary: vulnerability_summary.clone(),
         vulnerabilities_truncated: vulnerabilities_truncated.clone(),
         details_bytes: *details_bytes,
+        suppressed_count: suppressed_count.clone(),
+        exceptions_fingerprint: exceptions_fingerprint.clone(),
     }
 }
 

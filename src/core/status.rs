@@ -27,9 +27,10 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use crate::crd::{
-    ContainerImageScanSpec, ContainerImageScanStatus, Severity, VulnerabilitiesTruncated,
-    Vulnerability, VulnerabilitySummary,
+    ContainerImageScanSpec, ContainerImageScanStatus, Severity, SuppressedCount,
+    VulnerabilitiesTruncated, Vulnerability, VulnerabilitySummary,
 };
+use crate::exception::{self, Exception};
 
 /// Default bound for condition messages, in bytes; far below the CRD's 32768 characters.
 pub const DEFAULT_MESSAGE_LIMIT: usize = 4096;
@@ -88,7 +89,8 @@ impl ScanFilter {
 }
 
 /// §1.5: `severityCount` has 0 for every severity from `min` up, plus a count for every
-/// vulnerability in `vulnerabilities` (which may add keys below `min`).
+/// vulnerability in `vulnerabilities` not suppressed by an exception (which may add keys
+/// below `min`).
 pub fn summary_from(vulnerabilities: &[Vulnerability], min: Severity) -> VulnerabilitySummary {
     let mut counts: BTreeMap<String, i32> = Severity::ALL
         .into_iter()
@@ -97,7 +99,9 @@ pub fn summary_from(vulnerabilities: &[Vulnerability], min: Severity) -> Vulnera
         .collect();
     let mut fixed_counts = counts.clone();
     let mut fixed = 0i32;
-    for v in vulnerabilities {
+    let mut counted = 0usize;
+    for v in vulnerabilities.iter().filter(|v| v.suppressed_by.is_none()) {
+        counted += 1;
         let c = counts.entry(v.severity.as_str().to_owned()).or_insert(0);
         *c = c.saturating_add(1);
         let f = fixed_counts
@@ -111,9 +115,36 @@ pub fn summary_from(vulnerabilities: &[Vulnerability], min: Severity) -> Vulnera
     VulnerabilitySummary {
         severity_count: Some(counts),
         fixed_count: fixed,
-        unfixed_count: saturating_i32(vulnerabilities.len()).saturating_sub(fixed),
+        unfixed_count: saturating_i32(counted).saturating_sub(fixed),
         fixed_severity_count: Some(fixed_counts),
     }
+}
+
+/// Marks each finding that one of `exceptions` covers with the first that does (in the order
+/// given) and clears every other mark; counts the marked ones. `None` when no exception
+/// applies, so a scan no exception concerns is written as before exceptions existed.
+pub fn suppress(
+    vulnerabilities: &mut [Vulnerability],
+    exceptions: &[&Exception],
+) -> Option<SuppressedCount> {
+    let mut count = SuppressedCount::default();
+    for v in vulnerabilities.iter_mut() {
+        v.suppressed_by = exceptions
+            .iter()
+            .find(|e| e.covers(v))
+            .map(|e| e.key.reference());
+        if let Some(by) = &v.suppressed_by {
+            count.total = count.total.saturating_add(1);
+            let c = count
+                .severity_count
+                .entry(v.severity.as_str().to_owned())
+                .or_insert(0);
+            *c = c.saturating_add(1);
+            let c = count.by_exception.entry(by.clone()).or_insert(0);
+            *c = c.saturating_add(1);
+        }
+    }
+    (!exceptions.is_empty()).then_some(count)
 }
 
 /// §10.3 order: severity rank ascending, then `pkgName`, `installedVersion`,
@@ -315,6 +346,9 @@ pub struct SuccessParams<'a> {
     pub now: Timestamp,
     /// Whether and how to write the details.
     pub details: DetailsMode,
+    /// The vulnerability exceptions that apply to the CIS now (in force; its namespace,
+    /// image and workload), in the order that decides which one a finding is marked with.
+    pub exceptions: &'a [&'a Exception],
 }
 
 /// The status after a successful scan (§10.3 step 5): filtered summary, sorted and
@@ -324,6 +358,7 @@ pub fn success_status(
     params: &SuccessParams<'_>,
 ) -> ContainerImageScanStatus {
     let mut filtered = params.filter.apply(vulnerabilities);
+    let suppressed_count = suppress(&mut filtered, params.exceptions);
     let summary = summary_from(&filtered, params.filter.min());
     let (details, truncated) = match params.details {
         DetailsMode::Omit => (None, None),
@@ -347,6 +382,8 @@ pub fn success_status(
         vulnerabilities: details,
         vulnerability_summary: Some(summary),
         vulnerabilities_truncated: truncated,
+        suppressed_count,
+        exceptions_fingerprint: exception::fingerprint(params.exceptions),
     }
 }
 
@@ -584,6 +621,7 @@ mod tests {
             fixed_version: fixed.into(),
             title: String::new(),
             primary_url: String::new(),
+            suppressed_by: None,
         }
     }
 
@@ -776,6 +814,7 @@ mod tests {
             generation: Some(3),
             now: t(1_700_000_000),
             details: DetailsMode::Budget(600),
+            exceptions: &[],
         };
         let s = success_status(list.clone(), &params);
         let summary = s.vulnerability_summary.unwrap();
@@ -799,6 +838,101 @@ mod tests {
         assert_eq!(omit.vulnerabilities_truncated, None);
     }
 
+    fn accepted(name: &str, uid: &str, spec: serde_json::Value) -> Exception {
+        let spec = serde_json::from_value(spec).expect("a valid spec");
+        let version = crate::exception::ObjectVersion { uid, generation: 1 };
+        Exception::namespaced("ns", name, version, &spec).expect("compiles")
+    }
+
+    #[test]
+    fn suppressed_findings_stay_in_the_details_marked_and_leave_the_summary() {
+        let list = vec![
+            v(Severity::Critical, "openssl", "CVE-2024-0001", "3.1"),
+            v(Severity::High, "openssl", "CVE-2024-0002", ""),
+            v(Severity::High, "zlib", "CVE-2024-0002", ""),
+            v(Severity::Low, "curl", "CVE-2024-0003", "8"),
+        ];
+        let reason = |ids: &[&str]| {
+            serde_json::json!({
+                "vulnerabilities": ids.iter().map(|id| serde_json::json!({"id": id})).collect::<Vec<_>>(),
+                "reason": "AcceptedRisk",
+                "description": "d",
+            })
+        };
+        let a = accepted("a", "uid-a", reason(&["CVE-2024-0001", "CVE-2024-0002"]));
+        let b = accepted("b", "uid-b", reason(&["cve-2024-0002"]));
+        let mut with_packages = reason(&["CVE-2024-0002"]);
+        with_packages["packages"] = serde_json::json!([{"name": "zlib"}]);
+        let z = accepted("z", "uid-z", with_packages);
+        let params = |exceptions| SuccessParams {
+            filter: ScanFilter::default(),
+            job_uid: "uid-1",
+            generation: Some(1),
+            now: t(100),
+            details: DetailsMode::All,
+            exceptions,
+        };
+        let plain = success_status(list.clone(), &params(&[]));
+        assert_eq!(plain.suppressed_count, None);
+        assert_eq!(plain.exceptions_fingerprint, None);
+
+        let exceptions = [&z, &b];
+        let s = success_status(list.clone(), &params(&exceptions));
+        let summary = s.vulnerability_summary.as_ref().expect("a summary");
+        // The zlib finding is z's (first given), the openssl HIGH b's; CRITICAL is not covered.
+        assert_eq!(
+            counts(summary),
+            [
+                ("CRITICAL", 1),
+                ("HIGH", 0),
+                ("LOW", 1),
+                ("MEDIUM", 0),
+                ("UNKNOWN", 0)
+            ]
+            .map(|(k, n)| (k.to_string(), n))
+        );
+        assert_eq!((summary.fixed_count, summary.unfixed_count), (2, 0));
+        let suppressed = s.suppressed_count.as_ref().expect("counted");
+        assert_eq!(suppressed.total, 2);
+        assert_eq!(
+            suppressed.severity_count,
+            BTreeMap::from([("HIGH".to_string(), 2)])
+        );
+        assert_eq!(
+            suppressed.by_exception,
+            BTreeMap::from([("ns/b".to_string(), 1), ("ns/z".to_string(), 1)])
+        );
+        let marks: Vec<(String, Option<String>)> = s
+            .vulnerabilities
+            .iter()
+            .flatten()
+            .map(|v| (v.pkg_name.clone(), v.suppressed_by.clone()))
+            .collect();
+        assert_eq!(marks.len(), 4, "suppressed findings stay in the details");
+        assert!(marks.contains(&("zlib".to_string(), Some("ns/z".to_string()))));
+        assert!(marks.contains(&("openssl".to_string(), None)));
+        assert_eq!(
+            s.exceptions_fingerprint,
+            crate::exception::fingerprint(&exceptions)
+        );
+
+        // An exception that applies but covers nothing is still recorded (count 0), and a
+        // mark that came with the findings is never kept.
+        let mut marked = list;
+        marked[3].suppressed_by = Some("ns/forged".to_string());
+        let only_a = [&a];
+        let s = success_status(marked, &params(&only_a));
+        assert_eq!(s.suppressed_count.as_ref().map(|c| c.total), Some(3));
+        let s2 = success_status(s.vulnerabilities.clone().unwrap_or_default(), &params(&[]));
+        assert!(
+            s2.vulnerabilities
+                .iter()
+                .flatten()
+                .all(|v| v.suppressed_by.is_none())
+        );
+        assert_eq!(s2.vulnerability_summary.map(|s| s.unfixed_count), Some(2));
+    }
+
     #[test]
     fn failure_keeps_the_last_success_and_sets_one_condition() {
         let ok = success_status(
@@ -809,6 +943,7 @@ mod tests {
                 generation: Some(1),
                 now: t(100),
                 details: DetailsMode::Omit,
+                exceptions: &[],
             },
         );
         let cond = scan_error(b"boom", &[], t(200));

@@ -161,6 +161,7 @@ mod tests {
                     fixed_version: String::new(),
                     title: String::new(),
                     primary_url: String::new(),
+                    suppressed_by: None,
                 })
                 .collect(),
         )

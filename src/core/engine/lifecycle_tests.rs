@@ -126,6 +126,7 @@ fn report() -> Vec<u8> {
         fixed_version: "2".into(),
         title: String::new(),
         primary_url: String::new(),
+        suppressed_by: None,
     }];
     serde_json::to_vec(&vulns).unwrap_or_default()
 }

@@ -347,6 +347,7 @@ fn findings(critical: usize, low: usize) -> Vec<Vulnerability> {
         fixed_version: "1.0.1-r0".into(),
         title: format!("a title long enough to weigh something in the details, number {i}"),
         primary_url: format!("https://avd.aquasec.com/nvd/cve-2026-{i:05}"),
+        suppressed_by: None,
     };
     (0..critical)
         .map(|i| vuln(i, Severity::Critical))
@@ -678,6 +679,7 @@ fn restarted_with_details_lost() -> (Api, CommandId) {
             conditions: Vec::new(),
             summary: None,
             details_bytes: 0,
+            ..CisStatusView::default()
         },
     );
     api.put_cis("b", CisStatusView::default());
@@ -824,6 +826,7 @@ fn results_are_learned_from_the_statuses_a_restart_finds() {
         conditions: Vec::new(),
         summary: None,
         details_bytes: 0,
+        ..CisStatusView::default()
     };
     let failure = |at: Timestamp, job: &str| CisStatusView {
         last_successful_scan_time: None,
@@ -918,6 +921,7 @@ fn a_finished_job_no_newer_than_the_known_result_is_not_read() {
             conditions: Vec::new(),
             summary: None,
             details_bytes: 0,
+            ..CisStatusView::default()
         },
     );
     let left = api.run();
@@ -1005,6 +1009,7 @@ fn a_new_scan_after_a_result_stamped_in_the_future_is_read_and_stamped_after_it(
             conditions: Vec::new(),
             summary: None,
             details_bytes: 0,
+            ..CisStatusView::default()
         },
     );
     api.put_cis("b", CisStatusView::default());

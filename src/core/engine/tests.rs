@@ -75,6 +75,7 @@ pub(super) fn failed_status(job_uid: &str, at: Timestamp) -> CisStatusView {
         }],
         summary: None,
         details_bytes: 0,
+        ..CisStatusView::default()
     }
 }
 

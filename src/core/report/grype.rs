@@ -147,6 +147,7 @@ impl From<Match> for Vulnerability {
             fixed_version,
             title: String::new(),
             primary_url,
+            suppressed_by: None,
         }
     }
 }

@@ -89,6 +89,7 @@ impl From<Entry> for Vulnerability {
             fixed_version: e.fixed_version.unwrap_or_default(),
             title: e.title.unwrap_or_default(),
             primary_url: e.primary_url.unwrap_or_default(),
+            suppressed_by: None,
         }
     }
 }
@@ -114,6 +115,7 @@ mod tests {
                 pkg_path: "/p".into(),
                 fixed_version: ">=1.1".into(),
                 title: "t".into(),
+                suppressed_by: None,
                 primary_url: "u".into(),
             }]
         );

@@ -157,6 +157,7 @@ impl From<TrivyVulnerability> for Vulnerability {
             fixed_version: t.fixed_version.unwrap_or_default(),
             title: t.title.unwrap_or_default(),
             primary_url: t.primary_url.unwrap_or_default(),
+            suppressed_by: None,
         }
     }
 }

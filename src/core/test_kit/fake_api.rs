@@ -627,6 +627,7 @@ mod tests {
                     fixed_version: String::new(),
                     title: String::new(),
                     primary_url: String::new(),
+                    suppressed_by: None,
                 }]
             }),
             ..Default::default()

@@ -12,8 +12,8 @@ use serde::de::{Deserializer, SeqAccess, Visitor};
 use super::LeanMeta;
 use crate::core::status::{details_size_of, item_size};
 use crate::crd::{
-    ContainerImageScan, ContainerImageScanSpec, ContainerImageScanStatus, VulnerabilitiesTruncated,
-    Vulnerability, VulnerabilitySummary,
+    ContainerImageScan, ContainerImageScanSpec, ContainerImageScanStatus, SuppressedCount,
+    VulnerabilitiesTruncated, Vulnerability, VulnerabilitySummary,
 };
 
 /// A CIS as `strip_details` leaves it: no `managedFields`, no `vulnerabilities`, and
@@ -80,6 +80,8 @@ struct LeanStatus {
     vulnerability_summary: Option<VulnerabilitySummary>,
     vulnerabilities_truncated: Option<VulnerabilitiesTruncated>,
     details_bytes: Option<i64>,
+    suppressed_count: Option<SuppressedCount>,
+    exceptions_fingerprint: Option<String>,
 }
 
 impl LeanStatus {
@@ -99,6 +101,8 @@ impl LeanStatus {
             vulnerability_summary: self.vulnerability_summary,
             vulnerabilities_truncated: self.vulnerabilities_truncated,
             details_bytes: Some(details_bytes),
+            suppressed_count: self.suppressed_count,
+            exceptions_fingerprint: self.exceptions_fingerprint,
         }
     }
 }

@@ -197,8 +197,8 @@ mod cis {
     use super::super::WatchedCis;
     use crate::core::convert::{cis_view, strip_details};
     use crate::crd::{
-        ContainerImageScan, ContainerImageScanSpec, ContainerImageScanStatus, TruncationReason,
-        VulnerabilitiesTruncated, Vulnerability, VulnerabilitySummary, Workload,
+        ContainerImageScan, ContainerImageScanSpec, ContainerImageScanStatus, SuppressedCount,
+        TruncationReason, VulnerabilitiesTruncated, Vulnerability, VulnerabilitySummary, Workload,
     };
 
     fn time(s: &str) -> Time {
@@ -248,6 +248,12 @@ mod cis {
                 reason: Some(TruncationReason::ClusterBudget),
             }),
             details_bytes: Some(1234),
+            suppressed_count: Some(SuppressedCount {
+                total: 2,
+                severity_count: BTreeMap::from([("LOW".to_string(), 2)]),
+                by_exception: BTreeMap::from([("ns/accepted".to_string(), 2)]),
+            }),
+            exceptions_fingerprint: Some("1-00000000deadbeef".to_string()),
         }
     }
 
