@@ -10,9 +10,11 @@ use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
 use crate::crd::ContainerImageScan;
+use crate::crd::exception::{ClusterVulnerabilityException, VulnerabilityException};
+use crate::exception::{Exception, ExceptionKey, ObjectVersion};
 use crate::port::{
-    CisStatusView, CisView, ContainerKind, ContainerView, JobFinish, JobView, OwnerRef, PodView,
-    PullCredentials, ScanContainerState, ScanPodView,
+    CisStatusView, CisView, ContainerKind, ContainerView, ExceptionView, JobFinish, JobView,
+    OwnerRef, PodView, PullCredentials, ScanContainerState, ScanPodView,
 };
 use crate::scan_job::{
     ANNOTATION_DIGEST, ANNOTATION_IMAGE, LABEL_CIS_NAMESPACE, LABEL_CIS_UID, SCAN_CONTAINER,
@@ -156,6 +158,45 @@ pub fn cis_view(cis: &ContainerImageScan) -> Option<CisView> {
         deleting: meta.deletion_timestamp.is_some(),
         spec: cis.spec.clone(),
         status: CisStatusView::of(cis.status.as_ref()),
+    })
+}
+
+/// A `VulnerabilityException`, compiled (or why it cannot be used).
+pub fn exception_view(e: &VulnerabilityException) -> Option<ExceptionView> {
+    let meta = &e.metadata;
+    let (namespace, name) = (meta.namespace.as_deref()?, meta.name.as_deref()?);
+    let version = ObjectVersion {
+        uid: meta.uid.as_deref()?,
+        generation: meta.generation.unwrap_or(0),
+    };
+    Some(ExceptionView {
+        key: ExceptionKey::Namespaced {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        },
+        uid: version.uid.to_string(),
+        resource_version: resource_version(meta),
+        generation: version.generation,
+        compiled: Exception::namespaced(namespace, name, version, &e.spec),
+    })
+}
+
+/// A `ClusterVulnerabilityException`, compiled (or why it cannot be used).
+pub fn cluster_exception_view(e: &ClusterVulnerabilityException) -> Option<ExceptionView> {
+    let meta = &e.metadata;
+    let name = meta.name.as_deref()?;
+    let version = ObjectVersion {
+        uid: meta.uid.as_deref()?,
+        generation: meta.generation.unwrap_or(0),
+    };
+    Some(ExceptionView {
+        key: ExceptionKey::Cluster {
+            name: name.to_string(),
+        },
+        uid: version.uid.to_string(),
+        resource_version: resource_version(meta),
+        generation: version.generation,
+        compiled: Exception::cluster(name, version, &e.spec),
     })
 }
 

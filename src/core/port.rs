@@ -16,6 +16,7 @@ use crate::crd::{
     ContainerImageScanSpec, ContainerImageScanStatus, SuppressedCount, VulnerabilitySummary,
 };
 
+use super::exception::{Exception, ExceptionKey, InvalidException};
 use super::time::Timestamp;
 
 /// One event of a watch, mirroring kube-runtime's `watcher::Event`: a relist is bracketed by
@@ -294,6 +295,21 @@ pub struct CisView {
     pub status: CisStatusView,
 }
 
+/// A vulnerability exception: its spec compiled for matching, or why it cannot be used (then
+/// it covers nothing, and its status says why).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExceptionView {
+    /// Namespace and name, or the name of a cluster-scoped one.
+    pub key: ExceptionKey,
+    pub uid: String,
+    /// Numeric `metadata.resourceVersion`, if numeric.
+    pub resource_version: Option<u64>,
+    /// `metadata.generation`.
+    pub generation: i64,
+    /// What it covers.
+    pub compiled: Result<Exception, InvalidException>,
+}
+
 /// How a Job ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct JobFinish {
@@ -425,6 +441,13 @@ pub enum Observation {
         stream: StreamId,
         /// What happened.
         event: WatchEvent<ScanPodView>,
+    },
+    /// Vulnerability exceptions, namespaced and cluster-scoped (issue 20).
+    Exception {
+        /// Which watch (one per kind).
+        stream: StreamId,
+        /// What happened.
+        event: WatchEvent<ExceptionView>,
     },
     /// Every watch has delivered its first complete list; destructive decisions (deleting an
     /// obsolete CIS, counting active Jobs) are safe from now on.

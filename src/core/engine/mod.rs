@@ -15,6 +15,7 @@ mod cis_sync;
 mod config;
 mod coverage;
 mod dirty_cis;
+mod exceptions;
 mod flights;
 mod index;
 mod intern;
@@ -117,6 +118,7 @@ pub struct Engine {
     flights: Flights,
     cis_sync: cis_sync::CisSyncState,
     scans: scans::ScanState,
+    exceptions: exceptions::Exceptions,
     first_results: coverage::FirstResults,
     /// Events waiting for capacity.
     pending_events: VecDeque<PendingEvent>,
@@ -137,6 +139,7 @@ impl Engine {
             timers: Timers::default(),
             cis_sync: Default::default(),
             scans: Default::default(),
+            exceptions: Default::default(),
             first_results: Default::default(),
             pending_events: VecDeque::new(),
             leading: false,
@@ -183,6 +186,19 @@ impl Engine {
                     self.scans.node_platforms.remove(&node);
                 }
             },
+            Observation::Exception { stream, event } => {
+                let changed = self
+                    .exceptions
+                    .observe(&mut self.index.relists, stream, event);
+                for (concerns, expiry) in changed {
+                    if let Some((key, at)) = expiry
+                        && at > now
+                    {
+                        self.timers.arm(TimerKey::ExceptionExpiry(key), at);
+                    }
+                    self.rewrite_results(&concerns);
+                }
+            }
             Observation::CachesSynced => {
                 if !self.synced {
                     self.synced = true;
@@ -224,6 +240,11 @@ impl Engine {
                         self.timers.arm(TimerKey::Digest(d.clone()), until);
                     }
                     self.scans.dirty.insert(d);
+                }
+                TimerKey::ExceptionExpiry(key) => {
+                    if let Some(concerns) = self.exceptions.expired(&key, now) {
+                        self.rewrite_results(&concerns);
+                    }
                 }
                 TimerKey::Retry(_) => {}
             }
@@ -316,6 +337,29 @@ impl Engine {
             stats: &mut self.stats,
             pending_events: &mut self.pending_events,
             first_results: &mut self.first_results,
+            exceptions: &self.exceptions,
+        }
+    }
+
+    /// The digests of the scans `concerns` covers are synced again: their fan-out writes each
+    /// CIS whose exceptions changed (see `exceptions`).
+    fn rewrite_results(&mut self, concerns: &exceptions::Concerns) {
+        match concerns {
+            exceptions::Concerns::All => {
+                self.scans
+                    .dirty
+                    .extend(self.index.cis_by_digest.keys().cloned());
+            }
+            exceptions::Concerns::Namespace(ns) => {
+                let from = CisKey::new(ns, "");
+                let digests = self
+                    .index
+                    .cis
+                    .range(from..)
+                    .take_while(|(k, _)| k.namespace == *ns)
+                    .map(|(_, t)| t.view.spec.digest.clone());
+                self.scans.dirty.extend(digests);
+            }
         }
     }
 

@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use std::ops::{Deref, DerefMut};
 use std::time::Duration;
 
+use serde_json::json;
+
 use super::scans::jitter;
 use super::tests::{D1, D2, T, at, cis, failed, job, leading_engine};
 use super::*;
@@ -1388,6 +1390,144 @@ fn a_log_read_in_flight_for_one_digest_does_not_hold_back_another() {
             .any(|j| j.digest.as_deref() == Some(super::tests::D2)),
         "the other digest's Job is created at once"
     );
+}
+
+/// An exception over one of CIS `a`'s findings.
+fn accepting(ids: &[&str], extra: serde_json::Value) -> serde_json::Value {
+    let mut spec = serde_json::json!({
+        "vulnerabilities": ids.iter().map(|id| serde_json::json!({"id": id})).collect::<Vec<_>>(),
+        "reason": "AcceptedRisk",
+        "description": "assessed",
+    });
+    if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
+        spec.extend(extra.clone());
+    }
+    spec
+}
+
+fn observe_exception(api: &mut Api, event: WatchEvent<crate::port::ExceptionView>) {
+    api.observe(Observation::Exception {
+        stream: StreamId(40),
+        event,
+    });
+}
+
+/// The last status written to `a`: (CRITICAL in the summary, suppressed in total, findings
+/// marked in the details).
+fn suppression_of_a(api: &Api) -> (Option<i32>, Option<i32>, usize) {
+    let stored = stored_status(api, "a");
+    let marked = stored
+        .vulnerabilities
+        .iter()
+        .flatten()
+        .filter(|v| v.suppressed_by.is_some())
+        .count();
+    (
+        api.critical_count("a"),
+        stored.suppressed_count.as_ref().map(|c| c.total),
+        marked,
+    )
+}
+
+/// An exception applied, changed, deleted and expiring rewrites the result without a rescan;
+/// one of another namespace writes nothing.
+#[test]
+fn exceptions_refilter_a_result_without_a_rescan_until_they_go_or_expire() {
+    use crate::test_kit::exception;
+    let mut cfg = config();
+    cfg.status_details = StatusDetails::Always;
+    let mut api = api_with_job(cfg);
+    let pod = api.pod("ok", exited(0));
+    api.put_pod(pod);
+    api.finish(true, "Complete", "");
+    let (id, ..) = api.log_read();
+    api.reply(id, Outcome::Log(report(3, 1)));
+    assert!(api.run().is_empty());
+    assert_eq!(suppression_of_a(&api), (Some(3), None, 0));
+    let jobs = api.jobs_created();
+    let writes = api.status_requests().len();
+
+    // Another namespace's exception over the same IDs: nothing is written.
+    let elsewhere = exception(
+        Some("other"),
+        "x",
+        "uid-x",
+        1,
+        accepting(&["CVE-2026-00000"], json!({})),
+    );
+    observe_exception(&mut api, WatchEvent::Apply(elsewhere));
+    assert!(api.run().is_empty());
+    assert_eq!(api.status_requests().len(), writes);
+
+    // Two of the three CRITICAL findings accepted until an hour from now.
+    let until = api.now.plus(Duration::from_secs(3600));
+    let expires = jiff::Timestamp::from_millisecond(until.0)
+        .expect("a time")
+        .to_string();
+    let spec = accepting(
+        &["CVE-2026-00000", "cve-2026-00001"],
+        json!({"expires": expires}),
+    );
+    let accepted = exception(Some("ns"), "accepted", "uid-e", 1, spec);
+    observe_exception(&mut api, WatchEvent::Apply(accepted.clone()));
+    assert!(api.run().is_empty());
+    assert_eq!(suppression_of_a(&api), (Some(1), Some(2), 2));
+    // The same object again (a relist) writes nothing.
+    let before = api.status_requests().len();
+    observe_exception(&mut api, WatchEvent::Apply(accepted));
+    assert!(api.run().is_empty());
+    assert_eq!(api.status_requests().len(), before);
+
+    // Narrowed to another image: it no longer applies.
+    let narrowed = exception(
+        Some("ns"),
+        "accepted",
+        "uid-e",
+        2,
+        accepting(
+            &["CVE-2026-00000"],
+            json!({"images": [{"name": "quay.io/*"}], "expires": expires}),
+        ),
+    );
+    observe_exception(&mut api, WatchEvent::Apply(narrowed));
+    assert!(api.run().is_empty());
+    assert_eq!(suppression_of_a(&api), (Some(3), None, 0));
+
+    // Back to the first spec, then it expires: the findings are back at its expiry.
+    let spec = accepting(
+        &["CVE-2026-00000", "CVE-2026-00001"],
+        json!({"expires": expires}),
+    );
+    observe_exception(
+        &mut api,
+        WatchEvent::Apply(exception(Some("ns"), "accepted", "uid-e", 3, spec)),
+    );
+    assert!(api.run().is_empty());
+    assert_eq!(suppression_of_a(&api), (Some(1), Some(2), 2));
+    api.wait_for_timer();
+    assert_eq!(api.now, until, "woken at the expiry");
+    assert!(api.run().is_empty());
+    assert_eq!(suppression_of_a(&api), (Some(3), None, 0));
+
+    // A cluster-wide one for namespaces like ours, then deleted.
+    let cluster = exception(
+        None,
+        "platform",
+        "uid-c",
+        1,
+        accepting(&["CVE-2026-00003"], json!({"namespaces": ["n*"]})),
+    );
+    observe_exception(&mut api, WatchEvent::Apply(cluster.clone()));
+    assert!(api.run().is_empty());
+    let stored = stored_status(&api, "a");
+    assert_eq!(
+        stored.suppressed_count.map(|c| c.by_exception),
+        Some(BTreeMap::from([("cluster/platform".to_string(), 1)]))
+    );
+    observe_exception(&mut api, WatchEvent::Delete(cluster));
+    assert!(api.run().is_empty());
+    assert_eq!(suppression_of_a(&api), (Some(3), None, 0));
+    assert_eq!(api.jobs_created(), jobs, "no rescan");
 }
 
 /// Six scans end at once: their logs are read four at a time (each is held whole while it is

@@ -18,6 +18,8 @@ pub enum TimerKey {
     /// per target: several targets of one digest (the status writes of its CIS) fail at
     /// different times, and a shared key keeps only the earliest end.
     Retry(super::Target),
+    /// The expiry of a vulnerability exception: the scans it applied to are written again.
+    ExceptionExpiry(crate::exception::ExceptionKey),
 }
 
 /// A set of deadlines keyed by [`TimerKey`]; setting a key again keeps the earlier deadline.

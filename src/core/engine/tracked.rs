@@ -9,7 +9,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::port::{CisView, JobView, PodView, ScanPodView, StreamId, WatchEvent, WorkloadView};
+use crate::exception::ExceptionKey;
+use crate::port::{
+    CisView, ExceptionView, JobView, PodView, ScanPodView, StreamId, WatchEvent, WorkloadView,
+};
 
 /// An observed object with the watch stream that delivered it and the relist epoch it was last
 /// seen in.
@@ -35,6 +38,8 @@ pub enum ObjectKind {
     Job,
     /// Scan pods.
     ScanPod,
+    /// Vulnerability exceptions.
+    Exception,
 }
 
 /// The identity and version of a watched object.
@@ -64,6 +69,22 @@ macro_rules! versioned {
 }
 
 versioned!(PodView, CisView, JobView, ScanPodView);
+
+/// A cluster-scoped exception has no namespace (`""`).
+impl Versioned for ExceptionView {
+    fn uid(&self) -> &str {
+        &self.uid
+    }
+    fn resource_version(&self) -> Option<u64> {
+        self.resource_version
+    }
+    fn namespace(&self) -> &str {
+        match &self.key {
+            ExceptionKey::Namespaced { namespace, .. } => namespace,
+            ExceptionKey::Cluster { .. } => "",
+        }
+    }
+}
 
 /// Workload metadata carries no resourceVersion (it is compared whole, see `pods`): only its
 /// UID orders it.

@@ -67,3 +67,38 @@ pub fn pod(name: &str, uid: &str, digest: &str) -> PodView {
 
 pub mod apply;
 pub mod fake_api;
+
+/// A vulnerability exception from its spec as JSON: a `VulnerabilityException` of `namespace`,
+/// or a `ClusterVulnerabilityException` when `None` (its spec may then name `namespaces`).
+pub fn exception(
+    namespace: Option<&str>,
+    name: &str,
+    uid: &str,
+    generation: i64,
+    spec: serde_json::Value,
+) -> crate::port::ExceptionView {
+    use crate::exception::{Exception, ExceptionKey, ObjectVersion};
+    let version = ObjectVersion { uid, generation };
+    let (key, compiled) = match namespace {
+        Some(ns) => {
+            let spec = serde_json::from_value(spec).expect("a VulnerabilityException spec");
+            let key = ExceptionKey::Namespaced {
+                namespace: ns.into(),
+                name: name.into(),
+            };
+            (key, Exception::namespaced(ns, name, version, &spec))
+        }
+        None => {
+            let spec = serde_json::from_value(spec).expect("a ClusterVulnerabilityException spec");
+            let key = ExceptionKey::Cluster { name: name.into() };
+            (key, Exception::cluster(name, version, &spec))
+        }
+    };
+    crate::port::ExceptionView {
+        key,
+        uid: uid.into(),
+        resource_version: Some(u64::try_from(generation).unwrap_or(0)),
+        generation,
+        compiled,
+    }
+}

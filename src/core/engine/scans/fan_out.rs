@@ -80,9 +80,15 @@ impl ScanStage<'_> {
         let Some(cis) = self.index.cis.get(key).map(|t| t.view.clone()) else {
             return Ok(FanOut::Done);
         };
+        // A result is shown with the exceptions that apply now (a failure shows none of its
+        // own: it keeps the last success's counts as they were written).
+        let exceptions = self.exceptions.applicable(&cis, now);
+        let fingerprint = crate::exception::fingerprint(&exceptions);
         let shows = cis.status.last_scan_job_uid.as_deref() == Some(latest.job_uid.as_str())
             && cis.status.last_scan_time == Some(latest.at)
-            && cis.status.observed_generation == Some(cis.generation);
+            && cis.status.observed_generation == Some(cis.generation)
+            && (!matches!(latest.outcome, ScanOutcome::Succeeded)
+                || cis.status.exceptions_fingerprint == fingerprint);
         if shows {
             return Ok(FanOut::Done);
         }
@@ -116,9 +122,8 @@ impl ScanStage<'_> {
                     let max = self.cfg.report_max_bytes;
                     let allowance = cluster_allowance(others, total_budget, max);
                     let budget = Budget::new(own_budget, max, allowance);
-                    // No exception is observed yet (issue 20: the engine learns them next).
                     let (report, bytes) =
-                        status::report_for(&cis, &vulns, &[], budget.bytes, |t| {
+                        status::report_for(&cis, &vulns, &exceptions, budget.bytes, |t| {
                             t.reason = Some(budget.reason);
                         });
                     let action = Action::ApplyReport {
@@ -151,7 +156,7 @@ impl ScanStage<'_> {
                 let mut status = status::success_status(
                     &cis,
                     &vulns,
-                    &[],
+                    &exceptions,
                     &latest.job_uid,
                     latest.at,
                     budget.bytes,

@@ -28,6 +28,7 @@ use std::time::Duration;
 
 use super::cache::ReportCache;
 use super::coverage::FirstResults;
+use super::exceptions::Exceptions;
 use super::flights::Flights;
 use super::flights::{Blocked, Issued, Step};
 use super::index::Index;
@@ -234,6 +235,7 @@ pub(in crate::engine) struct ScanStage<'a> {
     pub(in crate::engine) stats: &'a mut EngineStats,
     pub(in crate::engine) pending_events: &'a mut VecDeque<PendingEvent>,
     pub(in crate::engine) first_results: &'a mut FirstResults,
+    pub(in crate::engine) exceptions: &'a Exceptions,
 }
 
 /// Digests whose Job creation had an unknown result (it may exist unseen), held against the
