@@ -123,12 +123,14 @@ pub async fn run(config: OperatorConfig) -> Result<(), ShellError> {
         .collect();
     tracing::info!(kinds = ?kind_pairs, "workload kinds resolved");
     let write_reports = policy_reports_enabled(&client, config.feature_gates.policy_report).await?;
+    let exceptions = exceptions_served(&client).await?;
 
     let cancel = CancellationToken::new();
     let plan = WatchPlan {
         namespaces: (!config.namespaces.is_empty()).then(|| config.namespaces.clone()),
         scan_namespace: config.scan_job_namespace.clone(),
         kinds,
+        exceptions,
     };
     let (gate, synced) = SyncGate::new(plan.gated_streams());
     let (tx, rx) = mpsc::channel(OBSERVATION_BUFFER);
@@ -213,6 +215,31 @@ async fn policy_reports_enabled(client: &Client, gate: GateSetting) -> Result<bo
             Ok(served)
         }
     }
+}
+
+/// Whether the vulnerability exception CRDs are installed (an installation from before
+/// them runs without exceptions, and says so).
+async fn exceptions_served(client: &Client) -> Result<bool, ShellError> {
+    use crate::crd::exception::{CLUSTER_EXCEPTION_KIND, EXCEPTION_KIND};
+    let group = match kube::discovery::group(client, crate::crd::GROUP).await {
+        Ok(group) => group,
+        Err(kube::Error::Discovery(kube::error::DiscoveryError::MissingApiGroup(_))) => {
+            return Ok(false);
+        }
+        Err(kube::Error::Api(s)) if s.code == 404 => return Ok(false),
+        Err(e) => return Err(ShellError::Discovery(e.to_string())),
+    };
+    let served = [EXCEPTION_KIND, CLUSTER_EXCEPTION_KIND]
+        .into_iter()
+        .all(|kind| group.recommended_kind(kind).is_some());
+    if served {
+        tracing::info!("vulnerability exceptions watched");
+    } else {
+        tracing::warn!(
+            "the VulnerabilityException CRDs are not installed: no finding is suppressed (install crds/)"
+        );
+    }
+    Ok(served)
 }
 
 async fn ensure_crd(client: &Client) -> Result<(), ShellError> {

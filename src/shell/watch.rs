@@ -16,9 +16,11 @@ use super::convert;
 use super::execute::now;
 use super::lean::{WatchedCis, WatchedPod, WatchedWorkload};
 use super::sync_gate::SyncGate;
+use crate::core::convert as core_convert;
 use crate::core::port::{Observation, StreamId, WatchEvent};
 use crate::core::scan_job::TRIVY_JOB_CONFIG_MAP;
 use crate::core::workload::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+use crate::crd::exception::{ClusterVulnerabilityException, VulnerabilityException};
 
 /// A workload kind resolved through discovery.
 #[derive(Clone, Debug)]
@@ -35,15 +37,18 @@ pub struct WatchPlan {
     pub scan_namespace: String,
     /// Workload kinds.
     pub kinds: Vec<WorkloadKind>,
+    /// Whether the vulnerability exception CRDs are served (watched only then).
+    pub exceptions: bool,
 }
 
 impl WatchPlan {
     /// Number of streams that gate readiness.
     pub fn gated_streams(&self) -> usize {
         let scopes = self.namespaces.as_ref().map_or(1, Vec::len);
-        // pods + cis + workloads per scope, jobs and scan pods per Job scope, trivy-job-config,
-        // node platforms.
-        scopes * (2 + self.kinds.len()) + 2 * self.job_scopes().len() + 2
+        // pods + cis + workloads (+ exceptions) per scope, jobs and scan pods per Job scope,
+        // trivy-job-config, node platforms (+ cluster-wide exceptions).
+        let exceptions = usize::from(self.exceptions);
+        scopes * (2 + self.kinds.len() + exceptions) + 2 * self.job_scopes().len() + 2 + exceptions
     }
 
     /// Where our Jobs may be: everywhere, or the watched namespaces and the scan namespace.
@@ -123,6 +128,23 @@ pub async fn run_watches(
                     .map(|event| Observation::Cis { stream: id, event })
             },
         ));
+        if plan.exceptions {
+            // Few and small: decoded whole.
+            let exceptions: Api<VulnerabilityException> = scoped(&client, ns);
+            let id = stream_id();
+            tasks.spawn(forward(
+                watcher::watcher(exceptions, watcher::Config::default())
+                    .default_backoff()
+                    .boxed(),
+                id,
+                gate.clone(),
+                tx.clone(),
+                move |event| {
+                    map_event(event, core_convert::exception_view)
+                        .map(|event| Observation::Exception { stream: id, event })
+                },
+            ));
+        }
         for kind in &plan.kinds {
             let ar = kind.resource.clone();
             let api: Api<WatchedWorkload> = match ns {
@@ -208,6 +230,22 @@ pub async fn run_watches(
             },
         );
         tasks.spawn(job_failed_create);
+    }
+    if plan.exceptions {
+        let exceptions: Api<ClusterVulnerabilityException> = Api::all(client.clone());
+        let id = stream_id();
+        tasks.spawn(forward(
+            watcher::watcher(exceptions, watcher::Config::default())
+                .default_backoff()
+                .boxed(),
+            id,
+            gate.clone(),
+            tx.clone(),
+            move |event| {
+                map_event(event, core_convert::cluster_exception_view)
+                    .map(|event| Observation::Exception { stream: id, event })
+            },
+        ));
     }
     tasks.spawn(watch_job_config(
         scoped(&client, Some(&plan.scan_namespace)),

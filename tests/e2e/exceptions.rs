@@ -1,9 +1,12 @@
 //! Vulnerability exceptions (issue 20) as the real API server sees them: the installed CRDs'
-//! schema and CEL rules refuse a bad exception with a message that says what is wrong, and the
+//! schema and CEL rules refuse a bad exception with a message that says what is wrong, the
 //! installed roles give namespace editors their namespace's exceptions and nobody but cluster
-//! administrators the cluster-scoped ones.
+//! administrators the cluster-scoped ones, and the operator (with its installed RBAC) re-filters
+//! a result when an exception comes or goes, without a rescan.
 
 use image_scanner::crd::exception::{ClusterVulnerabilityException, VulnerabilityException};
+use std::time::Duration;
+
 use k8s_openapi::api::authorization::v1::SubjectAccessReview;
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::Api;
@@ -207,7 +210,7 @@ async fn namespace_editors_manage_their_exceptions_and_only_admins_the_cluster_o
     let resource = "vulnerabilityexceptions";
     // Aggregation into the built-in roles is done by the controller-manager: wait for it.
     eventually(
-        std::time::Duration::from_secs(30),
+        Duration::from_secs(30),
         "the exception roles aggregated into edit",
         None,
         || async {
@@ -271,5 +274,102 @@ async fn namespace_editors_manage_their_exceptions_and_only_admins_the_cluster_o
         .delete("e2e-platform", &DeleteParams::default())
         .await
         .expect("deleted");
+    namespaces.cleanup().await;
+}
+
+fn suppressed_total(cis: &image_scanner::crd::ContainerImageScan) -> Option<i32> {
+    cis.status
+        .as_ref()?
+        .suppressed_count
+        .as_ref()
+        .map(|c| c.total)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the local control plane: make e2e"]
+async fn an_exception_suppresses_a_finding_without_a_rescan_until_it_is_deleted() {
+    const OP_NS: &str = "e2e-exc-op";
+    let wait = Duration::from_secs(120);
+    let client = client().await;
+    prepare_scan_namespace(&client).await;
+    let digest = digest_for("exceptions");
+    // CVE-2019-18224 (libidn2-0, CRITICAL, fixed) and CVE-2019-18276 (bash, LOW).
+    serve_log(&digest, &fixture(DEBIAN_LOG));
+    let namespaces = TestNamespaces::create(&client, &[OP_NS]).await;
+    let op = Operator::start("exceptions", OP_NS, &[]);
+    apply(
+        &client,
+        Some(OP_NS),
+        json!({
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "app", "labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "app", "image": format!("registry.e2e/exc/app@{digest}")}]}
+        }),
+    )
+    .await;
+    let cis = eventually(wait, "the scan's result", Some(&op), || async {
+        list_cis(&client, OP_NS).await.into_iter().find(scanned)
+    })
+    .await;
+    assert_eq!(severity_counts(&cis).get("CRITICAL"), Some(&1));
+    assert_eq!(suppressed_total(&cis), None);
+    let jobs = scan_jobs(&client).await.len();
+
+    let exceptions: Api<VulnerabilityException> = Api::namespaced(client.clone(), OP_NS);
+    let accepted = json!({
+        "apiVersion": "stas.statnett.no/v1alpha1",
+        "kind": "VulnerabilityException",
+        "metadata": {"name": "libidn2"},
+        "spec": {
+            "vulnerabilities": [{"id": "CVE-2019-18224"}],
+            "packages": [{"name": "libidn2-0"}],
+            "workloads": [{"selector": {"matchLabels": {"app": "web"}}}],
+            "reason": "NotAffected",
+            "description": "no IDN input reaches libidn2 in this service",
+        },
+    });
+    create(&exceptions, accepted)
+        .await
+        .expect("the exception is accepted");
+    let cis = eventually(wait, "the finding suppressed", Some(&op), || async {
+        list_cis(&client, OP_NS)
+            .await
+            .into_iter()
+            .find(|c| suppressed_total(c) == Some(1))
+    })
+    .await;
+    assert_eq!(severity_counts(&cis).get("CRITICAL"), Some(&0));
+    assert_eq!(severity_counts(&cis).get("LOW"), Some(&1));
+    let status = cis.status.clone().expect("a status");
+    let suppressed = status.suppressed_count.expect("counted");
+    assert_eq!(
+        suppressed.by_exception.get(&format!("{OP_NS}/libidn2")),
+        Some(&1)
+    );
+    assert!(status.exceptions_fingerprint.is_some());
+    if let Some(details) = &status.vulnerabilities {
+        let marked: Vec<_> = details
+            .iter()
+            .filter_map(|v| Some((v.vulnerability_id.as_str(), v.suppressed_by.as_deref()?)))
+            .collect();
+        let reference = format!("{OP_NS}/libidn2");
+        assert_eq!(marked, [("CVE-2019-18224", reference.as_str())]);
+    }
+
+    exceptions
+        .delete("libidn2", &DeleteParams::default())
+        .await
+        .expect("deleted");
+    let cis = eventually(wait, "the finding back", Some(&op), || async {
+        list_cis(&client, OP_NS).await.into_iter().find(|c| {
+            suppressed_total(c).is_none() && severity_counts(c).get("CRITICAL") == Some(&1)
+        })
+    })
+    .await;
+    assert!(cis.status.and_then(|s| s.exceptions_fingerprint).is_none());
+    assert_eq!(scan_jobs(&client).await.len(), jobs, "no rescan");
+    let log = std::fs::read_to_string(&op.log).unwrap_or_default();
+    assert!(!log.contains("forbidden"), "the installed RBAC suffices");
+    assert!(log.contains("vulnerability exceptions watched"));
+    drop(op);
     namespaces.cleanup().await;
 }

@@ -102,6 +102,7 @@ CLUSTER_RULES = {
     ("batch", "cronjobs,jobs", "list,watch", ""),
     ("stas.statnett.no", "containerimagescans", "create,delete,get,list,patch,watch", ""),
     ("stas.statnett.no", "containerimagescans/status", "patch", ""),
+    ("stas.statnett.no", "clustervulnerabilityexceptions,vulnerabilityexceptions", "list,watch", ""),
     ("events.k8s.io", "events", "create,patch", ""),
     ("apiextensions.k8s.io", "customresourcedefinitions", "get", "containerimagescans.stas.statnett.no"),
 }
