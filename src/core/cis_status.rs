@@ -95,7 +95,7 @@ pub fn report_for(
 ) -> (serde_json::Value, u64) {
     let filter = ScanFilter::from_spec(&cis.spec);
     let mut filtered = filter.apply(vulnerabilities.to_vec());
-    status::suppress(&mut filtered, exceptions);
+    let suppressed = status::suppress(&mut filtered, exceptions).map_or(0, |c| c.total);
     let summary = status::summary_from(&filtered, filter.min());
     status::sort_details(&mut filtered);
     let mut fitted = status::fit_details(filtered, budget);
@@ -103,7 +103,13 @@ pub fn report_for(
         explain(t);
     }
     let bytes = status::details_size(&fitted.kept) as u64;
-    let report = super::openreports::report(cis, &fitted.kept, &summary, fitted.truncated.as_ref());
+    let report = super::openreports::report(
+        cis,
+        &fitted.kept,
+        &summary,
+        suppressed,
+        fitted.truncated.as_ref(),
+    );
     (report, bytes)
 }
 

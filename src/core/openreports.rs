@@ -51,11 +51,19 @@ fn result(v: &Vulnerability) -> Value {
             properties.insert(key.to_string(), Value::String(value.clone()));
         }
     }
+    // A finding a vulnerability exception covers is not counted: `skip`, saying which one.
+    let outcome = match &v.suppressed_by {
+        Some(by) => {
+            properties.insert("suppressedBy".to_string(), Value::String(by.clone()));
+            "skip"
+        }
+        None => result_of(v.severity),
+    };
     let mut r = Map::new();
     r.insert("source".into(), json!("image-scanner"));
     r.insert("category".into(), json!("vulnerability scan"));
     r.insert("policy".into(), json!(v.vulnerability_id));
-    r.insert("result".into(), json!(result_of(v.severity)));
+    r.insert("result".into(), json!(outcome));
     // The OpenReports enum has no "unknown" (a bug the Go operator fixed in 0.8.16).
     if v.severity != Severity::Unknown {
         r.insert(
@@ -70,12 +78,14 @@ fn result(v: &Vulnerability) -> Value {
     Value::Object(r)
 }
 
-/// The Report for `cis`, with `results` (already filtered, sorted and fitted), the summary of
-/// all filtered vulnerabilities and what the fitting left out.
+/// The Report for `cis`, with `results` (already filtered, marked, sorted and fitted), the
+/// summary of all filtered vulnerabilities not suppressed, how many were suppressed (counted
+/// as `skip`, like their results) and what the fitting left out.
 pub fn report(
     cis: &CisView,
     results: &[Vulnerability],
     summary: &VulnerabilitySummary,
+    suppressed: i32,
     truncated: Option<&VulnerabilitiesTruncated>,
 ) -> Value {
     let w = &cis.spec.workload;
@@ -111,7 +121,7 @@ pub fn report(
         },
         "scope": Value::Object(scope),
         "summary": {
-            "skip": count(summary, &[Severity::Unknown]),
+            "skip": count(summary, &[Severity::Unknown]) + i64::from(suppressed),
             "warn": count(summary, &[Severity::Low, Severity::Medium]),
             "fail": count(summary, &[Severity::High, Severity::Critical]),
         },
@@ -170,7 +180,7 @@ mod tests {
             .vulnerabilities;
         sort_details(&mut vulns);
         let summary = summary_from(&vulns, Severity::Unknown);
-        let r = report(&cis(), &vulns, &summary, None);
+        let r = report(&cis(), &vulns, &summary, 0, None);
         assert_eq!(r["summary"], json!({"skip": 0, "warn": 0, "fail": 19}));
         let results = r["results"].as_array().expect("results");
         assert_eq!(results.len(), 19);
@@ -225,5 +235,29 @@ mod tests {
             r["properties"],
             json!({"pkgName": "dpkg", "installedVersion": "1"})
         );
+    }
+
+    #[test]
+    fn a_suppressed_finding_is_skip_with_its_exception_and_counted_as_skip() {
+        let v = Vulnerability {
+            vulnerability_id: "CVE-2019-18224".into(),
+            pkg_name: "libidn2-0".into(),
+            installed_version: "2.0.5-1".into(),
+            severity: Severity::Critical,
+            pkg_path: String::new(),
+            fixed_version: String::new(),
+            title: String::new(),
+            primary_url: String::new(),
+            suppressed_by: Some("shop/libidn2".into()),
+        };
+        let r = result(&v);
+        assert_eq!(r["result"], "skip");
+        assert_eq!(r["severity"], "critical", "the finding's severity is kept");
+        assert_eq!(r["properties"]["suppressedBy"], "shop/libidn2");
+        let vulns = vec![v];
+        // The summary leaves the suppressed finding out; the Report counts it as skipped.
+        let summary = crate::status::summary_from(&vulns, Severity::Unknown);
+        let report = report(&cis(), &vulns, &summary, 1, None);
+        assert_eq!(report["summary"], json!({"skip": 1, "warn": 0, "fail": 0}));
     }
 }

@@ -1530,6 +1530,47 @@ fn exceptions_refilter_a_result_without_a_rescan_until_they_go_or_expire() {
     assert_eq!(api.jobs_created(), jobs, "no rescan");
 }
 
+/// With OpenReports, an exception also rewrites the Report: the covered finding is `skip`,
+/// naming the exception, before the status is written again.
+#[test]
+fn an_exception_rewrites_the_report_with_the_covered_finding_skipped() {
+    use crate::test_kit::exception;
+    let mut cfg = config();
+    cfg.write_reports = true;
+    let mut api = api_with_job(cfg);
+    let pod = api.pod("ok", exited(0));
+    api.put_pod(pod);
+    api.finish(true, "Complete", "");
+    let (id, ..) = api.log_read();
+    api.reply(id, Outcome::Log(report(2, 0)));
+    assert!(api.run().is_empty());
+    let before = api.report_requests().len();
+    assert_eq!(before, 1);
+    let accepted = exception(
+        Some("ns"),
+        "accepted",
+        "uid-e",
+        1,
+        accepting(&["CVE-2026-00000"], json!({})),
+    );
+    observe_exception(&mut api, WatchEvent::Apply(accepted));
+    assert!(api.run().is_empty());
+    let reports = api.report_requests();
+    assert_eq!(reports.len(), before + 1, "the Report is written again");
+    let last = reports.last().expect("a Report");
+    assert_eq!(last["summary"], json!({"skip": 1, "warn": 0, "fail": 1}));
+    let skipped: Vec<&serde_json::Value> = last["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .filter(|r| r["result"] == "skip")
+        .collect();
+    assert_eq!(skipped.len(), 1);
+    assert_eq!(skipped[0]["policy"], "CVE-2026-00000");
+    assert_eq!(skipped[0]["properties"]["suppressedBy"], "ns/accepted");
+    assert_eq!(api.critical_count("a"), Some(1));
+}
+
 /// Six scans end at once: their logs are read four at a time (each is held whole while it is
 /// read and parsed), and every answer lets the next read go; each log is read once.
 #[test]
