@@ -185,10 +185,11 @@ for mode, level in (("enforce", "baseline"), ("warn", "restricted"), ("audit", "
     check(labels.get(f"pod-security.kubernetes.io/{mode}") == level,
           f"namespace label pod-security.kubernetes.io/{mode}={level}", labels)
 
-crd = find(docs, "CustomResourceDefinition", "containerimagescans.stas.statnett.no")
-with open(os.path.join(repo, "crds/containerimagescans.stas.statnett.no.yaml")) as f:
-    committed = yaml.safe_load(f)
-check(crd == committed, "CRD rendered equals crds/containerimagescans.stas.statnett.no.yaml")
+for plural in ("containerimagescans", "vulnerabilityexceptions", "clustervulnerabilityexceptions"):
+    crd = find(docs, "CustomResourceDefinition", f"{plural}.stas.statnett.no")
+    with open(os.path.join(repo, f"crds/{plural}.stas.statnett.no.yaml")) as f:
+        committed = yaml.safe_load(f)
+    check(crd == committed, f"CRD rendered equals crds/{plural}.stas.statnett.no.yaml")
 
 cm = find(docs, "ConfigMap", prefix="image-scanner-config") or {"metadata": {"name": "?"}, "data": {}}
 sts = find(docs, "StatefulSet", "trivy")

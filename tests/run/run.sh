@@ -37,9 +37,12 @@ else
   log "building the operator (first time: a few minutes)"
   cargo build --bin image-scanner-operator
   BIN=${CARGO_TARGET_DIR:-$ROOT/target}/debug/image-scanner-operator
-  log "installing the CRD and the scan namespace"
-  kubectl apply --server-side -f crds/containerimagescans.stas.statnett.no.yaml >/dev/null
-  kubectl wait --for condition=Established crd/containerimagescans.stas.statnett.no --timeout=60s >/dev/null
+  log "installing the CRDs (scans, vulnerability exceptions) and the scan namespace"
+  kubectl apply --server-side -f crds/ >/dev/null
+  kubectl wait --for condition=Established --timeout=60s \
+    crd/containerimagescans.stas.statnett.no \
+    crd/vulnerabilityexceptions.stas.statnett.no \
+    crd/clustervulnerabilityexceptions.stas.statnett.no >/dev/null
   kubectl create namespace image-scanner --dry-run=client -o yaml | kubectl apply -f - >/dev/null
   kubectl -n image-scanner create serviceaccount image-scanner-job --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 fi
