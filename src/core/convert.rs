@@ -11,7 +11,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 
 use crate::crd::ContainerImageScan;
 use crate::crd::exception::{ClusterVulnerabilityException, VulnerabilityException};
-use crate::exception::{Exception, ExceptionKey, ObjectVersion};
+use crate::exception::{Exception, ExceptionKey, InvalidException, ObjectVersion};
 use crate::port::{
     CisStatusView, CisView, ContainerKind, ContainerView, ExceptionView, JobFinish, JobView,
     OwnerRef, PodView, PullCredentials, ScanContainerState, ScanPodView,
@@ -163,40 +163,45 @@ pub fn cis_view(cis: &ContainerImageScan) -> Option<CisView> {
 
 /// A `VulnerabilityException`, compiled (or why it cannot be used).
 pub fn exception_view(e: &VulnerabilityException) -> Option<ExceptionView> {
-    let meta = &e.metadata;
-    let (namespace, name) = (meta.namespace.as_deref()?, meta.name.as_deref()?);
-    let version = ObjectVersion {
-        uid: meta.uid.as_deref()?,
-        generation: meta.generation.unwrap_or(0),
+    let (namespace, name) = (
+        e.metadata.namespace.as_deref()?,
+        e.metadata.name.as_deref()?,
+    );
+    let key = ExceptionKey::Namespaced {
+        namespace: namespace.to_string(),
+        name: name.to_string(),
     };
-    Some(ExceptionView {
-        key: ExceptionKey::Namespaced {
-            namespace: namespace.to_string(),
-            name: name.to_string(),
-        },
-        uid: version.uid.to_string(),
-        resource_version: resource_version(meta),
-        generation: version.generation,
-        compiled: Exception::namespaced(namespace, name, version, &e.spec),
+    exception_view_of(&e.metadata, key, |version| {
+        Exception::namespaced(namespace, name, version, &e.spec)
     })
 }
 
 /// A `ClusterVulnerabilityException`, compiled (or why it cannot be used).
 pub fn cluster_exception_view(e: &ClusterVulnerabilityException) -> Option<ExceptionView> {
-    let meta = &e.metadata;
-    let name = meta.name.as_deref()?;
+    let name = e.metadata.name.as_deref()?;
+    let key = ExceptionKey::Cluster {
+        name: name.to_string(),
+    };
+    exception_view_of(&e.metadata, key, |version| {
+        Exception::cluster(name, version, &e.spec)
+    })
+}
+
+fn exception_view_of(
+    meta: &ObjectMeta,
+    key: ExceptionKey,
+    compile: impl FnOnce(ObjectVersion<'_>) -> Result<Exception, InvalidException>,
+) -> Option<ExceptionView> {
     let version = ObjectVersion {
         uid: meta.uid.as_deref()?,
         generation: meta.generation.unwrap_or(0),
     };
     Some(ExceptionView {
-        key: ExceptionKey::Cluster {
-            name: name.to_string(),
-        },
+        key,
         uid: version.uid.to_string(),
         resource_version: resource_version(meta),
         generation: version.generation,
-        compiled: Exception::cluster(name, version, &e.spec),
+        compiled: compile(version),
     })
 }
 

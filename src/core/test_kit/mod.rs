@@ -69,7 +69,8 @@ pub mod apply;
 pub mod fake_api;
 
 /// A vulnerability exception from its spec as JSON: a `VulnerabilityException` of `namespace`,
-/// or a `ClusterVulnerabilityException` when `None` (its spec may then name `namespaces`).
+/// or a `ClusterVulnerabilityException` when `None` (its spec may then name `namespaces`), as
+/// the shell's conversion makes it.
 pub fn exception(
     namespace: Option<&str>,
     name: &str,
@@ -77,28 +78,29 @@ pub fn exception(
     generation: i64,
     spec: serde_json::Value,
 ) -> crate::port::ExceptionView {
-    use crate::exception::{Exception, ExceptionKey, ObjectVersion};
-    let version = ObjectVersion { uid, generation };
-    let (key, compiled) = match namespace {
-        Some(ns) => {
-            let spec = serde_json::from_value(spec).expect("a VulnerabilityException spec");
-            let key = ExceptionKey::Namespaced {
-                namespace: ns.into(),
-                name: name.into(),
-            };
-            (key, Exception::namespaced(ns, name, version, &spec))
-        }
-        None => {
-            let spec = serde_json::from_value(spec).expect("a ClusterVulnerabilityException spec");
-            let key = ExceptionKey::Cluster { name: name.into() };
-            (key, Exception::cluster(name, version, &spec))
-        }
+    let kind = match namespace {
+        Some(_) => crate::crd::exception::EXCEPTION_KIND,
+        None => crate::crd::exception::CLUSTER_EXCEPTION_KIND,
     };
-    crate::port::ExceptionView {
-        key,
-        uid: uid.into(),
-        resource_version: Some(u64::try_from(generation).unwrap_or(0)),
-        generation,
-        compiled,
-    }
+    let object = serde_json::json!({
+        "apiVersion": "stas.statnett.no/v1alpha1",
+        "kind": kind,
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "uid": uid,
+            "generation": generation,
+            "resourceVersion": generation.to_string(),
+        },
+        "spec": spec,
+    });
+    let view = match namespace {
+        Some(_) => serde_json::from_value(object)
+            .ok()
+            .and_then(|e| crate::convert::exception_view(&e)),
+        None => serde_json::from_value(object)
+            .ok()
+            .and_then(|e| crate::convert::cluster_exception_view(&e)),
+    };
+    view.expect("a valid exception")
 }
