@@ -540,6 +540,33 @@ fn a_scan_that_never_started_is_explained_by_the_waiting_message_or_the_job_cond
     }
 }
 
+/// Regression (CI, real node): an operator whose namespace filter leaves out `team-b` found a
+/// finished Job of its digest there (another test's, its namespace being deleted), took its
+/// result and stalled with "no pods found". Such a Job still counts while it runs (the simulator
+/// changes the filter under running Jobs), but its result is not ours.
+#[test]
+fn a_job_in_a_namespace_outside_the_filter_is_not_taken_for_ours() {
+    let mut cfg = config();
+    cfg.include_namespaces = regex::Regex::new("^ns$").expect("regex");
+    let mut api = Api::new(cfg);
+    let mut foreign = completed_job("image-scan-nginx-1111", "job-foreign");
+    foreign.namespace = "team-b".into();
+    api.put_job(foreign);
+    api.put_cis("a", CisStatusView::default());
+    let job = api.until_job_created();
+    assert_eq!(
+        (job.namespace.as_str(), job.created),
+        ("scans", at(1)),
+        "a scan at once"
+    );
+    let stalled: Vec<_> = api
+        .status_requests()
+        .into_iter()
+        .filter(|(_, s)| s.conditions.iter().flatten().any(|c| c.type_ == "Stalled"))
+        .collect();
+    assert!(stalled.is_empty(), "{stalled:?}");
+}
+
 #[test]
 fn a_finished_job_without_pods_waits_for_the_pod_cache_before_it_counts_as_failed() {
     for (succeeded, expected) in [

@@ -409,6 +409,15 @@ impl ScanStage<'_> {
             .unwrap_or_default()
     }
 
+    /// Whether we place Jobs in `namespace` now: the scan namespace, or a workload namespace
+    /// whose pods are scanned (`engine::placement`). A Job of ours elsewhere still counts while
+    /// it runs (one active scan per digest), but its result is not taken: it may be another
+    /// installation's (namespaces split between two operators) or from before the namespace
+    /// filter changed, and its pods may be beyond our watch.
+    fn places_jobs_in(&self, namespace: &str) -> bool {
+        namespace == self.cfg.scan_namespace || self.cfg.namespace_allowed(namespace)
+    }
+
     /// Brings one digest forward; [`Blocked`] keeps it dirty.
     fn sync(&mut self, digest: &str, now: Timestamp, out: &mut Vec<Command>) -> Step {
         let cis_keys = self.live_cis_of(digest);
@@ -494,7 +503,7 @@ impl ScanStage<'_> {
         if let Some(job) = jobs
             .iter()
             .rev()
-            .find(|j| j.finished.is_some() && !j.deleting)
+            .find(|j| j.finished.is_some() && !j.deleting && self.places_jobs_in(&j.namespace))
         {
             let seen = self.state.digests.get(digest).and_then(|s| s.seen_scan_at);
             let after_seen = job
