@@ -498,12 +498,15 @@ impl ScanStage<'_> {
 
         // 2. Harvest the newest finished Job if it is newer than what we know. Until that
         // result is recorded no new scan starts (its name may still be taken, and its result
-        // may be all we need).
+        // may be all we need). The newest in a namespace we do not place Jobs in is not ours
+        // to read (`places_jobs_in`): nothing is harvested, and an older Job is not taken in
+        // its stead.
         let mut harvest_pending = false;
         if let Some(job) = jobs
             .iter()
             .rev()
-            .find(|j| j.finished.is_some() && !j.deleting && self.places_jobs_in(&j.namespace))
+            .find(|j| j.finished.is_some() && !j.deleting)
+            .filter(|j| self.places_jobs_in(&j.namespace))
         {
             let seen = self.state.digests.get(digest).and_then(|s| s.seen_scan_at);
             let after_seen = job
