@@ -163,6 +163,11 @@ pub struct SuppressedCount {
     /// in that order.
     #[schemars(extend("x-kubernetes-map-type" = "atomic"))]
     pub by_exception: BTreeMap<String, i32>,
+    /// Number of suppressed findings per reason of the exception that covers them
+    /// (`NotAffected`, `AcceptedRisk`, `Mitigated`, `FalsePositive`; only those with any).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("x-kubernetes-map-type" = "atomic"))]
+    pub by_reason: BTreeMap<String, i32>,
 }
 
 /// Extension: what was left out of `status.vulnerabilities` to fit the size budget.

@@ -10,7 +10,9 @@ use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
 use crate::crd::ContainerImageScan;
-use crate::crd::exception::{ClusterVulnerabilityException, VulnerabilityException};
+use crate::crd::exception::{
+    ClusterVulnerabilityException, VulnerabilityException, VulnerabilityExceptionStatus,
+};
 use crate::exception::{Exception, ExceptionKey, InvalidException, ObjectVersion};
 use crate::port::{
     CisStatusView, CisView, ContainerKind, ContainerView, ExceptionView, JobFinish, JobView,
@@ -171,7 +173,7 @@ pub fn exception_view(e: &VulnerabilityException) -> Option<ExceptionView> {
         namespace: namespace.to_string(),
         name: name.to_string(),
     };
-    exception_view_of(&e.metadata, key, |version| {
+    exception_view_of(&e.metadata, key, e.status.clone(), |version| {
         Exception::namespaced(namespace, name, version, &e.spec)
     })
 }
@@ -182,7 +184,7 @@ pub fn cluster_exception_view(e: &ClusterVulnerabilityException) -> Option<Excep
     let key = ExceptionKey::Cluster {
         name: name.to_string(),
     };
-    exception_view_of(&e.metadata, key, |version| {
+    exception_view_of(&e.metadata, key, e.status.clone(), |version| {
         Exception::cluster(name, version, &e.spec)
     })
 }
@@ -190,6 +192,7 @@ pub fn cluster_exception_view(e: &ClusterVulnerabilityException) -> Option<Excep
 fn exception_view_of(
     meta: &ObjectMeta,
     key: ExceptionKey,
+    status: Option<VulnerabilityExceptionStatus>,
     compile: impl FnOnce(ObjectVersion<'_>) -> Result<Exception, InvalidException>,
 ) -> Option<ExceptionView> {
     let version = ObjectVersion {
@@ -202,6 +205,7 @@ fn exception_view_of(
         resource_version: resource_version(meta),
         generation: version.generation,
         compiled: compile(version),
+        status,
     })
 }
 

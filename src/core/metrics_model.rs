@@ -1,7 +1,7 @@
 //! The per-CIS Prometheus metrics (spec §14) as a pure function from CIS views to the text
 //! exposition format.
 //!
-//! Three gauges, each with the common labels: one label per configured `CIS_METRICS_LABELS`
+//! Gauges, each with the common labels: one label per configured `CIS_METRICS_LABELS`
 //! key (the key with every run of characters outside `[a-zA-Z0-9_]` replaced by one `_`;
 //! value = that CIS label or `""`), then `namespace`, `name`, `image_name`,
 //! `image_digest`, `image_tag`.
@@ -13,6 +13,9 @@
 //!   read an absent series as 0. The same for `image_scanner_container_image_fixable_issues`.
 //! * `image_scanner_container_image_patch_status{condition="fixed"|"unfixed"}`: from
 //!   `fixedCount`/`unfixedCount`, both always present when the CIS has a summary.
+//! * `image_scanner_container_image_suppressed_issues{reason}`: findings vulnerability
+//!   exceptions suppress, one series per reason with any (`suppressedCount.byReason`). The
+//!   families above count only what no exception covers, so alerts on them skip accepted risk.
 //!
 //! Design: issues and patch status come from the CIS summary, which is exact and never
 //! truncated, instead of from the (possibly truncated) Report (fixes quirk §19.6, which
@@ -30,7 +33,7 @@ use std::borrow::Borrow;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use crate::crd::{ContainerImageScan, VulnerabilitySummary};
+use crate::crd::{ContainerImageScan, SuppressedCount, VulnerabilitySummary};
 
 /// Name of the scan-success gauge.
 pub const SCAN_SUCCESS: &str = "image_scanner_container_image_scan_success";
@@ -41,6 +44,9 @@ pub const PATCH_STATUS: &str = "image_scanner_container_image_patch_status";
 /// Extension: vulnerabilities with a fixed version, by severity (from the summary's
 /// `fixedSeverityCount`; absent for CIS written by the Go operator).
 pub const FIXABLE_ISSUES: &str = "image_scanner_container_image_fixable_issues";
+/// Extension: findings vulnerability exceptions suppress, by the exception's reason (from
+/// `suppressedCount.byReason`). They are in none of the families above.
+pub const SUPPRESSED_ISSUES: &str = "image_scanner_container_image_suppressed_issues";
 
 const SCAN_SUCCESS_HELP: &str = "Displays whether or not container image scan was a success";
 const ISSUES_HELP: &str = "Number of container image scan issues";
@@ -48,6 +54,8 @@ const FIXABLE_ISSUES_HELP: &str =
     "Number of container image vulnerabilities that have a fixed version";
 const PATCH_STATUS_HELP: &str =
     "Number of detected container image vulnerabilities grouped by fixed/unfixed";
+const SUPPRESSED_ISSUES_HELP: &str =
+    "Number of container image vulnerabilities suppressed by vulnerability exceptions, by reason";
 
 const FIXED_LABELS: [&str; 5] = [
     "namespace",
@@ -76,6 +84,8 @@ pub struct CisMetricView {
     pub stalled: bool,
     /// `status.vulnerabilitySummary`.
     pub summary: Option<Arc<VulnerabilitySummary>>,
+    /// `status.suppressedCount`.
+    pub suppressed: Option<Arc<SuppressedCount>>,
 }
 
 impl CisMetricView {
@@ -94,6 +104,7 @@ impl CisMetricView {
                 .iter()
                 .any(|c| c.type_ == "Stalled" && c.status == "True"),
             summary: cis.status.summary.clone(),
+            suppressed: cis.status.suppressed.clone(),
         }
     }
 
@@ -114,6 +125,7 @@ impl CisMetricView {
                         .any(|c| c.type_ == "Stalled" && c.status == "True")
                 }),
             summary: status.and_then(|s| s.vulnerability_summary.clone().map(Arc::new)),
+            suppressed: status.and_then(|s| s.suppressed_count.clone().map(Arc::new)),
         }
     }
 }
@@ -159,8 +171,8 @@ pub fn render(views: &[CisMetricView], label_keys: &[String]) -> String {
 }
 
 /// Number of CIS metric families ([`SCAN_SUCCESS`], [`ISSUES`], [`PATCH_STATUS`],
-/// [`FIXABLE_ISSUES`], in that order).
-const FAMILY_COUNT: usize = 4;
+/// [`FIXABLE_ISSUES`], [`SUPPRESSED_ISSUES`], in that order).
+const FAMILY_COUNT: usize = 5;
 
 /// Where a chunked exposition stands: the family being written, the last CIS (namespace, name)
 /// written in it, and whether its header is out. `/metrics` is sent in chunks so that a scrape
@@ -231,6 +243,7 @@ const FAMILIES: [(&str, &str); FAMILY_COUNT] = [
     (ISSUES, ISSUES_HELP),
     (PATCH_STATUS, PATCH_STATUS_HELP),
     (FIXABLE_ISSUES, FIXABLE_ISSUES_HELP),
+    (SUPPRESSED_ISSUES, SUPPRESSED_ISSUES_HELP),
 ];
 
 /// Writes the series one CIS has in the family `fam` (none in the summary families for a CIS
@@ -239,6 +252,15 @@ fn write_series(fam: &mut Family<'_>, view: &CisMetricView, keys: &[(String, &st
     let common = common_labels(view, keys);
     if fam.name == SCAN_SUCCESS {
         fam.series(&common, None, i64::from(!view.stalled));
+        return;
+    }
+    if fam.name == SUPPRESSED_ISSUES {
+        let by_reason = view.suppressed.as_ref().map(|s| &s.by_reason);
+        for (reason, count) in by_reason.into_iter().flatten() {
+            if *count != 0 {
+                fam.series(&common, Some(("reason", reason)), i64::from(*count));
+            }
+        }
         return;
     }
     let Some(summary) = view.summary.as_ref() else {
@@ -273,6 +295,7 @@ fn usable_keys(label_keys: &[String]) -> Vec<(String, &str)> {
     let mut taken: Vec<String> = FIXED_LABELS.iter().map(|s| (*s).to_owned()).collect();
     taken.push("severity".into());
     taken.push("condition".into());
+    taken.push("reason".into());
     let mut keys = Vec::new();
     for key in label_keys {
         let name = sanitize_label_name(key);
@@ -390,6 +413,7 @@ mod tests {
             image_tag: tag.into(),
             stalled: false,
             summary: None,
+            suppressed: None,
         }
     }
 
@@ -443,6 +467,43 @@ image_scanner_container_image_issues{app_kubernetes_io_name="bad-app",image_dige
 image_scanner_container_image_patch_status{app_kubernetes_io_name="bad-app",condition="fixed",image_digest="sha256:aa5f8d668258d929ee42f000b71318379a86b56e72e301ced34df8887ccbc76a",image_name="my.registry.com/my-namespace/bad-app",image_tag="latest",name="bad-app-666666",namespace="default",system_statnett_no_name="dark-side"} 4
 image_scanner_container_image_patch_status{app_kubernetes_io_name="bad-app",condition="unfixed",image_digest="sha256:aa5f8d668258d929ee42f000b71318379a86b56e72e301ced34df8887ccbc76a",image_name="my.registry.com/my-namespace/bad-app",image_tag="latest",name="bad-app-666666",namespace="default",system_statnett_no_name="dark-side"} 2
 "#;
+
+    /// Suppressed findings are a family of their own, by reason: one series per reason with
+    /// any, and not a single one in the issue families (the CIS summary never counts them).
+    #[test]
+    fn suppressed_findings_are_counted_by_reason_apart_from_the_issues() {
+        let mut cis = view("app-1", "s", "app", "reg/app", "sha256:11", "1");
+        cis.summary = Some(Arc::new(VulnerabilitySummary {
+            severity_count: Some(BTreeMap::from([("HIGH".into(), 1)])),
+            fixed_count: 1,
+            unfixed_count: 0,
+            fixed_severity_count: None,
+        }));
+        cis.suppressed = Some(Arc::new(SuppressedCount {
+            total: 3,
+            severity_count: BTreeMap::from([("CRITICAL".into(), 3)]),
+            by_exception: BTreeMap::from([("ns/a".into(), 2), ("cluster/b".into(), 1)]),
+            by_reason: BTreeMap::from([
+                ("AcceptedRisk".into(), 2),
+                ("NotAffected".into(), 1),
+                ("Mitigated".into(), 0),
+            ]),
+        }));
+        let text = render(&[cis], &[]);
+        let suppressed: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with(SUPPRESSED_ISSUES))
+            .collect();
+        let common = r#"image_digest="sha256:11",image_name="reg/app",image_tag="1",name="app-1",namespace="default""#;
+        assert_eq!(
+            suppressed,
+            [
+                format!(r#"{SUPPRESSED_ISSUES}{{{common},reason="AcceptedRisk"}} 2"#),
+                format!(r#"{SUPPRESSED_ISSUES}{{{common},reason="NotAffected"}} 1"#),
+            ]
+        );
+        assert!(!text.contains("CRITICAL"), "{text}");
+    }
 
     #[test]
     fn reproduces_the_spec_14_exposition() {

@@ -12,6 +12,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::PodSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
+use crate::crd::exception::VulnerabilityExceptionStatus;
 use crate::crd::{
     ContainerImageScanSpec, ContainerImageScanStatus, SuppressedCount, VulnerabilitySummary,
 };
@@ -308,6 +309,8 @@ pub struct ExceptionView {
     pub generation: i64,
     /// What it covers.
     pub compiled: Result<Exception, InvalidException>,
+    /// The status as stored (the operator writes it; `engine::exception_status`).
+    pub status: Option<VulnerabilityExceptionStatus>,
 }
 
 /// How a Job ended.
@@ -519,6 +522,10 @@ pub enum EventRegarding {
     /// A workload Pod: a container of it that cannot have a CIS (e.g. an image reference that
     /// does not parse), so nothing else would show that it goes unscanned.
     Pod,
+    /// A VulnerabilityException (e.g. it expired).
+    VulnerabilityException,
+    /// A ClusterVulnerabilityException (namespace empty; the Event goes to `default`).
+    ClusterVulnerabilityException,
 }
 
 /// A Kubernetes event to record on a CIS or a pod.
@@ -602,7 +609,16 @@ pub enum Action {
         /// The whole Report object (`openreports.io/v1alpha1`).
         report: Box<serde_json::Value>,
     },
-    /// Record a Kubernetes Event regarding a CIS or a pod.
+    /// Server-side apply of a vulnerability exception's status, only if it still has this UID.
+    ApplyExceptionStatus {
+        /// Which exception (namespaced or cluster-scoped).
+        key: ExceptionKey,
+        /// UID precondition.
+        uid: String,
+        /// The whole status we own.
+        status: Box<VulnerabilityExceptionStatus>,
+    },
+    /// Record a Kubernetes Event regarding a CIS, a pod or an exception.
     RecordEvent {
         /// The kind of the object.
         regarding: EventRegarding,
@@ -665,6 +681,7 @@ impl Action {
             Action::DeleteJob { .. } => "delete_job",
             Action::FetchLog { .. } => "fetch_log",
             Action::ApplyReport { .. } => "apply_report",
+            Action::ApplyExceptionStatus { .. } => "apply_exception_status",
             Action::RecordEvent { .. } => "record_event",
         }
     }

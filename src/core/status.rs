@@ -129,19 +129,18 @@ pub fn suppress(
 ) -> Option<SuppressedCount> {
     let mut count = SuppressedCount::default();
     for v in vulnerabilities.iter_mut() {
-        v.suppressed_by = exceptions
-            .iter()
-            .find(|e| e.covers(v))
-            .map(|e| e.key.reference());
-        if let Some(by) = &v.suppressed_by {
+        let by = exceptions.iter().find(|e| e.covers(v));
+        v.suppressed_by = by.map(|e| e.key.reference());
+        if let (Some(by), Some(reference)) = (by, &v.suppressed_by) {
             count.total = count.total.saturating_add(1);
-            let c = count
-                .severity_count
-                .entry(v.severity.as_str().to_owned())
-                .or_insert(0);
-            *c = c.saturating_add(1);
-            let c = count.by_exception.entry(by.clone()).or_insert(0);
-            *c = c.saturating_add(1);
+            for (map, key) in [
+                (&mut count.severity_count, v.severity.as_str()),
+                (&mut count.by_exception, reference.as_str()),
+                (&mut count.by_reason, by.reason.as_str()),
+            ] {
+                let c = map.entry(key.to_owned()).or_insert(0);
+                *c = c.saturating_add(1);
+            }
         }
     }
     (!exceptions.is_empty()).then_some(count)

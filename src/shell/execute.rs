@@ -18,8 +18,12 @@ use serde_json::json;
 use super::convert;
 use super::errors::classify;
 use super::lean::WatchedCis;
+use crate::core::exception::ExceptionKey;
 use crate::core::port::{Action, ApiError, ApiErrorKind, EventRegarding, Outcome};
 use crate::core::time::Timestamp;
+use crate::crd::exception::{
+    ClusterVulnerabilityException, VulnerabilityException, VulnerabilityExceptionStatus,
+};
 use crate::crd::{ContainerImageScan, ContainerImageScanStatus};
 
 /// Field manager of every write but the status writes that keep the stored details.
@@ -242,6 +246,9 @@ impl Executor {
                     Err(e) => Outcome::Failed(classify(&e)),
                 }
             }
+            Action::ApplyExceptionStatus { key, uid, status } => {
+                self.apply_exception_status(key, uid, &status).await
+            }
             Action::RecordEvent {
                 regarding,
                 namespace,
@@ -252,12 +259,19 @@ impl Executor {
                 let (api_version, kind) = match regarding {
                     EventRegarding::Cis => ("stas.statnett.no/v1alpha1", "ContainerImageScan"),
                     EventRegarding::Pod => ("v1", "Pod"),
+                    EventRegarding::VulnerabilityException => {
+                        ("stas.statnett.no/v1alpha1", "VulnerabilityException")
+                    }
+                    EventRegarding::ClusterVulnerabilityException => {
+                        ("stas.statnett.no/v1alpha1", "ClusterVulnerabilityException")
+                    }
                 };
                 let reference = ObjectReference {
                     api_version: Some(api_version.to_string()),
                     kind: Some(kind.to_string()),
                     name: Some(name),
-                    namespace: Some(namespace),
+                    // A cluster-scoped object's Events go to `default` (the Recorder's choice).
+                    namespace: (!namespace.is_empty()).then_some(namespace),
                     uid: Some(uid),
                     ..ObjectReference::default()
                 };
@@ -277,6 +291,45 @@ impl Executor {
                     Err(e) => Outcome::Failed(classify(&e)),
                 }
             }
+        }
+    }
+
+    /// Server-side apply of an exception's status, on the object of this UID only.
+    async fn apply_exception_status(
+        &self,
+        key: ExceptionKey,
+        uid: String,
+        status: &VulnerabilityExceptionStatus,
+    ) -> Outcome {
+        let pp = PatchParams::apply(FIELD_MANAGER).force();
+        let mut body = json!({
+            "apiVersion": "stas.statnett.no/v1alpha1",
+            "metadata": {"uid": uid},
+            "status": status,
+        });
+        let result = match &key {
+            ExceptionKey::Namespaced { namespace, name } => {
+                body["kind"] = json!("VulnerabilityException");
+                body["metadata"]["name"] = json!(name);
+                body["metadata"]["namespace"] = json!(namespace);
+                let api: Api<VulnerabilityException> =
+                    Api::namespaced(self.client.clone(), namespace);
+                api.patch_status(name, &pp, &Patch::Apply(&body))
+                    .await
+                    .map(drop)
+            }
+            ExceptionKey::Cluster { name } => {
+                body["kind"] = json!("ClusterVulnerabilityException");
+                body["metadata"]["name"] = json!(name);
+                let api: Api<ClusterVulnerabilityException> = Api::all(self.client.clone());
+                api.patch_status(name, &pp, &Patch::Apply(&body))
+                    .await
+                    .map(drop)
+            }
+        };
+        match result {
+            Ok(()) => Outcome::Done,
+            Err(e) => Outcome::Failed(classify(&e)),
         }
     }
 

@@ -386,6 +386,7 @@ fn describe(action: &Action) -> String {
         Action::CreateJob { job } => format!("job/{}", job.metadata.name.as_deref().unwrap_or("")),
         Action::DeleteJob { name, .. } => format!("job/{name}"),
         Action::FetchLog { pod_name, .. } => format!("pod/{pod_name}"),
+        Action::ApplyExceptionStatus { key, .. } => format!("exception {}", key.reference()),
     }
 }
 

@@ -103,6 +103,7 @@ CLUSTER_RULES = {
     ("stas.statnett.no", "containerimagescans", "create,delete,get,list,patch,watch", ""),
     ("stas.statnett.no", "containerimagescans/status", "patch", ""),
     ("stas.statnett.no", "clustervulnerabilityexceptions,vulnerabilityexceptions", "list,watch", ""),
+    ("stas.statnett.no", "clustervulnerabilityexceptions/status,vulnerabilityexceptions/status", "patch", ""),
     ("events.k8s.io", "events", "create,patch", ""),
     ("apiextensions.k8s.io", "customresourcedefinitions", "get", "containerimagescans.stas.statnett.no"),
 }

@@ -231,6 +231,12 @@ impl Engine {
         }
         let old_digest = old.map(|t| t.view.spec.digest.clone());
         let old_details = old.map_or(0, |t| t.view.status.details_bytes);
+        if old.and_then(|t| t.view.status.suppressed.as_ref())
+            != tracked.view.status.suppressed.as_ref()
+        {
+            // What the exceptions cover changed (`exception_status`).
+            self.exception_statuses.stale = true;
+        }
         let new_digest = tracked.view.spec.digest.clone();
         self.index
             .index_cis_digest(&key, old_digest.as_deref(), Some(&new_digest));
@@ -248,6 +254,9 @@ impl Engine {
 
     pub(super) fn remove_cis(&mut self, key: &CisKey) {
         if let Some(old) = self.index.cis.remove(key) {
+            if old.view.status.suppressed.is_some() {
+                self.exception_statuses.stale = true;
+            }
             self.index.details_bytes =
                 (self.index.details_bytes).saturating_sub(old.view.status.details_bytes);
             self.index

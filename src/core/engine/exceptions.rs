@@ -32,6 +32,18 @@ impl Concerns {
     }
 }
 
+/// What an expiry timer finds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Expiry {
+    /// The exception expired: these scans are written again.
+    Passed(Concerns),
+    /// It was changed to expire later (the timer keeps the earliest deadline of a key, so the
+    /// new one is armed now).
+    Later(Timestamp),
+    /// It is gone, or no longer expires.
+    Gone,
+}
+
 /// The exceptions as last observed, by key: namespaced ones ordered by namespace and name,
 /// then the cluster-scoped ones by name — the order in which a finding covered by several is
 /// marked with the first.
@@ -92,10 +104,30 @@ impl Exceptions {
         changed
     }
 
-    /// The scans an exception's expiry concerns, if it is still held with that expiry.
-    pub fn expired(&self, key: &ExceptionKey, now: Timestamp) -> Option<Concerns> {
-        let e = self.held.get(key)?.view.compiled.as_ref().ok()?;
-        (!e.in_force(now)).then(|| Concerns::of(key))
+    /// Whether no exception is held.
+    pub fn is_empty(&self) -> bool {
+        self.held.is_empty()
+    }
+
+    /// The exceptions held, in key order.
+    pub fn views(&self) -> impl Iterator<Item = &ExceptionView> {
+        self.held.values().map(|t| &t.view)
+    }
+
+    /// What an expiry timer of `key` finds at `now`.
+    pub fn expiry(&self, key: &ExceptionKey, now: Timestamp) -> Expiry {
+        let Some(e) = self
+            .held
+            .get(key)
+            .and_then(|t| t.view.compiled.as_ref().ok())
+        else {
+            return Expiry::Gone;
+        };
+        match e.expires {
+            Some(at) if at > now => Expiry::Later(at),
+            Some(_) => Expiry::Passed(Concerns::of(key)),
+            None => Expiry::Gone,
+        }
     }
 
     /// The exceptions in force at `now` that apply to the scan of `cis`, in marking order.

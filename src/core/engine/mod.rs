@@ -15,6 +15,7 @@ mod cis_sync;
 mod config;
 mod coverage;
 mod dirty_cis;
+mod exception_status;
 mod exceptions;
 mod flights;
 mod index;
@@ -66,6 +67,8 @@ enum Target {
     Report(CisKey, String),
     /// An Event about a CIS.
     Event(u64),
+    /// The status of a vulnerability exception.
+    ExceptionStatus(crate::exception::ExceptionKey),
 }
 
 /// An Event waiting for a free slot in the command window.
@@ -119,6 +122,7 @@ pub struct Engine {
     cis_sync: cis_sync::CisSyncState,
     scans: scans::ScanState,
     exceptions: exceptions::Exceptions,
+    exception_statuses: exception_status::ExceptionStatuses,
     first_results: coverage::FirstResults,
     /// Events waiting for capacity.
     pending_events: VecDeque<PendingEvent>,
@@ -140,6 +144,7 @@ impl Engine {
             cis_sync: Default::default(),
             scans: Default::default(),
             exceptions: Default::default(),
+            exception_statuses: Default::default(),
             first_results: Default::default(),
             pending_events: VecDeque::new(),
             leading: false,
@@ -190,6 +195,8 @@ impl Engine {
                 let changed = self
                     .exceptions
                     .observe(&mut self.index.relists, stream, event);
+                // Any event, a status-only one too: what we wrote may not be what it says.
+                self.exception_statuses.stale = true;
                 for (concerns, expiry) in changed {
                     if let Some((key, at)) = expiry
                         && at > now
@@ -241,13 +248,26 @@ impl Engine {
                     }
                     self.scans.dirty.insert(d);
                 }
-                TimerKey::ExceptionExpiry(key) => {
-                    if let Some(concerns) = self.exceptions.expired(&key, now) {
+                TimerKey::ExceptionExpiry(key) => match self.exceptions.expiry(&key, now) {
+                    exceptions::Expiry::Passed(concerns) => {
                         self.rewrite_results(&concerns);
+                        self.exception_statuses.stale = true;
                     }
-                }
+                    exceptions::Expiry::Later(at) => {
+                        self.timers.arm(TimerKey::ExceptionExpiry(key), at);
+                    }
+                    exceptions::Expiry::Gone => {}
+                },
+                TimerKey::ExceptionStatuses => self.exception_statuses.due = true,
                 TimerKey::Retry(_) => {}
             }
+        }
+        // Without exceptions there is no status to write, and no wake-up for one.
+        if std::mem::take(&mut self.exception_statuses.stale) && !self.exceptions.is_empty() {
+            self.timers.arm(
+                TimerKey::ExceptionStatuses,
+                now.plus(exception_status::SETTLE),
+            );
         }
         let mut out = Vec::new();
         if !self.leading || !self.synced {
@@ -260,6 +280,17 @@ impl Engine {
         self.scan_stage().sync_dirty(now, &mut out);
         self.scan_stage().start_scans(now, &mut out);
         self.sync_dirty_cis(now, &mut out);
+        if self.exception_statuses.due {
+            let cx = exception_status::StatusCx {
+                exceptions: &self.exceptions,
+                index: &self.index,
+                flights: &mut self.flights,
+                pending_events: &mut self.pending_events,
+            };
+            if self.exception_statuses.sync(cx, now, &mut out).is_ok() {
+                self.exception_statuses.due = false;
+            }
+        }
         out
     }
 
@@ -372,6 +403,7 @@ impl Engine {
             .dirty
             .extend(self.index.cis_by_digest.keys().cloned());
         self.scans.dirty.extend(self.index.job_digests());
+        self.exception_statuses.stale = true;
     }
 
     fn observe_outcome(&mut self, id: CommandId, outcome: Outcome, now: Timestamp) {
@@ -406,6 +438,9 @@ impl Engine {
                 self.scan_stage().on_report_outcome(key, job_uid, outcome)
             }
             Target::Event(..) => {}
+            // Compared again at the next settle: a landed write comes back through the watch,
+            // a failed one is retried if it still differs.
+            Target::ExceptionStatus(_) => self.exception_statuses.stale = true,
         }
     }
 
@@ -433,6 +468,7 @@ impl Engine {
                 None => return None,
             },
             Target::CreateJob(d) => TimerKey::Digest(d.clone()),
+            Target::ExceptionStatus(_) => TimerKey::ExceptionStatuses,
             Target::DeleteJob(name) => match self
                 .index
                 .jobs

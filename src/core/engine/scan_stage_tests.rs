@@ -1432,11 +1432,14 @@ fn accepting(ids: &[&str], extra: serde_json::Value) -> serde_json::Value {
     spec
 }
 
+/// A user applies or deletes an exception; the engine sees it at once.
 fn observe_exception(api: &mut Api, event: WatchEvent<crate::port::ExceptionView>) {
-    api.observe(Observation::Exception {
-        stream: StreamId(40),
-        event,
-    });
+    match event {
+        WatchEvent::Apply(view) => api.server.put_exception(view),
+        WatchEvent::Delete(view) => api.server.delete_exception(&view.key),
+        _ => unreachable!("users apply and delete"),
+    }
+    api.deliver();
 }
 
 /// The last status written to `a`: (CRITICAL in the summary, suppressed in total, findings
@@ -1531,6 +1534,12 @@ fn exceptions_refilter_a_result_without_a_rescan_until_they_go_or_expire() {
     );
     assert!(api.run().is_empty());
     assert_eq!(suppression_of_a(&api), (Some(1), Some(2), 2));
+    // Wake-ups before it write the exception's status; the findings stay suppressed.
+    while api.e.next_wakeup().is_some_and(|at| at < until) {
+        api.wait_for_timer();
+        assert!(api.run().is_empty());
+        assert_eq!(suppression_of_a(&api), (Some(1), Some(2), 2));
+    }
     api.wait_for_timer();
     assert_eq!(api.now, until, "woken at the expiry");
     assert!(api.run().is_empty());
@@ -1555,6 +1564,192 @@ fn exceptions_refilter_a_result_without_a_rescan_until_they_go_or_expire() {
     assert!(api.run().is_empty());
     assert_eq!(suppression_of_a(&api), (Some(3), None, 0));
     assert_eq!(api.jobs_created(), jobs, "no rescan");
+}
+
+/// Regression (sim seed 771): an exception moved to a later expiry keeps applying until then
+/// and stops at it. The expiry timer keeps the earliest deadline of its key, so the first one
+/// fires, finds the later expiry and arms it; it used to find the exception in force and arm
+/// nothing, and the exception never expired.
+#[test]
+fn an_exception_moved_to_a_later_expiry_expires_then() {
+    use crate::test_kit::exception;
+    let mut cfg = config();
+    cfg.status_details = StatusDetails::Always;
+    let mut api = api_with_job(cfg);
+    let pod = api.pod("ok", exited(0));
+    api.put_pod(pod);
+    api.finish(true, "Complete", "");
+    let (id, ..) = api.log_read();
+    api.reply(id, Outcome::Log(report(3, 1)));
+    assert!(api.run().is_empty());
+    let rfc3339 = |t: Timestamp| t.to_k8s().0.to_string();
+    let (first, later) = (
+        api.now.plus(Duration::from_secs(100)),
+        api.now.plus(Duration::from_secs(500)),
+    );
+    for (generation, until) in [(1, first), (2, later)] {
+        let spec = accepting(&["CVE-2026-00000"], json!({"expires": rfc3339(until)}));
+        let view = exception(Some("ns"), "accepted", "uid-e", generation, spec);
+        observe_exception(&mut api, WatchEvent::Apply(view));
+        assert!(api.run().is_empty());
+    }
+    assert_eq!(suppression_of_a(&api), (Some(2), Some(1), 1));
+    settle(&mut api, first.plus(Duration::from_secs(1)));
+    assert_eq!(
+        suppression_of_a(&api),
+        (Some(2), Some(1), 1),
+        "still in force"
+    );
+    settle(&mut api, later);
+    assert_eq!(api.now, later, "woken at the later expiry");
+    assert_eq!(suppression_of_a(&api), (Some(3), None, 0));
+}
+
+/// The last status the engine wrote to exception `key`: (Ready status, reason, covered).
+fn exception_status_of(
+    api: &Api,
+    key: &crate::exception::ExceptionKey,
+) -> Option<(String, String, Option<i64>)> {
+    let status = api.server.exceptions.get(key)?.status.clone()?;
+    let ready = status
+        .conditions?
+        .into_iter()
+        .find(|c| c.type_ == "Ready")?;
+    Some((ready.status, ready.reason, status.covered_findings))
+}
+
+fn exception_status_writes(api: &Api) -> usize {
+    api.requests
+        .iter()
+        .filter(|a| matches!(a, Action::ApplyExceptionStatus { .. }))
+        .count()
+}
+
+/// Run until the settle timer and every write after it are done, at most to `until`.
+fn settle(api: &mut Api, until: Timestamp) {
+    while api.e.next_wakeup().is_some_and(|at| at <= until) {
+        api.wait_for_timer();
+        let left = api.run();
+        assert!(
+            left.is_empty(),
+            "{:?} at {:?}",
+            super::tests::verbs(&left),
+            api.now
+        );
+    }
+}
+
+/// An exception's own status says whether it applies and how many findings it covers (summed
+/// from the CIS as written), once the CIS settled; its expiry turns it `Expired` with one
+/// Event; an invalid one says why; a restart finds every status right and writes nothing.
+#[test]
+fn an_exception_status_shows_what_it_covers_and_its_expiry_with_one_event() {
+    use crate::exception::ExceptionKey;
+    use crate::test_kit::exception;
+    let mut cfg = config();
+    cfg.status_details = StatusDetails::Always;
+    let mut api = api_with_job(cfg);
+    let pod = api.pod("ok", exited(0));
+    api.put_pod(pod);
+    api.finish(true, "Complete", "");
+    let (id, ..) = api.log_read();
+    api.reply(id, Outcome::Log(report(3, 1)));
+    assert!(api.run().is_empty());
+
+    let until = api.now.plus(Duration::from_secs(3600));
+    let expires = jiff::Timestamp::from_millisecond(until.0)
+        .expect("a time")
+        .to_string();
+    let spec = accepting(
+        &["CVE-2026-00000", "CVE-2026-00001"],
+        json!({"expires": expires}),
+    );
+    observe_exception(
+        &mut api,
+        WatchEvent::Apply(exception(Some("ns"), "accepted", "uid-e", 1, spec)),
+    );
+    let invalid = exception(
+        Some("ns"),
+        "broken",
+        "uid-b",
+        1,
+        accepting(&["CVE-2026-00003"], json!({"images": [{}]})),
+    );
+    observe_exception(&mut api, WatchEvent::Apply(invalid));
+    assert!(api.run().is_empty());
+    assert_eq!(
+        exception_status_writes(&api),
+        0,
+        "not before the CIS settle"
+    );
+    let later = api.now.plus(Duration::from_secs(60));
+    settle(&mut api, later);
+    let accepted = ExceptionKey::Namespaced {
+        namespace: "ns".into(),
+        name: "accepted".into(),
+    };
+    let broken = ExceptionKey::Namespaced {
+        namespace: "ns".into(),
+        name: "broken".into(),
+    };
+    assert_eq!(
+        exception_status_of(&api, &accepted),
+        Some(("True".into(), "InForce".into(), Some(2)))
+    );
+    assert_eq!(
+        exception_status_of(&api, &broken),
+        Some(("False".into(), "Invalid".into(), Some(0)))
+    );
+    let stored = api.server.exceptions[&broken]
+        .status
+        .clone()
+        .expect("status");
+    let message = &stored.conditions.expect("conditions")[0].message;
+    assert!(message.contains("images: each is given by"), "{message}");
+    assert_eq!(exception_status_writes(&api), 2, "one write each");
+
+    // Its expiry: Expired, nothing covered, one Event on the exception.
+    settle(&mut api, until.plus(Duration::from_secs(60)));
+    assert_eq!(
+        exception_status_of(&api, &accepted),
+        Some(("False".into(), "Expired".into(), Some(0)))
+    );
+    let expired: Vec<_> = api
+        .events
+        .iter()
+        .filter(|e| e.note.reason == "ExceptionExpired")
+        .collect();
+    assert_eq!(expired.len(), 1, "{expired:?}");
+    assert_eq!(
+        (expired[0].regarding, expired[0].name.as_str()),
+        (
+            crate::port::EventRegarding::VulnerabilityException,
+            "accepted"
+        )
+    );
+    // A restart: the lists show every status as it would be written, the expiry too.
+    let (writes, events) = (exception_status_writes(&api), api.events.len());
+    let mut restarted = Api::new(config());
+    std::mem::swap(&mut restarted.server, &mut api.server);
+    restarted.server.relist(&mut restarted.e);
+    restarted.observe(Observation::CachesSynced);
+    let later = restarted.now.plus(Duration::from_secs(60));
+    settle(&mut restarted, later);
+    assert_eq!(
+        exception_status_writes(&restarted),
+        writes,
+        "a restart writes nothing"
+    );
+    assert_eq!(restarted.events.len(), events, "and records no Event");
+    let mut api = restarted;
+
+    // Deleted: nothing more is written about it.
+    let writes = exception_status_writes(&api);
+    api.server.delete_exception(&accepted);
+    api.deliver();
+    let later = api.now.plus(Duration::from_secs(60));
+    settle(&mut api, later);
+    assert_eq!(exception_status_writes(&api), writes);
 }
 
 /// With OpenReports, an exception also rewrites the Report: the covered finding is `skip`,

@@ -20,6 +20,8 @@ pub enum TimerKey {
     Retry(super::Target),
     /// The expiry of a vulnerability exception: the scans it applied to are written again.
     ExceptionExpiry(crate::exception::ExceptionKey),
+    /// The exceptions' statuses are compared and written (`engine::exception_status`).
+    ExceptionStatuses,
 }
 
 /// A set of deadlines keyed by [`TimerKey`]; setting a key again keeps the earlier deadline.

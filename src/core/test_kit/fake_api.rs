@@ -10,7 +10,8 @@
 //! resourceVersion and sends no event), UID and resourceVersion preconditions, Job creation
 //! (name taken → already exists; the view is what the shell's conversion makes of the created
 //! Job), Job deletion with its pods, Reports owned by their CIS, Events, log reads capped at
-//! the asked bytes, and the garbage collector deleting CIS whose owner pods are all gone.
+//! the asked bytes, vulnerability exceptions and their status writes (UID precondition), and
+//! the garbage collector deleting CIS whose owner pods are all gone.
 //! Failures are injected per verb ([`FakeApi::answer_next`]); verbs a test wants to answer
 //! itself are held ([`FakeApi::hold`]).
 
@@ -26,9 +27,11 @@ use super::apply::{
 use crate::convert::job_view;
 use crate::crd::ContainerImageScanStatus;
 use crate::engine::Engine;
+use crate::exception::ExceptionKey;
 use crate::port::{
     Action, ApiError, ApiErrorKind, CisStatusView, CisView, Command, EventNote, EventRegarding,
-    JobFinish, JobView, Observation, Outcome, PodView, ScanPodView, StreamId, WatchEvent,
+    ExceptionView, JobFinish, JobView, Observation, Outcome, PodView, ScanPodView, StreamId,
+    WatchEvent,
 };
 use crate::time::Timestamp;
 
@@ -39,6 +42,7 @@ pub const POD_STREAM: StreamId = StreamId(1);
 pub const CIS_STREAM: StreamId = StreamId(2);
 pub const JOB_STREAM: StreamId = StreamId(10);
 pub const SCAN_POD_STREAM: StreamId = StreamId(11);
+pub const EXCEPTION_STREAM: StreamId = StreamId(40);
 
 /// Rounds of `poll` after which [`FakeApi::run`] calls the engine's work a hot loop.
 const MAX_ROUNDS: usize = 500;
@@ -90,6 +94,8 @@ pub struct FakeApi {
     /// The log of each scan pod's scan container; a pod without one has an empty log.
     pub logs: BTreeMap<Key, Vec<u8>>,
     pub events: Vec<RecordedEvent>,
+    /// Vulnerability exceptions (both kinds), status included.
+    pub exceptions: BTreeMap<ExceptionKey, ExceptionView>,
     /// Every request received, in order, answered or not.
     pub requests: Vec<Action>,
     /// Every Job created, as stored.
@@ -114,6 +120,7 @@ impl FakeApi {
             reports: BTreeMap::new(),
             logs: BTreeMap::new(),
             events: Vec::new(),
+            exceptions: BTreeMap::new(),
             requests: Vec::new(),
             created_jobs: Vec::new(),
             succeeded: BTreeMap::new(),
@@ -195,6 +202,12 @@ impl FakeApi {
         list(listing(self.scan_pods.values(), |event| {
             Observation::ScanPod {
                 stream: SCAN_POD_STREAM,
+                event,
+            }
+        }));
+        list(listing(self.exceptions.values(), |event| {
+            Observation::Exception {
+                stream: EXCEPTION_STREAM,
                 event,
             }
         }));
@@ -418,6 +431,25 @@ impl FakeApi {
                 }
                 Outcome::Done
             }
+            Action::ApplyExceptionStatus { key, uid, status } => {
+                let rv = self.next_rv();
+                let Some(stored) = self.exceptions.get_mut(key) else {
+                    return failure(ApiErrorKind::NotFound);
+                };
+                if stored.uid != *uid {
+                    return failure(ApiErrorKind::Conflict);
+                }
+                if stored.status.as_ref() != Some(&**status) {
+                    stored.status = Some((**status).clone());
+                    stored.resource_version = rv;
+                    let view = stored.clone();
+                    self.watch.push_back(Observation::Exception {
+                        stream: EXCEPTION_STREAM,
+                        event: WatchEvent::Apply(view),
+                    });
+                }
+                Outcome::Done
+            }
             Action::RecordEvent {
                 regarding,
                 namespace,
@@ -434,6 +466,32 @@ impl FakeApi {
                 });
                 Outcome::Done
             }
+        }
+    }
+
+    /// An exception is created or changed by a user: stored with `view`'s spec and the status
+    /// it had, a new resourceVersion, and its watch event.
+    pub fn put_exception(&mut self, mut view: ExceptionView) {
+        view.resource_version = self.next_rv();
+        if let Some(held) = self.exceptions.get(&view.key)
+            && held.uid == view.uid
+        {
+            view.status = held.status.clone();
+        }
+        self.exceptions.insert(view.key.clone(), view.clone());
+        self.watch.push_back(Observation::Exception {
+            stream: EXCEPTION_STREAM,
+            event: WatchEvent::Apply(view),
+        });
+    }
+
+    /// An exception is deleted.
+    pub fn delete_exception(&mut self, key: &ExceptionKey) {
+        if let Some(view) = self.exceptions.remove(key) {
+            self.watch.push_back(Observation::Exception {
+                stream: EXCEPTION_STREAM,
+                event: WatchEvent::Delete(view),
+            });
         }
     }
 

@@ -252,6 +252,7 @@ mod cis {
                 total: 2,
                 severity_count: BTreeMap::from([("LOW".to_string(), 2)]),
                 by_exception: BTreeMap::from([("ns/accepted".to_string(), 2)]),
+                by_reason: BTreeMap::from([("AcceptedRisk".to_string(), 2)]),
             }),
             exceptions_fingerprint: Some("1-00000000deadbeef".to_string()),
         }
