@@ -2,6 +2,7 @@
 //! sequence) order by [`crate::sim::Sim`].
 
 use image_scanner_core::port::{Command, CommandId, Outcome};
+use image_scanner_core::time::Timestamp;
 
 use crate::cluster::Kind;
 use crate::watcher::Rejection;
@@ -48,6 +49,8 @@ pub enum JobStep {
 pub enum Event {
     /// A step of the workload script.
     Op { index: usize },
+    /// A step of the exceptions script (`exceptions`).
+    ExceptionOp { index: usize },
     /// A kubelet step of a workload pod.
     Pod {
         ns: String,
@@ -125,6 +128,9 @@ pub enum Event {
         inc: u32,
         /// The Lease's term when the request was sent.
         term: u64,
+        /// When it was decided: the simulation's time, and the deciding engine's clock (which
+        /// the clock fault skews).
+        issued: (i64, Timestamp),
         command: Box<Command>,
     },
     /// The answer to a request reaches the instance.

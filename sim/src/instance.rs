@@ -183,6 +183,17 @@ pub fn describe(a: &Action) -> String {
             event,
             ..
         } => format!("event {namespace}/{name} {}", event.reason),
+        Action::ApplyExceptionStatus { key, status, .. } => format!(
+            "exception_status {} ready={:?} covered={:?}",
+            key.reference(),
+            status
+                .conditions
+                .iter()
+                .flatten()
+                .map(|c| c.reason.as_str())
+                .collect::<Vec<_>>(),
+            status.covered_findings
+        ),
     }
 }
 

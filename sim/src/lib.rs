@@ -10,7 +10,8 @@
 //! The modules are layered, with no import cycle: the components at the crate root hold state
 //! and know nothing of the event loop — the API server's objects ([`cluster`]), what the nodes
 //! hold and the namespaces allow ([`kubelet`], [`admission`]), the scanner's truth
-//! ([`scanner`]), the workload script ([`workload`]), the operator processes ([`instance`],
+//! ([`scanner`]), the workload script ([`workload`]), the users' vulnerability exceptions and
+//! every version stored of them ([`exceptions`], [`exception_ledger`]), the operator processes ([`instance`],
 //! [`watcher`]), the invariants ([`checks`]), the options and random streams ([`options`],
 //! [`rng`]) and what can happen ([`event`]). [`sim`] is the loop and its handlers, one
 //! submodule per actor: the API server's request handling, the watches, the operator
@@ -25,6 +26,8 @@ pub mod admission;
 pub mod checks;
 pub mod cluster;
 pub mod event;
+pub mod exception_ledger;
+pub mod exceptions;
 pub mod faults;
 pub mod instance;
 pub mod kubelet;

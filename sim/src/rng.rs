@@ -33,6 +33,8 @@ pub enum Concern {
     Platforms = 10,
     /// The cluster-wide bound on stored details.
     DetailsBudget = 11,
+    /// The users' vulnerability exceptions.
+    Exceptions = 12,
 }
 
 /// SplitMix64 finaliser: spreads seeds that differ in one bit.

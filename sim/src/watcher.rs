@@ -7,7 +7,7 @@ use image_scanner_core::port::StreamId;
 use crate::cluster::{Kind, kind};
 
 /// Every stream an instance watches (the configured kinds' metadata included).
-pub const STREAMS: [Kind; 11] = [
+pub const STREAMS: [Kind; 12] = [
     Kind::Pod,
     Kind::Cis,
     Kind::Workload(0),
@@ -19,6 +19,7 @@ pub const STREAMS: [Kind; 11] = [
     Kind::Workload(6),
     Kind::Job,
     Kind::ScanPod,
+    Kind::Exception,
 ];
 
 /// The shell's stream numbering: per scope pods, CIS, each kind; then Jobs and scan pods.
@@ -29,6 +30,7 @@ pub fn stream_id(k: Kind) -> StreamId {
         Kind::Workload(i) => 3 + u32::from(i),
         Kind::Job => 3 + u32::from(kind::CONFIGURED),
         Kind::ScanPod => 4 + u32::from(kind::CONFIGURED),
+        Kind::Exception => 5 + u32::from(kind::CONFIGURED),
     })
 }
 

@@ -237,6 +237,23 @@ fn regression_retry_of_a_target_sharing_the_digest_timer() {
     assert_clean(pinned(8455, "seed"));
 }
 
+/// An exception changed to expire later: its expiry timer kept the earlier deadline, fired,
+/// found the exception in force and armed nothing; the exception never expired (L1: its
+/// status still `InForce`). Fixed: the timer arms the later expiry when it finds one.
+#[test]
+fn regression_exception_moved_to_a_later_expiry() {
+    assert_clean(pinned(771, "seed"));
+}
+
+/// With the namespace filter changed under a finished Job, the harvest skipped the newest
+/// finished Job (in a namespace no longer ours) and took an older one of another placement,
+/// moving `lastScanTime` back (S4). Fixed: when the newest is not ours to read, none is
+/// harvested.
+#[test]
+fn regression_harvest_skips_a_foreign_newest_job_without_taking_an_older_one() {
+    assert_clean(pinned(2579, "seed"));
+}
+
 /// The watch delivered a CIS's Delete before the answer to a status write on it; the answer
 /// put the deleted CIS back into the index, where no event removed it (S8). Fixed: a status
 /// write's answer only updates the CIS held under that UID.

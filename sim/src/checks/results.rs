@@ -2,7 +2,13 @@
 //! CIS's own `ignoreUnfixed`/`minSeverity`, counted and ordered here independently of the core;
 //! a success only from a Job whose pod could use the image.
 
+use std::collections::BTreeSet;
+
+use image_scanner_core::exception::ScanSubject;
+use image_scanner_core::time::Timestamp;
+
 use super::*;
+use crate::exception_ledger::Ledger;
 
 fn filtered<'a>(
     vulns: &'a [Vulnerability],
@@ -143,6 +149,7 @@ impl Checker {
         new: &ContainerImageScanStatus,
         budget: usize,
         orphan: bool,
+        issued: (i64, Timestamp),
     ) {
         let Some(c) = cluster.cis.get(key) else {
             return;
@@ -374,6 +381,16 @@ impl Checker {
                 };
                 let g = new.observed_generation.unwrap_or(c.generation);
                 let spec = c.spec_history.get(&g).unwrap_or(&c.spec);
+                let subject = ScanSubject {
+                    namespace: &c.ns,
+                    image: &spec.name,
+                    digest: &spec.digest,
+                    workload_kind: &spec.workload.kind,
+                    workload_name: &spec.workload.name,
+                    pod_labels: &c.labels,
+                };
+                let ledger = &cluster.exception_ledger;
+                self.check_suppression(now, &who, vulns, spec, new, (ledger, &subject, issued));
                 self.check_result(now, &who, vulns, spec, new, budget);
             }
         }
@@ -388,23 +405,21 @@ impl Checker {
         new: &ContainerImageScanStatus,
         budget: usize,
     ) {
-        let want = expected_summary(vulns, spec);
-        if new.vulnerability_summary.as_ref() != Some(&want) {
-            self.violation(
-                now,
-                "S5",
-                format!(
-                    "{who}: summary {:?} != expected {want:?}",
-                    new.vulnerability_summary
-                ),
-            );
-        }
         let f = filtered(vulns, spec);
         let all = sorted(&f);
         let Some(details) = &new.vulnerabilities else {
             self.violation(now, "S5", format!("{who}: success without details"));
             return;
         };
+        // The marks are checked apart (`check_suppression`); here the findings themselves.
+        let details: Vec<Vulnerability> = details
+            .iter()
+            .map(|v| Vulnerability {
+                suppressed_by: None,
+                ..v.clone()
+            })
+            .collect();
+        let details = &details;
         match &new.vulnerabilities_truncated {
             None => {
                 if *details != all {
@@ -476,6 +491,110 @@ impl Checker {
                         format!("{who}: truncation marker without anything dropped"),
                     );
                 }
+            }
+        }
+    }
+
+    /// S11 (issue 20): a success counts every finding once — in the summary, or in
+    /// `suppressedCount` when an exception covers it — and marks a finding only with an
+    /// exception stored when the write was decided (`issued`: simulation time) that covered it
+    /// and was in force by the deciding engine's clock.
+    fn check_suppression(
+        &mut self,
+        now: i64,
+        who: &str,
+        vulns: &[Vulnerability],
+        spec: &ContainerImageScanSpec,
+        new: &ContainerImageScanStatus,
+        (ledger, subject, issued): (&Ledger, &ScanSubject<'_>, (i64, Timestamp)),
+    ) {
+        let all = expected_summary(vulns, spec);
+        let Some(summary) = &new.vulnerability_summary else {
+            self.violation(now, "S5", format!("{who}: success without summary"));
+            return;
+        };
+        let details = new.vulnerabilities.as_deref().unwrap_or_default();
+        let marked: Vec<&Vulnerability> = details
+            .iter()
+            .filter(|v| v.suppressed_by.is_some())
+            .collect();
+        for v in &marked {
+            let by = v.suppressed_by.as_deref().unwrap_or_default();
+            if !ledger.may_mark(by, v, subject, issued) {
+                self.violation(
+                    now,
+                    "S11",
+                    format!(
+                        "{who}: {} marked by {by}, which did not cover it in force at {issued:?}",
+                        v.vulnerability_id
+                    ),
+                );
+            }
+        }
+        let Some(suppressed) = &new.suppressed_count else {
+            if !marked.is_empty() {
+                self.violation(now, "S11", format!("{who}: marks without suppressedCount"));
+            }
+            if *summary != all {
+                self.violation(
+                    now,
+                    "S5",
+                    format!("{who}: summary {summary:?} != expected {all:?}"),
+                );
+            }
+            return;
+        };
+        let counted = summary.severity_count.clone().unwrap_or_default();
+        let wanted = all.severity_count.clone().unwrap_or_default();
+        let mut severities: BTreeSet<&String> = counted.keys().collect();
+        severities.extend(wanted.keys());
+        severities.extend(suppressed.severity_count.keys());
+        for s in severities {
+            let c = counted.get(s).copied().unwrap_or(0);
+            let x = suppressed.severity_count.get(s).copied().unwrap_or(0);
+            let w = wanted.get(s).copied().unwrap_or(0);
+            if c + x != w {
+                self.violation(
+                    now,
+                    "S11",
+                    format!("{who}: {s}: {c} counted + {x} suppressed != {w} found"),
+                );
+            }
+        }
+        if suppressed.total != suppressed.severity_count.values().sum::<i32>()
+            || suppressed.total != suppressed.by_exception.values().sum::<i32>()
+            || suppressed.total != suppressed.by_reason.values().sum::<i32>()
+        {
+            self.violation(
+                now,
+                "S11",
+                format!("{who}: suppressedCount does not add up: {suppressed:?}"),
+            );
+        }
+        if new.vulnerabilities_truncated.is_none() {
+            if marked.len() != suppressed.total as usize {
+                self.violation(
+                    now,
+                    "S11",
+                    format!(
+                        "{who}: {} marked, suppressedCount {}",
+                        marked.len(),
+                        suppressed.total
+                    ),
+                );
+            }
+            let unmarked: Vec<Vulnerability> = details
+                .iter()
+                .filter(|v| v.suppressed_by.is_none())
+                .cloned()
+                .collect();
+            let want = expected_summary(&unmarked, spec);
+            if *summary != want {
+                self.violation(
+                    now,
+                    "S11",
+                    format!("{who}: summary {summary:?} != unsuppressed findings {want:?}"),
+                );
             }
         }
     }

@@ -9,9 +9,10 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
 use image_scanner_api::{ContainerImageScanSpec, ContainerImageScanStatus, Vulnerability};
+use image_scanner_core::exception::ExceptionKey;
 use image_scanner_core::port::{
-    CisStatusView, CisView, ContainerKind, ContainerView, JobFinish, JobView, OwnerRef, PodView,
-    PullCredentials, ScanContainerState, ScanPodView, WorkloadView,
+    CisStatusView, CisView, ContainerKind, ContainerView, ExceptionView, JobFinish, JobView,
+    OwnerRef, PodView, PullCredentials, ScanContainerState, ScanPodView, WorkloadView,
 };
 use image_scanner_core::time::Timestamp;
 
@@ -72,6 +73,8 @@ pub enum Kind {
     ScanPod,
     /// Workload metadata of `KINDS[i]`.
     Workload(u8),
+    /// Vulnerability exceptions (both kinds; the engine tells them apart by key).
+    Exception,
 }
 
 /// A view as stored in a log.
@@ -83,6 +86,7 @@ pub enum View {
     Job(JobView),
     ScanPod(ScanPodView),
     Workload(WorkloadView),
+    Exception(ExceptionView),
 }
 
 impl View {
@@ -92,6 +96,7 @@ impl View {
             View::Cis(v) => v.resource_version = Some(rv),
             View::Job(v) => v.resource_version = Some(rv),
             View::ScanPod(v) => v.resource_version = Some(rv),
+            View::Exception(v) => v.resource_version = Some(rv),
             View::Workload(_) => {}
         }
     }
@@ -459,6 +464,10 @@ pub struct Cluster {
     pub images: Vec<Image>,
     /// The scan namespace's `trivy-job-config` ConfigMap (installed with the operator).
     pub job_config: BTreeMap<String, String>,
+    /// Vulnerability exceptions, status included.
+    pub exceptions: BTreeMap<ExceptionKey, ExceptionView>,
+    /// Every version of every exception stored.
+    pub exception_ledger: crate::exception_ledger::Ledger,
     /// The stream UIDs of new objects are drawn from.
     uids: Rng,
 }
@@ -498,6 +507,8 @@ impl Cluster {
             ran_with: BTreeSet::new(),
             images,
             job_config: job_config(),
+            exceptions: BTreeMap::new(),
+            exception_ledger: Default::default(),
             uids: stream(seed, Concern::Uids),
         }
     }
@@ -577,6 +588,15 @@ impl Cluster {
             .get(key)
             .map(|w| View::Workload(workload_view(w)));
         self.publish(Kind::Workload(key.0), nk(&key.1, &key.2), view);
+    }
+
+    /// Publishes an exception (or its removal).
+    pub fn publish_exception(&mut self, key: &ExceptionKey) {
+        let view = self.exceptions.get(key).cloned();
+        let rv = self.publish(Kind::Exception, key.reference(), view.map(View::Exception));
+        if let Some(v) = self.exceptions.get_mut(key) {
+            v.resource_version = Some(rv);
+        }
     }
 
     /// Active scan Jobs (not finished, not deleted).

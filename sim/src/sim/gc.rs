@@ -1,6 +1,7 @@
 //! Namespace deletion (everything in it goes, then the namespace), CIS deletion as the API
 //! server does it (finalizers), and the garbage collector of CIS whose owner pods are gone.
 
+use image_scanner_core::exception::ExceptionKey;
 use std::collections::BTreeMap;
 
 use super::Sim;
@@ -58,6 +59,15 @@ impl Sim {
     fn delete_cis_and_jobs_in(&mut self, ns: &str) {
         for (cns, cname) in keys_in(&self.cluster.cis, ns) {
             self.delete_cis_object(&cns, &cname);
+        }
+        let exceptions: Vec<ExceptionKey> = (self.cluster.exceptions.keys())
+            .filter(|k| matches!(k, ExceptionKey::Namespaced { namespace, .. } if namespace == ns))
+            .cloned()
+            .collect();
+        for key in exceptions {
+            self.cluster.exceptions.remove(&key);
+            self.cluster.exception_ledger.record(&key, None, self.now);
+            self.cluster.publish_exception(&key);
         }
         for key in keys_in(&self.cluster.jobs, ns) {
             self.delete_job_object(&key);

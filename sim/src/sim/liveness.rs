@@ -5,8 +5,10 @@
 
 use std::collections::BTreeSet;
 
-use image_scanner_api::ContainerImageScan;
+use image_scanner_api::{ContainerImageScan, Severity, Vulnerability, VulnerabilitySummary};
+use image_scanner_core::exception::{Exception, ScanSubject};
 use image_scanner_core::metrics_model::{CisMetricView, render};
+use image_scanner_core::time::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::Sim;
@@ -175,11 +177,19 @@ impl Sim {
                 .is_some_and(|r| r.succeeded && r.digest.as_deref() == Some(e.digest.as_str()));
             let conditions = s.conditions.as_ref().is_some_and(|c| !c.is_empty());
             let success = s.last_successful_scan_time.is_some() && job_ok && !conditions;
-            if success
-                && s.vulnerability_summary.as_ref()
-                    != Some(&expected_summary(&truth.vulns, &c.spec))
-            {
-                problems.push(format!("{ns}/{name}: summary differs from the report"));
+            if success {
+                let (summary, marked) = self.expected_under_exceptions(c, &truth.vulns);
+                if s.vulnerability_summary.as_ref() != Some(&summary) {
+                    problems.push(format!(
+                        "{ns}/{name}: summary differs from the report under the exceptions in force"
+                    ));
+                }
+                let total = s.suppressed_count.as_ref().map_or(0, |x| x.total);
+                if total as usize != marked {
+                    problems.push(format!(
+                        "{ns}/{name}: {total} suppressed, {marked} covered by the exceptions in force"
+                    ));
+                }
             }
             let reach = reaches.get(&e.digest).cloned().unwrap_or(Reach::Works);
             let class = truth.class.stalled_reason();
@@ -204,6 +214,88 @@ impl Sim {
                     e.digest,
                     truth.class,
                     s.conditions.iter().flatten().map(|c| c.reason.as_str()).collect::<Vec<_>>()
+                ));
+            }
+        }
+        problems.extend(self.exception_status_problems());
+        problems
+    }
+
+    /// The summary a successful CIS must show under the exceptions in force now, and how many
+    /// of its findings they cover (`status::suppress` marks them; the sim's own counting
+    /// checks the rest).
+    fn expected_under_exceptions(
+        &self,
+        c: &crate::cluster::SimCis,
+        vulns: &[Vulnerability],
+    ) -> (VulnerabilitySummary, usize) {
+        let subject = ScanSubject {
+            namespace: &c.ns,
+            image: &c.spec.name,
+            digest: &c.spec.digest,
+            workload_kind: &c.spec.workload.kind,
+            workload_name: &c.spec.workload.name,
+            pod_labels: &c.labels,
+        };
+        let now = Timestamp(self.now);
+        let applicable: Vec<&Exception> = (self.cluster.exceptions.values())
+            .filter_map(|v| v.compiled.as_ref().ok())
+            .filter(|e| e.in_force(now) && e.applies_to(&subject))
+            .collect();
+        let mut all = vulns.to_vec();
+        image_scanner_core::status::suppress(&mut all, &applicable);
+        let min = c.spec.min_severity.unwrap_or(Severity::Unknown);
+        let unfixed_ignored = c.spec.ignore_unfixed == Some(true);
+        let shown = |v: &&Vulnerability| {
+            v.severity >= min && !(unfixed_ignored && v.fixed_version.is_empty())
+        };
+        let marked = all
+            .iter()
+            .filter(shown)
+            .filter(|v| v.suppressed_by.is_some())
+            .count();
+        let unsuppressed: Vec<Vulnerability> = all
+            .into_iter()
+            .filter(|v| v.suppressed_by.is_none())
+            .collect();
+        (expected_summary(&unsuppressed, &c.spec), marked)
+    }
+
+    /// Every exception's status says whether it applies and how many findings it covers, as
+    /// the CIS statuses count them.
+    fn exception_status_problems(&self) -> Vec<String> {
+        let now = Timestamp(self.now);
+        let mut problems = Vec::new();
+        for (key, view) in &self.cluster.exceptions {
+            let reference = key.reference();
+            let (reason, in_force) = match &view.compiled {
+                Err(_) => ("Invalid", false),
+                Ok(e) if !e.in_force(now) => ("Expired", false),
+                Ok(_) => ("InForce", true),
+            };
+            let covered: i64 = if in_force {
+                (self.cluster.cis.values())
+                    .filter_map(|c| c.status.as_ref()?.suppressed_count.as_ref())
+                    .filter_map(|s| s.by_exception.get(&reference))
+                    .map(|n| i64::from(*n))
+                    .sum()
+            } else {
+                0
+            };
+            let status = view.status.as_ref();
+            let ready = status
+                .and_then(|s| s.conditions.as_ref())
+                .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
+                .map(|c| c.reason.as_str());
+            let shown = (
+                status.and_then(|s| s.observed_generation),
+                ready,
+                status.and_then(|s| s.covered_findings),
+            );
+            if shown != (Some(view.generation), Some(reason), Some(covered)) {
+                problems.push(format!(
+                    "exception {reference}: status {shown:?} != ({}, {reason}, {covered})",
+                    view.generation
                 ));
             }
         }

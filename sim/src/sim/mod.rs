@@ -55,6 +55,12 @@ pub struct Stats {
     pub converge_ms: Option<i64>,
     /// The most Job creations of one digest within the S9 window.
     pub max_job_creates: usize,
+    /// Exception applies and deletes that reached the API server.
+    pub exception_ops: u64,
+    /// Findings marked as suppressed in the accepted status writes.
+    pub suppressed_marks: u64,
+    /// Exception status writes accepted.
+    pub exception_status_writes: u64,
 }
 
 /// Trace: always a cheap hash; the text only when asked for.
@@ -114,6 +120,8 @@ pub struct Sim {
     pub scanner: Scanner,
     /// The workload script.
     pub script: Vec<(i64, Op)>,
+    /// The users' exceptions script.
+    pub exception_script: Vec<crate::exceptions::ExceptionOp>,
     /// Streams.
     pub r_world: Rng,
     /// Delivery delays.
@@ -168,6 +176,13 @@ impl Sim {
             scanner.images.len(),
             opts.fault_phase.as_millis() as u64,
         );
+        let exception_script = crate::exceptions::generate(
+            &mut stream(seed, Concern::Exceptions),
+            &scanner,
+            opts.namespaces,
+            opts.fault_phase.as_millis() as u64,
+            T0,
+        );
         let base_cfg = base_cfg.unwrap_or_else(|| crate::instance::engine_config(&opts));
         let kubelet = Kubelet::new(seed, &opts.kep, &scanner);
         let scan_template = build_scan_job(
@@ -189,6 +204,7 @@ impl Sim {
             cluster,
             scanner,
             script,
+            exception_script,
             r_world: stream(seed, Concern::World),
             r_delivery: stream(seed, Concern::Delivery),
             r_jobs: stream(seed, Concern::Jobs),
@@ -215,6 +231,10 @@ impl Sim {
         };
         for (i, (t, _)) in sim.script.clone().into_iter().enumerate() {
             sim.at(T0 + t, Event::Op { index: i });
+        }
+        let exception_ops: Vec<i64> = sim.exception_script.iter().map(|op| op.at as i64).collect();
+        for (index, at) in exception_ops.into_iter().enumerate() {
+            sim.at(T0 + at, Event::ExceptionOp { index });
         }
         let n = if sim.opts.has(Fault::Failover) { 2 } else { 1 };
         for id in 0..n {
@@ -291,6 +311,7 @@ impl Sim {
                 self.note(|| format!("op {op:?}"));
                 self.apply_op(i, op);
             }
+            Event::ExceptionOp { index } => self.apply_exception_op(index),
             Event::Pod {
                 ns,
                 name,
@@ -346,8 +367,9 @@ impl Sim {
                 instance: i,
                 inc,
                 term,
+                issued,
                 command: cmd,
-            } => self.arrive(i, inc, term, *cmd),
+            } => self.arrive(i, inc, term, issued, *cmd),
             Event::Reply {
                 instance: i,
                 inc,
@@ -392,6 +414,7 @@ impl Sim {
     pub fn pending_world_event(&self) -> Option<String> {
         self.queue.values().find_map(|ev| match ev {
             Event::Op { index: _ }
+            | Event::ExceptionOp { .. }
             | Event::Pod { .. }
             | Event::Reconcile { .. }
             | Event::Cascade { .. }

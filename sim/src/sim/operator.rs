@@ -265,6 +265,7 @@ impl Sim {
                     instance: i,
                     inc,
                     term: self.lease.term,
+                    issued: (self.now, self.clock(i)),
                     command: Box::new(cmd),
                 },
             );

@@ -457,6 +457,7 @@ fn set_view_rv(v: &mut View, rv: u64) {
         View::Cis(x) => x.resource_version = Some(rv),
         View::Job(x) => x.resource_version = Some(rv),
         View::ScanPod(x) => x.resource_version = Some(rv),
+        View::Exception(x) => x.resource_version = Some(rv),
         View::Workload(_) => {}
     }
 }
@@ -496,5 +497,13 @@ fn observation(k: Kind, ev: WatchEvent<View>) -> Observation {
             }
         })
         .map_or_else(none, |event| Observation::Workload { stream, event }),
+        Kind::Exception => map(ev, |v| {
+            if let View::Exception(p) = v {
+                Some(p)
+            } else {
+                None
+            }
+        })
+        .map_or_else(none, |event| Observation::Exception { stream, event }),
     }
 }

@@ -39,7 +39,14 @@ fn fail(kind: ApiErrorKind, message: impl Into<String>) -> Outcome {
 
 impl Sim {
     /// A request reaches the server.
-    pub fn arrive(&mut self, i: usize, inc: u32, term: u64, cmd: Command) {
+    pub fn arrive(
+        &mut self,
+        i: usize,
+        inc: u32,
+        term: u64,
+        issued: (i64, Timestamp),
+        cmd: Command,
+    ) {
         // A paused process has not flushed its requests yet.
         if self.instances[i].inc == inc && self.instances[i].paused {
             let until = self.instances[i].paused_until;
@@ -50,6 +57,7 @@ impl Sim {
                     instance: i,
                     inc,
                     term,
+                    issued,
                     command: Box::new(cmd),
                 },
             );
@@ -95,7 +103,7 @@ impl Sim {
                     let d = crate::instance::describe(&cmd.action);
                     self.note(|| format!("inst{i} late write lands: {d}"));
                 }
-                let o = self.execute(i, inc, id, cmd.action, orphan);
+                let o = self.execute(i, inc, id, cmd.action, orphan, issued);
                 if self.faults.fires(Fault::Timeout, 0.5) {
                     fail(
                         ApiErrorKind::Unknown,
@@ -134,6 +142,7 @@ impl Sim {
         id: CommandId,
         action: Action,
         orphan: bool,
+        issued: (i64, Timestamp),
     ) -> Outcome {
         let now = Timestamp(self.now);
         match action {
@@ -321,12 +330,16 @@ impl Sim {
                     &new,
                     cfg_budget,
                     orphan || stale,
+                    issued,
                 );
                 if !(orphan || stale) {
                     let total = self.instances[i].cfg.details_total_bytes;
                     (self.checker).on_details_total(self.now, &self.cluster, &key, &new, total);
                 }
                 self.stats.status_writes += 1;
+                self.stats.suppressed_marks += (new.vulnerabilities.iter().flatten())
+                    .filter(|v| v.suppressed_by.is_some())
+                    .count() as u64;
                 let c = self.cluster.cis.get_mut(&key);
                 let changed = if let Some(c) = c {
                     if !orphan {
@@ -398,6 +411,20 @@ impl Sim {
                     );
                 }
                 Outcome::Log(p.log.as_ref().clone())
+            }
+            Action::ApplyExceptionStatus { key, uid, status } => {
+                let Some(stored) = self.cluster.exceptions.get_mut(&key) else {
+                    return fail(ApiErrorKind::NotFound, "exception not found");
+                };
+                if stored.uid != uid {
+                    return fail(ApiErrorKind::Conflict, "UID precondition failed");
+                }
+                if stored.status.as_ref() != Some(&*status) {
+                    stored.status = Some(*status);
+                    self.cluster.publish_exception(&key);
+                }
+                self.stats.exception_status_writes += 1;
+                Outcome::Done
             }
             // The simulated cluster has no OpenReports CRD; Reports are accepted and dropped.
             Action::ApplyReport { namespace, .. } | Action::RecordEvent { namespace, .. } => {

@@ -4,6 +4,7 @@
 //! The kubelet of workload pods is in `kubelet.rs`, the scan Job controller in `scanjobs.rs`,
 //! namespace deletion and the CIS garbage collector in `gc.rs`.
 
+use image_scanner_core::exception::ExceptionKey;
 use image_scanner_core::port::ContainerKind;
 
 use super::Sim;
@@ -13,6 +14,39 @@ use crate::rng::Draw;
 use crate::workload::Op;
 
 impl Sim {
+    /// A user applies or deletes an exception (`exceptions`); refused in a namespace that does
+    /// not exist or is being deleted.
+    pub fn apply_exception_op(&mut self, index: usize) {
+        let op = self.exception_script[index].clone();
+        self.note(|| format!("exception op {} {}", op.key.reference(), op.spec.is_some()));
+        if let ExceptionKey::Namespaced { namespace, .. } = &op.key
+            && self.cluster.namespaces.get(namespace) != Some(&NsState::Active)
+        {
+            return;
+        }
+        match op.spec {
+            Some(spec) => {
+                let held = self.cluster.exceptions.get(&op.key);
+                let (uid, generation) = held.map_or_else(
+                    || (format!("exception-{index}"), 1),
+                    |v| (v.uid.clone(), v.generation + 1),
+                );
+                let mut view = crate::exceptions::view(&op.key, &uid, generation, spec);
+                view.status = held.and_then(|v| v.status.clone());
+                (self.cluster.exception_ledger).record(&op.key, Some(&view), self.now);
+                self.cluster.exceptions.insert(op.key.clone(), view);
+            }
+            None => {
+                if self.cluster.exceptions.remove(&op.key).is_none() {
+                    return;
+                }
+                (self.cluster.exception_ledger).record(&op.key, None, self.now);
+            }
+        }
+        self.cluster.publish_exception(&op.key);
+        self.stats.exception_ops += 1;
+    }
+
     /// Applies a scripted op.
     pub fn apply_op(&mut self, index: usize, op: Op) {
         match op {
