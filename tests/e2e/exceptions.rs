@@ -373,3 +373,150 @@ async fn an_exception_suppresses_a_finding_without_a_rescan_until_it_is_deleted(
     drop(op);
     namespaces.cleanup().await;
 }
+
+/// The Ready condition of an exception's status: (status, reason), and its covered findings.
+fn readiness(
+    status: Option<&image_scanner::crd::exception::VulnerabilityExceptionStatus>,
+) -> Option<(String, String, Option<i64>)> {
+    let status = status?;
+    let ready = status
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "Ready")?;
+    Some((
+        ready.status.clone(),
+        ready.reason.clone(),
+        status.covered_findings,
+    ))
+}
+
+/// A platform team's cluster-scoped exception, for one namespace, until a time a minute away:
+/// it suppresses the finding there, its status says it is in force and covers it; at its
+/// expiry the finding is back, the status says `Expired`, and an Event on it says so — with
+/// the installed RBAC, and without a rescan.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the local control plane: make e2e"]
+async fn a_cluster_exception_applies_until_it_expires_with_its_status_and_an_event() {
+    const OP_NS: &str = "e2e-exc-cluster";
+    const NAME: &str = "e2e-libidn2-until-soon";
+    let wait = Duration::from_secs(120);
+    let client = client().await;
+    prepare_scan_namespace(&client).await;
+    let cluster_exceptions: Api<ClusterVulnerabilityException> = Api::all(client.clone());
+    let _ = cluster_exceptions
+        .delete(NAME, &DeleteParams::default())
+        .await;
+    let digest = digest_for("exceptions-cluster");
+    serve_log(&digest, &fixture(DEBIAN_LOG));
+    let namespaces = TestNamespaces::create(&client, &[OP_NS]).await;
+    let op = Operator::start("exceptions-cluster", OP_NS, &[]);
+    apply(
+        &client,
+        Some(OP_NS),
+        json!({
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "app"},
+            "spec": {"containers": [{"name": "app", "image": format!("registry.e2e/exc/cluster@{digest}")}]}
+        }),
+    )
+    .await;
+    let cis = eventually(wait, "the scan's result", Some(&op), || async {
+        list_cis(&client, OP_NS).await.into_iter().find(scanned)
+    })
+    .await;
+    assert_eq!(severity_counts(&cis).get("CRITICAL"), Some(&1));
+    let jobs = scan_jobs(&client).await.len();
+
+    // Whole seconds: the typed client writes `metav1.Time` without a fraction.
+    let expires =
+        jiff::Timestamp::from_second(jiff::Timestamp::now().as_second() + 45).expect("a time");
+    let manifest = json!({
+        "apiVersion": "stas.statnett.no/v1alpha1",
+        "kind": "ClusterVulnerabilityException",
+        "metadata": {"name": NAME},
+        "spec": {
+            "namespaces": [OP_NS],
+            "vulnerabilities": [{"id": "cve-2019-18224"}],
+            "reason": "AcceptedRisk",
+            "description": "accepted until the patched base image ships",
+            "expires": expires.to_string(),
+        },
+    });
+    let object: ClusterVulnerabilityException =
+        serde_json::from_value(manifest).expect("an exception");
+    cluster_exceptions
+        .create(&PostParams::default(), &object)
+        .await
+        .expect("the exception is accepted");
+    eventually(wait, "the finding suppressed", Some(&op), || async {
+        list_cis(&client, OP_NS)
+            .await
+            .into_iter()
+            .find(|c| suppressed_total(c) == Some(1))
+    })
+    .await;
+    let status = eventually(
+        wait,
+        "the exception's status in force",
+        Some(&op),
+        || async {
+            let e = cluster_exceptions.get(NAME).await.ok()?;
+            (readiness(e.status.as_ref())? == ("True".into(), "InForce".into(), Some(1)))
+                .then_some(e.status)
+        },
+    )
+    .await
+    .expect("a status");
+    assert_eq!(
+        status.scope.as_deref(),
+        Some(format!("namespaces: {OP_NS}").as_str())
+    );
+
+    // Its expiry: the finding is back, the status says so, an Event too.
+    eventually(
+        wait,
+        "the finding back at the expiry",
+        Some(&op),
+        || async {
+            list_cis(&client, OP_NS).await.into_iter().find(|c| {
+                suppressed_total(c).is_none() && severity_counts(c).get("CRITICAL") == Some(&1)
+            })
+        },
+    )
+    .await;
+    assert!(
+        jiff::Timestamp::now() >= expires,
+        "not before the expiry ({expires})"
+    );
+    eventually(
+        wait,
+        "the exception's status expired",
+        Some(&op),
+        || async {
+            let e = cluster_exceptions.get(NAME).await.ok()?;
+            (readiness(e.status.as_ref())? == ("False".into(), "Expired".into(), Some(0)))
+                .then_some(())
+        },
+    )
+    .await;
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), "default");
+    eventually(wait, "an ExceptionExpired Event", Some(&op), || async {
+        let list = events.list(&kube::api::ListParams::default()).await.ok()?;
+        list.items
+            .into_iter()
+            .find(|e| {
+                e.reason.as_deref() == Some("ExceptionExpired")
+                    && e.involved_object.name.as_deref() == Some(NAME)
+            })
+            .map(|_| ())
+    })
+    .await;
+    assert_eq!(scan_jobs(&client).await.len(), jobs, "no rescan");
+    let log = std::fs::read_to_string(&op.log).unwrap_or_default();
+    assert!(!log.contains("forbidden"), "the installed RBAC suffices");
+    drop(op);
+    let _ = cluster_exceptions
+        .delete(NAME, &DeleteParams::default())
+        .await;
+    namespaces.cleanup().await;
+}
