@@ -1459,11 +1459,9 @@ fn suppression_of_a(api: &Api) -> (Option<i32>, Option<i32>, usize) {
     )
 }
 
-/// An exception applied, changed, deleted and expiring rewrites the result without a rescan;
-/// one of another namespace writes nothing.
-#[test]
-fn exceptions_refilter_a_result_without_a_rescan_until_they_go_or_expire() {
-    use crate::test_kit::exception;
+/// CIS `a` showing a success of three CRITICAL findings and one LOW, with its details in
+/// the status (where the exceptions' marks are read).
+fn scanned_with_details_in_the_status() -> Api {
     let mut cfg = config();
     cfg.status_details = StatusDetails::Always;
     let mut api = api_with_job(cfg);
@@ -1473,6 +1471,15 @@ fn exceptions_refilter_a_result_without_a_rescan_until_they_go_or_expire() {
     let (id, ..) = api.log_read();
     api.reply(id, Outcome::Log(report(3, 1)));
     assert!(api.run().is_empty());
+    api
+}
+
+/// An exception applied, changed, deleted and expiring rewrites the result without a rescan;
+/// one of another namespace writes nothing.
+#[test]
+fn exceptions_refilter_a_result_without_a_rescan_until_they_go_or_expire() {
+    use crate::test_kit::exception;
+    let mut api = scanned_with_details_in_the_status();
     assert_eq!(suppression_of_a(&api), (Some(3), None, 0));
     let jobs = api.jobs_created();
     let writes = api.status_requests().len();
@@ -1573,15 +1580,7 @@ fn exceptions_refilter_a_result_without_a_rescan_until_they_go_or_expire() {
 #[test]
 fn an_exception_moved_to_a_later_expiry_expires_then() {
     use crate::test_kit::exception;
-    let mut cfg = config();
-    cfg.status_details = StatusDetails::Always;
-    let mut api = api_with_job(cfg);
-    let pod = api.pod("ok", exited(0));
-    api.put_pod(pod);
-    api.finish(true, "Complete", "");
-    let (id, ..) = api.log_read();
-    api.reply(id, Outcome::Log(report(3, 1)));
-    assert!(api.run().is_empty());
+    let mut api = scanned_with_details_in_the_status();
     let rfc3339 = |t: Timestamp| t.to_k8s().0.to_string();
     let (first, later) = (
         api.now.plus(Duration::from_secs(100)),
@@ -1646,15 +1645,7 @@ fn settle(api: &mut Api, until: Timestamp) {
 fn an_exception_status_shows_what_it_covers_and_its_expiry_with_one_event() {
     use crate::exception::ExceptionKey;
     use crate::test_kit::exception;
-    let mut cfg = config();
-    cfg.status_details = StatusDetails::Always;
-    let mut api = api_with_job(cfg);
-    let pod = api.pod("ok", exited(0));
-    api.put_pod(pod);
-    api.finish(true, "Complete", "");
-    let (id, ..) = api.log_read();
-    api.reply(id, Outcome::Log(report(3, 1)));
-    assert!(api.run().is_empty());
+    let mut api = scanned_with_details_in_the_status();
 
     let until = api.now.plus(Duration::from_secs(3600));
     let expires = jiff::Timestamp::from_millisecond(until.0)
