@@ -68,6 +68,25 @@ pub struct ScanSubject<'a> {
     pub pod_labels: &'a BTreeMap<String, String>,
 }
 
+impl<'a> ScanSubject<'a> {
+    /// The scan of a CIS in `namespace` with `spec` and the pods' `labels` (which every CIS
+    /// carries).
+    pub fn of(
+        namespace: &'a str,
+        spec: &'a crate::crd::ContainerImageScanSpec,
+        labels: &'a BTreeMap<String, String>,
+    ) -> ScanSubject<'a> {
+        ScanSubject {
+            namespace,
+            image: &spec.name,
+            digest: &spec.digest,
+            workload_kind: &spec.workload.kind,
+            workload_name: &spec.workload.name,
+            pod_labels: labels,
+        }
+    }
+}
+
 /// A `*` pattern (see the module doc), or an exact name.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Pattern {

@@ -381,14 +381,7 @@ impl Checker {
                 };
                 let g = new.observed_generation.unwrap_or(c.generation);
                 let spec = c.spec_history.get(&g).unwrap_or(&c.spec);
-                let subject = ScanSubject {
-                    namespace: &c.ns,
-                    image: &spec.name,
-                    digest: &spec.digest,
-                    workload_kind: &spec.workload.kind,
-                    workload_name: &spec.workload.name,
-                    pod_labels: &c.labels,
-                };
+                let subject = ScanSubject::of(&c.ns, spec, &c.labels);
                 let ledger = &cluster.exception_ledger;
                 self.check_suppression(now, &who, vulns, spec, new, (ledger, &subject, issued));
                 self.check_result(now, &who, vulns, spec, new, budget);

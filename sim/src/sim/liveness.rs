@@ -229,14 +229,7 @@ impl Sim {
         c: &crate::cluster::SimCis,
         vulns: &[Vulnerability],
     ) -> (VulnerabilitySummary, usize) {
-        let subject = ScanSubject {
-            namespace: &c.ns,
-            image: &c.spec.name,
-            digest: &c.spec.digest,
-            workload_kind: &c.spec.workload.kind,
-            workload_name: &c.spec.workload.name,
-            pod_labels: &c.labels,
-        };
+        let subject = ScanSubject::of(&c.ns, &c.spec, &c.labels);
         let now = Timestamp(self.now);
         let applicable: Vec<&Exception> = (self.cluster.exceptions.values())
             .filter_map(|v| v.compiled.as_ref().ok())

@@ -135,14 +135,7 @@ impl Exceptions {
         if self.held.is_empty() {
             return Vec::new();
         }
-        let subject = ScanSubject {
-            namespace: &cis.namespace,
-            image: &cis.spec.name,
-            digest: &cis.spec.digest,
-            workload_kind: &cis.spec.workload.kind,
-            workload_name: &cis.spec.workload.name,
-            pod_labels: &cis.labels,
-        };
+        let subject = ScanSubject::of(&cis.namespace, &cis.spec, &cis.labels);
         let own = ExceptionKey::Namespaced {
             namespace: cis.namespace.clone(),
             name: String::new(),
