@@ -135,7 +135,7 @@ pub fn run(
         generation: None,
         now: jiff::Timestamp::UNIX_EPOCH,
         details: args.max_bytes.map_or(DetailsMode::All, DetailsMode::Budget),
-        exceptions: &[],
+        exceptions: crate::core::exception::Applicable::NONE,
     };
     let status = success_status(report.vulnerabilities, &params);
     let fragment = StatusFragment {

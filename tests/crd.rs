@@ -161,9 +161,26 @@ fn exception_crds_are_namespaced_and_cluster_scoped_with_the_promised_columns() 
             .iter()
             .filter_map(Value::as_str)
             .collect();
-        for field in ["vulnerabilities", "reason", "description"] {
-            assert!(required.contains(&field), "{plural}: {field} is required");
-        }
+        assert_eq!(required, ["description"], "{plural}");
+        // Exactly one of IDs (with a reason) or a VEX document, said by CEL rules.
+        let rules: Vec<&str> = spec["x-kubernetes-validations"]
+            .as_array()
+            .expect("CEL rules")
+            .iter()
+            .filter_map(|r| r["rule"].as_str())
+            .collect();
+        assert_eq!(
+            rules,
+            [
+                "has(self.vulnerabilities) != has(self.vex)",
+                "has(self.vulnerabilities) == has(self.reason)"
+            ],
+            "{plural}"
+        );
+        assert!(
+            spec["properties"]["vex"]["properties"]["configMapKeyRef"].is_object(),
+            "{plural}"
+        );
         assert_eq!(
             spec["properties"]["reason"]["enum"],
             serde_json::json!(["NotAffected", "AcceptedRisk", "Mitigated", "FalsePositive"])

@@ -56,7 +56,7 @@ impl Ledger {
         self.versions.get(reference).into_iter().flatten().any(|v| {
             v.from <= at
                 && v.compiled.as_ref().is_some_and(|e| {
-                    e.in_force(clock) && e.applies_to(subject) && e.covers(finding)
+                    e.in_force(clock) && e.applies_to(subject) && e.covers(subject, finding)
                 })
         })
     }

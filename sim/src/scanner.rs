@@ -99,6 +99,7 @@ fn vulnerabilities(r: &mut Rng, n: usize) -> Vec<Vulnerability> {
                     String::new()
                 },
                 suppressed_by: None,
+                suppressed_justification: None,
             }
         })
         .collect()

@@ -37,6 +37,10 @@ pub const CLUSTER_EXCEPTION_KIND: &str = "ClusterVulnerabilityException";
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "has(self.vulnerabilities) != has(self.vex)", "message": "an exception is given by exactly one of vulnerabilities (with reason) or vex"},
+    {"rule": "has(self.vulnerabilities) == has(self.reason)", "message": "reason goes with vulnerabilities (a VEX statement gives its own reason)"}
+]))]
 pub struct VulnerabilityExceptionSpec {
     /// What the exception covers and why.
     #[serde(flatten)]
@@ -63,6 +67,10 @@ pub struct VulnerabilityExceptionSpec {
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "has(self.vulnerabilities) != has(self.vex)", "message": "an exception is given by exactly one of vulnerabilities (with reason) or vex"},
+    {"rule": "has(self.vulnerabilities) == has(self.reason)", "message": "reason goes with vulnerabilities (a VEX statement gives its own reason)"}
+]))]
 pub struct ClusterVulnerabilityExceptionSpec {
     /// Namespaces whose scans the exception applies to: names, or patterns with `*` (any
     /// characters). All namespaces when absent.
@@ -79,9 +87,16 @@ pub struct ClusterVulnerabilityExceptionSpec {
 #[serde(rename_all = "camelCase")]
 pub struct ExceptionRule {
     /// The vulnerabilities covered. A finding is covered when its ID is one of these IDs or
-    /// their aliases (compared without regard to case).
+    /// their aliases (compared without regard to case). Exactly one of `vulnerabilities`
+    /// (with `reason`) and `vex`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 100))]
-    pub vulnerabilities: Vec<ExceptedVulnerability>,
+    pub vulnerabilities: Option<Vec<ExceptedVulnerability>>,
+    /// An OpenVEX document instead of `vulnerabilities`: its `not_affected` and `fixed`
+    /// statements for a product that is the scanned image (or a package in it) cover exactly
+    /// those findings, each with its statement's status and justification as the reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vex: Option<VexSource>,
     /// Only findings in these packages (any of them). All packages when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 100))]
@@ -94,8 +109,10 @@ pub struct ExceptionRule {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 100))]
     pub workloads: Option<Vec<WorkloadMatch>>,
-    /// Why the findings are not to be counted.
-    pub reason: ExceptionReason,
+    /// Why the findings are not to be counted; with `vulnerabilities` only (a VEX statement
+    /// gives its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<ExceptionReason>,
     /// The decision in words: what was assessed, by whom, what mitigates it, a ticket.
     #[schemars(length(min = 1, max = 2048))]
     pub description: String,
@@ -103,6 +120,41 @@ pub struct ExceptionRule {
     /// findings come back then. Never, when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires: Option<Time>,
+}
+
+/// Where an exception's OpenVEX document is.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "has(self.inline) != has(self.configMapKeyRef)", "message": "a VEX document is given by exactly one of inline or configMapKeyRef"}
+]))]
+pub struct VexSource {
+    /// The document itself (OpenVEX JSON).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 2, max = 262144))]
+    pub inline: Option<String>,
+    /// A key of a ConfigMap holding the document. The ConfigMap must carry the label
+    /// `image-scanner.statnett.no/vex: "true"` (the operator watches only those), in the
+    /// exception's namespace; a cluster-scoped exception names the namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map_key_ref: Option<VexConfigMapKeyRef>,
+}
+
+/// A key of a ConfigMap labelled `image-scanner.statnett.no/vex: "true"`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct VexConfigMapKeyRef {
+    /// The ConfigMap's namespace: required for a cluster-scoped exception (the operator's
+    /// namespace or a watched one), the exception's own (or absent) for a namespaced one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub namespace: Option<String>,
+    /// The ConfigMap's name.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// The key in its `data`.
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
 }
 
 /// A vulnerability identifier with the identifiers other databases give it.

@@ -234,6 +234,11 @@ pub struct Vulnerability {
     /// summary. Set by the operator only: a scanner's value is ignored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suppressed_by: Option<String>,
+    /// Extension: why a VEX document says this finding does not apply — the statement's
+    /// justification (`vulnerable_code_not_in_execute_path`, …), `impact: <statement>`, or
+    /// `fixed`; only with `suppressedBy`, and only for an exception given by a VEX document.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suppressed_justification: Option<String>,
 }
 
 /// Counts of vulnerabilities.

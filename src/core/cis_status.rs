@@ -9,7 +9,7 @@ use super::status::{
 };
 use super::time::Timestamp;
 use crate::crd::{ContainerImageScanStatus, VulnerabilitiesTruncated, Vulnerability};
-use crate::exception::Exception;
+use crate::exception::{Applicable, Exception, ScanSubject};
 
 pub use super::status::{
     REASON_DECODE_ERROR, REASON_ERROR, REASON_NO_REGISTRY_DIGEST, REASON_PULL_UNAUTHORIZED,
@@ -76,7 +76,10 @@ pub fn success_status(
         } else {
             DetailsMode::Omit
         },
-        exceptions,
+        exceptions: Applicable {
+            scan: ScanSubject::of(&cis.namespace, &cis.spec, &cis.labels),
+            exceptions,
+        },
     };
     status::success_status(vulnerabilities.to_vec(), &params)
 }
@@ -95,7 +98,11 @@ pub fn report_for(
 ) -> (serde_json::Value, u64) {
     let filter = ScanFilter::from_spec(&cis.spec);
     let mut filtered = filter.apply(vulnerabilities.to_vec());
-    let suppressed = status::suppress(&mut filtered, exceptions).map_or(0, |c| c.total);
+    let applicable = Applicable {
+        scan: ScanSubject::of(&cis.namespace, &cis.spec, &cis.labels),
+        exceptions,
+    };
+    let suppressed = status::suppress(applicable, &mut filtered).map_or(0, |c| c.total);
     let summary = status::summary_from(&filtered, filter.min());
     status::sort_details(&mut filtered);
     let mut fitted = status::fit_details(filtered, budget);

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, ContainerStatus, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
 use crate::crd::ContainerImageScan;
@@ -16,13 +16,14 @@ use crate::crd::exception::{
 use crate::exception::{Exception, ExceptionKey, InvalidException, ObjectVersion};
 use crate::port::{
     CisStatusView, CisView, ContainerKind, ContainerView, ExceptionView, JobFinish, JobView,
-    OwnerRef, PodView, PullCredentials, ScanContainerState, ScanPodView,
+    OwnerRef, PodView, PullCredentials, ScanContainerState, ScanPodView, VexMapView,
 };
 use crate::scan_job::{
     ANNOTATION_DIGEST, ANNOTATION_IMAGE, LABEL_CIS_NAMESPACE, LABEL_CIS_UID, SCAN_CONTAINER,
     TRIVY_INIT_CONTAINER,
 };
 use crate::time::Timestamp;
+use crate::vex::VexDocument;
 use crate::workload::IGNORE_UNFIXED_ANNOTATION;
 
 fn resource_version(meta: &ObjectMeta) -> Option<u64> {
@@ -206,6 +207,25 @@ fn exception_view_of(
         generation: version.generation,
         compiled: compile(version),
         status,
+    })
+}
+
+/// A ConfigMap holding VEX documents: every key of its `data` parsed (`binaryData` is not
+/// read: OpenVEX is JSON text).
+pub fn vex_map_view(map: &ConfigMap) -> Option<VexMapView> {
+    let meta = &map.metadata;
+    let documents = map
+        .data
+        .iter()
+        .flatten()
+        .map(|(key, text)| (key.clone(), VexDocument::parse(text).map(Arc::new)))
+        .collect();
+    Some(VexMapView {
+        namespace: meta.namespace.clone()?,
+        name: meta.name.clone()?,
+        uid: meta.uid.clone()?,
+        resource_version: resource_version(meta),
+        documents,
     })
 }
 

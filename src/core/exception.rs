@@ -12,6 +12,7 @@
 //! core arms a timer for it).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
@@ -20,7 +21,14 @@ use crate::crd::exception::{
     ClusterVulnerabilityExceptionSpec, ExceptionReason, ExceptionRule, NamePattern,
     VulnerabilityExceptionSpec,
 };
+pub use crate::package_match::Pattern;
+use crate::package_match::{PackageRule, package_of_purl};
 use crate::time::Timestamp;
+use crate::vex::{VexDocument, VexStatus};
+
+/// The label a ConfigMap holding VEX documents carries (value `"true"`): the operator watches
+/// only those, never every ConfigMap.
+pub const VEX_CONFIG_MAP_LABEL: &str = "image-scanner.statnett.no/vex";
 
 /// Where an exception lives, and so which scans it may ever apply to.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -87,77 +95,31 @@ impl<'a> ScanSubject<'a> {
     }
 }
 
-/// A `*` pattern (see the module doc), or an exact name.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Pattern {
-    text: String,
-    wildcard: bool,
+/// The exceptions that apply to one scan, in marking order, with the scan (a VEX statement
+/// names the image it is about).
+#[derive(Clone, Copy, Debug)]
+pub struct Applicable<'a> {
+    /// The scan whose findings are marked.
+    pub scan: ScanSubject<'a>,
+    /// The exceptions in force that apply to it.
+    pub exceptions: &'a [&'a Exception],
 }
 
-impl Pattern {
-    /// The pattern as written, `*` standing for any characters.
-    pub fn new(text: &str) -> Pattern {
-        Pattern {
-            text: text.to_string(),
-            wildcard: true,
-        }
-    }
+static NO_LABELS: BTreeMap<String, String> = BTreeMap::new();
 
-    /// Exactly `text` (a `*` in it is a character: a purl names one package).
-    pub fn exact(text: &str) -> Pattern {
-        Pattern {
-            text: text.to_string(),
-            wildcard: false,
-        }
-    }
-
-    /// The pattern as written.
-    pub fn as_str(&self) -> &str {
-        &self.text
-    }
-
-    /// Whether `text` matches: the parts between `*`s appear in order, the first at the start
-    /// and the last at the end. Linear in the text for each part (greedy leftmost matching is
-    /// exact for a single wildcard kind), so a hostile pattern costs no backtracking.
-    pub fn matches(&self, text: &str) -> bool {
-        if !self.wildcard {
-            return self.text == text;
-        }
-        let mut parts = self.text.split('*');
-        let first = parts.next().unwrap_or_default();
-        let Some(mut rest) = text.strip_prefix(first) else {
-            return false;
-        };
-        let middle: Vec<&str> = parts.collect();
-        let Some((last, middle)) = middle.split_last() else {
-            // No `*`: the whole text.
-            return rest.is_empty();
-        };
-        for part in middle {
-            match rest.find(part) {
-                Some(at) => rest = &rest[at + part.len()..],
-                None => return false,
-            }
-        }
-        rest.len() >= last.len() && rest.ends_with(last)
-    }
-}
-
-/// A package an exception is narrowed to.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PackageRule {
-    /// Names the scanner may report the package under (a purl gives several: `ns/name`,
-    /// `ns:name`, `name`), as patterns; any one matches.
-    names: Vec<Pattern>,
-    /// Installed versions matched exactly; any version when empty.
-    versions: Vec<String>,
-}
-
-impl PackageRule {
-    fn matches(&self, v: &Vulnerability) -> bool {
-        self.names.iter().any(|p| p.matches(&v.pkg_name))
-            && (self.versions.is_empty() || self.versions.contains(&v.installed_version))
-    }
+impl Applicable<'static> {
+    /// No exception applies.
+    pub const NONE: Applicable<'static> = Applicable {
+        scan: ScanSubject {
+            namespace: "",
+            image: "",
+            digest: "",
+            workload_kind: "",
+            workload_name: "",
+            pod_labels: &NO_LABELS,
+        },
+        exceptions: &[],
+    };
 }
 
 /// An image an exception is narrowed to.
@@ -246,17 +208,53 @@ pub struct Exception {
     pub uid: String,
     /// `metadata.generation` of the spec compiled.
     pub generation: i64,
-    /// Why the findings it covers are not counted.
-    pub reason: ExceptionReason,
     /// When it stops applying; never when `None`.
     pub expires: Option<Timestamp>,
-    /// Upper-case IDs and aliases, sorted, without duplicates.
-    ids: Vec<String>,
+    /// Which findings it covers, and why.
+    coverage: Coverage,
     /// Namespace patterns of a cluster-scoped exception; all namespaces when empty.
     namespaces: Vec<Pattern>,
     packages: Vec<PackageRule>,
     images: Vec<ImageRule>,
     workloads: Vec<WorkloadRule>,
+}
+
+/// Which findings an exception covers: the IDs it names, or what a VEX document says.
+#[derive(Clone, Debug, PartialEq)]
+enum Coverage {
+    Ids {
+        /// Upper-case IDs and aliases, sorted, without duplicates.
+        ids: Vec<String>,
+        reason: ExceptionReason,
+    },
+    Vex {
+        /// A ConfigMap's key, or `None` for an inline document.
+        source: Option<VexConfigMap>,
+        /// The document parsed, or why there is none (a ConfigMap not seen, a parse error):
+        /// then the exception covers nothing and its status says why.
+        document: Result<Arc<VexDocument>, String>,
+    },
+}
+
+/// A key of a ConfigMap holding an exception's VEX document.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct VexConfigMap {
+    /// The ConfigMap's namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// The key in its `data`.
+    pub key: String,
+}
+
+/// Why an exception covers a finding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cover<'a> {
+    /// The exception's reason, or the one a VEX statement's status gives (`not_affected` →
+    /// `NotAffected`, `fixed` → `FalsePositive`: the scanner reports a fixed package).
+    pub reason: ExceptionReason,
+    /// The VEX statement's justification; `None` for an exception naming IDs.
+    pub justification: Option<&'a str>,
 }
 
 /// Which spec of which object an exception was compiled from.
@@ -269,17 +267,14 @@ pub struct ObjectVersion<'a> {
 }
 
 /// What a status records of the exceptions that applied to its scan when it was written
-/// (`status.exceptionsFingerprint`): a hash of their UIDs and generations, so that adding,
-/// changing, deleting or the expiry of one makes the status out of date, and nothing else
-/// does. `None` when none applied (a status written before exceptions existed is current).
+/// (`status.exceptionsFingerprint`): a hash of their UIDs and generations (and of the VEX
+/// document they read), so that adding, changing, deleting or the expiry of one, or a change of
+/// its document, makes the status out of date, and nothing else does. `None` when none applied (a status written before exceptions existed is current).
 pub fn fingerprint(applied: &[&Exception]) -> Option<String> {
     if applied.is_empty() {
         return None;
     }
-    let mut versions: Vec<String> = applied
-        .iter()
-        .map(|e| format!("{}@{}", e.uid, e.generation))
-        .collect();
+    let mut versions: Vec<String> = applied.iter().map(|e| e.version_tag()).collect();
     versions.sort();
     let hash = crate::fingerprint::fnv1a64(versions.join(",").as_bytes());
     Some(format!("{}-{hash:016x}", applied.len()))
@@ -303,7 +298,7 @@ impl Exception {
             namespace: namespace.to_string(),
             name: name.to_string(),
         };
-        Exception::compile(key, version, &[], &spec.rule)
+        Exception::compile(key, version, &[], &spec.rule, Some(namespace))
     }
 
     /// A `ClusterVulnerabilityException`.
@@ -316,41 +311,29 @@ impl Exception {
             name: name.to_string(),
         };
         let namespaces = spec.namespaces.as_deref().unwrap_or_default();
-        Exception::compile(key, version, namespaces, &spec.rule)
+        Exception::compile(key, version, namespaces, &spec.rule, None)
     }
 
+    /// `own_namespace`: a namespaced exception's, whose ConfigMaps it may read (only those).
     fn compile(
         key: ExceptionKey,
         version: ObjectVersion<'_>,
         namespaces: &[NamePattern],
         rule: &ExceptionRule,
+        own_namespace: Option<&str>,
     ) -> Result<Exception, InvalidException> {
-        let mut ids: Vec<String> = rule
-            .vulnerabilities
-            .iter()
-            .flat_map(|v| {
-                std::iter::once(v.id.as_str())
-                    .chain(v.aliases.iter().flatten().map(|a| a.0.as_str()))
-            })
-            .map(|id| id.trim().to_ascii_uppercase())
-            .collect();
-        if ids.iter().any(String::is_empty) || ids.is_empty() {
-            return Err(InvalidException(
-                "vulnerabilities: at least one ID, none empty".to_string(),
-            ));
-        }
-        ids.sort();
-        ids.dedup();
+        let coverage = Coverage::compile(rule, own_namespace)?;
         let packages = rule
             .packages
             .iter()
             .flatten()
             .map(|p| match (&p.name, &p.purl) {
-                (Some(name), None) => Ok(PackageRule {
-                    names: vec![Pattern::new(&name.0)],
-                    versions: p.versions.clone().unwrap_or_default(),
-                }),
-                (None, Some(purl)) => package_of_purl(purl),
+                (Some(name), None) => Ok(PackageRule::named(
+                    &name.0,
+                    p.versions.clone().unwrap_or_default(),
+                )),
+                (None, Some(purl)) => package_of_purl(purl)
+                    .map_err(|why| InvalidException(format!("packages: purl {purl:?}: {why}"))),
                 _ => Err(InvalidException(
                     "packages: each is given by exactly one of name or purl".to_string(),
                 )),
@@ -398,9 +381,8 @@ impl Exception {
             key,
             uid: version.uid.to_string(),
             generation: version.generation,
-            reason: rule.reason,
             expires: rule.expires.as_ref().map(Timestamp::from_k8s),
-            ids,
+            coverage,
             namespaces: namespaces.iter().map(|n| Pattern::new(&n.0)).collect(),
             packages,
             images,
@@ -440,20 +422,125 @@ impl Exception {
                         .as_ref()
                         .is_none_or(|s| s.matches(scan.pod_labels))
             });
-        namespace && image && workload
+        let document = match &self.coverage {
+            Coverage::Ids { .. } => true,
+            // A document that says nothing of this image leaves its scans alone, so a change
+            // of the document rewrites only the scans it concerns (before or after).
+            Coverage::Vex { document, .. } => document
+                .as_ref()
+                .is_ok_and(|d| d.concerns(scan.image, scan.digest)),
+        };
+        namespace && image && workload && document
     }
 
-    /// Whether it covers finding `v` (of a scan it applies to): its ID or an alias, in one of
-    /// the packages named.
-    pub fn covers(&self, v: &Vulnerability) -> bool {
-        let id = v.vulnerability_id.trim().to_ascii_uppercase();
-        self.ids.binary_search(&id).is_ok()
-            && (self.packages.is_empty() || self.packages.iter().any(|p| p.matches(v)))
+    /// Why it covers finding `v` of `scan` (a scan it applies to), if it does: its ID or an
+    /// alias, in one of the packages named; or what its VEX document says of the finding.
+    pub fn covering(&self, scan: &ScanSubject<'_>, v: &Vulnerability) -> Option<Cover<'_>> {
+        if !self.packages.is_empty() && !self.packages.iter().any(|p| p.matches(v)) {
+            return None;
+        }
+        match &self.coverage {
+            Coverage::Ids { ids, reason } => {
+                let id = v.vulnerability_id.trim().to_ascii_uppercase();
+                ids.binary_search(&id).is_ok().then_some(Cover {
+                    reason: *reason,
+                    justification: None,
+                })
+            }
+            Coverage::Vex { document, .. } => {
+                let verdict = document
+                    .as_ref()
+                    .ok()?
+                    .verdict(scan.image, scan.digest, v)?;
+                let reason = match verdict.status {
+                    VexStatus::Fixed => ExceptionReason::FalsePositive,
+                    _ => ExceptionReason::NotAffected,
+                };
+                Some(Cover {
+                    reason,
+                    justification: Some(verdict.justification),
+                })
+            }
+        }
     }
 
-    /// The IDs (upper case) it names, with aliases.
+    /// Whether it covers finding `v` of `scan`.
+    pub fn covers(&self, scan: &ScanSubject<'_>, v: &Vulnerability) -> bool {
+        self.covering(scan, v).is_some()
+    }
+
+    /// The IDs (upper case) it names, with aliases; none for a VEX document.
     pub fn ids(&self) -> &[String] {
-        &self.ids
+        match &self.coverage {
+            Coverage::Ids { ids, .. } => ids,
+            Coverage::Vex { .. } => &[],
+        }
+    }
+
+    /// The reason it gives; `None` for a VEX document (each statement gives its own).
+    pub fn reason(&self) -> Option<ExceptionReason> {
+        match &self.coverage {
+            Coverage::Ids { reason, .. } => Some(*reason),
+            Coverage::Vex { .. } => None,
+        }
+    }
+
+    /// The ConfigMap key its VEX document is read from.
+    pub fn vex_config_map(&self) -> Option<&VexConfigMap> {
+        match &self.coverage {
+            Coverage::Vex { source, .. } => source.as_ref(),
+            Coverage::Ids { .. } => None,
+        }
+    }
+
+    /// Takes the document of its ConfigMap as now observed (or why there is none).
+    pub fn resolve_vex(&mut self, found: Result<Arc<VexDocument>, String>) {
+        if let Coverage::Vex {
+            source: Some(_),
+            document,
+        } = &mut self.coverage
+        {
+            *document = found;
+        }
+    }
+
+    /// Why it covers nothing although valid: its VEX document is missing or unreadable.
+    pub fn unusable(&self) -> Option<&str> {
+        match &self.coverage {
+            Coverage::Vex {
+                document: Err(why), ..
+            } => Some(why),
+            _ => None,
+        }
+    }
+
+    /// What its VEX document holds, in words (for its status).
+    pub fn vex_summary(&self) -> Option<String> {
+        let Coverage::Vex {
+            document: Ok(d), ..
+        } = &self.coverage
+        else {
+            return None;
+        };
+        let mut text = format!("VEX: {} statements", d.statements());
+        if d.ignored_products() > 0 {
+            text.push_str(&format!(
+                ", {} products not matched (neither an image by digest nor a package URL)",
+                d.ignored_products()
+            ));
+        }
+        Some(text)
+    }
+
+    /// What identifies the version of it that applies: UID and generation, and the hash of
+    /// its VEX document (a ConfigMap changes without the exception's generation changing).
+    pub fn version_tag(&self) -> String {
+        match &self.coverage {
+            Coverage::Vex {
+                document: Ok(d), ..
+            } => format!("{}@{}#{:016x}", self.uid, self.generation, d.hash()),
+            _ => format!("{}@{}", self.uid, self.generation),
+        }
     }
 
     /// What it is narrowed to, in words (its status `scope`).
@@ -468,12 +555,12 @@ impl Exception {
                 .packages
                 .iter()
                 .map(|p| {
-                    let names: Vec<&str> = p.names.iter().map(Pattern::as_str).collect();
+                    let names: Vec<&str> = p.names().iter().map(Pattern::as_str).collect();
                     let names = names.join("|");
-                    if p.versions.is_empty() {
+                    if p.versions().is_empty() {
                         names
                     } else {
-                        format!("{names}@{}", p.versions.join("|"))
+                        format!("{names}@{}", p.versions().join("|"))
                     }
                 })
                 .collect();
@@ -510,6 +597,16 @@ impl Exception {
                 .collect();
             parts.push(format!("workloads: {}", list.join(", ")));
         }
+        match &self.coverage {
+            Coverage::Vex {
+                source: Some(c), ..
+            } => parts.insert(
+                0,
+                format!("VEX: configmap {}/{} key {}", c.namespace, c.name, c.key),
+            ),
+            Coverage::Vex { source: None, .. } => parts.insert(0, "VEX: inline".to_string()),
+            Coverage::Ids { .. } => {}
+        }
         if parts.is_empty() {
             "all findings of these IDs".to_string()
         } else {
@@ -518,70 +615,72 @@ impl Exception {
     }
 }
 
-/// A package URL's names as scanners report them, and its version.
-///
-/// `pkg:<type>/<namespace>/<name>@<version>?<qualifiers>#<subpath>` (components
-/// percent-encoded). Scanners name a package with a namespace differently by ecosystem:
-/// Go and most others `namespace/name` (`github.com/x/y`), Maven `namespace:name`
-/// (`org.yaml:snakeyaml`), npm `@scope/name` (the `@` encoded in the purl), and OS packages
-/// only `name` (the namespace is the distribution). Any of these matches.
-fn package_of_purl(purl: &str) -> Result<PackageRule, InvalidException> {
-    let invalid = |why: &str| InvalidException(format!("packages: purl {purl:?}: {why}"));
-    let rest = purl
-        .strip_prefix("pkg:")
-        .ok_or_else(|| invalid("does not start with pkg:"))?;
-    let rest = rest.split('#').next().unwrap_or_default();
-    let rest = rest.split('?').next().unwrap_or_default();
-    let (path, version) = match rest.rsplit_once('@') {
-        // `@` in a namespace is encoded, so an `@` after the last `/` starts the version.
-        Some((path, version)) if !version.contains('/') => (path, Some(version)),
-        _ => (rest, None),
-    };
-    let mut segments: Vec<String> = path
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .map(percent_decode)
-        .collect::<Result<_, _>>()
-        .map_err(|e| invalid(&e))?;
-    if segments.len() < 2 {
-        return Err(invalid("needs a type and a name"));
-    }
-    segments.remove(0);
-    let name = segments.pop().unwrap_or_default();
-    let mut names = vec![name.clone()];
-    if !segments.is_empty() {
-        let namespace = segments.join("/");
-        names.push(format!("{namespace}/{name}"));
-        names.push(format!("{namespace}:{name}"));
-    }
-    let versions = match version {
-        Some(v) if !v.is_empty() => vec![percent_decode(v).map_err(|e| invalid(&e))?],
-        _ => Vec::new(),
-    };
-    Ok(PackageRule {
-        names: names.iter().map(|n| Pattern::exact(n)).collect(),
-        versions,
-    })
-}
-
-fn percent_decode(s: &str) -> Result<String, String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = s
-                .get(i + 1..i + 3)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| format!("bad percent-encoding at byte {i}"))?;
-            out.push(hex);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
+impl Coverage {
+    fn compile(
+        rule: &ExceptionRule,
+        own_namespace: Option<&str>,
+    ) -> Result<Coverage, InvalidException> {
+        let invalid = |why: &str| Err(InvalidException(why.to_string()));
+        match (&rule.vulnerabilities, &rule.vex, rule.reason) {
+            (Some(vulnerabilities), None, Some(reason)) => {
+                let mut ids: Vec<String> = vulnerabilities
+                    .iter()
+                    .flat_map(|v| {
+                        std::iter::once(v.id.as_str())
+                            .chain(v.aliases.iter().flatten().map(|a| a.0.as_str()))
+                    })
+                    .map(|id| id.trim().to_ascii_uppercase())
+                    .collect();
+                if ids.iter().any(String::is_empty) || ids.is_empty() {
+                    return invalid("vulnerabilities: at least one ID, none empty");
+                }
+                ids.sort();
+                ids.dedup();
+                Ok(Coverage::Ids { ids, reason })
+            }
+            (None, Some(vex), None) => match (&vex.inline, &vex.config_map_key_ref) {
+                (Some(text), None) => {
+                    let document = VexDocument::parse(text)
+                        .map_err(|e| InvalidException(format!("vex.inline: {e}")))?;
+                    Ok(Coverage::Vex {
+                        source: None,
+                        document: Ok(Arc::new(document)),
+                    })
+                }
+                (None, Some(r)) => {
+                    let namespace = match (own_namespace, r.namespace.as_deref()) {
+                        (Some(own), None) => own,
+                        (Some(own), Some(named)) if named == own => own,
+                        (Some(_), Some(_)) => {
+                            return invalid(
+                                "vex.configMapKeyRef: a VulnerabilityException reads ConfigMaps of its own namespace only",
+                            );
+                        }
+                        (None, Some(named)) => named,
+                        (None, None) => {
+                            return invalid(
+                                "vex.configMapKeyRef: a ClusterVulnerabilityException names the ConfigMap's namespace",
+                            );
+                        }
+                    };
+                    Ok(Coverage::Vex {
+                        source: Some(VexConfigMap {
+                            namespace: namespace.to_string(),
+                            name: r.name.clone(),
+                            key: r.key.clone(),
+                        }),
+                        document: Err("its ConfigMap is not observed yet".to_string()),
+                    })
+                }
+                _ => invalid("vex: exactly one of inline or configMapKeyRef"),
+            },
+            (Some(_), None, None) => invalid("reason: required with vulnerabilities"),
+            (None, Some(_), Some(_)) => {
+                invalid("reason: not with vex (each statement gives its own)")
+            }
+            _ => invalid("exactly one of vulnerabilities (with reason) or vex"),
         }
     }
-    String::from_utf8(out).map_err(|_| "percent-encoding is not UTF-8".to_string())
 }
 
 #[cfg(test)]

@@ -47,6 +47,7 @@ fn finding(id: &str, pkg: &str, version: &str) -> Vulnerability {
         title: String::new(),
         primary_url: String::new(),
         suppressed_by: None,
+        suppressed_justification: None,
     }
 }
 
@@ -163,10 +164,19 @@ fn ids_and_aliases_match_without_regard_to_case() {
         "GHSA-rxwq-x6h5-x525",
         "ghsa-rxwq-x6h5-x525",
     ] {
-        assert!(exception.covers(&finding(id, "xz-utils", "5.6.0")), "{id}");
+        assert!(
+            exception.covers(&Applicable::NONE.scan, &finding(id, "xz-utils", "5.6.0")),
+            "{id}"
+        );
     }
-    assert!(!exception.covers(&finding("CVE-2024-30940", "xz-utils", "5.6.0")));
-    assert!(!exception.covers(&finding("CVE-2024-309", "xz-utils", "5.6.0")));
+    assert!(!exception.covers(
+        &Applicable::NONE.scan,
+        &finding("CVE-2024-30940", "xz-utils", "5.6.0")
+    ));
+    assert!(!exception.covers(
+        &Applicable::NONE.scan,
+        &finding("CVE-2024-309", "xz-utils", "5.6.0")
+    ));
     assert_eq!(exception.ids(), ["CVE-2024-3094", "GHSA-RXWQ-X6H5-X525"]);
 }
 
@@ -184,11 +194,23 @@ fn packages_narrow_by_name_pattern_and_exact_versions() {
     )
     .expect("compiles");
     let id = "CVE-2023-0001";
-    assert!(exception.covers(&finding(id, "libssl3", "3.0.11-1~deb12u2")));
-    assert!(!exception.covers(&finding(id, "libssl3", "3.0.11-1~deb12u3")));
-    assert!(exception.covers(&finding(id, "curl", "7.88.1")));
-    assert!(!exception.covers(&finding(id, "openssl", "3.0.11-1~deb12u2")));
-    assert!(!exception.covers(&finding("CVE-2023-0002", "curl", "7.88.1")));
+    assert!(exception.covers(
+        &Applicable::NONE.scan,
+        &finding(id, "libssl3", "3.0.11-1~deb12u2")
+    ));
+    assert!(!exception.covers(
+        &Applicable::NONE.scan,
+        &finding(id, "libssl3", "3.0.11-1~deb12u3")
+    ));
+    assert!(exception.covers(&Applicable::NONE.scan, &finding(id, "curl", "7.88.1")));
+    assert!(!exception.covers(
+        &Applicable::NONE.scan,
+        &finding(id, "openssl", "3.0.11-1~deb12u2")
+    ));
+    assert!(!exception.covers(
+        &Applicable::NONE.scan,
+        &finding("CVE-2023-0002", "curl", "7.88.1")
+    ));
 }
 
 #[test]
@@ -224,11 +246,17 @@ fn a_purl_matches_the_name_each_ecosystem_reports() {
         )
         .unwrap_or_else(|e| panic!("{purl}: {e}"));
         assert!(
-            exception.covers(&finding("CVE-2023-0001", name, version)),
+            exception.covers(
+                &Applicable::NONE.scan,
+                &finding("CVE-2023-0001", name, version)
+            ),
             "{purl} covers {name} {version}"
         );
         assert!(
-            !exception.covers(&finding("CVE-2023-0001", name, "0.0.0-other")),
+            !exception.covers(
+                &Applicable::NONE.scan,
+                &finding("CVE-2023-0001", name, "0.0.0-other")
+            ),
             "{purl}: another version"
         );
     }
@@ -240,7 +268,10 @@ fn a_purl_matches_the_name_each_ecosystem_reports() {
         ),
     )
     .expect("compiles");
-    assert!(any_version.covers(&finding("CVE-2023-0001", "requests", "1.0")));
+    assert!(any_version.covers(
+        &Applicable::NONE.scan,
+        &finding("CVE-2023-0001", "requests", "1.0")
+    ));
     for bad in ["pkg:pypi", "pkg:pypi/re%zzquests@1", "npm/x@1"] {
         let result = namespaced(
             "ns",

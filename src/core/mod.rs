@@ -22,6 +22,7 @@ pub mod image_ref;
 pub mod metrics_model;
 pub mod naming;
 pub mod openreports;
+pub mod package_match;
 pub mod port;
 pub mod report;
 pub mod scan_job;
@@ -29,4 +30,5 @@ pub mod status;
 #[cfg(any(test, feature = "test-kit"))]
 pub mod test_kit;
 pub mod time;
+pub mod vex;
 pub mod workload;

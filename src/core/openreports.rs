@@ -55,6 +55,12 @@ fn result(v: &Vulnerability) -> Value {
     let outcome = match &v.suppressed_by {
         Some(by) => {
             properties.insert("suppressedBy".to_string(), Value::String(by.clone()));
+            if let Some(why) = &v.suppressed_justification {
+                properties.insert(
+                    "suppressedJustification".to_string(),
+                    Value::String(why.clone()),
+                );
+            }
             "skip"
         }
         None => result_of(v.severity),
@@ -226,6 +232,7 @@ mod tests {
             title: String::new(),
             primary_url: String::new(),
             suppressed_by: None,
+            suppressed_justification: None,
         };
         let r = result(&v);
         assert_eq!(r["result"], "skip");
@@ -249,11 +256,16 @@ mod tests {
             title: String::new(),
             primary_url: String::new(),
             suppressed_by: Some("shop/libidn2".into()),
+            suppressed_justification: Some("vulnerable_code_not_in_execute_path".into()),
         };
         let r = result(&v);
         assert_eq!(r["result"], "skip");
         assert_eq!(r["severity"], "critical", "the finding's severity is kept");
         assert_eq!(r["properties"]["suppressedBy"], "shop/libidn2");
+        assert_eq!(
+            r["properties"]["suppressedJustification"],
+            "vulnerable_code_not_in_execute_path"
+        );
         let vulns = vec![v];
         // The summary leaves the suppressed finding out; the Report counts it as skipped.
         let summary = crate::status::summary_from(&vulns, Severity::Unknown);

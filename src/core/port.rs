@@ -19,6 +19,7 @@ use crate::crd::{
 
 use super::exception::{Exception, ExceptionKey, InvalidException};
 use super::time::Timestamp;
+use super::vex::VexDocument;
 
 /// One event of a watch, mirroring kube-runtime's `watcher::Event`: a relist is bracketed by
 /// `InitStarted` … `InitDone`, and objects not re-sent in between are gone.
@@ -313,6 +314,19 @@ pub struct ExceptionView {
     pub status: Option<VulnerabilityExceptionStatus>,
 }
 
+/// A ConfigMap labelled [`crate::exception::VEX_CONFIG_MAP_LABEL`]: its documents, parsed once
+/// per version of it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VexMapView {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    /// Numeric `metadata.resourceVersion`, if numeric.
+    pub resource_version: Option<u64>,
+    /// Each key of its `data`: the OpenVEX document, or why it is not one.
+    pub documents: BTreeMap<String, Result<Arc<VexDocument>, String>>,
+}
+
 /// How a Job ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct JobFinish {
@@ -451,6 +465,13 @@ pub enum Observation {
         stream: StreamId,
         /// What happened.
         event: WatchEvent<ExceptionView>,
+    },
+    /// A VEX ConfigMap (`VexMapView`) was added, changed or removed.
+    VexMap {
+        /// The stream.
+        stream: StreamId,
+        /// The event.
+        event: WatchEvent<VexMapView>,
     },
     /// Every watch has delivered its first complete list; destructive decisions (deleting an
     /// obsolete CIS, counting active Jobs) are safe from now on.

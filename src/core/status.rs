@@ -30,7 +30,7 @@ use crate::crd::{
     ContainerImageScanSpec, ContainerImageScanStatus, Severity, SuppressedCount,
     VulnerabilitiesTruncated, Vulnerability, VulnerabilitySummary,
 };
-use crate::exception::{self, Exception};
+use crate::exception::{self, Applicable};
 
 /// Default bound for condition messages, in bytes; far below the CRD's 32768 characters.
 pub const DEFAULT_MESSAGE_LIMIT: usize = 4096;
@@ -124,26 +124,30 @@ pub fn summary_from(vulnerabilities: &[Vulnerability], min: Severity) -> Vulnera
 /// given) and clears every other mark; counts the marked ones. `None` when no exception
 /// applies, so a scan no exception concerns is written as before exceptions existed.
 pub fn suppress(
+    applicable: Applicable<'_>,
     vulnerabilities: &mut [Vulnerability],
-    exceptions: &[&Exception],
 ) -> Option<SuppressedCount> {
     let mut count = SuppressedCount::default();
     for v in vulnerabilities.iter_mut() {
-        let by = exceptions.iter().find(|e| e.covers(v));
-        v.suppressed_by = by.map(|e| e.key.reference());
-        if let (Some(by), Some(reference)) = (by, &v.suppressed_by) {
+        let by = applicable
+            .exceptions
+            .iter()
+            .find_map(|e| Some((e, e.covering(&applicable.scan, v)?)));
+        v.suppressed_by = by.map(|(e, _)| e.key.reference());
+        v.suppressed_justification = by.and_then(|(_, c)| c.justification.map(str::to_string));
+        if let (Some((_, cover)), Some(reference)) = (by, &v.suppressed_by) {
             count.total = count.total.saturating_add(1);
             for (map, key) in [
                 (&mut count.severity_count, v.severity.as_str()),
                 (&mut count.by_exception, reference.as_str()),
-                (&mut count.by_reason, by.reason.as_str()),
+                (&mut count.by_reason, cover.reason.as_str()),
             ] {
                 let c = map.entry(key.to_owned()).or_insert(0);
                 *c = c.saturating_add(1);
             }
         }
     }
-    (!exceptions.is_empty()).then_some(count)
+    (!applicable.exceptions.is_empty()).then_some(count)
 }
 
 /// §10.3 order: severity rank ascending, then `pkgName`, `installedVersion`,
@@ -347,7 +351,7 @@ pub struct SuccessParams<'a> {
     pub details: DetailsMode,
     /// The vulnerability exceptions that apply to the CIS now (in force; its namespace,
     /// image and workload), in the order that decides which one a finding is marked with.
-    pub exceptions: &'a [&'a Exception],
+    pub exceptions: Applicable<'a>,
 }
 
 /// The status after a successful scan (§10.3 step 5): filtered summary, sorted and
@@ -357,7 +361,7 @@ pub fn success_status(
     params: &SuccessParams<'_>,
 ) -> ContainerImageScanStatus {
     let mut filtered = params.filter.apply(vulnerabilities);
-    let suppressed_count = suppress(&mut filtered, params.exceptions);
+    let suppressed_count = suppress(params.exceptions, &mut filtered);
     let summary = summary_from(&filtered, params.filter.min());
     let (details, truncated) = match params.details {
         DetailsMode::Omit => (None, None),
@@ -382,7 +386,7 @@ pub fn success_status(
         vulnerability_summary: Some(summary),
         vulnerabilities_truncated: truncated,
         suppressed_count,
-        exceptions_fingerprint: exception::fingerprint(params.exceptions),
+        exceptions_fingerprint: exception::fingerprint(params.exceptions.exceptions),
     }
 }
 
@@ -609,6 +613,7 @@ impl io::Write for ByteCounter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exception::Exception;
 
     fn v(sev: Severity, pkg: &str, id: &str, fixed: &str) -> Vulnerability {
         Vulnerability {
@@ -621,6 +626,7 @@ mod tests {
             title: String::new(),
             primary_url: String::new(),
             suppressed_by: None,
+            suppressed_justification: None,
         }
     }
 
@@ -813,7 +819,7 @@ mod tests {
             generation: Some(3),
             now: t(1_700_000_000),
             details: DetailsMode::Budget(600),
-            exceptions: &[],
+            exceptions: Applicable::NONE,
         };
         let s = success_status(list.clone(), &params);
         let summary = s.vulnerability_summary.unwrap();
@@ -869,7 +875,10 @@ mod tests {
             generation: Some(1),
             now: t(100),
             details: DetailsMode::All,
-            exceptions,
+            exceptions: Applicable {
+                scan: Applicable::NONE.scan,
+                exceptions,
+            },
         };
         let plain = success_status(list.clone(), &params(&[]));
         assert_eq!(plain.suppressed_count, None);
@@ -942,7 +951,7 @@ mod tests {
                 generation: Some(1),
                 now: t(100),
                 details: DetailsMode::Omit,
-                exceptions: &[],
+                exceptions: Applicable::NONE,
             },
         );
         let cond = scan_error(b"boom", &[], t(200));

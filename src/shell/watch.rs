@@ -17,6 +17,7 @@ use super::execute::now;
 use super::lean::{WatchedCis, WatchedPod, WatchedWorkload};
 use super::sync_gate::SyncGate;
 use crate::core::convert as core_convert;
+use crate::core::exception::VEX_CONFIG_MAP_LABEL;
 use crate::core::port::{Observation, StreamId, WatchEvent};
 use crate::core::scan_job::TRIVY_JOB_CONFIG_MAP;
 use crate::core::workload::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
@@ -45,10 +46,14 @@ impl WatchPlan {
     /// Number of streams that gate readiness.
     pub fn gated_streams(&self) -> usize {
         let scopes = self.namespaces.as_ref().map_or(1, Vec::len);
-        // pods + cis + workloads (+ exceptions) per scope, jobs and scan pods per Job scope,
-        // trivy-job-config, node platforms (+ cluster-wide exceptions).
+        // pods + cis + workloads (+ exceptions) per scope, jobs and scan pods (+ VEX
+        // ConfigMaps) per Job scope, trivy-job-config, node platforms (+ cluster-wide
+        // exceptions).
         let exceptions = usize::from(self.exceptions);
-        scopes * (2 + self.kinds.len() + exceptions) + 2 * self.job_scopes().len() + 2 + exceptions
+        scopes * (2 + self.kinds.len() + exceptions)
+            + (2 + exceptions) * self.job_scopes().len()
+            + 2
+            + exceptions
     }
 
     /// Where our Jobs may be: everywhere, or the watched namespaces and the scan namespace.
@@ -97,6 +102,7 @@ pub async fn run_watches(
     };
     let not_ours = format!("{MANAGED_BY_LABEL}!={MANAGED_BY_VALUE}");
     let ours = format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}");
+    let vex_label = format!("{VEX_CONFIG_MAP_LABEL}=true");
     for scope in &scopes {
         let ns = scope.as_deref();
         // Workload pods, decoded lean (`lean`): ours (scan pods) are left out by the server.
@@ -202,6 +208,24 @@ pub async fn run_watches(
                     .map(|event| Observation::ScanPod { stream: id, event })
             },
         ));
+        if plan.exceptions {
+            // ConfigMaps holding VEX documents, by their label only (never every ConfigMap),
+            // where exceptions may read them: the watched namespaces and the operator's own.
+            let maps: Api<ConfigMap> = scoped(&client, ns);
+            let id = stream_id();
+            tasks.spawn(forward(
+                watcher::watcher(maps, watcher::Config::default().labels(&vex_label))
+                    .default_backoff()
+                    .boxed(),
+                id,
+                gate.clone(),
+                tx.clone(),
+                move |event| {
+                    map_event(event, core_convert::vex_map_view)
+                        .map(|event| Observation::VexMap { stream: id, event })
+                },
+            ));
+        }
         // BackOff Events of pods and FailedCreate Events of Jobs: only triggers and
         // explanations (the objects' status is the truth), so not gated.
         let pod_backoff = watch_events(

@@ -82,11 +82,47 @@ async fn the_api_server_refuses_a_bad_exception_with_a_clear_message() {
         spec.as_object_mut().expect("an object").remove(field);
         spec
     };
+    // An exception given by a VEX document instead of IDs (its reason is each statement's).
+    let vex = |source: serde_json::Value| {
+        let mut spec = without("vulnerabilities");
+        let spec_map = spec.as_object_mut().expect("an object");
+        spec_map.remove("reason");
+        spec_map.insert("vex".to_string(), source);
+        spec
+    };
+    let with_reason = |mut spec: serde_json::Value| {
+        spec["reason"] = json!("NotAffected");
+        spec
+    };
+    create(
+        &api,
+        exception(
+            "good-vex",
+            vex(json!({"configMapKeyRef": {"name": "vex", "key": "app.openvex.json"}})),
+        ),
+    )
+    .await
+    .expect("an exception by a VEX document is accepted");
     let cases = [
         (
             "no-reason",
             without("reason"),
-            "spec.reason: Required value",
+            "reason goes with vulnerabilities",
+        ),
+        (
+            "ids-and-vex",
+            with("vex", json!({"inline": "{}"})),
+            "exactly one of vulnerabilities (with reason) or vex",
+        ),
+        (
+            "vex-two-sources",
+            vex(json!({"inline": "{}", "configMapKeyRef": {"name": "a", "key": "b"}})),
+            "exactly one of inline or configMapKeyRef",
+        ),
+        (
+            "vex-with-reason",
+            with_reason(vex(json!({"inline": "{}"}))),
+            "reason goes with vulnerabilities",
         ),
         (
             "no-description",
@@ -518,5 +554,175 @@ async fn a_cluster_exception_applies_until_it_expires_with_its_status_and_an_eve
     let _ = cluster_exceptions
         .delete(NAME, &DeleteParams::default())
         .await;
+    namespaces.cleanup().await;
+}
+
+/// An OpenVEX document for `registry.e2e/exc/vex` at `digest` with `statements` (each given
+/// the image as its product).
+fn vex_document(digest: &str, statements: &[serde_json::Value]) -> String {
+    let product = format!(
+        "pkg:oci/vex@{}?repository_url=registry.e2e/exc/vex",
+        digest.replace(':', "%3A")
+    );
+    let statements: Vec<serde_json::Value> = statements
+        .iter()
+        .map(|s| {
+            let mut s = s.clone();
+            s["products"] = json!([{"@id": product}]);
+            s
+        })
+        .collect();
+    json!({
+        "@context": "https://openvex.dev/ns/v0.2.0",
+        "@id": "https://e2e.example/vex",
+        "author": "e2e",
+        "timestamp": "2026-11-01T00:00:00Z",
+        "version": 1,
+        "statements": statements,
+    })
+    .to_string()
+}
+
+/// A namespace's exception given by an OpenVEX document in a labelled ConfigMap: its
+/// `not_affected` statement suppresses the finding with the justification; a later `affected`
+/// statement in the ConfigMap takes it back; the ConfigMap deleted, the exception says
+/// `Invalid` — with the installed RBAC (ConfigMaps by label), and without a rescan.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the local control plane: make e2e"]
+async fn a_vex_document_in_a_config_map_suppresses_its_statements_until_withdrawn() {
+    const OP_NS: &str = "e2e-exc-vex";
+    let wait = Duration::from_secs(120);
+    let client = client().await;
+    prepare_scan_namespace(&client).await;
+    let digest = digest_for("exceptions-vex");
+    // CVE-2019-18224 (libidn2-0, CRITICAL, fixed) and CVE-2019-18276 (bash, LOW).
+    serve_log(&digest, &fixture(DEBIAN_LOG));
+    let namespaces = TestNamespaces::create(&client, &[OP_NS]).await;
+    let op = Operator::start("exceptions-vex", OP_NS, &[]);
+    apply(
+        &client,
+        Some(OP_NS),
+        json!({
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "app"},
+            "spec": {"containers": [{"name": "app", "image": format!("registry.e2e/exc/vex@{digest}")}]}
+        }),
+    )
+    .await;
+    eventually(wait, "the scan's result", Some(&op), || async {
+        list_cis(&client, OP_NS).await.into_iter().find(scanned)
+    })
+    .await;
+    let jobs = scan_jobs(&client).await.len();
+
+    let not_affected = json!({
+        "vulnerability": {"name": "CVE-2019-18224", "aliases": ["DSA-4613-1"]},
+        "status": "not_affected",
+        "justification": "vulnerable_code_not_present",
+    });
+    let config_map = |document: String| {
+        json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "vex", "labels": {"image-scanner.statnett.no/vex": "true"}},
+            "data": {"app.openvex.json": document},
+        })
+    };
+    apply(
+        &client,
+        Some(OP_NS),
+        config_map(vex_document(&digest, std::slice::from_ref(&not_affected))),
+    )
+    .await;
+    let exceptions: Api<VulnerabilityException> = Api::namespaced(client.clone(), OP_NS);
+    create(
+        &exceptions,
+        json!({
+            "apiVersion": "stas.statnett.no/v1alpha1",
+            "kind": "VulnerabilityException",
+            "metadata": {"name": "vendor-vex"},
+            "spec": {
+                "vex": {"configMapKeyRef": {"name": "vex", "key": "app.openvex.json"}},
+                "description": "the vendor's VEX for the app image",
+            },
+        }),
+    )
+    .await
+    .expect("the exception is accepted");
+    let cis = eventually(wait, "the finding suppressed", Some(&op), || async {
+        list_cis(&client, OP_NS)
+            .await
+            .into_iter()
+            .find(|c| suppressed_total(c) == Some(1))
+    })
+    .await;
+    assert_eq!(severity_counts(&cis).get("CRITICAL"), Some(&0));
+    let status = cis.status.clone().expect("a status");
+    let suppressed = status.suppressed_count.expect("counted");
+    assert_eq!(suppressed.by_reason.get("NotAffected"), Some(&1));
+    if let Some(details) = &status.vulnerabilities {
+        let marked: Vec<_> = details
+            .iter()
+            .filter(|v| v.suppressed_by.is_some())
+            .map(|v| {
+                (
+                    v.vulnerability_id.as_str(),
+                    v.suppressed_justification.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            marked,
+            [("CVE-2019-18224", Some("vulnerable_code_not_present"))]
+        );
+    }
+    eventually(
+        wait,
+        "the exception's status in force",
+        Some(&op),
+        || async {
+            let e = exceptions.get("vendor-vex").await.ok()?;
+            (readiness(e.status.as_ref())? == ("True".into(), "InForce".into(), Some(1)))
+                .then_some(())
+        },
+    )
+    .await;
+
+    // The author learns more: affected after all. The finding is back.
+    let affected = json!({
+        "vulnerability": {"name": "CVE-2019-18224"},
+        "status": "affected",
+        "action_statement": "upgrade libidn2-0",
+        "timestamp": "2026-11-20T00:00:00Z",
+    });
+    apply(
+        &client,
+        Some(OP_NS),
+        config_map(vex_document(&digest, &[not_affected, affected])),
+    )
+    .await;
+    eventually(wait, "the finding back", Some(&op), || async {
+        list_cis(&client, OP_NS).await.into_iter().find(|c| {
+            suppressed_total(c) == Some(0) && severity_counts(c).get("CRITICAL") == Some(&1)
+        })
+    })
+    .await;
+
+    // The ConfigMap withdrawn: the exception cannot be used, and says why.
+    let maps: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client.clone(), OP_NS);
+    maps.delete("vex", &DeleteParams::default())
+        .await
+        .expect("deleted");
+    eventually(wait, "the exception invalid", Some(&op), || async {
+        let e = exceptions.get("vendor-vex").await.ok()?;
+        let status = e.status.as_ref()?;
+        let message = status.conditions.as_ref()?.first()?.message.clone();
+        (readiness(Some(status))? == ("False".into(), "Invalid".into(), Some(0))
+            && message.contains("not found"))
+        .then_some(())
+    })
+    .await;
+    assert_eq!(scan_jobs(&client).await.len(), jobs, "no rescan");
+    let log = std::fs::read_to_string(&op.log).unwrap_or_default();
+    assert!(!log.contains("forbidden"), "the installed RBAC suffices");
+    drop(op);
     namespaces.cleanup().await;
 }

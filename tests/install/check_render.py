@@ -104,6 +104,7 @@ CLUSTER_RULES = {
     ("stas.statnett.no", "containerimagescans/status", "patch", ""),
     ("stas.statnett.no", "clustervulnerabilityexceptions,vulnerabilityexceptions", "list,watch", ""),
     ("stas.statnett.no", "clustervulnerabilityexceptions/status,vulnerabilityexceptions/status", "patch", ""),
+    ("", "configmaps", "list,watch", ""),
     ("events.k8s.io", "events", "create,patch", ""),
     ("apiextensions.k8s.io", "customresourcedefinitions", "get", "containerimagescans.stas.statnett.no"),
 }

@@ -165,13 +165,14 @@ for v in get list watch; do
   can no "$v" secrets -n default
   can no "$v" secrets -n kube-system
 done
-# ConfigMaps: trivy-job-config in the scan namespace only, by name, read only.
+# ConfigMaps: never get (trivy-job-config in the scan namespace only, by name); list and watch
+# everywhere, for the OpenVEX documents exceptions reference — the operator asks only for
+# those labelled image-scanner.statnett.no/vex=true (RBAC cannot narrow by label; docs/install.md).
 can no get configmaps -n kube-system
-for v in get list watch; do
-  can no "$v" configmaps -n "$NS"
-  can no "$v" configmaps/kube-root-ca.crt -n "$NS"
-  can no "$v" configmaps/trivy-job-config -n default
-done
+can no get configmaps -n "$NS"
+can no get configmaps/kube-root-ca.crt -n "$NS"
+can no get configmaps/trivy-job-config -n default
+for v in list watch; do can yes "$v" configmaps -n default; done
 for v in create patch update delete; do can no "$v" configmaps/trivy-job-config -n "$NS"; done
 for ns in "$NS" default; do
   can no create pods -n "$ns"

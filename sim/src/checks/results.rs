@@ -409,6 +409,7 @@ impl Checker {
             .iter()
             .map(|v| Vulnerability {
                 suppressed_by: None,
+                suppressed_justification: None,
                 ..v.clone()
             })
             .collect();

@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 
 use image_scanner_api::{ContainerImageScan, Severity, Vulnerability, VulnerabilitySummary};
-use image_scanner_core::exception::{Exception, ScanSubject};
+use image_scanner_core::exception::{Applicable, Exception, ScanSubject};
 use image_scanner_core::metrics_model::{CisMetricView, render};
 use image_scanner_core::time::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -236,7 +236,11 @@ impl Sim {
             .filter(|e| e.in_force(now) && e.applies_to(&subject))
             .collect();
         let mut all = vulns.to_vec();
-        image_scanner_core::status::suppress(&mut all, &applicable);
+        let applicable = Applicable {
+            scan: subject,
+            exceptions: &applicable,
+        };
+        image_scanner_core::status::suppress(applicable, &mut all);
         let min = c.spec.min_severity.unwrap_or(Severity::Unknown);
         let unfixed_ignored = c.spec.ignore_unfixed == Some(true);
         let shown = |v: &&Vulnerability| {

@@ -162,6 +162,7 @@ mod tests {
                     title: String::new(),
                     primary_url: String::new(),
                     suppressed_by: None,
+                    suppressed_justification: None,
                 })
                 .collect(),
         )

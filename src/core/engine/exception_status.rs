@@ -152,6 +152,11 @@ pub fn desired_status(
 ) -> (Readiness, VulnerabilityExceptionStatus) {
     let (readiness, message, scope) = match &view.compiled {
         Err(invalid) => (Readiness::Invalid, invalid.0.clone(), None),
+        Ok(e) if e.unusable().is_some() => (
+            Readiness::Invalid,
+            e.unusable().unwrap_or_default().to_string(),
+            Some(e.scope()),
+        ),
         Ok(e) if !e.in_force(now) => {
             let at = e.expires.unwrap_or(now).to_k8s().0;
             (
@@ -164,6 +169,10 @@ pub fn desired_status(
             let message = match e.expires {
                 Some(at) => format!("applies until {}", at.to_k8s().0),
                 None => "applies without expiry".to_string(),
+            };
+            let message = match e.vex_summary() {
+                Some(vex) => format!("{message}; {vex}"),
+                None => message,
             };
             (Readiness::InForce, message, Some(e.scope()))
         }

@@ -127,6 +127,7 @@ fn report() -> Vec<u8> {
         title: String::new(),
         primary_url: String::new(),
         suppressed_by: None,
+        suppressed_justification: None,
     }];
     serde_json::to_vec(&vulns).unwrap_or_default()
 }

@@ -206,6 +206,17 @@ impl Engine {
                     self.rewrite_results(&concerns);
                 }
             }
+            Observation::VexMap { stream, event } => {
+                let concerns =
+                    self.exceptions
+                        .observe_vex_map(&mut self.index.relists, stream, event);
+                if !concerns.is_empty() {
+                    self.exception_statuses.stale = true;
+                }
+                for concerns in concerns {
+                    self.rewrite_results(&concerns);
+                }
+            }
             Observation::CachesSynced => {
                 if !self.synced {
                     self.synced = true;

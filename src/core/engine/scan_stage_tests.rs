@@ -350,6 +350,7 @@ fn findings(critical: usize, low: usize) -> Vec<Vulnerability> {
         title: format!("a title long enough to weigh something in the details, number {i}"),
         primary_url: format!("https://avd.aquasec.com/nvd/cve-2026-{i:05}"),
         suppressed_by: None,
+        suppressed_justification: None,
     };
     (0..critical)
         .map(|i| vuln(i, Severity::Critical))
@@ -2248,4 +2249,154 @@ fn a_status_answer_after_the_delete_of_its_cis_does_not_bring_it_back() {
             .collect::<Vec<_>>(),
         ["a"]
     );
+}
+
+/// An OpenVEX document for `docker.io/library/nginx` at [`D1`] with `statements` (JSON
+/// objects without `products`, which this adds).
+fn vex_for_a(statements: &[serde_json::Value]) -> String {
+    let product = format!(
+        "pkg:oci/nginx@{}?repository_url=index.docker.io/library/nginx",
+        D1.replace(':', "%3A")
+    );
+    let statements: Vec<serde_json::Value> = statements
+        .iter()
+        .map(|s| {
+            let mut s = s.clone();
+            s["products"] = json!([{"@id": product}]);
+            s
+        })
+        .collect();
+    json!({
+        "@context": "https://openvex.dev/ns/v0.2.0",
+        "@id": "https://example.com/vex/nginx",
+        "author": "platform team",
+        "timestamp": "2026-11-01T00:00:00Z",
+        "version": 1,
+        "statements": statements,
+    })
+    .to_string()
+}
+
+/// An exception reading its OpenVEX document from a ConfigMap: the document's `not_affected`
+/// statement for the scanned image suppresses exactly its finding, with the justification;
+/// a later `affected` statement takes it back; the ConfigMap gone, nothing is suppressed and
+/// the exception says why. All without a rescan.
+#[test]
+fn a_vex_document_in_a_config_map_suppresses_what_it_states_until_it_changes() {
+    use crate::exception::ExceptionKey;
+    use crate::test_kit::{exception, vex_map};
+    let mut api = scanned_with_details_in_the_status();
+    let jobs = api.jobs_created();
+    let key = ExceptionKey::Namespaced {
+        namespace: "ns".into(),
+        name: "vendor-vex".into(),
+    };
+    let spec = json!({
+        "vex": {"configMapKeyRef": {"name": "vex", "key": "nginx.openvex.json"}},
+        "description": "the vendor's VEX for nginx",
+    });
+    observe_exception(
+        &mut api,
+        WatchEvent::Apply(exception(Some("ns"), "vendor-vex", "uid-v", 1, spec)),
+    );
+    assert!(api.run().is_empty());
+    let soon = api.now.plus(Duration::from_secs(10));
+    settle(&mut api, soon);
+    assert_eq!(
+        suppression_of_a(&api),
+        (Some(3), None, 0),
+        "no document yet"
+    );
+    let (ready, reason, _) = exception_status_of(&api, &key).expect("a status");
+    assert_eq!((ready.as_str(), reason.as_str()), ("False", "Invalid"));
+
+    // The document arrives: CVE-2026-00000 not affected here; CVE-2026-00001 only elsewhere.
+    let not_affected = json!({
+        "vulnerability": {"name": "CVE-2026-00000"},
+        "status": "not_affected",
+        "justification": "vulnerable_code_not_in_execute_path",
+    });
+    let mut document = vex_for_a(std::slice::from_ref(&not_affected));
+    let other_digest = document.replace(&D1.replace(':', "%3A"), &D2.replace(':', "%3A"));
+    let other = other_digest.replace("CVE-2026-00000", "CVE-2026-00001");
+    let put = |api: &mut Api, documents: &[(&str, &str)]| {
+        api.server
+            .put_vex_map(vex_map("ns", "vex", "uid-cm", documents));
+        api.deliver();
+        assert!(api.run().is_empty());
+    };
+    put(
+        &mut api,
+        &[("nginx.openvex.json", &document), ("other.json", &other)],
+    );
+    assert_eq!(suppression_of_a(&api), (Some(2), Some(1), 1));
+    let stored = stored_status(&api, "a");
+    let marked: Vec<(&str, Option<&str>, Option<&str>)> = stored
+        .vulnerabilities
+        .iter()
+        .flatten()
+        .filter(|v| v.suppressed_by.is_some())
+        .map(|v| {
+            (
+                v.vulnerability_id.as_str(),
+                v.suppressed_by.as_deref(),
+                v.suppressed_justification.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        marked,
+        [(
+            "CVE-2026-00000",
+            Some("ns/vendor-vex"),
+            Some("vulnerable_code_not_in_execute_path")
+        )]
+    );
+    let by_reason = stored.suppressed_count.map(|c| c.by_reason);
+    assert_eq!(
+        by_reason,
+        Some(BTreeMap::from([("NotAffected".to_string(), 1)]))
+    );
+    let soon = api.now.plus(Duration::from_secs(10));
+    settle(&mut api, soon);
+    let (ready, reason, covered) = exception_status_of(&api, &key).expect("a status");
+    assert_eq!(
+        (ready.as_str(), reason.as_str(), covered),
+        ("True", "InForce", Some(1))
+    );
+
+    // The same documents again (a relist, a label change): nothing is written.
+    let writes = api.status_requests().len();
+    put(
+        &mut api,
+        &[("nginx.openvex.json", &document), ("other.json", &other)],
+    );
+    assert_eq!(api.status_requests().len(), writes);
+
+    // A later statement: affected after all. The finding is back.
+    document = vex_for_a(&[
+        not_affected,
+        json!({
+            "vulnerability": {"name": "CVE-2026-00000"},
+            "status": "affected",
+            "action_statement": "upgrade to 1.0.1",
+            "timestamp": "2026-11-20T00:00:00Z",
+        }),
+    ]);
+    put(&mut api, &[("nginx.openvex.json", &document)]);
+    assert_eq!(suppression_of_a(&api), (Some(3), Some(0), 0));
+
+    // The ConfigMap deleted: the exception covers nothing and says why.
+    api.server.delete_vex_map("ns", "vex");
+    api.deliver();
+    assert!(api.run().is_empty());
+    assert_eq!(suppression_of_a(&api), (Some(3), None, 0));
+    let soon = api.now.plus(Duration::from_secs(10));
+    settle(&mut api, soon);
+    let (ready, reason, covered) = exception_status_of(&api, &key).expect("a status");
+    assert_eq!(
+        (ready.as_str(), reason.as_str(), covered),
+        ("False", "Invalid", Some(0))
+    );
+    assert_eq!(api.jobs_created(), jobs, "no rescan");
 }

@@ -11,7 +11,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::exception::ExceptionKey;
 use crate::port::{
-    CisView, ExceptionView, JobView, PodView, ScanPodView, StreamId, WatchEvent, WorkloadView,
+    CisView, ExceptionView, JobView, PodView, ScanPodView, StreamId, VexMapView, WatchEvent,
+    WorkloadView,
 };
 
 /// An observed object with the watch stream that delivered it and the relist epoch it was last
@@ -40,6 +41,8 @@ pub enum ObjectKind {
     ScanPod,
     /// Vulnerability exceptions.
     Exception,
+    /// ConfigMaps holding VEX documents.
+    VexMap,
 }
 
 /// The identity and version of a watched object.
@@ -68,7 +71,7 @@ macro_rules! versioned {
     )*};
 }
 
-versioned!(PodView, CisView, JobView, ScanPodView);
+versioned!(PodView, CisView, JobView, ScanPodView, VexMapView);
 
 /// A cluster-scoped exception has no namespace (`""`).
 impl Versioned for ExceptionView {

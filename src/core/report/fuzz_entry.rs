@@ -43,7 +43,7 @@ pub fn scan_report(data: &[u8]) -> Result<(), String> {
         generation: Some(1),
         now: jiff::Timestamp::UNIX_EPOCH,
         details: DetailsMode::Budget(FUZZ_DETAILS_BUDGET),
-        exceptions: &[],
+        exceptions: crate::exception::Applicable::NONE,
     };
     let status = success_status(report.vulnerabilities, &params);
     let details = status.vulnerabilities.unwrap_or_default();

@@ -148,6 +148,7 @@ impl From<Match> for Vulnerability {
             title: String::new(),
             primary_url,
             suppressed_by: None,
+            suppressed_justification: None,
         }
     }
 }

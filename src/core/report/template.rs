@@ -90,6 +90,7 @@ impl From<Entry> for Vulnerability {
             title: e.title.unwrap_or_default(),
             primary_url: e.primary_url.unwrap_or_default(),
             suppressed_by: None,
+            suppressed_justification: None,
         }
     }
 }
@@ -116,6 +117,7 @@ mod tests {
                 fixed_version: ">=1.1".into(),
                 title: "t".into(),
                 suppressed_by: None,
+                suppressed_justification: None,
                 primary_url: "u".into(),
             }]
         );

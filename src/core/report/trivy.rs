@@ -158,6 +158,7 @@ impl From<TrivyVulnerability> for Vulnerability {
             title: t.title.unwrap_or_default(),
             primary_url: t.primary_url.unwrap_or_default(),
             suppressed_by: None,
+            suppressed_justification: None,
         }
     }
 }

@@ -31,7 +31,7 @@ use crate::exception::ExceptionKey;
 use crate::port::{
     Action, ApiError, ApiErrorKind, CisStatusView, CisView, Command, EventNote, EventRegarding,
     ExceptionView, JobFinish, JobView, Observation, Outcome, PodView, ScanPodView, StreamId,
-    WatchEvent,
+    VexMapView, WatchEvent,
 };
 use crate::time::Timestamp;
 
@@ -43,6 +43,8 @@ pub const CIS_STREAM: StreamId = StreamId(2);
 pub const JOB_STREAM: StreamId = StreamId(10);
 pub const SCAN_POD_STREAM: StreamId = StreamId(11);
 pub const EXCEPTION_STREAM: StreamId = StreamId(40);
+/// The stream VEX ConfigMap events arrive on.
+pub const VEX_MAP_STREAM: StreamId = StreamId(41);
 
 /// Rounds of `poll` after which [`FakeApi::run`] calls the engine's work a hot loop.
 const MAX_ROUNDS: usize = 500;
@@ -96,6 +98,8 @@ pub struct FakeApi {
     pub events: Vec<RecordedEvent>,
     /// Vulnerability exceptions (both kinds), status included.
     pub exceptions: BTreeMap<ExceptionKey, ExceptionView>,
+    /// ConfigMaps labelled for VEX documents, by namespace and name.
+    pub vex_maps: BTreeMap<(String, String), VexMapView>,
     /// Every request received, in order, answered or not.
     pub requests: Vec<Action>,
     /// Every Job created, as stored.
@@ -121,6 +125,7 @@ impl FakeApi {
             logs: BTreeMap::new(),
             events: Vec::new(),
             exceptions: BTreeMap::new(),
+            vex_maps: BTreeMap::new(),
             requests: Vec::new(),
             created_jobs: Vec::new(),
             succeeded: BTreeMap::new(),
@@ -208,6 +213,12 @@ impl FakeApi {
         list(listing(self.exceptions.values(), |event| {
             Observation::Exception {
                 stream: EXCEPTION_STREAM,
+                event,
+            }
+        }));
+        list(listing(self.vex_maps.values(), |event| {
+            Observation::VexMap {
+                stream: VEX_MAP_STREAM,
                 event,
             }
         }));
@@ -495,6 +506,31 @@ impl FakeApi {
         }
     }
 
+    /// A VEX ConfigMap is created or changed: stored with a new resourceVersion, and its
+    /// watch event.
+    pub fn put_vex_map(&mut self, mut view: VexMapView) {
+        view.resource_version = self.next_rv();
+        self.vex_maps
+            .insert((view.namespace.clone(), view.name.clone()), view.clone());
+        self.watch.push_back(Observation::VexMap {
+            stream: VEX_MAP_STREAM,
+            event: WatchEvent::Apply(view),
+        });
+    }
+
+    /// A VEX ConfigMap is deleted.
+    pub fn delete_vex_map(&mut self, namespace: &str, name: &str) {
+        if let Some(view) = self
+            .vex_maps
+            .remove(&(namespace.to_string(), name.to_string()))
+        {
+            self.watch.push_back(Observation::VexMap {
+                stream: VEX_MAP_STREAM,
+                event: WatchEvent::Delete(view),
+            });
+        }
+    }
+
     fn changed_cis(&mut self, k: &Key) {
         let view = self.cis[k].view.clone();
         self.watch.push_back(Observation::Cis {
@@ -686,6 +722,7 @@ mod tests {
                     title: String::new(),
                     primary_url: String::new(),
                     suppressed_by: None,
+                    suppressed_justification: None,
                 }]
             }),
             ..Default::default()

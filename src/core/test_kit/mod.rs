@@ -104,3 +104,28 @@ pub fn exception(
     };
     view.expect("a valid exception")
 }
+
+/// A ConfigMap labelled for VEX documents with `data`, as the shell's conversion makes it.
+pub fn vex_map(
+    namespace: &str,
+    name: &str,
+    uid: &str,
+    data: &[(&str, &str)],
+) -> crate::port::VexMapView {
+    let object = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "uid": uid,
+            "resourceVersion": "1",
+            "labels": {crate::exception::VEX_CONFIG_MAP_LABEL: "true"},
+        },
+        "data": data.iter().map(|(k, v)| (k.to_string(), serde_json::Value::from(*v))).collect::<serde_json::Map<_, _>>(),
+    });
+    serde_json::from_value(object)
+        .ok()
+        .and_then(|m| crate::convert::vex_map_view(&m))
+        .expect("a valid ConfigMap")
+}
