@@ -118,7 +118,89 @@ fn spec(
         // operator must refuse it and cover nothing.
         spec["images"] = json!([{}]);
     }
+    if r.chance(0.3)
+        && let Some(document) = vex_document(r, scanner)
+        && let Some(spec) = spec.as_object_mut()
+    {
+        // The same exception by an inline OpenVEX document instead of IDs.
+        spec.remove("vulnerabilities");
+        spec.remove("reason");
+        spec.insert("vex".to_string(), json!({"inline": document}));
+    }
     spec
+}
+
+const JUSTIFICATIONS: [&str; 5] = [
+    "component_not_present",
+    "vulnerable_code_not_present",
+    "vulnerable_code_not_in_execute_path",
+    "vulnerable_code_cannot_be_controlled_by_adversary",
+    "inline_mitigations_already_exist",
+];
+
+/// An OpenVEX document over 1–3 images of the catalog: for 1–3 of each image's findings a
+/// `not_affected` or `fixed` statement, some narrowed to the finding's package, some taken
+/// back by a later `affected` one. `None` when the images drawn have no findings.
+fn vex_document(r: &mut Rng, scanner: &Scanner) -> Option<String> {
+    if scanner.images.is_empty() {
+        return None;
+    }
+    let mut statements = Vec::new();
+    for _ in 0..r.between(1, 3) {
+        let image = &scanner.images[r.index(scanner.images.len())];
+        let Some(truth) = scanner.truth.get(&image.digest) else {
+            continue;
+        };
+        if truth.vulns.is_empty() {
+            continue;
+        }
+        let name = image.repo.rsplit('/').next().unwrap_or_default();
+        let purl = format!(
+            "pkg:oci/{name}@{}?repository_url={}",
+            image.digest.replace(':', "%3A"),
+            image.repo
+        );
+        for _ in 0..r.between(1, 3) {
+            let v = &truth.vulns[r.index(truth.vulns.len())];
+            let mut product = json!({"@id": purl});
+            if r.chance(0.3) && !v.pkg_name.contains([':', '/']) {
+                product["subcomponents"] =
+                    json!([{"@id": format!("pkg:generic/{}@{}", v.pkg_name, v.installed_version)}]);
+            }
+            let mut statement = json!({
+                "vulnerability": {"name": v.vulnerability_id},
+                "products": [product],
+                "timestamp": "2026-01-01T00:00:00Z",
+            });
+            if r.chance(0.7) {
+                statement["status"] = json!("not_affected");
+                statement["justification"] = json!(JUSTIFICATIONS[r.index(JUSTIFICATIONS.len())]);
+            } else {
+                statement["status"] = json!("fixed");
+            }
+            let taken_back = r.chance(0.15);
+            statements.push(statement.clone());
+            if taken_back {
+                statement["status"] = json!("affected");
+                statement["timestamp"] = json!("2026-02-01T00:00:00Z");
+                if let Some(s) = statement.as_object_mut() {
+                    s.remove("justification");
+                }
+                statements.push(statement);
+            }
+        }
+    }
+    (!statements.is_empty()).then(|| {
+        json!({
+            "@context": "https://openvex.dev/ns/v0.2.0",
+            "@id": "https://simulation.example/vex",
+            "author": "the simulation",
+            "timestamp": "2026-01-01T00:00:00Z",
+            "version": 1,
+            "statements": statements,
+        })
+        .to_string()
+    })
 }
 
 /// The exception `key` with `spec`, as the shell's conversion makes it.

@@ -82,13 +82,14 @@ fn main() -> ExitCode {
                     let failed = !report.violations.is_empty();
                     if verbose || failed {
                         eprintln!(
-                            "seed {seed}: {} events={} violations={} max_job_creates={} exception_ops={} suppressed_marks={} exception_status_writes={}",
+                            "seed {seed}: {} events={} violations={} max_job_creates={} exception_ops={} suppressed_marks={} vex_marks={} exception_status_writes={}",
                             report.options,
                             report.events,
                             report.violations.len(),
                             report.stats.max_job_creates,
                             report.stats.exception_ops,
                             report.stats.suppressed_marks,
+                            report.stats.vex_marks,
                             report.stats.exception_status_writes
                         );
                     }

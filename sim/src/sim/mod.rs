@@ -59,6 +59,8 @@ pub struct Stats {
     pub exception_ops: u64,
     /// Findings marked as suppressed in the accepted status writes.
     pub suppressed_marks: u64,
+    /// Of those, the marks by a VEX statement (with its justification).
+    pub vex_marks: u64,
     /// Exception status writes accepted.
     pub exception_status_writes: u64,
 }

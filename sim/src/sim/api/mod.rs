@@ -340,6 +340,9 @@ impl Sim {
                 self.stats.suppressed_marks += (new.vulnerabilities.iter().flatten())
                     .filter(|v| v.suppressed_by.is_some())
                     .count() as u64;
+                self.stats.vex_marks += (new.vulnerabilities.iter().flatten())
+                    .filter(|v| v.suppressed_justification.is_some())
+                    .count() as u64;
                 let c = self.cluster.cis.get_mut(&key);
                 let changed = if let Some(c) = c {
                     if !orphan {
