@@ -8,6 +8,7 @@ use image_scanner_core::exception::ExceptionKey;
 use image_scanner_core::port::ExceptionView;
 use image_scanner_core::test_kit::exception;
 use image_scanner_core::time::Timestamp;
+use image_scanner_core::vex::JUSTIFICATIONS;
 use serde_json::json;
 
 use crate::rng::{Draw, Rng};
@@ -129,14 +130,6 @@ fn spec(
     }
     spec
 }
-
-const JUSTIFICATIONS: [&str; 5] = [
-    "component_not_present",
-    "vulnerable_code_not_present",
-    "vulnerable_code_not_in_execute_path",
-    "vulnerable_code_cannot_be_controlled_by_adversary",
-    "inline_mitigations_already_exist",
-];
 
 /// An OpenVEX document over 1–3 images of the catalog: for 1–3 of each image's findings a
 /// `not_affected` or `fixed` statement, some narrowed to the finding's package, some taken

@@ -78,7 +78,7 @@ const MAX_ERROR_BYTES: usize = 300;
 const ECHO_MAX_CHARS: usize = 60;
 const CONTEXT_PREFIX: &str = "https://openvex.dev/ns";
 /// The spec's closed list for `not_affected`.
-const JUSTIFICATIONS: [&str; 5] = [
+pub const JUSTIFICATIONS: [&str; 5] = [
     "component_not_present",
     "vulnerable_code_not_present",
     "vulnerable_code_not_in_execute_path",
