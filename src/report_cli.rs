@@ -136,6 +136,7 @@ pub fn run(
         now: jiff::Timestamp::UNIX_EPOCH,
         details: args.max_bytes.map_or(DetailsMode::All, DetailsMode::Budget),
         exceptions: crate::core::exception::Applicable::NONE,
+        notice: None,
     };
     let status = success_status(report.vulnerabilities, &params);
     let fragment = StatusFragment {

@@ -82,7 +82,7 @@ fn main() -> ExitCode {
                     let failed = !report.violations.is_empty();
                     if verbose || failed {
                         eprintln!(
-                            "seed {seed}: {} events={} violations={} max_job_creates={} exception_ops={} suppressed_marks={} vex_marks={} exception_status_writes={}",
+                            "seed {seed}: {} events={} violations={} max_job_creates={} exception_ops={} suppressed_marks={} vex_marks={} exception_status_writes={} notice_events={}",
                             report.options,
                             report.events,
                             report.violations.len(),
@@ -90,7 +90,8 @@ fn main() -> ExitCode {
                             report.stats.exception_ops,
                             report.stats.suppressed_marks,
                             report.stats.vex_marks,
-                            report.stats.exception_status_writes
+                            report.stats.exception_status_writes,
+                            report.stats.notice_events
                         );
                     }
                     if failed {

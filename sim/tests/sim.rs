@@ -254,6 +254,20 @@ fn regression_harvest_skips_a_foreign_newest_job_without_taking_an_older_one() {
     assert_clean(pinned(2579, "seed"));
 }
 
+/// Change notices (issue 21): with a window of one command a workload's two Events never fitted
+/// at once, so it was never told (seed 64, L1); a status that had to shrink kept its finding
+/// records whole and was refused as too large for ever (seed 59, L1); a told record whose write
+/// met a conflict was dropped and told again in the quiet window, and a CIS in a namespace no
+/// longer scanned was told (seed 841, L2). Fixed: Events issued as the window allows, records
+/// cut with the halved budget, a told record kept until the view shows it, excluded namespaces
+/// left alone.
+#[test]
+fn regression_notices_small_window_large_records_refused_record() {
+    assert_clean(pinned(64, "seed"));
+    assert_clean(pinned(59, "seed"));
+    assert_clean(pinned(841, "seed"));
+}
+
 /// The watch delivered a CIS's Delete before the answer to a status write on it; the answer
 /// put the deleted CIS back into the index, where no event removed it (S8). Fixed: a status
 /// write's answer only updates the CIS held under that UID.

@@ -146,6 +146,42 @@ pub struct ContainerImageScanStatus {
     /// `--details-total-bytes`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub details_bytes: Option<i64>,
+    /// Extension: the IDs of the findings of the result shown at or above the notice threshold
+    /// (`--notice-min-severity`), not suppressed. What the next result is compared with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notable_findings: Option<FindingRecord>,
+    /// Extension: the record the workload's owners were last told of (by Events). It differs
+    /// from `notableFindings` while a change waits to be announced, so an announcement that
+    /// has not happened yet survives an operator restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub announced_findings: Option<FindingRecord>,
+}
+
+/// Extension: a compact record of a result's findings at or above a severity, by ID: what
+/// change announcements compare. Replaced whole on every write.
+#[derive(
+    Serialize, Deserialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, JsonSchema, Default,
+)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-map-type" = "atomic"))]
+pub struct FindingRecord {
+    /// The lowest severity recorded.
+    pub min_severity: Severity,
+    /// Vulnerability IDs by severity (`CRITICAL` … `UNKNOWN`, only those with any), each list
+    /// sorted; an ID found with several severities is recorded at the highest.
+    #[schemars(extend("x-kubernetes-map-type" = "atomic"))]
+    pub ids: BTreeMap<String, Vec<String>>,
+    /// The recorded IDs that have a fixed version (in any package), sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fixable: Vec<String>,
+    /// IDs left out to keep the record small (the least severe first); the severity cut
+    /// there is not compared.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub left_out: i32,
+}
+
+fn is_zero(n: &i32) -> bool {
+    *n == 0
 }
 
 /// Extension: findings covered by vulnerability exceptions.

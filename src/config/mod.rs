@@ -16,6 +16,8 @@ use clap::{Args, Parser, Subcommand};
 use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration};
 use regex::Regex;
 
+use crate::crd::Severity;
+
 pub use crate::core::scan_job::{TrivyBinary, TrivyCommand};
 pub use duration::{DurationError, format_go_duration, parse_go_duration};
 pub use gates::{FeatureGates, GateSetting};
@@ -234,6 +236,34 @@ pub struct OperatorArgs {
         value_name = "BYTES"
     )]
     pub details_total_bytes: String,
+    /// Findings from this severity up (UNKNOWN, LOW, MEDIUM, HIGH, CRITICAL) are recorded per
+    /// result, and what a new result changes (new, fixable, resolved; a scan that starts
+    /// failing) is told by Events on the workload and the CIS; `none` turns both off.
+    #[arg(
+        long,
+        env = "NOTICE_MIN_SEVERITY",
+        default_value = "HIGH",
+        value_name = "SEVERITY"
+    )]
+    pub notice_min_severity: String,
+    /// A workload is told of changes at most once per this long (Go duration); changes in
+    /// between are told together.
+    #[arg(
+        long,
+        env = "NOTICE_COOLDOWN",
+        default_value = "10m",
+        value_name = "DURATION"
+    )]
+    pub notice_cooldown: String,
+    /// At least this long between two workloads' change Events, cluster-wide (Go duration): a
+    /// vulnerability database update that changes many images is told at this pace.
+    #[arg(
+        long,
+        env = "NOTICE_SPACING",
+        default_value = "2s",
+        value_name = "DURATION"
+    )]
+    pub notice_spacing: String,
     /// Maximum bytes read from a scan pod's log; larger logs fail the scan with a clear message.
     #[arg(
         long,
@@ -419,6 +449,12 @@ pub struct OperatorConfig {
     pub status_details_max_bytes: usize,
     /// Byte budget of the details of all CIS and Reports together; 0: none.
     pub details_total_bytes: usize,
+    /// Threshold of change notices; `None`: off.
+    pub notice_min_severity: Option<Severity>,
+    /// Per-workload cooldown of change notices.
+    pub notice_cooldown: Duration,
+    /// Cluster-wide spacing of change notices.
+    pub notice_spacing: Duration,
     /// Cap on bytes read from one scan log.
     pub scan_log_max_bytes: usize,
     /// Budget of the parsed-report cache.

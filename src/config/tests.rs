@@ -120,6 +120,16 @@ fn defaults_validate_to_upstream_values() {
     );
     assert_eq!(c.scan_log_max_bytes, 64 * 1024 * 1024);
     assert_eq!(c.report_cache_max_bytes, 4 * 1024 * 1024);
+    let engine = crate::core::engine::EngineConfig::default();
+    assert_eq!(
+        (c.notice_min_severity, c.notice_cooldown, c.notice_spacing),
+        (
+            engine.notice_min_severity,
+            engine.notice_cooldown,
+            engine.notice_spacing
+        ),
+        "the notice flags' defaults are the engine's"
+    );
     assert!(c.scan_job_resources.is_none());
     assert!(c.scan_job_tolerations.is_empty());
     assert!(c.scan_job_priority_class_name.is_none());
@@ -289,6 +299,19 @@ fn ttl_must_be_positive() {
 }
 
 #[test]
+fn notices_take_a_severity_in_any_case_or_none() {
+    for (value, expected) in [
+        ("critical", Some(crate::crd::Severity::Critical)),
+        ("LOW", Some(crate::crd::Severity::Low)),
+        ("none", None),
+    ] {
+        let arg = format!("--notice-min-severity={value}");
+        let c = parse(&["--scan-job-namespace=x", &arg]).expect("valid");
+        assert_eq!(c.notice_min_severity, expected, "{value}");
+    }
+}
+
+#[test]
 fn other_bad_values_name_their_flag() {
     let cases: &[(&str, &str)] = &[
         ("--scan-interval=12", "SCAN_INTERVAL"),
@@ -324,6 +347,9 @@ fn other_bad_values_name_their_flag() {
         ("--log-format=xml", "LOG_FORMAT"),
         ("--log-level=loud[", "LOG_LEVEL"),
         ("--pod-settle-timeout=soon", "POD_SETTLE_TIMEOUT"),
+        ("--notice-min-severity=SEVERE", "NOTICE_MIN_SEVERITY"),
+        ("--notice-cooldown=10", "NOTICE_COOLDOWN"),
+        ("--notice-spacing=-2s", "NOTICE_SPACING"),
     ];
     for (arg, env) in cases {
         let e = error_of(&["--scan-job-namespace=x", arg]);

@@ -87,6 +87,25 @@ fn parse_duration_flag(
     parse_go_duration(value).map_err(|e| ConfigError::new(flag, env, e.to_string()))
 }
 
+/// `--notice-min-severity`: a severity name (any case), or `none` (off).
+fn parse_notice_severity(value: &str) -> Result<Option<Severity>, ConfigError> {
+    let value = value.trim();
+    if value.eq_ignore_ascii_case("none") {
+        return Ok(None);
+    }
+    Severity::ALL
+        .into_iter()
+        .find(|s| s.as_str().eq_ignore_ascii_case(value))
+        .map(Some)
+        .ok_or_else(|| {
+            ConfigError::new(
+                "notice-min-severity",
+                "NOTICE_MIN_SEVERITY",
+                format!("{value:?} is not UNKNOWN, LOW, MEDIUM, HIGH, CRITICAL or none"),
+            )
+        })
+}
+
 fn parse_group_resources(value: &str) -> Result<Vec<GroupResource>, ConfigError> {
     let mut out = Vec::new();
     for entry in parse_list(value) {
@@ -302,6 +321,17 @@ impl OperatorArgs {
                 &self.details_total_bytes,
                 "details-total-bytes",
                 "DETAILS_TOTAL_BYTES",
+            )?,
+            notice_min_severity: parse_notice_severity(&self.notice_min_severity)?,
+            notice_cooldown: parse_duration_flag(
+                &self.notice_cooldown,
+                "notice-cooldown",
+                "NOTICE_COOLDOWN",
+            )?,
+            notice_spacing: parse_duration_flag(
+                &self.notice_spacing,
+                "notice-spacing",
+                "NOTICE_SPACING",
             )?,
             scan_log_max_bytes,
             report_cache_max_bytes,

@@ -8,8 +8,11 @@ use super::status::{
     scan_error, scan_job_created,
 };
 use super::time::Timestamp;
-use crate::crd::{ContainerImageScanStatus, VulnerabilitiesTruncated, Vulnerability};
+use crate::crd::{
+    ContainerImageScanStatus, FindingRecord, VulnerabilitiesTruncated, Vulnerability,
+};
 use crate::exception::{Applicable, Exception, ScanSubject};
+use crate::finding_record::{MAX_RECORD_IDS, RecordSpec};
 
 pub use super::status::{
     REASON_DECODE_ERROR, REASON_ERROR, REASON_NO_REGISTRY_DIGEST, REASON_PULL_UNAUTHORIZED,
@@ -36,7 +39,56 @@ fn base(cis: &CisView) -> ContainerImageScanStatus {
         details_bytes: None,
         suppressed_count: s.suppressed.as_deref().cloned(),
         exceptions_fingerprint: s.exceptions_fingerprint.clone(),
+        notable_findings: s.notable.as_deref().cloned(),
+        announced_findings: s.announced.as_deref().cloned(),
     }
+}
+
+/// What a status write that keeps the stored result sends (`keep_details`: Job announcements,
+/// failures, records of what was told): the fields such writes change, nothing else. The
+/// field manager of those writes then never owns the result's fields (summary, suppressed
+/// counts, exceptions fingerprint, finding record): a field two managers own survives a write
+/// of one of them that leaves it out, so a result that loses its `suppressedCount` (the
+/// exception went) would keep it, and its stale fingerprint would be rewritten forever.
+pub fn keep_details_fields(status: &mut ContainerImageScanStatus) {
+    let ContainerImageScanStatus {
+        observed_generation: _,
+        last_scan_job_uid: _,
+        last_scan_time: _,
+        conditions: _,
+        announced_findings: _,
+        last_successful_scan_time,
+        vulnerabilities,
+        vulnerability_summary,
+        vulnerabilities_truncated,
+        suppressed_count,
+        exceptions_fingerprint,
+        details_bytes,
+        notable_findings,
+    } = status;
+    *last_successful_scan_time = None;
+    *vulnerabilities = None;
+    *vulnerability_summary = None;
+    *vulnerabilities_truncated = None;
+    *suppressed_count = None;
+    *exceptions_fingerprint = None;
+    *details_bytes = None;
+    *notable_findings = None;
+}
+
+/// The stored status after a write that keeps the stored result: `sent` (cut to
+/// [`keep_details_fields`]) over `stored`.
+pub fn after_keep_details_write(
+    stored: Option<&ContainerImageScanStatus>,
+    sent: ContainerImageScanStatus,
+) -> ContainerImageScanStatus {
+    let mut status = stored.cloned().unwrap_or_default();
+    status.observed_generation = sent.observed_generation;
+    status.last_scan_job_uid = sent.last_scan_job_uid;
+    status.last_scan_time = sent.last_scan_time;
+    status.conditions = sent.conditions;
+    status.announced_findings = sent.announced_findings;
+    status
 }
 
 /// `Reconciling/ScanJobCreated` on top of the current status (spec §7.2 step 6).
@@ -56,7 +108,9 @@ pub fn scan_job_created_status(
 
 /// The status after a successful scan, filtered by the CIS's own `ignoreUnfixed` and
 /// `minSeverity`, findings covered by `exceptions` (those that apply to it now) marked and
-/// counted apart, with details fitted to `budget` bytes (or left out).
+/// counted apart, with details fitted to `budget` bytes (or left out), and the record of its
+/// findings as `notice` says (see [`announced_after`]).
+#[allow(clippy::too_many_arguments)]
 pub fn success_status(
     cis: &CisView,
     vulnerabilities: &[Vulnerability],
@@ -65,6 +119,7 @@ pub fn success_status(
     at: Timestamp,
     budget: usize,
     write_details: bool,
+    notice: Option<RecordSpec>,
 ) -> ContainerImageScanStatus {
     let params = SuccessParams {
         filter: ScanFilter::from_spec(&cis.spec),
@@ -80,8 +135,42 @@ pub fn success_status(
             scan: ScanSubject::of(&cis.namespace, &cis.spec, &cis.labels),
             exceptions,
         },
+        notice,
     };
-    status::success_status(vulnerabilities.to_vec(), &params)
+    let mut status = status::success_status(vulnerabilities.to_vec(), &params);
+    let max_ids = notice.map_or(MAX_RECORD_IDS, |n| n.max_ids);
+    status.announced_findings = announced_after(cis, status.notable_findings.as_ref())
+        .map(|a| crate::finding_record::truncated(&a, max_ids));
+    status
+}
+
+/// What a new result's status records as announced: the record the owners were told of stays
+/// while the new one can be compared with it (so a change waits to be announced, and a change
+/// that is undone before it was announced is none); a first result, a record of another
+/// threshold, or a status from before records existed starts from the new record — the
+/// baseline, announced by nobody.
+pub fn announced_after(cis: &CisView, notable: Option<&FindingRecord>) -> Option<FindingRecord> {
+    let notable = notable?;
+    let told = cis
+        .status
+        .announced
+        .as_deref()
+        .or(cis.status.notable.as_deref());
+    match told {
+        Some(told) if told.min_severity == notable.min_severity => Some(told.clone()),
+        _ => Some(notable.clone()),
+    }
+}
+
+/// The status once the change from `announced` to the record shown has been told: the same
+/// status, with `announced` as the record the owners were told of.
+pub fn announced_status(cis: &CisView, announced: &FindingRecord) -> ContainerImageScanStatus {
+    let mut status = base(cis);
+    // Announcing is not showing a result: a spec change not yet shown stays unshown.
+    status.observed_generation = cis.status.observed_generation;
+    status.conditions = Some(cis.status.conditions.clone());
+    status.announced_findings = Some(announced.clone());
+    status
 }
 
 /// The OpenReports Report of a successful scan for this CIS: the same filtered, marked, sorted

@@ -14,7 +14,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
 use crate::crd::exception::VulnerabilityExceptionStatus;
 use crate::crd::{
-    ContainerImageScanSpec, ContainerImageScanStatus, SuppressedCount, VulnerabilitySummary,
+    ContainerImageScanSpec, ContainerImageScanStatus, FindingRecord, SuppressedCount,
+    VulnerabilitySummary,
 };
 
 use super::exception::{Exception, ExceptionKey, InvalidException};
@@ -209,6 +210,10 @@ pub struct CisStatusView {
     pub suppressed: Option<Arc<SuppressedCount>>,
     /// `status.exceptionsFingerprint`: which exceptions the status was written with.
     pub exceptions_fingerprint: Option<String>,
+    /// `status.notableFindings` (shared: the engine interns equal records).
+    pub notable: Option<Arc<FindingRecord>>,
+    /// `status.announcedFindings`: the same allocation as `notable` when they are equal.
+    pub announced: Option<Arc<FindingRecord>>,
 }
 
 impl CisStatusView {
@@ -218,6 +223,7 @@ impl CisStatusView {
         let Some(s) = status else {
             return CisStatusView::default();
         };
+        let notable = s.notable_findings.clone().map(Arc::new);
         CisStatusView {
             observed_generation: s.observed_generation,
             last_scan_job_uid: s.last_scan_job_uid.clone(),
@@ -231,6 +237,11 @@ impl CisStatusView {
             details_bytes: details_bytes(s),
             suppressed: s.suppressed_count.clone().map(Arc::new),
             exceptions_fingerprint: s.exceptions_fingerprint.clone(),
+            notable: notable.clone(),
+            announced: match (&s.announced_findings, notable) {
+                (Some(a), Some(n)) if a == &*n => Some(n),
+                (a, _) => a.clone().map(Arc::new),
+            },
         }
     }
 }
@@ -250,6 +261,8 @@ fn without_details(status: &ContainerImageScanStatus) -> ContainerImageScanStatu
         details_bytes,
         suppressed_count,
         exceptions_fingerprint,
+        notable_findings,
+        announced_findings,
     } = status;
     ContainerImageScanStatus {
         observed_generation: *observed_generation,
@@ -263,6 +276,8 @@ fn without_details(status: &ContainerImageScanStatus) -> ContainerImageScanStatu
         details_bytes: *details_bytes,
         suppressed_count: suppressed_count.clone(),
         exceptions_fingerprint: exceptions_fingerprint.clone(),
+        notable_findings: notable_findings.clone(),
+        announced_findings: announced_findings.clone(),
     }
 }
 
@@ -536,8 +551,16 @@ pub struct Command {
 }
 
 /// The kind of object a recorded Event is about.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum EventRegarding {
+    /// The top workload of a CIS (`spec.workload`: a Deployment, CronJob, …), so that `kubectl
+    /// describe` of it shows what changed in the images it runs.
+    Workload {
+        /// Its `apiVersion`, e.g. `apps/v1`.
+        api_version: String,
+        /// Its kind, e.g. `Deployment`.
+        kind: String,
+    },
     /// A ContainerImageScan: what happened to its scan.
     Cis,
     /// A workload Pod: a container of it that cannot have a CIS (e.g. an image reference that

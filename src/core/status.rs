@@ -352,6 +352,9 @@ pub struct SuccessParams<'a> {
     /// The vulnerability exceptions that apply to the CIS now (in force; its namespace,
     /// image and workload), in the order that decides which one a finding is marked with.
     pub exceptions: Applicable<'a>,
+    /// How the result's findings are recorded for change announcements
+    /// (`status.notableFindings`); `None`: no record.
+    pub notice: Option<crate::finding_record::RecordSpec>,
 }
 
 /// The status after a successful scan (§10.3 step 5): filtered summary, sorted and
@@ -363,6 +366,9 @@ pub fn success_status(
     let mut filtered = params.filter.apply(vulnerabilities);
     let suppressed_count = suppress(params.exceptions, &mut filtered);
     let summary = summary_from(&filtered, params.filter.min());
+    let notable = params
+        .notice
+        .map(|spec| crate::finding_record::record(&filtered, spec));
     let (details, truncated) = match params.details {
         DetailsMode::Omit => (None, None),
         DetailsMode::All => {
@@ -387,6 +393,9 @@ pub fn success_status(
         vulnerabilities_truncated: truncated,
         suppressed_count,
         exceptions_fingerprint: exception::fingerprint(params.exceptions.exceptions),
+        notable_findings: notable,
+        // The caller knows what was announced before (`cis_status::success_status`).
+        announced_findings: None,
     }
 }
 
@@ -820,6 +829,7 @@ mod tests {
             now: t(1_700_000_000),
             details: DetailsMode::Budget(600),
             exceptions: Applicable::NONE,
+            notice: None,
         };
         let s = success_status(list.clone(), &params);
         let summary = s.vulnerability_summary.unwrap();
@@ -879,6 +889,7 @@ mod tests {
                 scan: Applicable::NONE.scan,
                 exceptions,
             },
+            notice: None,
         };
         let plain = success_status(list.clone(), &params(&[]));
         assert_eq!(plain.suppressed_count, None);
@@ -952,6 +963,7 @@ mod tests {
                 now: t(100),
                 details: DetailsMode::Omit,
                 exceptions: Applicable::NONE,
+                notice: None,
             },
         );
         let cond = scan_error(b"boom", &[], t(200));

@@ -143,9 +143,7 @@ impl Executor {
             } => {
                 let api: Api<WatchedCis> = Api::namespaced(self.client.clone(), &namespace);
                 let manager = if keep_details {
-                    status.vulnerabilities = None;
-                    status.vulnerabilities_truncated = None;
-                    status.details_bytes = None;
+                    crate::core::cis_status::keep_details_fields(&mut status);
                     KEEP_DETAILS_FIELD_MANAGER
                 } else {
                     // "A successful scan removes all conditions": also those the other
@@ -256,7 +254,10 @@ impl Executor {
                 uid,
                 event,
             } => {
-                let (api_version, kind) = match regarding {
+                let (api_version, kind) = match &regarding {
+                    EventRegarding::Workload { api_version, kind } => {
+                        (api_version.as_str(), kind.as_str())
+                    }
                     EventRegarding::Cis => ("stas.statnett.no/v1alpha1", "ContainerImageScan"),
                     EventRegarding::Pod => ("v1", "Pod"),
                     EventRegarding::VulnerabilityException => {

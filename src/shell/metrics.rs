@@ -217,6 +217,12 @@ fn render_operational(
     );
     gauge(
         out,
+        "image_scanner_notices_pending",
+        "CIS whose change of findings (status.notableFindings vs announcedFindings) waits to be told by Events.",
+        engine.notices_pending(),
+    );
+    gauge(
+        out,
         "image_scanner_details_bytes",
         "Bytes of vulnerability details the CIS statuses and Reports keep in etcd (the sum of status.detailsBytes).",
         engine.details_bytes(),

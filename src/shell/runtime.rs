@@ -79,6 +79,9 @@ pub fn engine_config(
         details_total_bytes: config.details_total_bytes,
         log_max_bytes: config.scan_log_max_bytes,
         report_cache_bytes: config.report_cache_max_bytes,
+        notice_min_severity: config.notice_min_severity,
+        notice_cooldown: config.notice_cooldown,
+        notice_spacing: config.notice_spacing,
         // Flow control, retry and back-off timings: the engine's own defaults.
         ..EngineConfig::default()
     }

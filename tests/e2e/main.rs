@@ -11,6 +11,7 @@
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 mod exceptions;
+mod notices;
 mod operations;
 mod realnode;
 mod realnode_credentials;

@@ -326,6 +326,15 @@ impl Checker {
                 }
             }
             (None, false) => {
+                // A record of what was told (issue 21): the result stays as it was.
+                let mut told = new.clone();
+                told.announced_findings = old.announced_findings.clone();
+                if told.conditions.as_ref().is_some_and(Vec::is_empty) {
+                    told.conditions = old.conditions.clone();
+                }
+                if new.announced_findings != old.announced_findings && told == old {
+                    return;
+                }
                 if new.last_scan_job_uid.is_none() {
                     if new != &old {
                         self.violation(
@@ -384,6 +393,7 @@ impl Checker {
                 let subject = ScanSubject::of(&c.ns, spec, &c.labels);
                 let ledger = &cluster.exception_ledger;
                 self.check_suppression(now, &who, vulns, spec, new, (ledger, &subject, issued));
+                self.check_record(now, &who, vulns, new);
                 self.check_result(now, &who, vulns, spec, new, budget);
             }
         }
@@ -484,6 +494,39 @@ impl Checker {
                         "S5",
                         format!("{who}: truncation marker without anything dropped"),
                     );
+                }
+            }
+        }
+    }
+
+    /// S12 (issue 21): a success's record of notable findings names only findings the scan
+    /// found, at or above the record's threshold and at most at the highest severity found for
+    /// the ID, and a fix only where one of them has one.
+    fn check_record(
+        &mut self,
+        now: i64,
+        who: &str,
+        vulns: &[Vulnerability],
+        new: &ContainerImageScanStatus,
+    ) {
+        let Some(record) = &new.notable_findings else {
+            return;
+        };
+        for severity in Severity::ALL {
+            for id in record.ids.get(severity.as_str()).into_iter().flatten() {
+                let found: Vec<&Vulnerability> =
+                    vulns.iter().filter(|v| v.vulnerability_id == *id).collect();
+                let highest = found.iter().map(|v| v.severity).max();
+                if severity < record.min_severity || highest.is_none_or(|h| h < severity) {
+                    self.violation(
+                        now,
+                        "S12",
+                        format!("{who}: record names {id} at {severity:?}, found at {highest:?}"),
+                    );
+                }
+                let has_fix = found.iter().any(|v| !v.fixed_version.is_empty());
+                if record.fixable.contains(id) && !has_fix {
+                    self.violation(now, "S12", format!("{who}: record says {id} has a fix"));
                 }
             }
         }

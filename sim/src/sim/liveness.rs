@@ -5,7 +5,9 @@
 
 use std::collections::BTreeSet;
 
-use image_scanner_api::{ContainerImageScan, Severity, Vulnerability, VulnerabilitySummary};
+use image_scanner_api::{
+    ContainerImageScan, FindingRecord, Severity, Vulnerability, VulnerabilitySummary,
+};
 use image_scanner_core::exception::{Applicable, Exception, ScanSubject};
 use image_scanner_core::metrics_model::{CisMetricView, render};
 use image_scanner_core::time::Timestamp;
@@ -178,7 +180,28 @@ impl Sim {
             let conditions = s.conditions.as_ref().is_some_and(|c| !c.is_empty());
             let success = s.last_successful_scan_time.is_some() && job_ok && !conditions;
             if success {
-                let (summary, marked) = self.expected_under_exceptions(c, &truth.vulns);
+                let (summary, marked, record) =
+                    self.expected_under_exceptions(c, &truth.vulns, cfg.notice_min_severity);
+                // Issue 21: the record is the result's (cut to fewer IDs for an object the
+                // API server found too large), and every change of it was told.
+                let record = match (&s.notable_findings, record) {
+                    (Some(shown), Some(r)) if shown.left_out > r.left_out => {
+                        let kept = shown.ids.values().map(Vec::len).sum();
+                        Some(image_scanner_core::finding_record::truncated(&r, kept))
+                    }
+                    (_, r) => r,
+                };
+                if s.notable_findings != record {
+                    problems.push(format!(
+                        "{ns}/{name}: notableFindings {:?} != {record:?}",
+                        s.notable_findings
+                    ));
+                } else if s.announced_findings != s.notable_findings {
+                    problems.push(format!(
+                        "{ns}/{name}: a change of findings not told yet ({:?} -> {:?})",
+                        s.announced_findings, s.notable_findings
+                    ));
+                }
                 if s.vulnerability_summary.as_ref() != Some(&summary) {
                     problems.push(format!(
                         "{ns}/{name}: summary differs from the report under the exceptions in force"
@@ -228,7 +251,8 @@ impl Sim {
         &self,
         c: &crate::cluster::SimCis,
         vulns: &[Vulnerability],
-    ) -> (VulnerabilitySummary, usize) {
+        notice_min: Option<Severity>,
+    ) -> (VulnerabilitySummary, usize, Option<FindingRecord>) {
         let subject = ScanSubject::of(&c.ns, &c.spec, &c.labels);
         let now = Timestamp(self.now);
         let applicable: Vec<&Exception> = (self.cluster.exceptions.values())
@@ -251,11 +275,15 @@ impl Sim {
             .filter(shown)
             .filter(|v| v.suppressed_by.is_some())
             .count();
+        let record = notice_min.map(|min| {
+            let shown_all: Vec<&Vulnerability> = all.iter().filter(shown).collect();
+            expected_record(&shown_all, min)
+        });
         let unsuppressed: Vec<Vulnerability> = all
             .into_iter()
             .filter(|v| v.suppressed_by.is_none())
             .collect();
-        (expected_summary(&unsuppressed, &c.spec), marked)
+        (expected_summary(&unsuppressed, &c.spec), marked, record)
     }
 
     /// Every exception's status says whether it applies and how many findings it covers, as
@@ -389,4 +417,47 @@ impl Sim {
             }
         }
     }
+}
+
+/// The record a result's status must show (issue 21), computed here rather than by the core's
+/// `notice::record`, so that a mistake there is not agreed with: every unsuppressed finding at
+/// or above `min`, by ID at its highest severity, fixable when any of its findings has a fix.
+fn expected_record(shown: &[&Vulnerability], min: Severity) -> FindingRecord {
+    let mut by_id: std::collections::BTreeMap<&str, (Severity, bool)> = Default::default();
+    for v in shown
+        .iter()
+        .filter(|v| v.severity >= min && v.suppressed_by.is_none())
+    {
+        let e = by_id
+            .entry(&v.vulnerability_id)
+            .or_insert((v.severity, false));
+        e.0 = e.0.max(v.severity);
+        e.1 = e.1 || !v.fixed_version.is_empty();
+    }
+    let mut record = FindingRecord {
+        min_severity: min,
+        ..FindingRecord::default()
+    };
+    for (id, (severity, fixable)) in by_id {
+        record
+            .ids
+            .entry(severity.as_str().to_string())
+            .or_default()
+            .push(id.to_string());
+        if fixable {
+            record.fixable.push(id.to_string());
+        }
+    }
+    let total: usize = record.ids.values().map(Vec::len).sum();
+    let max = image_scanner_core::finding_record::MAX_RECORD_IDS;
+    if total > max {
+        record = image_scanner_core::finding_record::truncated(
+            &FindingRecord {
+                left_out: 0,
+                ..record
+            },
+            max,
+        );
+    }
+    record
 }

@@ -63,6 +63,8 @@ pub struct Stats {
     pub vex_marks: u64,
     /// Exception status writes accepted.
     pub exception_status_writes: u64,
+    /// Change notices (issue 21) recorded as Events, on workloads and CIS.
+    pub notice_events: u64,
 }
 
 /// Trace: always a cheap hash; the text only when asked for.

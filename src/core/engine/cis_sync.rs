@@ -249,6 +249,7 @@ impl Engine {
         self.index.details_bytes = (self.index.details_bytes.saturating_sub(old_details))
             .saturating_add(tracked.view.status.details_bytes);
         self.scans.cis_seen(&key, &tracked.view.status);
+        self.notices.observe(&key, Some(&tracked.view));
         self.index.cis.insert(key, Box::new(tracked));
     }
 
@@ -263,6 +264,7 @@ impl Engine {
                 .index_cis_digest(key, Some(&old.view.spec.digest), None);
             self.scans.dirty.insert(old.view.spec.digest);
             self.scans.forget_cis(key);
+            self.notices.observe(key, None);
         }
         // Member pods may want it back (someone deleted it by hand).
         self.cis_sync.dirty.insert(key.clone());

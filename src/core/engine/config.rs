@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use regex::Regex;
 
+use crate::crd::Severity;
+
 use crate::scan_job::ScanJobSettings;
 
 /// Default of `--scan-namespace-exclude-regexp` (the Go operator's): system namespaces.
@@ -77,6 +79,15 @@ pub struct EngineConfig {
     /// Delay before a CIS whose only change is its owner list is re-applied, so that pods
     /// starting together cause one write, not one each.
     pub owner_update_delay: Duration,
+    /// Findings from this severity up are recorded per result and their changes announced by
+    /// Events on the workload and the CIS (`engine::notices`); `None`: neither.
+    pub notice_min_severity: Option<Severity>,
+    /// A workload is told of changes at most once per this long; changes in between wait and
+    /// are told together.
+    pub notice_cooldown: Duration,
+    /// At least this long between two workloads' announcements, cluster-wide: a database
+    /// update that changes every image's findings is told at this pace, not in a burst.
+    pub notice_spacing: Duration,
 }
 
 impl EngineConfig {
@@ -141,6 +152,9 @@ impl Default for EngineConfig {
             api_retry_base: Duration::from_secs(1),
             api_retry_max: Duration::from_secs(300),
             owner_update_delay: Duration::from_secs(1),
+            notice_min_severity: Some(Severity::High),
+            notice_cooldown: Duration::from_secs(600),
+            notice_spacing: Duration::from_secs(2),
         }
     }
 }

@@ -172,6 +172,9 @@ pub struct Shared {
     pub credentials: Interner<PullCredentials>,
     /// Vulnerability summaries of CIS (every CIS of a digest has the same).
     pub summaries: Interner<VulnerabilitySummary>,
+    /// Finding records of CIS (`status.notableFindings`, `announcedFindings`): the same for
+    /// every CIS of a digest with the same filters, and the two of a CIS equal once told.
+    pub records: Interner<crate::crd::FindingRecord>,
     /// Namespace names, for the keys of pods.
     pub namespaces: Interner<str>,
 }
@@ -186,10 +189,12 @@ impl Shared {
         pod
     }
 
-    /// A CIS whose labels and summary are the interned copies.
+    /// A CIS whose labels, summary and finding records are the interned copies.
     pub fn cis(&mut self, mut cis: CisView) -> CisView {
         cis.labels = self.labels.share(cis.labels);
         cis.status.summary = cis.status.summary.map(|s| self.summaries.share(s));
+        cis.status.notable = cis.status.notable.map(|r| self.records.share(r));
+        cis.status.announced = cis.status.announced.map(|r| self.records.share(r));
         cis
     }
 }

@@ -20,6 +20,7 @@ mod exceptions;
 mod flights;
 mod index;
 mod intern;
+mod notices;
 mod placement;
 mod pods;
 mod scans;
@@ -82,6 +83,18 @@ struct PendingEvent {
 }
 
 impl PendingEvent {
+    /// An Event on the top workload of `cis`, when the CIS names its `apiVersion` and UID.
+    fn on_workload(cis: &CisView, event: EventNote) -> Option<PendingEvent> {
+        let (regarding, uid) = notices::workload_reference(cis)?;
+        Some(PendingEvent {
+            regarding,
+            namespace: cis.namespace.clone(),
+            name: cis.spec.workload.name.clone(),
+            uid,
+            event,
+        })
+    }
+
     fn on_cis(key: &CisKey, uid: &str, event: EventNote) -> PendingEvent {
         PendingEvent {
             regarding: EventRegarding::Cis,
@@ -124,6 +137,7 @@ pub struct Engine {
     exceptions: exceptions::Exceptions,
     exception_statuses: exception_status::ExceptionStatuses,
     first_results: coverage::FirstResults,
+    notices: notices::Notices,
     /// Events waiting for capacity.
     pending_events: VecDeque<PendingEvent>,
     leading: bool,
@@ -146,6 +160,7 @@ impl Engine {
             exceptions: Default::default(),
             exception_statuses: Default::default(),
             first_results: Default::default(),
+            notices: Default::default(),
             pending_events: VecDeque::new(),
             leading: false,
             synced: false,
@@ -270,7 +285,8 @@ impl Engine {
                     exceptions::Expiry::Gone => {}
                 },
                 TimerKey::ExceptionStatuses => self.exception_statuses.due = true,
-                TimerKey::Retry(_) => {}
+                // The notices stage looks at its cooldowns on every poll.
+                TimerKey::Notices | TimerKey::Retry(_) => {}
             }
         }
         // Without exceptions there is no status to write, and no wake-up for one.
@@ -302,6 +318,13 @@ impl Engine {
                 self.exception_statuses.due = false;
             }
         }
+        let cx = notices::NoticeCx {
+            cfg: &self.cfg,
+            index: &self.index,
+            flights: &mut self.flights,
+            timers: &mut self.timers,
+        };
+        self.notices.sync(cx, now, &mut out);
         out
     }
 
@@ -360,6 +383,11 @@ impl Engine {
     /// Number of commands in flight.
     pub fn inflight(&self) -> usize {
         self.flights.len()
+    }
+
+    /// CIS whose changes wait to be told (`engine::notices`).
+    pub fn notices_pending(&self) -> usize {
+        self.notices.pending_count()
     }
 
     /// Work waiting: dirty keys plus digests queued for a scan slot.
@@ -448,7 +476,9 @@ impl Engine {
             Target::Report(key, job_uid) => {
                 self.scan_stage().on_report_outcome(key, job_uid, outcome)
             }
-            Target::Event(..) => {}
+            Target::Event(id) => {
+                self.notices.on_event_outcome(id, failed.is_some());
+            }
             // Compared again at the next settle: a landed write comes back through the watch,
             // a failed one is retried if it still differs.
             Target::ExceptionStatus(_) => self.exception_statuses.stale = true,

@@ -15,7 +15,8 @@ use super::*;
 use crate::cis_status as status;
 use crate::crd::{ContainerImageScanStatus, Severity, Vulnerability};
 use crate::port::{
-    CisStatusView, JobFinish, JobView, ScanContainerState, ScanPodView, StreamId, WatchEvent,
+    CisStatusView, EventRegarding, JobFinish, JobView, ScanContainerState, ScanPodView, StreamId,
+    WatchEvent,
 };
 use crate::scan_job::SCAN_CONTAINER;
 use crate::test_kit::fake_api::{CIS_STREAM, FakeApi, JOB_STREAM};
@@ -1296,41 +1297,206 @@ fn a_job_the_api_rejects_is_a_failure_users_see() {
     );
 }
 
+/// Notices (issue 21): the Events of reason `reason` recorded so far, as (regarding kind,
+/// object name, message).
+fn notices(api: &Api, reason: &str) -> Vec<(String, String, String)> {
+    api.events
+        .iter()
+        .filter(|e| e.note.reason == reason)
+        .map(|e| {
+            let kind = match &e.regarding {
+                EventRegarding::Workload { kind, .. } => kind.clone(),
+                other => format!("{other:?}"),
+            };
+            (kind, e.name.clone(), e.note.note.clone())
+        })
+        .collect()
+}
+
 #[test]
-fn more_critical_vulnerabilities_than_the_last_scan_raise_an_event() {
+fn a_rescan_that_finds_more_is_told_once_on_the_workload_and_the_cis() {
     let mut api = api_with_job(config());
-    let new_critical = |api: &Api| {
-        api.events
-            .iter()
-            .filter(|e| e.note.reason == "NewCriticalVulnerabilities")
-            .map(|e| e.note.note.clone())
-            .collect::<Vec<_>>()
+    let pod = api.pod("1", exited(0));
+    api.put_pod(pod);
+    api.finish(true, "Complete", "");
+    let (id, ..) = api.log_read();
+    api.reply(id, Outcome::Log(report(1, 2)));
+    assert!(api.run().is_empty());
+    assert!(api.events.is_empty(), "a first result is the baseline");
+    let first = api.status("a").clone();
+    let recorded = first.notable.as_deref().expect("a record");
+    assert_eq!(
+        recorded.ids.get("CRITICAL"),
+        Some(&vec!["CVE-2026-00000".to_string()])
+    );
+    assert!(
+        !recorded.ids.contains_key("LOW"),
+        "below the threshold (HIGH)"
+    );
+    assert_eq!(first.announced, first.notable, "nothing to tell");
+
+    api.now = api.now.plus(Duration::from_secs(14 * 3600));
+    api.scan(report(3, 2));
+    let image = format!("docker.io/library/nginx@{}", &D1[..19]);
+    assert_eq!(
+        notices(&api, crate::notice::REASON_NEW),
+        vec![
+            (
+                "Cis".to_string(),
+                "a".to_string(),
+                format!(
+                    "2 new vulnerabilities in image {image}: CRITICAL CVE-2026-00001, CVE-2026-00002"
+                )
+            ),
+            (
+                "Pod".to_string(),
+                "a".to_string(),
+                format!(
+                    "2 new vulnerabilities in container app ({image}): CRITICAL CVE-2026-00001, CVE-2026-00002"
+                )
+            ),
+        ]
+    );
+    let told = api.status("a").clone();
+    assert_eq!(told.announced, told.notable, "recorded as told");
+    assert_eq!(api.e.notices_pending(), 0);
+
+    api.now = api.now.plus(Duration::from_secs(14 * 3600));
+    api.scan(report(3, 2));
+    assert_eq!(
+        notices(&api, crate::notice::REASON_NEW).len(),
+        2,
+        "the same findings again: nothing new to tell"
+    );
+    api.now = api.now.plus(Duration::from_secs(14 * 3600));
+    api.scan(report(1, 2));
+    assert_eq!(
+        notices(&api, crate::notice::REASON_RESOLVED).len(),
+        2,
+        "two findings gone: told once on each"
+    );
+}
+
+#[test]
+fn changes_within_a_workloads_cooldown_are_told_together_when_it_ends() {
+    let cfg = EngineConfig {
+        notice_cooldown: Duration::from_secs(20 * 3600),
+        ..config()
     };
+    let mut api = api_with_job(cfg);
     let pod = api.pod("1", exited(0));
     api.put_pod(pod);
     api.finish(true, "Complete", "");
     let (id, ..) = api.log_read();
     api.reply(id, Outcome::Log(report(1, 0)));
     assert!(api.run().is_empty());
-    assert_eq!(new_critical(&api), Vec::<String>::new(), "no previous scan");
-
     api.now = api.now.plus(Duration::from_secs(14 * 3600));
     api.scan(report(2, 0));
-    assert_eq!(api.critical_count("a"), Some(2));
-    assert_eq!(
-        new_critical(&api),
-        vec![format!(
-            "a new scan of docker.io/library/nginx@{D1} found 2 CRITICAL vulnerabilities (previous scan: 1)"
-        )]
-    );
-
+    assert_eq!(notices(&api, crate::notice::REASON_NEW).len(), 2);
+    // 14 h later, inside the 20 h cooldown: recorded, not told yet.
     api.now = api.now.plus(Duration::from_secs(14 * 3600));
-    api.scan(report(2, 3));
-    assert_eq!(
-        new_critical(&api).len(),
-        1,
-        "as many as before: no new event"
+    api.scan(report(3, 0));
+    assert_eq!(notices(&api, crate::notice::REASON_NEW).len(), 2);
+    assert_eq!(api.e.notices_pending(), 1);
+    let pending = api.status("a").clone();
+    assert_ne!(
+        pending.announced, pending.notable,
+        "the change waits in the status"
     );
+    // The cooldown ends before the next rescan (26 h after the first notice).
+    while api.e.notices_pending() > 0 {
+        api.wait_for_timer();
+        assert!(api.run().is_empty());
+    }
+    let new = notices(&api, crate::notice::REASON_NEW);
+    assert_eq!(new.len(), 4);
+    assert!(
+        new[2].2.starts_with("1 new vulnerability in image"),
+        "{}",
+        new[2].2
+    );
+    assert!(
+        new[2].2.ends_with("CRITICAL CVE-2026-00002"),
+        "{}",
+        new[2].2
+    );
+}
+
+#[test]
+fn a_change_found_waiting_in_a_status_is_told_by_a_new_engine_and_a_failed_event_retried() {
+    let mut api = Api::new(config());
+    let record = |ids: &[&str]| {
+        std::sync::Arc::new(crate::crd::FindingRecord {
+            min_severity: Severity::High,
+            ids: BTreeMap::from([(
+                "CRITICAL".to_string(),
+                ids.iter().map(|s| s.to_string()).collect(),
+            )]),
+            ..Default::default()
+        })
+    };
+    api.answer_next("record_event", failed(ApiErrorKind::ServerError));
+    // What an engine that crashed after its fan-out left: told up to CVE-1, showing CVE-2 too.
+    let stored = ContainerImageScanStatus {
+        notable_findings: Some((*record(&["CVE-1", "CVE-2"])).clone()),
+        announced_findings: Some((*record(&["CVE-1"])).clone()),
+        ..ContainerImageScanStatus::default()
+    };
+    let mut view = cis("a", "uid-a", D1, CisStatusView::of(Some(&stored)));
+    view.resource_version = api.next_rv();
+    api.server.put_cis(view, Some(stored));
+    api.deliver();
+    api.run();
+    assert_eq!(api.events.len(), 1, "of two Events, the first failed");
+    assert_eq!(
+        api.e.notices_pending(),
+        1,
+        "so nothing was recorded as told"
+    );
+    while api.e.notices_pending() > 0 {
+        api.wait_for_timer();
+        api.run();
+    }
+    // Told again, both Events (at least once: the one recorded before comes twice).
+    let new = notices(&api, crate::notice::REASON_NEW);
+    assert_eq!(new.len(), 3, "{new:?}");
+    assert!(new.iter().all(|(_, _, m)| m.ends_with("CRITICAL CVE-2")));
+    assert_eq!(api.status("a").announced, api.status("a").notable);
+}
+
+/// A scan of CIS `a`'s digest that fails with `log`, from its Job's creation on.
+fn failed_scan(api: &mut Api, log: &str) {
+    api.until_job_created();
+    api.finish(
+        false,
+        "BackoffLimitExceeded",
+        "Job has reached the specified backoff limit",
+    );
+    let pod = api.pod("1", exited(1));
+    api.put_pod(pod);
+    let (id, ..) = api.log_read();
+    api.reply(id, Outcome::Log(log.as_bytes().to_vec()));
+    assert!(api.run().is_empty());
+}
+
+#[test]
+fn a_scan_that_starts_failing_is_told_on_the_workload_once() {
+    let mut api = Api::new(config());
+    api.put_cis("a", CisStatusView::default());
+    failed_scan(&mut api, "boom");
+    let failing = notices(&api, crate::notice::REASON_SCAN_FAILING);
+    assert_eq!(failing.len(), 1, "{failing:?}");
+    assert_eq!((failing[0].0.as_str(), failing[0].1.as_str()), ("Pod", "a"));
+    assert_eq!(
+        failing[0].2,
+        format!("the scan of container app (image docker.io/library/nginx@{D1}) failed: boom")
+    );
+    // The next failure of the same run of failures: the CIS says it failed again, the
+    // workload is not told again.
+    api.now = api.now.plus(Duration::from_secs(3600));
+    failed_scan(&mut api, "boom again");
+    assert_eq!(notices(&api, "ScanFailed").len(), 2);
+    assert_eq!(notices(&api, crate::notice::REASON_SCAN_FAILING).len(), 1);
 }
 
 #[test]
@@ -1713,7 +1879,7 @@ fn an_exception_status_shows_what_it_covers_and_its_expiry_with_one_event() {
         .collect();
     assert_eq!(expired.len(), 1, "{expired:?}");
     assert_eq!(
-        (expired[0].regarding, expired[0].name.as_str()),
+        (expired[0].regarding.clone(), expired[0].name.as_str()),
         (
             crate::port::EventRegarding::VulnerabilityException,
             "accepted"

@@ -22,6 +22,8 @@ pub enum TimerKey {
     ExceptionExpiry(crate::exception::ExceptionKey),
     /// The exceptions' statuses are compared and written (`engine::exception_status`).
     ExceptionStatuses,
+    /// The next workload may be told of changes (`engine::notices`).
+    Notices,
 }
 
 /// A set of deadlines keyed by [`TimerKey`]; setting a key again keeps the earlier deadline.

@@ -44,6 +44,7 @@ pub fn scan_report(data: &[u8]) -> Result<(), String> {
         now: jiff::Timestamp::UNIX_EPOCH,
         details: DetailsMode::Budget(FUZZ_DETAILS_BUDGET),
         exceptions: crate::exception::Applicable::NONE,
+        notice: None,
     };
     let status = success_status(report.vulnerabilities, &params);
     let details = status.vulnerabilities.unwrap_or_default();

@@ -169,10 +169,10 @@ pub fn status_after_apply(
     keep_details: bool,
 ) -> ContainerImageScanStatus {
     if keep_details {
-        // Only the details: the rest of the stored status is replaced anyway.
-        status.vulnerabilities = stored.and_then(|s| s.vulnerabilities.clone());
-        status.vulnerabilities_truncated = stored.and_then(|s| s.vulnerabilities_truncated.clone());
-        status.details_bytes = stored.and_then(|s| s.details_bytes);
+        // What such a write sends (`keep_details_fields`) replaces those fields; the result's
+        // fields stay as the other field manager wrote them.
+        crate::cis_status::keep_details_fields(&mut status);
+        return crate::cis_status::after_keep_details_write(stored, status);
     }
     status
 }

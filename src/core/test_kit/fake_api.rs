@@ -469,7 +469,7 @@ impl FakeApi {
                 event,
             } => {
                 self.events.push(RecordedEvent {
-                    regarding: *regarding,
+                    regarding: regarding.clone(),
                     namespace: namespace.clone(),
                     name: name.clone(),
                     uid: uid.clone(),

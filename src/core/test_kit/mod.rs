@@ -1,9 +1,25 @@
 //! Builders of the core's views for tests of the core, the shell and the simulator (feature
 //! `test-kit`; always on in the core's own tests).
 
-use crate::crd::{ContainerImageScanSpec, Workload};
+use crate::crd::{ContainerImageScanSpec, Severity, Vulnerability, Workload};
 use crate::port::{CisStatusView, CisView, ContainerKind, ContainerView, PodView};
 use crate::time::Timestamp;
+
+/// A finding of `id` in package `pkg` 1.0 at `severity`, fixed in `fixed` (empty: no fix).
+pub fn finding(id: &str, pkg: &str, severity: Severity, fixed: &str) -> Vulnerability {
+    Vulnerability {
+        vulnerability_id: id.into(),
+        pkg_name: pkg.into(),
+        installed_version: "1.0".into(),
+        severity,
+        pkg_path: String::new(),
+        fixed_version: fixed.into(),
+        title: String::new(),
+        primary_url: String::new(),
+        suppressed_by: None,
+        suppressed_justification: None,
+    }
+}
 
 /// A CIS in namespace `ns` of a bare pod's container `app`.
 pub fn cis(name: &str, uid: &str, digest: &str, status: CisStatusView) -> CisView {

@@ -12,8 +12,8 @@ use serde::de::{Deserializer, SeqAccess, Visitor};
 use super::LeanMeta;
 use crate::core::status::{details_size_of, item_size};
 use crate::crd::{
-    ContainerImageScan, ContainerImageScanSpec, ContainerImageScanStatus, SuppressedCount,
-    VulnerabilitiesTruncated, Vulnerability, VulnerabilitySummary,
+    ContainerImageScan, ContainerImageScanSpec, ContainerImageScanStatus, FindingRecord,
+    SuppressedCount, VulnerabilitiesTruncated, Vulnerability, VulnerabilitySummary,
 };
 
 /// A CIS as `strip_details` leaves it: no `managedFields`, no `vulnerabilities`, and
@@ -82,6 +82,8 @@ struct LeanStatus {
     details_bytes: Option<i64>,
     suppressed_count: Option<SuppressedCount>,
     exceptions_fingerprint: Option<String>,
+    notable_findings: Option<FindingRecord>,
+    announced_findings: Option<FindingRecord>,
 }
 
 impl LeanStatus {
@@ -103,6 +105,8 @@ impl LeanStatus {
             details_bytes: Some(details_bytes),
             suppressed_count: self.suppressed_count,
             exceptions_fingerprint: self.exceptions_fingerprint,
+            notable_findings: self.notable_findings,
+            announced_findings: self.announced_findings,
         }
     }
 }

@@ -197,8 +197,9 @@ mod cis {
     use super::super::WatchedCis;
     use crate::core::convert::{cis_view, strip_details};
     use crate::crd::{
-        ContainerImageScan, ContainerImageScanSpec, ContainerImageScanStatus, SuppressedCount,
-        TruncationReason, VulnerabilitiesTruncated, Vulnerability, VulnerabilitySummary, Workload,
+        ContainerImageScan, ContainerImageScanSpec, ContainerImageScanStatus, FindingRecord,
+        Severity, SuppressedCount, TruncationReason, VulnerabilitiesTruncated, Vulnerability,
+        VulnerabilitySummary, Workload,
     };
 
     fn time(s: &str) -> Time {
@@ -255,6 +256,24 @@ mod cis {
                 by_reason: BTreeMap::from([("AcceptedRisk".to_string(), 2)]),
             }),
             exceptions_fingerprint: Some("1-00000000deadbeef".to_string()),
+            notable_findings: Some(FindingRecord {
+                min_severity: Severity::High,
+                ids: BTreeMap::from([
+                    (
+                        "CRITICAL".to_string(),
+                        vec!["GHSA-xxxx-yyyy-zzzz".to_string()],
+                    ),
+                    ("HIGH".to_string(), vec!["CVE-2023-0002".to_string()]),
+                ]),
+                fixable: vec!["CVE-2023-0002".to_string()],
+                left_out: 0,
+            }),
+            announced_findings: Some(FindingRecord {
+                min_severity: Severity::High,
+                ids: BTreeMap::from([("HIGH".to_string(), vec!["CVE-2023-0002".to_string()])]),
+                fixable: vec![],
+                left_out: 3,
+            }),
         }
     }
 

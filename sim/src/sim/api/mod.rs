@@ -430,8 +430,19 @@ impl Sim {
                 Outcome::Done
             }
             // The simulated cluster has no OpenReports CRD; Reports are accepted and dropped.
-            Action::ApplyReport { namespace, .. } | Action::RecordEvent { namespace, .. } => {
-                if self.cluster.namespaces.get(&namespace) == Some(&NsState::Terminating) {
+            Action::ApplyReport { ref namespace, .. }
+            | Action::RecordEvent { ref namespace, .. } => {
+                if let Action::RecordEvent { event, .. } = &action
+                    && [
+                        image_scanner_core::notice::REASON_NEW,
+                        image_scanner_core::notice::REASON_FIX_AVAILABLE,
+                        image_scanner_core::notice::REASON_RESOLVED,
+                    ]
+                    .contains(&event.reason.as_str())
+                {
+                    self.stats.notice_events += 1;
+                }
+                if self.cluster.namespaces.get(namespace) == Some(&NsState::Terminating) {
                     fail(
                         ApiErrorKind::NamespaceTerminating,
                         "namespace is being terminated",

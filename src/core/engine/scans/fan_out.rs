@@ -161,6 +161,9 @@ impl ScanStage<'_> {
                     latest.at,
                     budget.bytes,
                     write_details,
+                    self.cfg
+                        .notice_min_severity
+                        .map(|min| record_spec(min, own_budget, self.cfg.details_max_bytes)),
                 );
                 if let Some(t) = status.vulnerabilities_truncated.as_mut() {
                     t.reason = Some(budget.reason);
@@ -182,17 +185,14 @@ impl ScanStage<'_> {
             }
         };
         let keep_details = matches!(latest.outcome, ScanOutcome::Failed { .. });
-        let events = self.events_for(&cis, &latest.outcome, &new_status);
+        let events = self.events_for(key, &cis, &latest.outcome);
         let details = (!keep_details).then(|| crate::port::details_bytes(&new_status));
         let action = status_write(key, &cis, new_status, keep_details);
         if self.flights.issue(target, action, now, out)? == Issued::Yes {
             if let Some(bytes) = details {
                 self.state.reserved.set(key, bytes);
             }
-            for e in events {
-                self.pending_events
-                    .push_back(crate::engine::PendingEvent::on_cis(key, &cis.uid, e));
-            }
+            self.pending_events.extend(events);
         }
         Ok(FanOut::Done)
     }
@@ -209,44 +209,45 @@ impl ScanStage<'_> {
             .saturating_sub(own)
     }
 
-    /// Events worth a human's attention when a new result is written.
+    /// Events worth a human's attention when a new result is written: a failed scan on the
+    /// CIS, and on its workload when the scan starts failing (the CIS's last attempt did not
+    /// fail: once per run of failures, and not again after a restart). What a successful
+    /// result changed is told by `engine::notices`.
     pub(super) fn events_for(
         &self,
+        key: &CisKey,
         cis: &CisView,
         outcome: &ScanOutcome,
-        new_status: &crate::crd::ContainerImageScanStatus,
-    ) -> Vec<EventNote> {
-        match outcome {
-            ScanOutcome::Failed { message, .. } => vec![EventNote {
+    ) -> Vec<PendingEvent> {
+        let ScanOutcome::Failed { message, .. } = outcome else {
+            return Vec::new();
+        };
+        let note = status::bounded_message(message, 1024);
+        let mut events = vec![PendingEvent::on_cis(
+            key,
+            &cis.uid,
+            EventNote {
                 warning: true,
                 reason: "ScanFailed".to_string(),
-                note: status::bounded_message(message, 1024),
-            }],
-            ScanOutcome::Succeeded => {
-                let critical = |s: Option<&crate::crd::VulnerabilitySummary>| {
-                    s.and_then(|s| s.severity_count.as_ref())
-                        .and_then(|m| m.get(Severity::Critical.as_str()))
-                        .copied()
-                        .unwrap_or(0)
-                };
-                let before = cis
-                    .status
-                    .last_successful_scan_time
-                    .map(|_| critical(cis.status.summary.as_deref()));
-                let after = critical(new_status.vulnerability_summary.as_ref());
-                match before {
-                    Some(b) if after > b => vec![EventNote {
-                        warning: true,
-                        reason: "NewCriticalVulnerabilities".to_string(),
-                        note: format!(
-                            "a new scan of {}@{} found {after} CRITICAL vulnerabilities (previous scan: {b})",
-                            cis.spec.name, cis.spec.digest
-                        ),
-                    }],
-                    _ => Vec::new(),
-                }
-            }
+                note: note.clone(),
+            },
+        )];
+        // The last attempt shown failed (a Job announced since keeps its time): the same run.
+        let was_failing = cis.status.last_scan_time.is_some()
+            && cis.status.last_scan_time != cis.status.last_successful_scan_time;
+        if !was_failing && self.cfg.notice_min_severity.is_some() {
+            let text = format!(
+                "the scan of container {} (image {}@{}) failed: {note}",
+                cis.spec.workload.container_name, cis.spec.name, cis.spec.digest
+            );
+            let event = EventNote {
+                warning: true,
+                reason: crate::notice::REASON_SCAN_FAILING.to_string(),
+                note: status::bounded_message(&text, crate::notice::MESSAGE_LIMIT),
+            };
+            events.extend(PendingEvent::on_workload(cis, event));
         }
+        events
     }
 }
 
@@ -436,6 +437,23 @@ impl Budget {
             object
         }
     }
+}
+
+/// How a result's findings are recorded for one CIS: at most `MAX_RECORD_IDS`, and fewer once
+/// the API server found its object too large (`reduced` below `configured`): about one ID
+/// per 64 bytes of the halved details budget, so that a status that must shrink can.
+fn record_spec(
+    min: crate::crd::Severity,
+    reduced: Option<usize>,
+    configured: usize,
+) -> crate::finding_record::RecordSpec {
+    let max_ids = match reduced {
+        Some(bytes) if bytes < configured => {
+            (bytes / 64).min(crate::finding_record::MAX_RECORD_IDS)
+        }
+        _ => crate::finding_record::MAX_RECORD_IDS,
+    };
+    crate::finding_record::RecordSpec { min, max_ids }
 }
 
 /// The status write of one CIS, conditioned on the UID and resourceVersion it was decided on.

@@ -38,7 +38,7 @@ use super::timers::TimerKey;
 use super::timers::Timers;
 use super::{Engine, EngineConfig, EngineStats, PendingEvent, StatusDetails, Target};
 use crate::cis_status as status;
-use crate::crd::{Severity, TruncationReason, Vulnerability};
+use crate::crd::{TruncationReason, Vulnerability};
 use crate::naming::{scan_job_name, workload_scan_job_name};
 use crate::port::{
     Action, ApiErrorKind, CisView, Command, EventNote, JobView, NodePlatform, Outcome, PodView,
