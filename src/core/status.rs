@@ -625,18 +625,7 @@ mod tests {
     use crate::exception::Exception;
 
     fn v(sev: Severity, pkg: &str, id: &str, fixed: &str) -> Vulnerability {
-        Vulnerability {
-            vulnerability_id: id.into(),
-            pkg_name: pkg.into(),
-            installed_version: "1".into(),
-            severity: sev,
-            pkg_path: String::new(),
-            fixed_version: fixed.into(),
-            title: String::new(),
-            primary_url: String::new(),
-            suppressed_by: None,
-            suppressed_justification: None,
-        }
+        crate::test_kit::finding(id, pkg, sev, fixed)
     }
 
     fn counts(s: &VulnerabilitySummary) -> Vec<(String, i32)> {

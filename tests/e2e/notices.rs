@@ -13,6 +13,8 @@ use serde_json::json;
 
 use crate::support::*;
 
+const NS: &str = "e2e-notices";
+
 /// The Events of `reason` about the object of `kind` and `uid` in `namespace`, as `kubectl
 /// describe` finds them (by involvedObject), as their messages; one recorded again (the
 /// recorder counts a repeat in `series`) is there twice.
@@ -42,10 +44,24 @@ async fn events_about(
         .collect()
 }
 
+/// The messages of the first Events of `reason` on Deployment `uid`, waited for.
+async fn told_on_deployment(
+    client: &kube::Client,
+    op: &Operator,
+    uid: &str,
+    reason: &str,
+) -> Vec<String> {
+    let what = format!("a {reason} Event on the Deployment");
+    eventually(Duration::from_secs(120), &what, Some(op), || async {
+        let found = events_about(client, NS, "Deployment", uid, reason).await;
+        (!found.is_empty()).then_some(found)
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the local control plane: make e2e"]
 async fn a_change_of_findings_is_told_once_on_the_deployment_and_the_cis() {
-    const NS: &str = "e2e-notices";
     let wait = Duration::from_secs(120);
     let client = client().await;
     prepare_scan_namespace(&client).await;
@@ -116,23 +132,8 @@ async fn a_change_of_findings_is_told_once_on_the_deployment_and_the_cis() {
         .create(&PostParams::default(), &accepted)
         .await
         .expect("the exception is accepted");
-    let resolved = eventually(
-        wait,
-        "a VulnerabilitiesResolved Event on the Deployment",
-        Some(&op),
-        || async {
-            let found = events_about(
-                &client,
-                NS,
-                "Deployment",
-                &deployment_uid,
-                "VulnerabilitiesResolved",
-            )
-            .await;
-            (!found.is_empty()).then_some(found)
-        },
-    )
-    .await;
+    let resolved =
+        told_on_deployment(&client, &op, &deployment_uid, "VulnerabilitiesResolved").await;
     assert_eq!(
         resolved,
         [format!(
@@ -161,23 +162,7 @@ async fn a_change_of_findings_is_told_once_on_the_deployment_and_the_cis() {
         .delete("libidn2", &DeleteParams::default())
         .await
         .expect("deleted");
-    let new = eventually(
-        wait,
-        "a NewVulnerabilities Event on the Deployment",
-        Some(&op),
-        || async {
-            let found = events_about(
-                &client,
-                NS,
-                "Deployment",
-                &deployment_uid,
-                "NewVulnerabilities",
-            )
-            .await;
-            (!found.is_empty()).then_some(found)
-        },
-    )
-    .await;
+    let new = told_on_deployment(&client, &op, &deployment_uid, "NewVulnerabilities").await;
     assert!(new[0].ends_with(": CRITICAL CVE-2019-18224"), "{new:?}");
     eventually(wait, "told, and nothing pending", Some(&op), || async {
         let s = list_cis(&client, NS).await.into_iter().next()?.status?;

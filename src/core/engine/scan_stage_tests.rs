@@ -264,6 +264,12 @@ impl Api {
     /// A whole successful scan whose log is `log`.
     fn scan(&mut self, log: Vec<u8>) {
         self.until_job_created();
+        self.finish_scan(log);
+    }
+
+    /// The newest Job's pod exits 0, the Job completes, and its log `log` is read and written:
+    /// nothing is left to do.
+    fn finish_scan(&mut self, log: Vec<u8>) {
         let pod = self.pod("ok", exited(0));
         self.put_pod(pod);
         self.finish(true, "Complete", "");
@@ -660,12 +666,7 @@ fn a_log_read_that_keeps_failing_is_retried_five_times_then_counts_as_failed() {
 #[test]
 fn a_report_that_is_not_json_is_a_decode_error() {
     let mut api = api_with_job(config());
-    let pod = api.pod("1", exited(0));
-    api.put_pod(pod);
-    api.finish(true, "Complete", "");
-    let (id, ..) = api.log_read();
-    api.reply(id, Outcome::Log(b"panic: runtime error".to_vec()));
-    assert!(api.run().is_empty());
+    api.finish_scan(b"panic: runtime error".to_vec());
     let (reason, message) = api.stalled("a").expect("failed");
     assert_eq!(reason, "ScanReportDecodeError");
     assert!(
@@ -1316,12 +1317,7 @@ fn notices(api: &Api, reason: &str) -> Vec<(String, String, String)> {
 #[test]
 fn a_rescan_that_finds_more_is_told_once_on_the_workload_and_the_cis() {
     let mut api = api_with_job(config());
-    let pod = api.pod("1", exited(0));
-    api.put_pod(pod);
-    api.finish(true, "Complete", "");
-    let (id, ..) = api.log_read();
-    api.reply(id, Outcome::Log(report(1, 2)));
-    assert!(api.run().is_empty());
+    api.finish_scan(report(1, 2));
     assert!(api.events.is_empty(), "a first result is the baseline");
     let first = api.status("a").clone();
     let recorded = first.notable.as_deref().expect("a record");
@@ -1384,12 +1380,7 @@ fn changes_within_a_workloads_cooldown_are_told_together_when_it_ends() {
         ..config()
     };
     let mut api = api_with_job(cfg);
-    let pod = api.pod("1", exited(0));
-    api.put_pod(pod);
-    api.finish(true, "Complete", "");
-    let (id, ..) = api.log_read();
-    api.reply(id, Outcome::Log(report(1, 0)));
-    assert!(api.run().is_empty());
+    api.finish_scan(report(1, 0));
     api.now = api.now.plus(Duration::from_secs(14 * 3600));
     api.scan(report(2, 0));
     assert_eq!(notices(&api, crate::notice::REASON_NEW).len(), 2);
@@ -1502,12 +1493,7 @@ fn a_scan_that_starts_failing_is_told_on_the_workload_once() {
 #[test]
 fn a_spec_change_rewrites_the_status_for_the_new_generation() {
     let mut api = api_with_job(config());
-    let pod = api.pod("1", exited(0));
-    api.put_pod(pod);
-    api.finish(true, "Complete", "");
-    let (id, ..) = api.log_read();
-    api.reply(id, Outcome::Log(report(1, 0)));
-    assert!(api.run().is_empty());
+    api.finish_scan(report(1, 0));
     let mut view = api.stored_cis("ns", "a").expect("a").view.clone();
     view.generation = 2;
     view.spec.ignore_unfixed = Some(true);
@@ -1632,12 +1618,7 @@ fn scanned_with_details_in_the_status() -> Api {
     let mut cfg = config();
     cfg.status_details = StatusDetails::Always;
     let mut api = api_with_job(cfg);
-    let pod = api.pod("ok", exited(0));
-    api.put_pod(pod);
-    api.finish(true, "Complete", "");
-    let (id, ..) = api.log_read();
-    api.reply(id, Outcome::Log(report(3, 1)));
-    assert!(api.run().is_empty());
+    api.finish_scan(report(3, 1));
     api
 }
 
@@ -1918,12 +1899,7 @@ fn an_exception_rewrites_the_report_with_the_covered_finding_skipped() {
     let mut cfg = config();
     cfg.write_reports = true;
     let mut api = api_with_job(cfg);
-    let pod = api.pod("ok", exited(0));
-    api.put_pod(pod);
-    api.finish(true, "Complete", "");
-    let (id, ..) = api.log_read();
-    api.reply(id, Outcome::Log(report(2, 0)));
-    assert!(api.run().is_empty());
+    api.finish_scan(report(2, 0));
     let before = api.report_requests().len();
     assert_eq!(before, 1);
     let accepted = exception(
@@ -2205,12 +2181,7 @@ fn the_time_to_a_first_result_runs_from_the_first_sight_of_the_digest() {
     });
     api.until_job_created();
     api.now = at(31);
-    let pod = api.pod("1", exited(0));
-    api.put_pod(pod);
-    api.finish(true, "Complete", "");
-    let (id, ..) = api.log_read();
-    api.reply(id, Outcome::Log(report(0, 1)));
-    assert!(api.run().is_empty());
+    api.finish_scan(report(0, 1));
     let latency = api.e.first_result_latency();
     assert_eq!((latency.sum_secs, latency.count), (30.0, 1));
     // A rescan is not a first result.
