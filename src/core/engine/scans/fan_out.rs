@@ -439,20 +439,19 @@ impl Budget {
     }
 }
 
-/// How a result's findings are recorded for one CIS: at most `MAX_RECORD_IDS`, and fewer once
-/// the API server found its object too large (`reduced` below `configured`): about one ID
-/// per 64 bytes of the halved details budget, so that a status that must shrink can.
+/// How a result's findings are recorded for one CIS: one ID per 64 bytes of its details
+/// budget — the configured one, or the halved one once the API server found its object too
+/// large (`reduced` below `configured`) — and at most `MAX_RECORD_IDS`. The two records are
+/// part of the status too: so they stay a small share of what the status may take (500 IDs
+/// from 32 KiB up; the default budget is 256 KiB), and a status that must shrink can (sim
+/// seeds 59, 5902: a failure written over a result whose records outgrew the room left).
 fn record_spec(
     min: crate::crd::Severity,
     reduced: Option<usize>,
     configured: usize,
 ) -> crate::finding_record::RecordSpec {
-    let max_ids = match reduced {
-        Some(bytes) if bytes < configured => {
-            (bytes / 64).min(crate::finding_record::MAX_RECORD_IDS)
-        }
-        _ => crate::finding_record::MAX_RECORD_IDS,
-    };
+    let budget = reduced.map_or(configured, |bytes| bytes.min(configured));
+    let max_ids = (budget / 64).min(crate::finding_record::MAX_RECORD_IDS);
     crate::finding_record::RecordSpec { min, max_ids }
 }
 
