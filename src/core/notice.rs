@@ -209,17 +209,22 @@ fn named(severity: Severity, id: &str) -> Named {
     }
 }
 
-/// The severity a record is incomplete at, if it left IDs out: its lowest recorded one.
+/// The severity a record is incomplete at, if it left IDs out: its lowest recorded one, or
+/// the highest when it left every ID out (nothing of it can be compared: without this, a
+/// record cut to nothing by a small budget read as "everything resolved", sim seed 115).
 fn cut(record: &FindingRecord) -> Option<Severity> {
     if record.left_out <= 0 {
         return None;
     }
-    Severity::ALL.into_iter().find(|s| {
-        record
-            .ids
-            .get(s.as_str())
-            .is_some_and(|ids| !ids.is_empty())
-    })
+    Severity::ALL
+        .into_iter()
+        .find(|s| {
+            record
+                .ids
+                .get(s.as_str())
+                .is_some_and(|ids| !ids.is_empty())
+        })
+        .or(Some(Severity::Critical))
 }
 
 /// The record's IDs with their severity and whether they have a fix.
