@@ -73,6 +73,12 @@ pub fn engine_config(opts: &Options) -> EngineConfig {
     cfg.scan_interval = opts.scan_interval;
     cfg.active_job_limit = opts.job_limit;
     cfg.max_inflight = opts.max_inflight;
+    cfg.sinks = (0..opts.sinks)
+        .map(|i| image_scanner_core::notification::SinkSpec {
+            name: format!("sink{i}"),
+            format: crate::sim::receivers::FORMATS[i % 2],
+        })
+        .collect();
     cfg.details_max_bytes = opts.details_max_bytes;
     cfg.details_total_bytes = opts.details_total_bytes;
     cfg.log_max_bytes = 256 * 1024;
@@ -183,6 +189,7 @@ pub fn describe(a: &Action) -> String {
             event,
             ..
         } => format!("event {namespace}/{name} {}", event.reason),
+        Action::Deliver { sink, key, .. } => format!("deliver sink{sink} {}", short(key)),
         Action::ApplyExceptionStatus { key, status, .. } => format!(
             "exception_status {} ready={:?} covered={:?}",
             key.reference(),

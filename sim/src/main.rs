@@ -82,7 +82,7 @@ fn main() -> ExitCode {
                     let failed = !report.violations.is_empty();
                     if verbose || failed {
                         eprintln!(
-                            "seed {seed}: {} events={} violations={} max_job_creates={} exception_ops={} suppressed_marks={} vex_marks={} exception_status_writes={} notice_events={}",
+                            "seed {seed}: {} events={} violations={} max_job_creates={} exception_ops={} suppressed_marks={} vex_marks={} exception_status_writes={} notice_events={} deliveries={} delivery_repeats={}",
                             report.options,
                             report.events,
                             report.violations.len(),
@@ -91,7 +91,9 @@ fn main() -> ExitCode {
                             report.stats.suppressed_marks,
                             report.stats.vex_marks,
                             report.stats.exception_status_writes,
-                            report.stats.notice_events
+                            report.stats.notice_events,
+                            report.stats.deliveries,
+                            report.stats.delivery_repeats
                         );
                     }
                     if failed {

@@ -220,6 +220,9 @@ pub struct Options {
     /// `kubernetes.io/arch` of `node-{i}` (`None`: unlabelled): half the seeds mix amd64 and
     /// arm64 nodes.
     pub node_archs: Vec<Option<&'static str>>,
+    /// Notification sinks configured (`sim::receivers`): a CloudEvents one, then an
+    /// Alertmanager one.
+    pub sinks: usize,
 }
 
 impl Options {
@@ -281,6 +284,7 @@ impl Options {
             differential: true,
             kep,
             node_archs,
+            sinks: draw_sinks(seed),
         }
     }
 
@@ -311,6 +315,12 @@ fn draw_details_total(seed: u64, details_max_bytes: usize) -> usize {
     }
 }
 
+/// How many notification sinks (0–2), from their own stream (the older options keep their
+/// values).
+fn draw_sinks(seed: u64) -> usize {
+    stream(seed, Concern::Sinks).index(3)
+}
+
 /// The nodes' architectures, from their own stream (the older options keep their values).
 fn draw_node_archs(seed: u64, nodes: usize) -> Vec<Option<&'static str>> {
     let mut r = stream(seed, Concern::Platforms);
@@ -333,7 +343,7 @@ impl fmt::Display for Options {
         let faults: Vec<&str> = self.faults.iter().map(|x| x.name()).collect();
         write!(
             f,
-            "seed={} faults=[{}] rate={} ns={} workloads={} ops={} images={} nodes={} fault_phase={}s heal_limit={}s interval={}s job_limit={} inflight={} details={} details_total={} request_limit={} max_delay={}ms window={} {} archs=[{}]",
+            "seed={} faults=[{}] rate={} ns={} workloads={} ops={} images={} nodes={} fault_phase={}s heal_limit={}s interval={}s job_limit={} inflight={} details={} details_total={} request_limit={} max_delay={}ms window={} {} archs=[{}] sinks={}",
             self.seed,
             faults.join(","),
             self.rate,
@@ -362,6 +372,7 @@ impl fmt::Display for Options {
                 .map(|a| a.unwrap_or("-"))
                 .collect::<Vec<_>>()
                 .join(","),
+            self.sinks,
         )
     }
 }

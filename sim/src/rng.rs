@@ -35,6 +35,8 @@ pub enum Concern {
     DetailsBudget = 11,
     /// The users' vulnerability exceptions.
     Exceptions = 12,
+    /// The notification sinks: how many, and how their receivers answer.
+    Sinks = 13,
 }
 
 /// SplitMix64 finaliser: spreads seeds that differ in one bit.

@@ -271,6 +271,16 @@ fn regression_notices_small_window_large_records_refused_record() {
     assert_clean(pinned(5902, "seed"));
 }
 
+/// Notification sinks (issue 21): a shown record that a small budget cut to no ID at all was
+/// compared as if empty, so a told record against it read as everything resolved (seed 115) or
+/// everything new (seed 380), told falsely and delivered as such (S14). Fixed: a record that
+/// left every ID out compares nothing.
+#[test]
+fn regression_sinks_a_record_cut_to_nothing_tells_nothing() {
+    assert_clean(pinned(115, "seed"));
+    assert_clean(pinned(380, "seed"));
+}
+
 /// The watch delivered a CIS's Delete before the answer to a status write on it; the answer
 /// put the deleted CIS back into the index, where no event removed it (S8). Fixed: a status
 /// write's answer only updates the CIS held under that UID.

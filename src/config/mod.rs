@@ -7,6 +7,7 @@
 mod duration;
 mod gates;
 mod logging;
+pub mod sinks;
 mod validate;
 
 use std::net::SocketAddr;
@@ -264,6 +265,15 @@ pub struct OperatorArgs {
         value_name = "DURATION"
     )]
     pub notice_spacing: String,
+    /// A YAML file of sinks that change notices are also delivered to (HTTPS webhooks:
+    /// CloudEvents, Slack, Alertmanager; docs/notices.md); empty: Events only.
+    #[arg(
+        long,
+        env = "NOTIFICATION_SINKS_FILE",
+        default_value = "",
+        value_name = "PATH"
+    )]
+    pub notification_sinks_file: String,
     /// Maximum bytes read from a scan pod's log; larger logs fail the scan with a clear message.
     #[arg(
         long,
@@ -455,6 +465,8 @@ pub struct OperatorConfig {
     pub notice_cooldown: Duration,
     /// Cluster-wide spacing of change notices.
     pub notice_spacing: Duration,
+    /// Where change notices are delivered besides Events.
+    pub notification_sinks: Vec<sinks::SinkConfig>,
     /// Cap on bytes read from one scan log.
     pub scan_log_max_bytes: usize,
     /// Budget of the parsed-report cache.

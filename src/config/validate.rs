@@ -333,6 +333,7 @@ impl OperatorArgs {
                 "notice-spacing",
                 "NOTICE_SPACING",
             )?,
+            notification_sinks: super::sinks::load(&self.notification_sinks_file)?,
             scan_log_max_bytes,
             report_cache_max_bytes,
             scan_job_resources: parse_json_flag(

@@ -23,6 +23,7 @@ pub mod image_ref;
 pub mod metrics_model;
 pub mod naming;
 pub mod notice;
+pub mod notification;
 pub mod openreports;
 pub mod package_match;
 pub mod port;

@@ -675,6 +675,18 @@ pub enum Action {
         /// The event.
         event: EventNote,
     },
+    /// POST a notification to a sink (`EngineConfig::sinks[sink]`): not an API request, and
+    /// outside the API command window (`engine::notices`). Answered `Done` for a 2xx.
+    Deliver {
+        /// Index of the sink in `EngineConfig::sinks`.
+        sink: usize,
+        /// Idempotency key (`Idempotency-Key` header; also in the payload).
+        key: String,
+        /// `Content-Type` of the body.
+        content_type: &'static str,
+        /// The payload (`notification::payload`).
+        body: Vec<u8>,
+    },
 }
 
 impl Action {
@@ -710,7 +722,8 @@ impl Action {
         }
     }
 
-    /// Whether the action writes to the cluster (as opposed to reading a log).
+    /// Whether the action changes something (the cluster, or a sink's receiver) as opposed to
+    /// reading a log: only a leader may issue it.
     pub fn is_write(&self) -> bool {
         !matches!(self, Action::FetchLog { .. })
     }
@@ -727,6 +740,7 @@ impl Action {
             Action::ApplyReport { .. } => "apply_report",
             Action::ApplyExceptionStatus { .. } => "apply_exception_status",
             Action::RecordEvent { .. } => "record_event",
+            Action::Deliver { .. } => "deliver",
         }
     }
 }

@@ -36,6 +36,9 @@ pub enum ShellError {
     /// Leader election could not start.
     #[error("leader election: {0}")]
     LeaderElection(String),
+    /// A notification sink cannot be set up (its CA file, TLS).
+    #[error("notification sink: {0}")]
+    Sink(String),
 }
 
 impl ShellError {

@@ -18,6 +18,7 @@ use serde_json::json;
 use super::convert;
 use super::errors::classify;
 use super::lean::WatchedCis;
+use super::sinks::Sinks;
 use crate::core::exception::ExceptionKey;
 use crate::core::port::{Action, ApiError, ApiErrorKind, EventRegarding, Outcome};
 use crate::core::time::Timestamp;
@@ -46,6 +47,7 @@ pub struct Executor {
     client: Client,
     scan_namespace: String,
     recorder: Recorder,
+    sinks: Sinks,
 }
 
 fn failed(kind: ApiErrorKind, message: impl Into<String>) -> Outcome {
@@ -66,11 +68,32 @@ impl Executor {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             scan_namespace: scan_namespace.to_string(),
+            sinks: Sinks::default(),
         }
+    }
+
+    /// The name of sink `index`, for logs.
+    pub fn sink_name(&self, index: usize) -> &str {
+        self.sinks.name(index)
+    }
+
+    /// The same, delivering `Action::Deliver` to `sinks`.
+    pub fn with_sinks(self, sinks: Sinks) -> Executor {
+        Executor { sinks, ..self }
     }
 
     /// Runs one action to completion.
     pub async fn execute(&self, action: Action) -> Outcome {
+        // Not an API request: bounded by the sink's own timeout.
+        if let Action::Deliver {
+            sink,
+            key,
+            content_type,
+            body,
+        } = action
+        {
+            return self.sinks.deliver(sink, &key, content_type, body).await;
+        }
         let timeout = match action {
             Action::FetchLog { .. } => LOG_TIMEOUT,
             _ => REQUEST_TIMEOUT,
@@ -292,6 +315,13 @@ impl Executor {
                     Err(e) => Outcome::Failed(classify(&e)),
                 }
             }
+            // Taken by `execute` before the API timeout.
+            Action::Deliver {
+                sink,
+                key,
+                content_type,
+                body,
+            } => self.sinks.deliver(sink, &key, content_type, body).await,
         }
     }
 

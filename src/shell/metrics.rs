@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
 
-use crate::core::engine::{CisKey, Engine};
+use crate::core::engine::{CisKey, Engine, SinkStats};
 use crate::core::metrics_model::{self, ExpositionCursor};
 use crate::core::port::Outcome;
 use crate::core::time::Timestamp;
@@ -60,6 +60,64 @@ fn gauge(out: &mut String, name: &str, help: &str, value: impl std::fmt::Display
 
 fn counter_header(out: &mut String, name: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+}
+
+/// Each notification sink's deliveries (`--notification-sinks-file`); nothing without sinks.
+fn render_sinks(out: &mut String, engine: &Engine, now: Timestamp) {
+    let sinks = &engine.config().sinks;
+    if sinks.is_empty() {
+        return;
+    }
+    let stats = engine.sink_stats();
+    let rows = |out: &mut String, name: &str, value: &dyn Fn(&SinkStats) -> String| {
+        for (sink, s) in sinks.iter().zip(&stats) {
+            let _ = writeln!(out, "{name}{{sink=\"{}\"}} {}", sink.name, value(s));
+        }
+    };
+    counter_header(
+        out,
+        "image_scanner_notifications_sent_total",
+        "Change notices a sink answered with a 2xx.",
+    );
+    rows(out, "image_scanner_notifications_sent_total", &|s| {
+        s.sent.to_string()
+    });
+    counter_header(
+        out,
+        "image_scanner_notifications_failed_total",
+        "Delivery attempts that failed (each retry counts).",
+    );
+    rows(out, "image_scanner_notifications_failed_total", &|s| {
+        s.failed.to_string()
+    });
+    counter_header(
+        out,
+        "image_scanner_notifications_dropped_total",
+        "Change notices given up for a sink after its retries (or a 4xx that cannot succeed).",
+    );
+    rows(out, "image_scanner_notifications_dropped_total", &|s| {
+        s.dropped.to_string()
+    });
+    let _ = writeln!(
+        out,
+        "# HELP image_scanner_notifications_queued Change notices under way to a sink (the CIS waiting their turn are image_scanner_notices_pending).\n# TYPE image_scanner_notifications_queued gauge"
+    );
+    rows(out, "image_scanner_notifications_queued", &|s| {
+        s.queued.to_string()
+    });
+    let _ = writeln!(
+        out,
+        "# HELP image_scanner_notifications_oldest_queued_seconds Age of the oldest change notice under way to a sink (0: none).\n# TYPE image_scanner_notifications_oldest_queued_seconds gauge"
+    );
+    rows(
+        out,
+        "image_scanner_notifications_oldest_queued_seconds",
+        &|s| {
+            s.oldest_queued
+                .map_or(0, |at| now.since(at).as_secs())
+                .to_string()
+        },
+    );
 }
 
 /// Resident memory and CPU time of this process from `/proc` (Linux); absent elsewhere.
@@ -221,6 +279,7 @@ fn render_operational(
         "CIS whose change of findings (status.notableFindings vs announcedFindings) waits to be told by Events.",
         engine.notices_pending(),
     );
+    render_sinks(out, engine, now);
     gauge(
         out,
         "image_scanner_details_bytes",

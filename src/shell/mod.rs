@@ -18,5 +18,6 @@ pub mod logging;
 pub mod metrics;
 pub mod nodes;
 pub mod runtime;
+pub mod sinks;
 pub mod sync_gate;
 pub mod watch;

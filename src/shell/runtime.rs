@@ -16,6 +16,7 @@ use super::execute::{Executor, now};
 use super::http::{self, EngineQuery, Health};
 use super::leader;
 use super::metrics::{METRICS_CHUNK_BYTES, RequestCounters, render_metrics_chunk};
+use super::sinks::Sinks;
 use super::sync_gate::SyncGate;
 use super::watch::{WatchPlan, run_watches};
 use crate::config::{GateSetting, OperatorConfig};
@@ -82,6 +83,7 @@ pub fn engine_config(
         notice_min_severity: config.notice_min_severity,
         notice_cooldown: config.notice_cooldown,
         notice_spacing: config.notice_spacing,
+        sinks: config.notification_sinks.iter().map(|s| s.spec()).collect(),
         // Flow control, retry and back-off timings: the engine's own defaults.
         ..EngineConfig::default()
     }
@@ -173,7 +175,8 @@ pub async fn run(config: OperatorConfig) -> Result<(), ShellError> {
         client.clone(),
         &config.scan_job_namespace,
         leader::identity(),
-    );
+    )
+    .with_sinks(Sinks::new(&config.notification_sinks)?);
     let engine_task = tokio::spawn(drive(
         engine,
         executor,
@@ -343,11 +346,19 @@ async fn drive(
             let counters = counters.clone();
             running.push(async move {
                 let verb = action.verb();
-                let what = describe(&action);
+                let what = match &action {
+                    Action::Deliver { sink, key, .. } => {
+                        format!("sink {} notification {key}", executor.sink_name(*sink))
+                    }
+                    other => describe(other),
+                };
                 tracing::debug!(verb, object = %what, "executing");
                 let outcome = executor.execute(action).await;
                 log_outcome(verb, &what, &outcome);
-                counters.record(verb, &outcome);
+                // The API request counters count API requests; deliveries have their own.
+                if verb != "deliver" {
+                    counters.record(verb, &outcome);
+                }
                 (id, outcome)
             });
         }
@@ -390,6 +401,7 @@ fn describe(action: &Action) -> String {
         Action::DeleteJob { name, .. } => format!("job/{name}"),
         Action::FetchLog { pod_name, .. } => format!("pod/{pod_name}"),
         Action::ApplyExceptionStatus { key, .. } => format!("exception {}", key.reference()),
+        Action::Deliver { sink, key, .. } => format!("sink #{sink} notification {key}"),
     }
 }
 

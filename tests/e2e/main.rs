@@ -16,5 +16,6 @@ mod operations;
 mod realnode;
 mod realnode_credentials;
 mod scans;
+mod sinks;
 mod support;
 mod workloads;

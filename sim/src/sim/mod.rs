@@ -9,6 +9,7 @@ mod kubelet;
 mod liveness;
 mod operator;
 mod oracle;
+pub mod receivers;
 mod scanjobs;
 mod watch;
 mod world;
@@ -65,6 +66,10 @@ pub struct Stats {
     pub exception_status_writes: u64,
     /// Change notices (issue 21) recorded as Events, on workloads and CIS.
     pub notice_events: u64,
+    /// Deliveries to the notification sinks.
+    pub deliveries: u64,
+    /// Of those, repeats of a key a receiver had seen.
+    pub delivery_repeats: u64,
 }
 
 /// Trace: always a cheap hash; the text only when asked for.
@@ -130,6 +135,10 @@ pub struct Sim {
     pub r_world: Rng,
     /// Delivery delays.
     pub r_delivery: Rng,
+    /// The notification sinks' receivers.
+    pub r_sinks: Rng,
+    /// What the receivers saw.
+    pub receivers: receivers::Receivers,
     /// Scan Job timings.
     pub r_jobs: Rng,
     /// Garbage-collector and finalizer delays (they depend on the operator's writes, so they
@@ -211,6 +220,8 @@ impl Sim {
             exception_script,
             r_world: stream(seed, Concern::World),
             r_delivery: stream(seed, Concern::Delivery),
+            r_sinks: stream(seed ^ 0x5e, Concern::Sinks),
+            receivers: Default::default(),
             r_jobs: stream(seed, Concern::Jobs),
             r_gc: stream(seed ^ 0x6c, Concern::Jobs),
             instances: Vec::new(),

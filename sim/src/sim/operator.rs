@@ -258,6 +258,14 @@ impl Sim {
             let verb = cmd.action.verb();
             self.note(|| format!("inst{i} cmd#{} {verb} {}", id.0, describe(&cmd.action)));
             self.instances[i].inflight.push_back(id);
+            // Not an API request: the sink's receiver answers it.
+            if let Action::Deliver {
+                sink, key, body, ..
+            } = cmd.action
+            {
+                self.send_to_receiver(i, inc, id, sink, key, &body);
+                continue;
+            }
             let d = self.delay();
             self.after(
                 d,

@@ -7,6 +7,7 @@ use std::time::Duration;
 use regex::Regex;
 
 use crate::crd::Severity;
+use crate::notification::SinkSpec;
 
 use crate::scan_job::ScanJobSettings;
 
@@ -88,6 +89,9 @@ pub struct EngineConfig {
     /// At least this long between two workloads' announcements, cluster-wide: a database
     /// update that changes every image's findings is told at this pace, not in a burst.
     pub notice_spacing: Duration,
+    /// Where announcements are delivered besides Events (`engine::deliveries`); the index is
+    /// the sink's number in `Action::Deliver`.
+    pub sinks: Vec<SinkSpec>,
 }
 
 impl EngineConfig {
@@ -155,6 +159,7 @@ impl Default for EngineConfig {
             notice_min_severity: Some(Severity::High),
             notice_cooldown: Duration::from_secs(600),
             notice_spacing: Duration::from_secs(2),
+            sinks: Vec::new(),
         }
     }
 }

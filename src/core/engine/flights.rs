@@ -136,6 +136,14 @@ impl Flights {
         self.next_id
     }
 
+    /// An id for a command issued outside the window (a delivery to a sink): never that of
+    /// another command, and unknown to [`Flights::land`].
+    pub fn take_id(&mut self) -> CommandId {
+        let id = CommandId(self.next_id);
+        self.next_id += 1;
+        id
+    }
+
     /// Takes the answer to command `id`: `None` for a command not (or no longer) in flight (an
     /// answer from before a restart of the engine, or a duplicate). A failure backs the target
     /// off, also a permanent one: the same request fails the same way until some observation

@@ -14,6 +14,7 @@ mod cache;
 mod cis_sync;
 mod config;
 mod coverage;
+mod deliveries;
 mod dirty_cis;
 mod exception_status;
 mod exceptions;
@@ -35,6 +36,7 @@ pub use config::{
     DEFAULT_DETAILS_TOTAL_BYTES, DEFAULT_EXCLUDE_REGEXP, EngineConfig, StatusDetails,
 };
 pub use coverage::{Coverage, Latency};
+pub use deliveries::SinkStats;
 pub use index::CisKey;
 pub use placement::{Placement, PullFailure, classify_pull_failure};
 
@@ -385,6 +387,11 @@ impl Engine {
         self.flights.len()
     }
 
+    /// Each configured sink's deliveries (`EngineConfig::sinks` order).
+    pub fn sink_stats(&self) -> Vec<SinkStats> {
+        self.notices.sink_stats(self.cfg.sinks.len())
+    }
+
     /// CIS whose changes wait to be told (`engine::notices`).
     pub fn notices_pending(&self) -> usize {
         self.notices.pending_count()
@@ -451,6 +458,8 @@ impl Engine {
             _ => None,
         };
         let Some(landed) = self.flights.land(id, failed.is_some(), now) else {
+            // Not an API command: a delivery to a sink, or an answer from before a restart.
+            self.notices.on_delivery_outcome(id, failed, now);
             return;
         };
         if let Some(kind) = failed {

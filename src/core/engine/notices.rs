@@ -5,7 +5,8 @@
 //! result (`cis_status::announced_after`), so what waits to be told is in the API, not here,
 //! and survives a restart or a failover. This stage tells one workload at a time: the Events of
 //! all its pending CIS merged into one per kind of change on the workload, and one per kind on
-//! each CIS; only when every Event was recorded does it write each CIS's announced record
+//! each CIS, and one delivery per configured sink (`engine::deliveries`); only when every Event
+//! was recorded and every delivery ended does it write each CIS's announced record
 //! (`cis_status::announced_status`), so a crash in between tells again rather than never.
 //! A workload is told at most once per `notice_cooldown` (changes in between are told
 //! together), and workloads at least `notice_spacing` apart cluster-wide, so a database update
@@ -15,6 +16,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use super::deliveries::{Deliveries, Outbox, SinkStats};
 use super::flights::Flights;
 use super::index::{CisKey, Index};
 use super::timers::{TimerKey, Timers};
@@ -22,24 +24,16 @@ use super::{EngineConfig, Target};
 use crate::cis_status::announced_status;
 use crate::crd::FindingRecord;
 use crate::notice::{Diff, notes};
-use crate::port::{Action, CisView, Command, EventNote, EventRegarding};
+use crate::notification::{ContainerChange, Notification, WorkloadId, idempotency_key};
+use crate::port::{Action, ApiErrorKind, CisView, Command, CommandId, EventNote, EventRegarding};
 use crate::time::Timestamp;
 
-/// A top workload, as a CIS names it (`spec.workload`) in its namespace.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct WorkloadId {
-    pub namespace: String,
-    pub kind: String,
-    pub name: String,
-}
-
-impl WorkloadId {
-    fn of(cis: &CisView) -> WorkloadId {
-        WorkloadId {
-            namespace: cis.namespace.clone(),
-            kind: cis.spec.workload.kind.clone(),
-            name: cis.spec.workload.name.clone(),
-        }
+/// The workload a CIS names (`spec.workload`), in its namespace.
+fn workload_id(cis: &CisView) -> WorkloadId {
+    WorkloadId {
+        namespace: cis.namespace.clone(),
+        kind: cis.spec.workload.kind.clone(),
+        name: cis.spec.workload.name.clone(),
     }
 }
 
@@ -59,6 +53,16 @@ struct Telling {
     failed: bool,
     /// Each CIS told of: its UID and the record it was told up to.
     told: Vec<(CisKey, String, Arc<FindingRecord>)>,
+    /// The deliveries to the sinks, when any are configured and there is a change to tell.
+    outbox: Option<Outbox>,
+}
+
+impl Telling {
+    fn is_done(&self) -> bool {
+        self.queued.is_empty()
+            && self.unanswered == 0
+            && self.outbox.as_ref().is_none_or(Outbox::is_done)
+    }
 }
 
 /// The stage's state: which CIS are pending, by workload, and what is being told.
@@ -80,6 +84,8 @@ pub struct Notices {
     event_owner: BTreeMap<u64, WorkloadId>,
     /// Records told, to be written as announced (CIS, its UID, the record).
     to_record: BTreeMap<CisKey, (String, Arc<FindingRecord>)>,
+    /// The announcements' deliveries to the sinks.
+    deliveries: Deliveries,
 }
 
 /// The shared services the stage uses.
@@ -110,7 +116,7 @@ impl Notices {
             }
         }
         if let Some(cis) = view.filter(|c| is_pending(c)) {
-            let workload = WorkloadId::of(cis);
+            let workload = workload_id(cis);
             self.pending
                 .entry(workload.clone())
                 .or_default()
@@ -138,13 +144,39 @@ impl Notices {
         true
     }
 
-    /// Ends an announcement whose Events were all answered: its records are written unless an
-    /// Event failed.
-    fn finish(&mut self, workload: &WorkloadId) {
-        let done = self
+    /// The answer to a delivery to a sink: `false` when `id` is not a delivery of this stage.
+    pub fn on_delivery_outcome(
+        &mut self,
+        id: CommandId,
+        failure: Option<ApiErrorKind>,
+        now: Timestamp,
+    ) -> bool {
+        let Some((workload, sink)) = self.deliveries.owner_of(id) else {
+            return false;
+        };
+        if let Some(outbox) = self
             .telling
-            .get(workload)
-            .is_some_and(|t| t.queued.is_empty() && t.unanswered == 0);
+            .get_mut(&workload)
+            .and_then(|t| t.outbox.as_mut())
+        {
+            self.deliveries.land(outbox, sink, failure, now);
+            self.finish(&workload);
+        }
+        true
+    }
+
+    /// Each configured sink's figures.
+    pub fn sink_stats(&self, sinks: usize) -> Vec<SinkStats> {
+        self.deliveries.stats(
+            sinks,
+            self.telling.values().filter_map(|t| t.outbox.as_ref()),
+        )
+    }
+
+    /// Ends an announcement whose Events were all answered and deliveries ended: its records
+    /// are written unless an Event failed.
+    fn finish(&mut self, workload: &WorkloadId) {
+        let done = self.telling.get(workload).is_some_and(Telling::is_done);
         if !done {
             return;
         }
@@ -182,10 +214,28 @@ impl Notices {
         }
     }
 
+    /// Issues the deliveries to the sinks that are due, and arms the timer of the next retry.
+    fn issue_deliveries(&mut self, cx: &mut NoticeCx<'_>, now: Timestamp, out: &mut Vec<Command>) {
+        let mut next: Option<Timestamp> = None;
+        for (workload, telling) in &mut self.telling {
+            if let Some(outbox) = telling.outbox.as_mut()
+                && let Some(at) =
+                    self.deliveries
+                        .issue(workload, outbox, &cx.cfg.sinks, cx.flights, now, out)
+            {
+                next = Some(next.map_or(at, |n| n.min(at)));
+            }
+        }
+        if let Some(at) = next {
+            cx.timers.arm(TimerKey::Notices, at);
+        }
+    }
+
     /// Writes the records told, then tells the next workload that is due.
     pub(super) fn sync(&mut self, mut cx: NoticeCx<'_>, now: Timestamp, out: &mut Vec<Command>) {
         self.record_told(&mut cx, now, out);
         self.issue_queued(&mut cx, now, out);
+        self.issue_deliveries(&mut cx, now, out);
         if cx.cfg.notice_min_severity.is_none() || self.pending.is_empty() {
             return;
         }
@@ -247,6 +297,8 @@ impl Notices {
         let mut told = Vec::new();
         let mut diffs = Vec::new();
         let mut containers = Vec::new();
+        let mut changes = Vec::new();
+        let mut changed = Vec::new();
         let mut owner = None;
         for key in &keys {
             // A CIS whose told record waits to be written is told again only after that.
@@ -280,6 +332,16 @@ impl Notices {
                 cis.spec.workload.container_name,
                 image_of(cis)
             ));
+            if !cx.cfg.sinks.is_empty() {
+                changed.push((cis.uid.clone(), announced.clone(), notable.clone()));
+                changes.push(ContainerChange {
+                    container: cis.spec.workload.container_name.clone(),
+                    image: cis.spec.name.clone(),
+                    digest: cis.spec.digest.clone(),
+                    cis: cis.name.clone(),
+                    diff: diff.clone(),
+                });
+            }
             diffs.push(diff);
             if owner.is_none() {
                 owner = workload_reference(cis);
@@ -303,7 +365,16 @@ impl Notices {
                 ));
             }
         }
-        if events.is_empty() {
+        let outbox = (!changes.is_empty()).then(|| {
+            let key = idempotency_key(changed.iter().map(|(u, a, n)| (u.as_str(), &**a, &**n)));
+            let notification = Notification {
+                key,
+                workload: workload.clone(),
+                changes,
+            };
+            Outbox::new(notification, cx.cfg.sinks.len(), now)
+        });
+        if events.is_empty() && outbox.is_none() {
             // Nothing worth an Event: the records are written as told straight away.
             for (key, uid, record) in told {
                 self.to_record.insert(key, (uid, record));
@@ -317,9 +388,11 @@ impl Notices {
                 unanswered: 0,
                 failed: false,
                 told,
+                outbox,
             },
         );
         self.issue_queued(cx, now, out);
+        self.issue_deliveries(cx, now, out);
         true
     }
 

@@ -2537,3 +2537,6 @@ fn a_vex_document_in_a_config_map_suppresses_what_it_states_until_it_changes() {
     );
     assert_eq!(api.jobs_created(), jobs, "no rescan");
 }
+
+#[path = "delivery_tests.rs"]
+mod delivery_tests;

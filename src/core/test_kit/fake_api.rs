@@ -96,6 +96,8 @@ pub struct FakeApi {
     /// The log of each scan pod's scan container; a pod without one has an empty log.
     pub logs: BTreeMap<Key, Vec<u8>>,
     pub events: Vec<RecordedEvent>,
+    /// Deliveries answered `Done`: sink, idempotency key, payload.
+    pub deliveries: Vec<(usize, String, Vec<u8>)>,
     /// Vulnerability exceptions (both kinds), status included.
     pub exceptions: BTreeMap<ExceptionKey, ExceptionView>,
     /// ConfigMaps labelled for VEX documents, by namespace and name.
@@ -124,6 +126,7 @@ impl FakeApi {
             reports: BTreeMap::new(),
             logs: BTreeMap::new(),
             events: Vec::new(),
+            deliveries: Vec::new(),
             exceptions: BTreeMap::new(),
             vex_maps: BTreeMap::new(),
             requests: Vec::new(),
@@ -155,6 +158,11 @@ impl FakeApi {
     /// Requests of `verb` are left to the test: [`FakeApi::round`] returns them unanswered.
     pub fn hold(&mut self, verb: &'static str) {
         self.held.insert(verb);
+    }
+
+    /// Requests of `verb` are answered again.
+    pub fn release(&mut self, verb: &'static str) {
+        self.held.remove(verb);
     }
 
     /// The stored CIS `name` of namespace `namespace`.
@@ -475,6 +483,12 @@ impl FakeApi {
                     uid: uid.clone(),
                     note: event.clone(),
                 });
+                Outcome::Done
+            }
+            Action::Deliver {
+                sink, key, body, ..
+            } => {
+                self.deliveries.push((*sink, key.clone(), body.clone()));
                 Outcome::Done
             }
         }

@@ -333,6 +333,7 @@ impl Sim {
                     issued,
                 );
                 if !(orphan || stale) {
+                    self.check_told_was_delivered(&key, &new);
                     let total = self.instances[i].cfg.details_total_bytes;
                     (self.checker).on_details_total(self.now, &self.cluster, &key, &new, total);
                 }
@@ -429,6 +430,8 @@ impl Sim {
                 self.stats.exception_status_writes += 1;
                 Outcome::Done
             }
+            // Sent to the receivers (`sim::receivers`), never to the API server.
+            Action::Deliver { .. } => fail(ApiErrorKind::Invalid, "not an API request"),
             // The simulated cluster has no OpenReports CRD; Reports are accepted and dropped.
             Action::ApplyReport { ref namespace, .. }
             | Action::RecordEvent { ref namespace, .. } => {
