@@ -532,6 +532,17 @@ pub enum Observation {
         /// Whether this instance may write.
         leading: bool,
     },
+    /// The Lease this instance holds is valid until `until` by its own clock (its last
+    /// renewal plus the lease's duration, less a margin for a request under way). Past it the
+    /// instance issues nothing until a renewal is seen: a process that was paused (SIGSTOP, a
+    /// frozen VM, a long GC) wakes up believing it leads while another has taken over, and
+    /// the news of the lost Lease reaches it only after it already wrote (the chaos test found
+    /// a CIS written 21 s after the other replica took over). Without leader election the
+    /// shell never sends it and nothing is limited.
+    LeaseValidUntil {
+        /// The end of the validity.
+        until: crate::time::Timestamp,
+    },
     /// The result of a command.
     Outcome {
         /// Which command.

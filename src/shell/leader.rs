@@ -1,14 +1,21 @@
 //! Leader election with a Lease (id `398aa7bc.statnett.no`, as the Go operator), so only one
 //! replica writes. Leadership changes reach the engine as observations; the engine stops issuing
-//! writes the moment it is told it lost the lease.
+//! writes the moment it is told it lost the lease — and, not to depend on being told, the
+//! moment the lease it last saw renewed has run out (`Observation::LeaseValidUntil`, from a
+//! watch of the Lease): a paused process that wakes up after another took over writes
+//! nothing, though the election tells it only later.
 
-use kube::Client;
+use futures::StreamExt;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client};
 use kube_lease_manager::{LeaseManager, LeaseManagerBuilder};
 use tokio::sync::mpsc;
 
 use super::errors::ShellError;
 use crate::config::OperatorConfig;
 use crate::core::port::Observation;
+use crate::core::time::Timestamp;
 
 /// Name of the Lease, shared with the Go operator so the two never run side by side.
 pub const LEASE_NAME: &str = "398aa7bc.statnett.no";
@@ -16,11 +23,15 @@ pub const LEASE_NAME: &str = "398aa7bc.statnett.no";
 const LEASE_SECONDS: u64 = 15;
 /// Seconds before expiry when the holder renews.
 const GRACE_SECONDS: u64 = 5;
+/// The engine stops this long before the lease it holds expires: a request decided just before
+/// has that long to land before another replica may take over.
+const MARGIN_SECONDS: u64 = 3;
 
 /// A running election; release it on shutdown so a successor takes over at once.
 pub struct Election {
     leading: tokio::sync::watch::Receiver<bool>,
     forward: tokio::task::JoinHandle<()>,
+    renewals: tokio::task::JoinHandle<()>,
     task: tokio::task::JoinHandle<Result<LeaseManager, kube_lease_manager::LeaseManagerError>>,
 }
 
@@ -31,6 +42,7 @@ impl Election {
     /// Gives up the lease (if held) and waits for the manager to stop. The manager releases
     /// when every receiver of its channel is gone, so the forwarding task goes first.
     pub async fn release(self) {
+        self.renewals.abort();
         self.forward.abort();
         let _ = self.forward.await;
         drop(self.leading);
@@ -73,6 +85,7 @@ pub async fn start(
     tx: mpsc::Sender<Observation>,
 ) -> Result<Election, ShellError> {
     let id = identity().unwrap_or_else(|| format!("image-scanner-{}", std::process::id()));
+    let client_for_watch = client.clone();
     let manager = LeaseManagerBuilder::new(client, LEASE_NAME)
         .with_namespace(lease_namespace(config))
         .with_identity(id.clone())
@@ -82,6 +95,17 @@ pub async fn start(
         .build()
         .await
         .map_err(|e| ShellError::LeaderElection(e.to_string()))?;
+    // Nothing is written before a renewal of ours is seen.
+    let _ = tx
+        .send(Observation::LeaseValidUntil {
+            until: Timestamp::EPOCH,
+        })
+        .await;
+    let renewals = tokio::spawn(forward_renewals(
+        Api::namespaced(client_for_watch, &lease_namespace(config)),
+        id.clone(),
+        tx.clone(),
+    ));
     let (leading, task) = manager.watch().await;
     let mut changes = leading.clone();
     let forward = tokio::spawn(async move {
@@ -105,6 +129,73 @@ pub async fn start(
     Ok(Election {
         leading,
         forward,
+        renewals,
         task,
     })
+}
+
+/// Watches the Lease and tells the engine, at each renewal by `id`, until when it is valid. A
+/// broken watch sends nothing, so the engine stops at the last validity it knows: the safe
+/// side.
+async fn forward_renewals(leases: Api<Lease>, id: String, tx: mpsc::Sender<Observation>) {
+    let config = watcher::Config::default().fields(&format!("metadata.name={LEASE_NAME}"));
+    // With back-off: without it the watcher retries a refused or unreachable API server at
+    // once, in a loop (make chaos saw 10,000 attempts a second while kube-apiserver restarted).
+    let mut stream = std::pin::pin!(watcher(leases, config).default_backoff().applied_objects());
+    while let Some(event) = stream.next().await {
+        let Ok(lease) = event else {
+            continue;
+        };
+        if let Some(until) = valid_until(&lease, &id)
+            && tx
+                .send(Observation::LeaseValidUntil { until })
+                .await
+                .is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// The end of `lease`'s validity for holder `id` (renewal plus duration, less the margin), by
+/// the holder's clock (it wrote `renewTime`); `None` when `id` does not hold it.
+fn valid_until(lease: &Lease, id: &str) -> Option<Timestamp> {
+    let spec = lease.spec.as_ref()?;
+    if spec.holder_identity.as_deref() != Some(id) {
+        return None;
+    }
+    let renewed = spec.renew_time.as_ref()?.0.as_millisecond();
+    let seconds = spec
+        .lease_duration_seconds
+        .and_then(|s| u64::try_from(s).ok())
+        .unwrap_or(LEASE_SECONDS);
+    Some(Timestamp(renewed).plus(std::time::Duration::from_secs(
+        seconds.saturating_sub(MARGIN_SECONDS),
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::coordination::v1::LeaseSpec;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+
+    #[test]
+    fn a_lease_is_valid_for_its_holder_until_its_duration_less_the_margin() {
+        let renewed: jiff::Timestamp = "2026-12-05T10:00:00Z".parse().expect("time");
+        let lease = Lease {
+            spec: Some(LeaseSpec {
+                holder_identity: Some("a".into()),
+                renew_time: Some(MicroTime(renewed)),
+                lease_duration_seconds: Some(15),
+                ..LeaseSpec::default()
+            }),
+            ..Lease::default()
+        };
+        assert_eq!(
+            valid_until(&lease, "a"),
+            Some(Timestamp(renewed.as_millisecond() + 12_000))
+        );
+        assert_eq!(valid_until(&lease, "b"), None, "held by another");
+    }
 }

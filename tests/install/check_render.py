@@ -122,7 +122,7 @@ WORKLOAD_SCAN_RULES = {
 }
 LEADER_RULES = {
     ("coordination.k8s.io", "leases", "create", ""),
-    ("coordination.k8s.io", "leases", "get,patch", "398aa7bc.statnett.no"),
+    ("coordination.k8s.io", "leases", "get,list,patch,watch", "398aa7bc.statnett.no"),
 }
 
 

@@ -157,6 +157,7 @@ done
 can yes create leases.coordination.k8s.io -n "$NS"
 can yes get "leases.coordination.k8s.io/$LEASE" -n "$NS"
 can yes patch "leases.coordination.k8s.io/$LEASE" -n "$NS"
+can yes watch "leases.coordination.k8s.io/$LEASE" -n "$NS"
 
 # Never: Secrets, pods, other writes, other namespaces, other Leases, escalation.
 for v in get list watch; do
@@ -204,6 +205,7 @@ can no create events -n default
 can no delete events.events.k8s.io -n default
 can no get leases.coordination.k8s.io/other-lease -n "$NS"
 can no patch leases.coordination.k8s.io/other-lease -n "$NS"
+can no watch leases.coordination.k8s.io -n "$NS"
 can no get "leases.coordination.k8s.io/$LEASE" -n kube-system
 can no create leases.coordination.k8s.io -n kube-system
 can no delete "leases.coordination.k8s.io/$LEASE" -n "$NS"

@@ -143,6 +143,8 @@ pub struct Engine {
     /// Events waiting for capacity.
     pending_events: VecDeque<PendingEvent>,
     leading: bool,
+    /// Until when the Lease is known valid (`Observation::LeaseValidUntil`); `None`: no limit.
+    lease_until: Option<Timestamp>,
     synced: bool,
     stats: EngineStats,
 }
@@ -165,6 +167,7 @@ impl Engine {
             notices: Default::default(),
             pending_events: VecDeque::new(),
             leading: false,
+            lease_until: None,
             synced: false,
             stats: EngineStats::default(),
         }
@@ -246,6 +249,7 @@ impl Engine {
                 }
                 self.leading = leading;
             }
+            Observation::LeaseValidUntil { until } => self.lease_until = Some(until),
             Observation::Outcome { id, outcome } => self.observe_outcome(id, outcome, now),
         }
     }
@@ -299,7 +303,9 @@ impl Engine {
             );
         }
         let mut out = Vec::new();
-        if !self.leading || !self.synced {
+        // Past the Lease's validity nothing is decided: the next renewal seen brings a poll.
+        let lease_lapsed = self.lease_until.is_some_and(|until| now >= until);
+        if !self.leading || !self.synced || lease_lapsed {
             return out;
         }
         self.flush_events(&mut out);

@@ -118,6 +118,20 @@ fn a_renewed_leadership_does_not_sync_everything_again() {
 }
 
 #[test]
+fn nothing_is_issued_once_the_lease_last_seen_renewed_has_run_out() {
+    // Found by the chaos test (issue 22): a leader paused past its lease woke up and wrote a
+    // CIS 21 s after the other replica took over, before it was told it lost the Lease.
+    let mut e = engine();
+    e.observe(Observation::LeaseValidUntil { until: at(10) }, T);
+    apply_cis(&mut e, cis("a", "uid-a", D1, CisStatusView::default()), T);
+    let late = at(30);
+    assert!(e.poll(late).is_empty(), "the lease ran out at 10 s");
+    assert!(e.queue_depth() > 0, "the work waits");
+    e.observe(Observation::LeaseValidUntil { until: at(42) }, late);
+    assert!(!e.poll(late).is_empty(), "a renewal seen: back to work");
+}
+
+#[test]
 fn a_status_write_answered_not_found_forgets_the_cis_instead_of_rewriting_it() {
     // Found by the simulator: the CIS was deleted, the watch had not said so yet, and the
     // engine rewrote its status (plus a ScanFailed Event) once per round trip.
