@@ -11,13 +11,14 @@ export CARGO_TERM_COLOR ?= never
 include tests/cluster/cluster.mk
 include tests/install/install.mk
 include tests/bench/bench.mk
+include tests/chaos/chaos.mk
 
 .PHONY: help test fmt-check clippy core-deps-check unit-test run e2e
 
 help:
 	@echo "make run    - run the operator on the local control plane (see README.md)"
 	@echo "make test   - run every check and test (what CI runs)"
-	@echo "other: cluster-up cluster-down cluster-smoke image-binary bench-scale bench-scan-pod"
+	@echo "other: cluster-up cluster-down cluster-smoke image-binary bench-scale bench-scan-pod chaos"
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
@@ -51,5 +52,7 @@ run:
 # bench-scale-small: the CI-sized scale benchmark (500 pods) on a cluster of its own, so the
 # script cannot rot; its correctness checks (a result for every CIS, one Job per digest, no quiet
 # writes) fail the run, its timing targets are reported only (make bench-scale STRICT=1 enforces).
-test: fmt-check clippy core-deps-check unit-test install-check image-binary-check cluster-smoke scanner-check e2e real-install-check bench-scale-small
+# chaos-small: the CI-sized chaos run (issue 22), also on a cluster of its own; any violation
+# fails it, with the seed to replay.
+test: fmt-check clippy core-deps-check unit-test install-check image-binary-check cluster-smoke scanner-check e2e real-install-check bench-scale-small chaos-small
 	@echo "make test: all checks passed"

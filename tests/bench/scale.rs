@@ -42,6 +42,7 @@ use image_scanner::crd::ContainerImageScan;
 // One file per subcommand (and the measuring tools of `run`); they share the imports and
 // helpers of this file through `use super::*`.
 mod baseline;
+mod chaos;
 mod measure;
 mod populate;
 mod report;
@@ -49,6 +50,7 @@ mod restart;
 mod run;
 
 use baseline::*;
+use chaos::*;
 use measure::*;
 use populate::*;
 use report::*;
@@ -237,6 +239,48 @@ enum Cmd {
         #[arg(long)]
         strict: bool,
     },
+    /// Faults on the populated cluster with two replicas (tests/chaos/chaos.sh, issue 22).
+    Chaos {
+        /// The operator binary.
+        #[arg(long)]
+        operator: PathBuf,
+        /// Cluster state directory (pid files, logs, audit log, the replicas' kubeconfigs).
+        #[arg(long)]
+        state: PathBuf,
+        /// Seed of the fault schedule.
+        #[arg(long)]
+        seed: u64,
+        /// SIGKILLs, of the leader and the standby in turn.
+        #[arg(long, default_value_t = 50)]
+        kills: usize,
+        /// kube-apiserver restarts.
+        #[arg(long, default_value_t = 10)]
+        api_restarts: usize,
+        /// SIGSTOPs of the leader for longer than the lease.
+        #[arg(long, default_value_t = 3)]
+        pauses: usize,
+        /// etcd restarts.
+        #[arg(long, default_value_t = 2)]
+        etcd_restarts: usize,
+        /// kube-controller-manager restarts.
+        #[arg(long, default_value_t = 3)]
+        kcm_restarts: usize,
+        /// Phases of API Priority and Fairness limiting the replicas (429s).
+        #[arg(long, default_value_t = 3)]
+        throttles: usize,
+        /// User actions (deleting or editing CIS, Jobs and scan pods; rollouts; scaling).
+        #[arg(long, default_value_t = 40)]
+        user_ops: usize,
+        /// Seconds after the heal by which every container must show its result.
+        #[arg(long, default_value_t = 60)]
+        heal_bound: u64,
+        /// Seconds of the quiet period after convergence.
+        #[arg(long, default_value_t = 30)]
+        quiet: u64,
+        /// --active-scan-job-limit of the replicas.
+        #[arg(long, default_value_t = 20)]
+        job_limit: u32,
+    },
 }
 
 #[tokio::main]
@@ -280,6 +324,36 @@ async fn main() -> Result<()> {
             jobs_in_flight,
         } => baseline(&cli.out, concurrency, jobs_in_flight).await,
         Cmd::Report { strict } => report(&cli.out, strict),
+        Cmd::Chaos {
+            operator,
+            state,
+            seed,
+            kills,
+            api_restarts,
+            pauses,
+            etcd_restarts,
+            kcm_restarts,
+            throttles,
+            user_ops,
+            heal_bound,
+            quiet,
+            job_limit,
+        } => {
+            let settings = ChaosSettings {
+                seed,
+                kills,
+                api_restarts,
+                pauses,
+                etcd_restarts,
+                kcm_restarts,
+                throttles,
+                user_ops,
+                heal_bound,
+                quiet,
+                job_limit,
+            };
+            chaos(&cli.out, &operator, &state, &settings).await
+        }
     }
 }
 

@@ -118,6 +118,11 @@ subjectAltName=DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernete
   # Serving certificate of the fake kubelet (kwok); the apiserver verifies it.
   leaf kwok "/CN=kwok" "$srv
 subjectAltName=DNS:localhost,IP:127.0.0.1"
+  # Further client identities (EXTRA_CLIENTS="a b", in group EXTRA_CLIENTS_GROUP), e.g. for the
+  # chaos test's two replicas, which the audit log and API Priority and Fairness must tell apart.
+  for extra in ${EXTRA_CLIENTS:-}; do
+    leaf "$extra" "/O=${EXTRA_CLIENTS_GROUP:-system:masters}/CN=$extra" "$cli"
+  done
   openssl genrsa -out sa.key 2048 >/dev/null
   openssl rsa -in sa.key -pubout -out sa.pub >/dev/null
   rm -f ./*.csr ./*.ext
@@ -146,6 +151,12 @@ contexts:
 current-context: image-scanner-local
 EOK
 chmod 600 "$KUBECONFIG_FILE"
+for extra in ${EXTRA_CLIENTS:-}; do
+  sed -e "s|client-certificate-data: .*|client-certificate-data: $(b64 "$PKI/$extra.crt")|" \
+      -e "s|client-key-data: .*|client-key-data: $(b64 "$PKI/$extra.key")|" \
+      "$KUBECONFIG_FILE" > "$STATE/$extra.kubeconfig"
+  chmod 600 "$STATE/$extra.kubeconfig"
+done
 
 # --- kwok configuration ----------------------------------------------------------
 awk -v helpers="$CLUSTER_SRC/kwok/helpers.tpl" -v logs="$LOGS_DIR" -v maxpods="$NODE_MAX_PODS" '
@@ -228,7 +239,7 @@ start kube-apiserver "$BIN/kube-apiserver" \
   --kubelet-preferred-address-types=Hostname,InternalIP \
   --kubelet-certificate-authority="$PKI/ca.crt" \
   --kubelet-client-certificate="$PKI/apiserver-kubelet-client.crt" --kubelet-client-key="$PKI/apiserver-kubelet-client.key" \
-  --profiling=false
+  --profiling=false ${APISERVER_EXTRA_ARGS:-}
 wait_for kube-apiserver "kube-apiserver /readyz" kc get --raw /readyz
 
 # kwok's Logs CRD (kwok watches Logs objects; the pod-create stage creates one per pod).

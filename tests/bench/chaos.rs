@@ -1,0 +1,1144 @@
+//! `chaos`: the operator's promises under a misbehaving control plane (issue 22), on the
+//! populated local cluster (`tests/chaos/chaos.sh` starts it with an audit log of the
+//! operator's writes).
+//!
+//! Two replicas with leader election, each with a client certificate of its own (`chaos-a`,
+//! `chaos-b`) so the API server's audit log says which one wrote. A seeded schedule of faults —
+//! printed, and the same for the same seed — is played while a churn of user actions goes on:
+//! SIGKILL of the leader and of the standby, SIGSTOP of the leader for longer than the lease,
+//! restarts of kube-apiserver (SIGTERM or SIGKILL), of etcd and of the controller-manager,
+//! API Priority and Fairness limiting the replicas to one seat (429s) for a while, users
+//! deleting CIS, scan Jobs, scan pods and a namespace, editing a CIS's spec, a foreign
+//! finalizer on a CIS, rollouts to another image, scaling. Then a heal phase (every replica
+//! running), and the checks:
+//!
+//! * **convergence**: within `--heal-bound` seconds of the heal, every running container's
+//!   CIS exists once, for its current digest, with a successful result (from the API);
+//! * **one Job per digest**: never two unfinished, undeleted scan Jobs of one digest, checked
+//!   on every event of a Job watch (not sampled);
+//! * **no result lost or regressed**: on every event of a CIS watch, a CIS's last successful
+//!   scan time never moves back nor disappears while its digest stays;
+//! * **fencing**: no CIS or Job written (2xx) by a replica after the other one took the Lease
+//!   over, or more than the lease's 15 s after its own last renewal (from the audit log:
+//!   the API server's clock for both);
+//! * **quiet**: no write by either replica in the `--quiet` seconds after convergence;
+//! * **bounded**: no object written more than `MAX_WRITES_PER_OBJECT` times in any minute (a
+//!   hot loop writes the same object again and again; a burst of many objects after a
+//!   failover is throughput, reported as the peak writes per second), no replica logging
+//!   more than `MAX_LOG_LINES_PER_SECOND` lines in a second (a retry loop without back-off
+//!   against an unreachable API server never reaches its audit log), and each replica's peak
+//!   RSS.
+//!
+//! Results go to `<out>/chaos.json`; any violation fails the run.
+
+use std::collections::{BTreeSet, HashMap};
+use std::os::unix::process::CommandExt;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::runtime::{WatchStreamExt, watcher};
+
+use super::*;
+
+/// Seconds a lease is valid after a renewal (`shell::leader`).
+const LEASE_SECONDS: i64 = 15;
+/// The Lease's name (`shell::leader::LEASE_NAME`).
+const LEASE_NAME: &str = "398aa7bc.statnett.no";
+/// A loop without back-off: more log lines of a replica in one second than this (info level).
+const MAX_LOG_LINES_PER_SECOND: usize = 300;
+/// A hot loop: more successful writes of one object within a minute than this.
+const MAX_WRITES_PER_OBJECT: usize = 20;
+/// The quiet period starts this long after convergence: writes that answer the last faults
+/// (an owner list updated after its delay, a Job deleted by the last user action) settle first.
+const SETTLE_SECONDS: u64 = 15;
+
+/// The settings of `chaos` (see the subcommand's flags).
+pub(crate) struct ChaosSettings {
+    pub(crate) seed: u64,
+    pub(crate) kills: usize,
+    pub(crate) api_restarts: usize,
+    pub(crate) pauses: usize,
+    pub(crate) etcd_restarts: usize,
+    pub(crate) kcm_restarts: usize,
+    pub(crate) throttles: usize,
+    pub(crate) user_ops: usize,
+    pub(crate) heal_bound: u64,
+    pub(crate) quiet: u64,
+    pub(crate) job_limit: u32,
+}
+
+/// One fault of the schedule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fault {
+    KillLeader,
+    KillStandby,
+    PauseLeader,
+    RestartApiserver,
+    RestartEtcd,
+    RestartControllerManager,
+    Throttle,
+    DeleteCis,
+    DeleteJob,
+    DeleteScanPod,
+    EditCisSpec,
+    ForeignFinalizer,
+    Rollout,
+    Scale,
+    DeleteNamespace,
+}
+
+/// SplitMix64: the schedule's random stream.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        if n == 0 {
+            0
+        } else {
+            (self.next() % n as u64) as usize
+        }
+    }
+}
+
+/// The faults of `settings`, shuffled by the seed, each with the pause before it (ms).
+fn schedule(settings: &ChaosSettings) -> Vec<(u64, Fault)> {
+    let mut rng = Rng(settings.seed);
+    let mut faults = Vec::new();
+    for i in 0..settings.kills {
+        faults.push(if i % 2 == 0 {
+            Fault::KillLeader
+        } else {
+            Fault::KillStandby
+        });
+    }
+    faults.extend(std::iter::repeat_n(
+        Fault::RestartApiserver,
+        settings.api_restarts,
+    ));
+    faults.extend(std::iter::repeat_n(Fault::PauseLeader, settings.pauses));
+    faults.extend(std::iter::repeat_n(
+        Fault::RestartEtcd,
+        settings.etcd_restarts,
+    ));
+    faults.extend(std::iter::repeat_n(
+        Fault::RestartControllerManager,
+        settings.kcm_restarts,
+    ));
+    faults.extend(std::iter::repeat_n(Fault::Throttle, settings.throttles));
+    // One namespace deleted whole.
+    if settings.user_ops > 0 {
+        faults.push(Fault::DeleteNamespace);
+    }
+    let users = [
+        Fault::DeleteCis,
+        Fault::DeleteJob,
+        Fault::DeleteScanPod,
+        Fault::EditCisSpec,
+        Fault::ForeignFinalizer,
+        Fault::Rollout,
+        Fault::Scale,
+    ];
+    for i in 0..settings.user_ops {
+        faults.push(users[(i + rng.below(users.len())) % users.len()]);
+    }
+    // Fisher-Yates.
+    for i in (1..faults.len()).rev() {
+        let j = rng.below(i + 1);
+        faults.swap(i, j);
+    }
+    faults
+        .into_iter()
+        .map(|f| (500 + rng.below(3_000) as u64, f))
+        .collect()
+}
+
+/// One operator replica.
+struct Replica {
+    name: &'static str,
+    operator: PathBuf,
+    args: Vec<String>,
+    kubeconfig: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+    peak_rss: u64,
+}
+
+impl Replica {
+    fn start(&mut self) -> Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
+        let mut command = Command::new(&self.operator);
+        // SAFETY: prctl(PR_SET_PDEATHSIG) in the forked child before exec only asks the kernel
+        // to kill it when this process dies: no replica outlives a harness that was killed.
+        unsafe {
+            command.pre_exec(|| {
+                die_with_parent();
+                Ok(())
+            });
+        }
+        let child = command
+            .args(&self.args)
+            .env_clear()
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("POD_NAMESPACE", SCAN_NAMESPACE)
+            .env("POD_NAME", self.name)
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting replica {}", self.name))?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    fn signal(&self, signal: &str) {
+        if let Some(pid) = self.pid() {
+            let _ = Command::new("kill")
+                .arg(format!("-{signal}"))
+                .arg(pid.to_string())
+                .status();
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Whether it runs; an exit is an error (a crash loop would show here).
+    fn check_alive(&mut self) -> Result<()> {
+        if let Some(child) = self.child.as_mut()
+            && let Ok(Some(status)) = child.try_wait()
+        {
+            bail!(
+                "replica {} exited on its own ({status}); see {}",
+                self.name,
+                self.log.display()
+            );
+        }
+        Ok(())
+    }
+
+    fn sample(&mut self) {
+        if let Some(s) = self.pid().and_then(proc_sample) {
+            self.peak_rss = self.peak_rss.max(s.hwm);
+        }
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        self.signal("CONT");
+        self.kill();
+    }
+}
+
+/// Restarts a control-plane component of the cluster in `state` the way `up.sh` started it:
+/// the same command line (read from /proc), its own session, output appended to its log, its
+/// pid file updated (so `down.sh` stops it by PID).
+/// `crash`: SIGKILL instead of SIGTERM. Returns how long the old process took to stop. The new
+/// process is kept in `children` (reaped when it is restarted again).
+fn restart_component(
+    state: &Path,
+    name: &str,
+    crash: bool,
+    children: &mut BTreeMap<String, Child>,
+) -> Result<f64> {
+    let pid_file = state.join("pids").join(format!("{name}.pid"));
+    let pid: u32 = std::fs::read_to_string(&pid_file)?.trim().parse()?;
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))
+        .with_context(|| format!("{name} (pid {pid}) is not running"))?;
+    let argv: Vec<String> = cmdline
+        .split(|b| *b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).to_string())
+        .collect();
+    let (program, args) = argv
+        .split_first()
+        .ok_or_else(|| anyhow!("{name}: empty command line"))?;
+    let stopping = Instant::now();
+    let signal = if crash { "-KILL" } else { "-TERM" };
+    let _ = Command::new("kill")
+        .arg(signal)
+        .arg(pid.to_string())
+        .status();
+    // As down.sh: SIGKILL after 15 s (a kube-apiserver that stopped listening at once may
+    // take a minute more to exit).
+    let deadline = stopping + Duration::from_secs(15);
+    while Path::new(&format!("/proc/{pid}")).exists() {
+        // Exited, not reaped yet (a zombie: its files, sockets included, are closed by then;
+        // an empty command line comes earlier, while its listener may still be bound).
+        if let Some(child) = children.get_mut(name) {
+            if child.id() == pid && child.try_wait().ok().flatten().is_some() {
+                break;
+            }
+        } else {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let state = stat.rsplit_once(") ").map(|(_, rest)| &rest[..1]);
+            if matches!(state, Some("Z") | Some("X") | None) {
+                break;
+            }
+        }
+        if Instant::now() > deadline {
+            let _ = Command::new("kill")
+                .arg("-KILL")
+                .arg(pid.to_string())
+                .status();
+            std::thread::sleep(Duration::from_millis(500));
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let stop_s = stopping.elapsed().as_secs_f64();
+    let output = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(state.join("logs-components").join(format!("{name}.log")))?;
+    // A process that exits at once (its port not free yet) is started again, up to 5 times.
+    let mut attempt = 0;
+    let child = loop {
+        attempt += 1;
+        // SAFETY: setsid in the forked child before exec, as up.sh's `setsid` does.
+        let mut child = unsafe {
+            Command::new(program)
+                .args(args)
+                .stdout(output.try_clone()?)
+                .stderr(output.try_clone()?)
+                .stdin(Stdio::null())
+                .pre_exec(|| {
+                    libc_setsid();
+                    Ok(())
+                })
+                .spawn()?
+        };
+        std::thread::sleep(Duration::from_secs(2));
+        match child.try_wait()? {
+            None => break child,
+            Some(status) if attempt < 5 => {
+                log(format!(
+                    "{name} exited at once ({status}); starting it again"
+                ));
+            }
+            Some(status) => bail!("{name} does not start again ({status}); see its log"),
+        }
+    };
+    std::fs::write(&pid_file, format!("{}\n", child.id()))?;
+    // Not killed with this process: down.sh stops it by PID.
+    if let Some(mut old) = children.insert(name.to_string(), child) {
+        let _ = old.try_wait();
+    }
+    Ok(stop_s)
+}
+
+fn die_with_parent() {
+    unsafe extern "C" {
+        fn prctl(option: i32, arg2: u64, arg3: u64, arg4: u64, arg5: u64) -> i32;
+    }
+    const PR_SET_PDEATHSIG: i32 = 1;
+    const SIGKILL: u64 = 9;
+    // SAFETY: a plain system call with integer arguments.
+    unsafe {
+        prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    }
+}
+
+fn libc_setsid() {
+    unsafe extern "C" {
+        fn setsid() -> i32;
+    }
+    // SAFETY: setsid has no preconditions; in a forked child before exec it only detaches it
+    // from this process's session, as up.sh's `setsid` does.
+    unsafe {
+        setsid();
+    }
+}
+
+/// Waits until the API server answers /readyz.
+async fn api_ready(client: &Client, within: Duration) -> Result<f64> {
+    let t0 = Instant::now();
+    loop {
+        let req = http::Request::get("/readyz").body(Vec::new())?;
+        if let Ok(text) = client.request_text(req).await
+            && text.starts_with("ok")
+        {
+            return Ok(t0.elapsed().as_secs_f64());
+        }
+        if t0.elapsed() > within {
+            bail!("the API server was not ready within {}s", within.as_secs());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The current holder of the operator's Lease.
+async fn lease_holder(client: &Client) -> Option<String> {
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(client.clone(), SCAN_NAMESPACE);
+    leases.get(LEASE_NAME).await.ok()?.spec?.holder_identity
+}
+
+/// Watches the scan Jobs and records every moment two unfinished, undeleted Jobs share a
+/// digest.
+fn watch_jobs(client: Client, violations: Arc<Mutex<Vec<String>>>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let jobs: Api<Job> = Api::namespaced(client, SCAN_NAMESPACE);
+        let mut live: BTreeMap<String, (String, String)> = BTreeMap::new();
+        let mut init: BTreeMap<String, (String, String)> = BTreeMap::new();
+        let digest_of = |job: &Job| {
+            job.annotations()
+                .get(image_scanner::core::scan_job::ANNOTATION_DIGEST)
+                .cloned()
+                .unwrap_or_default()
+        };
+        let active = |job: &Job| {
+            job.metadata.deletion_timestamp.is_none()
+                && !job
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|c| {
+                        c.iter().any(|c| {
+                            (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True"
+                        })
+                    })
+        };
+        let mut stream = watcher(jobs, watcher::Config::default())
+            .default_backoff()
+            .boxed();
+        while let Some(event) = stream.next().await {
+            let Ok(event) = event else {
+                continue;
+            };
+            let apply = |map: &mut BTreeMap<String, (String, String)>, job: Job| {
+                let uid = job.uid().unwrap_or_default();
+                if active(&job) {
+                    map.insert(uid, (digest_of(&job), job.name_any()));
+                } else {
+                    map.remove(&uid);
+                }
+            };
+            match event {
+                watcher::Event::Apply(job) => apply(&mut live, job),
+                watcher::Event::Delete(job) => {
+                    live.remove(&job.uid().unwrap_or_default());
+                }
+                watcher::Event::Init => init.clear(),
+                watcher::Event::InitApply(job) => apply(&mut init, job),
+                watcher::Event::InitDone => live = std::mem::take(&mut init),
+            }
+            let mut by_digest: HashMap<&str, Vec<&str>> = HashMap::new();
+            for (digest, name) in live.values() {
+                by_digest.entry(digest).or_default().push(name);
+            }
+            for (digest, names) in by_digest {
+                if names.len() > 1 {
+                    let v = format!("two active scan Jobs for {digest}: {names:?}");
+                    log(format!("VIOLATION {v}"));
+                    if let Ok(mut all) = violations.lock() {
+                        all.push(v);
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// Watches the CIS and records every result that went back: a CIS whose last successful scan
+/// time moves back, or whose result disappears, for the same digest.
+fn watch_results(
+    client: Client,
+    violations: Arc<Mutex<Vec<String>>>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let api: Api<ContainerImageScan> = Api::all(client);
+        let mut last: HashMap<String, (String, Option<jiff::Timestamp>)> = HashMap::new();
+        let mut stream = watcher(api, watcher::Config::default())
+            .default_backoff()
+            .boxed();
+        while let Some(event) = stream.next().await {
+            let cis = match event {
+                Ok(watcher::Event::Apply(c)) | Ok(watcher::Event::InitApply(c)) => c,
+                Ok(watcher::Event::Delete(c)) => {
+                    last.remove(&c.uid().unwrap_or_default());
+                    continue;
+                }
+                _ => continue,
+            };
+            let uid = cis.uid().unwrap_or_default();
+            let digest = cis.spec.digest.clone();
+            let success = cis
+                .status
+                .as_ref()
+                .and_then(|s| s.last_successful_scan_time.as_ref())
+                .map(|t| t.0);
+            if let Some((d, Some(before))) = last.get(&uid)
+                && *d == digest
+                && success.is_none_or(|now| now < *before)
+            {
+                let v = format!(
+                    "the result of CIS {}/{} went back from {before} to {success:?}",
+                    cis.namespace().unwrap_or_default(),
+                    cis.name_any()
+                );
+                log(format!("VIOLATION {v}"));
+                if let Ok(mut all) = violations.lock() {
+                    all.push(v);
+                }
+            }
+            last.insert(uid, (digest, success));
+        }
+    })
+}
+
+/// One line of the audit log: a write by a replica.
+#[derive(Debug)]
+struct AuditWrite {
+    at: jiff::Timestamp,
+    user: String,
+    verb: String,
+    resource: String,
+    what: String,
+    ok: bool,
+}
+
+fn read_audit(path: &Path) -> Result<Vec<AuditWrite>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the audit log {}", path.display()))?;
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let Ok(v) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        if v["stage"] != "ResponseComplete" {
+            continue;
+        }
+        let Some(at) = v["stageTimestamp"]
+            .as_str()
+            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+        else {
+            continue;
+        };
+        let code = v["responseStatus"]["code"].as_u64().unwrap_or(0);
+        let r = &v["objectRef"];
+        let resource = match r["subresource"].as_str() {
+            Some(sub) => format!("{}/{sub}", r["resource"].as_str().unwrap_or("")),
+            None => r["resource"].as_str().unwrap_or("").to_string(),
+        };
+        out.push(AuditWrite {
+            at,
+            user: v["user"]["username"].as_str().unwrap_or("").to_string(),
+            verb: v["verb"].as_str().unwrap_or("").to_string(),
+            resource,
+            what: format!(
+                "{}/{}",
+                r["namespace"].as_str().unwrap_or(""),
+                r["name"].as_str().unwrap_or("")
+            ),
+            ok: (200..300).contains(&code),
+        });
+    }
+    Ok(out)
+}
+
+/// Fencing: the writes of CIS and Jobs by a replica that did not hold the Lease then.
+fn fencing_violations(writes: &[AuditWrite]) -> Vec<String> {
+    let mut last_renewal: BTreeMap<&str, jiff::Timestamp> = BTreeMap::new();
+    let mut out = Vec::new();
+    for w in writes.iter().filter(|w| w.ok) {
+        if w.resource == "leases" {
+            last_renewal.insert(&w.user, w.at);
+            continue;
+        }
+        if !(w.resource.starts_with("containerimagescans") || w.resource == "jobs") {
+            continue;
+        }
+        let own = last_renewal.get(w.user.as_str()).copied();
+        let other = last_renewal
+            .iter()
+            .filter(|(u, _)| **u != w.user)
+            .map(|(_, t)| *t)
+            .max();
+        let deposed = match own {
+            None => true,
+            Some(own) => {
+                other.is_some_and(|o| o > own)
+                    || w.at.duration_since(own).as_secs() >= LEASE_SECONDS
+            }
+        };
+        if deposed {
+            out.push(format!(
+                "{} {} {} {} at {} without the Lease (own last renewal {:?}, other's {:?})",
+                w.user, w.verb, w.resource, w.what, w.at, own, other
+            ));
+        }
+    }
+    out
+}
+
+/// Running containers (namespace, container, digest) of the populated namespaces.
+async fn running_containers(client: &Client) -> Result<BTreeSet<(String, String, String)>> {
+    let pods: Api<Pod> = Api::all(client.clone());
+    let mut out = BTreeSet::new();
+    for pod in list_all(&pods, &ListParams::default()).await? {
+        let ns = pod.namespace().unwrap_or_default();
+        if !ns.starts_with(NS_PREFIX) || pod.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        for cs in pod
+            .status
+            .as_ref()
+            .and_then(|s| s.container_statuses.clone())
+            .unwrap_or_default()
+        {
+            if cs.state.as_ref().is_some_and(|s| s.running.is_some())
+                && let Some((_, hex)) = cs.image_id.split_once("sha256:")
+            {
+                out.insert((ns.clone(), cs.name.clone(), format!("sha256:{hex}")));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// What still keeps the cluster from converged: containers without a CIS showing a result of
+/// their digest, and CIS that exist twice for one workload container.
+async fn not_converged(client: &Client) -> Result<Vec<String>> {
+    let containers = running_containers(client).await?;
+    let cis_api: Api<ContainerImageScan> = Api::all(client.clone());
+    let all: Vec<ContainerImageScan> = list_all(&cis_api, &ListParams::default())
+        .await?
+        .into_iter()
+        .filter(|c| c.namespace().is_some_and(|n| n.starts_with(NS_PREFIX)))
+        .collect();
+    let mut scanned: BTreeSet<(String, String, String)> = BTreeSet::new();
+    let mut seen: BTreeMap<(String, String, String, String), usize> = BTreeMap::new();
+    for c in &all {
+        let ns = c.namespace().unwrap_or_default();
+        let w = &c.spec.workload;
+        *seen
+            .entry((
+                ns.clone(),
+                w.kind.clone(),
+                w.name.clone(),
+                w.container_name.clone(),
+            ))
+            .or_default() += 1;
+        let ok = c.metadata.deletion_timestamp.is_none()
+            && c.status.as_ref().is_some_and(|s| {
+                s.last_successful_scan_time.is_some()
+                    && s.last_scan_time == s.last_successful_scan_time
+            });
+        if ok {
+            scanned.insert((ns, w.container_name.clone(), c.spec.digest.clone()));
+        }
+    }
+    let mut missing: Vec<String> = containers
+        .difference(&scanned)
+        .map(|(ns, c, d)| format!("{ns} container {c} digest {}", &d[..19.min(d.len())]))
+        .collect();
+    missing.extend(
+        seen.into_iter()
+            .filter(|(_, n)| *n > 1)
+            .map(|((ns, k, n, c), count)| format!("{count} CIS for {ns}/{k}/{n} container {c}")),
+    );
+    Ok(missing)
+}
+
+/// A user action of the churn; `Ok(description)`.
+async fn user_action(
+    client: &Client,
+    fault: Fault,
+    rng: &mut Rng,
+    digests: usize,
+) -> Result<String> {
+    let pick = |n: usize, rng: &mut Rng| rng.below(n);
+    match fault {
+        Fault::DeleteCis | Fault::EditCisSpec | Fault::ForeignFinalizer => {
+            let api: Api<ContainerImageScan> = Api::all(client.clone());
+            let all: Vec<ContainerImageScan> = list_all(&api, &ListParams::default())
+                .await?
+                .into_iter()
+                .filter(|c| c.namespace().is_some_and(|n| n.starts_with(NS_PREFIX)))
+                .collect();
+            if all.is_empty() {
+                return Ok("no CIS yet".into());
+            }
+            let c = &all[pick(all.len(), rng)];
+            let ns = c.namespace().unwrap_or_default();
+            let name = c.name_any();
+            let api: Api<ContainerImageScan> = Api::namespaced(client.clone(), &ns);
+            match fault {
+                Fault::DeleteCis => {
+                    api.delete(&name, &Default::default()).await?;
+                    Ok(format!("deleted CIS {ns}/{name}"))
+                }
+                Fault::EditCisSpec => {
+                    let patch = json!({"spec": {"tag": "edited-by-chaos"}});
+                    api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                        .await?;
+                    Ok(format!("edited the spec of CIS {ns}/{name}"))
+                }
+                _ => {
+                    // On, then off again a few seconds later (a stuck finalizer is the user's).
+                    let on = json!({"metadata": {"finalizers": ["chaos.example.com/hold"]}});
+                    api.patch(&name, &PatchParams::default(), &Patch::Merge(&on))
+                        .await?;
+                    let api2 = api.clone();
+                    let name2 = name.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_secs(5)).await;
+                        let off = json!({"metadata": {"finalizers": null}});
+                        let _ = api2
+                            .patch(&name2, &PatchParams::default(), &Patch::Merge(&off))
+                            .await;
+                    });
+                    Ok(format!("a foreign finalizer on CIS {ns}/{name} for 5 s"))
+                }
+            }
+        }
+        Fault::DeleteJob | Fault::DeleteScanPod => {
+            let jobs: Api<Job> = Api::namespaced(client.clone(), SCAN_NAMESPACE);
+            let pods: Api<Pod> = Api::namespaced(client.clone(), SCAN_NAMESPACE);
+            if fault == Fault::DeleteJob {
+                let all = jobs.list(&ListParams::default()).await?.items;
+                if all.is_empty() {
+                    return Ok("no scan Job to delete".into());
+                }
+                let j = &all[pick(all.len(), rng)];
+                let dp = kube::api::DeleteParams::background();
+                jobs.delete(&j.name_any(), &dp).await?;
+                Ok(format!("deleted scan Job {}", j.name_any()))
+            } else {
+                let all = pods.list(&ListParams::default()).await?.items;
+                if all.is_empty() {
+                    return Ok("no scan pod to delete".into());
+                }
+                let p = &all[pick(all.len(), rng)];
+                pods.delete(&p.name_any(), &Default::default()).await?;
+                Ok(format!("deleted scan pod {}", p.name_any()))
+            }
+        }
+        Fault::Rollout | Fault::Scale => {
+            let api: Api<Deployment> = Api::all(client.clone());
+            let all: Vec<Deployment> = list_all(&api, &ListParams::default())
+                .await?
+                .into_iter()
+                .filter(|d| d.namespace().is_some_and(|n| n.starts_with(NS_PREFIX)))
+                .collect();
+            if all.is_empty() {
+                return Ok("no Deployment".into());
+            }
+            let d = &all[pick(all.len(), rng)];
+            let ns = d.namespace().unwrap_or_default();
+            let name = d.name_any();
+            let api: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+            if fault == Fault::Rollout {
+                let container = d
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.template.spec.as_ref())
+                    .and_then(|s| s.containers.first())
+                    .map(|c| c.name.clone())
+                    .unwrap_or_default();
+                let digest = pick(digests, rng);
+                let patch = json!({"spec": {"template": {"spec": {"containers": [
+                    {"name": container, "image": image(digest)}
+                ]}}}});
+                api.patch(&name, &PatchParams::default(), &Patch::Strategic(&patch))
+                    .await?;
+                Ok(format!("rolled {ns}/{name} out to digest #{digest}"))
+            } else {
+                let replicas = 1 + pick(4, rng);
+                let patch = json!({"spec": {"replicas": replicas}});
+                api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await?;
+                Ok(format!("scaled {ns}/{name} to {replicas}"))
+            }
+        }
+        Fault::DeleteNamespace => {
+            let api: Api<Namespace> = Api::all(client.clone());
+            let all: Vec<Namespace> = api
+                .list(&ListParams::default())
+                .await?
+                .items
+                .into_iter()
+                .filter(|n| {
+                    n.name_any().starts_with(NS_PREFIX) && n.metadata.deletion_timestamp.is_none()
+                })
+                .collect();
+            if all.len() < 2 {
+                return Ok("no namespace to spare".into());
+            }
+            let n = all[pick(all.len(), rng)].name_any();
+            api.delete(&n, &Default::default()).await?;
+            Ok(format!("deleted namespace {n}"))
+        }
+        _ => Ok(String::new()),
+    }
+}
+
+pub(crate) async fn chaos(
+    out: &Path,
+    operator: &Path,
+    state: &Path,
+    settings: &ChaosSettings,
+) -> Result<()> {
+    let plan = read_json(&out.join("plan.json"))?;
+    let digests = plan["digests"].as_u64().unwrap_or(1) as usize;
+    let client = client().await?;
+    let schedule = schedule(settings);
+    log(format!(
+        "chaos seed {} ({} faults): {}",
+        settings.seed,
+        schedule.len(),
+        schedule
+            .iter()
+            .map(|(_, f)| format!("{f:?}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    ));
+    let violations: Arc<Mutex<Vec<String>>> = Arc::default();
+    let job_watch = watch_jobs(client.clone(), violations.clone());
+    let result_watch = watch_results(client.clone(), violations.clone());
+
+    let mut replicas: Vec<Replica> = ["chaos-a", "chaos-b"]
+        .into_iter()
+        .map(|name| {
+            Ok(Replica {
+                name,
+                operator: operator.to_path_buf(),
+                args: vec![
+                    format!("--scan-job-namespace={SCAN_NAMESPACE}"),
+                    "--scan-job-service-account=image-scanner-job".into(),
+                    "--trivy-image=ghcr.io/aquasecurity/trivy:0.74.0".into(),
+                    "--scan-workload-resources=deployments.apps,replicasets.apps,statefulsets.apps,daemonsets.apps,cronjobs.batch,jobs.batch".into(),
+                    format!("--active-scan-job-limit={}", settings.job_limit),
+                    "--leader-elect=true".into(),
+                    format!("--metrics-bind-address=127.0.0.1:{}", free_port()?),
+                    format!("--health-probe-bind-address=127.0.0.1:{}", free_port()?),
+                    "--log-format=json".into(),
+                    "--log-level=info".into(),
+                ],
+                kubeconfig: state.join(format!("{name}.kubeconfig")),
+                log: out.join(format!("{name}.log")),
+                child: None,
+                peak_rss: 0,
+            })
+        })
+        .collect::<Result<_>>()?;
+    for r in &mut replicas {
+        let _ = std::fs::remove_file(&r.log);
+        r.start()?;
+    }
+    let t0 = Instant::now();
+    let mut rng = Rng(settings.seed ^ 0xc4a0);
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    let mut api_ready_s: Vec<f64> = Vec::new();
+    let mut components: BTreeMap<String, Child> = BTreeMap::new();
+    for (i, (pause_ms, fault)) in schedule.iter().enumerate() {
+        tokio::time::sleep(Duration::from_millis(*pause_ms)).await;
+        for r in &mut replicas {
+            r.check_alive()?;
+            r.sample();
+        }
+        let holder = lease_holder(&client).await;
+        let leader = replicas
+            .iter()
+            .position(|r| Some(r.name) == holder.as_deref() && r.child.is_some());
+        let what = match fault {
+            Fault::KillLeader | Fault::KillStandby => {
+                let target = match (fault, leader) {
+                    (Fault::KillLeader, Some(l)) => l,
+                    (Fault::KillStandby, Some(l)) => 1 - l,
+                    _ => rng.below(2),
+                };
+                let r = &mut replicas[target];
+                r.kill();
+                let name = r.name;
+                // Back after 0.2-2 s, as a kubelet restarts a container.
+                tokio::time::sleep(Duration::from_millis(200 + rng.below(1_800) as u64)).await;
+                r.start()?;
+                format!(
+                    "SIGKILL {name} ({})",
+                    if Some(target) == leader {
+                        "leader"
+                    } else {
+                        "standby"
+                    }
+                )
+            }
+            Fault::PauseLeader => match leader {
+                Some(l) => {
+                    let r = &replicas[l];
+                    r.signal("STOP");
+                    let pause = LEASE_SECONDS as u64 + 5 + rng.below(10) as u64;
+                    tokio::time::sleep(Duration::from_secs(pause)).await;
+                    r.signal("CONT");
+                    format!("SIGSTOP {} for {pause} s, then SIGCONT", r.name)
+                }
+                None => "no leader to pause".into(),
+            },
+            Fault::RestartApiserver => {
+                // Every other one a crash.
+                let crash = counts.get("RestartApiserver").copied().unwrap_or(0) % 2 == 1;
+                let stop_s = restart_component(state, "kube-apiserver", crash, &mut components)?;
+                let ready = api_ready(&client, Duration::from_secs(90)).await?;
+                api_ready_s.push(ready);
+                format!(
+                    "{} kube-apiserver (stopped in {stop_s:.1} s, ready again {ready:.1} s after its start)",
+                    if crash {
+                        "SIGKILL and restart of"
+                    } else {
+                        "SIGTERM and restart of"
+                    }
+                )
+            }
+            Fault::RestartEtcd | Fault::RestartControllerManager => {
+                let name = if *fault == Fault::RestartEtcd {
+                    "etcd"
+                } else {
+                    "kube-controller-manager"
+                };
+                let crash = rng.below(2) == 1;
+                let stop_s = restart_component(state, name, crash, &mut components)?;
+                let ready = api_ready(&client, Duration::from_secs(90)).await?;
+                format!(
+                    "{} and restart of {name} (stopped in {stop_s:.1} s; API ready {ready:.1} s after)",
+                    if crash { "SIGKILL" } else { "SIGTERM" }
+                )
+            }
+            Fault::Throttle => {
+                let manifest = out.join("throttle.yaml");
+                let kubectl = state.join("bin/kubectl");
+                let run = |verb: &str| {
+                    Command::new(&kubectl)
+                        .args([verb, "-f"])
+                        .arg(&manifest)
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .status()
+                        .map(|s| s.success())
+                        .unwrap_or(false)
+                };
+                let secs = 10 + rng.below(10) as u64;
+                if run("apply") {
+                    tokio::time::sleep(Duration::from_secs(secs)).await;
+                    let _ = run("delete");
+                    format!(
+                        "API Priority and Fairness: the replicas limited to one seat (429 beyond) for {secs} s"
+                    )
+                } else {
+                    "throttling could not be applied".into()
+                }
+            }
+            user => match user_action(&client, *user, &mut rng, digests).await {
+                Ok(what) => what,
+                Err(e) => format!("{user:?} failed: {e}"),
+            },
+        };
+        *counts.entry(format!("{fault:?}")).or_default() += 1;
+        log(format!(
+            "fault {}/{} t={:.0}s: {what}",
+            i + 1,
+            schedule.len(),
+            t0.elapsed().as_secs_f64()
+        ));
+    }
+
+    // Heal: every replica runs; the clock of the bound starts.
+    for r in &mut replicas {
+        r.signal("CONT");
+        if r.child.is_none() {
+            r.start()?;
+        }
+    }
+    let healed = Instant::now();
+    let fault_phase_s = t0.elapsed().as_secs_f64();
+    log(format!(
+        "heal after {fault_phase_s:.0} s; waiting for convergence (bound {} s)",
+        settings.heal_bound
+    ));
+    let mut last_missing = Vec::new();
+    let convergence_s = loop {
+        for r in &mut replicas {
+            r.check_alive()?;
+            r.sample();
+        }
+        match not_converged(&client).await {
+            Ok(missing) if missing.is_empty() => break Some(healed.elapsed().as_secs_f64()),
+            Ok(missing) => last_missing = missing,
+            Err(e) => last_missing = vec![format!("listing failed: {e}")],
+        }
+        if healed.elapsed() > Duration::from_secs(settings.heal_bound) {
+            break None;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    match convergence_s {
+        Some(s) => log(format!("converged {s:.1} s after the heal")),
+        None => {
+            let v = format!(
+                "not converged {} s after the heal: {} left, e.g. {:?}",
+                settings.heal_bound,
+                last_missing.len(),
+                &last_missing[..last_missing.len().min(5)]
+            );
+            log(format!("VIOLATION {v}"));
+            violations.lock().map_err(|_| anyhow!("lock"))?.push(v);
+        }
+    }
+    // Quiet period, after the settle time.
+    tokio::time::sleep(Duration::from_secs(SETTLE_SECONDS)).await;
+    let quiet_from = jiff::Timestamp::now();
+    log(format!("quiet period: {} s", settings.quiet));
+    for _ in 0..settings.quiet {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        for r in &mut replicas {
+            r.check_alive()?;
+            r.sample();
+        }
+    }
+    job_watch.abort();
+    result_watch.abort();
+    for r in &mut replicas {
+        r.signal("TERM");
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // The audit log: fencing, quiet, rates.
+    let audit = read_audit(&state.join("audit.log"))?;
+    let ours: Vec<AuditWrite> = audit
+        .into_iter()
+        .filter(|w| w.user.starts_with("chaos-"))
+        .collect();
+    let fencing = fencing_violations(&ours);
+    for v in fencing.iter().take(20) {
+        log(format!("VIOLATION fencing: {v}"));
+    }
+    let quiet_writes: Vec<&AuditWrite> = ours
+        .iter()
+        .filter(|w| {
+            w.ok && w.at > quiet_from
+                && w.at < quiet_from + jiff::SignedDuration::from_secs(settings.quiet as i64)
+                && w.resource != "leases"
+                && w.resource != "events"
+        })
+        .collect();
+    let mut per_second: BTreeMap<(i64, &str, &str), usize> = BTreeMap::new();
+    for w in &ours {
+        *per_second
+            .entry((w.at.as_second(), w.verb.as_str(), w.resource.as_str()))
+            .or_default() += 1;
+    }
+    let peak_rate = per_second.values().copied().max().unwrap_or(0);
+    let peak_what = per_second
+        .iter()
+        .max_by_key(|(_, n)| **n)
+        .map(|((_, v, r), _)| format!("{v} {r}"))
+        .unwrap_or_default();
+    let mut all_violations = violations.lock().map_err(|_| anyhow!("lock"))?.clone();
+    all_violations.extend(fencing.iter().map(|v| format!("fencing: {v}")));
+    if !quiet_writes.is_empty() {
+        all_violations.push(format!(
+            "{} writes in the quiet period, e.g. {:?}",
+            quiet_writes.len(),
+            quiet_writes.iter().take(3).collect::<Vec<_>>()
+        ));
+    }
+    // Log storms: a loop that retries without back-off shows in the replica's log (a refused
+    // or unreachable API server never sees those requests).
+    let mut loudest_second = 0;
+    for r in &replicas {
+        let text = std::fs::read_to_string(&r.log).unwrap_or_default();
+        let mut per_second: BTreeMap<&str, usize> = BTreeMap::new();
+        for line in text.lines() {
+            if let Some(at) = line
+                .strip_prefix("{\"timestamp\":\"")
+                .and_then(|l| l.get(..19))
+            {
+                *per_second.entry(at).or_default() += 1;
+            }
+        }
+        if let Some((at, n)) = per_second.iter().max_by_key(|(_, n)| **n) {
+            loudest_second = loudest_second.max(*n);
+            if *n > MAX_LOG_LINES_PER_SECOND {
+                all_violations.push(format!(
+                    "replica {} logged {n} lines in the second {at}: a loop without back-off",
+                    r.name
+                ));
+            }
+        }
+    }
+    // Hot loops: the same object written again and again.
+    let mut by_object: BTreeMap<(&str, &str, &str), Vec<i64>> = BTreeMap::new();
+    for w in ours
+        .iter()
+        .filter(|w| w.ok && w.resource != "leases" && w.resource != "events")
+    {
+        by_object
+            .entry((w.verb.as_str(), w.resource.as_str(), w.what.as_str()))
+            .or_default()
+            .push(w.at.as_second());
+    }
+    let mut most_per_minute = 0;
+    for ((verb, resource, what), times) in &by_object {
+        let peak = times
+            .iter()
+            .enumerate()
+            .map(|(i, t)| times[i..].iter().take_while(|u| **u < t + 60).count())
+            .max()
+            .unwrap_or(0);
+        most_per_minute = most_per_minute.max(peak);
+        if peak > MAX_WRITES_PER_OBJECT {
+            all_violations.push(format!(
+                "{verb} {resource} {what}: {peak} writes within a minute (a hot loop)"
+            ));
+        }
+    }
+    let result = json!({
+        "seed": settings.seed,
+        "faults": counts,
+        "fault_phase_s": fault_phase_s,
+        "convergence_after_heal_s": convergence_s,
+        "heal_bound_s": settings.heal_bound,
+        "api_ready_after_restart_s": api_ready_s,
+        "operator_writes": ours.iter().filter(|w| w.ok && w.resource != "leases").count(),
+        "refused_writes": ours.iter().filter(|w| !w.ok).count(),
+        "peak_writes_per_second": peak_rate,
+        "most_writes_of_one_object_per_minute": most_per_minute,
+        "most_log_lines_per_second": loudest_second,
+        "peak_writes_what": peak_what,
+        "quiet_writes": quiet_writes.len(),
+        "peak_rss_mib": replicas.iter().map(|r| (r.name, r.peak_rss as f64 / 1048576.0)).collect::<BTreeMap<_, _>>(),
+        "violations": all_violations,
+    });
+    write_json(&out.join("chaos.json"), &result)?;
+    log(format!(
+        "chaos result: {}",
+        serde_json::to_string_pretty(&result)?
+    ));
+    if !all_violations.is_empty() {
+        bail!(
+            "{} violations (seed {}; replay: SEED={} make chaos)",
+            all_violations.len(),
+            settings.seed,
+            settings.seed
+        );
+    }
+    Ok(())
+}
