@@ -140,7 +140,7 @@ pub fn success_status(
     let mut status = status::success_status(vulnerabilities.to_vec(), &params);
     let max_ids = notice.map_or(MAX_RECORD_IDS, |n| n.max_ids);
     status.announced_findings = announced_after(cis, status.notable_findings.as_ref())
-        .map(|a| crate::finding_record::truncated(&a, max_ids));
+        .map(|a| crate::finding_record::truncated(a, max_ids));
     status
 }
 

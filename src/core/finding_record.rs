@@ -70,11 +70,12 @@ pub fn record(findings: &[Vulnerability], spec: RecordSpec) -> FindingRecord {
 }
 
 /// `record` with at most `max_ids` IDs, the least severe left out first (a record kept from
-/// an earlier write, for an object that has to shrink).
-pub fn truncated(record: &FindingRecord, max_ids: usize) -> FindingRecord {
+/// an earlier write, for an object that has to shrink). Taken by value: a record within the
+/// bound (the usual case, on every result's fan-out) is returned as it is, not copied.
+pub fn truncated(record: FindingRecord, max_ids: usize) -> FindingRecord {
     let total: usize = record.ids.values().map(Vec::len).sum();
     if total <= max_ids {
-        return record.clone();
+        return record;
     }
     let mut left = max_ids;
     let mut ids = BTreeMap::new();

@@ -77,12 +77,12 @@ fn a_record_cut_further_keeps_the_most_severe_and_counts_what_it_left_out() {
         ],
         RecordSpec::from(H),
     );
-    let cut = truncated(&r, 2);
+    let cut = truncated(r.clone(), 2);
     assert_eq!(ids(&cut, C), ["CVE-C"]);
     assert_eq!(ids(&cut, H), ["CVE-H1"]);
     assert_eq!(cut.fixable, ["CVE-C", "CVE-H1"]);
     assert_eq!(cut.left_out, 1);
-    assert_eq!(truncated(&r, 3), r, "nothing to cut");
+    assert_eq!(truncated(r.clone(), 3), r, "nothing to cut");
     let small = record(
         &[finding("CVE-C", "a", C, ""), finding("CVE-H1", "b", H, "")],
         RecordSpec { min: H, max_ids: 1 },

@@ -187,7 +187,7 @@ impl Sim {
                 let record = match (&s.notable_findings, record) {
                     (Some(shown), Some(r)) if shown.left_out > r.left_out => {
                         let kept = shown.ids.values().map(Vec::len).sum();
-                        Some(image_scanner_core::finding_record::truncated(&r, kept))
+                        Some(image_scanner_core::finding_record::truncated(r, kept))
                     }
                     (_, r) => r,
                 };
@@ -452,7 +452,7 @@ fn expected_record(shown: &[&Vulnerability], min: Severity) -> FindingRecord {
     let max = image_scanner_core::finding_record::MAX_RECORD_IDS;
     if total > max {
         record = image_scanner_core::finding_record::truncated(
-            &FindingRecord {
+            FindingRecord {
                 left_out: 0,
                 ..record
             },
