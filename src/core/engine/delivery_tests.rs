@@ -24,13 +24,19 @@ fn with_sinks(formats: &[SinkFormat]) -> EngineConfig {
 /// A first result (the baseline), then a rescan 14 h later that finds one more CRITICAL.
 fn change(api: &mut Api) {
     api.finish_scan(report(1, 0));
+    rescan(api, report(2, 0));
+}
+
+/// A rescan 14 h later whose log is `log`, answered up to the log read: unlike
+/// `Api::scan`, what the answer starts (deliveries, held or not) is left to the test.
+fn rescan(api: &mut Api, log: Vec<u8>) {
     api.now = api.now.plus(Duration::from_secs(14 * 3600));
     api.until_job_created();
     let pod = api.pod("ok", exited(0));
     api.put_pod(pod);
     api.finish(true, "Complete", "");
     let (id, _, _, _) = api.log_read();
-    api.reply(id, Outcome::Log(report(2, 0)));
+    api.reply(id, Outcome::Log(log));
 }
 
 fn told(api: &Api) -> bool {
@@ -182,13 +188,7 @@ fn a_sink_that_never_answers_holds_neither_the_command_window_nor_the_scans() {
     assert_eq!(super::super::tests::verbs(&held), ["deliver"]);
     assert_eq!(api.e.inflight(), 0, "a delivery is not an API command");
     // The next rescan runs and is written, with a window of one, while the delivery hangs.
-    api.now = api.now.plus(Duration::from_secs(14 * 3600));
-    api.until_job_created();
-    let pod = api.pod("ok", exited(0));
-    api.put_pod(pod);
-    api.finish(true, "Complete", "");
-    let (id, _, _, _) = api.log_read();
-    api.reply(id, Outcome::Log(report(3, 0)));
+    rescan(&mut api, report(3, 0));
     assert!(
         api.run().is_empty(),
         "no second delivery while one is under way"
