@@ -619,12 +619,7 @@ async fn running_containers(client: &Client) -> Result<BTreeSet<(String, String,
 /// their digest, and CIS that exist twice for one workload container.
 async fn not_converged(client: &Client) -> Result<Vec<String>> {
     let containers = running_containers(client).await?;
-    let cis_api: Api<ContainerImageScan> = Api::all(client.clone());
-    let all: Vec<ContainerImageScan> = list_all(&cis_api, &ListParams::default())
-        .await?
-        .into_iter()
-        .filter(|c| c.namespace().is_some_and(|n| n.starts_with(NS_PREFIX)))
-        .collect();
+    let all: Vec<ContainerImageScan> = list_populated(client).await?;
     let mut scanned: BTreeSet<(String, String, String)> = BTreeSet::new();
     let mut seen: BTreeMap<(String, String, String, String), usize> = BTreeMap::new();
     for c in &all {
@@ -669,12 +664,7 @@ async fn user_action(
     let pick = |n: usize, rng: &mut Rng| rng.below(n);
     match fault {
         Fault::DeleteCis | Fault::EditCisSpec | Fault::ForeignFinalizer => {
-            let api: Api<ContainerImageScan> = Api::all(client.clone());
-            let all: Vec<ContainerImageScan> = list_all(&api, &ListParams::default())
-                .await?
-                .into_iter()
-                .filter(|c| c.namespace().is_some_and(|n| n.starts_with(NS_PREFIX)))
-                .collect();
+            let all: Vec<ContainerImageScan> = list_populated(client).await?;
             if all.is_empty() {
                 return Ok("no CIS yet".into());
             }
@@ -734,12 +724,7 @@ async fn user_action(
             }
         }
         Fault::Rollout | Fault::Scale => {
-            let api: Api<Deployment> = Api::all(client.clone());
-            let all: Vec<Deployment> = list_all(&api, &ListParams::default())
-                .await?
-                .into_iter()
-                .filter(|d| d.namespace().is_some_and(|n| n.starts_with(NS_PREFIX)))
-                .collect();
+            let all: Vec<Deployment> = list_populated(client).await?;
             if all.is_empty() {
                 return Ok("no Deployment".into());
             }

@@ -219,6 +219,19 @@ where
     Ok(items)
 }
 
+/// Every object of kind `K` in the populated namespaces (`NS_PREFIX`).
+pub(crate) async fn list_populated<K>(client: &Client) -> Result<Vec<K>>
+where
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let api: Api<K> = Api::all(client.clone());
+    Ok(list_all(&api, &ListParams::default())
+        .await?
+        .into_iter()
+        .filter(|o| o.namespace().is_some_and(|n| n.starts_with(NS_PREFIX)))
+        .collect())
+}
+
 pub(crate) async fn create_value(client: &Client, obj: Value) -> Result<()> {
     let kind = obj["kind"].as_str().unwrap_or_default().to_string();
     let ns = obj["metadata"]["namespace"]

@@ -150,12 +150,7 @@ pub(crate) async fn run(
     let at_coverage = requests_by_verb(&last_parsed);
 
     // Check through the API: every CIS exists and shows a successful scan.
-    let cis_api: Api<ContainerImageScan> = Api::all(client.clone());
-    let all_cis: Vec<ContainerImageScan> = list_all(&cis_api, &ListParams::default())
-        .await?
-        .into_iter()
-        .filter(|c| c.namespace().is_some_and(|n| n.starts_with(NS_PREFIX)))
-        .collect();
+    let all_cis: Vec<ContainerImageScan> = list_populated(&client).await?;
     let with_result = all_cis
         .iter()
         .filter(|c| {
