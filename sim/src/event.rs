@@ -150,6 +150,13 @@ pub enum Event {
         inc: u32,
         leading: bool,
     },
+    /// The Lease watch shows the instance its own renewal: the Lease is valid until `until`
+    /// by its clock (renewal plus duration, less the shell's margin).
+    LeaseSeen {
+        instance: usize,
+        inc: u32,
+        until: Timestamp,
+    },
     /// The instance crashes.
     Crash { instance: usize },
     /// The instance restarts.

@@ -60,6 +60,13 @@ pub struct Instance {
     pub second: (i64, u32),
     /// Commands in flight (issued, no reply observed).
     pub inflight: VecDeque<CommandId>,
+    /// Sim time of this incarnation's last renewal (or acquisition) of the Lease: past it plus
+    /// the lease duration, another instance may hold the Lease, so S6 allows no write.
+    pub renewed_at: Option<i64>,
+    /// The clock went back since that renewal: the engine's validity (in its own clock) then
+    /// reaches past the Lease's, as it would for any lease-based election, and S6 cannot ask
+    /// more than "told it lost the Lease".
+    pub clock_back_since_renewal: bool,
     /// Per CreateJob in flight: how far its Job watch had got when it was decided (what the
     /// Job limit was checked against).
     pub job_cursor: BTreeMap<CommandId, u64>,

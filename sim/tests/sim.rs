@@ -281,6 +281,17 @@ fn regression_sinks_a_record_cut_to_nothing_tells_nothing() {
     assert_clean(pinned(380, "seed"));
 }
 
+/// A leader paused past its lease woke up and wrote before it was told it had lost the Lease
+/// (found by `make chaos` on the real control plane, seed 496181215; fixed with
+/// `Observation::LeaseValidUntil`). With the engine's check of it removed, these seeds fail S6
+/// (a write 19-49 s after the instance's last renewal).
+#[test]
+fn regression_a_leader_woken_from_a_pause_writes_nothing_past_its_lease() {
+    assert_clean(pinned(1, "seed"));
+    assert_clean(pinned(12, "seed"));
+    assert_clean(pinned(14, "seed"));
+}
+
 /// The watch delivered a CIS's Delete before the answer to a status write on it; the answer
 /// put the deleted CIS back into the index, where no event removed it (S8). Fixed: a status
 /// write's answer only updates the CIS held under that UID.

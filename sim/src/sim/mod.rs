@@ -398,6 +398,11 @@ impl Sim {
                 inc,
                 leading,
             } => self.leadership(i, inc, leading),
+            Event::LeaseSeen {
+                instance: i,
+                inc,
+                until,
+            } => self.lease_seen(i, inc, until),
             Event::Crash { instance: i } => self.crash(i),
             Event::Restart { instance: i } => self.restart(i),
             Event::Pause { instance: i, ms } => self.pause(i, ms),

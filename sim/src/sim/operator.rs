@@ -21,6 +21,9 @@ use crate::watcher::{EVENT_TTL_MS, Rejection, STREAMS, Watcher};
 const LEASE_MS: i64 = 15_000;
 const RENEW_MS: u64 = 5_000;
 const RETRY_MS: u64 = 2_000;
+/// The shell stops the engine this long before the Lease it last saw renewed runs out
+/// (`shell::leader`'s margin).
+const MARGIN_MS: i64 = 3_000;
 
 impl Sim {
     /// Starts (or restarts) instance `id` with a fresh engine.
@@ -79,6 +82,8 @@ impl Sim {
             second: (0, 0),
             inflight: VecDeque::new(),
             job_cursor: BTreeMap::new(),
+            renewed_at: None,
+            clock_back_since_renewal: false,
         };
         if id < self.instances.len() {
             self.instances[id] = inst;
@@ -127,6 +132,13 @@ impl Sim {
                 },
             );
         }
+        // As the shell: nothing is written before a renewal of its own is seen.
+        self.observe(
+            id,
+            Observation::LeaseValidUntil {
+                until: Timestamp::EPOCH,
+            },
+        );
         self.note(|| format!("inst{id} start inc={inc}"));
     }
 
@@ -233,12 +245,29 @@ impl Sim {
             let write = cmd.action.is_write();
             if write {
                 self.stats.writes += 1;
-                // S6: no writes after being told of the lost lease.
+                // S6: no writes after being told of the lost lease...
                 if !leading || !self.instances[i].leading {
                     self.checker.violation(
                         self.now,
                         "S6",
                         format!("inst{i} issued {} while not leading", cmd.action.verb()),
+                    );
+                }
+                // ...nor, told or not, once its own last renewal has run out (another
+                // instance may hold the Lease by now: a paused leader that wakes up).
+                let inst = &self.instances[i];
+                if let Some(renewed) = inst.renewed_at
+                    && self.now >= renewed + LEASE_MS
+                    && !inst.clock_back_since_renewal
+                {
+                    self.checker.violation(
+                        self.now,
+                        "S6",
+                        format!(
+                            "inst{i} issued {} {} ms after its last renewal of the Lease (valid {LEASE_MS} ms)",
+                            cmd.action.verb(),
+                            self.now - renewed
+                        ),
                     );
                 }
                 if self.converged_at.is_some() {
@@ -371,6 +400,7 @@ impl Sim {
         let d = self.r_delivery.between(1, 300);
         if self.lease.holder == Some(me) && self.lease.expires > now {
             self.lease.expires = now + LEASE_MS;
+            self.renewed(i, inc);
             self.after(RENEW_MS, Event::LeaseTick { instance: i, inc });
         } else if self.lease.holder.is_none()
             || self.lease.expires <= now
@@ -381,6 +411,7 @@ impl Sim {
             }
             self.lease.holder = Some(me);
             self.lease.expires = now + LEASE_MS;
+            self.renewed(i, inc);
             self.note(|| format!("inst{i} acquires the lease"));
             self.after(
                 d,
@@ -405,6 +436,41 @@ impl Sim {
             }
             self.after(RETRY_MS, Event::LeaseTick { instance: i, inc });
         }
+    }
+
+    /// A renewal (or acquisition) by instance `i` is written: its Lease watch shows it a
+    /// moment later, with the validity the shell derives from the `renewTime` it wrote.
+    fn renewed(&mut self, i: usize, inc: u32) {
+        self.instances[i].renewed_at = Some(self.now);
+        self.instances[i].clock_back_since_renewal = false;
+        let until = Timestamp(self.clock(i).0 + LEASE_MS - MARGIN_MS);
+        let d = self.r_delivery.between(1, 300);
+        self.after(
+            d,
+            Event::LeaseSeen {
+                instance: i,
+                inc,
+                until,
+            },
+        );
+    }
+
+    /// The Lease watch's news of a renewal reaches the engine.
+    pub fn lease_seen(&mut self, i: usize, inc: u32, until: Timestamp) {
+        if !self.live(i, inc)
+            || self.postpone_if_paused(
+                i,
+                Event::LeaseSeen {
+                    instance: i,
+                    inc,
+                    until,
+                },
+            )
+        {
+            return;
+        }
+        self.observe(i, Observation::LeaseValidUntil { until });
+        self.poll(i);
     }
 
     /// Leadership reaches the engine.
@@ -495,6 +561,9 @@ impl Sim {
         }
         self.note(|| format!("inst{i} clock jumps {ms}ms"));
         self.instances[i].skew += ms;
+        if ms < 0 {
+            self.instances[i].clock_back_since_renewal = true;
+        }
         let inc = self.instances[i].inc;
         self.instances[i].wake_at = None;
         self.after(1, Event::Wake { instance: i, inc });
