@@ -59,9 +59,15 @@ pub(super) struct Flights {
     retry_max: Duration,
 }
 
+/// The longest back-off of a log read. A log waits on the node's kubelet, which comes back on
+/// its own (a restart, a hiccup of its node): at the API requests' cap of minutes, a result
+/// would show that much after the node answered again (`make chaos`, a log endpoint down for
+/// 20-40 s).
+const LOG_RETRY_MAX: Duration = Duration::from_secs(30);
+
 impl Flights {
     /// At most `window` commands in flight; a failed target waits `retry_base` · 2^(failures-1),
-    /// at most `retry_max`.
+    /// at most `retry_max` (a log read at most [`LOG_RETRY_MAX`]).
     pub fn new(window: usize, retry_base: Duration, retry_max: Duration) -> Flights {
         Flights {
             next_id: 1,
@@ -192,7 +198,11 @@ impl Flights {
         let factor = 1u32
             .checked_shl(attempt.saturating_sub(1).min(20))
             .unwrap_or(u32::MAX);
-        let delay = self.retry_base.saturating_mul(factor).min(self.retry_max);
+        let cap = match target {
+            Target::Log(_) | Target::FailureLog(_) => self.retry_max.min(LOG_RETRY_MAX),
+            _ => self.retry_max,
+        };
+        let delay = self.retry_base.saturating_mul(factor).min(cap);
         let at = now.plus(delay);
         self.retry_at.insert(target.clone(), at);
         at

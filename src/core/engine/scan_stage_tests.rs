@@ -634,12 +634,14 @@ fn a_log_that_cannot_be_read_ends_in_a_failure_that_says_why() {
 }
 
 #[test]
-fn a_log_read_that_keeps_failing_is_retried_five_times_then_counts_as_failed() {
+fn a_log_read_that_keeps_failing_is_retried_for_four_minutes_then_counts_as_failed() {
     let mut api = api_with_job(config());
     let pod = api.pod("1", exited(0));
     api.put_pod(pod.clone());
     api.finish(true, "Complete", "");
-    for attempt in 1..=4 {
+    let finished = api.now;
+    let mut waits = Vec::new();
+    for attempt in 1..=11 {
         let (id, ..) = api.log_read();
         api.reply(id, failed(ApiErrorKind::ServerError));
         assert!(
@@ -651,16 +653,64 @@ fn a_log_read_that_keeps_failing_is_retried_five_times_then_counts_as_failed() {
             None,
             "attempt {attempt}: tried again later"
         );
+        let before = api.now;
         api.wait_for_timer();
+        waits.push((api.now.0 - before.0) / 1000);
     }
+    // 1 s doubling, at most 30 s: a node answering again is read within 30 s.
+    assert_eq!(waits, [1, 2, 4, 8, 16, 30, 30, 30, 30, 30, 30]);
     let (id, ..) = api.log_read();
     api.reply(id, failed(ApiErrorKind::ServerError));
     assert!(api.run().is_empty());
+    api.wait_for_timer();
     let expected = format!(
-        "the log of scan pod {} could not be read after 5 attempts",
+        "the log of scan pod {} could not be read after 12 attempts",
         pod.name
     );
     assert_eq!(api.stalled("a"), Some(("Error".into(), expected)));
+    assert!(
+        (api.now.0 - finished.0) / 1000 >= 240,
+        "given up after four minutes"
+    );
+}
+
+#[test]
+fn a_kubelet_that_refuses_a_finished_containers_log_is_asked_again() {
+    let mut api = api_with_job(config());
+    let pod = api.pod("1", exited(0));
+    api.put_pod(pod);
+    api.finish(true, "Complete", "");
+    let (id, ..) = api.log_read();
+    api.reply(id, failed(ApiErrorKind::Invalid));
+    assert!(api.run().is_empty(), "not re-read at once");
+    assert_eq!(api.stalled("a"), None, "not a failure yet");
+    api.wait_for_timer();
+    let (id, ..) = api.log_read();
+    api.reply(id, Outcome::Log(report(1, 2)));
+    api.run();
+    assert_eq!(api.stalled("a"), None);
+    assert_eq!(api.critical_count("a"), Some(1), "the result is written");
+}
+
+#[test]
+fn a_log_endpoint_down_for_two_minutes_delays_the_result_without_failing_the_scan() {
+    let mut api = api_with_job(config());
+    let pod = api.pod("1", exited(0));
+    api.put_pod(pod);
+    api.finish(true, "Complete", "");
+    let finished = api.now;
+    while api.now.0 - finished.0 < 120_000 {
+        let (id, ..) = api.log_read();
+        api.reply(id, failed(ApiErrorKind::ServerError));
+        assert!(api.run().is_empty());
+        assert_eq!(api.stalled("a"), None, "no failure while it is retried");
+        api.wait_for_timer();
+    }
+    let (id, ..) = api.log_read();
+    api.reply(id, Outcome::Log(report(1, 2)));
+    api.run();
+    assert_eq!(api.stalled("a"), None);
+    assert_eq!(api.critical_count("a"), Some(1), "the result is written");
 }
 
 #[test]
@@ -810,8 +860,8 @@ fn details_that_cannot_be_read_again_never_turn_a_success_into_a_failure() {
         failed(ApiErrorKind::NotFound),
     ] {
         let (mut api, mut id) = restarted_with_details_lost();
-        // Every answer is a failure to get the details: read again after a back-off (not at
-        // once), then, after the last attempt, a new scan gets them.
+        // Every answer is a permanent failure to get the details: not read again, a new scan
+        // gets them.
         let mut reads = 1;
         loop {
             api.reply(id, answer.clone());
@@ -842,7 +892,7 @@ fn details_that_cannot_be_read_again_never_turn_a_success_into_a_failure() {
                 other => panic!("{answer:?}: {:?}", super::tests::verbs(other)),
             };
             reads += 1;
-            assert!(reads <= 5, "{answer:?}: read {reads} times");
+            assert!(reads <= 1, "{answer:?}: read {reads} times");
         }
         assert_eq!(api.status("a").last_scan_job_uid.as_deref(), Some("job-1"));
     }

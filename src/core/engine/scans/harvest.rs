@@ -304,8 +304,13 @@ impl ScanStage<'_> {
                 };
                 self.record_failure(&h.digest, job_uid, FailureReason::Error, message, now);
             }
+            // Details read again: a permanent failure (the pod gone, the log too large) ends
+            // the reads at once, and the next sync starts a new scan for them.
             Outcome::Failed(err) if h.refetch => {
-                let _ = err;
+                if !err.kind.is_retryable() {
+                    self.flights
+                        .set_attempts(Target::Log(job_uid.to_string()), MAX_LOG_ATTEMPTS);
+                }
             }
             Outcome::Failed(err) => match err.kind {
                 ApiErrorKind::LogTooLarge => {
@@ -318,6 +323,11 @@ impl ScanStage<'_> {
                 kind if kind.is_retryable() => {
                     // Tried again by the next sync after the back-off (the Job is still there).
                 }
+                // The kubelet refused the log of a container the pod status says ran to
+                // completion: not a final answer (kwok answers "no logs found" until its cache
+                // has the pod's log source, as after an API server restart; a restarted kubelet
+                // may not know the container yet). Asked again within the attempts.
+                ApiErrorKind::Invalid if h.succeeded => {}
                 _ if !h.succeeded => {
                     self.record_failure(&h.digest, job_uid, FailureReason::Error, h.fallback, now);
                 }
