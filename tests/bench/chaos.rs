@@ -39,14 +39,14 @@ use kube::runtime::{WatchStreamExt, watcher};
 
 use super::*;
 
-/// Seconds a lease is valid after a renewal (`shell::leader`).
-const LEASE_SECONDS: i64 = 15;
 /// The Lease's name (`shell::leader::LEASE_NAME`).
 const LEASE_NAME: &str = "398aa7bc.statnett.no";
 /// A loop without back-off: more log lines of a replica in one second than this (info level).
 const MAX_LOG_LINES_PER_SECOND: usize = 300;
-/// A hot loop: more successful writes of one object within a minute than this.
-const MAX_WRITES_PER_OBJECT: usize = 20;
+/// SIGKILLs per phase (leader and standby in turn).
+const KILLS_PER_PHASE: usize = 10;
+/// kube-apiserver restarts per phase.
+const API_RESTARTS_PER_PHASE: usize = 2;
 /// The quiet period starts this long after convergence: writes that answer the last faults
 /// (an owner list updated after its delay, a Job deleted by the last user action) settle first.
 const SETTLE_SECONDS: u64 = 15;
@@ -60,6 +60,8 @@ pub(crate) struct ChaosSettings {
     pub(crate) etcd_restarts: usize,
     pub(crate) kcm_restarts: usize,
     pub(crate) throttles: usize,
+    pub(crate) watch_expiries: usize,
+    pub(crate) log_faults: usize,
     pub(crate) user_ops: usize,
     pub(crate) heal_bound: u64,
     pub(crate) quiet: u64,
@@ -76,6 +78,14 @@ enum Fault {
     RestartEtcd,
     RestartControllerManager,
     Throttle,
+    /// etcd compacted, kube-apiserver restarted without its watch cache: every watch resumes
+    /// from a revision that is gone (410 Gone, a relist).
+    ExpireWatches,
+    LogsSlow,
+    LogsDown,
+    LogsHang,
+    /// A phase of user actions only (no fault of the control plane in the settings).
+    Churn,
     DeleteCis,
     DeleteJob,
     DeleteScanPod,
@@ -84,6 +94,33 @@ enum Fault {
     Rollout,
     Scale,
     DeleteNamespace,
+}
+
+impl Fault {
+    /// What a phase of this fault is called in the log and in `chaos.json`.
+    fn phase_name(self) -> &'static str {
+        match self {
+            Fault::KillLeader | Fault::KillStandby => "SIGKILL of leader and standby",
+            Fault::PauseLeader => "SIGSTOP of the leader past its lease",
+            Fault::RestartApiserver => "kube-apiserver restarts",
+            Fault::RestartEtcd => "etcd restart",
+            Fault::RestartControllerManager => "kube-controller-manager restart",
+            Fault::Throttle => "API Priority and Fairness 429s",
+            Fault::ExpireWatches => "watches expired (410, relist)",
+            Fault::LogsSlow => "slow pod log endpoint",
+            Fault::LogsDown => "pod log endpoint down",
+            Fault::LogsHang => "pod log endpoint hangs",
+            _ => "user actions only",
+        }
+    }
+}
+
+/// A fault phase: one fault of the control plane, repeated or lasting a while, with user
+/// actions among its steps; a heal and the convergence check follow it.
+struct Phase {
+    kind: Fault,
+    /// Each step with the pause before it (ms).
+    steps: Vec<(u64, Fault)>,
 }
 
 /// SplitMix64: the schedule's random stream.
@@ -107,34 +144,45 @@ impl Rng {
     }
 }
 
-/// The faults of `settings`, shuffled by the seed, each with the pause before it (ms).
-fn schedule(settings: &ChaosSettings) -> Vec<(u64, Fault)> {
+/// The phases of `settings` in an order drawn from the seed, the user actions spread over them.
+fn schedule(settings: &ChaosSettings) -> Vec<Phase> {
     let mut rng = Rng(settings.seed);
-    let mut faults = Vec::new();
-    for i in 0..settings.kills {
-        faults.push(if i % 2 == 0 {
-            Fault::KillLeader
-        } else {
-            Fault::KillStandby
-        });
-    }
-    faults.extend(std::iter::repeat_n(
+    let mut phases: Vec<Phase> = Vec::new();
+    let mut add = |kind: Fault, count: usize, per_phase: usize| {
+        let mut left = count;
+        while left > 0 {
+            let n = left.min(per_phase);
+            let steps = (0..n)
+                .map(|i| match kind {
+                    Fault::KillLeader if i % 2 == 1 => Fault::KillStandby,
+                    k => k,
+                })
+                .map(|f| (0, f))
+                .collect();
+            phases.push(Phase { kind, steps });
+            left -= n;
+        }
+    };
+    add(Fault::KillLeader, settings.kills, KILLS_PER_PHASE);
+    add(
         Fault::RestartApiserver,
         settings.api_restarts,
-    ));
-    faults.extend(std::iter::repeat_n(Fault::PauseLeader, settings.pauses));
-    faults.extend(std::iter::repeat_n(
-        Fault::RestartEtcd,
-        settings.etcd_restarts,
-    ));
-    faults.extend(std::iter::repeat_n(
-        Fault::RestartControllerManager,
-        settings.kcm_restarts,
-    ));
-    faults.extend(std::iter::repeat_n(Fault::Throttle, settings.throttles));
-    // One namespace deleted whole.
-    if settings.user_ops > 0 {
-        faults.push(Fault::DeleteNamespace);
+        API_RESTARTS_PER_PHASE,
+    );
+    add(Fault::PauseLeader, settings.pauses, 1);
+    add(Fault::RestartEtcd, settings.etcd_restarts, 1);
+    add(Fault::RestartControllerManager, settings.kcm_restarts, 1);
+    add(Fault::Throttle, settings.throttles, 1);
+    add(Fault::ExpireWatches, settings.watch_expiries, 1);
+    let logs = [Fault::LogsSlow, Fault::LogsDown, Fault::LogsHang];
+    for i in 0..settings.log_faults {
+        add(logs[i % logs.len()], 1, 1);
+    }
+    if phases.is_empty() && settings.user_ops > 0 {
+        phases.push(Phase {
+            kind: Fault::Churn,
+            steps: Vec::new(),
+        });
     }
     let users = [
         Fault::DeleteCis,
@@ -145,18 +193,30 @@ fn schedule(settings: &ChaosSettings) -> Vec<(u64, Fault)> {
         Fault::Rollout,
         Fault::Scale,
     ];
-    for i in 0..settings.user_ops {
-        faults.push(users[(i + rng.below(users.len())) % users.len()]);
+    let mut actions: Vec<Fault> = (0..settings.user_ops)
+        .map(|i| users[(i + rng.below(users.len())) % users.len()])
+        .collect();
+    // One namespace deleted whole.
+    if settings.user_ops > 0 {
+        actions.push(Fault::DeleteNamespace);
+    }
+    for action in actions {
+        let n = phases.len();
+        let phase = &mut phases[rng.below(n)];
+        let at = rng.below(phase.steps.len() + 1);
+        phase.steps.insert(at, (0, action));
     }
     // Fisher-Yates.
-    for i in (1..faults.len()).rev() {
+    for i in (1..phases.len()).rev() {
         let j = rng.below(i + 1);
-        faults.swap(i, j);
+        phases.swap(i, j);
     }
-    faults
-        .into_iter()
-        .map(|f| (500 + rng.below(3_000) as u64, f))
-        .collect()
+    for phase in &mut phases {
+        for step in &mut phase.steps {
+            step.0 = 500 + rng.below(3_000) as u64;
+        }
+    }
+    phases
 }
 
 /// One operator replica.
@@ -251,13 +311,15 @@ impl Drop for Replica {
 /// Restarts a control-plane component of the cluster in `state` the way `up.sh` started it:
 /// the same command line (read from /proc), its own session, output appended to its log, its
 /// pid file updated (so `down.sh` stops it by PID).
-/// `crash`: SIGKILL instead of SIGTERM. Returns how long the old process took to stop. The new
-/// process is kept in `children` (reaped when it is restarted again).
+/// `crash`: SIGKILL instead of SIGTERM; `edit` changes the arguments (none: the same). Returns
+/// how long the old process took to stop. The new process is kept in `children` (reaped when it
+/// is restarted again).
 fn restart_component(
     state: &Path,
     name: &str,
     crash: bool,
     children: &mut BTreeMap<String, Child>,
+    edit: impl FnOnce(&mut Vec<String>),
 ) -> Result<f64> {
     let pid_file = state.join("pids").join(format!("{name}.pid"));
     let pid: u32 = std::fs::read_to_string(&pid_file)?.trim().parse()?;
@@ -271,6 +333,8 @@ fn restart_component(
     let (program, args) = argv
         .split_first()
         .ok_or_else(|| anyhow!("{name}: empty command line"))?;
+    let mut args = args.to_vec();
+    edit(&mut args);
     let stopping = Instant::now();
     let signal = if crash { "-KILL" } else { "-TERM" };
     let _ = Command::new("kill")
@@ -316,7 +380,7 @@ fn restart_component(
         // SAFETY: setsid in the forked child before exec, as up.sh's `setsid` does.
         let mut child = unsafe {
             Command::new(program)
-                .args(args)
+                .args(&args)
                 .stdout(output.try_clone()?)
                 .stderr(output.try_clone()?)
                 .stdin(Stdio::null())
@@ -505,91 +569,6 @@ fn watch_results(
     })
 }
 
-/// One line of the audit log: a write by a replica.
-#[derive(Debug)]
-struct AuditWrite {
-    at: jiff::Timestamp,
-    user: String,
-    verb: String,
-    resource: String,
-    what: String,
-    ok: bool,
-}
-
-fn read_audit(path: &Path) -> Result<Vec<AuditWrite>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading the audit log {}", path.display()))?;
-    let mut out = Vec::new();
-    for line in text.lines() {
-        let Ok(v) = serde_json::from_str::<Value>(line) else {
-            continue;
-        };
-        if v["stage"] != "ResponseComplete" {
-            continue;
-        }
-        let Some(at) = v["stageTimestamp"]
-            .as_str()
-            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
-        else {
-            continue;
-        };
-        let code = v["responseStatus"]["code"].as_u64().unwrap_or(0);
-        let r = &v["objectRef"];
-        let resource = match r["subresource"].as_str() {
-            Some(sub) => format!("{}/{sub}", r["resource"].as_str().unwrap_or("")),
-            None => r["resource"].as_str().unwrap_or("").to_string(),
-        };
-        out.push(AuditWrite {
-            at,
-            user: v["user"]["username"].as_str().unwrap_or("").to_string(),
-            verb: v["verb"].as_str().unwrap_or("").to_string(),
-            resource,
-            what: format!(
-                "{}/{}",
-                r["namespace"].as_str().unwrap_or(""),
-                r["name"].as_str().unwrap_or("")
-            ),
-            ok: (200..300).contains(&code),
-        });
-    }
-    Ok(out)
-}
-
-/// Fencing: the writes of CIS and Jobs by a replica that did not hold the Lease then.
-fn fencing_violations(writes: &[AuditWrite]) -> Vec<String> {
-    let mut last_renewal: BTreeMap<&str, jiff::Timestamp> = BTreeMap::new();
-    let mut out = Vec::new();
-    for w in writes.iter().filter(|w| w.ok) {
-        if w.resource == "leases" {
-            last_renewal.insert(&w.user, w.at);
-            continue;
-        }
-        if !(w.resource.starts_with("containerimagescans") || w.resource == "jobs") {
-            continue;
-        }
-        let own = last_renewal.get(w.user.as_str()).copied();
-        let other = last_renewal
-            .iter()
-            .filter(|(u, _)| **u != w.user)
-            .map(|(_, t)| *t)
-            .max();
-        let deposed = match own {
-            None => true,
-            Some(own) => {
-                other.is_some_and(|o| o > own)
-                    || w.at.duration_since(own).as_secs() >= LEASE_SECONDS
-            }
-        };
-        if deposed {
-            out.push(format!(
-                "{} {} {} {} at {} without the Lease (own last renewal {:?}, other's {:?})",
-                w.user, w.verb, w.resource, w.what, w.at, own, other
-            ));
-        }
-    }
-    out
-}
-
 /// Running containers (namespace, container, digest) of the populated namespaces.
 async fn running_containers(client: &Client) -> Result<BTreeSet<(String, String, String)>> {
     let pods: Api<Pod> = Api::all(client.clone());
@@ -723,7 +702,11 @@ async fn user_action(
                 Ok(format!("deleted scan pod {}", p.name_any()))
             }
         }
-        Fault::Rollout | Fault::Scale => {
+        Fault::Rollout => {
+            let digest = pick(digests, rng);
+            roll_out(client, rng, digest).await
+        }
+        Fault::Scale => {
             let all: Vec<Deployment> = list_populated(client).await?;
             if all.is_empty() {
                 return Ok("no Deployment".into());
@@ -732,28 +715,11 @@ async fn user_action(
             let ns = d.namespace().unwrap_or_default();
             let name = d.name_any();
             let api: Api<Deployment> = Api::namespaced(client.clone(), &ns);
-            if fault == Fault::Rollout {
-                let container = d
-                    .spec
-                    .as_ref()
-                    .and_then(|s| s.template.spec.as_ref())
-                    .and_then(|s| s.containers.first())
-                    .map(|c| c.name.clone())
-                    .unwrap_or_default();
-                let digest = pick(digests, rng);
-                let patch = json!({"spec": {"template": {"spec": {"containers": [
-                    {"name": container, "image": image(digest)}
-                ]}}}});
-                api.patch(&name, &PatchParams::default(), &Patch::Strategic(&patch))
-                    .await?;
-                Ok(format!("rolled {ns}/{name} out to digest #{digest}"))
-            } else {
-                let replicas = 1 + pick(4, rng);
-                let patch = json!({"spec": {"replicas": replicas}});
-                api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                    .await?;
-                Ok(format!("scaled {ns}/{name} to {replicas}"))
-            }
+            let replicas = 1 + pick(4, rng);
+            let patch = json!({"spec": {"replicas": replicas}});
+            api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await?;
+            Ok(format!("scaled {ns}/{name} to {replicas}"))
         }
         Fault::DeleteNamespace => {
             let api: Api<Namespace> = Api::all(client.clone());
@@ -777,6 +743,310 @@ async fn user_action(
     }
 }
 
+/// Rolls a Deployment drawn from `rng` out to the image of digest #`digest`.
+async fn roll_out(client: &Client, rng: &mut Rng, digest: usize) -> Result<String> {
+    let all: Vec<Deployment> = list_populated(client).await?;
+    if all.is_empty() {
+        return Ok("no Deployment".into());
+    }
+    let d = &all[rng.below(all.len())];
+    let ns = d.namespace().unwrap_or_default();
+    let name = d.name_any();
+    let container = d
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .and_then(|s| s.containers.first())
+        .map(|c| c.name.clone())
+        .unwrap_or_default();
+    let patch = json!({"spec": {"template": {"spec": {"containers": [
+        {"name": container, "image": image(digest)}
+    ]}}}});
+    let api: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    api.patch(&name, &PatchParams::default(), &Patch::Strategic(&patch))
+        .await?;
+    Ok(format!("rolled {ns}/{name} out to digest #{digest}"))
+}
+
+/// Digests no workload had before (numbered from the populated ones on): a rollout to one
+/// makes a scan Job run and its log be read, during the fault at hand.
+struct FreshDigests {
+    next: usize,
+    populated: usize,
+    logs_dir: PathBuf,
+}
+
+impl FreshDigests {
+    /// Rolls a Deployment out to the next fresh digest, whose scan log is a populated digest's.
+    async fn roll_out(&mut self, client: &Client, rng: &mut Rng) -> String {
+        let digest = self.next;
+        self.next += 1;
+        let log = |d: usize| self.logs_dir.join(format!("{}.log", digest_hex(d)));
+        if let Err(e) = std::fs::copy(log(digest % self.populated), log(digest)) {
+            return format!("no scan log for digest #{digest}: {e}");
+        }
+        match roll_out(client, rng, digest).await {
+            Ok(what) => what,
+            Err(e) => format!("a rollout to digest #{digest} failed: {e}"),
+        }
+    }
+}
+
+/// Compacts etcd at its current revision (its JSON gateway); returns the revision.
+fn etcd_compact(state: &Path) -> Result<i64> {
+    let port = cluster_port(state, "ETCD_PORT")?;
+    let post = |path: &str, body: Value| -> Result<Value> {
+        let out = Command::new("curl")
+            .args(["-sf", "--max-time", "30", "-X", "POST"])
+            .arg(format!("http://127.0.0.1:{port}{path}"))
+            .arg("-d")
+            .arg(body.to_string())
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "etcd {path} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(serde_json::from_slice(&out.stdout)?)
+    };
+    // Any key: the answer's header carries the store's revision.
+    let range = post("/v3/kv/range", json!({"key": "AA==", "limit": 1}))?;
+    let revision: i64 = range["header"]["revision"]
+        .as_str()
+        .and_then(|r| r.parse().ok())
+        .ok_or_else(|| anyhow!("etcd gave no revision: {range}"))?;
+    post(
+        "/v3/kv/compaction",
+        json!({"revision": revision.to_string()}),
+    )?;
+    Ok(revision)
+}
+
+/// Heal: every replica runs, none is stopped; the log endpoint answers.
+fn heal(replicas: &mut [Replica], proxy: &LogProxy) -> Result<()> {
+    proxy.set(LogMode::Pass);
+    for r in replicas {
+        r.signal("CONT");
+        if r.child.is_none() {
+            r.start()?;
+        }
+    }
+    Ok(())
+}
+
+/// Seconds from now until every running container shows its result (`None`: not within
+/// `bound`, then a violation is recorded).
+async fn converge(
+    client: &Client,
+    replicas: &mut [Replica],
+    bound: u64,
+    after: &str,
+    violations: &Mutex<Vec<String>>,
+) -> Result<Option<f64>> {
+    let healed = Instant::now();
+    let mut last_missing: Vec<String>;
+    loop {
+        for r in replicas.iter_mut() {
+            r.check_alive()?;
+            r.sample();
+        }
+        match not_converged(client).await {
+            Ok(missing) if missing.is_empty() => return Ok(Some(healed.elapsed().as_secs_f64())),
+            Ok(missing) => last_missing = missing,
+            Err(e) => last_missing = vec![format!("listing failed: {e}")],
+        }
+        if healed.elapsed() > Duration::from_secs(bound) {
+            let v = format!(
+                "not converged {bound} s after the heal of {after}: {} left, e.g. {:?}",
+                last_missing.len(),
+                &last_missing[..last_missing.len().min(5)]
+            );
+            log(format!("VIOLATION {v}"));
+            violations.lock().map_err(|_| anyhow!("lock"))?.push(v);
+            return Ok(None);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Watch failures with 410 Gone (`Expired`) in a replica's log: each one a relist.
+fn expired_watches(log: &Path) -> usize {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("watch failed") && l.contains(": Expired"))
+        .count()
+}
+
+/// What the steps of the fault phases act on.
+struct Run<'a> {
+    client: Client,
+    out: &'a Path,
+    state: &'a Path,
+    replicas: Vec<Replica>,
+    proxy: LogProxy,
+    fresh: FreshDigests,
+    digests: usize,
+    rng: Rng,
+    counts: BTreeMap<String, usize>,
+    api_ready_s: Vec<f64>,
+    /// Control-plane processes restarted by the harness.
+    components: BTreeMap<String, Child>,
+}
+
+impl Run<'_> {
+    /// Restarts kube-apiserver (`edit` changes its arguments) and waits until it is ready.
+    async fn restart_apiserver(
+        &mut self,
+        crash: bool,
+        edit: impl FnOnce(&mut Vec<String>),
+    ) -> Result<String> {
+        let stop_s = restart_component(
+            self.state,
+            "kube-apiserver",
+            crash,
+            &mut self.components,
+            edit,
+        )?;
+        let ready = api_ready(&self.client, Duration::from_secs(90)).await?;
+        self.api_ready_s.push(ready);
+        Ok(format!(
+            "{} and restart of kube-apiserver (stopped in {stop_s:.1} s, ready again {ready:.1} s after its start)",
+            if crash { "SIGKILL" } else { "SIGTERM" }
+        ))
+    }
+
+    /// Plays one step; `Ok(what happened)`.
+    async fn step(&mut self, fault: Fault) -> Result<String> {
+        let holder = lease_holder(&self.client).await;
+        let leader = self
+            .replicas
+            .iter()
+            .position(|r| Some(r.name) == holder.as_deref() && r.child.is_some());
+        let rng = &mut self.rng;
+        Ok(match fault {
+            Fault::KillLeader | Fault::KillStandby => {
+                let target = match (fault, leader) {
+                    (Fault::KillLeader, Some(l)) => l,
+                    (Fault::KillStandby, Some(l)) => 1 - l,
+                    _ => rng.below(2),
+                };
+                let r = &mut self.replicas[target];
+                r.kill();
+                let name = r.name;
+                // Back after 0.2-2 s, as a kubelet restarts a container.
+                tokio::time::sleep(Duration::from_millis(200 + rng.below(1_800) as u64)).await;
+                r.start()?;
+                format!(
+                    "SIGKILL {name} ({})",
+                    if Some(target) == leader {
+                        "leader"
+                    } else {
+                        "standby"
+                    }
+                )
+            }
+            Fault::PauseLeader => match leader {
+                Some(l) => {
+                    let r = &self.replicas[l];
+                    r.signal("STOP");
+                    let pause = LEASE_SECONDS as u64 + 5 + rng.below(10) as u64;
+                    tokio::time::sleep(Duration::from_secs(pause)).await;
+                    r.signal("CONT");
+                    format!("SIGSTOP {} for {pause} s, then SIGCONT", r.name)
+                }
+                None => "no leader to pause".into(),
+            },
+            Fault::RestartApiserver => {
+                // Every other one a crash.
+                let crash = self.counts.get("RestartApiserver").copied().unwrap_or(0) % 2 == 1;
+                self.restart_apiserver(crash, |_| {}).await?
+            }
+            Fault::RestartEtcd | Fault::RestartControllerManager => {
+                let name = if fault == Fault::RestartEtcd {
+                    "etcd"
+                } else {
+                    "kube-controller-manager"
+                };
+                let crash = rng.below(2) == 1;
+                let stop_s =
+                    restart_component(self.state, name, crash, &mut self.components, |_| {})?;
+                let ready = api_ready(&self.client, Duration::from_secs(90)).await?;
+                format!(
+                    "{} and restart of {name} (stopped in {stop_s:.1} s; API ready {ready:.1} s after)",
+                    if crash { "SIGKILL" } else { "SIGTERM" }
+                )
+            }
+            Fault::Throttle => {
+                let manifest = self.out.join("throttle.yaml");
+                let kubectl = self.state.join("bin/kubectl");
+                let run = |verb: &str| {
+                    Command::new(&kubectl)
+                        .args([verb, "-f"])
+                        .arg(&manifest)
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .status()
+                        .map(|s| s.success())
+                        .unwrap_or(false)
+                };
+                let secs = 10 + rng.below(10) as u64;
+                if run("apply") {
+                    tokio::time::sleep(Duration::from_secs(secs)).await;
+                    let _ = run("delete");
+                    format!(
+                        "API Priority and Fairness: the replicas limited to one seat (429 beyond) for {secs} s"
+                    )
+                } else {
+                    "throttling could not be applied".into()
+                }
+            }
+            Fault::ExpireWatches => {
+                const NO_CACHE: &str = "--watch-cache=false";
+                let revision = etcd_compact(self.state)?;
+                let first = self
+                    .restart_apiserver(true, |a| a.push(NO_CACHE.into()))
+                    .await?;
+                // Events on the watches before the watch cache comes back.
+                let rolled = self.fresh.roll_out(&self.client, &mut self.rng).await;
+                let secs = 5 + self.rng.below(6) as u64;
+                tokio::time::sleep(Duration::from_secs(secs)).await;
+                let second = self
+                    .restart_apiserver(true, |a| a.retain(|x| x != NO_CACHE))
+                    .await?;
+                format!(
+                    "etcd compacted at revision {revision}; {first} without its watch cache (each watch resumes from a compacted revision); {rolled}; after {secs} s, {second} with it"
+                )
+            }
+            Fault::LogsSlow | Fault::LogsDown | Fault::LogsHang => {
+                let mode = match fault {
+                    Fault::LogsSlow => LogMode::Slow(Duration::from_secs(2 + rng.below(7) as u64)),
+                    Fault::LogsDown => LogMode::Down,
+                    _ => LogMode::Hang,
+                };
+                let secs = 20 + rng.below(21) as u64;
+                self.proxy.set(mode);
+                // Scans whose logs are read while it lasts.
+                let mut rolled = Vec::new();
+                for _ in 0..2 {
+                    rolled.push(self.fresh.roll_out(&self.client, &mut self.rng).await);
+                }
+                tokio::time::sleep(Duration::from_secs(secs)).await;
+                self.proxy.set(LogMode::Pass);
+                format!(
+                    "pod log endpoint {mode:?} for {secs} s; {}",
+                    rolled.join("; ")
+                )
+            }
+            user => match user_action(&self.client, user, rng, self.digests).await {
+                Ok(what) => what,
+                Err(e) => format!("{user:?} failed: {e}"),
+            },
+        })
+    }
+}
+
 pub(crate) async fn chaos(
     out: &Path,
     operator: &Path,
@@ -786,22 +1056,36 @@ pub(crate) async fn chaos(
     let plan = read_json(&out.join("plan.json"))?;
     let digests = plan["digests"].as_u64().unwrap_or(1) as usize;
     let client = client().await?;
-    let schedule = schedule(settings);
+    let phases = schedule(settings);
+    let steps: usize = phases.iter().map(|p| p.steps.len()).sum();
     log(format!(
-        "chaos seed {} ({} faults): {}",
+        "chaos seed {}: {} phases, {steps} steps",
         settings.seed,
-        schedule.len(),
-        schedule
-            .iter()
-            .map(|(_, f)| format!("{f:?}"))
-            .collect::<Vec<_>>()
-            .join(" ")
+        phases.len()
     ));
+    for (p, phase) in phases.iter().enumerate() {
+        log(format!(
+            "  phase {}: {}: {}",
+            p + 1,
+            phase.kind.phase_name(),
+            phase
+                .steps
+                .iter()
+                .map(|(_, f)| format!("{f:?}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ));
+    }
     let violations: Arc<Mutex<Vec<String>>> = Arc::default();
     let job_watch = watch_jobs(client.clone(), violations.clone());
     let result_watch = watch_results(client.clone(), violations.clone());
+    let proxy = LogProxy::start(
+        cluster_port(state, "KWOK_NODE_PORT")?,
+        cluster_port(state, "KWOK_PORT")?,
+    )
+    .await?;
 
-    let mut replicas: Vec<Replica> = ["chaos-a", "chaos-b"]
+    let replicas: Vec<Replica> = ["chaos-a", "chaos-b"]
         .into_iter()
         .map(|name| {
             Ok(Replica {
@@ -826,167 +1110,85 @@ pub(crate) async fn chaos(
             })
         })
         .collect::<Result<_>>()?;
-    for r in &mut replicas {
+    let mut run = Run {
+        client: client.clone(),
+        out,
+        state,
+        replicas,
+        proxy,
+        fresh: FreshDigests {
+            next: digests,
+            populated: digests,
+            logs_dir: state.join("logs"),
+        },
+        digests,
+        rng: Rng(settings.seed ^ 0xc4a0),
+        counts: BTreeMap::new(),
+        api_ready_s: Vec::new(),
+        components: BTreeMap::new(),
+    };
+    for r in &mut run.replicas {
         let _ = std::fs::remove_file(&r.log);
         r.start()?;
     }
     let t0 = Instant::now();
-    let mut rng = Rng(settings.seed ^ 0xc4a0);
-    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-    let mut api_ready_s: Vec<f64> = Vec::new();
-    let mut components: BTreeMap<String, Child> = BTreeMap::new();
-    for (i, (pause_ms, fault)) in schedule.iter().enumerate() {
-        tokio::time::sleep(Duration::from_millis(*pause_ms)).await;
-        for r in &mut replicas {
-            r.check_alive()?;
-            r.sample();
+    let mut done = 0;
+    let mut by_kind: BTreeMap<&str, Vec<Option<f64>>> = BTreeMap::new();
+    let mut phase_reports = Vec::new();
+    for (p, phase) in phases.iter().enumerate() {
+        let phase_t0 = Instant::now();
+        let name = phase.kind.phase_name();
+        for (pause_ms, fault) in &phase.steps {
+            tokio::time::sleep(Duration::from_millis(*pause_ms)).await;
+            for r in &mut run.replicas {
+                r.check_alive()?;
+                r.sample();
+            }
+            let what = run.step(*fault).await?;
+            *run.counts.entry(format!("{fault:?}")).or_default() += 1;
+            done += 1;
+            log(format!(
+                "phase {}/{} ({name}) step {done}/{steps} t={:.0}s: {what}",
+                p + 1,
+                phases.len(),
+                t0.elapsed().as_secs_f64()
+            ));
         }
-        let holder = lease_holder(&client).await;
-        let leader = replicas
-            .iter()
-            .position(|r| Some(r.name) == holder.as_deref() && r.child.is_some());
-        let what = match fault {
-            Fault::KillLeader | Fault::KillStandby => {
-                let target = match (fault, leader) {
-                    (Fault::KillLeader, Some(l)) => l,
-                    (Fault::KillStandby, Some(l)) => 1 - l,
-                    _ => rng.below(2),
-                };
-                let r = &mut replicas[target];
-                r.kill();
-                let name = r.name;
-                // Back after 0.2-2 s, as a kubelet restarts a container.
-                tokio::time::sleep(Duration::from_millis(200 + rng.below(1_800) as u64)).await;
-                r.start()?;
-                format!(
-                    "SIGKILL {name} ({})",
-                    if Some(target) == leader {
-                        "leader"
-                    } else {
-                        "standby"
-                    }
-                )
-            }
-            Fault::PauseLeader => match leader {
-                Some(l) => {
-                    let r = &replicas[l];
-                    r.signal("STOP");
-                    let pause = LEASE_SECONDS as u64 + 5 + rng.below(10) as u64;
-                    tokio::time::sleep(Duration::from_secs(pause)).await;
-                    r.signal("CONT");
-                    format!("SIGSTOP {} for {pause} s, then SIGCONT", r.name)
-                }
-                None => "no leader to pause".into(),
-            },
-            Fault::RestartApiserver => {
-                // Every other one a crash.
-                let crash = counts.get("RestartApiserver").copied().unwrap_or(0) % 2 == 1;
-                let stop_s = restart_component(state, "kube-apiserver", crash, &mut components)?;
-                let ready = api_ready(&client, Duration::from_secs(90)).await?;
-                api_ready_s.push(ready);
-                format!(
-                    "{} kube-apiserver (stopped in {stop_s:.1} s, ready again {ready:.1} s after its start)",
-                    if crash {
-                        "SIGKILL and restart of"
-                    } else {
-                        "SIGTERM and restart of"
-                    }
-                )
-            }
-            Fault::RestartEtcd | Fault::RestartControllerManager => {
-                let name = if *fault == Fault::RestartEtcd {
-                    "etcd"
-                } else {
-                    "kube-controller-manager"
-                };
-                let crash = rng.below(2) == 1;
-                let stop_s = restart_component(state, name, crash, &mut components)?;
-                let ready = api_ready(&client, Duration::from_secs(90)).await?;
-                format!(
-                    "{} and restart of {name} (stopped in {stop_s:.1} s; API ready {ready:.1} s after)",
-                    if crash { "SIGKILL" } else { "SIGTERM" }
-                )
-            }
-            Fault::Throttle => {
-                let manifest = out.join("throttle.yaml");
-                let kubectl = state.join("bin/kubectl");
-                let run = |verb: &str| {
-                    Command::new(&kubectl)
-                        .args([verb, "-f"])
-                        .arg(&manifest)
-                        .stdout(Stdio::null())
-                        .stderr(Stdio::null())
-                        .status()
-                        .map(|s| s.success())
-                        .unwrap_or(false)
-                };
-                let secs = 10 + rng.below(10) as u64;
-                if run("apply") {
-                    tokio::time::sleep(Duration::from_secs(secs)).await;
-                    let _ = run("delete");
-                    format!(
-                        "API Priority and Fairness: the replicas limited to one seat (429 beyond) for {secs} s"
-                    )
-                } else {
-                    "throttling could not be applied".into()
-                }
-            }
-            user => match user_action(&client, *user, &mut rng, digests).await {
-                Ok(what) => what,
-                Err(e) => format!("{user:?} failed: {e}"),
-            },
-        };
-        *counts.entry(format!("{fault:?}")).or_default() += 1;
-        log(format!(
-            "fault {}/{} t={:.0}s: {what}",
-            i + 1,
-            schedule.len(),
-            t0.elapsed().as_secs_f64()
-        ));
-    }
-
-    // Heal: every replica runs; the clock of the bound starts.
-    for r in &mut replicas {
-        r.signal("CONT");
-        if r.child.is_none() {
-            r.start()?;
+        // Heal; the clock of the bound starts.
+        heal(&mut run.replicas, &run.proxy)?;
+        let phase_s = phase_t0.elapsed().as_secs_f64();
+        let converged = converge(
+            &client,
+            &mut run.replicas,
+            settings.heal_bound,
+            name,
+            &violations,
+        )
+        .await?;
+        match converged {
+            Some(s) => log(format!(
+                "phase {}/{} ({name}, {phase_s:.0} s): healed; converged {s:.1} s after the heal",
+                p + 1,
+                phases.len()
+            )),
+            None => log(format!(
+                "phase {}/{} ({name}): not converged within {} s of the heal",
+                p + 1,
+                phases.len(),
+                settings.heal_bound
+            )),
         }
+        by_kind.entry(name).or_default().push(converged);
+        phase_reports.push(json!({
+            "phase": name,
+            "steps": phase.steps.len(),
+            "seconds": phase_s,
+            "convergence_after_heal_s": converged,
+        }));
     }
-    let healed = Instant::now();
     let fault_phase_s = t0.elapsed().as_secs_f64();
-    log(format!(
-        "heal after {fault_phase_s:.0} s; waiting for convergence (bound {} s)",
-        settings.heal_bound
-    ));
-    let mut last_missing = Vec::new();
-    let convergence_s = loop {
-        for r in &mut replicas {
-            r.check_alive()?;
-            r.sample();
-        }
-        match not_converged(&client).await {
-            Ok(missing) if missing.is_empty() => break Some(healed.elapsed().as_secs_f64()),
-            Ok(missing) => last_missing = missing,
-            Err(e) => last_missing = vec![format!("listing failed: {e}")],
-        }
-        if healed.elapsed() > Duration::from_secs(settings.heal_bound) {
-            break None;
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    };
-    match convergence_s {
-        Some(s) => log(format!("converged {s:.1} s after the heal")),
-        None => {
-            let v = format!(
-                "not converged {} s after the heal: {} left, e.g. {:?}",
-                settings.heal_bound,
-                last_missing.len(),
-                &last_missing[..last_missing.len().min(5)]
-            );
-            log(format!("VIOLATION {v}"));
-            violations.lock().map_err(|_| anyhow!("lock"))?.push(v);
-        }
-    }
+    let mut replicas = std::mem::take(&mut run.replicas);
+
     // Quiet period, after the settle time.
     tokio::time::sleep(Duration::from_secs(SETTLE_SECONDS)).await;
     let quiet_from = jiff::Timestamp::now();
@@ -1006,38 +1208,26 @@ pub(crate) async fn chaos(
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     // The audit log: fencing, quiet, rates.
-    let audit = read_audit(&state.join("audit.log"))?;
-    let ours: Vec<AuditWrite> = audit
-        .into_iter()
-        .filter(|w| w.user.starts_with("chaos-"))
-        .collect();
-    let fencing = fencing_violations(&ours);
+    let records = read_audit(&state.join("audit.log"))?;
+    let fencing = fencing_violations(&records);
     for v in fencing.iter().take(20) {
         log(format!("VIOLATION fencing: {v}"));
     }
-    let quiet_writes: Vec<&AuditWrite> = ours
+    let quiet_writes: Vec<&AuditRecord> = records
         .iter()
         .filter(|w| {
-            w.ok && w.at > quiet_from
+            w.ok()
+                && !w.is_read()
+                && w.at > quiet_from
                 && w.at < quiet_from + jiff::SignedDuration::from_secs(settings.quiet as i64)
                 && w.resource != "leases"
                 && w.resource != "events"
         })
         .collect();
-    let mut per_second: BTreeMap<(i64, &str, &str), usize> = BTreeMap::new();
-    for w in &ours {
-        *per_second
-            .entry((w.at.as_second(), w.verb.as_str(), w.resource.as_str()))
-            .or_default() += 1;
-    }
-    let peak_rate = per_second.values().copied().max().unwrap_or(0);
-    let peak_what = per_second
-        .iter()
-        .max_by_key(|(_, n)| **n)
-        .map(|((_, v, r), _)| format!("{v} {r}"))
-        .unwrap_or_default();
+    let rates = rates(&records);
     let mut all_violations = violations.lock().map_err(|_| anyhow!("lock"))?.clone();
     all_violations.extend(fencing.iter().map(|v| format!("fencing: {v}")));
+    all_violations.extend(rates.violations.iter().cloned());
     if !quiet_writes.is_empty() {
         all_violations.push(format!(
             "{} writes in the quiet period, e.g. {:?}",
@@ -1069,45 +1259,75 @@ pub(crate) async fn chaos(
             }
         }
     }
-    // Hot loops: the same object written again and again.
-    let mut by_object: BTreeMap<(&str, &str, &str), Vec<i64>> = BTreeMap::new();
-    for w in ours
+    // A fault that did not happen proves nothing: each one leaves a trace.
+    let expired: BTreeMap<&str, usize> = replicas
         .iter()
-        .filter(|w| w.ok && w.resource != "leases" && w.resource != "events")
-    {
-        by_object
-            .entry((w.verb.as_str(), w.resource.as_str(), w.what.as_str()))
-            .or_default()
-            .push(w.at.as_second());
-    }
-    let mut most_per_minute = 0;
-    for ((verb, resource, what), times) in &by_object {
-        let peak = times
-            .iter()
-            .enumerate()
-            .map(|(i, t)| times[i..].iter().take_while(|u| **u < t + 60).count())
-            .max()
-            .unwrap_or(0);
-        most_per_minute = most_per_minute.max(peak);
-        if peak > MAX_WRITES_PER_OBJECT {
+        .map(|r| (r.name, expired_watches(&r.log)))
+        .collect();
+    let proxy_counts = &run.proxy.counts;
+    let traces = [
+        (
+            Fault::ExpireWatches,
+            expired.values().sum::<usize>(),
+            "no watch of either replica failed with 410 Gone",
+        ),
+        (
+            Fault::LogsSlow,
+            proxy_counts
+                .delayed
+                .load(std::sync::atomic::Ordering::Relaxed) as usize,
+            "no log request was delayed",
+        ),
+        (
+            Fault::LogsDown,
+            proxy_counts
+                .refused
+                .load(std::sync::atomic::Ordering::Relaxed) as usize,
+            "no log request was refused",
+        ),
+        (
+            Fault::LogsHang,
+            proxy_counts.held.load(std::sync::atomic::Ordering::Relaxed) as usize,
+            "no log request was held",
+        ),
+    ];
+    for (fault, seen, missing) in traces {
+        if run.counts.contains_key(&format!("{fault:?}")) && seen == 0 {
             all_violations.push(format!(
-                "{verb} {resource} {what}: {peak} writes within a minute (a hot loop)"
+                "the fault '{}' was not exercised: {missing}",
+                fault.phase_name()
             ));
         }
     }
+    let convergence_by_kind: BTreeMap<&str, Value> = by_kind
+        .iter()
+        .map(|(kind, times)| {
+            let ok: Vec<f64> = times.iter().flatten().copied().collect();
+            (
+                *kind,
+                json!({
+                    "phases": times.len(),
+                    "max_s": ok.iter().copied().fold(None, |m: Option<f64>, t| Some(m.map_or(t, |m| m.max(t)))),
+                    "not_converged": times.len() - ok.len(),
+                }),
+            )
+        })
+        .collect();
     let result = json!({
         "seed": settings.seed,
-        "faults": counts,
+        "faults": run.counts,
+        "phases": phases.len(),
         "fault_phase_s": fault_phase_s,
-        "convergence_after_heal_s": convergence_s,
         "heal_bound_s": settings.heal_bound,
-        "api_ready_after_restart_s": api_ready_s,
-        "operator_writes": ours.iter().filter(|w| w.ok && w.resource != "leases").count(),
-        "refused_writes": ours.iter().filter(|w| !w.ok).count(),
-        "peak_writes_per_second": peak_rate,
-        "most_writes_of_one_object_per_minute": most_per_minute,
+        "convergence_by_kind": convergence_by_kind,
+        "phase_results": phase_reports,
+        "api_ready_after_restart_s": run.api_ready_s,
+        "operator_writes": records.iter().filter(|w| w.ok() && !w.is_read() && w.resource != "leases").count(),
+        "refused_writes": records.iter().filter(|w| !w.ok() && !w.is_read()).count(),
+        "requests": rates.report,
+        "watch_410s_per_replica": expired,
+        "log_endpoint_connections": proxy_counts.report(),
         "most_log_lines_per_second": loudest_second,
-        "peak_writes_what": peak_what,
         "quiet_writes": quiet_writes.len(),
         "peak_rss_mib": replicas.iter().map(|r| (r.name, r.peak_rss as f64 / 1048576.0)).collect::<BTreeMap<_, _>>(),
         "violations": all_violations,

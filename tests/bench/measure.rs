@@ -262,16 +262,24 @@ pub(crate) const ETCD_CIS_PREFIX: &str = "/registry/stas.statnett.no/containerim
 /// Where etcd keeps the OpenReports Reports.
 pub(crate) const ETCD_REPORT_PREFIX: &str = "/registry/openreports.io/reports/";
 
+/// A port of the local cluster in `state` (`ports.env`, written by `up.sh`): `key` is e.g.
+/// `ETCD_PORT`.
+pub(crate) fn cluster_port(state: &Path, key: &str) -> Result<u16> {
+    let ports = std::fs::read_to_string(state.join("ports.env"))
+        .with_context(|| format!("reading {}/ports.env", state.display()))?;
+    ports
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+        .ok_or_else(|| anyhow!("no {key} in ports.env"))?
+        .trim()
+        .parse()
+        .with_context(|| format!("{key} in ports.env"))
+}
+
 /// Sizes of the values under `prefix` (one of the `ETCD_*_PREFIX`) of the benchmark namespaces as
 /// stored in etcd, via etcd's JSON gateway (`/v3/kv/range`), paged.
 pub(crate) fn etcd_value_sizes(state: &Path, prefix: &str) -> Result<Vec<f64>> {
-    let ports = std::fs::read_to_string(state.join("ports.env"))?;
-    let port = ports
-        .lines()
-        .find_map(|l| l.strip_prefix("ETCD_PORT="))
-        .ok_or_else(|| anyhow!("no ETCD_PORT in ports.env"))?
-        .trim()
-        .to_string();
+    let port = cluster_port(state, "ETCD_PORT")?;
     use base64_lite::{decode_len, encode};
     let prefix = prefix.as_bytes().to_vec();
     let mut end = prefix.clone();

@@ -41,16 +41,20 @@ use image_scanner::crd::ContainerImageScan;
 
 // One file per subcommand (and the measuring tools of `run`); they share the imports and
 // helpers of this file through `use super::*`.
+mod audit;
 mod baseline;
 mod chaos;
+mod log_proxy;
 mod measure;
 mod populate;
 mod report;
 mod restart;
 mod run;
 
+use audit::*;
 use baseline::*;
 use chaos::*;
+use log_proxy::*;
 use measure::*;
 use populate::*;
 use report::*;
@@ -268,6 +272,13 @@ enum Cmd {
         /// Phases of API Priority and Fairness limiting the replicas (429s).
         #[arg(long, default_value_t = 3)]
         throttles: usize,
+        /// Phases of expired watches (etcd compacted, kube-apiserver without its watch cache:
+        /// 410 Gone, relists).
+        #[arg(long, default_value_t = 2)]
+        watch_expiries: usize,
+        /// Phases of a slow, down or hanging pod log endpoint, in turn.
+        #[arg(long, default_value_t = 3)]
+        log_faults: usize,
         /// User actions (deleting or editing CIS, Jobs and scan pods; rollouts; scaling).
         #[arg(long, default_value_t = 40)]
         user_ops: usize,
@@ -334,6 +345,8 @@ async fn main() -> Result<()> {
             etcd_restarts,
             kcm_restarts,
             throttles,
+            watch_expiries,
+            log_faults,
             user_ops,
             heal_bound,
             quiet,
@@ -347,6 +360,8 @@ async fn main() -> Result<()> {
                 etcd_restarts,
                 kcm_restarts,
                 throttles,
+                watch_expiries,
+                log_faults,
                 user_ops,
                 heal_bound,
                 quiet,

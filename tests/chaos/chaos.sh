@@ -2,17 +2,19 @@
 # Chaos on the real control plane (make chaos, make chaos-small; issue 22, docs/testing.md).
 #
 # On a fresh local control plane of its own (target/chaos/cluster; kwok nodes only) with an
-# audit log of the operator's writes: populate PODS pods, then `bench-scale chaos` runs two
-# operator replicas with leader election (client certificates chaos-a, chaos-b) through a
-# seeded schedule of faults -- SIGKILL of leader and standby, SIGSTOP of the leader past its
-# lease, kube-apiserver restarts, users deleting and editing CIS, Jobs and scan pods, rollouts,
-# scaling -- heals, and checks convergence within HEAL_BOUND seconds, one active Job per
-# digest (continuously, from a watch), fencing by the Lease (audit log), a quiet period and
-# the write rate. The seed is printed; SEED=<n> replays the schedule.
+# audit log of the operator's requests and a proxy in front of the nodes' log endpoint:
+# populate PODS pods, then `bench-scale chaos` runs two operator replicas with leader election
+# (client certificates chaos-a, chaos-b) through seeded fault phases -- SIGKILL of leader and
+# standby, SIGSTOP of the leader past its lease, kube-apiserver, etcd and controller-manager
+# restarts, 429s, expired watches (410), a slow, down or hanging log endpoint -- with users
+# deleting and editing CIS, Jobs and scan pods, rolling out and scaling among them; after each
+# phase a heal and the convergence check (HEAL_BOUND seconds), and throughout: one active Job
+# per digest (from a watch), no result regressed, fencing by the Lease (audit log), request
+# rates; at the end a quiet period. The seed is printed; SEED=<n> replays the schedule.
 #
 # Env: SEED (random) PODS (2000) NAMESPACES (20) DIGESTS (100) KILLS (50) API_RESTARTS (10)
-#      PAUSES (3) ETCD_RESTARTS (2) KCM_RESTARTS (3) THROTTLES (3) USER_OPS (40)
-#      HEAL_BOUND (60 s) QUIET (30 s) JOB_LIMIT (20)
+#      PAUSES (3) ETCD_RESTARTS (2) KCM_RESTARTS (3) THROTTLES (3) WATCH_EXPIRIES (2)
+#      LOG_FAULTS (3) USER_OPS (40) HEAL_BOUND (60 s) QUIET (30 s) JOB_LIMIT (20)
 #      KEEP_CLUSTER=1 (leave the cluster running) CHAOS_OUT (target/chaos)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -32,10 +34,12 @@ export KCM_API_QPS="${KCM_API_QPS:-1000}" KCM_API_BURST="${KCM_API_BURST:-2000}"
 export SCHED_API_QPS="${SCHED_API_QPS:-1000}" SCHED_API_BURST="${SCHED_API_BURST:-2000}"
 export KWOK_POD_PARALLELISM="${KWOK_POD_PARALLELISM:-16}"
 export CLUSTER_TIMEOUT="${CLUSTER_TIMEOUT:-180}"
-# Two client identities for the replicas, and the audit log of their writes.
+# Two client identities for the replicas, and the audit log of their requests.
 # Not system:masters, which API Priority and Fairness exempts: the throttling fault limits
 # this group's requests; cluster-admin is bound to it below.
 export EXTRA_CLIENTS="chaos-a chaos-b" EXTRA_CLIENTS_GROUP=image-scanner-chaos
+# The nodes announce a port of their own for log requests: the harness's proxy listens there.
+export KWOK_LOG_PROXY=1
 mkdir -p "$OUT"
 AUDIT_POLICY="$OUT/audit-policy.yaml"
 cat > "$AUDIT_POLICY" <<'EOP'
@@ -45,7 +49,7 @@ omitStages: ["RequestReceived"]
 rules:
   - level: Metadata
     users: ["chaos-a", "chaos-b"]
-    verbs: ["create", "update", "patch", "delete", "deletecollection"]
+    verbs: ["create", "update", "patch", "delete", "deletecollection", "get", "list", "watch"]
   - level: None
 EOP
 export APISERVER_EXTRA_ARGS="--audit-policy-file=$AUDIT_POLICY --audit-log-path=$CLUSTER_STATE/audit.log --audit-log-maxsize=1024 --audit-log-format=json"
@@ -120,6 +124,6 @@ EOT
   --state "$CLUSTER_STATE" --seed "$SEED" --kills "${KILLS:-50}" \
   --api-restarts "${API_RESTARTS:-10}" --pauses "${PAUSES:-3}" --user-ops "${USER_OPS:-40}" \
   --etcd-restarts "${ETCD_RESTARTS:-2}" --kcm-restarts "${KCM_RESTARTS:-3}" \
-  --throttles "${THROTTLES:-3}" \
+  --throttles "${THROTTLES:-3}" --watch-expiries "${WATCH_EXPIRIES:-2}" --log-faults "${LOG_FAULTS:-3}" \
   --heal-bound "${HEAL_BOUND:-60}" --quiet "${QUIET:-30}" --job-limit "${JOB_LIMIT:-20}"
 log "chaos finished in $((SECONDS - t_start)) s (results: $OUT/chaos.json, replica logs: $OUT/chaos-*.log)"

@@ -13,6 +13,9 @@
 #      NODE_MAX_PODS (pod capacity per node, 250), KCM_API_QPS/KCM_API_BURST (controller-manager
 #      client, 100/200), SCHED_API_QPS/SCHED_API_BURST (scheduler client, 50/100),
 #      KWOK_POD_PARALLELISM (pod stages kwok plays at once, 4).
+#      KWOK_LOG_PROXY=1: the nodes announce another free port (KWOK_NODE_PORT in ports.env) for
+#      the API server's log requests, where a proxy in front of kwok's server is to listen (the
+#      chaos test's slow and unavailable log endpoint); nothing listens there until it runs.
 set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -83,6 +86,7 @@ ln -sfn "$BIN" "$STATE/bin"
 # --- ports -------------------------------------------------------------------
 free_port ETCD_PORT; free_port ETCD_PEER_PORT; free_port API_PORT
 free_port KCM_PORT; free_port SCHED_PORT; free_port KWOK_PORT
+if [[ "${KWOK_LOG_PROXY:-0}" == 1 ]]; then free_port KWOK_NODE_PORT; else KWOK_NODE_PORT="$KWOK_PORT"; fi
 cat > "$STATE/ports.env" <<EOV
 ETCD_PORT=$ETCD_PORT
 ETCD_PEER_PORT=$ETCD_PEER_PORT
@@ -90,6 +94,7 @@ API_PORT=$API_PORT
 KCM_PORT=$KCM_PORT
 SCHED_PORT=$SCHED_PORT
 KWOK_PORT=$KWOK_PORT
+KWOK_NODE_PORT=$KWOK_NODE_PORT
 BIN=$BIN
 EOV
 
@@ -287,7 +292,7 @@ EON
 start kwok "$BIN/kwok" \
   --kubeconfig="$KUBECONFIG_FILE" --config="$STATE/kwok.yaml" \
   --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake --enable-crds=Logs \
-  --node-ip=127.0.0.1 --node-port="$KWOK_PORT" --server-address="127.0.0.1:$KWOK_PORT" \
+  --node-ip=127.0.0.1 --node-port="$KWOK_NODE_PORT" --server-address="127.0.0.1:$KWOK_PORT" \
   --tls-cert-file="$PKI/kwok.crt" --tls-private-key-file="$PKI/kwok.key" \
   --cidr=10.244.0.0/16 --node-lease-duration-seconds=40
 

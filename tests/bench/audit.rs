@@ -1,0 +1,231 @@
+//! The chaos test's reading of the API server's audit log (`tests/chaos/chaos.sh` writes its
+//! policy: the replicas' writes and reads, at `Metadata`): fencing by the Lease, and the request
+//! rates per verb that a hot loop would raise.
+
+use std::collections::BTreeMap;
+
+use super::*;
+
+/// Seconds a lease is valid after a renewal (`shell::leader`).
+pub(crate) const LEASE_SECONDS: i64 = 15;
+/// A hot loop: more successful writes of one object within a minute than this.
+pub(crate) const MAX_WRITES_PER_OBJECT: usize = 20;
+/// A read loop: more reads of one object (or lists and watches of one collection) by one
+/// replica within a minute than this. The Lease is left out: the election polls it by design.
+pub(crate) const MAX_READS_PER_OBJECT: usize = 30;
+
+/// One request of a replica, as the audit log has it.
+#[derive(Debug)]
+pub(crate) struct AuditRecord {
+    /// When it ended (writes: the API server's clock when the write was stored), or for a read
+    /// when it was received (a watch ends minutes later).
+    pub(crate) at: jiff::Timestamp,
+    pub(crate) user: String,
+    pub(crate) verb: String,
+    pub(crate) resource: String,
+    /// `namespace/name`; a collection (list, watch) has an empty name.
+    pub(crate) what: String,
+    pub(crate) code: u64,
+}
+
+impl AuditRecord {
+    pub(crate) fn ok(&self) -> bool {
+        (200..300).contains(&self.code)
+    }
+
+    pub(crate) fn is_read(&self) -> bool {
+        matches!(self.verb.as_str(), "get" | "list" | "watch")
+    }
+}
+
+/// The requests of users `chaos-*`, one record per request (its `ResponseComplete` stage).
+pub(crate) fn read_audit(path: &Path) -> Result<Vec<AuditRecord>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the audit log {}", path.display()))?;
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let Ok(v) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        if v["stage"] != "ResponseComplete" {
+            continue;
+        }
+        let user = v["user"]["username"].as_str().unwrap_or("");
+        if !user.starts_with("chaos-") {
+            continue;
+        }
+        let verb = v["verb"].as_str().unwrap_or("").to_string();
+        let stamp = if matches!(verb.as_str(), "get" | "list" | "watch") {
+            "requestReceivedTimestamp"
+        } else {
+            "stageTimestamp"
+        };
+        let Some(at) = v[stamp]
+            .as_str()
+            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+        else {
+            continue;
+        };
+        let r = &v["objectRef"];
+        let resource = match r["subresource"].as_str() {
+            Some(sub) => format!("{}/{sub}", r["resource"].as_str().unwrap_or("")),
+            None => r["resource"].as_str().unwrap_or("").to_string(),
+        };
+        out.push(AuditRecord {
+            at,
+            user: user.to_string(),
+            verb,
+            resource,
+            what: format!(
+                "{}/{}",
+                r["namespace"].as_str().unwrap_or(""),
+                r["name"].as_str().unwrap_or("")
+            ),
+            code: v["responseStatus"]["code"].as_u64().unwrap_or(0),
+        });
+    }
+    out.sort_by_key(|r| r.at);
+    Ok(out)
+}
+
+/// Fencing: the writes of CIS and Jobs by a replica that did not hold the Lease then (the other
+/// one renewed later than it did, or its own last renewal is a lease duration old).
+pub(crate) fn fencing_violations(records: &[AuditRecord]) -> Vec<String> {
+    let mut last_renewal: BTreeMap<&str, jiff::Timestamp> = BTreeMap::new();
+    let mut out = Vec::new();
+    for w in records.iter().filter(|w| w.ok() && !w.is_read()) {
+        if w.resource == "leases" {
+            last_renewal.insert(&w.user, w.at);
+            continue;
+        }
+        if !(w.resource.starts_with("containerimagescans") || w.resource == "jobs") {
+            continue;
+        }
+        let own = last_renewal.get(w.user.as_str()).copied();
+        let other = last_renewal
+            .iter()
+            .filter(|(u, _)| **u != w.user)
+            .map(|(_, t)| *t)
+            .max();
+        let deposed = match own {
+            None => true,
+            Some(own) => {
+                other.is_some_and(|o| o > own)
+                    || w.at.duration_since(own).as_secs() >= LEASE_SECONDS
+            }
+        };
+        if deposed {
+            out.push(format!(
+                "{} {} {} {} at {} without the Lease (own last renewal {:?}, other's {:?})",
+                w.user, w.verb, w.resource, w.what, w.at, own, other
+            ));
+        }
+    }
+    out
+}
+
+/// The most records of one key within any minute (`times` sorted, in seconds).
+fn most_in_a_minute(times: &[i64]) -> usize {
+    let mut most = 0;
+    let mut start = 0;
+    for (end, t) in times.iter().enumerate() {
+        while times[start] + 60 <= *t {
+            start += 1;
+        }
+        most = most.max(end + 1 - start);
+    }
+    most
+}
+
+/// Per key, the most records within a minute, of the records `keep` selects.
+fn per_minute(
+    records: &[AuditRecord],
+    keep: impl Fn(&AuditRecord) -> bool,
+) -> BTreeMap<(&str, &str, &str, &str), usize> {
+    let mut times: BTreeMap<(&str, &str, &str, &str), Vec<i64>> = BTreeMap::new();
+    for r in records.iter().filter(|r| keep(r)) {
+        times
+            .entry((
+                r.user.as_str(),
+                r.verb.as_str(),
+                r.resource.as_str(),
+                r.what.as_str(),
+            ))
+            .or_default()
+            .push(r.at.as_second());
+    }
+    times
+        .into_iter()
+        .map(|(k, t)| (k, most_in_a_minute(&t)))
+        .collect()
+}
+
+/// Request rates and hot loops: what `chaos.json` reports of them, and the violations.
+pub(crate) struct Rates {
+    pub(crate) report: Value,
+    pub(crate) violations: Vec<String>,
+}
+
+/// Writes of one object and reads of one object (or collection) per minute, per replica; the
+/// requests per verb, in all and in their busiest second.
+pub(crate) fn rates(records: &[AuditRecord]) -> Rates {
+    let mut violations = Vec::new();
+    let writes = per_minute(records, |r| {
+        r.ok() && !r.is_read() && r.resource != "leases" && r.resource != "events"
+    });
+    let reads = per_minute(records, |r| r.is_read() && r.resource != "leases");
+    for (limit, what, map) in [
+        (MAX_WRITES_PER_OBJECT, "writes", &writes),
+        (MAX_READS_PER_OBJECT, "requests", &reads),
+    ] {
+        for ((user, verb, resource, object), n) in map {
+            if *n > limit {
+                violations.push(format!(
+                    "{user} {verb} {resource} {object}: {n} {what} within a minute (a hot loop)"
+                ));
+            }
+        }
+    }
+    let mut per_verb: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut per_second: BTreeMap<(&str, i64), usize> = BTreeMap::new();
+    for r in records {
+        *per_verb.entry(r.verb.as_str()).or_default() += 1;
+        *per_second
+            .entry((r.verb.as_str(), r.at.as_second()))
+            .or_default() += 1;
+    }
+    let mut peak_per_verb: BTreeMap<&str, usize> = BTreeMap::new();
+    for ((verb, _), n) in &per_second {
+        let peak = peak_per_verb.entry(verb).or_default();
+        *peak = (*peak).max(*n);
+    }
+    let top = |map: &BTreeMap<(&str, &str, &str, &str), usize>| {
+        map.iter()
+            .max_by_key(|(_, n)| **n)
+            .map(|((u, v, r, o), n)| format!("{n}: {u} {v} {r} {o}"))
+            .unwrap_or_default()
+    };
+    let expired = records.iter().filter(|r| r.code == 410).count();
+    Rates {
+        report: json!({
+            "requests_per_verb": per_verb,
+            "peak_requests_per_second_per_verb": peak_per_verb,
+            "most_writes_of_one_object_per_minute": top(&writes),
+            "most_reads_of_one_object_per_minute": top(&reads),
+            "answered_410": expired,
+        }),
+        violations,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_busiest_minute_counts_records_less_than_a_minute_apart() {
+        assert_eq!(most_in_a_minute(&[0, 10, 59, 60, 61, 200]), 4);
+        assert_eq!(most_in_a_minute(&[5]), 1);
+        assert_eq!(most_in_a_minute(&[]), 0);
+    }
+}
