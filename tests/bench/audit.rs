@@ -67,20 +67,29 @@ pub(crate) fn read_audit(path: &Path) -> Result<Vec<AuditRecord>> {
             continue;
         };
         let r = &v["objectRef"];
-        let resource = match r["subresource"].as_str() {
-            Some(sub) => format!("{}/{sub}", r["resource"].as_str().unwrap_or("")),
-            None => r["resource"].as_str().unwrap_or("").to_string(),
+        let (resource, what) = if r.is_object() {
+            let resource = match r["subresource"].as_str() {
+                Some(sub) => format!("{}/{sub}", r["resource"].as_str().unwrap_or("")),
+                None => r["resource"].as_str().unwrap_or("").to_string(),
+            };
+            let what = format!(
+                "{}/{}",
+                r["namespace"].as_str().unwrap_or(""),
+                r["name"].as_str().unwrap_or("")
+            );
+            (resource, what)
+        } else {
+            // Discovery and the like: by path.
+            let uri = v["requestURI"].as_str().unwrap_or("");
+            let path = uri.split_once('?').map_or(uri, |(p, _)| p);
+            ("non-resource".to_string(), path.to_string())
         };
         out.push(AuditRecord {
             at,
             user: user.to_string(),
             verb,
             resource,
-            what: format!(
-                "{}/{}",
-                r["namespace"].as_str().unwrap_or(""),
-                r["name"].as_str().unwrap_or("")
-            ),
+            what,
             code: v["responseStatus"]["code"].as_u64().unwrap_or(0),
         });
     }

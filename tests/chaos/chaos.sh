@@ -62,6 +62,8 @@ cargo build --release --locked -p image-scanner-operator -p image-scanner-bench 
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release"
 
 cleanup() {
+  # The audit log outlives the cluster, for a look at what the replicas asked.
+  [[ -f "$CLUSTER_STATE/audit.log" ]] && mv -f "$CLUSTER_STATE/audit.log" "$OUT/audit.log"
   if [[ "${KEEP_CLUSTER:-0}" == 1 ]]; then
     log "chaos cluster left running: KUBECONFIG=$CLUSTER_STATE/kubeconfig (stop: CLUSTER_STATE=$CLUSTER_STATE tests/cluster/down.sh)"
   else
@@ -126,4 +128,4 @@ EOT
   --etcd-restarts "${ETCD_RESTARTS:-2}" --kcm-restarts "${KCM_RESTARTS:-3}" \
   --throttles "${THROTTLES:-3}" --watch-expiries "${WATCH_EXPIRIES:-2}" --log-faults "${LOG_FAULTS:-3}" \
   --heal-bound "${HEAL_BOUND:-60}" --quiet "${QUIET:-30}" --job-limit "${JOB_LIMIT:-20}"
-log "chaos finished in $((SECONDS - t_start)) s (results: $OUT/chaos.json, replica logs: $OUT/chaos-*.log)"
+log "chaos finished in $((SECONDS - t_start)) s (results: $OUT/chaos.json, replica logs: $OUT/chaos-*.log, audit log: $OUT/audit.log)"
