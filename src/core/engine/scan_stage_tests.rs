@@ -278,6 +278,23 @@ impl Api {
         assert!(self.run().is_empty());
     }
 
+    /// The newest Job's pod exits 0 and the Job completes; its log is not read yet.
+    fn succeed(&mut self) -> ScanPodView {
+        let pod = self.pod("1", exited(0));
+        self.put_pod(pod.clone());
+        self.finish(true, "Complete", "");
+        pod
+    }
+
+    /// The log read in flight answers a report with one critical finding, which CIS `a` shows.
+    fn answer_the_log_read(&mut self) {
+        let (id, ..) = self.log_read();
+        self.reply(id, Outcome::Log(report(1, 2)));
+        self.run();
+        assert_eq!(self.stalled("a"), None);
+        assert_eq!(self.critical_count("a"), Some(1), "the result is written");
+    }
+
     /// The last status written to CIS `name`.
     fn status(&self, name: &str) -> &CisStatusView {
         &self
@@ -636,9 +653,7 @@ fn a_log_that_cannot_be_read_ends_in_a_failure_that_says_why() {
 #[test]
 fn a_log_read_that_keeps_failing_is_retried_for_four_minutes_then_counts_as_failed() {
     let mut api = api_with_job(config());
-    let pod = api.pod("1", exited(0));
-    api.put_pod(pod.clone());
-    api.finish(true, "Complete", "");
+    let pod = api.succeed();
     let finished = api.now;
     let mut waits = Vec::new();
     for attempt in 1..=11 {
@@ -677,27 +692,19 @@ fn a_log_read_that_keeps_failing_is_retried_for_four_minutes_then_counts_as_fail
 #[test]
 fn a_kubelet_that_refuses_a_finished_containers_log_is_asked_again() {
     let mut api = api_with_job(config());
-    let pod = api.pod("1", exited(0));
-    api.put_pod(pod);
-    api.finish(true, "Complete", "");
+    api.succeed();
     let (id, ..) = api.log_read();
     api.reply(id, failed(ApiErrorKind::Invalid));
     assert!(api.run().is_empty(), "not re-read at once");
     assert_eq!(api.stalled("a"), None, "not a failure yet");
     api.wait_for_timer();
-    let (id, ..) = api.log_read();
-    api.reply(id, Outcome::Log(report(1, 2)));
-    api.run();
-    assert_eq!(api.stalled("a"), None);
-    assert_eq!(api.critical_count("a"), Some(1), "the result is written");
+    api.answer_the_log_read();
 }
 
 #[test]
 fn a_log_endpoint_down_for_two_minutes_delays_the_result_without_failing_the_scan() {
     let mut api = api_with_job(config());
-    let pod = api.pod("1", exited(0));
-    api.put_pod(pod);
-    api.finish(true, "Complete", "");
+    api.succeed();
     let finished = api.now;
     while api.now.0 - finished.0 < 120_000 {
         let (id, ..) = api.log_read();
@@ -706,11 +713,7 @@ fn a_log_endpoint_down_for_two_minutes_delays_the_result_without_failing_the_sca
         assert_eq!(api.stalled("a"), None, "no failure while it is retried");
         api.wait_for_timer();
     }
-    let (id, ..) = api.log_read();
-    api.reply(id, Outcome::Log(report(1, 2)));
-    api.run();
-    assert_eq!(api.stalled("a"), None);
-    assert_eq!(api.critical_count("a"), Some(1), "the result is written");
+    api.answer_the_log_read();
 }
 
 #[test]
