@@ -836,31 +836,16 @@ impl FreshDigests {
 
 /// Compacts etcd at its current revision (its JSON gateway); returns the revision.
 fn etcd_compact(state: &Path) -> Result<i64> {
-    let port = cluster_port(state, "ETCD_PORT")?;
-    let post = |path: &str, body: Value| -> Result<Value> {
-        let out = Command::new("curl")
-            .args(["-sf", "--max-time", "30", "-X", "POST"])
-            .arg(format!("http://127.0.0.1:{port}{path}"))
-            .arg("-d")
-            .arg(body.to_string())
-            .output()?;
-        if !out.status.success() {
-            bail!(
-                "etcd {path} failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        Ok(serde_json::from_slice(&out.stdout)?)
-    };
     // Any key: the answer's header carries the store's revision.
-    let range = post("/v3/kv/range", json!({"key": "AA==", "limit": 1}))?;
+    let range = etcd_post(state, "/v3/kv/range", &json!({"key": "AA==", "limit": 1}))?;
     let revision: i64 = range["header"]["revision"]
         .as_str()
         .and_then(|r| r.parse().ok())
         .ok_or_else(|| anyhow!("etcd gave no revision: {range}"))?;
-    post(
+    etcd_post(
+        state,
         "/v3/kv/compaction",
-        json!({"revision": revision.to_string()}),
+        &json!({"revision": revision.to_string()}),
     )?;
     Ok(revision)
 }

@@ -276,10 +276,27 @@ pub(crate) fn cluster_port(state: &Path, key: &str) -> Result<u16> {
         .with_context(|| format!("{key} in ports.env"))
 }
 
+/// A request to the local cluster's etcd through its JSON gateway (`path` e.g. `/v3/kv/range`).
+pub(crate) fn etcd_post(state: &Path, path: &str, body: &Value) -> Result<Value> {
+    let port = cluster_port(state, "ETCD_PORT")?;
+    let out = Command::new("curl")
+        .args(["-sf", "--max-time", "60", "-X", "POST"])
+        .arg(format!("http://127.0.0.1:{port}{path}"))
+        .arg("-d")
+        .arg(body.to_string())
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "etcd request {path} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
 /// Sizes of the values under `prefix` (one of the `ETCD_*_PREFIX`) of the benchmark namespaces as
 /// stored in etcd, via etcd's JSON gateway (`/v3/kv/range`), paged.
 pub(crate) fn etcd_value_sizes(state: &Path, prefix: &str) -> Result<Vec<f64>> {
-    let port = cluster_port(state, "ETCD_PORT")?;
     use base64_lite::{decode_len, encode};
     let prefix = prefix.as_bytes().to_vec();
     let mut end = prefix.clone();
@@ -288,19 +305,7 @@ pub(crate) fn etcd_value_sizes(state: &Path, prefix: &str) -> Result<Vec<f64>> {
     let mut sizes = Vec::new();
     loop {
         let body = json!({"key": encode(&key), "range_end": encode(&end), "limit": 200});
-        let out = Command::new("curl")
-            .args(["-sf", "--max-time", "60", "-X", "POST"])
-            .arg(format!("http://127.0.0.1:{port}/v3/kv/range"))
-            .arg("-d")
-            .arg(body.to_string())
-            .output()?;
-        if !out.status.success() {
-            bail!(
-                "etcd range request failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        let v: Value = serde_json::from_slice(&out.stdout)?;
+        let v = etcd_post(state, "/v3/kv/range", &body)?;
         let kvs = v["kvs"].as_array().cloned().unwrap_or_default();
         for kv in &kvs {
             let k = base64_lite::decode(kv["key"].as_str().unwrap_or_default());
