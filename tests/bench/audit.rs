@@ -26,6 +26,8 @@ pub(crate) struct AuditRecord {
     /// `namespace/name`; a collection (list, watch) has an empty name.
     pub(crate) what: String,
     pub(crate) code: u64,
+    /// A further page of a list (`continue=`): the same list as its first page.
+    pub(crate) next_page: bool,
 }
 
 impl AuditRecord {
@@ -91,6 +93,9 @@ pub(crate) fn read_audit(path: &Path) -> Result<Vec<AuditRecord>> {
             resource,
             what,
             code: v["responseStatus"]["code"].as_u64().unwrap_or(0),
+            next_page: v["requestURI"]
+                .as_str()
+                .is_some_and(|u| u.contains("continue=")),
         });
     }
     out.sort_by_key(|r| r.at);
@@ -182,7 +187,9 @@ pub(crate) fn rates(records: &[AuditRecord]) -> Rates {
     let writes = per_minute(records, |r| {
         r.ok() && !r.is_read() && r.resource != "leases" && r.resource != "events"
     });
-    let reads = per_minute(records, |r| r.is_read() && r.resource != "leases");
+    let reads = per_minute(records, |r| {
+        r.is_read() && !r.next_page && r.resource != "leases"
+    });
     for (limit, what, map) in [
         (MAX_WRITES_PER_OBJECT, "writes", &writes),
         (MAX_READS_PER_OBJECT, "requests", &reads),
