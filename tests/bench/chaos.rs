@@ -7,7 +7,8 @@
 //! from the seed — printed, and the same for the same seed — each of one fault of the control
 //! plane, with user actions among its steps: SIGKILL of the leader and of the standby, SIGSTOP
 //! of the leader for longer than the lease, restarts of kube-apiserver (SIGTERM or SIGKILL), of
-//! etcd and of the controller-manager, API Priority and Fairness limiting the replicas to one
+//! etcd and of the controller-manager, a SIGSTOP of kube-apiserver past the operator's 30 s
+//! request timeout, API Priority and Fairness limiting the replicas to one
 //! seat (429s), watches expired (etcd compacted, kube-apiserver without its watch cache: 410
 //! Gone), a pod log endpoint that is slow, down or hangs (`log_proxy`); users delete CIS, scan
 //! Jobs, scan pods and a namespace, edit a CIS's spec, put a foreign finalizer on a CIS, roll
@@ -59,6 +60,7 @@ pub(crate) struct ChaosSettings {
     pub(crate) seed: u64,
     pub(crate) kills: usize,
     pub(crate) api_restarts: usize,
+    pub(crate) api_pauses: usize,
     pub(crate) pauses: usize,
     pub(crate) etcd_restarts: usize,
     pub(crate) kcm_restarts: usize,
@@ -78,6 +80,9 @@ enum Fault {
     KillStandby,
     PauseLeader,
     RestartApiserver,
+    /// kube-apiserver stopped (SIGSTOP) past the operator's 30 s request timeout: requests in
+    /// flight time out, connections hang rather than fail.
+    PauseApiserver,
     RestartEtcd,
     RestartControllerManager,
     Throttle,
@@ -106,6 +111,7 @@ impl Fault {
             Fault::KillLeader | Fault::KillStandby => "SIGKILL of leader and standby",
             Fault::PauseLeader => "SIGSTOP of the leader past its lease",
             Fault::RestartApiserver => "kube-apiserver restarts",
+            Fault::PauseApiserver => "kube-apiserver stopped (request timeouts)",
             Fault::RestartEtcd => "etcd restart",
             Fault::RestartControllerManager => "kube-controller-manager restart",
             Fault::Throttle => "API Priority and Fairness 429s",
@@ -173,6 +179,7 @@ fn schedule(settings: &ChaosSettings) -> Vec<Phase> {
         API_RESTARTS_PER_PHASE,
     );
     add(Fault::PauseLeader, settings.pauses, 1);
+    add(Fault::PauseApiserver, settings.api_pauses, 1);
     add(Fault::RestartEtcd, settings.etcd_restarts, 1);
     add(Fault::RestartControllerManager, settings.kcm_restarts, 1);
     add(Fault::Throttle, settings.throttles, 1);
@@ -906,6 +913,15 @@ fn expired_watches(log: &Path) -> usize {
         .count()
 }
 
+/// The lines of a replica's log that contain `text`.
+fn lines_with(log: &Path, text: &str) -> usize {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(text))
+        .count()
+}
+
 /// What the steps of the fault phases act on.
 struct Run<'a> {
     client: Client,
@@ -989,6 +1005,21 @@ impl Run<'_> {
                 // Every other one a crash.
                 let crash = self.counts.get("RestartApiserver").copied().unwrap_or(0) % 2 == 1;
                 self.restart_apiserver(crash, |_| {}).await?
+            }
+            Fault::PauseApiserver => {
+                let pid_file = self.state.join("pids/kube-apiserver.pid");
+                let pid = std::fs::read_to_string(&pid_file)?.trim().to_string();
+                let signal = |s: &str| Command::new("kill").arg(format!("-{s}")).arg(&pid).status();
+                // Writes in flight when it stops: a rollout's CIS and Job.
+                let rolled = self.fresh.roll_out(&self.client, &mut self.rng).await;
+                let secs = 31 + self.rng.below(5) as u64;
+                signal("STOP")?;
+                tokio::time::sleep(Duration::from_secs(secs)).await;
+                signal("CONT")?;
+                let ready = api_ready(&self.client, Duration::from_secs(90)).await?;
+                format!(
+                    "{rolled}; SIGSTOP of kube-apiserver for {secs} s, then SIGCONT (ready {ready:.1} s after)"
+                )
             }
             Fault::RestartEtcd | Fault::RestartControllerManager => {
                 let name = if fault == Fault::RestartEtcd {
@@ -1291,6 +1322,10 @@ pub(crate) async fn chaos(
         .iter()
         .map(|r| (r.name, expired_watches(&r.log)))
         .collect();
+    let timeouts: BTreeMap<&str, usize> = replicas
+        .iter()
+        .map(|r| (r.name, lines_with(&r.log, "no answer within 30s")))
+        .collect();
     let proxy_counts = &run.proxy.counts;
     let traces = [
         (
@@ -1353,6 +1388,7 @@ pub(crate) async fn chaos(
         "refused_writes": records.iter().filter(|w| !w.ok() && !w.is_read()).count(),
         "requests": rates.report,
         "watch_410s_per_replica": expired,
+        "request_timeouts_per_replica": timeouts,
         "log_endpoint_connections": proxy_counts.report(),
         "most_log_lines_per_second": loudest_second,
         "quiet_writes": quiet_writes.len(),

@@ -260,6 +260,9 @@ enum Cmd {
         /// kube-apiserver restarts.
         #[arg(long, default_value_t = 10)]
         api_restarts: usize,
+        /// SIGSTOPs of kube-apiserver past the operator's request timeout.
+        #[arg(long, default_value_t = 2)]
+        api_pauses: usize,
         /// SIGSTOPs of the leader for longer than the lease.
         #[arg(long, default_value_t = 3)]
         pauses: usize,
@@ -341,6 +344,7 @@ async fn main() -> Result<()> {
             seed,
             kills,
             api_restarts,
+            api_pauses,
             pauses,
             etcd_restarts,
             kcm_restarts,
@@ -356,6 +360,7 @@ async fn main() -> Result<()> {
                 seed,
                 kills,
                 api_restarts,
+                api_pauses,
                 pauses,
                 etcd_restarts,
                 kcm_restarts,

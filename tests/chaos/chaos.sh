@@ -6,14 +6,15 @@
 # populate PODS pods, then `bench-scale chaos` runs two operator replicas with leader election
 # (client certificates chaos-a, chaos-b) through seeded fault phases -- SIGKILL of leader and
 # standby, SIGSTOP of the leader past its lease, kube-apiserver, etcd and controller-manager
-# restarts, 429s, expired watches (410), a slow, down or hanging log endpoint -- with users
+# restarts, kube-apiserver stopped past the request timeout, 429s, expired watches (410), a
+# slow, down or hanging log endpoint -- with users
 # deleting and editing CIS, Jobs and scan pods, rolling out and scaling among them; after each
 # phase a heal and the convergence check (HEAL_BOUND seconds), and throughout: one active Job
 # per digest (from a watch), no result regressed, fencing by the Lease (audit log), request
 # rates; at the end a quiet period. The seed is printed; SEED=<n> replays the schedule.
 #
 # Env: SEED (random) PODS (2000) NAMESPACES (20) DIGESTS (100) KILLS (50) API_RESTARTS (10)
-#      PAUSES (3) ETCD_RESTARTS (2) KCM_RESTARTS (3) THROTTLES (3) WATCH_EXPIRIES (2)
+#      API_PAUSES (2) PAUSES (3) ETCD_RESTARTS (2) KCM_RESTARTS (3) THROTTLES (3) WATCH_EXPIRIES (2)
 #      LOG_FAULTS (3) USER_OPS (40) HEAL_BOUND (60 s) QUIET (30 s) JOB_LIMIT (20)
 #      KEEP_CLUSTER=1 (leave the cluster running) CHAOS_OUT (target/chaos)
 set -euo pipefail
@@ -124,7 +125,7 @@ EOT
   --digests "$DIGESTS" --nodes "$NODES" --logs-dir "$CLUSTER_STATE/logs" --mix sample
 "$BIN/bench-scale" --out "$OUT" chaos --operator "$BIN/image-scanner-operator" \
   --state "$CLUSTER_STATE" --seed "$SEED" --kills "${KILLS:-50}" \
-  --api-restarts "${API_RESTARTS:-10}" --pauses "${PAUSES:-3}" --user-ops "${USER_OPS:-40}" \
+  --api-restarts "${API_RESTARTS:-10}" --api-pauses "${API_PAUSES:-2}" --pauses "${PAUSES:-3}" --user-ops "${USER_OPS:-40}" \
   --etcd-restarts "${ETCD_RESTARTS:-2}" --kcm-restarts "${KCM_RESTARTS:-3}" \
   --throttles "${THROTTLES:-3}" --watch-expiries "${WATCH_EXPIRIES:-2}" --log-faults "${LOG_FAULTS:-3}" \
   --heal-bound "${HEAL_BOUND:-60}" --quiet "${QUIET:-30}" --job-limit "${JOB_LIMIT:-20}"
