@@ -37,6 +37,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::os::unix::process::CommandExt;
+use std::sync::atomic::Ordering;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::runtime::{WatchStreamExt, watcher};
@@ -904,21 +905,12 @@ async fn converge(
     }
 }
 
-/// Watch failures with 410 Gone (`Expired`) in a replica's log: each one a relist.
-fn expired_watches(log: &Path) -> usize {
+/// The lines of a replica's log that `matches` takes.
+fn lines_with(log: &Path, matches: impl Fn(&str) -> bool) -> usize {
     std::fs::read_to_string(log)
         .unwrap_or_default()
         .lines()
-        .filter(|l| l.contains("watch failed") && l.contains(": Expired"))
-        .count()
-}
-
-/// The lines of a replica's log that contain `text`.
-fn lines_with(log: &Path, text: &str) -> usize {
-    std::fs::read_to_string(log)
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.contains(text))
+        .filter(|l| matches(l))
         .count()
 }
 
@@ -1320,11 +1312,20 @@ pub(crate) async fn chaos(
     // A fault that did not happen proves nothing: each one leaves a trace.
     let expired: BTreeMap<&str, usize> = replicas
         .iter()
-        .map(|r| (r.name, expired_watches(&r.log)))
+        // Watch failures with 410 Gone (`Expired`): each one a relist.
+        .map(|r| {
+            let expired = |l: &str| l.contains("watch failed") && l.contains(": Expired");
+            (r.name, lines_with(&r.log, expired))
+        })
         .collect();
     let timeouts: BTreeMap<&str, usize> = replicas
         .iter()
-        .map(|r| (r.name, lines_with(&r.log, "no answer within 30s")))
+        .map(|r| {
+            (
+                r.name,
+                lines_with(&r.log, |l| l.contains("no answer within 30s")),
+            )
+        })
         .collect();
     let proxy_counts = &run.proxy.counts;
     let traces = [
@@ -1335,21 +1336,17 @@ pub(crate) async fn chaos(
         ),
         (
             Fault::LogsSlow,
-            proxy_counts
-                .delayed
-                .load(std::sync::atomic::Ordering::Relaxed) as usize,
+            proxy_counts.delayed.load(Ordering::Relaxed) as usize,
             "no log request was delayed",
         ),
         (
             Fault::LogsDown,
-            proxy_counts
-                .refused
-                .load(std::sync::atomic::Ordering::Relaxed) as usize,
+            proxy_counts.refused.load(Ordering::Relaxed) as usize,
             "no log request was refused",
         ),
         (
             Fault::LogsHang,
-            proxy_counts.held.load(std::sync::atomic::Ordering::Relaxed) as usize,
+            proxy_counts.held.load(Ordering::Relaxed) as usize,
             "no log request was held",
         ),
     ];
@@ -1369,7 +1366,7 @@ pub(crate) async fn chaos(
                 *kind,
                 json!({
                     "phases": times.len(),
-                    "max_s": ok.iter().copied().fold(None, |m: Option<f64>, t| Some(m.map_or(t, |m| m.max(t)))),
+                    "max_s": ok.iter().copied().reduce(f64::max),
                     "not_converged": times.len() - ok.len(),
                 }),
             )
