@@ -74,6 +74,13 @@ pub(crate) struct ChaosSettings {
     pub(crate) job_limit: u32,
 }
 
+/// What a replica logs when a request got no answer within its timeout (src/shell/execute.rs).
+const TIMED_OUT: &str = "no answer within 30s";
+
+/// CIS specs edited just before kube-apiserver stops: the operator's re-applies are the
+/// requests the stop catches.
+const EDITS_BEFORE_STOP: usize = 40;
+
 /// One fault of the schedule.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Fault {
@@ -931,6 +938,74 @@ struct Run<'a> {
 }
 
 impl Run<'_> {
+    /// Stops kube-apiserver (SIGSTOP) for 31-35 s, past the operator's request timeout, while
+    /// the operator writes: CIS specs are edited just before, and each edit is re-applied.
+    /// A request that reaches the stopped server in its first seconds times out; one in
+    /// flight may still be carried out once it runs again. Tried again (at most 3 times)
+    /// until a request of the operator's has timed out: a stop that met no request proves
+    /// nothing.
+    async fn stop_apiserver(&mut self) -> Result<String> {
+        let pid_file = self.state.join("pids/kube-apiserver.pid");
+        let pid = std::fs::read_to_string(&pid_file)?.trim().to_string();
+        let signal = |s: &str| Command::new("kill").arg(format!("-{s}")).arg(&pid).status();
+        let timed_out = |replicas: &[Replica]| -> usize {
+            replicas
+                .iter()
+                .map(|r| lines_with(&r.log, |l| l.contains(TIMED_OUT)))
+                .sum()
+        };
+        let before = timed_out(&self.replicas);
+        let rolled = self.fresh.roll_out(&self.client, &mut self.rng).await;
+        let mut tries = Vec::new();
+        for attempt in 1..=3 {
+            let edits = self.edit_specs(EDITS_BEFORE_STOP).await?;
+            // Time for the first edits to reach the operator and its re-applies to leave.
+            let lead_ms = 20 + self.rng.below(40) as u64;
+            tokio::time::sleep(Duration::from_millis(lead_ms)).await;
+            let secs = 31 + self.rng.below(5) as u64;
+            signal("STOP")?;
+            tokio::time::sleep(Duration::from_secs(secs)).await;
+            signal("CONT")?;
+            let ready = api_ready(&self.client, Duration::from_secs(90)).await?;
+            let edited = futures::future::join_all(edits)
+                .await
+                .into_iter()
+                .filter(|e| matches!(e, Ok(Ok(_))))
+                .count();
+            let timeouts = timed_out(&self.replicas) - before;
+            tries.push(format!(
+                "{edited} CIS specs edited, SIGSTOP {lead_ms} ms later for {secs} s, SIGCONT \
+                 (ready {ready:.1} s after): {timeouts} requests timed out"
+            ));
+            if timeouts > 0 || attempt == 3 {
+                break;
+            }
+        }
+        Ok(format!("{rolled}; {}", tries.join("; then ")))
+    }
+
+    /// Edits the spec of `n` CIS drawn from the rng, each edit a task of its own (they run
+    /// on while the caller goes on).
+    async fn edit_specs(
+        &mut self,
+        n: usize,
+    ) -> Result<Vec<tokio::task::JoinHandle<kube::Result<ContainerImageScan>>>> {
+        let all: Vec<ContainerImageScan> = list_populated(&self.client).await?;
+        let mut edits = Vec::new();
+        for _ in 0..n.min(all.len()) {
+            let c = &all[self.rng.below(all.len())];
+            let api: Api<ContainerImageScan> =
+                Api::namespaced(self.client.clone(), &c.namespace().unwrap_or_default());
+            let name = c.name_any();
+            edits.push(tokio::spawn(async move {
+                let patch = json!({"spec": {"tag": "edited-by-chaos"}});
+                api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+            }));
+        }
+        Ok(edits)
+    }
+
     /// Restarts kube-apiserver (`edit` changes its arguments) and waits until it is ready.
     async fn restart_apiserver(
         &mut self,
@@ -998,21 +1073,7 @@ impl Run<'_> {
                 let crash = self.counts.get("RestartApiserver").copied().unwrap_or(0) % 2 == 1;
                 self.restart_apiserver(crash, |_| {}).await?
             }
-            Fault::PauseApiserver => {
-                let pid_file = self.state.join("pids/kube-apiserver.pid");
-                let pid = std::fs::read_to_string(&pid_file)?.trim().to_string();
-                let signal = |s: &str| Command::new("kill").arg(format!("-{s}")).arg(&pid).status();
-                // Writes in flight when it stops: a rollout's CIS and Job.
-                let rolled = self.fresh.roll_out(&self.client, &mut self.rng).await;
-                let secs = 31 + self.rng.below(5) as u64;
-                signal("STOP")?;
-                tokio::time::sleep(Duration::from_secs(secs)).await;
-                signal("CONT")?;
-                let ready = api_ready(&self.client, Duration::from_secs(90)).await?;
-                format!(
-                    "{rolled}; SIGSTOP of kube-apiserver for {secs} s, then SIGCONT (ready {ready:.1} s after)"
-                )
-            }
+            Fault::PauseApiserver => self.stop_apiserver().await?,
             Fault::RestartEtcd | Fault::RestartControllerManager => {
                 let name = if fault == Fault::RestartEtcd {
                     "etcd"
@@ -1320,12 +1381,7 @@ pub(crate) async fn chaos(
         .collect();
     let timeouts: BTreeMap<&str, usize> = replicas
         .iter()
-        .map(|r| {
-            (
-                r.name,
-                lines_with(&r.log, |l| l.contains("no answer within 30s")),
-            )
-        })
+        .map(|r| (r.name, lines_with(&r.log, |l| l.contains(TIMED_OUT))))
         .collect();
     let proxy_counts = &run.proxy.counts;
     let traces = [
@@ -1338,6 +1394,11 @@ pub(crate) async fn chaos(
             Fault::LogsSlow,
             proxy_counts.delayed.load(Ordering::Relaxed) as usize,
             "no log request was delayed",
+        ),
+        (
+            Fault::PauseApiserver,
+            timeouts.values().sum::<usize>(),
+            "no request of the operator's timed out",
         ),
         (
             Fault::LogsDown,
