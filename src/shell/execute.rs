@@ -40,6 +40,13 @@ pub const KEEP_DETAILS_FIELD_MANAGER: &str = "image-scanner-operator-keep-detail
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Time limit of reading one scan log.
 const LOG_TIMEOUT: Duration = Duration::from_secs(120);
+/// Time a scan log may go without a byte (its headers or body) before the read is given up:
+/// a hung kubelet would otherwise hold one of the few log reads at once for all of
+/// [`LOG_TIMEOUT`], and the results of every other node wait behind it. The container has
+/// finished, so its kubelet sends the whole log at once.
+const LOG_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bytes read from a scan log at a time.
+const LOG_CHUNK: usize = 64 * 1024;
 
 /// Executes commands with one client.
 #[derive(Clone)]
@@ -380,17 +387,36 @@ impl Executor {
             previous,
             ..LogParams::default()
         };
-        let stream = match api.log_stream(pod, &params).await {
-            Ok(s) => s,
-            Err(e) => return Outcome::Failed(classify(&e)),
+        let silent = || {
+            failed(
+                ApiErrorKind::Unknown,
+                format!(
+                    "the log of {pod}/{container} sent nothing for {}s",
+                    LOG_IDLE_TIMEOUT.as_secs()
+                ),
+            )
         };
+        let stream =
+            match tokio::time::timeout(LOG_IDLE_TIMEOUT, api.log_stream(pod, &params)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => return Outcome::Failed(classify(&e)),
+                Err(_) => return silent(),
+            };
         let mut bytes = Vec::new();
         let mut limited = stream.take(u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1));
-        if let Err(e) = limited.read_to_end(&mut bytes).await {
-            return failed(
-                ApiErrorKind::Unknown,
-                format!("reading the log failed: {e}"),
-            );
+        let mut chunk = vec![0; LOG_CHUNK];
+        loop {
+            match tokio::time::timeout(LOG_IDLE_TIMEOUT, limited.read(&mut chunk)).await {
+                Ok(Ok(0)) => break,
+                Ok(Ok(n)) => bytes.extend_from_slice(&chunk[..n]),
+                Ok(Err(e)) => {
+                    return failed(
+                        ApiErrorKind::Unknown,
+                        format!("reading the log failed: {e}"),
+                    );
+                }
+                Err(_) => return silent(),
+            }
         }
         if bytes.len() > limit {
             return failed(

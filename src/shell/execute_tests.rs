@@ -391,6 +391,51 @@ async fn a_log_is_read_with_one_byte_more_than_the_limit_to_tell_a_larger_one() 
     );
 }
 
+/// An executor whose client gets `response` (headers, then the body's frames) for a log
+/// request, or no answer at all when it is `None`.
+fn log_server(response: Option<(&'static [u8], bool)>) -> Executor {
+    use futures::StreamExt;
+    let service = tower::service_fn(move |_: http::Request<kube::client::Body>| async move {
+        let Some((first, then_hang)) = response else {
+            // A kubelet that took the request and never answers.
+            return futures::future::pending().await;
+        };
+        let data = futures::stream::once(async move {
+            Ok::<_, Infallible>(http_body::Frame::data(bytes::Bytes::from_static(first)))
+        });
+        let rest = if then_hang {
+            futures::stream::pending().boxed()
+        } else {
+            futures::stream::empty().boxed()
+        };
+        let body = http_body_util::StreamBody::new(data.chain(rest));
+        Ok::<_, Infallible>(http::Response::new(body))
+    });
+    Executor::new(kube::Client::new(service, "default"), "scans", None)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_log_read_gives_up_after_30_s_without_a_byte_long_before_the_2_minutes_of_a_read() {
+    for response in [None, Some((&b"{\"Results\""[..], true))] {
+        let started = tokio::time::Instant::now();
+        let outcome = log_server(response).execute(fetch_log(100)).await;
+        assert!(
+            matches!(&outcome, Outcome::Failed(e) if e.kind == ApiErrorKind::Unknown
+                && e.message.contains("sent nothing for 30s")),
+            "{response:?}: {outcome:?}"
+        );
+        assert_eq!(started.elapsed().as_secs(), 30, "{response:?}");
+    }
+    // A log that keeps coming is read to its end.
+    let outcome = log_server(Some((b"{}", false)))
+        .execute(fetch_log(100))
+        .await;
+    assert!(
+        matches!(&outcome, Outcome::Log(b) if b == b"{}"),
+        "{outcome:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_report_is_one_server_side_apply_in_the_openreports_group() {
     let (executor, seen) = executor(echo);
