@@ -102,11 +102,37 @@ pub(crate) fn read_audit(path: &Path) -> Result<Vec<AuditRecord>> {
     Ok(out)
 }
 
+/// A stop of kube-apiserver (SIGSTOP to SIGCONT), by the harness's clock (the machine's, as
+/// the API server's).
+pub(crate) struct Stop {
+    pub(crate) from: jiff::Timestamp,
+    pub(crate) until: jiff::Timestamp,
+}
+
+/// Seconds after a stop's SIGCONT within which the stopped server carries out the requests it
+/// received meanwhile.
+const CARRIED_OUT_AFTER_A_STOP_S: i64 = 5;
+
+/// What the audit log says of fencing.
+pub(crate) struct Fencing {
+    pub(crate) violations: Vec<String>,
+    /// Writes carried out just after a stop of kube-apiserver by a replica whose lease was
+    /// valid when it stopped: sent under the lease, they waited in the stopped server (their
+    /// client may have given up on them meanwhile), and no other replica had taken the Lease.
+    pub(crate) carried_out_after_a_stop: usize,
+}
+
 /// Fencing: the writes of CIS and Jobs by a replica that did not hold the Lease then (the other
-/// one renewed later than it did, or its own last renewal is a lease duration old).
-pub(crate) fn fencing_violations(records: &[AuditRecord]) -> Vec<String> {
+/// one renewed later than it did, or its own last renewal is a lease duration old and the write
+/// did not wait in a stopped API server).
+pub(crate) fn fencing(records: &[AuditRecord], stops: &[Stop]) -> Fencing {
     let mut last_renewal: BTreeMap<&str, jiff::Timestamp> = BTreeMap::new();
-    let mut out = Vec::new();
+    let mut fencing = Fencing {
+        violations: Vec::new(),
+        carried_out_after_a_stop: 0,
+    };
+    let lease = jiff::SignedDuration::from_secs(LEASE_SECONDS);
+    let grace = jiff::SignedDuration::from_secs(CARRIED_OUT_AFTER_A_STOP_S);
     for w in records.iter().filter(|w| w.ok() && !w.is_read()) {
         if w.resource == "leases" {
             last_renewal.insert(&w.user, w.at);
@@ -121,21 +147,28 @@ pub(crate) fn fencing_violations(records: &[AuditRecord]) -> Vec<String> {
             .filter(|(u, _)| **u != w.user)
             .map(|(_, t)| *t)
             .max();
-        let deposed = match own {
-            None => true,
-            Some(own) => {
-                other.is_some_and(|o| o > own)
-                    || w.at.duration_since(own).as_secs() >= LEASE_SECONDS
-            }
+        let Some(own_renewal) = own else {
+            fencing.violations.push(format!(
+                "{} {} {} {} at {} without ever holding the Lease",
+                w.user, w.verb, w.resource, w.what, w.at
+            ));
+            continue;
         };
-        if deposed {
-            out.push(format!(
+        let taken_over = other.is_some_and(|o| o > own_renewal);
+        let lapsed = w.at.duration_since(own_renewal).as_secs() >= LEASE_SECONDS;
+        let waited_in_a_stop = stops
+            .iter()
+            .any(|s| s.until <= w.at && w.at <= s.until + grace && own_renewal + lease > s.from);
+        if taken_over || (lapsed && !waited_in_a_stop) {
+            fencing.violations.push(format!(
                 "{} {} {} {} at {} without the Lease (own last renewal {:?}, other's {:?})",
                 w.user, w.verb, w.resource, w.what, w.at, own, other
             ));
+        } else if lapsed {
+            fencing.carried_out_after_a_stop += 1;
         }
     }
-    out
+    fencing
 }
 
 /// The most records of one key within any minute (`times` sorted, in seconds).
@@ -243,5 +276,46 @@ mod tests {
         assert_eq!(most_in_a_minute(&[0, 10, 59, 60, 61, 200]), 4);
         assert_eq!(most_in_a_minute(&[5]), 1);
         assert_eq!(most_in_a_minute(&[]), 0);
+    }
+
+    /// A successful write by `user` of `resource`, `at` seconds.
+    fn write(user: &str, resource: &str, at: i64) -> AuditRecord {
+        AuditRecord {
+            at: jiff::Timestamp::from_second(at).expect("time"),
+            user: user.into(),
+            verb: "patch".into(),
+            resource: resource.into(),
+            what: "ns/x".into(),
+            code: 200,
+            next_page: false,
+        }
+    }
+
+    #[test]
+    fn a_write_that_waited_in_a_stopped_api_server_under_a_valid_lease_is_no_violation() {
+        let stop = |from, until| Stop {
+            from: jiff::Timestamp::from_second(from).expect("time"),
+            until: jiff::Timestamp::from_second(until).expect("time"),
+        };
+        // Renewed at 100, the server stopped from 105 to 140: a write carried out at 141.
+        let records = [
+            write("a", "leases", 100),
+            write("a", "containerimagescans", 141),
+        ];
+        let f = fencing(&records, &[stop(105, 140)]);
+        assert!(f.violations.is_empty(), "{:?}", f.violations);
+        assert_eq!(f.carried_out_after_a_stop, 1);
+        // Without the stop, or past its few seconds, or with a lease already out when it
+        // stopped: a write without the Lease.
+        for stops in [vec![], vec![stop(105, 130)], vec![stop(116, 140)]] {
+            assert_eq!(fencing(&records, &stops).violations.len(), 1);
+        }
+        // Taken over before it was carried out: a violation, stop or not.
+        let records = [
+            write("a", "leases", 100),
+            write("b", "leases", 140),
+            write("a", "jobs", 141),
+        ];
+        assert_eq!(fencing(&records, &[stop(105, 140)]).violations.len(), 1);
     }
 }

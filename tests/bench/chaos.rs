@@ -23,7 +23,8 @@
 //! * **no result lost or regressed**: on every event of a CIS watch, a CIS's last successful
 //!   scan time never moves back nor disappears while its digest stays;
 //! * **fencing**: no CIS or Job written (2xx) by a replica after the other one took the Lease
-//!   over, or more than the lease's 15 s after its own last renewal (`audit`);
+//!   over, or more than the lease's 15 s after its own last renewal unless it waited in a
+//!   stopped kube-apiserver, sent while the lease was valid (`audit`);
 //! * **quiet**: no write by either replica in the `--quiet` seconds after the last phase's
 //!   convergence (and a settle time);
 //! * **bounded**: no object written more than 20 times, nor read (or listed, watched) more than
@@ -933,6 +934,8 @@ struct Run<'a> {
     rng: Rng,
     counts: BTreeMap<String, usize>,
     api_ready_s: Vec<f64>,
+    /// The stops of kube-apiserver, for the fencing check.
+    api_stops: Vec<Stop>,
     /// Control-plane processes restarted by the harness.
     components: BTreeMap<String, Child>,
 }
@@ -963,9 +966,14 @@ impl Run<'_> {
             let lead_ms = 20 + self.rng.below(40) as u64;
             tokio::time::sleep(Duration::from_millis(lead_ms)).await;
             let secs = 31 + self.rng.below(5) as u64;
+            let from = jiff::Timestamp::now();
             signal("STOP")?;
             tokio::time::sleep(Duration::from_secs(secs)).await;
             signal("CONT")?;
+            self.api_stops.push(Stop {
+                from,
+                until: jiff::Timestamp::now(),
+            });
             let ready = api_ready(&self.client, Duration::from_secs(90)).await?;
             let edited = futures::future::join_all(edits)
                 .await
@@ -1236,6 +1244,7 @@ pub(crate) async fn chaos(
         rng: Rng(settings.seed ^ 0xc4a0),
         counts: BTreeMap::new(),
         api_ready_s: Vec::new(),
+        api_stops: Vec::new(),
         components: BTreeMap::new(),
     };
     for r in &mut run.replicas {
@@ -1320,8 +1329,8 @@ pub(crate) async fn chaos(
 
     // The audit log: fencing, quiet, rates.
     let records = read_audit(&state.join("audit.log"))?;
-    let fencing = fencing_violations(&records);
-    for v in fencing.iter().take(20) {
+    let fenced = fencing(&records, &run.api_stops);
+    for v in fenced.violations.iter().take(20) {
         log(format!("VIOLATION fencing: {v}"));
     }
     let quiet_writes: Vec<&AuditRecord> = records
@@ -1337,7 +1346,7 @@ pub(crate) async fn chaos(
         .collect();
     let rates = rates(&records);
     let mut all_violations = violations.lock().map_err(|_| anyhow!("lock"))?.clone();
-    all_violations.extend(fencing.iter().map(|v| format!("fencing: {v}")));
+    all_violations.extend(fenced.violations.iter().map(|v| format!("fencing: {v}")));
     all_violations.extend(rates.violations.iter().cloned());
     if !quiet_writes.is_empty() {
         all_violations.push(format!(
@@ -1450,6 +1459,7 @@ pub(crate) async fn chaos(
         "log_endpoint_connections": proxy_counts.report(),
         "most_log_lines_per_second": loudest_second,
         "quiet_writes": quiet_writes.len(),
+        "writes_carried_out_after_a_stop": fenced.carried_out_after_a_stop,
         "peak_rss_mib": replicas.iter().map(|r| (r.name, r.peak_rss as f64 / 1048576.0)).collect::<BTreeMap<_, _>>(),
         "violations": all_violations,
     });
