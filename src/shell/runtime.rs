@@ -163,13 +163,6 @@ pub async fn run(config: OperatorConfig) -> Result<(), ShellError> {
         let listener = http::bind(address).await?;
         tasks.spawn(http::serve_health(listener, health.clone(), cancel.clone()));
     }
-    let lease = if config.leader_elect {
-        Some(leader::start(client.clone(), &config, tx.clone()).await?)
-    } else {
-        let _ = tx.send(Observation::Leadership { leading: true }).await;
-        None
-    };
-
     let engine = Engine::new(engine_config(&config, &kind_pairs, write_reports));
     let executor = Executor::new(
         client.clone(),
@@ -187,6 +180,16 @@ pub async fn run(config: OperatorConfig) -> Result<(), ShellError> {
         config.cis_metrics_labels.clone(),
         cancel.clone(),
     ));
+    // Only now, with the engine taking observations: the watches may have filled the channel
+    // already (its 1,024 places are a few seconds of a large cluster's first lists), and the
+    // election's first word to the engine waits for a place. Started before the engine, it
+    // waited for ever, and so did the engine's start (found by `make chaos` at 2,000 pods).
+    let lease = if config.leader_elect {
+        Some(leader::start(client.clone(), &config, tx.clone()).await?)
+    } else {
+        let _ = tx.send(Observation::Leadership { leading: true }).await;
+        None
+    };
 
     shutdown_signal().await;
     tracing::info!("shutting down: no new work; finishing commands in flight");

@@ -889,15 +889,41 @@ async fn converge(
 ) -> Result<Option<f64>> {
     let healed = Instant::now();
     let mut last_missing: Vec<String>;
+    let mut next_report = 10;
     loop {
         for r in replicas.iter_mut() {
             r.check_alive()?;
             r.sample();
         }
+        // A replica that never finishes starting is no standby (the other one may converge
+        // alone): both have to be past their start.
+        let unstarted: Vec<String> = replicas
+            .iter()
+            .filter(|r| !finished_starting(&r.log))
+            .map(|r| {
+                format!(
+                    "replica {} never told the engine of its leadership since its start",
+                    r.name
+                )
+            })
+            .collect();
         match not_converged(client).await {
-            Ok(missing) if missing.is_empty() => return Ok(Some(healed.elapsed().as_secs_f64())),
-            Ok(missing) => last_missing = missing,
+            Ok(missing) if missing.is_empty() && unstarted.is_empty() => {
+                return Ok(Some(healed.elapsed().as_secs_f64()));
+            }
+            Ok(missing) => last_missing = unstarted.into_iter().chain(missing).collect(),
             Err(e) => last_missing = vec![format!("listing failed: {e}")],
+        }
+        // What a slow convergence waits for, every 10 s (what the bound's violation says only
+        // once it is crossed).
+        let waited = healed.elapsed().as_secs();
+        if waited >= next_report {
+            next_report = waited + 10;
+            log(format!(
+                "not yet converged {waited} s after the heal: {} left, e.g. {:?}",
+                last_missing.len(),
+                &last_missing[..last_missing.len().min(3)]
+            ));
         }
         if healed.elapsed() > Duration::from_secs(bound) {
             let v = format!(
@@ -911,6 +937,16 @@ async fn converge(
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+}
+
+/// Whether a replica's log, since its last start, shows the election telling the engine who
+/// leads (the last step of a start).
+fn finished_starting(log: &Path) -> bool {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let since = text
+        .rfind("starting image-scanner-operator")
+        .map_or(&text[..], |at| &text[at..]);
+    since.contains("leadership changed")
 }
 
 /// The lines of a replica's log that `matches` takes.
