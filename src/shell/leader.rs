@@ -30,8 +30,8 @@ const MARGIN_SECONDS: u64 = 3;
 /// A running election; release it on shutdown so a successor takes over at once.
 pub struct Election {
     leading: tokio::sync::watch::Receiver<bool>,
+    /// Forwards leadership and, in a task it owns, the Lease's renewals.
     forward: tokio::task::JoinHandle<()>,
-    renewals: tokio::task::JoinHandle<()>,
     task: tokio::task::JoinHandle<Result<LeaseManager, kube_lease_manager::LeaseManagerError>>,
 }
 
@@ -42,7 +42,6 @@ impl Election {
     /// Gives up the lease (if held) and waits for the manager to stop. The manager releases
     /// when every receiver of its channel is gone, so the forwarding task goes first.
     pub async fn release(self) {
-        self.renewals.abort();
         self.forward.abort();
         let _ = self.forward.await;
         drop(self.leading);
@@ -66,7 +65,7 @@ pub fn identity() -> Option<String> {
 }
 
 /// Namespace of the Lease: the operator's own namespace if known, else the scan namespace.
-fn lease_namespace(config: &OperatorConfig) -> String {
+pub fn lease_namespace(config: &OperatorConfig) -> String {
     std::env::var("POD_NAMESPACE")
         .ok()
         .filter(|s| !s.is_empty())
@@ -78,16 +77,17 @@ fn lease_namespace(config: &OperatorConfig) -> String {
         .unwrap_or_else(|| config.scan_job_namespace.clone())
 }
 
-/// Starts the election and forwards every change of leadership to the engine.
+/// Starts the election (its Lease in `namespace`) and forwards every change of leadership to
+/// the engine. Returns without waiting for the engine: it may not take observations yet.
 pub async fn start(
     client: Client,
-    config: &OperatorConfig,
+    namespace: &str,
     tx: mpsc::Sender<Observation>,
 ) -> Result<Election, ShellError> {
     let id = identity().unwrap_or_else(|| format!("image-scanner-{}", std::process::id()));
-    let client_for_watch = client.clone();
+    let leases: Api<Lease> = Api::namespaced(client.clone(), namespace);
     let manager = LeaseManagerBuilder::new(client, LEASE_NAME)
-        .with_namespace(lease_namespace(config))
+        .with_namespace(namespace)
         .with_identity(id.clone())
         .with_duration(LEASE_SECONDS)
         .with_grace(GRACE_SECONDS)
@@ -95,41 +95,45 @@ pub async fn start(
         .build()
         .await
         .map_err(|e| ShellError::LeaderElection(e.to_string()))?;
-    // Nothing is written before a renewal of ours is seen.
-    let _ = tx
-        .send(Observation::LeaseValidUntil {
-            until: Timestamp::EPOCH,
-        })
-        .await;
-    let renewals = tokio::spawn(forward_renewals(
-        Api::namespaced(client_for_watch, &lease_namespace(config)),
-        id.clone(),
-        tx.clone(),
-    ));
     let (leading, task) = manager.watch().await;
     let mut changes = leading.clone();
-    let forward = tokio::spawn(async move {
-        loop {
-            let now_leading = *changes.borrow_and_update();
-            tracing::info!(leading = now_leading, "leadership changed");
+    let forward =
+        tokio::spawn(async move {
+            // Nothing is written before a renewal of ours is seen: said before any leadership,
+            // and from this task (a full channel would hold the start until the engine reads).
             if tx
-                .send(Observation::Leadership {
-                    leading: now_leading,
+                .send(Observation::LeaseValidUntil {
+                    until: Timestamp::EPOCH,
                 })
                 .await
                 .is_err()
             {
                 return;
             }
-            if changes.changed().await.is_err() {
-                return;
+            // Renewals only after it (none is overwritten by it), and stopped with this task.
+            let _renewals = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(
+                forward_renewals(leases, id, tx.clone()),
+            ));
+            loop {
+                let now_leading = *changes.borrow_and_update();
+                tracing::info!(leading = now_leading, "leadership changed");
+                if tx
+                    .send(Observation::Leadership {
+                        leading: now_leading,
+                    })
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                if changes.changed().await.is_err() {
+                    return;
+                }
             }
-        }
-    });
+        });
     Ok(Election {
         leading,
         forward,
-        renewals,
         task,
     })
 }
@@ -179,6 +183,78 @@ mod tests {
     use super::*;
     use k8s_openapi::api::coordination::v1::LeaseSpec;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// A client whose API server has no Lease at first, creates the one posted, and answers
+    /// nothing after that (the manager's renewals, the watch of the Lease wait for ever).
+    fn lease_server() -> Client {
+        let asked = Arc::new(AtomicBool::new(false));
+        let service = tower::service_fn(move |request: http::Request<kube::client::Body>| {
+            let asked = asked.clone();
+            async move {
+                let post = request.method() == http::Method::POST;
+                let first_get = request.method() == http::Method::GET
+                    && !request.uri().to_string().contains("watch")
+                    && !asked.swap(true, Ordering::SeqCst);
+                let body = request
+                    .into_body()
+                    .collect_bytes()
+                    .await
+                    .unwrap_or_default();
+                let (status, text) = if post {
+                    let mut lease: serde_json::Value =
+                        serde_json::from_slice(&body).unwrap_or_default();
+                    lease["metadata"]["uid"] = "uid-1".into();
+                    lease["metadata"]["resourceVersion"] = "1".into();
+                    (201, lease.to_string())
+                } else if first_get {
+                    let gone = serde_json::json!({
+                        "kind": "Status", "apiVersion": "v1", "status": "Failure",
+                        "code": 404, "reason": "NotFound", "message": "not found",
+                    });
+                    (404, gone.to_string())
+                } else {
+                    return futures::future::pending().await;
+                };
+                let response = http::Response::builder()
+                    .status(status)
+                    .header(http::header::CONTENT_TYPE, "application/json")
+                    .body(kube::client::Body::from(text.into_bytes()))
+                    .expect("response");
+                Ok::<_, std::convert::Infallible>(response)
+            }
+        });
+        Client::new(service, "default")
+    }
+
+    #[tokio::test]
+    async fn the_election_starts_while_the_engine_takes_no_observation_yet() {
+        // The watches' first lists filled the channel before the engine runs.
+        let (tx, mut rx) = mpsc::channel(1);
+        tx.send(Observation::Leadership { leading: false })
+            .await
+            .expect("a place");
+        let started = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            start(lease_server(), "scans", tx),
+        )
+        .await;
+        assert!(
+            matches!(started, Ok(Ok(_))),
+            "the start waited for the engine to read"
+        );
+        // When it reads: nothing is valid yet, said before any leadership.
+        let _filler = rx.recv().await;
+        assert!(matches!(
+            rx.recv().await,
+            Some(Observation::LeaseValidUntil { until }) if until == Timestamp::EPOCH
+        ));
+        assert!(matches!(
+            rx.recv().await,
+            Some(Observation::Leadership { leading: false })
+        ));
+    }
 
     #[test]
     fn a_lease_is_valid_for_its_holder_until_its_duration_less_the_margin() {

@@ -181,11 +181,12 @@ pub async fn run(config: OperatorConfig) -> Result<(), ShellError> {
         cancel.clone(),
     ));
     // Only now, with the engine taking observations: the watches may have filled the channel
-    // already (its 1,024 places are a few seconds of a large cluster's first lists), and the
-    // election's first word to the engine waits for a place. Started before the engine, it
-    // waited for ever, and so did the engine's start (found by `make chaos` at 2,000 pods).
+    // already (its 1,024 places are a few seconds of a large cluster's first lists), and a
+    // start that waits for a place before the engine runs waits for ever (found by `make
+    // chaos` at 2,000 pods: the election's first word did, and both replicas stood still).
     let lease = if config.leader_elect {
-        Some(leader::start(client.clone(), &config, tx.clone()).await?)
+        let namespace = leader::lease_namespace(&config);
+        Some(leader::start(client.clone(), &namespace, tx.clone()).await?)
     } else {
         let _ = tx.send(Observation::Leadership { leading: true }).await;
         None
