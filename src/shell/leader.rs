@@ -96,46 +96,46 @@ pub async fn start(
         .await
         .map_err(|e| ShellError::LeaderElection(e.to_string()))?;
     let (leading, task) = manager.watch().await;
-    let mut changes = leading.clone();
-    let forward =
-        tokio::spawn(async move {
-            // Nothing is written before a renewal of ours is seen: said before any leadership,
-            // and from this task (a full channel would hold the start until the engine reads).
-            if tx
-                .send(Observation::LeaseValidUntil {
-                    until: Timestamp::EPOCH,
-                })
-                .await
-                .is_err()
-            {
-                return;
-            }
-            // Renewals only after it (none is overwritten by it), and stopped with this task.
-            let _renewals = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(
-                forward_renewals(leases, id, tx.clone()),
-            ));
-            loop {
-                let now_leading = *changes.borrow_and_update();
-                tracing::info!(leading = now_leading, "leadership changed");
-                if tx
-                    .send(Observation::Leadership {
-                        leading: now_leading,
-                    })
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-                if changes.changed().await.is_err() {
-                    return;
-                }
-            }
-        });
+    let forward = tokio::spawn(forward_leadership(leading.clone(), leases, id, tx));
     Ok(Election {
         leading,
         forward,
         task,
     })
+}
+
+/// Tells the engine every change of leadership, and, in a task it owns, the Lease's
+/// renewals. Its first word is that no lease is valid yet: before any leadership, and from
+/// this task, so that the election's start never waits for the engine (a full channel would
+/// hold it until the engine reads, and the engine may not run yet).
+async fn forward_leadership(
+    mut changes: tokio::sync::watch::Receiver<bool>,
+    leases: Api<Lease>,
+    id: String,
+    tx: mpsc::Sender<Observation>,
+) {
+    let nothing_valid = Observation::LeaseValidUntil {
+        until: Timestamp::EPOCH,
+    };
+    if tx.send(nothing_valid).await.is_err() {
+        return;
+    }
+    // Renewals only after it (none is overwritten by it), and stopped with this task.
+    let _renewals = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(forward_renewals(
+        leases,
+        id,
+        tx.clone(),
+    )));
+    loop {
+        let leading = *changes.borrow_and_update();
+        tracing::info!(leading, "leadership changed");
+        if tx.send(Observation::Leadership { leading }).await.is_err() {
+            return;
+        }
+        if changes.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 /// Watches the Lease and tells the engine, at each renewal by `id`, until when it is valid. A
