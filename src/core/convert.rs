@@ -370,8 +370,54 @@ pub fn scan_pod_view(pod: &Pod) -> Option<ScanPodView> {
     })
 }
 
+/// Whether a Job's `FailedCreate` message says the API server refused the pod (admission,
+/// a quota, an invalid pod: the Job will not run as it is), rather than that the Job
+/// controller could not reach it (`Error creating: Post "https://…": dial tcp …`, a timeout,
+/// an API server starting or overloaded), which it tries again by itself. Found by `make
+/// chaos`: a kube-apiserver restart while scan Jobs started failed their scans for the 5
+/// minutes of the failed-scan back-off.
+pub fn pod_create_refused(message: &str) -> bool {
+    let reason = message.strip_prefix("Error creating: ").unwrap_or(message);
+    // A transport error of Go's HTTP client names the request; an API status never does.
+    let unreached = reason.starts_with("Post \"") || reason.starts_with("Post http");
+    let transient = [
+        "the server is currently unable to handle the request",
+        "the server has received too many requests",
+        "etcdserver:",
+        "Timeout: request did not complete",
+        "context deadline exceeded",
+        "connection refused",
+        "connection reset by peer",
+        "http2: client connection lost",
+    ]
+    .iter()
+    .any(|t| reason.contains(t));
+    !(unreached || transient)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_pod_create_is_refused_by_admission_not_by_an_unreachable_api_server() {
+        for refused in [
+            r#"Error creating: pods "app-1-x" is forbidden: violates PodSecurity "restricted:latest": allowPrivilegeEscalation != false"#,
+            r#"Error creating: pods "app-1-x" is forbidden: exceeded quota: q, requested: pods=1, used: pods=1, limited: pods=1"#,
+            r#"Error creating: Pod "app-1-x" is invalid: spec.containers[0].image: Required value"#,
+            r#"Error creating: admission webhook "policy.example.com" denied the request: no"#,
+        ] {
+            assert!(pod_create_refused(refused), "{refused}");
+        }
+        for unreached in [
+            r#"Error creating: Post "https://127.0.0.1:17128/api/v1/namespaces/image-scanner/pods": dial tcp 127.0.0.1:17128: connect: connection refused"#,
+            r#"Error creating: Post "https://10.0.0.1:443/api/v1/namespaces/s/pods": context deadline exceeded"#,
+            "Error creating: the server is currently unable to handle the request (post pods)",
+            "Error creating: Timeout: request did not complete within requested timeout - context deadline exceeded",
+            "Error creating: etcdserver: request timed out",
+        ] {
+            assert!(!pod_create_refused(unreached), "{unreached}");
+        }
+    }
+
     use super::*;
     use serde_json::json;
 

@@ -245,11 +245,17 @@ pub async fn run_watches(
             "reason=FailedCreate,involvedObject.kind=Job",
             tx.clone(),
             |e| {
+                let message = e.message.clone().unwrap_or_default();
+                // The Job controller tries again by itself when it could not reach the API
+                // server: no rejection to tell.
+                if !crate::core::convert::pod_create_refused(&message) {
+                    return None;
+                }
                 Some(Observation::JobPodRejected {
                     namespace: e.involved_object.namespace.clone()?,
                     job_name: e.involved_object.name.clone()?,
                     job_uid: e.involved_object.uid.clone()?,
-                    message: e.message.clone().unwrap_or_default(),
+                    message,
                 })
             },
         );
