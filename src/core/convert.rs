@@ -397,27 +397,6 @@ pub fn pod_create_refused(message: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn a_pod_create_is_refused_by_admission_not_by_an_unreachable_api_server() {
-        for refused in [
-            r#"Error creating: pods "app-1-x" is forbidden: violates PodSecurity "restricted:latest": allowPrivilegeEscalation != false"#,
-            r#"Error creating: pods "app-1-x" is forbidden: exceeded quota: q, requested: pods=1, used: pods=1, limited: pods=1"#,
-            r#"Error creating: Pod "app-1-x" is invalid: spec.containers[0].image: Required value"#,
-            r#"Error creating: admission webhook "policy.example.com" denied the request: no"#,
-        ] {
-            assert!(pod_create_refused(refused), "{refused}");
-        }
-        for unreached in [
-            r#"Error creating: Post "https://127.0.0.1:17128/api/v1/namespaces/image-scanner/pods": dial tcp 127.0.0.1:17128: connect: connection refused"#,
-            r#"Error creating: Post "https://10.0.0.1:443/api/v1/namespaces/s/pods": context deadline exceeded"#,
-            "Error creating: the server is currently unable to handle the request (post pods)",
-            "Error creating: Timeout: request did not complete within requested timeout - context deadline exceeded",
-            "Error creating: etcdserver: request timed out",
-        ] {
-            assert!(!pod_create_refused(unreached), "{unreached}");
-        }
-    }
-
     use super::*;
     use serde_json::json;
 
@@ -603,5 +582,26 @@ mod tests {
             cis_view(&cis).map(|v| v.status.details_bytes),
             Some(measured)
         );
+    }
+
+    #[test]
+    fn a_pod_create_is_refused_by_admission_not_by_an_unreachable_api_server() {
+        for refused in [
+            r#"Error creating: pods "app-1-x" is forbidden: violates PodSecurity "restricted:latest": allowPrivilegeEscalation != false"#,
+            r#"Error creating: pods "app-1-x" is forbidden: exceeded quota: q, requested: pods=1, used: pods=1, limited: pods=1"#,
+            r#"Error creating: Pod "app-1-x" is invalid: spec.containers[0].image: Required value"#,
+            r#"Error creating: admission webhook "policy.example.com" denied the request: no"#,
+        ] {
+            assert!(pod_create_refused(refused), "{refused}");
+        }
+        for unreached in [
+            r#"Error creating: Post "https://127.0.0.1:17128/api/v1/namespaces/image-scanner/pods": dial tcp 127.0.0.1:17128: connect: connection refused"#,
+            r#"Error creating: Post "https://10.0.0.1:443/api/v1/namespaces/s/pods": context deadline exceeded"#,
+            "Error creating: the server is currently unable to handle the request (post pods)",
+            "Error creating: Timeout: request did not complete within requested timeout - context deadline exceeded",
+            "Error creating: etcdserver: request timed out",
+        ] {
+            assert!(!pod_create_refused(unreached), "{unreached}");
+        }
     }
 }

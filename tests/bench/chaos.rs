@@ -715,9 +715,7 @@ async fn user_action(
                     Ok(format!("deleted CIS {ns}/{name}"))
                 }
                 Fault::EditCisSpec => {
-                    let patch = json!({"spec": {"tag": "edited-by-chaos"}});
-                    api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                        .await?;
+                    edit_spec(&api, &name).await?;
                     Ok(format!("edited the spec of CIS {ns}/{name}"))
                 }
                 _ => {
@@ -799,6 +797,13 @@ async fn user_action(
         }
         _ => Ok(String::new()),
     }
+}
+
+/// A user's edit of a CIS's spec (the operator applies its own spec again).
+async fn edit_spec(api: &Api<ContainerImageScan>, name: &str) -> kube::Result<ContainerImageScan> {
+    let patch = json!({"spec": {"tag": "edited-by-chaos"}});
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
 }
 
 /// Rolls a Deployment drawn from `rng` out to the image of digest #`digest`.
@@ -895,23 +900,26 @@ async fn converge(
             r.check_alive()?;
             r.sample();
         }
-        // A replica that never finishes starting is no standby (the other one may converge
-        // alone): both have to be past their start.
-        let unstarted: Vec<String> = replicas
-            .iter()
-            .filter(|r| !finished_starting(&r.log))
-            .map(|r| {
-                format!(
-                    "replica {} never told the engine of its leadership since its start",
-                    r.name
-                )
-            })
-            .collect();
         match not_converged(client).await {
-            Ok(missing) if missing.is_empty() && unstarted.is_empty() => {
-                return Ok(Some(healed.elapsed().as_secs_f64()));
+            // A replica that never finishes starting is no standby (the other one converges
+            // alone): both have to be past their start. Their logs are read only then.
+            Ok(missing) if missing.is_empty() => {
+                let unstarted: Vec<String> = replicas
+                    .iter()
+                    .filter(|r| !finished_starting(&r.log))
+                    .map(|r| {
+                        format!(
+                            "replica {} never told the engine of its leadership since its start",
+                            r.name
+                        )
+                    })
+                    .collect();
+                if unstarted.is_empty() {
+                    return Ok(Some(healed.elapsed().as_secs_f64()));
+                }
+                last_missing = unstarted;
             }
-            Ok(missing) => last_missing = unstarted.into_iter().chain(missing).collect(),
+            Ok(missing) => last_missing = missing,
             Err(e) => last_missing = vec![format!("listing failed: {e}")],
         }
         // What a slow convergence waits for, every 10 s (what the bound's violation says only
@@ -1041,11 +1049,7 @@ impl Run<'_> {
             let api: Api<ContainerImageScan> =
                 Api::namespaced(self.client.clone(), &c.namespace().unwrap_or_default());
             let name = c.name_any();
-            edits.push(tokio::spawn(async move {
-                let patch = json!({"spec": {"tag": "edited-by-chaos"}});
-                api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                    .await
-            }));
+            edits.push(tokio::spawn(async move { edit_spec(&api, &name).await }));
         }
         Ok(edits)
     }
