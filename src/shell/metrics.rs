@@ -223,7 +223,7 @@ fn render_operational(
     counter_header(
         out,
         "image_scanner_scans_total",
-        "Finished scans of image digests, by outcome (replaces the Go operator's controller_runtime_reconcile_total{controller=\"job\"}).",
+        "Finished scans of image digests, by outcome (lost: succeeded, but the pod was gone before its log was read; scanned again at once) (replaces the Go operator's controller_runtime_reconcile_total{controller=\"job\"}).",
     );
     let _ = writeln!(
         out,
@@ -234,6 +234,11 @@ fn render_operational(
         out,
         "image_scanner_scans_total{{outcome=\"failed\"}} {}",
         stats.scans_failed
+    );
+    let _ = writeln!(
+        out,
+        "image_scanner_scans_total{{outcome=\"lost\"}} {}",
+        stats.results_lost
     );
     counter_header(
         out,

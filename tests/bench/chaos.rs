@@ -1509,12 +1509,28 @@ pub(crate) async fn chaos(
         serde_json::to_string_pretty(&result)?
     ));
     if !all_violations.is_empty() {
+        // The first few again, last: a CI log's tail is often all there is to read.
+        let first: Vec<String> = all_violations
+            .iter()
+            .take(5)
+            .map(|v| format!("\n  - {}", truncate_chars(v, 400)))
+            .collect();
         bail!(
-            "{} violations (seed {}; replay: SEED={} make chaos)",
+            "{} violations (seed {}; replay: SEED={} and the same make target, \
+             make chaos or make chaos-small), the first:{}",
             all_violations.len(),
             settings.seed,
-            settings.seed
+            settings.seed,
+            first.concat()
         );
     }
     Ok(())
+}
+
+/// `text` cut to at most `max` characters, with "…" when cut.
+fn truncate_chars(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_string(),
+    }
 }

@@ -51,6 +51,15 @@ rules:
   - level: Metadata
     users: ["chaos-a", "chaos-b"]
     verbs: ["create", "update", "patch", "delete", "deletecollection", "get", "list", "watch"]
+  # Who deletes scan pods and Jobs (the harness, the Job controller, the garbage collector,
+  # kwok): a result lost with its pod is traced to its cause here.
+  - level: Metadata
+    verbs: ["delete", "deletecollection"]
+    resources:
+      - group: ""
+        resources: ["pods"]
+      - group: "batch"
+        resources: ["jobs"]
   - level: None
 EOP
 export APISERVER_EXTRA_ARGS="--audit-policy-file=$AUDIT_POLICY --audit-log-path=$CLUSTER_STATE/audit.log --audit-log-maxsize=1024 --audit-log-format=json"

@@ -117,6 +117,9 @@ pub struct EngineStats {
     pub scans_succeeded: u64,
     /// Scans that ended in failure (per digest).
     pub scans_failed: u64,
+    /// Results of succeeded scans lost (the pod gone before its log was read) and scanned
+    /// again at once.
+    pub results_lost: u64,
     /// Commands that failed, by kind.
     pub command_errors: BTreeMap<ApiErrorKind, u64>,
     pub status_writes: u64,

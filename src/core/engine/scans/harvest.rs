@@ -123,13 +123,13 @@ impl ScanStage<'_> {
             if refetch {
                 return Ok(Harvested::Recorded);
             }
-            // A failed Job's pods are deleted by Kubernetes; its condition explains.
-            let message = if finish.succeeded {
-                format!("no pods found for job \"{}\"", job.name)
+            if finish.succeeded {
+                let message = format!("no pods found for job \"{}\"", job.name);
+                self.lose_result(digest, &job.uid, message, now);
             } else {
-                fallback
-            };
-            self.record_failure(digest, &job.uid, FailureReason::Error, message, now);
+                // A failed Job's pods are deleted by Kubernetes; its condition explains.
+                self.record_failure(digest, &job.uid, FailureReason::Error, fallback, now);
+            }
             return Ok(Harvested::Recorded);
         };
         if !finish.succeeded && !pod.scan.started {
@@ -331,6 +331,13 @@ impl ScanStage<'_> {
                 _ if !h.succeeded => {
                     self.record_failure(&h.digest, job_uid, FailureReason::Error, h.fallback, now);
                 }
+                ApiErrorKind::NotFound => {
+                    let message = format!(
+                        "scan result of job '{}' lost: its log could not be read: {}",
+                        h.job_name, err.message
+                    );
+                    self.lose_result(&h.digest, job_uid, message, now);
+                }
                 _ => {
                     let message = format!(
                         "scan result of job '{}' lost: its log could not be read: {}",
@@ -341,6 +348,27 @@ impl ScanStage<'_> {
             },
             Outcome::CisApplied(_) | Outcome::JobCreated(_) | Outcome::Done => {}
         }
+    }
+
+    /// The result of succeeded Job `job_uid` cannot be read any more (see [`LostResult`]):
+    /// the digest is scanned again at once, unless this is the [`MAX_LOST_RESULTS`]th loss in
+    /// a row, which is recorded as a failure saying `message`.
+    fn lose_result(&mut self, digest: &str, job_uid: &str, message: String, now: Timestamp) {
+        let scan = self.state.digests.entry(digest.to_string()).or_default();
+        let times = scan.lost.as_ref().map_or(0, |l| l.times) + 1;
+        if times >= MAX_LOST_RESULTS {
+            let message = format!("{message} (the result of {times} scans in a row lost)");
+            self.record_failure(digest, job_uid, FailureReason::Error, message, now);
+            return;
+        }
+        scan.lost = Some(LostResult {
+            job_uid: job_uid.to_string(),
+            at: now,
+            times,
+        });
+        scan.requested = None;
+        self.stats.results_lost += 1;
+        self.state.dirty.insert(digest.to_string());
     }
 
     pub(super) fn record_success(
@@ -361,6 +389,7 @@ impl ScanStage<'_> {
         let placement = job.map(|j| self.placement_of(j));
         let scan = self.state.digests.entry(digest.to_string()).or_default();
         scan.failures = 0;
+        scan.lost = None;
         scan.announce = None;
         scan.round.clear();
         if placement.is_some() {
@@ -390,6 +419,7 @@ impl ScanStage<'_> {
         let job_created = self.index.job_created(job_uid);
         let scan = self.state.digests.entry(digest.to_string()).or_default();
         scan.failures = scan.failures.saturating_add(1);
+        scan.lost = None;
         scan.announce = None;
         scan.round.clear();
         let at = result_time(scan.latest.as_ref(), job_uid, now);

@@ -88,6 +88,10 @@ const MAX_REPORT_ATTEMPTS: u32 = 3;
 /// was down for longer into a failure, rescanned only after the failed-scan back-off, 5 minutes
 /// (`make chaos`).
 const MAX_LOG_ATTEMPTS: u32 = 12;
+/// Results of succeeded Jobs lost in a row before the loss is recorded as a failed scan (with
+/// the failed-scan back-off): a pod that is always gone before its log is read (something
+/// deleting finished pods at once) costs a Job per loss, not a Job loop.
+const MAX_LOST_RESULTS: u32 = 3;
 /// Scan logs read at once, at most. A log is up to `log_max_bytes` (MBs for an image with
 /// thousands of findings) and is held whole while it is read and parsed, so the reads, not the
 /// flow-control window, bound that memory; a few at once keep up with any Job throughput
@@ -307,6 +311,22 @@ pub struct DigestScan {
     /// result later than any new Job can finish, and a Job that never counts as newer is
     /// deleted unread and created again, forever.
     pub requested: Option<(String, Option<String>)>,
+    /// A succeeded Job whose result was lost: the digest is due again at once.
+    pub lost: Option<LostResult>,
+}
+
+/// A succeeded Job whose result could not be read: its pod was gone before its log was read
+/// (deleted by a user, or gone while a kube-apiserver restart held up the read). The scan
+/// worked, so waiting out the failed-scan back-off (5 minutes) would only delay a result
+/// that a new Job gives at once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LostResult {
+    /// The Job whose result was lost: never harvested again.
+    pub job_uid: String,
+    /// When: the digest is due for a new scan from then.
+    pub at: Timestamp,
+    /// Results lost in a row (reset by any recorded result).
+    pub times: u32,
 }
 
 /// A placement that failed in a way another placement may fix.
@@ -536,7 +556,13 @@ impl ScanStage<'_> {
                             && after_seen
                     }
                 };
-            if newer {
+            let lost = self
+                .state
+                .digests
+                .get(digest)
+                .and_then(|s| s.lost.as_ref())
+                .is_some_and(|l| l.job_uid == job.uid);
+            if newer && !lost {
                 match self.harvest(digest, job, false, now, out)? {
                     Harvested::Pending => harvest_pending = true,
                     Harvested::Recorded => {}
@@ -625,6 +651,9 @@ impl ScanStage<'_> {
     /// When the digest is due for a new scan; `None` when it was never scanned.
     fn due_at(&self, digest: &str) -> Option<Timestamp> {
         let scan = self.state.digests.get(digest)?;
+        if let Some(lost) = &scan.lost {
+            return Some(lost.at);
+        }
         let latest = scan.latest.as_ref()?;
         Some(match latest.outcome {
             ScanOutcome::Succeeded => latest
