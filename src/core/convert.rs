@@ -66,6 +66,12 @@ pub fn ignore_unfixed(meta: &ObjectMeta) -> bool {
 }
 
 /// A workload pod; `None` when it lacks a namespace, name or UID.
+/// Either says the pod's containers run and are ready. `ContainersReady` stays `True` when
+/// `Ready` is not: the node controller marks every pod of a node that stopped reporting not
+/// Ready (and only `Ready`), and unmet readiness gates hold `Ready` alone. Such a pod's images
+/// run as much as any, so its CIS is not held back for `--pod-settle-timeout`.
+const READY_CONDITIONS: [&str; 2] = ["Ready", "ContainersReady"];
+
 pub fn pod_view(pod: &Pod) -> Option<PodView> {
     let meta = &pod.metadata;
     let spec = pod.spec.as_ref();
@@ -137,7 +143,10 @@ pub fn pod_view(pod: &Pod) -> Option<PodView> {
         phase: status.and_then(|s| s.phase.clone()),
         ready: status
             .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True")),
+            .is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| READY_CONDITIONS.contains(&c.type_.as_str()) && c.status == "True")
+            }),
         start_time: status
             .and_then(|s| s.start_time.as_ref())
             .map(Timestamp::from_k8s),
@@ -429,6 +438,23 @@ mod tests {
         );
         assert!(v.ignore_unfixed && v.ready);
         assert_eq!(v.node_name.as_deref(), Some("worker-1"));
+        // Regression (chaos-small seed 1063508541): kube-apiserver stopped for 35 s, the node
+        // controller marked every pod of the nodes not Ready; a CIS a user deleted meanwhile
+        // was created again only 5 minutes after its pod started (`--pod-settle-timeout`).
+        let readiness = |conditions: serde_json::Value| {
+            let mut p = pod.clone();
+            if let Some(s) = p.status.as_mut() {
+                s.conditions = serde_json::from_value(conditions).ok();
+            }
+            pod_view(&p).is_some_and(|v| v.ready)
+        };
+        let node_not_ready = json!([{"type": "Ready", "status": "False"},
+            {"type": "ContainersReady", "status": "True"}]);
+        assert!(readiness(node_not_ready), "containers ready, the node not");
+        let not_ready = json!([{"type": "Ready", "status": "False"},
+            {"type": "ContainersReady", "status": "False"}]);
+        assert!(!readiness(not_ready));
+        assert!(!readiness(json!([])));
         assert_eq!(v.start_time, Some(Timestamp::from_secs(1_795_773_600)));
         let kinds: Vec<(ContainerKind, &str, Option<&str>)> = v
             .containers

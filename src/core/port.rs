@@ -123,7 +123,7 @@ pub struct PodView {
     pub node_name: Option<String>,
     /// `status.phase`.
     pub phase: Option<String>,
-    /// Whether the `Ready` condition is `True`.
+    /// Whether the `Ready` or the `ContainersReady` condition is `True` (`convert`).
     pub ready: bool,
     /// `status.startTime`.
     pub start_time: Option<Timestamp>,
