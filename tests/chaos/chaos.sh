@@ -48,6 +48,14 @@ apiVersion: audit.k8s.io/v1
 kind: Policy
 omitStages: ["RequestReceived"]
 rules:
+  # With the Lease after the write: its holder, for fencing (a renewal carried out after a
+  # take-over renews the new holder's lease).
+  - level: RequestResponse
+    users: ["chaos-a", "chaos-b"]
+    verbs: ["create", "update", "patch"]
+    resources:
+      - group: "coordination.k8s.io"
+        resources: ["leases"]
   - level: Metadata
     users: ["chaos-a", "chaos-b"]
     verbs: ["create", "update", "patch", "delete", "deletecollection", "get", "list", "watch"]
