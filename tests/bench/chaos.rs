@@ -1000,6 +1000,25 @@ fn finished_starting(log: &Path) -> bool {
     since.contains("leadership changed")
 }
 
+/// Since when a replica's log shows it leading: its last word on leadership since its last
+/// start says it leads (`None`: not leading, or not yet told).
+fn leading_since(log: &Path) -> Option<jiff::Timestamp> {
+    let text = std::fs::read_to_string(log).ok()?;
+    let since = text
+        .rfind("starting image-scanner-operator")
+        .map_or(&text[..], |at| &text[at..]);
+    let line = since.lines().rfind(|l| l.contains("leadership changed"))?;
+    let v: Value = serde_json::from_str(line).ok()?;
+    if v["leading"] != true {
+        return None;
+    }
+    v["timestamp"].as_str()?.parse().ok()
+}
+
+/// How long a leader has led before the kube-apiserver stop: its engine acts on the edits
+/// then (a leader of a moment ago may still be taking over).
+const LEADING_BEFORE_STOP: Duration = Duration::from_secs(5);
+
 /// The lines of a replica's log that `matches` takes.
 fn lines_with(log: &Path, matches: impl Fn(&str) -> bool) -> usize {
     std::fs::read_to_string(log)
@@ -1028,6 +1047,28 @@ struct Run<'a> {
 }
 
 impl Run<'_> {
+    /// Waits (at most `within`) until a replica has led for [`LEADING_BEFORE_STOP`]; says
+    /// which, or that none did.
+    async fn wait_for_a_settled_leader(&self, within: Duration) -> String {
+        let started = std::time::Instant::now();
+        loop {
+            let now = jiff::Timestamp::now();
+            let settled = LEADING_BEFORE_STOP.as_secs() as i64;
+            if let Some(r) = self.replicas.iter().find(|r| {
+                leading_since(&r.log).is_some_and(|t| now.duration_since(t).as_secs() >= settled)
+            }) {
+                return format!("{} leading for {settled} s", r.name);
+            }
+            if started.elapsed() >= within {
+                return format!(
+                    "no replica led for {settled} s within {} s",
+                    within.as_secs()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
     /// Stops kube-apiserver (SIGSTOP) for 31-35 s, past the operator's request timeout, while
     /// the operator writes: CIS specs are edited just before, and each edit is re-applied.
     /// A request that reaches the stopped server in its first seconds times out; one in
@@ -1045,6 +1086,13 @@ impl Run<'_> {
         let rolled = self.fresh.roll_out(&self.client, &mut self.rng).await;
         let mut tries = Vec::new();
         for attempt in 1..=3 {
+            // A stop meets the operator's writes only if one replica leads: a stop longer
+            // than the lease leaves none for a while after it (chaos-small seed 1063508541: a
+            // stop 3 s after the replicas started, then two while no replica led or one had
+            // just taken over — nothing timed out).
+            let leader = self
+                .wait_for_a_settled_leader(Duration::from_secs(90))
+                .await;
             let edits = self.edit_specs(EDITS_BEFORE_STOP).await?;
             // Time for the first edits to reach the operator and its re-applies to leave.
             let lead_ms = 20 + self.rng.below(40) as u64;
@@ -1066,8 +1114,8 @@ impl Run<'_> {
                 .count();
             let timeouts = timeouts_logged(&self.replicas) - before;
             tries.push(format!(
-                "{edited} CIS specs edited, SIGSTOP {lead_ms} ms later for {secs} s, SIGCONT \
-                 (ready {ready:.1} s after): {timeouts} requests timed out"
+                "{leader}; {edited} CIS specs edited, SIGSTOP {lead_ms} ms later for {secs} s, \
+                 SIGCONT (ready {ready:.1} s after): {timeouts} requests timed out"
             ));
             if timeouts > 0 || attempt == 3 {
                 break;
@@ -1588,5 +1636,45 @@ fn truncate_chars(text: &str, max: usize) -> String {
     match text.char_indices().nth(max) {
         Some((end, _)) => format!("{}…", &text[..end]),
         None => text.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_replica_leads_since_its_last_word_on_leadership_after_its_last_start() {
+        let dir = std::env::temp_dir().join(format!("chaos-leading-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let log = dir.join("replica.log");
+        let line = |at: &str, message: &str, leading: Option<bool>| {
+            let mut v = json!({"timestamp": at, "level": "INFO", "message": message});
+            if let Some(l) = leading {
+                v["leading"] = json!(l);
+            }
+            v.to_string()
+        };
+        let start = line(
+            "2026-12-06T10:00:00Z",
+            "starting image-scanner-operator",
+            None,
+        );
+        let lost = line("2026-12-06T10:00:01Z", "leadership changed", Some(false));
+        let led = line("2026-12-06T10:00:02Z", "leadership changed", Some(true));
+        let cases = [
+            (vec![&start, &lost], None),
+            (vec![&start, &lost, &led], Some("2026-12-06T10:00:02Z")),
+            (vec![&start, &led, &lost], None),
+            // Restarted since it led: not told yet.
+            (vec![&start, &lost, &led, &start], None),
+        ];
+        for (lines, want) in cases {
+            let text: Vec<&str> = lines.iter().map(|l| l.as_str()).collect();
+            std::fs::write(&log, text.join("\n")).expect("write");
+            let want = want.map(|t| t.parse::<jiff::Timestamp>().expect("time"));
+            assert_eq!(leading_since(&log), want, "{text:?}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
