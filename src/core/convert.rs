@@ -65,13 +65,13 @@ pub fn ignore_unfixed(meta: &ObjectMeta) -> bool {
         .is_some_and(|v| v == "true")
 }
 
-/// A workload pod; `None` when it lacks a namespace, name or UID.
 /// Either says the pod's containers run and are ready. `ContainersReady` stays `True` when
 /// `Ready` is not: the node controller marks every pod of a node that stopped reporting not
 /// Ready (and only `Ready`), and unmet readiness gates hold `Ready` alone. Such a pod's images
 /// run as much as any, so its CIS is not held back for `--pod-settle-timeout`.
 const READY_CONDITIONS: [&str; 2] = ["Ready", "ContainersReady"];
 
+/// A workload pod; `None` when it lacks a namespace, name or UID.
 pub fn pod_view(pod: &Pod) -> Option<PodView> {
     let meta = &pod.metadata;
     let spec = pod.spec.as_ref();

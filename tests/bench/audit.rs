@@ -1,6 +1,6 @@
 //! The chaos test's reading of the API server's audit log (`tests/chaos/chaos.sh` writes its
-//! policy: the replicas' writes and reads, at `Metadata`; their Lease writes with the response): fencing by the Lease, and the request
-//! rates per verb that a hot loop would raise.
+//! policy: the replicas' writes and reads, at `Metadata`; their Lease writes with the
+//! response): fencing by the Lease, and the request rates per verb that a hot loop would raise.
 
 use std::collections::BTreeMap;
 
@@ -29,7 +29,8 @@ pub(crate) struct AuditRecord {
     /// A further page of a list (`continue=`): the same list as its first page.
     pub(crate) next_page: bool,
     /// For a Lease write: the holder it left (`responseObject`, audited at `RequestResponse`),
-    /// `None` after a release; the sender when the response is not in the log.
+    /// `None` after a release; the sender when the response is not in the log. `None` for
+    /// every other resource.
     pub(crate) lease_holder: Option<String>,
 }
 
@@ -90,6 +91,7 @@ pub(crate) fn read_audit(path: &Path) -> Result<Vec<AuditRecord>> {
             ("non-resource".to_string(), path.to_string())
         };
         let lease_holder = match v["responseObject"]["spec"].as_object() {
+            _ if resource != "leases" => None,
             Some(spec) => spec
                 .get("holderIdentity")
                 .and_then(Value::as_str)

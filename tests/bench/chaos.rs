@@ -12,8 +12,8 @@
 //! seat (429s), watches expired (etcd compacted, kube-apiserver without its watch cache: 410
 //! Gone), a pod log endpoint that is slow, down or hangs (`log_proxy`; while it is down a user
 //! deletes the pods of the scans that completed meanwhile, unread: results lost); users delete
-//! CIS, scan Jobs, scan pods and a namespace, edit a CIS's spec, put a foreign finalizer on a CIS, roll
-//! out to another image, scale. After each phase a heal (every replica running, the log
+//! CIS, scan Jobs, scan pods and a namespace, edit a CIS's spec, put a foreign finalizer on a
+//! CIS, roll out to another image, scale. After each phase a heal (every replica running, the log
 //! endpoint answering) and the convergence check; the checks:
 //!
 //! * **convergence**: within `--heal-bound` seconds of each heal, every running container's
@@ -994,20 +994,22 @@ async fn converge(
 /// leads (the last step of a start).
 fn finished_starting(log: &Path) -> bool {
     let text = std::fs::read_to_string(log).unwrap_or_default();
-    let since = text
-        .rfind("starting image-scanner-operator")
-        .map_or(&text[..], |at| &text[at..]);
-    since.contains("leadership changed")
+    since_last_start(&text).contains("leadership changed")
+}
+
+/// The part of a replica's log since its last start (all of it if it never restarted).
+fn since_last_start(text: &str) -> &str {
+    text.rfind("starting image-scanner-operator")
+        .map_or(text, |at| &text[at..])
 }
 
 /// Since when a replica's log shows it leading: its last word on leadership since its last
 /// start says it leads (`None`: not leading, or not yet told).
 fn leading_since(log: &Path) -> Option<jiff::Timestamp> {
     let text = std::fs::read_to_string(log).ok()?;
-    let since = text
-        .rfind("starting image-scanner-operator")
-        .map_or(&text[..], |at| &text[at..]);
-    let line = since.lines().rfind(|l| l.contains("leadership changed"))?;
+    let line = since_last_start(&text)
+        .lines()
+        .rfind(|l| l.contains("leadership changed"))?;
     let v: Value = serde_json::from_str(line).ok()?;
     if v["leading"] != true {
         return None;
@@ -1617,7 +1619,12 @@ pub(crate) async fn chaos(
         let first: Vec<String> = all_violations
             .iter()
             .take(5)
-            .map(|v| format!("\n  - {}", truncate_chars(v, 400)))
+            .map(|v| {
+                format!(
+                    "\n  - {}",
+                    image_scanner::core::status::bound_message(v, 400)
+                )
+            })
             .collect();
         bail!(
             "{} violations (seed {}; replay: SEED={} and the same make target, \
@@ -1629,14 +1636,6 @@ pub(crate) async fn chaos(
         );
     }
     Ok(())
-}
-
-/// `text` cut to at most `max` characters, with "…" when cut.
-fn truncate_chars(text: &str, max: usize) -> String {
-    match text.char_indices().nth(max) {
-        Some((end, _)) => format!("{}…", &text[..end]),
-        None => text.to_string(),
-    }
 }
 
 #[cfg(test)]

@@ -331,19 +331,17 @@ impl ScanStage<'_> {
                 _ if !h.succeeded => {
                     self.record_failure(&h.digest, job_uid, FailureReason::Error, h.fallback, now);
                 }
-                ApiErrorKind::NotFound => {
+                kind => {
                     let message = format!(
                         "scan result of job '{}' lost: its log could not be read: {}",
                         h.job_name, err.message
                     );
-                    self.lose_result(&h.digest, job_uid, message, now);
-                }
-                _ => {
-                    let message = format!(
-                        "scan result of job '{}' lost: its log could not be read: {}",
-                        h.job_name, err.message
-                    );
-                    self.record_failure(&h.digest, job_uid, FailureReason::Error, message, now);
+                    // The pod is gone (404): the scan itself worked.
+                    if kind == ApiErrorKind::NotFound {
+                        self.lose_result(&h.digest, job_uid, message, now);
+                    } else {
+                        self.record_failure(&h.digest, job_uid, FailureReason::Error, message, now);
+                    }
                 }
             },
             Outcome::CisApplied(_) | Outcome::JobCreated(_) | Outcome::Done => {}
